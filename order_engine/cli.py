@@ -1,0 +1,248 @@
+"""`order-engine` command: run the stack or one of its processes, migrate, manage servers.
+
+Every command first resolves where PostgreSQL and Redis are: the URLs in the environment when
+set, else the embedded servers under `.state/` (started here, stopped on exit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+
+from order_engine import embedded
+from order_engine.config import ConfigError, Settings
+from order_engine.supervisor import Program, Supervisor
+
+log = logging.getLogger("order_engine.cli")
+
+CELERY_APP = "workers.celery_app"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", module="platformdirs")
+    try:
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="order-engine", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="command")
+    commands = {
+        "run": (cmd_run, "API + worker + scheduler as one supervised group"),
+        "api": (cmd_api, "the gunicorn API server"),
+        "worker": (cmd_worker, "a Celery worker"),
+        "scheduler": (cmd_scheduler, "Celery beat (runs the reconciler)"),
+        "flower": (cmd_flower, "Celery Flower, the operators' task monitor"),
+        "migrate": (cmd_migrate, "upgrade the database to the latest migration"),
+    }
+    for name, (handler, help_text) in commands.items():
+        command = sub.add_parser(name, help=help_text)
+        command.set_defaults(handler=handler)
+    revision = sub.add_parser("revision", help="autogenerate a migration from the models")
+    revision.add_argument("-m", "--message", required=True)
+    revision.set_defaults(handler=cmd_revision)
+    return parser
+
+
+class Environment:
+    """The process environment with DATABASE_URL / REDIS_URL filled in (embedded if unset)."""
+
+    def __init__(self) -> None:
+        self.env = dict(os.environ)
+        self.servers: embedded.EmbeddedServers | None = None
+        from order_engine.config import _process_environment
+
+        configured = _process_environment()
+        if not configured.get("DATABASE_URL") or not configured.get("REDIS_URL"):
+            log.info(
+                "DATABASE_URL/REDIS_URL unset: using embedded servers in %s", embedded.STATE_DIR
+            )
+            self.servers = embedded.start()
+            # Child processes must use the same servers, whatever .env says.
+            self.env["DATABASE_URL"] = configured.get("DATABASE_URL") or self.servers.database_url
+            self.env["REDIS_URL"] = configured.get("REDIS_URL") or self.servers.redis_url
+        self.settings = Settings.from_env({**configured, **self.env})
+
+    def close(self) -> None:
+        if self.servers is not None:
+            log.info("stopping embedded servers")
+            self.servers.stop()
+
+
+def _migrate(settings: Settings) -> None:
+    from order_engine import migrate
+
+    migrate.upgrade(settings.database_url)
+    log.info("database migrated to head")
+
+
+def api_program(settings: Settings) -> Program:
+    # gthread: each WebSocket holds a thread for its lifetime, so a worker needs many threads;
+    # see README "Why gthread" for the choice over gevent.
+    return Program(
+        "api",
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "order_engine.wsgi:app",
+            "--bind",
+            f"0.0.0.0:{settings.port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(settings.api_workers),
+            "--threads",
+            str(settings.api_threads),
+            "--graceful-timeout",
+            "15",
+            "--timeout",
+            "60",
+            "--keep-alive",
+            "5",
+            "--log-level",
+            settings.log_level.lower(),
+        ],
+    )
+
+
+def worker_program(settings: Settings) -> Program:
+    # Tasks mostly wait on the venues, so a thread pool serves many at once (perf.md §3b).
+    return Program(
+        "worker",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            CELERY_APP,
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(settings.worker_concurrency),
+            "--queues",
+            "orders",
+            "--task-events",
+            "--hostname",
+            "worker@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            settings.log_level,
+        ],
+    )
+
+
+def scheduler_program(settings: Settings) -> Program:
+    schedule_file = embedded.STATE_DIR / "celerybeat-schedule"
+    schedule_file.parent.mkdir(parents=True, exist_ok=True)
+    return Program(
+        "scheduler",
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            CELERY_APP,
+            "beat",
+            "--schedule",
+            str(schedule_file),
+            "--loglevel",
+            settings.log_level,
+        ],
+    )
+
+
+def flower_program(settings: Settings) -> Program:
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        CELERY_APP,
+        "flower",
+        "--port=" + os.environ.get("FLOWER_PORT", "5555"),
+    ]
+    # Flower can re-launch tasks; an order system keeps it read-only, and without credentials
+    # it listens on loopback only (research/reliability.md §4).
+    argv.append("--read_only=True")
+    if os.environ.get("FLOWER_BASIC_AUTH"):
+        argv.append("--basic_auth=" + os.environ["FLOWER_BASIC_AUTH"])
+    else:
+        argv.append("--address=127.0.0.1")
+    return Program("flower", argv)
+
+
+def cmd_run(_args: argparse.Namespace) -> int:
+    environment = Environment()
+    try:
+        _migrate(environment.settings)
+        settings = environment.settings
+        programs = [api_program(settings), worker_program(settings), scheduler_program(settings)]
+        print(f"Order Engine: API on http://127.0.0.1:{settings.port}  (Ctrl-C stops everything)")
+        return Supervisor(programs, environment.env).run()
+    finally:
+        environment.close()
+
+
+def _single(program_factory) -> int:
+    environment = Environment()
+    try:
+        return Supervisor([program_factory(environment.settings)], environment.env).run()
+    finally:
+        environment.close()
+
+
+def cmd_api(_args: argparse.Namespace) -> int:
+    return _single(api_program)
+
+
+def cmd_worker(_args: argparse.Namespace) -> int:
+    return _single(worker_program)
+
+
+def cmd_scheduler(_args: argparse.Namespace) -> int:
+    return _single(scheduler_program)
+
+
+def cmd_flower(_args: argparse.Namespace) -> int:
+    return _single(flower_program)
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    environment = Environment()
+    try:
+        _migrate(environment.settings)
+    finally:
+        environment.close()
+    return 0
+
+
+def cmd_revision(args: argparse.Namespace) -> int:
+    from alembic import command
+
+    from order_engine import migrate
+
+    environment = Environment()
+    try:
+        _migrate(environment.settings)
+        config = migrate.alembic_config(environment.settings.database_url)
+        command.revision(config, message=args.message, autogenerate=True)
+    finally:
+        environment.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

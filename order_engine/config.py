@@ -1,0 +1,238 @@
+"""Configuration, read once from the environment (and a `.env` file) into typed settings.
+
+Every knob the operators and the test harnesses rely on is named here, with its default. A value
+that does not parse stops start-up with a message naming the variable, so a typo in a deployment
+never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class LatencyRange:
+    """A simulated latency in milliseconds: a fixed value or a uniform `min-max` range."""
+
+    low_ms: int
+    high_ms: int
+
+    def sample_ms(self, rng: random.Random) -> int:
+        return rng.randint(self.low_ms, self.high_ms)
+
+    def __str__(self) -> str:
+        if self.low_ms == self.high_ms:
+            return str(self.low_ms)
+        return f"{self.low_ms}-{self.high_ms}"
+
+
+def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes:
+        raise ConfigError(f"{name} must be a URL with scheme {' or '.join(schemes)}, got {raw!r}")
+    if not (parts.hostname or "host=" in parts.query or parts.path):
+        raise ConfigError(f"{name} has no host: {raw!r}")
+    return raw
+
+
+def _parse_int(name: str, raw: str, low: int, high: int | None = None) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _parse_rate(name: str, raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a number between 0 and 1, got {raw!r}") from None
+    if not value.is_finite() or not Decimal(0) <= value <= Decimal(1):
+        raise ConfigError(f"{name} must be a number between 0 and 1, got {raw!r}")
+    return value
+
+
+def _parse_latency(name: str, raw: str) -> LatencyRange:
+    text = raw.strip()
+    low_text, sep, high_text = text.partition("-")
+    try:
+        low = int(low_text)
+        high = int(high_text) if sep else low
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be milliseconds as a number or a 'min-max' range, got {raw!r}"
+        ) from None
+    if low < 0 or high < low:
+        raise ConfigError(f"{name} must be non-negative with min <= max, got {raw!r}")
+    return LatencyRange(low, high)
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings; build with `Settings.from_env()`."""
+
+    database_url: str
+    redis_url: str
+    celery_broker_url: str
+    port: int
+    log_level: str
+    dex_seed: int
+    dex_quote_latency: LatencyRange
+    dex_swap_latency: LatencyRange
+    dex_transient_failure_rate: Decimal
+    order_max_attempts: int
+    retry_backoff_s: int
+    retry_backoff_max_s: int
+    task_time_limit_s: int
+    order_lease_s: int
+    visibility_timeout_s: int
+    reconcile_interval_s: int
+    stale_pending_after_s: int
+    active_order_ttl_s: int
+    ws_ping_interval_s: int
+    max_body_bytes: int
+    worker_concurrency: int
+    api_workers: int
+    api_threads: int
+    sql_echo: bool
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from `environ` (default: `.env` overlaid by the process environment)."""
+        env = dict(environ) if environ is not None else _process_environment()
+        get = env.get
+        database_url = get("DATABASE_URL") or ""
+        redis_url = get("REDIS_URL") or ""
+        if not database_url:
+            raise ConfigError(
+                "DATABASE_URL is not set; `make run` starts an embedded PostgreSQL when it is unset"
+            )
+        if not redis_url:
+            raise ConfigError(
+                "REDIS_URL is not set; `make run` starts an embedded Redis when it is unset"
+            )
+        return cls(
+            database_url=_normalise_database_url(
+                _parse_url("DATABASE_URL", database_url, ("postgresql", "postgresql+psycopg"))
+            ),
+            redis_url=_parse_url("REDIS_URL", redis_url, ("redis", "rediss", "unix")),
+            celery_broker_url=_parse_url(
+                "CELERY_BROKER_URL",
+                get("CELERY_BROKER_URL") or redis_url,
+                ("redis", "rediss", "unix", "amqp", "amqps", "pyamqp", "redis+socket"),
+            ),
+            port=_parse_int("PORT", get("PORT", "8000"), 1, 65535),
+            log_level=_parse_log_level(get("LOG_LEVEL", "INFO")),
+            dex_seed=_parse_int("DEX_SEED", get("DEX_SEED", "7"), 0),
+            dex_quote_latency=_parse_latency(
+                "DEX_QUOTE_LATENCY_MS", get("DEX_QUOTE_LATENCY_MS", "200")
+            ),
+            dex_swap_latency=_parse_latency(
+                "DEX_SWAP_LATENCY_MS", get("DEX_SWAP_LATENCY_MS", "2000-3000")
+            ),
+            dex_transient_failure_rate=_parse_rate(
+                "DEX_TRANSIENT_FAILURE_RATE", get("DEX_TRANSIENT_FAILURE_RATE", "0")
+            ),
+            order_max_attempts=_parse_int(
+                "ORDER_MAX_ATTEMPTS", get("ORDER_MAX_ATTEMPTS", "3"), 1, 10
+            ),
+            retry_backoff_s=_parse_int(
+                "ORDER_RETRY_BACKOFF_S", get("ORDER_RETRY_BACKOFF_S", "1"), 0
+            ),
+            retry_backoff_max_s=_parse_int(
+                "ORDER_RETRY_BACKOFF_MAX_S", get("ORDER_RETRY_BACKOFF_MAX_S", "8"), 0
+            ),
+            task_time_limit_s=_parse_int("TASK_TIME_LIMIT_S", get("TASK_TIME_LIMIT_S", "60"), 1),
+            order_lease_s=_parse_int("ORDER_LEASE_S", get("ORDER_LEASE_S", "90"), 1),
+            visibility_timeout_s=_parse_int(
+                "BROKER_VISIBILITY_TIMEOUT_S", get("BROKER_VISIBILITY_TIMEOUT_S", "300"), 1
+            ),
+            reconcile_interval_s=_parse_int(
+                "RECONCILE_INTERVAL_S", get("RECONCILE_INTERVAL_S", "5"), 1
+            ),
+            stale_pending_after_s=_parse_int(
+                "STALE_PENDING_AFTER_S", get("STALE_PENDING_AFTER_S", "30"), 1
+            ),
+            active_order_ttl_s=_parse_int(
+                "ACTIVE_ORDER_TTL_S", get("ACTIVE_ORDER_TTL_S", "3600"), 1
+            ),
+            ws_ping_interval_s=_parse_int("WS_PING_INTERVAL_S", get("WS_PING_INTERVAL_S", "25"), 0),
+            max_body_bytes=_parse_int("MAX_BODY_BYTES", get("MAX_BODY_BYTES", "16384"), 256),
+            worker_concurrency=_parse_int(
+                "WORKER_CONCURRENCY", get("WORKER_CONCURRENCY", "32"), 1, 10_000
+            ),
+            api_workers=_parse_int("WEB_CONCURRENCY", get("WEB_CONCURRENCY", "2"), 1, 64),
+            api_threads=_parse_int("API_THREADS", get("API_THREADS", "64"), 1, 10_000),
+            sql_echo=_parse_bool("SQL_ECHO", get("SQL_ECHO", "false")),
+        ).checked()
+
+    def checked(self) -> Settings:
+        """Refuse timings under which a message could be redelivered while its task still runs.
+
+        Redis redelivers an unacknowledged message after the visibility timeout, so a task that
+        can still be running (time limit) or waiting on its retry countdown by then would run
+        twice. The database lease must outlive the task and expire before redelivery, so the
+        redelivered task finds it free (research/reliability.md §1.2, §2.2).
+        """
+        if self.retry_backoff_max_s < self.retry_backoff_s:
+            raise ConfigError("ORDER_RETRY_BACKOFF_MAX_S must be >= ORDER_RETRY_BACKOFF_S")
+        if not self.task_time_limit_s < self.order_lease_s:
+            raise ConfigError(
+                f"ORDER_LEASE_S ({self.order_lease_s}) must exceed "
+                f"TASK_TIME_LIMIT_S ({self.task_time_limit_s})"
+            )
+        longest_hold = self.order_lease_s + self.retry_backoff_max_s
+        if not longest_hold < self.visibility_timeout_s:
+            raise ConfigError(
+                f"BROKER_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
+                f"ORDER_LEASE_S + ORDER_RETRY_BACKOFF_MAX_S ({longest_hold})"
+            )
+        return self
+
+
+def _parse_log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
+    return level
+
+
+def _normalise_database_url(url: str) -> str:
+    """Always talk to PostgreSQL through psycopg 3, whichever spelling the operator used."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def _process_environment() -> dict[str, str]:
+    dotenv_file = PROJECT_ROOT / ".env"
+    values = {k: v for k, v in dotenv_values(dotenv_file).items() if v is not None}
+    values.update(os.environ)
+    return values

@@ -1,0 +1,6 @@
+"""SQLAlchemy models; importing this package registers every table on `Base.metadata`."""
+
+from order_engine.models.base import Base
+from order_engine.models.order import Order, OrderEvent, OrderStatus, OrderType
+
+__all__ = ["Base", "Order", "OrderEvent", "OrderStatus", "OrderType"]

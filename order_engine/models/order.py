@@ -1,0 +1,147 @@
+"""Orders and their append-only lifecycle events.
+
+`orders` holds one row per order with its current status; `order_events` holds every status
+change, numbered per order by `seq` (contiguous from 1). The row's `last_seq` is bumped in the
+same compare-and-set UPDATE that changes the status, so two writers can never mint the same seq.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from order_engine.models.base import Base
+
+# numeric(38, 18): wide enough for any SPL token amount in UI units (u64 atoms / 10^decimals).
+Amount = Numeric(38, 18)
+
+
+class OrderStatus(enum.StrEnum):
+    PENDING = "pending"
+    ROUTING = "routing"
+    BUILDING = "building"
+    SUBMITTED = "submitted"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({OrderStatus.CONFIRMED, OrderStatus.FAILED, OrderStatus.CANCELLED})
+
+
+class OrderType(enum.StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+    SNIPER = "sniper"
+
+
+def _in_list(column: str, values: type[enum.Enum]) -> str:
+    quoted = ", ".join(f"'{v.value}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+def _positive(column: str) -> str:
+    # PostgreSQL sorts NaN above every number, so `> 0` alone would accept it.
+    return f"{column} > 0 AND {column} <> 'NaN'"
+
+
+def _non_negative_or_null(column: str) -> str:
+    return f"{column} IS NULL OR ({column} >= 0 AND {column} <> 'NaN')"
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=OrderStatus.PENDING.value)
+    token_in: Mapped[str] = mapped_column(String(64))
+    token_out: Mapped[str] = mapped_column(String(64))
+    amount_in: Mapped[Decimal] = mapped_column(Amount)
+    slippage_bps: Mapped[int] = mapped_column(Integer)
+    client_order_id: Mapped[str | None] = mapped_column(String(128))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    deliveries: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    dex: Mapped[str | None] = mapped_column(String(32))
+    route: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    quoted_amount_out: Mapped[Decimal | None] = mapped_column(Amount)
+    min_amount_out: Mapped[Decimal | None] = mapped_column(Amount)
+    amount_out: Mapped[Decimal | None] = mapped_column(Amount)
+    executed_price: Mapped[Decimal | None] = mapped_column(Amount)
+    tx_hash: Mapped[str | None] = mapped_column(String(100), unique=True)
+
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    failure_retryable: Mapped[bool | None] = mapped_column(Boolean)
+
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint(_in_list("status", OrderStatus), name="status_known"),
+        CheckConstraint(_in_list("type", OrderType), name="type_known"),
+        CheckConstraint(_positive("amount_in"), name="amount_in_positive"),
+        CheckConstraint(_non_negative_or_null("quoted_amount_out"), name="quoted_out_valid"),
+        CheckConstraint(_non_negative_or_null("min_amount_out"), name="min_out_valid"),
+        CheckConstraint(_non_negative_or_null("amount_out"), name="amount_out_valid"),
+        CheckConstraint(_non_negative_or_null("executed_price"), name="executed_price_valid"),
+        CheckConstraint("slippage_bps BETWEEN 0 AND 5000", name="slippage_bps_range"),
+        CheckConstraint("attempts >= 0 AND deliveries >= 0 AND last_seq >= 0", name="counters"),
+        CheckConstraint("token_in <> token_out", name="distinct_tokens"),
+        # Listing newest first and the reconciler's sweep both walk this index.
+        Index("ix_orders_status_created_at", "status", "created_at"),
+        Index("ix_orders_created_at_id", "created_at", "id"),
+    )
+
+
+class OrderEvent(Base):
+    __tablename__ = "order_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("orders.id", ondelete="CASCADE")
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("order_id", "seq"),
+        CheckConstraint("seq >= 1", name="seq_positive"),
+        CheckConstraint(_in_list("status", OrderStatus), name="status_known"),
+    )

@@ -1,0 +1,169 @@
+"""Data access for orders and their events. Takes a Session; adds and flushes, never commits.
+
+Status changes are compare-and-set: `UPDATE … WHERE status IN (:expected) RETURNING …`. Under
+READ COMMITTED a concurrent second UPDATE waits for the first, re-checks the WHERE clause and
+matches nothing, so a duplicated or redelivered task cannot move an order twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from order_engine.models import Order, OrderEvent, OrderStatus
+
+
+@dataclass(frozen=True)
+class OrderPage:
+    orders: Sequence[Order]
+    next_cursor: tuple[datetime, uuid.UUID] | None
+
+
+class OrderRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, order: Order) -> Order:
+        self.session.add(order)
+        self.session.flush()
+        return order
+
+    def get(self, order_id: uuid.UUID) -> Order | None:
+        return self.session.get(Order, order_id, populate_existing=True)
+
+    def get_by_idempotency_key(self, key: str) -> Order | None:
+        return self.session.scalars(select(Order).where(Order.idempotency_key == key)).first()
+
+    def events(self, order_id: uuid.UUID, after_seq: int = 0) -> Sequence[OrderEvent]:
+        query = (
+            select(OrderEvent)
+            .where(OrderEvent.order_id == order_id, OrderEvent.seq > after_seq)
+            .order_by(OrderEvent.seq)
+        )
+        return self.session.scalars(query).all()
+
+    def append_first_event(self, order: Order, data: dict[str, Any]) -> OrderEvent:
+        """The `pending` event of a new order (seq 1), written with the order itself."""
+        order.last_seq = 1
+        event = OrderEvent(
+            order_id=order.id, seq=1, status=order.status, attempt=order.attempts, data=data
+        )
+        self.session.add(event)
+        self.session.flush()
+        return event
+
+    def transition(
+        self,
+        order_id: uuid.UUID,
+        expected: OrderStatus | Iterable[OrderStatus],
+        new: OrderStatus,
+        *,
+        event_data: dict[str, Any],
+        lease_owner: str | None = None,
+        values: dict[str, Any] | None = None,
+    ) -> OrderEvent | None:
+        """Move an order from one of `expected` to `new` and append its event.
+
+        Returns the event, or None when the order was not in an expected status (or its lease
+        belongs to someone else): the caller lost the race and must change nothing else.
+        """
+        expected_set = [expected] if isinstance(expected, OrderStatus) else list(expected)
+        conditions = [Order.id == order_id, Order.status.in_([s.value for s in expected_set])]
+        if lease_owner is not None:
+            conditions.append(Order.lease_owner == lease_owner)
+        statement = (
+            update(Order)
+            .where(*conditions)
+            .values(
+                status=new.value,
+                last_seq=Order.last_seq + 1,
+                updated_at=func.now(),
+                **(values or {}),
+            )
+            .returning(Order.last_seq, Order.attempts)
+        )
+        row = self.session.execute(statement).first()
+        if row is None:
+            return None
+        event = OrderEvent(
+            order_id=order_id,
+            seq=row.last_seq,
+            status=new.value,
+            attempt=row.attempts,
+            data=event_data,
+        )
+        self.session.add(event)
+        self.session.flush()
+        return event
+
+    def claim(self, order_id: uuid.UUID, owner: str, lease_s: int) -> Order | None:
+        """Take the execution lease of an order waiting to run (or whose lease has expired).
+
+        Counts the attempt. Returns the order, or None if another executor holds a live lease
+        or the order is not runnable.
+        """
+        lease_free = or_(Order.lease_until.is_(None), Order.lease_until < func.now())
+        statement = (
+            update(Order)
+            .where(Order.id == order_id, Order.status == OrderStatus.PENDING.value, lease_free)
+            .values(
+                lease_owner=owner,
+                lease_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s),
+                attempts=Order.attempts + 1,
+                deliveries=Order.deliveries + 1,
+                next_attempt_at=None,
+                updated_at=func.now(),
+            )
+            .returning(Order.id)
+        )
+        if self.session.execute(statement).first() is None:
+            return None
+        return self.get(order_id)
+
+    def release(self, order_id: uuid.UUID, owner: str) -> None:
+        self.session.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
+
+    def page(
+        self,
+        *,
+        limit: int,
+        status: Sequence[str] = (),
+        order_type: Sequence[str] = (),
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        before: tuple[datetime, uuid.UUID] | None = None,
+    ) -> OrderPage:
+        """Newest first, keyset-paginated on (created_at, id) so pages never skip or repeat."""
+        query = select(Order)
+        if status:
+            query = query.where(Order.status.in_(status))
+        if order_type:
+            query = query.where(Order.type.in_(order_type))
+        if created_from is not None:
+            query = query.where(Order.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(Order.created_at < created_to)
+        if before is not None:
+            created_at, order_id = before
+            query = query.where(
+                or_(
+                    Order.created_at < created_at,
+                    and_(Order.created_at == created_at, Order.id < order_id),
+                )
+            )
+        query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
+        rows = self.session.scalars(query).all()
+        has_more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = (rows[-1].created_at, rows[-1].id) if has_more and rows else None
+        return OrderPage(rows, cursor)

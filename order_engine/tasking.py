@@ -1,0 +1,76 @@
+"""The Celery app, bound to the Flask app so every task runs inside an app context.
+
+The reliability settings follow research/reliability.md §1.2: late acks, requeue when a worker
+dies, one message reserved per process, and a visibility timeout longer than any task can hold
+its message (checked in `Settings.checked`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from flask import Flask, has_app_context
+
+from order_engine.config import Settings
+
+TASK_QUEUE = "orders"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    transport_options = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 25,
+        "retry_on_timeout": True,
+    }
+    return {
+        "broker_url": settings.celery_broker_url,
+        "broker_transport_options": transport_options,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "visibility_timeout": settings.visibility_timeout_s,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": settings.task_time_limit_s,
+        "task_soft_time_limit": max(1, settings.task_time_limit_s - 5),
+        "task_default_queue": TASK_QUEUE,
+        "task_create_missing_queues": True,
+        # Flower sees tasks only when workers send events; `task-sent` shows queued work too.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "worker_hijack_root_logger": False,
+        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_soft_shutdown_timeout": 10,
+        "beat_schedule": {
+            "reconcile-orders": {
+                "task": "orders.reconcile_orders",
+                "schedule": float(settings.reconcile_interval_s),
+                "options": {"expires": float(settings.reconcile_interval_s)},
+            },
+        },
+    }
+
+
+def celery_init_app(app: Flask) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            # A task called inside an existing context (tests) reuses it; otherwise each task
+            # gets its own context, hence its own DB session closed at teardown.
+            if has_app_context():
+                return self.run(*args, **kwargs)
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(celery_config(app.config["SETTINGS"]))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app

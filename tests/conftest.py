@@ -1,0 +1,156 @@
+"""Shared fixtures: real PostgreSQL and Redis for every test that needs them.
+
+The servers are the ones named by DATABASE_URL / REDIS_URL when set, else the embedded ones
+(started once per session, stopped at the end). Tests get their own database, migrated once per
+session with Alembic, and their own Redis databases: one for application keys (flushed per test)
+and one for the Celery broker.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session
+
+from order_engine import create_app, migrate
+
+TEST_DATABASE = "order_engine_test"
+APP_REDIS_DB = 15
+BROKER_REDIS_DB = 14
+
+
+@dataclass(frozen=True)
+class Servers:
+    server_database_url: str
+    server_redis_url: str
+
+    def database_url(self, name: str) -> str:
+        url = make_url(self.server_database_url).set(drivername="postgresql+psycopg")
+        return url.set(database=name).render_as_string(hide_password=False)
+
+    def redis_url(self, db: int) -> str:
+        base = (
+            self.server_redis_url.rsplit("/", 1)[0]
+            if self._has_db_path()
+            else (self.server_redis_url.rstrip("/"))
+        )
+        return f"{base}/{db}"
+
+    def _has_db_path(self) -> bool:
+        tail = self.server_redis_url.rsplit("/", 1)[-1]
+        return tail.isdigit()
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
+    if database_url and redis_url:
+        yield Servers(database_url, redis_url)
+        return
+    from order_engine import embedded
+
+    warnings.filterwarnings("ignore", module="platformdirs")
+    started = embedded.start()
+    try:
+        yield Servers(database_url or started.database_url, redis_url or started.redis_url)
+    finally:
+        started.stop()
+
+
+def recreate_database(servers: Servers, name: str) -> str:
+    """Drop and create database `name` on the test server; return its SQLAlchemy URL."""
+    admin = make_url(servers.database_url("postgres"))
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return servers.database_url(name)
+
+
+@pytest.fixture(scope="session")
+def database_url(servers: Servers) -> str:
+    url = recreate_database(servers, TEST_DATABASE)
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = create_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def test_settings(servers: Servers, database_url: str) -> dict[str, str]:
+    """Environment-style settings for apps and child processes under test."""
+    return {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": servers.redis_url(APP_REDIS_DB),
+        "CELERY_BROKER_URL": os.environ.get("TEST_CELERY_BROKER_URL")
+        or servers.redis_url(BROKER_REDIS_DB),
+        "DEX_SEED": "7",
+        "DEX_QUOTE_LATENCY_MS": "0",
+        "DEX_SWAP_LATENCY_MS": "0",
+        "DEX_TRANSIENT_FAILURE_RATE": "0",
+        "ORDER_RETRY_BACKOFF_S": "0",
+        "ORDER_RETRY_BACKOFF_MAX_S": "1",
+        "TASK_TIME_LIMIT_S": "30",
+        "ORDER_LEASE_S": "40",
+        "BROKER_VISIBILITY_TIMEOUT_S": "60",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture
+def redis_client(test_settings: dict[str, str]) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(test_settings["REDIS_URL"], decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def db_session(engine: Engine) -> Iterator[Session]:
+    """A session inside a transaction rolled back after the test (savepoint per commit)."""
+    connection = engine.connect()
+    outer = connection.begin()
+    session = Session(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def app(test_settings: dict[str, str], db_session: Session, redis_client: redis.Redis):
+    """A Flask app whose every session is the test's rolled-back session."""
+    app = create_app(test_settings)
+    app.extensions["order_engine.session_factory"] = lambda: db_session
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def clean_tables(engine: Engine) -> Iterator[None]:
+    """For tests whose other processes must see committed rows: empty the tables after."""
+    yield
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE orders, order_events CASCADE"))

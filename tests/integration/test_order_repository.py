@@ -1,0 +1,145 @@
+import threading
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from order_engine.models import Order, OrderStatus
+from order_engine.repositories.order import OrderRepository
+
+pytestmark = pytest.mark.integration
+
+
+def make_order(**overrides) -> Order:
+    fields = {
+        "type": "market",
+        "status": "pending",
+        "token_in": "SOL",
+        "token_out": "USDC",
+        "amount_in": Decimal("1.5"),
+        "slippage_bps": 50,
+        "attempts": 0,
+        "deliveries": 0,
+        "last_seq": 0,
+    }
+    fields.update(overrides)
+    return Order(id=uuid.uuid4(), **fields)
+
+
+@pytest.fixture
+def repo(db_session: Session) -> OrderRepository:
+    return OrderRepository(db_session)
+
+
+def test_transition_moves_the_status_and_appends_the_next_seq(repo):
+    order = repo.add(make_order())
+    repo.append_first_event(order, {})
+    event = repo.transition(
+        order.id, OrderStatus.PENDING, OrderStatus.ROUTING, event_data={"why": "test"}
+    )
+    assert (event.seq, event.status) == (2, "routing")
+    assert repo.get(order.id).status == "routing"
+    assert [e.seq for e in repo.events(order.id)] == [1, 2]
+
+
+def test_transition_from_the_wrong_status_changes_nothing(repo):
+    order = repo.add(make_order(status="confirmed", last_seq=5))
+    assert (
+        repo.transition(order.id, OrderStatus.PENDING, OrderStatus.ROUTING, event_data={}) is None
+    )
+    reloaded = repo.get(order.id)
+    assert (reloaded.status, reloaded.last_seq) == ("confirmed", 5)
+    assert repo.events(order.id) == []
+
+
+def test_transition_checks_the_lease_owner(repo):
+    order = repo.add(make_order(lease_owner="worker-a"))
+    assert (
+        repo.transition(
+            order.id,
+            OrderStatus.PENDING,
+            OrderStatus.ROUTING,
+            event_data={},
+            lease_owner="worker-b",
+        )
+        is None
+    )
+    assert (
+        repo.transition(
+            order.id,
+            OrderStatus.PENDING,
+            OrderStatus.ROUTING,
+            event_data={},
+            lease_owner="worker-a",
+        )
+        is not None
+    )
+
+
+def test_claim_takes_a_free_lease_once_and_counts_the_attempt(repo):
+    order = repo.add(make_order())
+    claimed = repo.claim(order.id, "worker-a", lease_s=30)
+    assert (claimed.lease_owner, claimed.attempts) == ("worker-a", 1)
+    assert repo.claim(order.id, "worker-b", lease_s=30) is None
+
+
+def test_claim_takes_over_an_expired_lease(repo, db_session):
+    order = repo.add(make_order())
+    repo.claim(order.id, "worker-a", lease_s=30)
+    db_session.execute(
+        text("UPDATE orders SET lease_until = now() - interval '1 second' WHERE id = :id"),
+        {"id": order.id},
+    )
+    taken = repo.claim(order.id, "worker-b", lease_s=30)
+    assert (taken.lease_owner, taken.attempts) == ("worker-b", 2)
+
+
+def test_concurrent_transitions_let_exactly_one_writer_win(engine, clean_tables):
+    with Session(engine) as session, session.begin():
+        order_id = OrderRepository(session).add(make_order()).id
+    results: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def contend() -> None:
+        with Session(engine) as session, session.begin():
+            barrier.wait()
+            event = OrderRepository(session).transition(
+                order_id, OrderStatus.PENDING, OrderStatus.ROUTING, event_data={}
+            )
+            results.append(event is not None)
+
+    threads = [threading.Thread(target=contend) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results) == [False] * 7 + [True]
+
+
+@pytest.mark.parametrize("amount", ["NaN", "0", "-1"])
+def test_database_refuses_non_positive_or_nan_amounts(db_session, amount):
+    with pytest.raises(IntegrityError, match="ck_orders_amount_in_positive"):
+        db_session.execute(
+            text(
+                "INSERT INTO orders (id, type, status, token_in, token_out, amount_in,"
+                " slippage_bps, last_seq, attempts, deliveries) VALUES (gen_random_uuid(),"
+                " 'market', 'pending', 'SOL', 'USDC', CAST(:amount AS numeric), 50, 0, 0, 0)"
+            ),
+            {"amount": amount},
+        )
+
+
+def test_event_seq_is_unique_per_order(repo, db_session):
+    order = repo.add(make_order())
+    repo.append_first_event(order, {})
+    with pytest.raises(IntegrityError, match="uq_order_events_order_id_seq"):
+        db_session.execute(
+            text(
+                "INSERT INTO order_events (order_id, seq, status, attempt, data)"
+                " VALUES (:id, 1, 'pending', 0, '{}')"
+            ),
+            {"id": order.id},
+        )

@@ -1,0 +1,52 @@
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import psutil
+import pytest
+
+from tests.helpers import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_run_serves_readyz_and_ctrl_c_leaves_no_process_behind(test_settings, tmp_path):
+    port = free_port()
+    env = {
+        **os.environ,
+        **test_settings,
+        "PORT": str(port),
+        "WORKER_CONCURRENCY": "2",
+        "WEB_CONCURRENCY": "1",
+        "ORDER_ENGINE_STATE_DIR": str(tmp_path),
+    }
+    log = (tmp_path / "run.log").open("wb")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "order_engine.cli", "run"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def ready() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                return r.status == 200
+
+        wait_until(ready, 60, "/readyz to answer 200")
+        family = psutil.Process(run.pid).children(recursive=True)
+        labels = " ".join(" ".join(p.cmdline()) for p in family)
+        assert "gunicorn" in labels
+        assert "worker" in labels
+        assert "beat" in labels
+
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=40) == 0
+        gone, alive = psutil.wait_procs(family, timeout=10)
+        assert alive == []
+    finally:
+        if run.poll() is None:
+            run.kill()
+        log.close()

@@ -1,0 +1,62 @@
+"""No Docker engine runs here, so the compose file is checked by reading it."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from order_engine.config import PROJECT_ROOT, Settings
+
+COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+ENGINE_SERVICES = ["migrate", "api", "worker", "scheduler", "flower"]
+
+
+def test_compose_has_every_service_of_the_stack():
+    assert {"postgres", "redis", *ENGINE_SERVICES} <= set(SERVICES)
+
+
+@pytest.mark.parametrize("name", ["postgres", "redis", "api", "worker", "flower"])
+def test_long_running_services_have_health_checks(name):
+    assert SERVICES[name]["healthcheck"]["test"]
+
+
+def test_redis_persists_and_never_evicts():
+    command = " ".join(SERVICES["redis"]["command"])
+    assert "--appendonly yes" in command
+    assert "--maxmemory-policy noeviction" in command
+
+
+def test_ports_are_published_for_the_api_and_flower():
+    assert "8000:8000" in SERVICES["api"]["ports"]
+    assert "5555:5555" in SERVICES["flower"]["ports"]
+
+
+@pytest.mark.parametrize("name", ENGINE_SERVICES)
+def test_engine_services_get_a_configuration_the_engine_accepts(name):
+    env = {k: str(v) for k, v in SERVICES[name]["environment"].items()}
+    env.setdefault("FLOWER_BASIC_AUTH", "x:y")
+    settings = Settings.from_env(env)
+    assert settings.database_url.startswith("postgresql+psycopg://")
+    assert {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "PORT"} <= set(env)
+
+
+def test_engine_services_wait_for_healthy_databases_and_migrations():
+    for name in ["api", "worker", "scheduler"]:
+        depends = SERVICES[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert SERVICES["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_compose_commands_are_real_cli_commands():
+    from order_engine.cli import _parser
+
+    parser = _parser()
+    for name in ENGINE_SERVICES:
+        command = SERVICES[name]["command"]
+        assert command[0] == "order-engine"
+        parser.parse_args(command[1:])
+
+
+def test_image_build_context_has_a_dockerfile():
+    assert Path(PROJECT_ROOT / "Dockerfile").is_file()

@@ -1,0 +1,1 @@
+"""Celery worker and scheduler processes; they depend on `order_engine`, never the reverse."""

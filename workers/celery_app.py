@@ -1,0 +1,21 @@
+"""Celery entry point: `celery -A workers.celery_app worker` (or `beat`).
+
+The Celery app is the one bound to a Flask app, so every task runs in an app context.
+"""
+
+from celery.signals import worker_process_init
+
+from order_engine import create_app
+from order_engine.db import dispose_engines
+from order_engine.redis_client import reset_redis_clients
+
+flask_app = create_app()
+celery_app = flask_app.extensions["celery"]
+celery_app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
+
+
+@worker_process_init.connect
+def _forget_parent_connections(**_kwargs: object) -> None:
+    # Pooled connections must not cross fork() (SQLAlchemy pooling docs).
+    dispose_engines()
+    reset_redis_clients()
