@@ -35,7 +35,9 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
         },
         JSON_SORT_KEYS=False,
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    from order_engine.jsonio import MoneyJSONProvider
+
+    app.json = MoneyJSONProvider(app)
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -8,7 +8,9 @@ and one for the Celery broker.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -154,3 +156,89 @@ def clean_tables(engine: Engine) -> Iterator[None]:
     yield
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE orders, order_events CASCADE"))
+
+
+@dataclass
+class LiveStack:
+    """gunicorn + a Celery worker as real child processes, against the test servers."""
+
+    base_url: str
+    ws_url: str
+    settings: dict[str, str]
+    processes: dict[str, object]
+    log_dir: object
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name} ---\n{path.read_text(errors='replace')[-4000:]}"
+            for path in sorted(self.log_dir.glob("*.log"))
+        )
+
+
+def start_process(argv: list[str], env: dict[str, str], log_path) -> object:
+    import subprocess
+
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop_process(process, timeout_s: float = 15) -> None:
+    import subprocess
+
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    # Whatever the process left in its group (pool children) goes too.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+LIVE_LATENCIES = {"DEX_QUOTE_LATENCY_MS": "5-10", "DEX_SWAP_LATENCY_MS": "400-500"}
+
+
+@pytest.fixture(scope="session")
+def live_stack(test_settings, tmp_path_factory) -> Iterator[LiveStack]:
+    import sys
+    import urllib.request
+
+    from tests.helpers import free_port, wait_until
+
+    log_dir = tmp_path_factory.mktemp("live-stack")
+    port = free_port()
+    settings = {**test_settings, **LIVE_LATENCIES, "PORT": str(port)}
+    env = {**os.environ, **settings}
+    broker = redis.Redis.from_url(settings["CELERY_BROKER_URL"])
+    broker.flushdb()  # drop messages left by earlier sessions
+    processes = {
+        "api": start_process(
+            [sys.executable, "-m", "gunicorn", "order_engine.wsgi:app", "--bind",
+             f"127.0.0.1:{port}", "--worker-class", "gthread", "--workers", "1", "--threads",
+             "64", "--graceful-timeout", "5", "--log-level", "warning"],
+            env, log_dir / "api.log"),
+        "worker": start_process(
+            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool",
+             "threads", "--concurrency", "32", "--queues", "orders", "--task-events",
+             "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+             "--hostname", f"test-{port}@%h"],
+            env, log_dir / "worker.log"),
+    }
+    stack = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", settings,
+                      processes, log_dir)
+    try:
+        def ready() -> bool:
+            with urllib.request.urlopen(f"{stack.base_url}/readyz", timeout=2) as response:
+                return response.status == 200
+
+        wait_until(ready, 60, "the API to be ready")
+        wait_until(lambda: "ready" in (log_dir / "worker.log").read_text(), 60,
+                   "the Celery worker to be ready")
+        yield stack
+    finally:
+        for process in processes.values():
+            stop_process(process)
+        broker.close()

@@ -19,3 +19,14 @@ def _forget_parent_connections(**_kwargs: object) -> None:
     # Pooled connections must not cross fork() (SQLAlchemy pooling docs).
     dispose_engines()
     reset_redis_clients()
+
+
+# Celery counts retries, the design counts attempts: max_retries = attempts - 1.
+_settings = flask_app.config["SETTINGS"]
+celery_app.conf.task_annotations = {
+    "orders.execute_order": {
+        "max_retries": _settings.order_max_attempts - 1,
+        "retry_backoff": max(1, _settings.retry_backoff_s),
+        "retry_backoff_max": _settings.retry_backoff_max_s,
+    }
+}

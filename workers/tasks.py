@@ -1,14 +1,47 @@
-"""Celery tasks: thin wrappers that unpack ids and call one service function."""
+"""Celery tasks: thin wrappers that unpack ids, call one service, declare their reliability.
+
+Operators find every attempt of an order in Flower by the task name `orders.execute_order` and
+the keyword argument `order_id`.
+"""
 
 from __future__ import annotations
 
 import logging
+import uuid
 
 from celery import shared_task
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from order_engine import dispatch
+from order_engine.services.execution import ExecutionService, RetryLater, new_executor_id
 
 log = logging.getLogger(__name__)
+
+# Infrastructure hiccups (PostgreSQL or Redis briefly unreachable) retry with Celery's own
+# exponential backoff and jitter; the order's state in PostgreSQL tells the next run where it is.
+INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
+
+
+@shared_task(
+    bind=True,
+    name=dispatch.EXECUTE_ORDER,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=INFRASTRUCTURE_ERRORS,
+    retry_backoff=1,
+    retry_backoff_max=8,
+    retry_jitter=True,
+    ignore_result=True,
+)
+def execute_order(self, order_id: str) -> str:
+    """Run the next attempt of one order (routing → building → submitted → confirmed)."""
+    try:
+        return ExecutionService.from_app().execute(uuid.UUID(order_id), new_executor_id())
+    except RetryLater as later:
+        # Venue-level transient failure: the service already recorded `pending` with the
+        # next attempt's time, so retry with exactly that countdown.
+        raise self.retry(exc=later.error, countdown=later.countdown_s) from later
 
 
 @shared_task(name=dispatch.RECONCILE_ORDERS, ignore_result=True)

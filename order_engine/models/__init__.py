@@ -1,6 +1,22 @@
 """SQLAlchemy models; importing this package registers every table on `Base.metadata`."""
 
 from order_engine.models.base import Base
-from order_engine.models.order import Order, OrderEvent, OrderStatus, OrderType
+from order_engine.models.order import (
+    TERMINAL_STATUSES,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    OrderType,
+)
+from order_engine.models.simulation import SimPool, SimTransaction
 
-__all__ = ["Base", "Order", "OrderEvent", "OrderStatus", "OrderType"]
+__all__ = [
+    "TERMINAL_STATUSES",
+    "Base",
+    "Order",
+    "OrderEvent",
+    "OrderStatus",
+    "OrderType",
+    "SimPool",
+    "SimTransaction",
+]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -52,7 +52,12 @@ class OrderRepository:
         """The `pending` event of a new order (seq 1), written with the order itself."""
         order.last_seq = 1
         event = OrderEvent(
-            order_id=order.id, seq=1, status=order.status, attempt=order.attempts, data=data
+            order_id=order.id,
+            seq=1,
+            status=order.status,
+            attempt=order.attempts,
+            data=data,
+            at=datetime.now(UTC),
         )
         self.session.add(event)
         self.session.flush()
@@ -66,6 +71,7 @@ class OrderRepository:
         *,
         event_data: dict[str, Any],
         lease_owner: str | None = None,
+        require_unleased: bool = False,
         values: dict[str, Any] | None = None,
     ) -> OrderEvent | None:
         """Move an order from one of `expected` to `new` and append its event.
@@ -77,6 +83,8 @@ class OrderRepository:
         conditions = [Order.id == order_id, Order.status.in_([s.value for s in expected_set])]
         if lease_owner is not None:
             conditions.append(Order.lease_owner == lease_owner)
+        if require_unleased:
+            conditions.append(_lease_free())
         statement = (
             update(Order)
             .where(*conditions)
@@ -97,6 +105,7 @@ class OrderRepository:
             status=new.value,
             attempt=row.attempts,
             data=event_data,
+            at=datetime.now(UTC),
         )
         self.session.add(event)
         self.session.flush()
@@ -108,10 +117,9 @@ class OrderRepository:
         Counts the attempt. Returns the order, or None if another executor holds a live lease
         or the order is not runnable.
         """
-        lease_free = or_(Order.lease_until.is_(None), Order.lease_until < func.now())
         statement = (
             update(Order)
-            .where(Order.id == order_id, Order.status == OrderStatus.PENDING.value, lease_free)
+            .where(Order.id == order_id, Order.status == OrderStatus.PENDING.value, _lease_free())
             .values(
                 lease_owner=owner,
                 lease_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s),
@@ -167,3 +175,7 @@ class OrderRepository:
         rows = rows[:limit]
         cursor = (rows[-1].created_at, rows[-1].id) if has_more and rows else None
         return OrderPage(rows, cursor)
+
+
+def _lease_free():
+    return or_(Order.lease_until.is_(None), Order.lease_until < func.now())

@@ -1,0 +1,171 @@
+"""WebSocket streaming of order events, on the same path as order submission.
+
+- `GET /api/orders/execute?orderId=<id>` (Upgrade: websocket) streams that order.
+- `GET /api/orders/execute` (Upgrade: websocket) without `orderId`: the first message is an
+  order body; the server submits it, sends its `pending` event, then streams the rest.
+- `GET /api/orders/execute/ws?orderId=<id>`: alias kept for clients of the TypeScript service.
+
+Close codes: 1000 after the terminal event; 4400 malformed id or body and 4404 unknown order
+(each after a JSON error message); 1011 when a dependency is down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from flask import Blueprint, current_app, request
+from simple_websocket import ConnectionClosed
+
+from order_engine.errors import OrderEngineError
+from order_engine.extensions import sock
+from order_engine.services.order import OrderService
+from order_engine.streaming import HubUnavailable, OrderStream, get_hub
+
+log = logging.getLogger(__name__)
+bp = Blueprint("order_streams", __name__)
+
+FIRST_MESSAGE_TIMEOUT_S = 30
+CLOSE_NORMAL, CLOSE_UNAVAILABLE = 1000, 1011
+CLOSE_BAD_REQUEST, CLOSE_NOT_FOUND = 4400, 4404
+
+
+class StreamClosed(Exception):
+    def __init__(self, close_code: int, message: str, body: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.close_code, self.body = close_code, body
+
+
+@sock.route("/api/orders/execute", bp=bp)
+def execute_stream(ws) -> None:
+    """Stream an order (`?orderId=`) or submit one from the first message and stream it."""
+    _serve(ws, submit_allowed=True)
+
+
+@sock.route("/api/orders/execute/ws", bp=bp)
+def execute_stream_alias(ws) -> None:
+    """Alias of the streaming endpoint for clients of the service this one replaces."""
+    _serve(ws, submit_allowed=False)
+
+
+def _serve(ws, submit_allowed: bool) -> None:
+    from order_engine.api.orders import order_service
+
+    service = order_service()
+    try:
+        order_id = _order_to_stream(ws, service, submit_allowed)
+        _stream(ws, service, order_id)
+    except StreamClosed as closed:
+        _close(ws, closed.close_code, closed.body)
+    except ConnectionClosed:
+        return
+    except (HubUnavailable, Exception) as exc:  # noqa: BLE001 - tell the client, then close
+        log.warning("stream failed: %s: %s", type(exc).__name__, exc)
+        _close(
+            ws,
+            CLOSE_UNAVAILABLE,
+            _error(
+                CLOSE_UNAVAILABLE,
+                "Service Unavailable",
+                "The server cannot serve this stream right now (a dependency is down); reconnect.",
+            ),
+        )
+
+
+def _order_to_stream(ws, service: OrderService, submit_allowed: bool) -> uuid.UUID:
+    raw_id = request.args.get("orderId")
+    if raw_id is None and submit_allowed:
+        return _submit_first_message(ws, service)
+    try:
+        order_id = uuid.UUID(raw_id or "")
+    except ValueError:
+        raise StreamClosed(
+            CLOSE_BAD_REQUEST,
+            "bad order id",
+            _error(
+                CLOSE_BAD_REQUEST,
+                "Bad Request",
+                f"{raw_id!r} is not an order id (a UUID).",
+                {"orderId": ["Must be a UUID."]},
+            ),
+        ) from None
+    if not service.exists(order_id):
+        raise StreamClosed(
+            CLOSE_NOT_FOUND,
+            "unknown order",
+            _error(
+                CLOSE_NOT_FOUND,
+                "Not Found",
+                f"No order {order_id}.",
+            ),
+        )
+    return order_id
+
+
+def _submit_first_message(ws, service: OrderService) -> uuid.UUID:
+    from order_engine.api.orders import parse_order_body
+
+    message = ws.receive(timeout=FIRST_MESSAGE_TIMEOUT_S)
+    if message is None:
+        raise StreamClosed(
+            CLOSE_BAD_REQUEST,
+            "no order",
+            _error(
+                CLOSE_BAD_REQUEST,
+                "Bad Request",
+                f"Send an order body as the first message within {FIRST_MESSAGE_TIMEOUT_S}s, "
+                "or connect with ?orderId=<id> to follow an existing order.",
+            ),
+        )
+    try:
+        order_data = parse_order_body(message)
+        submitted = service.submit(order_data, request.headers.get("Idempotency-Key"))
+    except OrderEngineError as exc:
+        raise StreamClosed(
+            CLOSE_BAD_REQUEST,
+            "bad order",
+            _error(
+                CLOSE_BAD_REQUEST,
+                exc.message,
+                exc.description,
+                exc.errors,
+            ),
+        ) from None
+    return submitted.order.id
+
+
+def _stream(ws, service: OrderService, order_id: uuid.UUID) -> None:
+    hub = get_hub(current_app.config["SETTINGS"].redis_url)
+    with hub.subscribe(str(order_id)) as subscription:
+        # Subscribed first; the history read below cannot miss an event published meanwhile.
+        stream = OrderStream(subscription, lambda seq: service.events_after(order_id, seq), hub)
+        while ws.connected:
+            for event in stream.next_batch():
+                ws.send(json.dumps(event, separators=(",", ":")))
+            if stream.finished:
+                ws.close(reason=CLOSE_NORMAL, message="order finished")
+                return
+
+
+def _error(
+    code: int, message: str, description: str, errors: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "error",
+        "code": code,
+        "message": message,
+        "description": description,
+    }
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def _close(ws, code: int, body: dict[str, Any]) -> None:
+    try:
+        ws.send(json.dumps(body))
+        ws.close(reason=code, message=body["description"][:120])
+    except ConnectionClosed:
+        pass

@@ -1,0 +1,206 @@
+"""Request and response schemas for orders.
+
+Amounts are exact decimals: strings like "1.5", or JSON numbers only when they are plain
+decimals (the JSON provider hands us their literal text). NaN, Infinity, exponents, signs,
+more decimals than the token has, and amounts beyond a u64 of atoms are all refused by name.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates_schema,
+)
+
+from order_engine.jsonio import NonFiniteNumber
+from order_engine.models import OrderStatus, OrderType
+from order_engine.tokens import Token, UnknownTokenError, resolve
+from order_engine.venues.catalogue import pair_is_listed
+
+U64_MAX = 2**64 - 1
+_PLAIN_DECIMAL = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?$")
+SUPPORTED_TYPES = {OrderType.MARKET.value}
+
+
+class ExactAmount(fields.Field):
+    """A positive decimal amount, exact, from a string or a plain JSON number."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Decimal:
+        if isinstance(value, bool):
+            raise ValidationError('Must be a decimal string like "1.5", not a boolean.')
+        if isinstance(value, NonFiniteNumber):
+            raise ValidationError(f"{value} is not an amount.")
+        if isinstance(value, int | str):  # JsonNumberLiteral is a str: its literal text
+            text = str(value)
+        else:
+            raise ValidationError('Must be a decimal string like "1.5".')
+        if text.startswith("-"):
+            raise ValidationError("Must be greater than 0.")
+        if "e" in text.lower():
+            raise ValidationError(
+                'Exponent notation is not accepted; send a plain decimal like "1.5".'
+            )
+        if not _PLAIN_DECIMAL.match(text):
+            raise ValidationError('Must be a plain decimal like "1.5" (digits and one dot).')
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            raise ValidationError("Not a valid decimal.") from None
+        if amount <= 0:
+            raise ValidationError("Must be greater than 0.")
+        return amount
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
+        return None if value is None else format(value.normalize(), "f")
+
+
+class TokenField(fields.String):
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Token:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return resolve(text)
+        except UnknownTokenError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class OrderCreateSchema(Schema):
+    """Body of POST /api/orders/execute (and the first WebSocket message)."""
+
+    class Meta:
+        unknown = RAISE
+
+    type = fields.String(
+        required=True,
+        validate=validate.OneOf([t.value for t in OrderType]),
+        metadata={"description": "market (limit and sniper are not supported yet)"},
+    )
+    tokenIn = TokenField(required=True, metadata={"description": "symbol or base58 mint"})
+    tokenOut = TokenField(required=True, metadata={"description": "symbol or base58 mint"})
+    amount = ExactAmount(
+        required=True,
+        metadata={
+            "description": "amount of tokenIn to sell, as a decimal string",
+            "example": "1.5",
+        },
+    )
+    slippageBps = fields.Integer(
+        strict=True,
+        load_default=50,
+        validate=validate.Range(0, 5000),
+        metadata={"description": "max slippage from the quote in basis points (default 50)"},
+    )
+    clientOrderId = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(1, 128),
+    )
+
+    @validates_schema(skip_on_field_errors=False)
+    def check_order(self, data: dict[str, Any], **kwargs: Any) -> None:
+        errors: dict[str, list[str]] = {}
+        if data.get("type") in {OrderType.LIMIT.value, OrderType.SNIPER.value}:
+            errors["type"] = [f"{data['type']} orders are not supported yet; use market."]
+        token_in, token_out = data.get("tokenIn"), data.get("tokenOut")
+        if token_in and token_out:
+            if token_in.mint == token_out.mint:
+                errors["tokenOut"] = ["Must differ from tokenIn (SOL and wSOL are one token)."]
+            elif not pair_is_listed(token_in, token_out):
+                errors["tokenOut"] = [
+                    f"No venue lists a {token_in.symbol}/{token_out.symbol} pool."
+                ]
+        amount = data.get("amount")
+        if token_in and amount is not None:
+            message = _amount_problem(amount, token_in)
+            if message:
+                errors["amount"] = [message]
+        if errors:
+            raise ValidationError(errors)
+
+
+def _amount_problem(amount: Decimal, token: Token) -> str | None:
+    exponent = amount.as_tuple().exponent
+    decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    if decimals > token.decimals:
+        return f"{token.symbol} has {token.decimals} decimals; this amount has {decimals}."
+    if amount.scaleb(token.decimals) > U64_MAX:
+        return f"Exceeds the largest {token.symbol} amount a token account can hold."
+    return None
+
+
+class EventSchema(Schema):
+    orderId = fields.String()
+    seq = fields.Integer()
+    status = fields.String(validate=validate.OneOf([s.value for s in OrderStatus]))
+    at = fields.String(metadata={"description": "ISO 8601 UTC, millisecond precision"})
+    attempt = fields.Integer()
+    data = fields.Dict()
+
+
+class OrderErrorSchema(Schema):
+    code = fields.String()
+    message = fields.String()
+    retryable = fields.Boolean()
+
+
+class OrderSchema(Schema):
+    """An order as clients see it."""
+
+    orderId = fields.String(attribute="id")
+    type = fields.String()
+    status = fields.String()
+    tokenIn = fields.String(attribute="token_in")
+    tokenOut = fields.String(attribute="token_out")
+    amount = ExactAmount(attribute="amount_in")
+    slippageBps = fields.Integer(attribute="slippage_bps")
+    clientOrderId = fields.String(attribute="client_order_id", allow_none=True)
+    attempts = fields.Integer()
+    dex = fields.String(allow_none=True)
+    quotedAmountOut = ExactAmount(attribute="quoted_amount_out", allow_none=True)
+    minAmountOut = ExactAmount(attribute="min_amount_out", allow_none=True)
+    amountOut = ExactAmount(attribute="amount_out", allow_none=True)
+    executedPrice = ExactAmount(attribute="executed_price", allow_none=True)
+    txHash = fields.String(attribute="tx_hash", allow_none=True)
+    error = fields.Method("dump_error", allow_none=True)
+    createdAt = fields.Method("dump_created")
+    updatedAt = fields.Method("dump_updated")
+
+    def dump_error(self, order: Any) -> dict[str, Any] | None:
+        if not order.failure_code:
+            return None
+        return {
+            "code": order.failure_code,
+            "message": order.failure_reason,
+            "retryable": bool(order.failure_retryable),
+        }
+
+    def dump_created(self, order: Any) -> str:
+        from order_engine.events import format_timestamp
+
+        return format_timestamp(order.created_at)
+
+    def dump_updated(self, order: Any) -> str:
+        from order_engine.events import format_timestamp
+
+        return format_timestamp(order.updated_at)
+
+
+class OrderListQuerySchema(Schema):
+    """Query string of GET /api/orders."""
+
+    class Meta:
+        unknown = RAISE
+
+    status = fields.List(fields.String(validate=validate.OneOf([s.value for s in OrderStatus])))
+    type = fields.List(fields.String(validate=validate.OneOf([t.value for t in OrderType])))
+    createdFrom = fields.AwareDateTime(format="iso", default_timezone=None)
+    createdTo = fields.AwareDateTime(format="iso", default_timezone=None)
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    cursor = fields.String()

@@ -1,0 +1,385 @@
+"""Execute one order: claim it, route, build, send, confirm — or retry, or fail.
+
+Every step is a compare-and-set transition committed on its own (never holding a transaction
+across a venue call), followed by a publish of its event. The worker holds a lease on the order
+while it runs; a transition only applies while that lease is ours, so a duplicate delivery or a
+second worker that took over an expired lease can never move the order twice.
+
+Retries: a retryable failure with attempts left puts the order back to `pending` (with the
+error and when the next attempt runs) and raises `RetryLater`, which the Celery task turns into
+a retry with that countdown. The database counts attempts; the last one ends in `failed`, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from order_engine.chain import SimulatedChain, SwapTransaction, TransactionStatus, signature_for
+from order_engine.config import Settings
+from order_engine.db import get_engine, get_session
+from order_engine.events import EventPublisher, event_payload, format_timestamp
+from order_engine.models import Order, OrderStatus
+from order_engine.redis_client import get_redis
+from order_engine.repositories.order import OrderRepository
+from order_engine.routing import RouteDecision, Router
+from order_engine.tokens import Token, resolve
+from order_engine.venues import catalogue
+from order_engine.venues.errors import (
+    AttemptsExhausted,
+    BlockhashExpired,
+    ExecutionError,
+    SlippageExceeded,
+    TransactionDropped,
+)
+from order_engine.venues.simulated import PoolStore, SimulatedVenue
+
+log = logging.getLogger(__name__)
+
+BPS = 10_000
+IN_FLIGHT = (OrderStatus.PENDING, OrderStatus.ROUTING, OrderStatus.BUILDING, OrderStatus.SUBMITTED)
+COMPUTE_UNIT_LIMIT = 200_000
+COMPUTE_UNIT_PRICE_MICRO_LAMPORTS = 25_000
+
+
+class RetryLater(Exception):
+    """The attempt failed in a retryable way; run the next one after `countdown_s`."""
+
+    def __init__(self, error: ExecutionError, countdown_s: float) -> None:
+        super().__init__(f"{error.code}: {error.message}; next attempt in {countdown_s:.2f}s")
+        self.error = error
+        self.countdown_s = countdown_s
+
+
+class LeaseLost(ExecutionError):
+    """Another executor owns the order now; this one must stop without side effects."""
+
+    code, retryable = "LEASE_LOST", False
+
+
+@dataclass
+class Attempt:
+    order: Order
+    executor: str
+    token_in: Token
+    token_out: Token
+    amount_in: int
+
+
+def min_amount_out(quoted_out: int, slippage_bps: int) -> int:
+    """floor(quotedOut × (10000 − slippageBps) / 10000), the least the swap may pay out."""
+    return quoted_out * (BPS - slippage_bps) // BPS
+
+
+def backoff_seconds(settings: Settings, attempt: int, rng: random.Random) -> float:
+    """Exponential backoff with "equal jitter": half fixed, half random, never zero-ish.
+
+    Full jitter can draw a 0 s retry (research/reliability.md §1.4), which hammers a venue that
+    is down; keeping half of the delay fixed avoids that while still spreading retries.
+    """
+    ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** (attempt - 1))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+def new_executor_id() -> str:
+    return f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        session: Session,
+        router: Router,
+        chain: SimulatedChain,
+        publisher: EventPublisher,
+        settings: Settings,
+    ) -> None:
+        self.session = session
+        self.orders = OrderRepository(session)
+        self.router = router
+        self.chain = chain
+        self.publisher = publisher
+        self.settings = settings
+
+    @classmethod
+    def from_app(cls) -> ExecutionService:
+        settings: Settings = current_app.config["SETTINGS"]
+        router, chain = _venues_and_chain(settings)
+        publisher = EventPublisher(get_redis(), settings.active_order_ttl_s)
+        return cls(get_session(), router, chain, publisher, settings)
+
+    def execute(self, order_id: uuid.UUID, executor: str) -> str:
+        """Run one attempt of the order if it is ours to run; return what happened."""
+        attempt = self._claim(order_id, executor)
+        if attempt is None:
+            return "skipped"
+        try:
+            return self._run(attempt)
+        except LeaseLost as lost:
+            log.warning("%s; stopping without side effects", lost)
+            return "lease-lost"
+        except ExecutionError as error:
+            return self._fail_attempt(attempt, error)
+
+    # -- the happy path -------------------------------------------------------------------
+
+    def _claim(self, order_id: uuid.UUID, executor: str) -> Attempt | None:
+        with self.session.begin():
+            order = self.orders.claim(order_id, executor, self.settings.order_lease_s)
+            if order is None:
+                log.info(
+                    "order %s: not runnable by %s (claimed, done or unknown)", order_id, executor
+                )
+                return None
+        token_in, token_out = resolve(order.token_in), resolve(order.token_out)
+        return Attempt(order, executor, token_in, token_out, token_in.to_atoms(order.amount_in))
+
+    def _run(self, attempt: Attempt) -> str:
+        order = attempt.order
+        decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
+        self._advance(
+            attempt,
+            OrderStatus.PENDING,
+            OrderStatus.ROUTING,
+            decision.as_event(),
+            {
+                "dex": decision.chosen.dex,
+                "route": {"poolId": decision.chosen.pool_id, "dex": decision.chosen.dex},
+                "quoted_amount_out": attempt.token_out.from_atoms(decision.chosen.amount_out),
+            },
+        )
+        tx = self._build(attempt, decision)
+        self._advance(
+            attempt,
+            OrderStatus.ROUTING,
+            OrderStatus.BUILDING,
+            {
+                "dex": decision.chosen.dex,
+                "poolId": tx.pool_id,
+                "quotedAmountOut": str(attempt.token_out.from_atoms(decision.chosen.amount_out)),
+                "minAmountOut": str(attempt.token_out.from_atoms(tx.min_amount_out)),
+                "slippageBps": order.slippage_bps,
+                "txHash": tx.signature,
+                "blockhash": tx.blockhash.value,
+                "lastValidBlockHeight": tx.blockhash.last_valid_block_height,
+                "blockhashExpiresAt": format_timestamp(_slot_time(tx.blockhash)),
+                "computeUnitLimit": tx.compute_unit_limit,
+                "computeUnitPriceMicroLamports": tx.compute_unit_price_micro_lamports,
+            },
+            {
+                "min_amount_out": attempt.token_out.from_atoms(tx.min_amount_out),
+                "tx_hash": tx.signature,
+            },
+        )
+        self.chain.send_transaction(tx)
+        self._advance(
+            attempt,
+            OrderStatus.BUILDING,
+            OrderStatus.SUBMITTED,
+            {"dex": decision.chosen.dex, "txHash": tx.signature},
+            {},
+        )
+        timeout_s = self.settings.dex_swap_latency.high_ms / 1000 + 10
+        status = self.chain.confirm_transaction(tx.signature, timeout_s)
+        return self._settle(attempt, decision, tx, status)
+
+    def _build(self, attempt: Attempt, decision: RouteDecision) -> SwapTransaction:
+        listed = catalogue.pool_for(decision.chosen.dex, attempt.token_in, attempt.token_out)
+        assert listed is not None  # the venue just quoted this pair
+        _spec, swap_for_y = listed
+        return SwapTransaction(
+            signature=signature_for(
+                self.settings.dex_seed, str(attempt.order.id), attempt.order.attempts
+            ),
+            memo=attempt.order.client_order_id or str(attempt.order.id),
+            pool_id=decision.chosen.pool_id,
+            swap_for_y=swap_for_y,
+            amount_in=attempt.amount_in,
+            min_amount_out=min_amount_out(decision.chosen.amount_out, attempt.order.slippage_bps),
+            blockhash=self.chain.latest_blockhash(),
+            compute_unit_limit=COMPUTE_UNIT_LIMIT,
+            compute_unit_price_micro_lamports=COMPUTE_UNIT_PRICE_MICRO_LAMPORTS,
+        )
+
+    def _settle(
+        self,
+        attempt: Attempt,
+        decision: RouteDecision,
+        tx: SwapTransaction,
+        status: TransactionStatus,
+    ) -> str:
+        if status.status == "failed" and status.error_code == SlippageExceeded.code:
+            raise SlippageExceeded(status.error_message or "slippage tolerance exceeded")
+        if status.status == "expired":
+            raise BlockhashExpired(status.error_message or "blockhash expired")
+        if status.status != "landed":
+            raise TransactionDropped(status.error_message or f"transaction {status.status}")
+        token_in, token_out = attempt.token_in, attempt.token_out
+        amount_out = token_out.from_atoms(status.amount_out)
+        price = (amount_out / token_in.from_atoms(tx.amount_in)).quantize(
+            Decimal("1e-12"), rounding=ROUND_DOWN
+        )
+        quoted = decision.chosen.amount_out
+        slippage = Decimal((quoted - status.amount_out) * BPS) / Decimal(quoted)
+        self._advance(
+            attempt,
+            OrderStatus.SUBMITTED,
+            OrderStatus.CONFIRMED,
+            {
+                "dex": decision.chosen.dex,
+                "txHash": tx.signature,
+                "slot": status.slot,
+                "amountIn": str(token_in.from_atoms(tx.amount_in)),
+                "amountOut": str(amount_out),
+                "executedPrice": str(price.normalize()),
+                "quotedAmountOut": str(token_out.from_atoms(quoted)),
+                "realisedSlippageBps": str(slippage.quantize(Decimal("0.01"))),
+            },
+            {
+                "amount_out": amount_out,
+                "executed_price": price,
+                "lease_owner": None,
+                "lease_until": None,
+            },
+        )
+        log.info(
+            "order %s confirmed on %s: %s %s -> %s %s (%s)",
+            attempt.order.id,
+            decision.chosen.dex,
+            token_in.from_atoms(tx.amount_in),
+            token_in.symbol,
+            amount_out,
+            token_out.symbol,
+            tx.signature,
+        )
+        return "confirmed"
+
+    def _advance(
+        self,
+        attempt: Attempt,
+        expected: OrderStatus,
+        new: OrderStatus,
+        data: dict[str, Any],
+        values: dict[str, Any],
+    ) -> None:
+        with self.session.begin():
+            event = self.orders.transition(
+                attempt.order.id,
+                expected,
+                new,
+                event_data=data,
+                lease_owner=attempt.executor,
+                values=values,
+            )
+            if event is None:
+                raise LeaseLost(f"order {attempt.order.id}: lost the lease before {new}")
+            payload = event_payload(event)
+        self.publisher.publish(payload)
+
+    # -- failures -------------------------------------------------------------------------
+
+    def _fail_attempt(self, attempt: Attempt, error: ExecutionError) -> str:
+        order = attempt.order
+        if error.retryable and order.attempts < self.settings.order_max_attempts:
+            return self._schedule_retry(attempt, error)
+        final = error
+        if error.retryable:
+            final = AttemptsExhausted(
+                f"gave up after {order.attempts} attempts; last error {error.code}: {error.message}"
+            )
+        data = {"error": {**error.as_dict(), "finalCode": final.code}, "attempts": order.attempts}
+        with self.session.begin():
+            event = self.orders.transition(
+                order.id,
+                IN_FLIGHT,
+                OrderStatus.FAILED,
+                event_data=data,
+                lease_owner=attempt.executor,
+                values={
+                    "failure_code": error.code,
+                    "failure_reason": final.message,
+                    "failure_retryable": error.retryable,
+                    "lease_owner": None,
+                    "lease_until": None,
+                },
+            )
+            if event is None:
+                log.warning(
+                    "order %s: lease lost before recording failure %s", order.id, error.code
+                )
+                return "lease-lost"
+            payload = event_payload(event)
+        self.publisher.publish(payload)
+        log.warning(
+            "order %s failed after %s attempt(s): %s %s",
+            order.id,
+            order.attempts,
+            error.code,
+            error.message,
+        )
+        return "failed"
+
+    def _schedule_retry(self, attempt: Attempt, error: ExecutionError) -> str:
+        order = attempt.order
+        rng = random.Random(f"{self.settings.dex_seed}:backoff:{order.id}:{order.attempts}")
+        countdown = backoff_seconds(self.settings, order.attempts, rng)
+        next_at = datetime.now(UTC) + timedelta(seconds=countdown)
+        data = {
+            "error": error.as_dict(),
+            "retryInMs": round(countdown * 1000),
+            "nextAttemptAt": format_timestamp(next_at),
+            "attemptsLeft": self.settings.order_max_attempts - order.attempts,
+        }
+        with self.session.begin():
+            event = self.orders.transition(
+                order.id,
+                IN_FLIGHT,
+                OrderStatus.PENDING,
+                event_data=data,
+                lease_owner=attempt.executor,
+                values={"lease_owner": None, "lease_until": None, "next_attempt_at": next_at},
+            )
+            if event is None:
+                return "lease-lost"
+            payload = event_payload(event)
+        self.publisher.publish(payload)
+        log.info(
+            "order %s attempt %s failed (%s); retry in %.2fs",
+            order.id,
+            order.attempts,
+            error.code,
+            countdown,
+        )
+        raise RetryLater(error, countdown)
+
+
+def _slot_time(blockhash) -> datetime:
+    from order_engine.chain import GENESIS_MS, SLOT_MS
+
+    ms = GENESIS_MS + blockhash.last_valid_block_height * SLOT_MS
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+_wired: dict[tuple[str, int], tuple[Router, SimulatedChain]] = {}
+
+
+def _venues_and_chain(settings: Settings) -> tuple[Router, SimulatedChain]:
+    """One router and chain client per process (they hold no order state)."""
+    key = (settings.database_url, settings.dex_seed)
+    if key not in _wired:
+        engine = get_engine()
+        store = PoolStore(engine, settings.dex_seed)
+        chain = SimulatedChain(engine, store, settings, get_redis())
+        venues = [SimulatedVenue(name, store, settings, chain) for name in catalogue.VENUES]
+        _wired[key] = (Router(venues), chain)
+    return _wired[key]

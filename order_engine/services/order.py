@@ -1,0 +1,209 @@
+"""Order intake and queries: the unit of work behind the REST and WebSocket endpoints.
+
+`submit` commits the order row and its `pending` event in one transaction, then (only after
+the commit) publishes the event and queues the execution task. If queueing fails — the broker
+is down — the order is still safe in PostgreSQL and the reconciler dispatches it later, so the
+client gets its 202 either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from order_engine import dispatch
+from order_engine.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    UnprocessableError,
+)
+from order_engine.events import EventPublisher, event_payload
+from order_engine.models import Order, OrderEvent, OrderStatus
+from order_engine.repositories.order import OrderRepository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SubmittedOrder:
+    order: Order
+    created: bool  # False when an Idempotency-Key replayed an earlier submission
+    first_event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OrderWithEvents:
+    order: Order
+    events: Sequence[OrderEvent]
+
+
+class OrderService:
+    def __init__(self, session: Session, publisher: EventPublisher) -> None:
+        self.session = session
+        self.orders = OrderRepository(session)
+        self.publisher = publisher
+
+    def submit(self, order_data: dict[str, Any], idempotency_key: str | None) -> SubmittedOrder:
+        """Create an order (or return the one created earlier under the same key) and queue it."""
+        fingerprint = _fingerprint(order_data)
+        with self.session.begin():
+            order = self._insert(order_data, idempotency_key, fingerprint)
+            if order is None:
+                existing = self.orders.get_by_idempotency_key(idempotency_key or "")
+                return self._replay(existing, fingerprint)
+            first = event_payload(self.orders.append_first_event(order, _pending_data(order)))
+        self.publisher.publish(first)
+        self._dispatch(order.id)
+        return SubmittedOrder(order, True, first)
+
+    def get(self, order_id: uuid.UUID) -> OrderWithEvents:
+        with self.session.begin():
+            order = self.orders.get(order_id)
+            if order is None:
+                raise NotFoundError(f"No order {order_id}.")
+            return OrderWithEvents(order, self.orders.events(order_id))
+
+    def events_after(self, order_id: uuid.UUID, seq: int) -> list[dict[str, Any]]:
+        with self.session.begin():
+            return [event_payload(e) for e in self.orders.events(order_id, after_seq=seq)]
+
+    def exists(self, order_id: uuid.UUID) -> bool:
+        with self.session.begin():
+            return self.orders.get(order_id) is not None
+
+    def list(self, query: dict[str, Any]) -> tuple[Sequence[Order], str | None]:
+        before = _decode_cursor(query["cursor"]) if query.get("cursor") else None
+        with self.session.begin():
+            page = self.orders.page(
+                limit=query["limit"],
+                status=query.get("status", ()),
+                order_type=query.get("type", ()),
+                created_from=query.get("createdFrom"),
+                created_to=query.get("createdTo"),
+                before=before,
+            )
+        cursor = _encode_cursor(*page.next_cursor) if page.next_cursor else None
+        return page.orders, cursor
+
+    def cancel(self, order_id: uuid.UUID) -> Order:
+        """Cancel an order that no worker has started executing."""
+        with self.session.begin():
+            event = self.orders.transition(
+                order_id,
+                OrderStatus.PENDING,
+                OrderStatus.CANCELLED,
+                event_data={"reason": "cancelled by the client"},
+                require_unleased=True,
+            )
+            order = self.orders.get(order_id)
+            if order is None:
+                raise NotFoundError(f"No order {order_id}.")
+            if event is None:
+                raise ConflictError(
+                    f"Order {order_id} is {order.status}"
+                    + (" and executing" if order.status == OrderStatus.PENDING else "")
+                    + "; only an order waiting to execute can be cancelled."
+                )
+            payload = event_payload(event)
+        self.publisher.publish(payload)
+        return order
+
+    def _insert(self, data: dict[str, Any], key: str | None, fingerprint: str) -> Order | None:
+        now = datetime.now(UTC)
+        values = {
+            "id": uuid.uuid4(),
+            "type": data["type"],
+            "status": OrderStatus.PENDING.value,
+            "token_in": data["tokenIn"].symbol,
+            "token_out": data["tokenOut"].symbol,
+            "amount_in": data["amount"],
+            "slippage_bps": data["slippageBps"],
+            "client_order_id": data.get("clientOrderId"),
+            "idempotency_key": key,
+            "request_fingerprint": fingerprint if key else None,
+            "last_seq": 0,
+            "attempts": 0,
+            "deliveries": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        # ON CONFLICT DO NOTHING: a concurrent request with the same key waits on the unique
+        # index until the first commits, then inserts nothing; it then replays that order.
+        statement = (
+            insert(Order)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .returning(Order.id)
+        )
+        if self.session.execute(statement).first() is None:
+            return None
+        return self.session.scalars(select(Order).where(Order.id == values["id"])).one()
+
+    def _replay(self, existing: Order | None, fingerprint: str) -> SubmittedOrder:
+        if existing is None:  # the conflicting row vanished (cannot happen: orders are kept)
+            raise BadRequestError("Idempotency-Key conflict; retry the request.")
+        if existing.request_fingerprint != fingerprint:
+            raise UnprocessableError(
+                "This Idempotency-Key was used with a different request body.",
+                errors={"Idempotency-Key": ["Reused with a different body."]},
+            )
+        first = self.orders.events(existing.id)[:1]
+        return SubmittedOrder(existing, False, event_payload(first[0]) if first else {})
+
+    def _dispatch(self, order_id: uuid.UUID) -> None:
+        try:
+            dispatch.enqueue_execute_order(order_id)
+        except Exception as exc:  # noqa: BLE001 - any broker failure; the reconciler covers it
+            log.warning("order %s accepted but not queued (%s); the reconciler will", order_id, exc)
+
+
+def _pending_data(order: Order) -> dict[str, Any]:
+    return {
+        "type": order.type,
+        "tokenIn": order.token_in,
+        "tokenOut": order.token_out,
+        "amount": format(Decimal(order.amount_in).normalize(), "f"),
+        "slippageBps": order.slippage_bps,
+        "clientOrderId": order.client_order_id,
+    }
+
+
+def _fingerprint(data: dict[str, Any]) -> str:
+    canonical = {
+        "type": data["type"],
+        "tokenIn": data["tokenIn"].mint,
+        "tokenOut": data["tokenOut"].mint,
+        "amount": format(data["amount"].normalize(), "f"),
+        "slippageBps": data["slippageBps"],
+        "clientOrderId": data.get("clientOrderId"),
+    }
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def _encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{order_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, order_id = raw.split("|")
+        return datetime.fromisoformat(created_at), uuid.UUID(order_id)
+    except (ValueError, UnicodeDecodeError):
+        raise UnprocessableError(
+            "Invalid cursor.", errors={"cursor": ["Not a cursor returned by this API."]}
+        ) from None

@@ -1,0 +1,1 @@
+"""Swap venues: pool models and the pure math behind their quotes."""

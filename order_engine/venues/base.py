@@ -1,0 +1,56 @@
+"""What a venue offers the router: quotes and the swap instruction it would execute.
+
+A real Raydium or Meteora adapter implements `Venue`; the simulated ones in `simulated.py` do
+so against pool state shared through PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+from order_engine.tokens import Token
+
+
+@dataclass(frozen=True)
+class Quote:
+    """One venue's answer for selling `amount_in` atoms of `token_in` for `token_out`."""
+
+    dex: str
+    pool_id: str
+    token_in: Token
+    token_out: Token
+    amount_in: int
+    amount_out: int
+    fee_atoms: int
+    fee_bps: Decimal
+    price_impact_bps: Decimal
+    slot: int
+    latency_ms: int
+
+    @property
+    def price(self) -> Decimal:
+        """Execution price in whole `token_out` per whole `token_in`."""
+        return self.token_out.from_atoms(self.amount_out) / self.token_in.from_atoms(self.amount_in)
+
+    def as_event(self) -> dict[str, object]:
+        return {
+            "dex": self.dex,
+            "poolId": self.pool_id,
+            "amountIn": str(self.token_in.from_atoms(self.amount_in)),
+            "amountOut": str(self.token_out.from_atoms(self.amount_out)),
+            "price": str(self.price.quantize(Decimal("1e-12")).normalize()),
+            "feeBps": str(self.fee_bps),
+            "priceImpactBps": str(self.price_impact_bps),
+            "slot": self.slot,
+            "latencyMs": self.latency_ms,
+        }
+
+
+class Venue(Protocol):
+    name: str
+
+    def quote(self, token_in: Token, token_out: Token, amount_in: int) -> Quote:
+        """Quote an ExactIn swap; raises an `ExecutionError` (NoRoute, NoLiquidity, ...)."""
+        ...

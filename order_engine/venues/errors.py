@@ -1,0 +1,67 @@
+"""Failures of venues and the chain, each with a stable code and a retryable flag.
+
+Codes follow the taxonomy of research/dex.md §6.6: infrastructure and landing failures are
+retryable (a fresh attempt with a fresh blockhash can succeed); program failures caused by the
+order itself or the market (slippage, no route, no liquidity) are not, since retrying the same
+order would fail the same way or fill worse than the client allowed.
+"""
+
+from __future__ import annotations
+
+
+class ExecutionError(Exception):
+    code = "EXECUTION_ERROR"
+    retryable = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def as_dict(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message, "retryable": self.retryable}
+
+
+class RpcUnavailable(ExecutionError):
+    code, retryable = "RPC_UNAVAILABLE", True
+
+
+class QuoteUnavailable(ExecutionError):
+    code, retryable = "QUOTE_UNAVAILABLE", True
+
+
+class BlockhashExpired(ExecutionError):
+    code, retryable = "BLOCKHASH_EXPIRED", True
+
+
+class TransactionDropped(ExecutionError):
+    code, retryable = "TRANSACTION_DROPPED", True
+
+
+class SlippageExceeded(ExecutionError):
+    code, retryable = "SLIPPAGE_EXCEEDED", False
+
+
+class NoRoute(ExecutionError):
+    code, retryable = "NO_ROUTE", False
+
+
+class NoLiquidity(ExecutionError):
+    code, retryable = "NO_LIQUIDITY", False
+
+
+class AmountTooSmall(ExecutionError):
+    code, retryable = "AMOUNT_TOO_SMALL", False
+
+
+class InsufficientFunds(ExecutionError):
+    code, retryable = "INSUFFICIENT_FUNDS", False
+
+
+class AttemptsExhausted(ExecutionError):
+    code, retryable = "ATTEMPTS_EXHAUSTED", False
+
+
+class DeliveriesExhausted(ExecutionError):
+    """The order's task died with its worker too many times (a poison order)."""
+
+    code, retryable = "DELIVERIES_EXHAUSTED", False

@@ -1,0 +1,73 @@
+"""HTTP and WebSocket clients for tests against a running stack (stdlib + simple-websocket)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+import simple_websocket
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+def request(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
+            timeout_s: float = 10) -> HttpResponse:
+    data = None if body is None else json.dumps(body).encode()
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as response:
+            return HttpResponse(response.status, json.load(response), dict(response.headers))
+    except urllib.error.HTTPError as error:
+        return HttpResponse(error.code, json.load(error), dict(error.headers))
+
+
+@dataclass
+class StreamResult:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    close_code: int | None = None
+    close_message: str | None = None
+
+    @property
+    def statuses(self) -> list[str]:
+        return [e["status"] for e in self.events]
+
+    @property
+    def seqs(self) -> list[int]:
+        return [e["seq"] for e in self.events]
+
+
+def stream(url: str, first_message: Any = None, timeout_s: float = 30) -> StreamResult:
+    """Connect, optionally send a first message, and read until the server closes."""
+    result = StreamResult()
+    ws = simple_websocket.Client.connect(url)
+    try:
+        if first_message is not None:
+            ws.send(first_message if isinstance(first_message, str) else json.dumps(first_message))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            raw = ws.receive(timeout=max(0.1, deadline - time.monotonic()))
+            if raw is None:
+                continue
+            message = json.loads(raw)
+            result.messages.append(message)
+            if "seq" in message:
+                result.events.append(message)
+        raise AssertionError(f"stream {url} still open after {timeout_s}s: {result.statuses}")
+    except simple_websocket.ConnectionClosed:
+        result.close_code, result.close_message = ws.close_reason, ws.close_message
+    finally:
+        with contextlib.suppress(simple_websocket.ConnectionClosed):
+            ws.close()
+    return result

@@ -1,0 +1,168 @@
+"""Market orders end to end: gunicorn API + Celery worker processes + PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from order_engine.chain import FAULTS_KEY
+from tests.clients import request, stream
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.integration
+
+HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
+
+
+def order_body(**overrides):
+    return {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.25", **overrides}
+
+
+def submit(stack, **overrides) -> str:
+    response = request("POST", f"{stack.base_url}/api/orders/execute", order_body(**overrides))
+    assert response.status == 202, response.body
+    return response.body["orderId"]
+
+
+def get_order(stack, order_id):
+    return request("GET", f"{stack.base_url}/api/orders/{order_id}").body
+
+
+def wait_terminal(stack, order_id, timeout_s=30):
+    return wait_until(
+        lambda: (o := get_order(stack, order_id))["status"] in {"confirmed", "failed"} and o,
+        timeout_s, f"order {order_id} to finish",
+    )
+
+
+def plant_faults(stack, client_order_id: str, *faults: str) -> None:
+    client = redis.Redis.from_url(stack.settings["REDIS_URL"])
+    client.rpush(FAULTS_KEY.format(memo=client_order_id), *faults)
+    client.close()
+
+
+def assert_contiguous(events):
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def test_concurrent_rest_and_websocket_orders_all_confirm_with_full_streams(live_stack):
+    ws_url = f"{live_stack.ws_url}/api/orders/execute"
+
+    def via_rest(n: int):
+        order_id = submit(live_stack, amount=f"0.{n + 10}")
+        return stream(f"{ws_url}?orderId={order_id}")
+
+    def via_websocket(n: int):
+        return stream(ws_url, first_message=order_body(amount=f"1.{n}"))
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        rest = list(pool.map(via_rest, range(20)))
+        sockets = list(pool.map(via_websocket, range(5)))
+    elapsed = time.monotonic() - started
+    for result in rest + sockets:
+        assert result.statuses == HAPPY_PATH, live_stack.logs()
+        assert_contiguous(result.events)
+        assert result.close_code == 1000
+        assert len({e["orderId"] for e in result.events}) == 1
+    confirmed = [r.events[-1]["data"] for r in rest + sockets]
+    assert all(c["txHash"] and c["amountOut"] for c in confirmed)
+    print(f"\n25 orders confirmed in {elapsed:.2f}s ({25 / elapsed:.1f} orders/s)")
+
+
+def test_subscriber_mid_flight_and_after_confirmation_get_the_whole_history_once(live_stack):
+    order_id = submit(live_stack)
+    wait_until(lambda: get_order(live_stack, order_id)["status"] == "submitted", 10,
+               "the order to be submitted", every_s=0.01)
+    mid_flight = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}")
+    late = stream(f"{live_stack.ws_url}/api/orders/execute/ws?orderId={order_id}")
+    for result in (mid_flight, late):
+        assert result.statuses == HAPPY_PATH
+        assert_contiguous(result.events)
+    assert mid_flight.events == late.events
+
+
+def test_transient_failure_twice_confirms_on_the_third_attempt(live_stack):
+    tag = f"transient-2-{uuid.uuid4()}"
+    plant_faults(live_stack, tag, "rpc_unavailable", "rpc_unavailable")
+    order_id = submit(live_stack, clientOrderId=tag)
+    result = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}")
+    assert result.statuses == [
+        "pending", "routing", "building", "pending",
+        "routing", "building", "pending",
+        "routing", "building", "submitted", "confirmed",
+    ]
+    retries = [e for e in result.events if e["status"] == "pending" and e["seq"] > 1]
+    assert [r["data"]["error"]["code"] for r in retries] == ["RPC_UNAVAILABLE"] * 2
+    assert all(r["data"]["error"]["retryable"] and r["data"]["nextAttemptAt"] for r in retries)
+    assert result.events[-1]["attempt"] == 3
+    assert get_order(live_stack, order_id)["attempts"] == 3
+
+
+def test_transient_failure_three_times_fails_once_with_the_reason_stored(live_stack):
+    tag = f"transient-3-{uuid.uuid4()}"
+    plant_faults(live_stack, tag, "rpc_unavailable", "rpc_unavailable", "rpc_unavailable")
+    order_id = submit(live_stack, clientOrderId=tag)
+    result = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}")
+    assert result.statuses.count("failed") == 1
+    assert result.statuses[-1] == "failed"
+    failed = result.events[-1]["data"]
+    assert failed["error"]["code"] == "RPC_UNAVAILABLE"
+    assert failed["attempts"] == 3
+    order = get_order(live_stack, order_id)
+    assert order["status"] == "failed"
+    assert order["error"]["code"] == "RPC_UNAVAILABLE"
+    assert "gave up after 3 attempts" in order["error"]["message"]
+
+
+def test_slippage_breach_fails_at_once_without_retry(live_stack):
+    tag = f"slippage-{uuid.uuid4()}"
+    plant_faults(live_stack, tag, "price_jump")
+    order_id = submit(live_stack, clientOrderId=tag, slippageBps=30)
+    order = wait_terminal(live_stack, order_id)
+    assert order["status"] == "failed"
+    assert order["error"] == {"code": "SLIPPAGE_EXCEEDED", "message": order["error"]["message"],
+                              "retryable": False}
+    assert order["attempts"] == 1
+    assert [e["status"] for e in order["events"]] == [
+        "pending", "routing", "building", "submitted", "failed"
+    ]
+
+
+def test_twenty_concurrent_requests_with_one_key_create_one_order(live_stack):
+    key = f"idem-{uuid.uuid4()}"
+
+    def post(_):
+        return request("POST", f"{live_stack.base_url}/api/orders/execute", order_body(),
+                       headers={"Idempotency-Key": key})
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(post, range(20)))
+    assert {r.status for r in responses} == {202}
+    assert len({r.body["orderId"] for r in responses}) == 1
+    order = wait_terminal(live_stack, responses[0].body["orderId"])
+    assert order["status"] == "confirmed"
+    assert order["attempts"] == 1
+    different = request("POST", f"{live_stack.base_url}/api/orders/execute",
+                        order_body(amount="0.5"), headers={"Idempotency-Key": key})
+    assert different.status == 422
+
+
+def test_websocket_errors_come_as_a_message_then_a_close_code(live_stack):
+    base = f"{live_stack.ws_url}/api/orders/execute"
+    malformed = stream(f"{base}?orderId=not-a-uuid")
+    assert malformed.close_code == 4400
+    assert malformed.messages[0]["errors"]["orderId"]
+    unknown = stream(f"{base}?orderId={uuid.uuid4()}")
+    assert unknown.close_code == 4404
+    assert unknown.messages[0]["code"] == 4404
+    bad_body = stream(base, first_message=json.dumps(order_body(amount="-3")))
+    assert bad_body.close_code == 4400
+    assert "amount" in bad_body.messages[0]["errors"]
+    not_json = stream(base, first_message="hello")
+    assert not_json.close_code == 4400
