@@ -272,6 +272,21 @@ class ExecutionService:
         data: dict[str, Any],
         values: dict[str, Any],
     ) -> None:
+        if not self._record(attempt, expected, new, data, values):
+            raise LeaseLost(f"order {attempt.order.id}: lost the lease before {new}")
+
+    def _record(
+        self,
+        attempt: Attempt,
+        expected: OrderStatus | tuple[OrderStatus, ...],
+        new: OrderStatus,
+        data: dict[str, Any],
+        values: dict[str, Any],
+    ) -> bool:
+        """Commit one transition of an order we hold the lease of, then publish its event.
+
+        False when the lease is no longer ours: another executor owns the order.
+        """
         with self.session.begin():
             event = self.orders.transition(
                 attempt.order.id,
@@ -282,9 +297,10 @@ class ExecutionService:
                 values=values,
             )
             if event is None:
-                raise LeaseLost(f"order {attempt.order.id}: lost the lease before {new}")
+                return False
             payload = event_payload(event)
         self.publisher.publish(payload)
+        return True
 
     # -- failures -------------------------------------------------------------------------
 
