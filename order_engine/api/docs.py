@@ -1,0 +1,272 @@
+"""The OpenAPI document, generated from the same marshmallow schemas the API validates with,
+and a small browsable page that renders it (no external assets: this API may run offline)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, Response, jsonify
+
+from order_engine.schemas.order import (
+    EventSchema,
+    ExactAmount,
+    OrderCreateSchema,
+    OrderListQuerySchema,
+    OrderSchema,
+    TokenField,
+)
+
+bp = Blueprint("docs", __name__)
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _error_responses(*codes: int) -> dict[str, Any]:
+    reasons = {
+        400: "Malformed JSON",
+        404: "No such order",
+        409: "Illegal transition",
+        413: "Body too large",
+        415: "Not JSON",
+        422: "Invalid field (see errors)",
+        503: "A dependency is down; retry (safe with the same Idempotency-Key)",
+    }
+    return {
+        str(code): {
+            "description": reasons[code],
+            "content": {"application/json": {"schema": ERROR}},
+        }
+        for code in codes
+    }
+
+
+@cache
+def build_spec() -> dict[str, Any]:
+    plugin = MarshmallowPlugin()
+    spec = APISpec(
+        title="Order Engine",
+        version="0.1.0",
+        openapi_version="3.0.3",
+        plugins=[plugin],
+        info={
+            "description": "Swap orders on Solana, routed between Raydium and Meteora, "
+            "with live status over WebSocket."
+        },
+    )
+    plugin.map_to_openapi_type(ExactAmount, "string", "decimal")
+    plugin.map_to_openapi_type(TokenField, "string", None)
+    spec.components.schema("OrderCreate", schema=OrderCreateSchema)
+    spec.components.schema("Order", schema=OrderSchema)
+    spec.components.schema("Event", schema=EventSchema)
+    spec.components.schema(
+        "Error",
+        {
+            "type": "object",
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "description": {"type": "string"},
+                "errors": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "required": ["code", "message", "description"],
+        },
+    )
+    order_ref = {"$ref": "#/components/schemas/Order"}
+    id_param = {
+        "name": "order_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    }
+    spec.path(
+        "/api/orders/execute",
+        operations={
+            "post": {
+                "summary": "Submit a market order",
+                "description": "Returns 202 at once; follow the order with a WebSocket upgrade on "
+                "GET /api/orders/execute?orderId=<id>. Events: pending, routing, "
+                "building, submitted, confirmed | failed.",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 255},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/OrderCreate"}}
+                    },
+                },
+                "responses": {
+                    "202": {
+                        "description": "Accepted",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "orderId": {"type": "string", "format": "uuid"},
+                                        "status": {"type": "string", "enum": ["pending"]},
+                                        "links": {
+                                            "type": "object",
+                                            "properties": {
+                                                "self": {"type": "string"},
+                                                "ws": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_error_responses(400, 413, 415, 422, 503),
+                },
+            },
+            "get": {
+                "summary": "WebSocket: stream an order, or submit one as the first message",
+                "description": "Upgrade to WebSocket. With ?orderId= the server sends every event "
+                "of that order once, in seq order, then closes with 1000 after the "
+                "terminal one. Without it, send an OrderCreate body first. Errors: "
+                "a JSON error message, then close 4400 (bad id/body), 4404 (unknown "
+                "order) or 1011 (dependency down).",
+                "parameters": [
+                    {
+                        "name": "orderId",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "format": "uuid"},
+                    }
+                ],
+                "responses": {
+                    "101": {
+                        "description": "Switching protocols; messages are Events",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Event"}}
+                        },
+                    }
+                },
+            },
+        },
+    )
+    spec.path(
+        "/api/orders",
+        operations={
+            "get": {
+                "summary": "List orders, newest first",
+                "parameters": [{"in": "query", "schema": OrderListQuerySchema}],
+                "responses": {
+                    "200": {
+                        "description": "A page of orders",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "orders": {"type": "array", "items": order_ref},
+                                        "nextCursor": {"type": "string", "nullable": True},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    **_error_responses(422),
+                },
+            }
+        },
+    )
+    spec.path(
+        "/api/orders/{order_id}",
+        operations={
+            "get": {
+                "summary": "An order with all its events",
+                "parameters": [id_param],
+                "responses": {
+                    "200": {
+                        "description": "The order",
+                        "content": {"application/json": {"schema": order_ref}},
+                    },
+                    **_error_responses(404),
+                },
+            },
+            "delete": {
+                "summary": "Cancel an order that has not started executing",
+                "parameters": [id_param],
+                "responses": {
+                    "200": {
+                        "description": "Cancelled",
+                        "content": {"application/json": {"schema": order_ref}},
+                    },
+                    **_error_responses(404, 409),
+                },
+            },
+        },
+    )
+    spec.path(
+        "/healthz",
+        operations={
+            "get": {"summary": "Process is up", "responses": {"200": {"description": "ok"}}}
+        },
+    )
+    spec.path(
+        "/readyz",
+        operations={
+            "get": {
+                "summary": "PostgreSQL and Redis reachable",
+                "responses": {"200": {"description": "ready"}, **_error_responses(503)},
+            }
+        },
+    )
+    return spec.to_dict()
+
+
+@bp.get("/api/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3 document of this API."""
+    return jsonify(build_spec())
+
+
+@bp.get("/api/docs")
+def browsable() -> Response:
+    """A self-contained page listing the operations and schemas of the OpenAPI document."""
+    return Response(_PAGE, mimetype="text/html")
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Order Engine API</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+h1{margin-bottom:.2rem}
+.op{border:1px solid #ddd;border-radius:6px;margin:1rem 0;padding:.6rem 1rem}
+.m{font-weight:700;text-transform:uppercase;margin-right:.6rem}
+.get{color:#1769aa}.post{color:#2e7d32}.delete{color:#c62828}
+pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:.85rem}
+</style></head><body>
+<h1>Order Engine API</h1><p>Generated from <a href="/api/openapi.json">/api/openapi.json</a>.</p>
+<div id="ops">Loading…</div>
+<script>
+fetch('/api/openapi.json').then(r => r.json()).then(spec => {
+  const out = [];
+  for (const [path, ops] of Object.entries(spec.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      const rb = op.requestBody;
+      const body = rb ? JSON.stringify(rb.content['application/json'].schema) : '';
+      out.push(`<div class="op"><span class="m ${method}">${method}</span><code>${path}</code>
+        <p>${op.summary || ''}</p><p>${op.description || ''}</p>
+        ${body ? '<pre>' + body + '</pre>' : ''}
+        <p>Responses: ${Object.keys(op.responses).join(', ')}</p></div>`);
+    }
+  }
+  out.push('<h2>Schemas</h2><pre>' + JSON.stringify(spec.components.schemas, null, 2) + '</pre>');
+  document.getElementById('ops').innerHTML = out.join('');
+});
+</script></body></html>
+"""
