@@ -32,6 +32,19 @@ def request(method: str, url: str, body: Any = None, headers: dict[str, str] | N
         return HttpResponse(error.code, json.load(error), dict(error.headers))
 
 
+class _Client(simple_websocket.Client):
+    """simple-websocket's client reads the handshake response with a single recv(); frames that
+    arrive in the same TCP segment (a server that answers and closes at once) stay queued in
+    wsproto until a next recv that never returns data, so they are lost. Drain them here."""
+
+    def handshake(self) -> None:
+        super().handshake()
+        if not self._handle_events():
+            # A close frame was among them: its code is recorded; keep the object usable so
+            # the reader thread starts, sees EOF and ends the connection normally.
+            self.connected = True
+
+
 @dataclass
 class StreamResult:
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -51,7 +64,7 @@ class StreamResult:
 def stream(url: str, first_message: Any = None, timeout_s: float = 30) -> StreamResult:
     """Connect, optionally send a first message, and read until the server closes."""
     result = StreamResult()
-    ws = simple_websocket.Client.connect(url)
+    ws = _Client.connect(url)
     try:
         if first_message is not None:
             ws.send(first_message if isinstance(first_message, str) else json.dumps(first_message))
