@@ -108,6 +108,7 @@ class Settings:
     dex_swap_latency: LatencyRange
     dex_transient_failure_rate: Decimal
     order_max_attempts: int
+    order_max_deliveries: int
     retry_backoff_s: int
     retry_backoff_max_s: int
     task_time_limit_s: int
@@ -162,6 +163,9 @@ class Settings:
             ),
             order_max_attempts=_parse_int(
                 "ORDER_MAX_ATTEMPTS", get("ORDER_MAX_ATTEMPTS", "3"), 1, 10
+            ),
+            order_max_deliveries=_parse_int(
+                "ORDER_MAX_DELIVERIES", get("ORDER_MAX_DELIVERIES", "6"), 1, 100
             ),
             retry_backoff_s=_parse_int(
                 "ORDER_RETRY_BACKOFF_S", get("ORDER_RETRY_BACKOFF_S", "1"), 0

@@ -10,11 +10,14 @@ import logging
 import uuid
 
 from celery import shared_task
+from flask import current_app
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from order_engine import dispatch
+from order_engine.db import get_session
 from order_engine.services.execution import ExecutionService, RetryLater, new_executor_id
+from order_engine.services.reconciler import ReconcilerService
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +47,7 @@ def execute_order(self, order_id: str) -> str:
         raise self.retry(exc=later.error, countdown=later.countdown_s) from later
 
 
-@shared_task(name=dispatch.RECONCILE_ORDERS, ignore_result=True)
+@shared_task(name=dispatch.RECONCILE_ORDERS, ignore_result=True, acks_late=False)
 def reconcile_orders() -> int:
-    """Re-dispatch orders the queue may have lost (filled in by the reliability work)."""
-    return 0
+    """Re-queue orders nobody is working on (lost messages, dead workers); run by beat."""
+    return len(ReconcilerService(get_session(), current_app.config["SETTINGS"]).run())

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
@@ -94,6 +95,8 @@ class Order(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the order was last handed to the queue (by intake or the reconciler).
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     dex: Mapped[str | None] = mapped_column(String(32))
     route: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
@@ -124,6 +127,12 @@ class Order(Base):
         # Listing newest first and the reconciler's sweep both walk this index.
         Index("ix_orders_status_created_at", "status", "created_at"),
         Index("ix_orders_created_at_id", "created_at", "id"),
+        # The reconciler only ever looks at unfinished orders: keep its index small.
+        Index(
+            "ix_orders_unfinished",
+            "created_at",
+            postgresql_where=text("status NOT IN ('confirmed', 'failed', 'cancelled')"),
+        ),
     )
 
 

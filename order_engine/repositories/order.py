@@ -18,6 +18,13 @@ from sqlalchemy.orm import Session
 
 from order_engine.models import Order, OrderEvent, OrderStatus
 
+IN_FLIGHT = (
+    OrderStatus.PENDING,
+    OrderStatus.ROUTING,
+    OrderStatus.BUILDING,
+    OrderStatus.SUBMITTED,
+)
+
 
 @dataclass(frozen=True)
 class OrderPage:
@@ -112,27 +119,85 @@ class OrderRepository:
         return event
 
     def claim(self, order_id: uuid.UUID, owner: str, lease_s: int) -> Order | None:
-        """Take the execution lease of an order waiting to run (or whose lease has expired).
+        """Take the execution lease of an order waiting to run, counting a new attempt.
 
-        Counts the attempt. Returns the order, or None if another executor holds a live lease
-        or the order is not runnable.
+        Returns the order, or None if it is not waiting or another executor holds its lease.
         """
+        return self._lease(
+            order_id,
+            owner,
+            lease_s,
+            where=[Order.status == OrderStatus.PENDING.value, _lease_free()],
+            counters={"attempts": Order.attempts + 1, "next_attempt_at": None},
+        )
+
+    def take_over(self, order_id: uuid.UUID, owner: str, lease_s: int) -> Order | None:
+        """Take the lease of an order stuck mid-flight whose executor's lease has expired.
+
+        The attempt is not counted again: the new executor finishes (or fails) that attempt.
+        """
+        in_flight = [s.value for s in IN_FLIGHT if s is not OrderStatus.PENDING]
+        return self._lease(
+            order_id,
+            owner,
+            lease_s,
+            where=[Order.status.in_(in_flight), Order.lease_until < func.now()],
+            counters={},
+        )
+
+    def _lease(
+        self,
+        order_id: uuid.UUID,
+        owner: str,
+        lease_s: int,
+        where: list[Any],
+        counters: dict[str, Any],
+    ) -> Order | None:
         statement = (
             update(Order)
-            .where(Order.id == order_id, Order.status == OrderStatus.PENDING.value, _lease_free())
+            .where(Order.id == order_id, *where)
             .values(
                 lease_owner=owner,
                 lease_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s),
-                attempts=Order.attempts + 1,
                 deliveries=Order.deliveries + 1,
-                next_attempt_at=None,
                 updated_at=func.now(),
+                **counters,
             )
             .returning(Order.id)
         )
         if self.session.execute(statement).first() is None:
             return None
         return self.get(order_id)
+
+    def claim_stale(self, stale_s: int, limit: int) -> list[uuid.UUID]:
+        """Orders the queue may have lost, locked with SKIP LOCKED and marked as re-dispatched.
+
+        Two kinds: waiting (`pending`, no live lease) with no dispatch or planned retry in the
+        last `stale_s` seconds; and mid-flight orders whose executor's lease has expired.
+        Concurrent reconcilers skip each other's rows, so no order is taken twice.
+        """
+        cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, stale_s)
+        quiet = and_(
+            func.coalesce(Order.dispatched_at, Order.created_at) < cutoff,
+            or_(Order.next_attempt_at.is_(None), Order.next_attempt_at < cutoff),
+        )
+        waiting = and_(Order.status == OrderStatus.PENDING.value, _lease_free())
+        stuck = and_(
+            Order.status.in_([s.value for s in IN_FLIGHT if s is not OrderStatus.PENDING]),
+            Order.lease_until < func.now(),
+        )
+        ids = self.session.scalars(
+            select(Order.id)
+            .where(or_(waiting, stuck), quiet)
+            .order_by(Order.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if ids:
+            self.session.execute(
+                update(Order).where(Order.id.in_(ids)).values(dispatched_at=func.now())
+            )
+        return list(ids)
 
     def release(self, order_id: uuid.UUID, owner: str) -> None:
         self.session.execute(

@@ -31,14 +31,16 @@ from order_engine.db import get_engine, get_session
 from order_engine.events import EventPublisher, event_payload, format_timestamp
 from order_engine.models import Order, OrderStatus
 from order_engine.redis_client import get_redis
-from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.order import IN_FLIGHT, OrderRepository
 from order_engine.routing import RouteDecision, Router
 from order_engine.tokens import Token, resolve
 from order_engine.venues import catalogue
 from order_engine.venues.errors import (
     AttemptsExhausted,
     BlockhashExpired,
+    DeliveriesExhausted,
     ExecutionError,
+    ExecutorLost,
     SlippageExceeded,
     TransactionDropped,
 )
@@ -47,7 +49,6 @@ from order_engine.venues.simulated import PoolStore, SimulatedVenue
 log = logging.getLogger(__name__)
 
 BPS = 10_000
-IN_FLIGHT = (OrderStatus.PENDING, OrderStatus.ROUTING, OrderStatus.BUILDING, OrderStatus.SUBMITTED)
 COMPUTE_UNIT_LIMIT = 200_000
 COMPUTE_UNIT_PRICE_MICRO_LAMPORTS = 25_000
 
@@ -74,6 +75,7 @@ class Attempt:
     token_in: Token
     token_out: Token
     amount_in: int
+    recovering: bool = False
 
 
 def min_amount_out(quoted_out: int, slippage_bps: int) -> int:
@@ -124,6 +126,14 @@ class ExecutionService:
         if attempt is None:
             return "skipped"
         try:
+            if attempt.order.deliveries > self.settings.order_max_deliveries:
+                # A poison order: its executions keep dying with their worker. Stop it so the
+                # queue keeps flowing for everyone else.
+                raise DeliveriesExhausted(
+                    f"handed to a worker {attempt.order.deliveries} times without finishing"
+                )
+            if attempt.recovering:
+                return self._recover(attempt)
             return self._run(attempt)
         except LeaseLost as lost:
             log.warning("%s; stopping without side effects", lost)
@@ -134,18 +144,28 @@ class ExecutionService:
     # -- the happy path -------------------------------------------------------------------
 
     def _claim(self, order_id: uuid.UUID, executor: str) -> Attempt | None:
+        lease_s = self.settings.order_lease_s
         with self.session.begin():
-            order = self.orders.claim(order_id, executor, self.settings.order_lease_s)
+            order = self.orders.claim(order_id, executor, lease_s)
+            recovering = False
+            if order is None:
+                order = self.orders.take_over(order_id, executor, lease_s)
+                recovering = order is not None
             if order is None:
                 log.info(
                     "order %s: not runnable by %s (claimed, done or unknown)", order_id, executor
                 )
                 return None
         token_in, token_out = resolve(order.token_in), resolve(order.token_out)
-        return Attempt(order, executor, token_in, token_out, token_in.to_atoms(order.amount_in))
+        return Attempt(
+            order, executor, token_in, token_out, token_in.to_atoms(order.amount_in), recovering
+        )
 
     def _run(self, attempt: Attempt) -> str:
         order = attempt.order
+        landed = self._earlier_landing(attempt)
+        if landed is not None:
+            return self._finish_landed(attempt, landed)
         decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
         self._advance(
             attempt,
@@ -191,7 +211,7 @@ class ExecutionService:
         )
         timeout_s = self.settings.dex_swap_latency.high_ms / 1000 + 10
         status = self.chain.confirm_transaction(tx.signature, timeout_s)
-        return self._settle(attempt, decision, tx, status)
+        return self._settle(attempt, decision.chosen.dex, decision.chosen.amount_out, status)
 
     def _build(self, attempt: Attempt, decision: RouteDecision) -> SwapTransaction:
         listed = catalogue.pool_for(decision.chosen.dex, attempt.token_in, attempt.token_out)
@@ -211,13 +231,8 @@ class ExecutionService:
             compute_unit_price_micro_lamports=COMPUTE_UNIT_PRICE_MICRO_LAMPORTS,
         )
 
-    def _settle(
-        self,
-        attempt: Attempt,
-        decision: RouteDecision,
-        tx: SwapTransaction,
-        status: TransactionStatus,
-    ) -> str:
+    def _settle(self, attempt: Attempt, dex: str, quoted: int, status: TransactionStatus) -> str:
+        """Record the outcome of the attempt's transaction, which the chain has processed."""
         if status.status == "failed" and status.error_code == SlippageExceeded.code:
             raise SlippageExceeded(status.error_message or "slippage tolerance exceeded")
         if status.status == "expired":
@@ -226,20 +241,19 @@ class ExecutionService:
             raise TransactionDropped(status.error_message or f"transaction {status.status}")
         token_in, token_out = attempt.token_in, attempt.token_out
         amount_out = token_out.from_atoms(status.amount_out)
-        price = (amount_out / token_in.from_atoms(tx.amount_in)).quantize(
+        price = (amount_out / token_in.from_atoms(status.amount_in)).quantize(
             Decimal("1e-12"), rounding=ROUND_DOWN
         )
-        quoted = decision.chosen.amount_out
-        slippage = Decimal((quoted - status.amount_out) * BPS) / Decimal(quoted)
+        slippage = Decimal((quoted - status.amount_out) * BPS) / Decimal(max(quoted, 1))
         self._advance(
             attempt,
             OrderStatus.SUBMITTED,
             OrderStatus.CONFIRMED,
             {
-                "dex": decision.chosen.dex,
-                "txHash": tx.signature,
+                "dex": dex,
+                "txHash": status.signature,
                 "slot": status.slot,
-                "amountIn": str(token_in.from_atoms(tx.amount_in)),
+                "amountIn": str(token_in.from_atoms(status.amount_in)),
                 "amountOut": str(amount_out),
                 "executedPrice": str(price.normalize()),
                 "quotedAmountOut": str(token_out.from_atoms(quoted)),
@@ -255,14 +269,86 @@ class ExecutionService:
         log.info(
             "order %s confirmed on %s: %s %s -> %s %s (%s)",
             attempt.order.id,
-            decision.chosen.dex,
-            token_in.from_atoms(tx.amount_in),
+            dex,
+            token_in.from_atoms(status.amount_in),
             token_in.symbol,
             amount_out,
             token_out.symbol,
-            tx.signature,
+            status.signature,
         )
         return "confirmed"
+
+    # -- recovery -------------------------------------------------------------------------
+
+    def _recover(self, attempt: Attempt) -> str:
+        """Finish an attempt whose executor died, from what the chain knows of its signature.
+
+        Never sends anything: a transaction already sent either landed (record it), is still
+        on its way (wait for it), or never reached the chain (a retryable failure).
+        """
+        order = attempt.order
+        status = OrderStatus(order.status)
+        if status is OrderStatus.ROUTING or not order.tx_hash:
+            raise ExecutorLost("the executor stopped before sending anything")
+        known = self.chain.signature_statuses([order.tx_hash]).get(order.tx_hash)
+        if known is None:
+            raise ExecutorLost("the executor stopped before the transaction reached the chain")
+        log.info(
+            "order %s: recovering %s transaction %s (%s)",
+            order.id,
+            status.value,
+            order.tx_hash,
+            known.status,
+        )
+        if status is OrderStatus.BUILDING:
+            self._advance(
+                attempt,
+                OrderStatus.BUILDING,
+                OrderStatus.SUBMITTED,
+                {"dex": order.dex, "txHash": order.tx_hash, "recovered": True},
+                {},
+            )
+        if not known.is_final:
+            timeout_s = self.settings.dex_swap_latency.high_ms / 1000 + 10
+            known = self.chain.confirm_transaction(order.tx_hash, timeout_s)
+        return self._settle(attempt, order.dex or "", self._quoted_atoms(attempt), known)
+
+    def _earlier_landing(self, attempt: Attempt) -> TransactionStatus | None:
+        """A transaction of an earlier attempt that landed after all, if any.
+
+        Retries only follow failures that leave nothing in flight (not sent, expired, dropped),
+        so this should never find one; it is the guard that makes a re-send safe regardless.
+        """
+        order = attempt.order
+        if order.attempts <= 1:
+            return None
+        earlier = [
+            signature_for(self.settings.dex_seed, str(order.id), n)
+            for n in range(1, order.attempts)
+        ]
+        for status in self.chain.signature_statuses(earlier).values():
+            if status.status == "landed":
+                return status
+        return None
+
+    def _finish_landed(self, attempt: Attempt, landed: TransactionStatus) -> str:
+        """Walk the lifecycle forward to `confirmed` for a transaction found already landed."""
+        log.warning(
+            "order %s: earlier transaction %s landed; recording it instead of sending",
+            attempt.order.id,
+            landed.signature,
+        )
+        data = {"recovered": True, "txHash": landed.signature, "dex": attempt.order.dex}
+        self._advance(attempt, OrderStatus.PENDING, OrderStatus.ROUTING, data, {})
+        self._advance(
+            attempt, OrderStatus.ROUTING, OrderStatus.BUILDING, data, {"tx_hash": landed.signature}
+        )
+        self._advance(attempt, OrderStatus.BUILDING, OrderStatus.SUBMITTED, data, {})
+        return self._settle(attempt, attempt.order.dex or "", self._quoted_atoms(attempt), landed)
+
+    def _quoted_atoms(self, attempt: Attempt) -> int:
+        quoted = attempt.order.quoted_amount_out
+        return attempt.token_out.to_atoms(quoted) if quoted is not None else 0
 
     def _advance(
         self,

@@ -139,6 +139,7 @@ class OrderService:
             "deliveries": 0,
             "created_at": now,
             "updated_at": now,
+            "dispatched_at": now,
         }
         # ON CONFLICT DO NOTHING: a concurrent request with the same key waits on the unique
         # index until the first commits, then inserts nothing; it then replays that order.

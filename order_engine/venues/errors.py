@@ -37,6 +37,12 @@ class TransactionDropped(ExecutionError):
     code, retryable = "TRANSACTION_DROPPED", True
 
 
+class ExecutorLost(ExecutionError):
+    """The worker running the attempt died before its transaction reached the chain."""
+
+    code, retryable = "EXECUTOR_LOST", True
+
+
 class SlippageExceeded(ExecutionError):
     code, retryable = "SLIPPAGE_EXCEEDED", False
 
