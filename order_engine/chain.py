@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -115,6 +116,9 @@ class SimulatedChain:
         """
         rng = random.Random(f"{self.settings.dex_seed}:send:{tx.signature}")
         fault = self._next_fault(tx.memo)
+        if fault == "crash_sender":
+            # Test hook: the sending process dies mid-send (a poison order, an OOM kill).
+            os._exit(137)
         if fault == "rpc_unavailable" or (
             fault is None and rng.random() < float(self.settings.dex_transient_failure_rate)
         ):
@@ -144,6 +148,10 @@ class SimulatedChain:
                 )
                 .on_conflict_do_nothing()
             )
+        if fault == "lost_response":
+            # The cluster has the transaction, but the sender never hears back: the classic
+            # double-spend trap if the engine re-sends blindly.
+            raise RpcUnavailable("RPC timed out after the transaction was forwarded")
 
     def confirm_transaction(self, signature: str, timeout_s: float) -> TransactionStatus:
         """Wait until the transaction is processed; return its final status."""
@@ -245,7 +253,10 @@ class SimulatedChain:
         return simulate_swap(state, reserve_in * bps // 10_000, swap_for_y).new_state
 
     def _next_fault(self, memo: str) -> str | None:
-        """Test hook: faults planted by tests for one order (by its clientOrderId)."""
+        """Test hook: faults planted by tests for one order (by its clientOrderId), one per send.
+
+        Kinds: rpc_unavailable, lost_response, drop, price_jump, crash_sender.
+        """
         if not memo:
             return None
         return self.redis.lpop(FAULTS_KEY.format(memo=memo))

@@ -154,20 +154,23 @@ class OrderStream:
         hub: EventHub,
         resync_after_s: float = 5.0,
         tick_s: float = 0.5,
+        after_seq: int = 0,
     ) -> None:
         self.subscription = subscription
         self.history = history
         self.hub = hub
         self.resync_after_s = resync_after_s
         self.tick_s = tick_s
-        self.last_seq = 0
+        self.last_seq = after_seq
         self.finished = False
+        self._replayed = False
         self._quiet_since = time.monotonic()
 
     def next_batch(self) -> list[dict[str, Any]]:
         """Events to send now (possibly none); call until `finished`."""
-        if self.last_seq == 0 and not self.finished:
-            return self._accept(self.history(0))
+        if not self._replayed:
+            self._replayed = True
+            return self._accept(self.history(self.last_seq))
         while True:
             payload = self.subscription.get(self.tick_s)
             if payload is not None:

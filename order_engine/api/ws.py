@@ -138,15 +138,35 @@ def _submit_first_message(ws, service: OrderService) -> uuid.UUID:
 
 def _stream(ws, service: OrderService, order_id: uuid.UUID) -> None:
     hub = get_hub(current_app.config["SETTINGS"].redis_url)
+    after_seq = _after_seq()
     with hub.subscribe(str(order_id)) as subscription:
         # Subscribed first; the history read below cannot miss an event published meanwhile.
-        stream = OrderStream(subscription, lambda seq: service.events_after(order_id, seq), hub)
+        stream = OrderStream(
+            subscription, lambda seq: service.events_after(order_id, seq), hub, after_seq=after_seq
+        )
         while ws.connected:
             for event in stream.next_batch():
                 ws.send(json.dumps(event, separators=(",", ":")))
             if stream.finished:
                 ws.close(reason=CLOSE_NORMAL, message="order finished")
                 return
+
+
+def _after_seq() -> int:
+    """`?afterSeq=N` resumes a stream: only events after seq N are sent."""
+    raw = request.args.get("afterSeq", "0")
+    if not raw.isdigit() or len(raw) > 9:
+        raise StreamClosed(
+            CLOSE_BAD_REQUEST,
+            "bad afterSeq",
+            _error(
+                CLOSE_BAD_REQUEST,
+                "Bad Request",
+                f"afterSeq must be a whole number, got {raw!r}.",
+                {"afterSeq": ["Must be a whole number."]},
+            ),
+        )
+    return int(raw)
 
 
 def _error(

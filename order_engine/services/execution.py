@@ -316,8 +316,9 @@ class ExecutionService:
     def _earlier_landing(self, attempt: Attempt) -> TransactionStatus | None:
         """A transaction of an earlier attempt that landed after all, if any.
 
-        Retries only follow failures that leave nothing in flight (not sent, expired, dropped),
-        so this should never find one; it is the guard that makes a re-send safe regardless.
+        An earlier transaction the chain still holds unprocessed (its sender lost the RPC
+        response) is waited for first: never send a new transaction while an old one for the
+        same order can still land (research/dex.md §3.5).
         """
         order = attempt.order
         if order.attempts <= 1:
@@ -327,6 +328,9 @@ class ExecutionService:
             for n in range(1, order.attempts)
         ]
         for status in self.chain.signature_statuses(earlier).values():
+            if not status.is_final:
+                timeout_s = self.settings.dex_swap_latency.high_ms / 1000 + 10
+                status = self.chain.confirm_transaction(status.signature, timeout_s)
             if status.status == "landed":
                 return status
         return None

@@ -166,3 +166,39 @@ def test_websocket_errors_come_as_a_message_then_a_close_code(live_stack):
     assert "amount" in bad_body.messages[0]["errors"]
     not_json = stream(base, first_message="hello")
     assert not_json.close_code == 4400
+
+
+def landed_transactions(stack, memo: str) -> list[tuple[str, str]]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(stack.settings["DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT signature, status FROM sim_transactions WHERE memo = :memo"),
+                {"memo": memo},
+            ).all()
+    finally:
+        engine.dispose()
+    return [(r.signature, r.status) for r in rows]
+
+
+def test_a_lost_send_response_is_recovered_from_the_chain_not_sent_again(live_stack):
+    tag = f"lost-response-{uuid.uuid4()}"
+    plant_faults(live_stack, tag, "lost_response")
+    order_id = submit(live_stack, clientOrderId=tag)
+    result = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}")
+    assert result.statuses[-1] == "confirmed"
+    assert result.statuses.count("confirmed") == 1
+    assert_contiguous(result.events)
+    ledger = landed_transactions(live_stack, tag)
+    assert [status for _sig, status in ledger] == ["landed"]
+    assert result.events[-1]["data"]["txHash"] == ledger[0][0]
+
+
+def test_a_client_can_resume_a_stream_after_a_seq(live_stack):
+    order_id = submit(live_stack)
+    wait_terminal(live_stack, order_id)
+    resumed = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}&afterSeq=3")
+    assert resumed.seqs == [4, 5]
+    assert resumed.close_code == 1000
