@@ -2,12 +2,15 @@
 
 Facts it mirrors (research/dex.md §3): slots of ~400 ms; a blockhash is valid for 151 slots;
 a transaction is identified by its 64-byte ed25519 signature, shown in base58; the cluster
-processes a sent transaction whether or not the sender is still around, and a swap that would
-pay out less than its `minAmountOut` lands as *failed* (program error) rather than filling.
+processes a sent transaction whether or not the sender is still around; a swap whose legs pay
+out less than its `minAmountOut` lands as *failed* (a program error) rather than filling; and a
+transaction that is not included before its blockhash expires never lands.
 
-A sent transaction is written to `sim_transactions` as `sent` and processed once its landing
-time has come by whoever looks first (the sender confirming it, or a reconciler asking for its
-status), under a row lock, so a transaction lands at most once even if sent twice.
+A sent transaction is written to `sim_transactions` as `sent` with the slot it will be included
+in, and processed once that time has come by whoever looks first (the sender confirming it, or a
+reconciler asking for its status), under a row lock, so it lands at most once even if sent
+twice. Landing first lets the market's arbitrage move each pool to the market price of that
+instant, then applies the legs atomically.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import hashlib
 import logging
 import os
 import random
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,19 +29,19 @@ from sqlalchemy.dialects.postgresql import insert
 
 from order_engine.config import Settings
 from order_engine.models import SimTransaction
-from order_engine.venues.errors import BlockhashExpired, RpcUnavailable, TransactionDropped
-from order_engine.venues.simulated import PoolStore, simulate_swap
+from order_engine.venues import pools
+from order_engine.venues.clock import SLOT_MS, WallClock, slot_at, slot_start_ms
+from order_engine.venues.errors import (
+    BlockhashExpired,
+    ExecutionError,
+    RpcUnavailable,
+    TransactionDropped,
+)
+from order_engine.venues.simulated import PoolStore
 
 log = logging.getLogger(__name__)
 
-SLOT_MS = 400
 BLOCKHASH_VALIDITY_SLOTS = 151
-# Slot 0 of the simulated cluster; any fixed instant works, it only has to be shared.
-GENESIS_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
-# Other traders move each pool as a random walk in time: this many bps of reserves per √second
-# (so the move between a quote and its landing does not grow with our own order count).
-BACKGROUND_FLOW_BPS_PER_SQRT_S = 10
-MAX_FLOW_BPS = 200
 PRICE_JUMP_BPS = 1_000
 FAULTS_KEY = "sim:faults:{memo}"
 
@@ -52,18 +54,27 @@ class Blockhash:
 
 
 @dataclass(frozen=True)
-class SwapTransaction:
-    """A signed swap transaction, as the engine built it."""
-
-    signature: str
-    memo: str
+class SwapLeg:
     pool_id: str
     swap_for_y: bool
     amount_in: int
+
+
+@dataclass(frozen=True)
+class SwapTransaction:
+    """A signed swap transaction, as the engine built it: one or two legs, one minimum out."""
+
+    signature: str
+    memo: str
+    legs: tuple[SwapLeg, ...]
     min_amount_out: int
     blockhash: Blockhash
     compute_unit_limit: int
     compute_unit_price_micro_lamports: int
+
+    @property
+    def amount_in(self) -> int:
+        return sum(leg.amount_in for leg in self.legs)
 
 
 @dataclass(frozen=True)
@@ -90,17 +101,23 @@ def signature_for(seed: int, order_id: str, attempt: int) -> str:
 
 class SimulatedChain:
     def __init__(
-        self, engine: Engine, pools: PoolStore, settings: Settings, redis_client: redis.Redis
+        self,
+        engine: Engine,
+        pools_store: PoolStore,
+        settings: Settings,
+        redis_client: redis.Redis | None,
+        clock: Any = None,
     ) -> None:
         self.engine = engine
-        self.pools = pools
+        self.pools = pools_store
         self.settings = settings
         self.redis = redis_client
+        self.clock = clock or WallClock()
 
     # -- the cluster's clock -------------------------------------------------------------
 
     def current_slot(self) -> int:
-        return (time.time_ns() // 1_000_000 - GENESIS_MS) // SLOT_MS
+        return slot_at(self.clock.now_ms())
 
     def latest_blockhash(self) -> Blockhash:
         slot = self.current_slot()
@@ -123,15 +140,18 @@ class SimulatedChain:
             fault is None and rng.random() < float(self.settings.dex_transient_failure_rate)
         ):
             raise RpcUnavailable("RPC node unavailable: transaction not accepted")
-        land_in_ms = self.settings.dex_swap_latency.sample_ms(rng)
+        now_ms = self.clock.now_ms()
+        land_at_ms = now_ms + self.settings.dex_swap_latency.sample_ms(rng)
+        if fault is None and rng.random() < float(self.settings.dex_expiry_rate):
+            # Congestion: the leader never includes it and the blockhash runs out.
+            fault = "congestion"
         detail = {
-            "poolId": tx.pool_id,
-            "swapForY": tx.swap_for_y,
+            "legs": [[leg.pool_id, leg.swap_for_y, str(leg.amount_in)] for leg in tx.legs],
             "minAmountOut": str(tx.min_amount_out),
             "blockhash": tx.blockhash.value,
             "lastValidBlockHeight": tx.blockhash.last_valid_block_height,
             "computeUnitLimit": tx.compute_unit_limit,
-            "landAtMs": time.time_ns() // 1_000_000 + land_in_ms,
+            "landAtMs": land_at_ms,
             "fault": fault,
         }
         with self.engine.begin() as conn:
@@ -141,7 +161,7 @@ class SimulatedChain:
                     signature=tx.signature,
                     memo=tx.memo,
                     status="sent",
-                    slot=self.current_slot(),
+                    slot=slot_at(now_ms),
                     detail=detail,
                     amount_in=tx.amount_in,
                     amount_out=0,
@@ -155,17 +175,17 @@ class SimulatedChain:
 
     def confirm_transaction(self, signature: str, timeout_s: float) -> TransactionStatus:
         """Wait until the transaction is processed; return its final status."""
-        deadline = time.monotonic() + timeout_s
+        deadline_ms = self.clock.now_ms() + int(timeout_s * 1000)
         while True:
             status = self._process(signature)
             if status is None:
                 raise TransactionDropped(f"{signature} is unknown to the cluster")
             if status.is_final:
                 return status
-            if time.monotonic() > deadline:
+            now_ms = self.clock.now_ms()
+            if now_ms > deadline_ms:
                 raise TransactionDropped(f"{signature} not processed within {timeout_s}s")
-            wait_ms = status.land_at_ms - time.time_ns() // 1_000_000
-            time.sleep(min(max(wait_ms, 5), 250) / 1000)
+            self.clock.sleep_ms(min(max(status.land_at_ms - now_ms, 5), 250))
 
     def signature_statuses(self, signatures: list[str]) -> dict[str, TransactionStatus]:
         """Status of each known signature (processing any now due), like getSignatureStatuses."""
@@ -186,8 +206,7 @@ class SimulatedChain:
             ).first()
             if tx is None:
                 return None
-            now_ms = time.time_ns() // 1_000_000
-            if tx.status != "sent" or now_ms < tx.detail["landAtMs"]:
+            if tx.status != "sent" or self.clock.now_ms() < tx.detail["landAtMs"]:
                 return _status(tx)
             values = self._execute(conn, tx)
             processed = conn.execute(
@@ -200,13 +219,16 @@ class SimulatedChain:
 
     def _execute(self, conn: Connection, tx: Row[Any]) -> dict[str, Any]:
         detail = tx.detail
-        land_slot = (detail["landAtMs"] - GENESIS_MS) // SLOT_MS
+        land_ms = int(detail["landAtMs"])
+        land_slot = slot_at(land_ms)
+        if detail.get("fault") == "congestion":
+            land_slot = detail["lastValidBlockHeight"] + 1
         if land_slot > detail["lastValidBlockHeight"]:
             return {
                 "status": "expired",
                 "slot": land_slot,
                 "error_code": BlockhashExpired.code,
-                "error_message": "blockhash expired before the transaction landed",
+                "error_message": "blockhash expired before the transaction was included",
             }
         if detail.get("fault") == "drop":
             return {
@@ -215,51 +237,76 @@ class SimulatedChain:
                 "error_code": TransactionDropped.code,
                 "error_message": "transaction dropped by the leader",
             }
-        state = self.pools.lock(conn, detail["poolId"])
-        state = self._background_flow(state, tx, int(detail["landAtMs"]))
+        legs = [
+            (pool_id, swap_for_y, int(amount)) for pool_id, swap_for_y, amount in detail["legs"]
+        ]
+        # Lock pools in one global order so concurrent two-leg swaps cannot deadlock.
+        states = {pid: self.pools.lock(conn, pid) for pid in sorted({leg[0] for leg in legs})}
+        market = {pid: self.pools.catch_up(pid, s, land_ms) for pid, s in states.items()}
         if detail.get("fault") == "price_jump":
-            state = self._adverse_move(state, detail["swapForY"], PRICE_JUMP_BPS)
-        outcome = simulate_swap(state, int(tx.amount_in), detail["swapForY"])
+            market = {pid: self._adverse_move(s, legs, pid, land_ms) for pid, s in market.items()}
+        try:
+            after, amount_out = self._apply_legs(market, legs, land_ms)
+        except ExecutionError as error:
+            self._save_all(conn, market)
+            return {
+                "status": "failed",
+                "slot": land_slot,
+                "error_code": error.code,
+                "error_message": error.message,
+            }
         min_out = int(detail["minAmountOut"])
-        if outcome.amount_out < min_out:
-            self.pools.save(conn, detail["poolId"], state)
+        if amount_out < min_out:
+            self._save_all(conn, market)  # the market moved; our swap reverted
             return {
                 "status": "failed",
                 "slot": land_slot,
                 "error_code": "SLIPPAGE_EXCEEDED",
-                "error_message": f"would receive {outcome.amount_out} atoms, below the "
-                f"minimum {min_out}",
+                "error_message": f"would receive {amount_out} atoms, below the minimum {min_out}",
             }
-        self.pools.save(conn, detail["poolId"], outcome.new_state)
-        return {"status": "landed", "slot": land_slot, "amount_out": outcome.amount_out}
+        self._save_all(conn, after)
+        return {"status": "landed", "slot": land_slot, "amount_out": amount_out}
 
-    def _background_flow(self, state: dict[str, Any], tx: Row[Any], now_ms: int) -> dict[str, Any]:
-        """Other traders' net flow since the pool last traded: a Gaussian random walk in time."""
-        last_ms = int(state.get("flow_at_ms", now_ms))
-        elapsed_s = max(0, now_ms - last_ms) / 1000
-        rng = random.Random(f"{self.settings.dex_seed}:flow:{tx.signature}")
-        move_bps = rng.gauss(0, BACKGROUND_FLOW_BPS_PER_SQRT_S * elapsed_s**0.5)
-        move_bps = max(-MAX_FLOW_BPS, min(MAX_FLOW_BPS, move_bps))
-        sell_x = move_bps < 0
-        reserve_in = int(state["reserve_x"] if sell_x else state["reserve_y"])
-        size = reserve_in * round(abs(move_bps) * 100) // 1_000_000
-        if size > 0:
-            state = simulate_swap(state, size, sell_x).new_state
-        return {**state, "flow_at_ms": now_ms}
+    def _apply_legs(
+        self, states: dict[str, dict[str, Any]], legs: list[tuple[str, bool, int]], land_ms: int
+    ) -> tuple[dict[str, dict[str, Any]], int]:
+        after = dict(states)
+        total_out = 0
+        for pool_id, swap_for_y, amount_in in legs:
+            outcome = pools.swap(after[pool_id], amount_in, swap_for_y, land_ms // 1000)
+            after[pool_id] = outcome.new_state
+            total_out += outcome.amount_out
+        return after, total_out
 
-    def _adverse_move(self, state: dict[str, Any], swap_for_y: bool, bps: int) -> dict[str, Any]:
-        """A large trade in the order's own direction, just before it lands."""
-        reserve_in = int(state["reserve_x"] if swap_for_y else state["reserve_y"])
-        return simulate_swap(state, reserve_in * bps // 10_000, swap_for_y).new_state
+    def _save_all(self, conn: Connection, states: dict[str, dict[str, Any]]) -> None:
+        for pool_id, state in states.items():
+            self.pools.save(conn, pool_id, state)
+
+    def _adverse_move(
+        self, state: dict[str, Any], legs: list[tuple[str, bool, int]], pool_id: str, land_ms: int
+    ) -> dict[str, Any]:
+        """Test hook: a large trade in the order's own direction just before it lands."""
+        swap_for_y = next(leg[1] for leg in legs if leg[0] == pool_id)
+        mid = pools.mid_price(state)
+        jumped = (
+            mid * (10_000 - PRICE_JUMP_BPS) / 10_000
+            if swap_for_y
+            else (mid * (10_000 + PRICE_JUMP_BPS) / 10_000)
+        )
+        return pools.arbitrage(state, jumped, land_ms // 1000)
 
     def _next_fault(self, memo: str) -> str | None:
         """Test hook: faults planted by tests for one order (by its clientOrderId), one per send.
 
         Kinds: rpc_unavailable, lost_response, drop, price_jump, crash_sender.
         """
-        if not memo:
+        if not memo or self.redis is None:
             return None
         return self.redis.lpop(FAULTS_KEY.format(memo=memo))
+
+
+def blockhash_expires_at_ms(blockhash: Blockhash) -> int:
+    return slot_start_ms(blockhash.last_valid_block_height) + SLOT_MS
 
 
 def _status(tx: Row[Any]) -> TransactionStatus:

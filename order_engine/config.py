@@ -107,6 +107,7 @@ class Settings:
     dex_quote_latency: LatencyRange
     dex_swap_latency: LatencyRange
     dex_transient_failure_rate: Decimal
+    dex_expiry_rate: Decimal
     order_max_attempts: int
     order_max_deliveries: int
     retry_backoff_s: int
@@ -161,6 +162,7 @@ class Settings:
             dex_transient_failure_rate=_parse_rate(
                 "DEX_TRANSIENT_FAILURE_RATE", get("DEX_TRANSIENT_FAILURE_RATE", "0")
             ),
+            dex_expiry_rate=_parse_rate("DEX_EXPIRY_RATE", get("DEX_EXPIRY_RATE", "0.002")),
             order_max_attempts=_parse_int(
                 "ORDER_MAX_ATTEMPTS", get("ORDER_MAX_ATTEMPTS", "3"), 1, 10
             ),

@@ -20,8 +20,13 @@ class HttpResponse:
     headers: dict[str, str]
 
 
-def request(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
-            timeout_s: float = 10) -> HttpResponse:
+def request(
+    method: str,
+    url: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 10,
+) -> HttpResponse:
     data = None if body is None else json.dumps(body).encode()
     all_headers = {"Content-Type": "application/json", **(headers or {})}
     req = urllib.request.Request(url, data=data, method=method, headers=all_headers)

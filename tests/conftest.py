@@ -24,9 +24,11 @@ from sqlalchemy.orm import Session
 
 from order_engine import create_app, migrate
 
-TEST_DATABASE = "order_engine_test"
-APP_REDIS_DB = 15
-BROKER_REDIS_DB = 14
+# Overridable so that two test sessions can share one server without stepping on each other.
+TEST_DATABASE = os.environ.get("ORDER_ENGINE_TEST_DB", "order_engine_test")
+APP_REDIS_DB, BROKER_REDIS_DB = (
+    int(n) for n in os.environ.get("ORDER_ENGINE_TEST_REDIS_DBS", "15,14").split(",")
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ def test_settings(servers: Servers, database_url: str) -> dict[str, str]:
         "DEX_QUOTE_LATENCY_MS": "0",
         "DEX_SWAP_LATENCY_MS": "0",
         "DEX_TRANSIENT_FAILURE_RATE": "0",
+        "DEX_EXPIRY_RATE": "0",
         "ORDER_RETRY_BACKOFF_S": "0",
         "ORDER_RETRY_BACKOFF_MAX_S": "1",
         "TASK_TIME_LIMIT_S": "30",
@@ -179,8 +182,9 @@ def start_process(argv: list[str], env: dict[str, str], log_path) -> object:
     import subprocess
 
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop_process(process, timeout_s: float = 15) -> None:
@@ -216,27 +220,68 @@ def live_stack(test_settings, tmp_path_factory) -> Iterator[LiveStack]:
     broker.flushdb()  # drop messages left by earlier sessions
     processes = {
         "api": start_process(
-            [sys.executable, "-m", "gunicorn", "order_engine.wsgi:app", "--bind",
-             f"127.0.0.1:{port}", "--worker-class", "gthread", "--workers", "1", "--threads",
-             "64", "--graceful-timeout", "5", "--log-level", "warning"],
-            env, log_dir / "api.log"),
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "order_engine.wsgi:app",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--worker-class",
+                "gthread",
+                "--workers",
+                "1",
+                "--threads",
+                "64",
+                "--graceful-timeout",
+                "5",
+                "--log-level",
+                "warning",
+            ],
+            env,
+            log_dir / "api.log",
+        ),
         "worker": start_process(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "--pool",
-             "threads", "--concurrency", "32", "--queues", "orders", "--task-events",
-             "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-             "--hostname", f"test-{port}@%h"],
-            env, log_dir / "worker.log"),
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                "32",
+                "--queues",
+                "orders",
+                "--task-events",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"test-{port}@%h",
+            ],
+            env,
+            log_dir / "worker.log",
+        ),
     }
-    stack = LiveStack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", settings,
-                      processes, log_dir)
+    stack = LiveStack(
+        f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", settings, processes, log_dir
+    )
     try:
+
         def ready() -> bool:
             with urllib.request.urlopen(f"{stack.base_url}/readyz", timeout=2) as response:
                 return response.status == 200
 
         wait_until(ready, 60, "the API to be ready")
-        wait_until(lambda: "ready" in (log_dir / "worker.log").read_text(), 60,
-                   "the Celery worker to be ready")
+        wait_until(
+            lambda: "ready" in (log_dir / "worker.log").read_text(),
+            60,
+            "the Celery worker to be ready",
+        )
         yield stack
     finally:
         for process in processes.values():

@@ -25,7 +25,14 @@ from typing import Any
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from order_engine.chain import SimulatedChain, SwapTransaction, TransactionStatus, signature_for
+from order_engine.chain import (
+    SimulatedChain,
+    SwapLeg,
+    SwapTransaction,
+    TransactionStatus,
+    blockhash_expires_at_ms,
+    signature_for,
+)
 from order_engine.config import Settings
 from order_engine.db import get_engine, get_session
 from order_engine.events import EventPublisher, event_payload, format_timestamp
@@ -35,6 +42,7 @@ from order_engine.repositories.order import IN_FLIGHT, OrderRepository
 from order_engine.routing import RouteDecision, Router
 from order_engine.tokens import Token, resolve
 from order_engine.venues import catalogue
+from order_engine.venues.clock import WallClock
 from order_engine.venues.errors import (
     AttemptsExhausted,
     BlockhashExpired,
@@ -167,15 +175,16 @@ class ExecutionService:
         if landed is not None:
             return self._finish_landed(attempt, landed)
         decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
+        route = decision.as_event()["decision"]
         self._advance(
             attempt,
             OrderStatus.PENDING,
             OrderStatus.ROUTING,
             decision.as_event(),
             {
-                "dex": decision.chosen.dex,
-                "route": {"poolId": decision.chosen.pool_id, "dex": decision.chosen.dex},
-                "quoted_amount_out": attempt.token_out.from_atoms(decision.chosen.amount_out),
+                "dex": decision.dex,
+                "route": route,
+                "quoted_amount_out": attempt.token_out.from_atoms(decision.amount_out),
             },
         )
         tx = self._build(attempt, decision)
@@ -184,15 +193,17 @@ class ExecutionService:
             OrderStatus.ROUTING,
             OrderStatus.BUILDING,
             {
-                "dex": decision.chosen.dex,
-                "poolId": tx.pool_id,
-                "quotedAmountOut": str(attempt.token_out.from_atoms(decision.chosen.amount_out)),
+                "dex": decision.dex,
+                "legs": route["legs"],
+                "quotedAmountOut": str(attempt.token_out.from_atoms(decision.amount_out)),
                 "minAmountOut": str(attempt.token_out.from_atoms(tx.min_amount_out)),
                 "slippageBps": order.slippage_bps,
                 "txHash": tx.signature,
                 "blockhash": tx.blockhash.value,
                 "lastValidBlockHeight": tx.blockhash.last_valid_block_height,
-                "blockhashExpiresAt": format_timestamp(_slot_time(tx.blockhash)),
+                "blockhashExpiresAt": format_timestamp(
+                    datetime.fromtimestamp(blockhash_expires_at_ms(tx.blockhash) / 1000, UTC)
+                ),
                 "computeUnitLimit": tx.compute_unit_limit,
                 "computeUnitPriceMicroLamports": tx.compute_unit_price_micro_lamports,
             },
@@ -206,28 +217,28 @@ class ExecutionService:
             attempt,
             OrderStatus.BUILDING,
             OrderStatus.SUBMITTED,
-            {"dex": decision.chosen.dex, "txHash": tx.signature},
+            {"dex": decision.dex, "txHash": tx.signature},
             {},
         )
         timeout_s = self.settings.dex_swap_latency.high_ms / 1000 + 10
         status = self.chain.confirm_transaction(tx.signature, timeout_s)
-        return self._settle(attempt, decision.chosen.dex, decision.chosen.amount_out, status)
+        return self._settle(attempt, decision.dex, decision.amount_out, status)
 
     def _build(self, attempt: Attempt, decision: RouteDecision) -> SwapTransaction:
-        listed = catalogue.pool_for(decision.chosen.dex, attempt.token_in, attempt.token_out)
-        assert listed is not None  # the venue just quoted this pair
-        _spec, swap_for_y = listed
+        legs = []
+        for leg in decision.legs:
+            listed = catalogue.pool_for(leg.dex, attempt.token_in, attempt.token_out)
+            assert listed is not None  # the venue just quoted this pair
+            legs.append(SwapLeg(leg.pool_id, listed[1], leg.amount_in))
         return SwapTransaction(
             signature=signature_for(
                 self.settings.dex_seed, str(attempt.order.id), attempt.order.attempts
             ),
             memo=attempt.order.client_order_id or str(attempt.order.id),
-            pool_id=decision.chosen.pool_id,
-            swap_for_y=swap_for_y,
-            amount_in=attempt.amount_in,
-            min_amount_out=min_amount_out(decision.chosen.amount_out, attempt.order.slippage_bps),
+            legs=tuple(legs),
+            min_amount_out=min_amount_out(decision.amount_out, attempt.order.slippage_bps),
             blockhash=self.chain.latest_blockhash(),
-            compute_unit_limit=COMPUTE_UNIT_LIMIT,
+            compute_unit_limit=COMPUTE_UNIT_LIMIT * len(legs),
             compute_unit_price_micro_lamports=COMPUTE_UNIT_PRICE_MICRO_LAMPORTS,
         )
 
@@ -469,13 +480,6 @@ class ExecutionService:
         raise RetryLater(error, countdown)
 
 
-def _slot_time(blockhash) -> datetime:
-    from order_engine.chain import GENESIS_MS, SLOT_MS
-
-    ms = GENESIS_MS + blockhash.last_valid_block_height * SLOT_MS
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
 _wired: dict[tuple[str, int], tuple[Router, SimulatedChain]] = {}
 
 
@@ -483,9 +487,12 @@ def _venues_and_chain(settings: Settings) -> tuple[Router, SimulatedChain]:
     """One router and chain client per process (they hold no order state)."""
     key = (settings.database_url, settings.dex_seed)
     if key not in _wired:
-        engine = get_engine()
-        store = PoolStore(engine, settings.dex_seed)
-        chain = SimulatedChain(engine, store, settings, get_redis())
-        venues = [SimulatedVenue(name, store, settings, chain) for name in catalogue.VENUES]
-        _wired[key] = (Router(venues), chain)
+        _wired[key] = build_venues_and_chain(settings, get_engine(), get_redis(), WallClock())
     return _wired[key]
+
+
+def build_venues_and_chain(settings: Settings, engine, redis_client, clock, concurrent=True):
+    store = PoolStore(engine, settings.dex_seed, clock)
+    chain = SimulatedChain(engine, store, settings, redis_client, clock)
+    venues = [SimulatedVenue(name, store, settings, clock) for name in catalogue.VENUES]
+    return Router(venues, concurrent=concurrent), chain

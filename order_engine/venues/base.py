@@ -6,9 +6,9 @@ so against pool state shared through PostgreSQL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from order_engine.tokens import Token
 
@@ -28,6 +28,8 @@ class Quote:
     price_impact_bps: Decimal
     slot: int
     latency_ms: int
+    # The pool as quoted (amount_in -> amount_out), for the router's split search.
+    curve: Any = field(default=None, compare=False, repr=False)
 
     @property
     def price(self) -> Decimal:

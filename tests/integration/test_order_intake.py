@@ -15,8 +15,9 @@ VALID = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"
 
 def post(client, body, headers=None, content_type="application/json"):
     data = body if isinstance(body, str | bytes) else json.dumps(body)
-    return client.post("/api/orders/execute", data=data, content_type=content_type,
-                       headers=headers or {})
+    return client.post(
+        "/api/orders/execute", data=data, content_type=content_type, headers=headers or {}
+    )
 
 
 def order_count(db_session) -> int:
@@ -201,8 +202,11 @@ def test_cancel_a_waiting_order_then_409_on_a_second_cancel(client):
 
 
 def test_tokens_may_be_given_by_mint_and_wsol_routes_as_sol(client, db_session):
-    body = {**VALID, "tokenIn": "So11111111111111111111111111111111111111112",
-            "tokenOut": "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"}
+    body = {
+        **VALID,
+        "tokenIn": "So11111111111111111111111111111111111111112",
+        "tokenOut": "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v",
+    }
     response = post(client, body)
     assert response.status_code == 202
     order, _events = load_order(db_session, response.get_json()["orderId"])

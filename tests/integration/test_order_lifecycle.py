@@ -36,7 +36,8 @@ def get_order(stack, order_id):
 def wait_terminal(stack, order_id, timeout_s=30):
     return wait_until(
         lambda: (o := get_order(stack, order_id))["status"] in {"confirmed", "failed"} and o,
-        timeout_s, f"order {order_id} to finish",
+        timeout_s,
+        f"order {order_id} to finish",
     )
 
 
@@ -77,8 +78,12 @@ def test_concurrent_rest_and_websocket_orders_all_confirm_with_full_streams(live
 
 def test_subscriber_mid_flight_and_after_confirmation_get_the_whole_history_once(live_stack):
     order_id = submit(live_stack)
-    wait_until(lambda: get_order(live_stack, order_id)["status"] == "submitted", 10,
-               "the order to be submitted", every_s=0.01)
+    wait_until(
+        lambda: get_order(live_stack, order_id)["status"] == "submitted",
+        10,
+        "the order to be submitted",
+        every_s=0.01,
+    )
     mid_flight = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}")
     late = stream(f"{live_stack.ws_url}/api/orders/execute/ws?orderId={order_id}")
     for result in (mid_flight, late):
@@ -93,9 +98,17 @@ def test_transient_failure_twice_confirms_on_the_third_attempt(live_stack):
     order_id = submit(live_stack, clientOrderId=tag)
     result = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}")
     assert result.statuses == [
-        "pending", "routing", "building", "pending",
-        "routing", "building", "pending",
-        "routing", "building", "submitted", "confirmed",
+        "pending",
+        "routing",
+        "building",
+        "pending",
+        "routing",
+        "building",
+        "pending",
+        "routing",
+        "building",
+        "submitted",
+        "confirmed",
     ]
     retries = [e for e in result.events if e["status"] == "pending" and e["seq"] > 1]
     assert [r["data"]["error"]["code"] for r in retries] == ["RPC_UNAVAILABLE"] * 2
@@ -126,11 +139,18 @@ def test_slippage_breach_fails_at_once_without_retry(live_stack):
     order_id = submit(live_stack, clientOrderId=tag, slippageBps=30)
     order = wait_terminal(live_stack, order_id)
     assert order["status"] == "failed"
-    assert order["error"] == {"code": "SLIPPAGE_EXCEEDED", "message": order["error"]["message"],
-                              "retryable": False}
+    assert order["error"] == {
+        "code": "SLIPPAGE_EXCEEDED",
+        "message": order["error"]["message"],
+        "retryable": False,
+    }
     assert order["attempts"] == 1
     assert [e["status"] for e in order["events"]] == [
-        "pending", "routing", "building", "submitted", "failed"
+        "pending",
+        "routing",
+        "building",
+        "submitted",
+        "failed",
     ]
 
 
@@ -138,8 +158,12 @@ def test_twenty_concurrent_requests_with_one_key_create_one_order(live_stack):
     key = f"idem-{uuid.uuid4()}"
 
     def post(_):
-        return request("POST", f"{live_stack.base_url}/api/orders/execute", order_body(),
-                       headers={"Idempotency-Key": key})
+        return request(
+            "POST",
+            f"{live_stack.base_url}/api/orders/execute",
+            order_body(),
+            headers={"Idempotency-Key": key},
+        )
 
     with ThreadPoolExecutor(max_workers=20) as pool:
         responses = list(pool.map(post, range(20)))
@@ -148,8 +172,12 @@ def test_twenty_concurrent_requests_with_one_key_create_one_order(live_stack):
     order = wait_terminal(live_stack, responses[0].body["orderId"])
     assert order["status"] == "confirmed"
     assert order["attempts"] == 1
-    different = request("POST", f"{live_stack.base_url}/api/orders/execute",
-                        order_body(amount="0.5"), headers={"Idempotency-Key": key})
+    different = request(
+        "POST",
+        f"{live_stack.base_url}/api/orders/execute",
+        order_body(amount="0.5"),
+        headers={"Idempotency-Key": key},
+    )
     assert different.status == 422
 
 
