@@ -176,6 +176,8 @@ class ExecutionService:
             return self._finish_landed(attempt, landed)
         decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
         route = decision.as_event()["decision"]
+        if (order.route or {}).get("requoted"):
+            route["requoted"] = True  # at most one re-quote per order, across attempts
         self._advance(
             attempt,
             OrderStatus.PENDING,
@@ -236,11 +238,20 @@ class ExecutionService:
             ),
             memo=attempt.order.client_order_id or str(attempt.order.id),
             legs=tuple(legs),
-            min_amount_out=min_amount_out(decision.amount_out, attempt.order.slippage_bps),
+            min_amount_out=self._minimum_out(attempt, decision),
             blockhash=self.chain.latest_blockhash(),
             compute_unit_limit=COMPUTE_UNIT_LIMIT * len(legs),
             compute_unit_price_micro_lamports=COMPUTE_UNIT_PRICE_MICRO_LAMPORTS,
         )
+
+    def _minimum_out(self, attempt: Attempt, decision: RouteDecision) -> int:
+        """The least the swap may pay: from this quote, but never below what the client was
+        promised before a slippage re-quote."""
+        minimum = min_amount_out(decision.amount_out, attempt.order.slippage_bps)
+        order = attempt.order
+        if (order.route or {}).get("requoted") and order.min_amount_out is not None:
+            minimum = max(minimum, attempt.token_out.to_atoms(order.min_amount_out))
+        return minimum
 
     def _settle(self, attempt: Attempt, dex: str, quoted: int, status: TransactionStatus) -> str:
         """Record the outcome of the attempt's transaction, which the chain has processed."""
@@ -407,36 +418,29 @@ class ExecutionService:
 
     def _fail_attempt(self, attempt: Attempt, error: ExecutionError) -> str:
         order = attempt.order
-        if error.retryable and order.attempts < self.settings.order_max_attempts:
-            return self._schedule_retry(attempt, error)
+        has_attempts_left = order.attempts < self.settings.order_max_attempts
+        if error.retryable and has_attempts_left:
+            return self._schedule_retry(attempt, error, {})
+        if isinstance(error, SlippageExceeded) and has_attempts_left:
+            requote = self._requote_after_slippage(attempt)
+            if requote is not None:
+                return self._schedule_retry(attempt, error, requote, countdown_s=0.0)
         final = error
         if error.retryable:
             final = AttemptsExhausted(
                 f"gave up after {order.attempts} attempts; last error {error.code}: {error.message}"
             )
         data = {"error": {**error.as_dict(), "finalCode": final.code}, "attempts": order.attempts}
-        with self.session.begin():
-            event = self.orders.transition(
-                order.id,
-                IN_FLIGHT,
-                OrderStatus.FAILED,
-                event_data=data,
-                lease_owner=attempt.executor,
-                values={
-                    "failure_code": error.code,
-                    "failure_reason": final.message,
-                    "failure_retryable": error.retryable,
-                    "lease_owner": None,
-                    "lease_until": None,
-                },
-            )
-            if event is None:
-                log.warning(
-                    "order %s: lease lost before recording failure %s", order.id, error.code
-                )
-                return "lease-lost"
-            payload = event_payload(event)
-        self.publisher.publish(payload)
+        values = {
+            "failure_code": error.code,
+            "failure_reason": final.message,
+            "failure_retryable": error.retryable,
+            "lease_owner": None,
+            "lease_until": None,
+        }
+        if not self._record(attempt, IN_FLIGHT, OrderStatus.FAILED, data, values):
+            log.warning("order %s: lease lost before recording failure %s", order.id, error.code)
+            return "lease-lost"
         log.warning(
             "order %s failed after %s attempt(s): %s %s",
             order.id,
@@ -446,38 +450,64 @@ class ExecutionService:
         )
         return "failed"
 
-    def _schedule_retry(self, attempt: Attempt, error: ExecutionError) -> str:
+    def _requote_after_slippage(self, attempt: Attempt) -> dict[str, Any] | None:
+        """One fresh quote after a slippage revert: worth a retry only if it still pays at
+        least the minimum the client accepted (research/dex.md §6.8). None otherwise."""
         order = attempt.order
-        rng = random.Random(f"{self.settings.dex_seed}:backoff:{order.id}:{order.attempts}")
-        countdown = backoff_seconds(self.settings, order.attempts, rng)
-        next_at = datetime.now(UTC) + timedelta(seconds=countdown)
+        route = order.route or {}
+        if route.get("requoted") or order.min_amount_out is None:
+            return None
+        try:
+            decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
+        except ExecutionError:
+            return None
+        client_minimum = attempt.token_out.to_atoms(order.min_amount_out)
+        if decision.amount_out < client_minimum:
+            return None
+        return {
+            "requote": {
+                "dex": decision.dex,
+                "amountOut": str(attempt.token_out.from_atoms(decision.amount_out)),
+                "clientMinimum": str(order.min_amount_out),
+            }
+        }
+
+    def _schedule_retry(
+        self,
+        attempt: Attempt,
+        error: ExecutionError,
+        extra: dict[str, Any],
+        countdown_s: float | None = None,
+    ) -> str:
+        order = attempt.order
+        if countdown_s is None:
+            rng = random.Random(f"{self.settings.dex_seed}:backoff:{order.id}:{order.attempts}")
+            countdown_s = backoff_seconds(self.settings, order.attempts, rng)
+        next_at = datetime.now(UTC) + timedelta(seconds=countdown_s)
         data = {
             "error": error.as_dict(),
-            "retryInMs": round(countdown * 1000),
+            "retryInMs": round(countdown_s * 1000),
             "nextAttemptAt": format_timestamp(next_at),
             "attemptsLeft": self.settings.order_max_attempts - order.attempts,
+            **extra,
         }
-        with self.session.begin():
-            event = self.orders.transition(
-                order.id,
-                IN_FLIGHT,
-                OrderStatus.PENDING,
-                event_data=data,
-                lease_owner=attempt.executor,
-                values={"lease_owner": None, "lease_until": None, "next_attempt_at": next_at},
-            )
-            if event is None:
-                return "lease-lost"
-            payload = event_payload(event)
-        self.publisher.publish(payload)
+        values: dict[str, Any] = {
+            "lease_owner": None,
+            "lease_until": None,
+            "next_attempt_at": next_at,
+        }
+        if "requote" in extra:
+            values["route"] = {**(order.route or {}), "requoted": True}
+        if not self._record(attempt, IN_FLIGHT, OrderStatus.PENDING, data, values):
+            return "lease-lost"
         log.info(
             "order %s attempt %s failed (%s); retry in %.2fs",
             order.id,
             order.attempts,
             error.code,
-            countdown,
+            countdown_s,
         )
-        raise RetryLater(error, countdown)
+        raise RetryLater(error, countdown_s)
 
 
 _wired: dict[tuple[str, int], tuple[Router, SimulatedChain]] = {}

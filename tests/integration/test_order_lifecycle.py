@@ -6,6 +6,7 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import pytest
 import redis
@@ -133,25 +134,33 @@ def test_transient_failure_three_times_fails_once_with_the_reason_stored(live_st
     assert "gave up after 3 attempts" in order["error"]["message"]
 
 
-def test_slippage_breach_fails_at_once_without_retry(live_stack):
-    tag = f"slippage-{uuid.uuid4()}"
+def test_a_passing_price_spike_is_requoted_once_and_fills(live_stack):
+    tag = f"spike-{uuid.uuid4()}"
     plant_faults(live_stack, tag, "price_jump")
     order_id = submit(live_stack, clientOrderId=tag, slippageBps=30)
     order = wait_terminal(live_stack, order_id)
-    assert order["status"] == "failed"
-    assert order["error"] == {
-        "code": "SLIPPAGE_EXCEEDED",
-        "message": order["error"]["message"],
-        "retryable": False,
-    }
-    assert order["attempts"] == 1
-    assert [e["status"] for e in order["events"]] == [
-        "pending",
-        "routing",
-        "building",
-        "submitted",
-        "failed",
+    assert order["status"] == "confirmed"
+    assert order["attempts"] == 2
+    retry = [e for e in order["events"] if e["status"] == "pending" and e["seq"] > 1]
+    assert len(retry) == 1
+    assert retry[0]["data"]["error"]["code"] == "SLIPPAGE_EXCEEDED"
+    assert retry[0]["data"]["requote"]["clientMinimum"]
+    minimum = [
+        Decimal(e["data"]["minAmountOut"]) for e in order["events"] if e["status"] == "building"
     ]
+    assert minimum[1] >= minimum[0]  # the re-quote never lowers the client's floor
+
+
+def test_a_lasting_slippage_breach_fails_after_at_most_one_requote(live_stack):
+    tag = f"slippage-{uuid.uuid4()}"
+    plant_faults(live_stack, tag, "price_jump", "price_jump", "price_jump")
+    order_id = submit(live_stack, clientOrderId=tag, slippageBps=30)
+    order = wait_terminal(live_stack, order_id)
+    assert order["status"] == "failed"
+    assert order["error"]["code"] == "SLIPPAGE_EXCEEDED"
+    assert order["error"]["retryable"] is False
+    assert order["attempts"] == 2
+    assert [e["status"] for e in order["events"]].count("failed") == 1
 
 
 def test_twenty_concurrent_requests_with_one_key_create_one_order(live_stack):
