@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run api worker scheduler flower migrate revision test test-slow lint fmt typecheck clean
+.PHONY: help install run api worker scheduler flower migrate revision test test-slow venue-report lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,9 @@ test: $(STAMP) ## Run the whole test suite against real PostgreSQL and Redis (em
 
 test-slow: $(STAMP) ## Run the long fault-injection scenarios too
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+venue-report: $(STAMP) ## Replay 1,000 seeded orders on virtual time and summarise routing, slippage and failures
+	$(BIN)/python -m order_engine.venues.report --orders $(or $(n),1000) --seed $(or $(seed),7)
 
 lint: $(STAMP) ## Lint with ruff and type-check with mypy
 	$(BIN)/ruff check .
