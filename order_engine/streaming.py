@@ -32,6 +32,10 @@ from order_engine.events import CHANNEL_PREFIX, is_terminal
 log = logging.getLogger(__name__)
 
 
+# Set when this process is asked to stop (see gunicorn_conf.py): open streams close with 1001.
+shutting_down = threading.Event()
+
+
 class HubUnavailable(Exception):
     """The process could not subscribe to Redis in time."""
 

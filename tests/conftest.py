@@ -225,6 +225,8 @@ def live_stack(test_settings, tmp_path_factory) -> Iterator[LiveStack]:
                 "-m",
                 "gunicorn",
                 "order_engine.wsgi:app",
+                "--config",
+                "python:order_engine.gunicorn_conf",
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--worker-class",

@@ -22,13 +22,13 @@ from simple_websocket import ConnectionClosed
 from order_engine.errors import OrderEngineError
 from order_engine.extensions import sock
 from order_engine.services.order import OrderService
-from order_engine.streaming import HubUnavailable, OrderStream, get_hub
+from order_engine.streaming import HubUnavailable, OrderStream, get_hub, shutting_down
 
 log = logging.getLogger(__name__)
 bp = Blueprint("order_streams", __name__)
 
 FIRST_MESSAGE_TIMEOUT_S = 30
-CLOSE_NORMAL, CLOSE_UNAVAILABLE = 1000, 1011
+CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_UNAVAILABLE = 1000, 1001, 1011
 CLOSE_BAD_REQUEST, CLOSE_NOT_FOUND = 4400, 4404
 
 
@@ -149,6 +149,12 @@ def _stream(ws, service: OrderService, order_id: uuid.UUID) -> None:
                 ws.send(json.dumps(event, separators=(",", ":")))
             if stream.finished:
                 ws.close(reason=CLOSE_NORMAL, message="order finished")
+                return
+            if shutting_down.is_set():
+                ws.close(
+                    reason=CLOSE_GOING_AWAY,
+                    message=f"server restarting; reconnect with afterSeq={stream.last_seq}",
+                )
                 return
 
 

@@ -1,0 +1,69 @@
+"""SIGTERM to the API: open streams close with 1001 and where to resume; nothing is lost."""
+
+import json
+import os
+import signal
+import sys
+import urllib.request
+
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from order_engine.models import Order
+from order_engine.repositories.order import OrderRepository
+from tests.clients import _Client
+from tests.conftest import start_process, stop_process
+from tests.helpers import free_port, wait_until
+from tests.integration.test_order_repository import make_order
+
+pytestmark = pytest.mark.integration
+
+
+def test_sigterm_closes_open_streams_with_1001_and_a_resume_point(test_settings, tmp_path):
+    engine = create_engine(test_settings["DATABASE_URL"])
+    # An order nobody executes: its stream stays open until the server goes away.
+    with Session(engine) as session, session.begin():
+        order = OrderRepository(session).add(make_order(client_order_id="never-dispatched"))
+        OrderRepository(session).append_first_event(order, {})
+        order_id = order.id
+    port = free_port()
+    api = start_process(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "order_engine.wsgi:app",
+            "--config",
+            "python:order_engine.gunicorn_conf",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            "1",
+            "--threads",
+            "8",
+        ],
+        {**os.environ, **test_settings},
+        tmp_path / "api.log",
+    )
+    try:
+        wait_until(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz").status == 200,
+            30,
+            "the API to start",
+        )
+        ws = _Client.connect(f"ws://127.0.0.1:{port}/api/orders/execute?orderId={order_id}")
+        first = json.loads(ws.receive(timeout=10))
+        assert (first["seq"], first["status"]) == (1, "pending")
+        api.send_signal(signal.SIGTERM)
+        wait_until(lambda: not ws.connected, 15, "the server to close the stream")
+        assert ws.close_reason == 1001
+        assert "afterSeq=1" in ws.close_message
+        assert api.wait(timeout=20) == 0
+    finally:
+        stop_process(api)
+        with engine.begin() as conn:
+            conn.execute(Order.__table__.delete().where(Order.id == order_id))
+        engine.dispose()
