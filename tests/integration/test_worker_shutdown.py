@@ -1,0 +1,75 @@
+"""SIGTERM to a worker: it finishes the swap it is running (warm shutdown) and loses nothing."""
+
+import os
+import signal
+import sys
+
+import pytest
+import redis
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from order_engine import create_app, dispatch
+from order_engine.models import Order
+from order_engine.repositories.order import OrderRepository
+from tests.conftest import start_process, stop_process
+from tests.helpers import wait_until
+from tests.integration.test_order_repository import make_order
+
+pytestmark = pytest.mark.integration
+
+
+def test_sigterm_lets_the_running_swap_finish(test_settings, tmp_path):
+    broker_url = test_settings["CELERY_BROKER_URL"].rsplit("/", 1)[0] + "/13"
+    settings = {
+        **test_settings,
+        "CELERY_BROKER_URL": broker_url,
+        "DEX_QUOTE_LATENCY_MS": "5",
+        "DEX_SWAP_LATENCY_MS": "2500-3000",
+    }
+    redis.Redis.from_url(broker_url).flushdb()
+    engine = create_engine(settings["DATABASE_URL"])
+    with Session(engine) as session, session.begin():
+        order = OrderRepository(session).add(make_order(amount_in=1))
+        OrderRepository(session).append_first_event(order, {})
+        order_id = order.id
+    worker = start_process(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+            "--queues",
+            "orders",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            "shutdown-test@%h",
+        ],
+        {**os.environ, **settings},
+        tmp_path / "worker.log",
+    )
+
+    def status() -> str:
+        with Session(engine) as session:
+            return session.scalar(select(Order.status).where(Order.id == order_id))
+
+    try:
+        wait_until(lambda: "ready" in (tmp_path / "worker.log").read_text(), 60, "the worker")
+        with create_app(settings).app_context():
+            dispatch.enqueue_execute_order(order_id)
+        wait_until(lambda: status() == "submitted", 30, "the order to be submitted")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+        assert status() == "confirmed"
+    finally:
+        stop_process(worker)
+        engine.dispose()
