@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from order_engine.models import Order, OrderEvent, OrderStatus
@@ -92,7 +93,10 @@ class OrderRepository:
             conditions.append(Order.lease_owner == lease_owner)
         if require_unleased:
             conditions.append(_lease_free())
-        statement = (
+        at = datetime.now(UTC)
+        # One round trip: the compare-and-set UPDATE feeds the event INSERT through a CTE, so
+        # the event exists exactly when the transition happened.
+        moved = (
             update(Order)
             .where(*conditions)
             .values(
@@ -101,22 +105,36 @@ class OrderRepository:
                 updated_at=func.now(),
                 **(values or {}),
             )
-            .returning(Order.last_seq, Order.attempts)
+            .returning(Order.id, Order.last_seq, Order.attempts)
+            .cte("moved")
+        )
+        events = OrderEvent.__table__
+        statement = (
+            insert(events)
+            .from_select(
+                ["order_id", "seq", "status", "attempt", "data", "at"],
+                select(
+                    moved.c.id,
+                    moved.c.last_seq,
+                    literal(new.value),
+                    moved.c.attempts,
+                    literal(event_data, type_=JSONB),
+                    literal(at, type_=events.c.at.type),
+                ),
+            )
+            .returning(events.c.seq, events.c.attempt)
         )
         row = self.session.execute(statement).first()
         if row is None:
             return None
-        event = OrderEvent(
+        return OrderEvent(
             order_id=order_id,
-            seq=row.last_seq,
+            seq=row.seq,
             status=new.value,
-            attempt=row.attempts,
+            attempt=row.attempt,
             data=event_data,
-            at=datetime.now(UTC),
+            at=at,
         )
-        self.session.add(event)
-        self.session.flush()
-        return event
 
     def claim(self, order_id: uuid.UUID, owner: str, lease_s: int) -> Order | None:
         """Take the execution lease of an order waiting to run, counting a new attempt.

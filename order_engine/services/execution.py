@@ -453,9 +453,10 @@ class ExecutionService:
     def _requote_after_slippage(self, attempt: Attempt) -> dict[str, Any] | None:
         """One fresh quote after a slippage revert: worth a retry only if it still pays at
         least the minimum the client accepted (research/dex.md §6.8). None otherwise."""
-        order = attempt.order
-        route = order.route or {}
-        if route.get("requoted") or order.min_amount_out is None:
+        with self.session.begin():
+            order = self.orders.get(attempt.order.id)  # the minimum set while building
+        route = (order.route if order else None) or {}
+        if order is None or route.get("requoted") or order.min_amount_out is None:
             return None
         try:
             decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
