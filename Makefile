@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run api worker scheduler flower migrate revision test test-slow venue-report lint fmt typecheck clean
+.PHONY: help install run api worker scheduler flower migrate revision test test-slow bench venue-report lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,10 @@ test: $(STAMP) ## Run the whole test suite against real PostgreSQL and Redis (em
 
 test-slow: $(STAMP) ## Run the long fault-injection scenarios too
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) ## Benchmark intake, end to end, WebSockets and memory (BENCH_ARGS=--quick for ~3 min); report in bench/results/
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 venue-report: $(STAMP) ## Replay 1,000 seeded orders on virtual time and summarise routing, slippage and failures
 	$(BIN)/python -m order_engine.venues.report --orders $(or $(n),1000) --seed $(or $(seed),7)

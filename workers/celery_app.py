@@ -12,6 +12,8 @@ from order_engine.redis_client import reset_redis_clients
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]
 celery_app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
+# The benchmark's no-op task; harmless when unused.
+celery_app.autodiscover_tasks(["workers"], related_name="bench_tasks", force=True)
 
 
 @worker_process_init.connect

@@ -13,3 +13,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health_bp)
     app.register_blueprint(orders_bp)
     app.register_blueprint(streams_bp)
+
+    from order_engine.api import bench
+
+    bench.register(app)  # only with BENCH_ENDPOINTS=1

@@ -1,0 +1,280 @@
+"""Turn raw load-generator records, order events and WebSocket receipts into figures.
+
+Load-generator record: [offset s, latency ms, HTTP status, orderId, wall time of the reply].
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from bench.plan import Plan
+from bench.stats import median, summary
+
+TERMINAL = ("confirmed", "failed", "cancelled")
+IN_FLIGHT = ("pending", "routing", "building", "submitted")
+RAMP_S = 5.0  # left out of the steady-state completion rate: the pipeline is still filling
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+def closed_loop_summary(result: dict[str, Any]) -> dict[str, Any]:
+    records = result["records"]
+    ok = [r for r in records if r[2] == 202]
+    return {
+        "requests": len(records),
+        "ok": len(ok),
+        "errors": dict(Counter(str(r[2]) for r in records if r[2] != 202)),
+        "req_per_s": round(len(ok) / result["elapsed_s"], 1),
+        "latency_ms": summary(r[1] for r in ok),
+    }
+
+
+def open_loop_summary(result: dict[str, Any], rate: int) -> dict[str, Any]:
+    records = result["records"]
+    ok = [r for r in records if r[2] == 202]
+    finished_s = max((r[0] + r[1] / 1000 for r in records), default=0.0)
+    return {
+        "offered_per_s": rate,
+        "requests": result["offered"],
+        "answered": len(records),
+        "ok": len(ok),
+        "errors": dict(Counter(str(r[2]) for r in records if r[2] != 202)),
+        "achieved_per_s": round(len(ok) / finished_s, 1) if finished_s else 0.0,
+        "latency_ms": summary(r[1] for r in ok),
+    }
+
+
+def intake_result(
+    saturation: dict[str, list[dict[str, Any]]], open_loop: dict[str, Any], plan: Plan
+) -> dict[str, Any]:
+    """Saturation medians, their ratio, and the engine's p99 at 200 req/s (DESIGN §7)."""
+    medians = {name: median(run["req_per_s"] for run in runs) for name, runs in saturation.items()}
+    ratio = None
+    engine, baseline = medians.get("engine"), medians.get("baseline")
+    if engine is not None and baseline:
+        ratio = round(engine / baseline, 3)
+    at_200 = open_loop["engine"].get("200", {}).get("latency_ms", {})
+    return {
+        "saturation": saturation,
+        "saturation_median_per_s": medians,
+        "ratio_engine_to_baseline": ratio,
+        "engine_p99_ms_at_200": at_200.get("p99"),
+        "open_loop": open_loop,
+        "concurrency": plan.saturation_concurrency,
+        "worker": "stopped (the queued tasks are discarded between steps)",
+    }
+
+
+# -- orders and their events ------------------------------------------------------------------
+
+
+def status_counts(engine: Engine) -> dict[str, Any]:
+    """Orders per status, and the sessions waiting on a row lock (contention evidence)."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT status, count(*) FROM orders GROUP BY status")).all()
+        waiting = conn.execute(
+            text(
+                "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90) "
+                "FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+        ).scalars()
+        waiting_queries = list(waiting)
+    counts: dict[str, Any] = {status: int(n) for status, n in rows}
+    counts["lock_waits"] = len(waiting_queries)
+    counts["lock_wait_queries"] = waiting_queries
+    counts["in_flight"] = sum(counts.get(s, 0) for s in IN_FLIGHT)
+    counts["terminal"] = sum(counts.get(s, 0) for s in TERMINAL)
+    return counts
+
+
+def _load_events(engine: Engine) -> tuple[dict[str, list[tuple]], dict[str, tuple]]:
+    """Every event and order row, from one snapshot (the worker may still be running)."""
+    snapshot = engine.execution_options(isolation_level="REPEATABLE READ")
+    with snapshot.begin() as conn:
+        events = conn.execute(
+            text(
+                "SELECT order_id::text, seq, status, extract(epoch FROM at)::float8, attempt "
+                "FROM order_events ORDER BY order_id, seq"
+            )
+        ).all()
+        orders = conn.execute(
+            text(
+                "SELECT id::text, status, attempts, extract(epoch FROM created_at)::float8, "
+                "failure_code FROM orders"
+            )
+        ).all()
+    by_order: dict[str, list[tuple]] = defaultdict(list)
+    for order_id, seq, status, at, attempt in events:
+        by_order[order_id].append((seq, status, at, attempt))
+    return by_order, {row[0]: tuple(row[1:]) for row in orders}
+
+
+@dataclass
+class _Tally:
+    """What the accepted orders' rows and events add up to."""
+
+    accept_to_confirmed: list[float] = field(default_factory=list)
+    created_to_confirmed: list[float] = field(default_factory=list)
+    completions: list[float] = field(default_factory=list)
+    in_status: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    finals: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
+    retried: int = 0
+
+    def add(self, order: tuple[Any, ...] | None, history: list[tuple], accepted_at: float) -> None:
+        status, attempts, created_at, failure_code = order or ("missing", 0, None, None)
+        self.finals[status] += 1
+        if attempts > 1:
+            self.retried += 1
+        if status == "failed":
+            self.failures[failure_code or "unknown"] += 1
+        for (_, s1, at1, _), (_, _, at2, _) in zip(history, history[1:], strict=False):
+            self.in_status[s1].append((at2 - at1) * 1000)
+        confirmed = [at for _, s, at, _ in history if s == "confirmed"]
+        if confirmed:
+            self.accept_to_confirmed.append((confirmed[0] - accepted_at) * 1000)
+            self.created_to_confirmed.append((confirmed[0] - created_at) * 1000)
+        terminal = [at for _, s, at, _ in history if s in TERMINAL]
+        if terminal:
+            self.completions.append(terminal[0])
+
+
+def end_to_end(
+    engine: Engine,
+    accepted: dict[str, float],
+    load: dict[str, Any],
+    started: float,
+    window_s: float,
+    rate: int,
+    timeline: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Throughput, accept→confirmed latency, time per status, retries and losses."""
+    events, orders = _load_events(engine)
+    tally = _Tally()
+    for order_id, accepted_at in accepted.items():
+        tally.add(orders.get(order_id), events.get(order_id, []), accepted_at)
+    # Orders the API created whose 202 the client never saw (it gave up waiting): they still
+    # load the worker, but no client is waiting for them.
+    unanswered = sum(1 for oid, o in orders.items() if oid not in accepted and o[2] >= started)
+    http = open_loop_summary(load, rate)
+    completions = tally.completions
+    return {
+        "offered_per_s": rate,
+        "window_s": window_s,
+        "accepted": len(accepted),
+        "accepted_per_s": http["achieved_per_s"],
+        "intake_latency_ms": http["latency_ms"],
+        "http_errors": http["errors"],
+        "completed": len(completions),
+        "steady_completed_per_s": _steady_rate(completions, started, window_s),
+        "overall_completed_per_s": _overall_rate(completions, started),
+        "accept_to_confirmed_ms": summary(tally.accept_to_confirmed, 1),
+        "created_to_confirmed_ms": summary(tally.created_to_confirmed, 1),
+        "time_in_status_ms": {s: summary(v, 1) for s, v in tally.in_status.items()},
+        "final_status": dict(tally.finals),
+        "failures": dict(tally.failures),
+        "retried_orders": tally.retried,
+        "lost": sum(n for status, n in tally.finals.items() if status not in TERMINAL),
+        "created_without_reply": unanswered,
+        "lock_waits": summary((t["lock_waits"] for t in timeline), 1),
+        "lock_wait_queries": Counter(
+            q for t in timeline for q in t.get("lock_wait_queries", [])
+        ).most_common(5),
+        "completions_per_second": _per_second(completions, started),
+        "timeline": [
+            {k: v for k, v in t.items() if k != "lock_wait_queries"}
+            | {"t": round(t["t"] - started, 1)}
+            for t in timeline
+        ],
+    }
+
+
+def _steady_rate(completions: list[float], started: float, window_s: float) -> float | None:
+    """Completions per second in [start + ramp, start + window]: the pipeline is full then."""
+    low, high = started + RAMP_S, started + window_s
+    if high <= low:
+        return None
+    return round(sum(1 for t in completions if low <= t < high) / (high - low), 1)
+
+
+def _overall_rate(completions: list[float], started: float) -> float | None:
+    if not completions:
+        return None
+    return round(len(completions) / (max(completions) - started), 1)
+
+
+def _per_second(moments: list[float], started: float) -> list[int]:
+    if not moments:
+        return []
+    buckets = [0] * (int(max(moments) - started) + 1)
+    for moment in moments:
+        if moment >= started:
+            buckets[int(moment - started)] += 1
+    return buckets
+
+
+# -- WebSocket subscribers ---------------------------------------------------------------------
+
+
+def live_updates(
+    results: list[dict[str, Any]], tapped: dict[str, Any], worker_started: float
+) -> dict[str, Any]:
+    """Connection failures, complete streams, and the lag of every live event.
+
+    With the Redis tap's receipt times, each lag splits into `at` → Redis (worker side) and
+    Redis → socket (API side).
+    """
+    subscribers = [s for result in results for s in result.get("subscribers", [])]
+    errors = [r["error"] for r in [*results, tapped] if "error" in r]
+    published = {(order_id, seq): at for order_id, seq, at in tapped.get("received", [])}
+    lags: list[float] = []
+    lag_by_status: dict[str, list[float]] = defaultdict(list)
+    worker_side: list[float] = []
+    api_side: list[float] = []
+    for subscriber in subscribers:
+        for seq, status, at, received_at in subscriber["events"]:
+            at_s = _epoch(at)
+            if at_s <= subscriber["openedAt"]:
+                continue  # replayed from history, not pushed live
+            lags.append((received_at - at_s) * 1000)
+            lag_by_status[status].append(lags[-1])
+            tap_at = published.get((subscriber["orderId"], seq))
+            if tap_at is not None:
+                worker_side.append((tap_at - at_s) * 1000)
+                api_side.append((received_at - tap_at) * 1000)
+    connected = [s for s in subscribers if s["connected"]]
+    return {
+        "subscribers": len(subscribers),
+        "connected": len(connected),
+        "connection_failures": len(subscribers) - len(connected),
+        "stream_errors": dict(Counter(s["error"] for s in subscribers if s["error"])),
+        "complete_streams": sum(1 for s in subscribers if _complete(s["events"])),
+        "close_codes": dict(Counter(str(s["closeCode"]) for s in subscribers)),
+        "connect_ms": summary(s["connectMs"] for s in connected),
+        "live_events": len(lags),
+        "lag_ms": summary(lags, 1),
+        "lag_ms_by_status": {s: summary(v, 1) for s, v in lag_by_status.items()},
+        "lag_at_to_redis_ms": summary(worker_side, 1),
+        "lag_redis_to_socket_ms": summary(api_side, 1),
+        "lag_samples_ms": [round(v, 1) for v in lags],
+        "load_generator_errors": errors,
+        "worker_started_at": worker_started,
+    }
+
+
+def _complete(events: list[list[Any]]) -> bool:
+    """Every seq from 1, each once, in order, ending with a terminal status."""
+    seqs = [e[0] for e in events]
+    return bool(events) and events[-1][1] in TERMINAL and seqs == list(range(1, len(seqs) + 1))
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

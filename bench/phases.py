@@ -1,0 +1,357 @@
+"""The measurements, one function each; each returns a JSON-able dict for the report.
+
+Order of a run (see `bench.__main__`): intake with the worker stopped, the bare Celery round
+trip, end to end at zero and at default venue latency, live updates over WebSockets, and an
+optional worker soak. Every phase leaves the stack as it found it: tables and queues empty.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import analysis, procs
+from bench.loadgen import BASELINE_PATH, ENGINE_PATH
+from bench.monitor import Monitor
+from bench.plan import ZERO_LATENCY, Plan
+from bench.profile import Profiler
+from bench.stack import Stack, child_settings
+
+ENDPOINTS = {"baseline": BASELINE_PATH, "engine": ENGINE_PATH}
+WARMUP_S = 2.0
+WARMUP_DRAIN_S = 15.0
+WS_WORKERS = 2
+
+
+@dataclass
+class Run:
+    """What every phase needs: the stack, the sampler, the plan and where to write."""
+
+    stack: Stack
+    monitor: Monitor
+    plan: Plan
+    run_dir: Path
+    tag: str
+    profiler: Profiler
+    worker_overrides: dict[str, str] = field(default_factory=dict)
+    commands: dict[str, list[str]] = field(default_factory=dict)
+
+    def child(self, label: str, target: str, *args: Any) -> procs.Child:
+        return procs.Child(target, args, self.run_dir / "raw" / f"{label}.json").start()
+
+    def http(self, label: str, kind: str, **spec: Any) -> dict[str, Any]:
+        """Run one HTTP load generator (`open_loop` or `closed_loop`) and wait for it."""
+        spec = {"port": self.stack.port, "tag": f"{self.tag}-{label}", **spec}
+        timeout_s = spec["duration_s"] + 60
+        result = self.child(label, f"bench.loadgen.{kind}", spec).result(timeout_s)
+        if "error" in result:
+            raise RuntimeError(f"load generator {label} failed: {result['error']}")
+        return result
+
+
+# -- 1. intake ------------------------------------------------------------------------------
+
+
+def intake(run: Run) -> dict[str, Any]:
+    """POST /api/orders/execute beside POST /bench/baseline: saturation, then fixed rates.
+
+    The worker is stopped, so both endpoints get the machine without a worker executing
+    what they queue (the baseline's no-ops would cost the worker far less than real orders).
+    Baseline and engine alternate, and the data is reset between steps, so both see the
+    same table sizes and the same drift of a shared machine.
+    """
+    run.stack.stop("worker", grace_s=5)
+    run.stack.reset()
+    plan = run.plan
+    run.monitor.set_phase("intake")
+    for endpoint, path in ENDPOINTS.items():
+        run.http(
+            f"intake-warmup-{endpoint}",
+            "closed_loop",
+            path=path,
+            concurrency=8,
+            duration_s=WARMUP_S,
+        )
+    saturation: dict[str, list[dict[str, Any]]] = {name: [] for name in ENDPOINTS}
+    for repeat in range(plan.saturation_repeats):
+        for endpoint, path in ENDPOINTS.items():
+            result = run.http(
+                f"saturation-{endpoint}-{repeat}",
+                "closed_loop",
+                path=path,
+                concurrency=plan.saturation_concurrency,
+                duration_s=plan.saturation_s,
+            )
+            saturation[endpoint].append(analysis.closed_loop_summary(result))
+            run.stack.reset()
+    profiles = _profile_intake(run) if run.profiler.enabled else {}
+    open_loop: dict[str, dict[str, Any]] = {name: {} for name in ENDPOINTS}
+    for rate in plan.intake_rates:
+        for endpoint, path in ENDPOINTS.items():
+            result = run.http(
+                f"rate-{endpoint}-{rate}",
+                "open_loop",
+                path=path,
+                rate=rate,
+                duration_s=plan.intake_step_s,
+                connections=plan.intake_connections,
+            )
+            open_loop[endpoint][str(rate)] = analysis.open_loop_summary(result, rate)
+            run.stack.reset()
+    return {**analysis.intake_result(saturation, open_loop, plan), "profiles": profiles}
+
+
+def _profile_intake(run: Run) -> dict[str, Any]:
+    """Extra saturation runs with py-spy on one gunicorn worker (not in the figures above)."""
+    profiles = {}
+    for endpoint, path in ENDPOINTS.items():
+        label = f"api-{endpoint}-saturation"
+        run.profiler.start(label, run.stack.child_pids("api"), run.plan.saturation_s)
+        run.http(
+            f"profile-{endpoint}",
+            "closed_loop",
+            path=path,
+            concurrency=run.plan.saturation_concurrency,
+            duration_s=run.plan.saturation_s,
+        )
+        profiles[label] = run.profiler.finish(label)
+        run.stack.reset()
+    return profiles
+
+
+# -- 2. the bare Celery round trip -----------------------------------------------------------
+
+
+def celery_ceiling(run: Run) -> dict[str, Any]:
+    """bench.noop through the product's worker: the framework's ceiling for tasks/s."""
+    run.monitor.set_phase("celery_noop")
+    env = run.stack.env()
+    spec = {
+        "env": {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")},
+        "count": run.plan.noop_tasks,
+        "timeout_s": 120,
+    }
+    result = run.child("celery-noop", "bench.producer.noop_roundtrip", spec).result(180)
+    run.stack.reset()
+    return result
+
+
+# -- 3. end to end ---------------------------------------------------------------------------
+
+
+def end_to_end(
+    run: Run,
+    label: str,
+    latency: dict[str, str],
+    rate: int | None = None,
+    window_s: float | None = None,
+) -> dict[str, Any]:
+    """Offer `rate` orders/s for `window_s`, drain, then read every order's events.
+
+    Latency is from the moment the client got its 202 (wall clock, recorded by the load
+    generator) to the `confirmed` event's `at` (wall clock, written by the worker).
+    """
+    plan, stack = run.plan, run.stack
+    rate, window_s = rate or plan.e2e_rate, window_s or plan.e2e_window_s
+    stack.stop("worker", grace_s=5)
+    stack.reset()
+    run.commands["worker"] = stack.start_worker({**latency, **run.worker_overrides})
+    settings = stack.process_env["worker"]
+    _warm_up(run, label)
+    phase = f"e2e_{label}"
+    run.monitor.set_phase(phase)
+    timeline: list[dict[str, Any]] = []
+    spec = {
+        "port": stack.port,
+        "tag": f"{run.tag}-{label}",
+        "path": ENGINE_PATH,
+        "rate": rate,
+        "duration_s": window_s,
+        "connections": plan.e2e_connections,
+    }
+    started = time.time()
+    child = run.child(f"e2e-{label}", "bench.loadgen.open_loop", spec)
+    profile_label = f"worker-e2e-{label}"
+    if label == "zero":
+        run.profiler.start(profile_label, stack.pids("worker"), window_s)
+    _wait_sampling(lambda: not child.process.is_alive(), window_s + 60, run, timeline)
+    result = child.result(5)
+    if "error" in result:
+        raise RuntimeError(f"load generator e2e-{label} failed: {result['error']}")
+    accepted = {r[3]: r[4] for r in result["records"] if r[2] == 202}
+    run.monitor.set_phase(f"{phase}_drain")
+    drained = _wait_sampling(lambda: _in_flight(stack) == 0, plan.e2e_drain_s, run, timeline)
+    summary = analysis.end_to_end(stack.db, accepted, result, started, window_s, rate, timeline)
+    summary.update(
+        latency=latency,
+        drained=drained,
+        worker_settings=settings,
+        littles_law=_capacity(stack, summary),
+        profile=run.profiler.finish(profile_label),
+    )
+    stack.stop("worker", grace_s=5)
+    stack.reset()
+    return summary
+
+
+def soak(run: Run, latency: dict[str, str]) -> dict[str, Any]:
+    """A long end-to-end run at a rate the worker can sustain, for its memory over time.
+
+    The default rate is 80 % of what the worker's threads allow at that latency (Little's
+    law), so the queue stays short and the memory reflects work, not an ever-growing backlog.
+    """
+    rate = run.plan.soak_rate
+    if not rate:
+        settings = child_settings(run.stack.env({**latency, **run.worker_overrides}))
+        quote, swap = settings.dex_quote_latency, settings.dex_swap_latency
+        task_ms = (quote.low_ms + quote.high_ms + swap.low_ms + swap.high_ms) / 2
+        rate = max(1, int(0.8 * settings.worker_concurrency / max(task_ms / 1000, 0.05)))
+    return end_to_end(run, "soak", latency, rate, run.plan.soak_minutes * 60)
+
+
+def _capacity(stack: Stack, summary: dict[str, Any]) -> dict[str, float] | None:
+    """Little's law: worker threads ÷ seconds a task holds one = the most orders/s possible.
+
+    A task holds its thread from the claim to `confirmed`. The `routing` event is written
+    after the quotes, so the quote time is taken from the setting, the rest from the events.
+    """
+    held = summary["time_in_status_ms"]
+    if not all(
+        s in held and held[s]["mean"] is not None for s in ("routing", "building", "submitted")
+    ):
+        return None
+    settings = stack.settings["worker"]
+    quote_ms = (settings.dex_quote_latency.low_ms + settings.dex_quote_latency.high_ms) / 2
+    task_s = (quote_ms + sum(held[s]["mean"] for s in ("routing", "building", "submitted"))) / 1000
+    concurrency = settings.worker_concurrency
+    return {
+        "concurrency": concurrency,
+        "task_s": round(task_s, 3),
+        "max_per_s": round(concurrency / task_s, 1) if task_s else 0.0,
+    }
+
+
+def _warm_up(run: Run, label: str) -> None:
+    """A few orders first: pools seeded, connections opened, code paths warmed."""
+    run.monitor.set_phase(f"e2e_{label}_warmup")
+    run.http(
+        f"e2e-{label}-warmup",
+        "open_loop",
+        path=ENGINE_PATH,
+        rate=10,
+        duration_s=WARMUP_S,
+        connections=4,
+    )
+    _wait_sampling(lambda: _in_flight(run.stack) == 0, WARMUP_DRAIN_S, run, [])
+
+
+def _in_flight(stack: Stack) -> int:
+    return analysis.status_counts(stack.db).get("in_flight", 0)
+
+
+def _wait_sampling(
+    done: Callable[[], bool], timeout_s: float, run: Run, timeline: list[dict[str, Any]]
+) -> bool:
+    """Poll once a second until `done()`; record the queue and the orders' states each time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        counts = analysis.status_counts(run.stack.db)
+        timeline.append({"t": time.time(), "queue": run.stack.queue_length(), **counts})
+        if done():
+            return True
+        time.sleep(1.0)
+    return False
+
+
+# -- 4. live updates -------------------------------------------------------------------------
+
+
+def live_updates(run: Run) -> dict[str, Any]:
+    """N WebSocket subscribers on N pending orders; then the worker runs them all.
+
+    The worker is stopped while the orders are created and the sockets connect, so all N are
+    open at once and every event after `pending` is pushed live from the worker's publish.
+    """
+    plan, stack = run.plan, run.stack
+    n = plan.ws_subscribers
+    # One thread per socket, shared by 2 processes; the margin covers gunicorn's uneven
+    # accepts between its workers (threads are only created when needed).
+    threads = math.ceil(n * 0.55) + 64
+    stack.stop("worker", grace_s=5)
+    stack.reset()
+    api_settings = {"WEB_CONCURRENCY": str(WS_WORKERS), "API_THREADS": str(threads)}
+    run.commands["api_ws"] = stack.start_api(api_settings)
+    run.monitor.set_phase("ws_create")
+    created = run.http(
+        "ws-orders", "closed_loop", path=ENGINE_PATH, concurrency=16, count=n, duration_s=120
+    )
+    order_ids = [r[3] for r in created["records"] if r[2] == 202]
+    run.monitor.set_phase("ws_connect")
+    connect_started = time.time()
+    children, events = _start_subscribers(run, order_ids)
+    tap = _start_tap(run, order_ids)
+    for event in events:
+        event.wait(90)
+    connected_s = time.time() - connect_started
+    run.monitor.set_phase("ws_stream")
+    worker_started = time.time()
+    run.profiler.start("api-ws", stack.child_pids("api"), min(30, plan.ws_deadline_s))
+    stack.start_worker({**ZERO_LATENCY, **run.worker_overrides}, wait_ready=False)
+    results = procs.wait_all(children, plan.ws_deadline_s + 30)
+    tapped = tap.result(30)
+    summary = analysis.live_updates(results, tapped, worker_started)
+    summary["profile"] = run.profiler.finish("api-ws")
+    summary.update(
+        requested=n,
+        orders_created=len(order_ids),
+        connect_phase_s=round(connected_s, 1),
+        api_settings={**api_settings, "worker_connections": threads + 100},
+        api_threads_peak=_peak_threads(run.monitor, "ws_stream"),
+        worker_latency=ZERO_LATENCY,
+    )
+    stack.stop("worker", grace_s=5)
+    stack.reset()
+    run.commands["api"] = stack.start_api()  # back to the default settings for what follows
+    return summary
+
+
+def _start_subscribers(run: Run, order_ids: list[str]) -> tuple[list[procs.Child], list[Any]]:
+    count = max(1, run.plan.ws_processes)
+    children, events = [], []
+    for index in range(count):
+        event = procs.new_event()
+        spec = {
+            "port": run.stack.port,
+            "order_ids": order_ids[index::count],
+            "deadline_s": run.plan.ws_deadline_s,
+        }
+        children.append(run.child(f"ws-{index}", "bench.wsclient.subscribe_many", spec, event))
+        events.append(event)
+    return children, events
+
+
+def _start_tap(run: Run, order_ids: list[str]) -> procs.Child:
+    ready = procs.new_event()
+    spec = {
+        "redis_url": run.stack.redis_url,
+        "pattern": "order:*",
+        "order_ids": order_ids,
+        "deadline_s": run.plan.ws_deadline_s,
+    }
+    child = run.child("ws-tap", "bench.wsclient.tap", spec, ready)
+    ready.wait(30)
+    return child
+
+
+def _peak_threads(monitor: Monitor, phase: str) -> list[int]:
+    """Threads of each gunicorn process at the busiest sample: how the sockets spread."""
+    best: list[int] = []
+    for sample in monitor.phase_samples(phase):
+        threads = sorted((p[3] for p in sample["groups"]["api"]["procs"]), reverse=True)
+        if sum(threads) > sum(best):
+            best = threads
+    return best

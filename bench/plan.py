@@ -1,0 +1,75 @@
+"""How long and how hard each measurement runs: the full plan, and the short `--quick` one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+ZERO_LATENCY = {"DEX_QUOTE_LATENCY_MS": "0", "DEX_SWAP_LATENCY_MS": "0"}
+DEFAULT_LATENCY = {"DEX_QUOTE_LATENCY_MS": "200", "DEX_SWAP_LATENCY_MS": "2000-3000"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    # Intake: open-loop steps at these offered rates, and closed-loop saturation runs.
+    intake_rates: tuple[int, ...]
+    intake_step_s: float
+    intake_connections: int
+    saturation_s: float
+    saturation_concurrency: int
+    saturation_repeats: int
+    # Bare Celery round trip.
+    noop_tasks: int
+    # End to end, once at zero venue latency and once at the default latency.
+    e2e_rate: int
+    e2e_window_s: float
+    e2e_drain_s: float
+    e2e_connections: int
+    # Live updates.
+    ws_subscribers: int
+    ws_processes: int
+    ws_deadline_s: float
+    # Optional worker-memory soak (DESIGN §7: 10 minutes); 0 rate = what the worker sustains.
+    soak_minutes: float = 0.0
+    soak_rate: int = 0
+
+    def with_overrides(self, **changes: Any) -> Plan:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+FULL = Plan(
+    name="full",
+    intake_rates=(100, 200, 400),
+    intake_step_s=15,
+    intake_connections=64,
+    saturation_s=10,
+    saturation_concurrency=32,
+    saturation_repeats=3,
+    noop_tasks=5000,
+    e2e_rate=200,
+    e2e_window_s=60,
+    e2e_drain_s=120,
+    e2e_connections=64,
+    ws_subscribers=2000,
+    ws_processes=2,
+    ws_deadline_s=300,
+)
+
+QUICK = Plan(
+    name="quick",
+    intake_rates=(100, 200, 400),
+    intake_step_s=3,
+    intake_connections=64,
+    saturation_s=3,
+    saturation_concurrency=32,
+    saturation_repeats=1,
+    noop_tasks=1000,
+    e2e_rate=200,
+    e2e_window_s=15,
+    e2e_drain_s=10,
+    e2e_connections=64,
+    ws_subscribers=200,
+    ws_processes=1,
+    ws_deadline_s=45,
+)

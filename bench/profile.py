@@ -1,0 +1,173 @@
+"""Optional sampling profiles (`--profile`) of a server process while it is under load.
+
+py-spy (the `bench` extra) attaches to a running process without stopping it (--nonblocking)
+and, with --gil, samples only the thread holding the GIL: in a Python server that is where
+the CPU goes. The summary groups the samples by library, which answers "what does a request
+spend its CPU on" in one table; the raw stacks stay in the run folder for flame graphs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+RATE_HZ = 100
+# Frames on nearly every stack (thread pools, server loops, framework dispatch) say nothing.
+PLUMBING = (
+    "threading.py",
+    "concurrent/futures/",
+    "gunicorn/workers/",
+    "flask/app.py",
+    "contextlib.py",
+    "celery/app/trace.py",
+    "celery/concurrency/",
+    "order_engine/tasking.py",
+    "celery/app/autoretry.py",
+    "flask_sock/",
+)
+TOP = 15
+LIBRARIES = (
+    ("order_engine/", "order_engine"),
+    ("workers/", "workers"),
+    ("sqlalchemy/", "sqlalchemy"),
+    ("psycopg", "psycopg"),
+    ("celery/", "celery"),
+    ("kombu/", "kombu"),
+    ("redis/", "redis-py"),
+    ("flask/", "flask"),
+    ("werkzeug/", "werkzeug"),
+    ("gunicorn/", "gunicorn"),
+    ("marshmallow/", "marshmallow"),
+    ("simple_websocket/", "simple-websocket"),
+    ("wsproto/", "wsproto"),
+    ("json/", "json"),
+    ("logging/", "logging"),
+    ("threading.py", "threading"),
+    ("queue.py", "queue"),
+    ("socket.py", "socket"),
+    ("selectors.py", "selectors"),
+    ("ssl.py", "ssl"),
+    ("uuid.py", "uuid"),
+)
+
+
+def py_spy() -> str | None:
+    found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return found if Path(found).exists() else None
+
+
+class Profiler:
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.run_dir = run_dir
+        self.binary = py_spy() if enabled else None
+        self.running: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        self.results: dict[str, Any] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.binary is not None
+
+    def start(self, label: str, pids: list[int], duration_s: float) -> None:
+        """Sample the first of `pids` for `duration_s` in the background; see `finish`."""
+        if self.binary is None or not pids:
+            return
+        pid = pids[0]
+        out = self.run_dir / f"profile-{label}.txt"
+        argv = [
+            self.binary,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(duration_s)),
+            "--rate",
+            str(RATE_HZ),
+            "--gil",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ]
+        log = (self.run_dir / "logs" / f"py-spy-{label}.log").open("wb")
+        self.running[label] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), out)
+        log.close()
+
+    def finish(self, label: str, timeout_s: float = 30) -> dict[str, Any] | None:
+        entry = self.running.pop(label, None)
+        if entry is None:
+            return None
+        process, out = entry
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if not out.exists():
+            return None
+        self.results[label] = summarize(out.read_text())
+        return self.results[label]
+
+    def stop_all(self) -> None:
+        for process, _ in self.running.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        self.running.clear()
+
+
+def summarize(raw: str) -> dict[str, Any]:
+    """Samples by library (self time) and the functions most often on the stack."""
+    by_library: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_function(frame) for frame in stack.split(";")]
+        total += count
+        by_library[_library(stack.split(";")[-1])] += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            if not any(part in frame for part in PLUMBING):
+                inclusive[frame] += count
+    if not total:
+        return {"samples": 0}
+    return {
+        "samples": total,
+        "self_by_library_pct": _percent(by_library, total, len(by_library)),
+        "self_top_pct": _percent(own, total, TOP),
+        "inclusive_top_pct": _percent(inclusive, total, TOP * 2),
+    }
+
+
+def _function(frame: str) -> str:
+    """'execute (sqlalchemy/engine/base.py:1418)' -> 'execute (sqlalchemy/engine/base.py)'."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({_short(path)})"
+
+
+def _short(path: str) -> str:
+    for marker in ("site-packages/", "/lib/python3.11/", "/work/main/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return path
+
+
+def _library(frame: str) -> str:
+    for needle, name in LIBRARIES:
+        if needle in frame:
+            return name
+    return "other (stdlib, C calls)"
+
+
+def _percent(counter: Counter[str], total: int, top: int) -> list[list[Any]]:
+    return [[name, round(count * 100 / total, 1)] for name, count in counter.most_common(top)]

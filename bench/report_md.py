@@ -1,0 +1,311 @@
+"""The Markdown report: tables of the figures in `result.json`, in reading order."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bench import plots
+
+PCTS = ("p50", "p95", "p99", "max")
+GROUP_COLUMNS = ("api", "worker", "postgres", "redis", "loadgen", "other")
+ERROR_CODES = (
+    "Error `-1`: never sent, no connection came free by the end of the window + 2 s (the "
+    "server was behind); `0`: no answer within 30 s or a connection error."
+)
+
+
+def render(results: dict[str, Any], images: dict[str, str]) -> str:
+    phases = results.get("phases", {})
+    parts = [
+        _header(results),
+        _targets(results["targets"]),
+        _limits(results),
+        _cpu(results["cpu_by_phase"]),
+        _intake(phases.get("intake"), images),
+        _noop(phases.get("celery")),
+        *(_e2e(name, phases.get(name), images) for name in ("e2e-zero", "e2e-default", "soak")),
+        _ws(phases.get("ws"), images),
+        _memory(results["memory"], images),
+        _profiles(phases),
+        _settings(results),
+        _machine(results.get("machine")),
+    ]
+    return "\n\n".join(p for p in parts if p) + "\n"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _pcts(values: dict[str, Any]) -> str:
+    return " / ".join(f"{p} {values.get(p)}" for p in ("p50", "p95", "p99"))
+
+
+def _latency_cells(latency: dict[str, Any]) -> list[Any]:
+    return [latency.get(p) for p in PCTS]
+
+
+def _header(results: dict[str, Any]) -> str:
+    from bench.report import stamp
+
+    minutes = (results["finished_at"] - results["started_at"]) / 60
+    lines = [
+        f"# Order Engine benchmark — {results['plan']['name']} run",
+        "",
+        f"Started {stamp(results['started_at'])}, took {minutes:.1f} min. Everything (servers, "
+        "worker, load generators) shares this machine's cores, so compare ratios within one "
+        "run rather than absolute figures across runs; the `other` CPU column shows what else "
+        "ran meanwhile.",
+    ]
+    if results.get("interrupted"):
+        lines.append("\n**Interrupted**: the figures below cover only the phases that finished.")
+    if results.get("errors"):
+        lines.append("\n**Errors:**\n\n```\n" + "\n".join(results["errors"]) + "\n```")
+    if not plots.AVAILABLE:
+        lines.append("\n(No plots: install the `bench` extra, `pip install -e '.[bench]'`.)")
+    return "\n".join(lines)
+
+
+def _targets(rows: list[dict[str, str]]) -> str:
+    return "## DESIGN §7 targets\n\n" + _table(
+        ["target", "reached", "verdict", "note"],
+        [[r["target"], r["figure"], r["verdict"], r["note"]] for r in rows],
+    )
+
+
+def _limits(results: dict[str, Any]) -> str:
+    """Plain evidence for the usual suspects: a full CPU, and the worker's concurrency."""
+    lines = [_busy_line(row) for row in results["cpu_by_phase"]]
+    for name, phase in results.get("phases", {}).items():
+        capacity = phase.get("littles_law")
+        if capacity:
+            lines.append(
+                f"- `{name}`: {capacity['concurrency']} worker threads ÷ "
+                f"{capacity['task_s']:.2f} s per task (claim → confirmed) = at most "
+                f"{capacity['max_per_s']:.1f} orders/s (Little's law)."
+            )
+    lines = [line for line in lines if line]
+    return "## What limits the figures\n\n" + "\n".join(lines) if lines else ""
+
+
+def _busy_line(row: dict[str, Any]) -> str:
+    if row["machine_pct"] < 85 or row["seconds"] < 3:
+        return ""
+    top = sorted(((row[g], g) for g in GROUP_COLUMNS), reverse=True)[:3]
+    users = ", ".join(f"{g} {v:.0f} %" for v, g in top)
+    return (
+        f"- `{row['phase']}`: the machine's CPU was {row['machine_pct']:.0f} % busy "
+        f"(of {row['cores']} cores); top users: {users} (of one core)."
+    )
+
+
+def _cpu(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    return (
+        "## CPU by phase\n\nMachine: mean % of all cores. Groups: mean % of one core (a group "
+        "at 100 % keeps one core busy); `other` is everything else on the machine.\n\n"
+        + _table(
+            ["phase", "s", "machine %", *GROUP_COLUMNS],
+            [
+                [r["phase"], r["seconds"], r["machine_pct"], *(r[g] for g in GROUP_COLUMNS)]
+                for r in rows
+            ],
+        )
+    )
+
+
+def _intake(intake: dict[str, Any] | None, images: dict[str, str]) -> str:
+    if not intake:
+        return ""
+    saturation_rows = [
+        [endpoint, i + 1, r["req_per_s"], *_latency_cells(r["latency_ms"]), r["errors"] or ""]
+        for endpoint, runs in intake["saturation"].items()
+        for i, r in enumerate(runs)
+    ]
+    rate_rows = [
+        [
+            endpoint,
+            rate,
+            step["achieved_per_s"],
+            *_latency_cells(step["latency_ms"]),
+            step["errors"] or "",
+        ]
+        for endpoint, steps in intake["open_loop"].items()
+        for rate, step in steps.items()
+    ]
+    parts = [
+        "## 1. Intake: `POST /api/orders/execute` beside `POST /bench/baseline`",
+        f"Worker {intake['worker']}. Saturation: {intake['concurrency']} closed-loop clients; "
+        f"ratio of the medians engine ÷ baseline = **{intake['ratio_engine_to_baseline']}**. "
+        "Fixed rates: open loop, latency in ms from each request's due time, so a server "
+        f"that falls behind shows it as latency. {ERROR_CODES}",
+        _table(["endpoint", "run", "req/s", *PCTS, "errors"], saturation_rows),
+        _table(["endpoint", "offered/s", "achieved/s", *PCTS, "errors"], rate_rows),
+    ]
+    if "intake" in images:
+        parts.append(f"![intake latency]({images['intake']})")
+    return "\n\n".join(parts)
+
+
+def _noop(noop: dict[str, Any] | None) -> str:
+    if not noop:
+        return ""
+    if "error" in noop:
+        return f"## 2. Bare Celery round trip\n\nFailed:\n\n```\n{noop['error']}\n```"
+    return (
+        "## 2. Bare Celery round trip (framework ceiling)\n\n"
+        f"{noop['completed']} of {noop['count']} `bench.noop` tasks through the product's "
+        f"worker in {noop['elapsed_s']} s: **{noop['tasks_per_s']} tasks/s** from the first "
+        f"send to the last completion (the producer alone sent {noop['send_rate']}/s)."
+    )
+
+
+def _e2e(name: str, e2e: dict[str, Any] | None, images: dict[str, str]) -> str:
+    if not e2e:
+        return ""
+    latency = e2e["latency"]
+    rows = [
+        [
+            "offered / accepted",
+            f"{e2e['offered_per_s']}/s for {e2e['window_s']:.0f} s / "
+            f"{e2e['accepted']} ({e2e['accepted_per_s']}/s)",
+        ],
+        ["terminal per s, steady (5 s to the window's end)", e2e["steady_completed_per_s"]],
+        ["terminal per s, overall (to the last completion)", e2e["overall_completed_per_s"]],
+        ["accept → confirmed ms", _pcts(e2e["accept_to_confirmed_ms"])],
+        ["created_at → confirmed ms", _pcts(e2e["created_to_confirmed_ms"])],
+        ["intake latency ms", _pcts(e2e["intake_latency_ms"])],
+        ["final status", e2e["final_status"]],
+        ["lost (not terminal by the drain deadline)", f"{e2e['lost']} (drained: {e2e['drained']})"],
+        ["retried orders / failures", f"{e2e['retried_orders']} / {e2e['failures'] or 0}"],
+        ["HTTP errors", e2e["http_errors"] or 0],
+        ["sessions waiting on a lock (sampled each second)", _pcts(e2e["lock_waits"])],
+        ["statements seen waiting on a lock (samples)", _waits(e2e.get("lock_wait_queries"))],
+        ["orders created whose 202 the client never got", e2e.get("created_without_reply")],
+    ]
+    status_rows = [[s, *_latency_cells(v)] for s, v in e2e["time_in_status_ms"].items()]
+    parts = [
+        f"## 3. End to end: {name} (quote {latency['DEX_QUOTE_LATENCY_MS']} ms, "
+        f"swap {latency['DEX_SWAP_LATENCY_MS']} ms)",
+        _table(["measure", "value"], rows),
+        ERROR_CODES,
+        "Time in each status (ms, between consecutive events' `at`). `pending` includes the "
+        "queue wait and the quotes: the `routing` event is written once the quotes are in.",
+        _table(["status", *PCTS], status_rows),
+    ]
+    if name in images:
+        parts.append(f"![{name}]({images[name]})")
+    return "\n\n".join(parts)
+
+
+def _waits(queries: list[list[Any]] | None) -> str:
+    if not queries:
+        return "none"
+    cells = [f"{count} × `{_cell(query)}`" for query, count in queries]
+    return "<br>".join(cells)
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|")
+
+
+def _ws(ws: dict[str, Any] | None, images: dict[str, str]) -> str:
+    if not ws:
+        return ""
+    rows = [
+        ["subscribers requested / orders created", f"{ws['requested']} / {ws['orders_created']}"],
+        ["connected / failed to connect", f"{ws['connected']} / {ws['connection_failures']}"],
+        ["stream errors", ws["stream_errors"] or "none"],
+        ["complete streams (every seq once, in order, terminal last)", ws["complete_streams"]],
+        ["close codes", ws["close_codes"]],
+        ["handshake ms", _pcts(ws["connect_ms"])],
+        ["all connected after", f"{ws['connect_phase_s']} s"],
+        ["live events", ws["live_events"]],
+        ["lag ms, `at` → client", _pcts(ws["lag_ms"]) + f" / max {ws['lag_ms']['max']}"],
+        ["… of which `at` → Redis (worker commits, publishes)", _pcts(ws["lag_at_to_redis_ms"])],
+        ["… of which Redis → client (API hub, socket thread)", _pcts(ws["lag_redis_to_socket_ms"])],
+        ["API settings", ws["api_settings"]],
+        ["threads per gunicorn process at peak", ws["api_threads_peak"]],
+    ]
+    by_status = [[s, *_latency_cells(v)] for s, v in ws["lag_ms_by_status"].items()]
+    parts = [
+        "## 4. Live updates over WebSockets",
+        "The worker is stopped while the orders are created and every socket connects, then "
+        f"started (venue latency {ws['worker_latency']}); an event's lag is the client's "
+        "receipt time minus its `at` (`at` has ms precision, so lags read up to 1 ms high). A "
+        "bare Redis subscriber beside the clients splits the lag in two. Each socket holds "
+        "a gthread thread plus simple-websocket's reader thread.",
+        _table(["measure", "value"], rows),
+        _table(["status", *PCTS], by_status),
+    ]
+    if "ws" in images:
+        parts.append(f"![lag]({images['ws']})")
+    return "\n\n".join(parts)
+
+
+def _memory(memory: dict[str, Any], images: dict[str, str]) -> str:
+    rows = [
+        [g, (memory[g] or {}).get("p50"), (memory[g] or {}).get("max")] for g in ("api", "worker")
+    ]
+    parts = [
+        "## 5. Memory (RSS of each process tree, MiB)",
+        _table(["group", "median", "max"], rows),
+    ]
+    growth = memory.get("worker_growth")
+    if growth:
+        parts.append(
+            f"Worker growth over {growth['minutes']} min of `{growth['phase']}` (last sixth "
+            f"against the second sixth): {growth['growth_pct']:+.1f} %."
+        )
+    if "resources" in images:
+        parts.append(f"![resources]({images['resources']})")
+    return "\n\n".join(parts)
+
+
+def _profiles(phases: dict[str, Any]) -> str:
+    found = dict(phases.get("intake", {}).get("profiles", {}) or {})
+    for name in ("e2e-zero", "ws"):
+        if phases.get(name, {}).get("profile"):
+            found[f"{name} ({'worker' if name == 'e2e-zero' else 'one API process'})"] = phases[
+                name
+            ]["profile"]
+    found = {k: v for k, v in found.items() if v and v.get("samples")}
+    if not found:
+        return ""
+    parts = ["## 6. Profiles (py-spy --gil: where the Python CPU went)"]
+    for label, profile in found.items():
+        libraries = ", ".join(f"{n} {p} %" for n, p in profile["self_by_library_pct"][:10])
+        parts.append(
+            f"**{label}** ({profile['samples']} samples). Self time by library: {libraries}."
+        )
+        parts.append(_table(["on the stack (inclusive)", "%"], profile["inclusive_top_pct"]))
+    return "\n\n".join(parts)
+
+
+def _settings(results: dict[str, Any]) -> str:
+    settings = results.get("settings", {})
+    plan_rows = [[k, v] for k, v in results["plan"].items()]
+    commands = "\n".join(f"{k}: {' '.join(v)}" for k, v in settings.get("commands", {}).items())
+    return (
+        "## Settings\n\n"
+        + _table(["plan", "value"], plan_rows)
+        + "\n\nCommands (last start of each):\n\n```\n"
+        + commands
+        + "\n```\n\n"
+        "Environment of the last start of each process (URLs omitted):\n\n```json\n"
+        + json.dumps(settings.get("env", {}), indent=1)
+        + "\n```"
+    )
+
+
+def _machine(machine: dict[str, Any] | None) -> str:
+    if not machine:
+        return ""
+    rows = [[k, v] for k, v in machine.items() if k != "packages"]
+    rows += [[f"package {k}", v] for k, v in machine["packages"].items()]
+    return "## Machine and versions\n\n" + _table(["", ""], rows)

@@ -1,0 +1,312 @@
+"""Start and stop the stack under test: the servers, the bench database, gunicorn, a worker.
+
+Like `make run`, it uses the PostgreSQL and Redis named by DATABASE_URL / REDIS_URL, or else
+starts the embedded ones, and it builds the API and worker command lines with the same
+functions (`order_engine.cli.api_program` / `worker_program`). It then keeps the benchmark's
+data apart from anyone else's on those servers: its own database (recreated each run) and its
+own two Redis databases (app and broker), which it may empty between phases.
+
+Every process started here is stopped by `close()`, which `python -m bench` calls on any exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from order_engine import embedded, migrate
+from order_engine.cli import api_program, worker_program
+from order_engine.config import Settings, _process_environment
+
+log = logging.getLogger("bench.stack")
+
+BENCH_DATABASE = "order_engine_bench"
+APP_REDIS_DB, BROKER_REDIS_DB = 12, 13
+TASK_QUEUE = "orders"
+READY_TIMEOUT_S = 90
+GUNICORN_DEFAULT_CONNECTIONS = 1000
+
+
+class StackError(RuntimeError):
+    """The stack could not be started as the benchmark needs it; the message says why."""
+
+
+class Stack:
+    def __init__(self, run_dir: Path, port: int, wsgi_app: str) -> None:
+        self.run_dir = run_dir
+        self.port = port
+        self.wsgi_app = wsgi_app
+        self.embedded: embedded.EmbeddedServers | None = None
+        self.database_url = self.redis_url = self.broker_url = ""
+        self.owns_broker_db = False
+        self.engine: Engine | None = None
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.process_env: dict[str, dict[str, str]] = {}
+        self.settings: dict[str, Settings] = {}
+        self._celery: Any = None
+
+    # -- servers and data -------------------------------------------------------------------
+
+    def start_servers(self) -> None:
+        """Resolve (or start) PostgreSQL and Redis, recreate the bench database, migrate."""
+        configured = _process_environment()  # like `make run`: .env, then the environment
+        database_url, redis_url = configured.get("DATABASE_URL"), configured.get("REDIS_URL")
+        if not database_url or not redis_url:
+            log.info("DATABASE_URL/REDIS_URL unset: using the embedded servers")
+            self.embedded = embedded.start()
+            database_url = database_url or self.embedded.database_url
+            redis_url = redis_url or self.embedded.redis_url
+        self.database_url = _recreate_database(database_url, BENCH_DATABASE)
+        self.redis_url = _redis_db(redis_url, APP_REDIS_DB)
+        self.broker_url = configured.get("CELERY_BROKER_URL") or _redis_db(
+            redis_url, BROKER_REDIS_DB
+        )
+        self.owns_broker_db = not configured.get("CELERY_BROKER_URL")
+        migrate.upgrade(self.database_url)
+        self.engine = create_engine(self.database_url, pool_size=2)
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty the bench tables and Redis databases (workers must be stopped)."""
+        with self.db.begin() as conn:
+            conn.execute(text("TRUNCATE orders, order_events, sim_transactions CASCADE"))
+        redis.Redis.from_url(self.redis_url).flushdb()
+        if self.owns_broker_db:
+            redis.Redis.from_url(self.broker_url).flushdb()
+        else:
+            with self.celery().connection_for_write() as conn:
+                conn.default_channel.queue_purge(TASK_QUEUE)
+
+    @property
+    def db(self) -> Engine:
+        """The bench database (after `start_servers`)."""
+        assert self.engine is not None, "start_servers() first"
+        return self.engine
+
+    def queue_length(self) -> int | None:
+        if not self.broker_url.startswith("redis"):
+            return None
+        return int(redis.Redis.from_url(self.broker_url).llen(TASK_QUEUE))
+
+    def env(self, overrides: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of a child process: the bench servers, the baseline endpoint on."""
+        return {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "CELERY_BROKER_URL": self.broker_url,
+            "PORT": str(self.port),
+            "BENCH_ENDPOINTS": "1",
+            **(overrides or {}),
+        }
+
+    def celery(self) -> Any:
+        """The product's Celery app, for probes sent from this (non-load) process."""
+        if self._celery is None:
+            from order_engine import create_app
+
+            self._celery = create_app(self.env()).extensions["celery"]
+        return self._celery
+
+    # -- processes --------------------------------------------------------------------------
+
+    def start_api(self, overrides: dict[str, str] | None = None) -> list[str]:
+        """gunicorn as `make run` starts it, bound to loopback; wait until /readyz is 200."""
+        env = self.env(overrides)
+        settings = child_settings(env)
+        argv = _with_option(list(api_program(settings).argv), "--bind", f"127.0.0.1:{self.port}")
+        argv[argv.index("order_engine.wsgi:app")] = self.wsgi_app
+        # gthread accepts at most worker_connections sockets per process; each WebSocket holds
+        # one, so raise it when the threads (one per socket) outnumber gunicorn's default.
+        if settings.api_threads + 100 > GUNICORN_DEFAULT_CONNECTIONS:
+            argv += ["--worker-connections", str(settings.api_threads + 100)]
+        self._start("api", argv, env)
+        self.settings["api"] = settings
+        self._wait("api", self._api_ready, "the API to answer /readyz")
+        self._check_baseline_endpoint()
+        return argv
+
+    def start_worker(
+        self, overrides: dict[str, str] | None = None, wait_ready: bool = True
+    ) -> list[str]:
+        """The Celery worker as `make run` starts it, plus the bench task module.
+
+        Ready means it ran a `bench.noop` probe; with tasks already queued the probe would
+        wait behind them, so `wait_ready=False` only checks that the process stays up.
+        """
+        env = self.env(overrides)
+        settings = child_settings(env)
+        argv = list(worker_program(settings).argv)
+        argv = _with_option(argv, "--hostname", "bench@%h")
+        argv += ["--include", "workers.bench_tasks"]
+        self._start("worker", argv, env)
+        self.settings["worker"] = settings
+        if wait_ready:
+            self._wait("worker", self._worker_ready, "the worker to run a bench.noop task")
+        else:
+            time.sleep(1.0)
+            self._wait("worker", lambda: True, "the worker process")
+        return argv
+
+    def stop(self, name: str, grace_s: float = 20.0) -> None:
+        """SIGTERM the process (Celery/gunicorn shut down cleanly), then kill its group."""
+        process = self.processes.pop(name, None)
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in %.0fs; killing it", name, grace_s)
+        # Whatever the process left in its group (gunicorn workers, pool threads' helpers).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def close(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+        if self.engine is not None:
+            self.engine.dispose()
+        if self.embedded is not None:
+            log.info("stopping the embedded servers this run started")
+            self.embedded.stop()
+
+    def pids(self, name: str) -> list[int]:
+        process = self.processes.get(name)
+        return [process.pid] if process is not None and process.poll() is None else []
+
+    def child_pids(self, name: str) -> list[int]:
+        """The pids of a process's children (gunicorn's workers)."""
+        try:
+            return [child.pid for child in psutil.Process(self.pids(name)[0]).children()]
+        except (IndexError, psutil.Error):
+            return []
+
+    def server_pids(self, name: str) -> list[int]:
+        """The embedded postmaster / redis-server pid, when the servers are the embedded ones."""
+        pid_file = {
+            "postgres": embedded.STATE_DIR / "pgdata" / "postmaster.pid",
+            "redis": embedded.STATE_DIR / "redis" / "redis.pid",
+        }[name]
+        if self.embedded is None or not pid_file.exists():
+            return []
+        try:
+            return [int(pid_file.read_text().split()[0])]
+        except (OSError, ValueError, IndexError):
+            return []
+
+    def _start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
+        self.stop(name)
+        log_file = (self.run_dir / "logs" / f"{name}.log").open("ab")
+        log_file.write(f"\n=== {time.strftime('%H:%M:%S')} {' '.join(argv)}\n".encode())
+        log_file.flush()
+        self.processes[name] = subprocess.Popen(
+            argv, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.process_env[name] = {k: env[k] for k in sorted(env) if _is_setting(k)}
+        log_file.close()  # the child holds its own descriptor
+
+    def _wait(self, name: str, ready: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            process = self.processes[name]
+            if process.poll() is not None:
+                raise StackError(f"{name} exited with {process.returncode}; {self._tail(name)}")
+            if ready():
+                return
+            time.sleep(0.5)
+        raise StackError(f"timed out waiting for {what}; {self._tail(name)}")
+
+    def _tail(self, name: str) -> str:
+        path = self.run_dir / "logs" / f"{name}.log"
+        return "last log lines:\n" + "\n".join(path.read_text(errors="replace").splitlines()[-15:])
+
+    def _api_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url("/readyz"), timeout=2) as response:
+                return response.status == 200
+        except (OSError, urllib.error.URLError):
+            return False
+
+    def _check_baseline_endpoint(self) -> None:
+        request = urllib.request.Request(self.url("/bench/baseline"), data=b"{}", method="POST")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        if status != 202:
+            raise StackError(
+                f"POST /bench/baseline answered {status}, not 202: the app must call "
+                "order_engine.api.bench.register(app) (it registers the endpoint when "
+                "BENCH_ENDPOINTS=1, which the benchmark sets)"
+            )
+
+    def _worker_ready(self) -> bool:
+        key = f"bench:probe:{uuid.uuid4().hex}"
+        client = redis.Redis.from_url(self.redis_url)
+        self.celery().send_task("bench.noop", kwargs={"counter": key})
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if client.get(key):
+                client.delete(key)
+                return True
+            time.sleep(0.05)
+        return False
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def child_settings(env: dict[str, str]) -> Settings:
+    """The settings a child will read: the `.env` file under its environment."""
+    return Settings.from_env({**_process_environment(), **env})
+
+
+def _recreate_database(server_url: str, name: str) -> str:
+    """Drop and create database `name` on the server of `server_url`; its SQLAlchemy URL."""
+    url = make_url(server_url).set(drivername="postgresql+psycopg")
+    admin = url.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _redis_db(url: str, db: int) -> str:
+    base, _, tail = url.rstrip("/").rpartition("/")
+    if tail.isdigit() and base.count("/") >= 2:
+        return f"{base}/{db}"
+    return f"{url.rstrip('/')}/{db}"
+
+
+def _with_option(argv: list[str], option: str, value: str) -> list[str]:
+    """Replace the value after `option` (gunicorn appends repeated --bind, so never add one)."""
+    argv = list(argv)
+    argv[argv.index(option) + 1] = value
+    return argv
+
+
+def _is_setting(name: str) -> bool:
+    """Environment names worth recording as settings (never the URLs: they may hold passwords)."""
+    prefixes = ("DEX_", "ORDER_", "WEB_", "API_", "WORKER_", "TASK_", "BROKER_", "WS_", "LOG_")
+    return name.startswith(prefixes) or name in {"PORT", "BENCH_ENDPOINTS", "RECONCILE_INTERVAL_S"}

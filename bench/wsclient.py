@@ -1,0 +1,167 @@
+"""WebSocket subscribers for the live-updates measurement: many sockets per process on asyncio.
+
+Each subscriber follows one order over `GET /api/orders/execute?orderId=<id>` and records
+every event with the wall time it arrived; the lag of an event is that time minus the event's
+`at` (set by the worker when it writes the transition; same machine, same clock). The process
+reports when all its sockets have connected, so the benchmark can start the worker only then:
+every event after `pending` is then a live one, pushed from the worker's publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+
+from bench.httpclient import HOST
+
+CONNECT_TIMEOUT_S = 30.0
+HANDSHAKES_IN_FLIGHT = 32
+
+
+def subscribe_many(spec: dict[str, Any], connected_event: Any) -> dict[str, Any]:
+    """Follow every order in `spec["order_ids"]`; set `connected_event` once all are open."""
+    return asyncio.run(_subscribe_many(spec, connected_event))
+
+
+async def _subscribe_many(spec: dict[str, Any], connected_event: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + spec["deadline_s"]
+    handshakes = asyncio.Semaphore(HANDSHAKES_IN_FLIGHT)
+    subscribers = [Subscriber(spec["port"], order_id) for order_id in spec["order_ids"]]
+    tasks = [asyncio.create_task(s.run(handshakes, deadline)) for s in subscribers]
+    await asyncio.wait([s.opened for s in subscribers], timeout=CONNECT_TIMEOUT_S * 2)
+    connected_event.set()
+    await asyncio.wait(tasks, timeout=max(0.1, deadline - time.monotonic()) + 5)
+    for task in tasks:
+        task.cancel()
+    return {"subscribers": [s.record for s in subscribers]}
+
+
+class Subscriber:
+    def __init__(self, port: int, order_id: str) -> None:
+        self.port = port
+        self.order_id = order_id
+        self.opened: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.record: dict[str, Any] = {
+            "orderId": order_id,
+            "connected": False,
+            "connectMs": None,
+            "openedAt": None,
+            "events": [],  # [seq, status, at, received wall time]
+            "closeCode": None,
+            "error": None,
+        }
+
+    async def run(self, handshakes: asyncio.Semaphore, deadline: float) -> None:
+        writer = None
+        try:
+            async with handshakes:
+                reader, writer, ws, leftover = await asyncio.wait_for(
+                    self._handshake(), CONNECT_TIMEOUT_S
+                )
+            await self._read(reader, writer, ws, leftover, deadline)
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            self.record["error"] = self.record["error"] or f"{type(exc).__name__}: {exc}"[:200]
+        finally:
+            if not self.opened.done():
+                self.opened.set_result(False)
+            if writer is not None:
+                writer.close()
+
+    async def _handshake(self) -> tuple[Any, Any, WSConnection, list[Any]]:
+        started = time.monotonic()
+        reader, writer = await asyncio.open_connection(HOST, self.port)
+        ws = WSConnection(ConnectionType.CLIENT)
+        target = f"/api/orders/execute?orderId={self.order_id}"
+        writer.write(ws.send(Request(host=f"{HOST}:{self.port}", target=target)))
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                raise ConnectionError("closed during the handshake")
+            ws.receive_data(data)
+            events = list(ws.events())
+            for index, event in enumerate(events):
+                if isinstance(event, RejectConnection):
+                    raise ConnectionError(f"handshake rejected: HTTP {event.status_code}")
+                if isinstance(event, AcceptConnection):
+                    self.record.update(
+                        connected=True,
+                        connectMs=round((time.monotonic() - started) * 1000, 2),
+                        openedAt=time.time(),
+                    )
+                    self.opened.set_result(True)
+                    return reader, writer, ws, events[index + 1 :]
+
+    async def _read(self, reader, writer, ws: WSConnection, events: list, deadline: float) -> None:
+        parts: list[str] = []
+        while True:
+            for event in events:
+                if isinstance(event, TextMessage):
+                    parts.append(event.data)
+                    if event.message_finished:
+                        self._on_message("".join(parts))
+                        parts.clear()
+                elif isinstance(event, Ping):
+                    writer.write(ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    self.record["closeCode"] = event.code
+                    writer.write(ws.send(event.response()))
+                    return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.record["error"] = "still open at the deadline"
+                return
+            data = await asyncio.wait_for(reader.read(65536), remaining)
+            if not data:
+                self.record["error"] = "connection closed without a close frame"
+                return
+            ws.receive_data(data)
+            events = list(ws.events())
+
+    def _on_message(self, text: str) -> None:
+        received = time.time()
+        message = json.loads(text)
+        if "seq" in message:
+            self.record["events"].append(
+                [message["seq"], message["status"], message["at"], received]
+            )
+        else:
+            self.record["error"] = f"server message: {message.get('description', message)}"[:200]
+
+
+def tap(spec: dict[str, Any], ready_event: Any) -> dict[str, Any]:
+    """A bare Redis subscriber beside the sockets: when each event left the worker.
+
+    Its receipt time splits an event's lag in two: `at` → Redis (the worker committing and
+    publishing) and Redis → socket (the API's hub, the socket's thread, the network).
+    """
+    import redis
+
+    pubsub = redis.Redis.from_url(spec["redis_url"]).pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe(spec["pattern"])
+    ready_event.set()
+    deadline = time.monotonic() + spec["deadline_s"]
+    wanted, finished = set(spec["order_ids"]), set[str]()
+    received: list[list[Any]] = []
+    while time.monotonic() < deadline and finished != wanted:
+        message = pubsub.get_message(timeout=0.5)
+        if message is None or message["type"] != "pmessage":
+            continue
+        now = time.time()
+        event = json.loads(message["data"])
+        received.append([event["orderId"], event["seq"], now])
+        if event["status"] in ("confirmed", "failed", "cancelled"):
+            finished.add(event["orderId"])
+    pubsub.close()
+    return {"received": received}
