@@ -87,8 +87,13 @@ def _migrate(settings: Settings) -> None:
 
 
 def api_program(settings: Settings) -> Program:
-    # gthread: each WebSocket holds a thread for its lifetime, so a worker needs many threads;
-    # see README "Why gthread" for the choice over gevent.
+    # gevent by default: a WebSocket holds its handler for its whole life, which costs a
+    # greenlet under gevent but two OS threads under gthread (README, "Why gevent").
+    concurrency = (
+        ["--worker-connections", str(settings.api_worker_connections)]
+        if settings.api_worker_class == "gevent"
+        else ["--threads", str(settings.api_threads)]
+    )
     return Program(
         "api",
         [
@@ -101,11 +106,10 @@ def api_program(settings: Settings) -> Program:
             "--bind",
             f"0.0.0.0:{settings.port}",
             "--worker-class",
-            "gthread",
+            settings.api_worker_class,
             "--workers",
             str(settings.api_workers),
-            "--threads",
-            str(settings.api_threads),
+            *concurrency,
             "--timeout",
             "60",
             "--log-level",
@@ -115,7 +119,8 @@ def api_program(settings: Settings) -> Program:
 
 
 def worker_program(settings: Settings) -> Program:
-    # Tasks mostly wait on the venues, so a thread pool serves many at once (perf.md §3b).
+    # Tasks mostly wait on the venues (quotes, landing), so a gevent pool runs hundreds at
+    # once; two prefork children would run two (research/perf.md §3b).
     return Program(
         "worker",
         [
@@ -126,7 +131,7 @@ def worker_program(settings: Settings) -> Program:
             CELERY_APP,
             "worker",
             "--pool",
-            "threads",
+            settings.worker_pool,
             "--concurrency",
             str(settings.worker_concurrency),
             "--queues",

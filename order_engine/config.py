@@ -120,9 +120,14 @@ class Settings:
     active_order_ttl_s: int
     ws_ping_interval_s: int
     max_body_bytes: int
+    worker_pool: str
     worker_concurrency: int
     api_workers: int
+    api_worker_class: str
     api_threads: int
+    api_worker_connections: int
+    db_pool_size: int
+    db_max_overflow: int
     sql_echo: bool
 
     @classmethod
@@ -191,11 +196,22 @@ class Settings:
             ),
             ws_ping_interval_s=_parse_int("WS_PING_INTERVAL_S", get("WS_PING_INTERVAL_S", "25"), 0),
             max_body_bytes=_parse_int("MAX_BODY_BYTES", get("MAX_BODY_BYTES", "16384"), 256),
+            worker_pool=_parse_choice(
+                "WORKER_POOL", get("WORKER_POOL", "gevent"), ("gevent", "threads", "prefork")
+            ),
             worker_concurrency=_parse_int(
-                "WORKER_CONCURRENCY", get("WORKER_CONCURRENCY", "32"), 1, 10_000
+                "WORKER_CONCURRENCY", get("WORKER_CONCURRENCY", "500"), 1, 10_000
             ),
             api_workers=_parse_int("WEB_CONCURRENCY", get("WEB_CONCURRENCY", "2"), 1, 64),
+            api_worker_class=_parse_choice(
+                "API_WORKER_CLASS", get("API_WORKER_CLASS", "gevent"), ("gevent", "gthread")
+            ),
             api_threads=_parse_int("API_THREADS", get("API_THREADS", "64"), 1, 10_000),
+            api_worker_connections=_parse_int(
+                "API_WORKER_CONNECTIONS", get("API_WORKER_CONNECTIONS", "2500"), 1, 100_000
+            ),
+            db_pool_size=_parse_int("DB_POOL_SIZE", get("DB_POOL_SIZE", "10"), 1, 1_000),
+            db_max_overflow=_parse_int("DB_MAX_OVERFLOW", get("DB_MAX_OVERFLOW", "10"), 0, 1_000),
             sql_echo=_parse_bool("SQL_ECHO", get("SQL_ECHO", "false")),
         ).checked()
 
@@ -221,6 +237,13 @@ class Settings:
                 f"ORDER_LEASE_S + ORDER_RETRY_BACKOFF_MAX_S ({longest_hold})"
             )
         return self
+
+
+def _parse_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
 
 
 def _parse_log_level(raw: str) -> str:

@@ -156,7 +156,7 @@ class OrderStream:
         subscription: Subscription,
         history: Callable[[int], list[dict[str, Any]]],
         hub: EventHub,
-        resync_after_s: float = 5.0,
+        resync_after_s: float = 20.0,
         tick_s: float = 0.5,
         after_seq: int = 0,
     ) -> None:

@@ -20,7 +20,10 @@ from tests.integration.test_order_repository import make_order
 pytestmark = pytest.mark.integration
 
 
-def test_sigterm_closes_open_streams_with_1001_and_a_resume_point(test_settings, tmp_path):
+@pytest.mark.parametrize("worker_class", ["gevent", "gthread"])
+def test_sigterm_closes_open_streams_with_1001_and_a_resume_point(
+    test_settings, tmp_path, worker_class
+):
     engine = create_engine(test_settings["DATABASE_URL"])
     # An order nobody executes: its stream stays open until the server goes away.
     with Session(engine) as session, session.begin():
@@ -39,7 +42,7 @@ def test_sigterm_closes_open_streams_with_1001_and_a_resume_point(test_settings,
             "--bind",
             f"127.0.0.1:{port}",
             "--worker-class",
-            "gthread",
+            worker_class,
             "--workers",
             "1",
             "--threads",
