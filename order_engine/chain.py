@@ -41,7 +41,6 @@ from order_engine.venues.simulated import PoolStore
 
 log = logging.getLogger(__name__)
 
-BLOCKHASH_VALIDITY_SLOTS = 151
 PRICE_JUMP_BPS = 1_000
 FAULTS_KEY = "sim:faults:{memo}"
 
@@ -122,7 +121,14 @@ class SimulatedChain:
     def latest_blockhash(self) -> Blockhash:
         slot = self.current_slot()
         digest = hashlib.sha256(f"{self.settings.dex_seed}:blockhash:{slot}".encode()).digest()
-        return Blockhash(base58.b58encode(digest).decode(), slot, slot + BLOCKHASH_VALIDITY_SLOTS)
+        validity = self.settings.dex_blockhash_validity_slots
+        return Blockhash(base58.b58encode(digest).decode(), slot, slot + validity)
+
+    def wait_until_expired(self, last_valid_block_height: int) -> None:
+        """Block until no transaction built on that blockhash can be included any more."""
+        wait_ms = slot_start_ms(last_valid_block_height + 1) - self.clock.now_ms()
+        if wait_ms > 0:
+            self.clock.sleep_ms(wait_ms)
 
     # -- RPC ------------------------------------------------------------------------------
 

@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     for name, (handler, help_text) in commands.items():
         command = sub.add_parser(name, help=help_text)
         command.set_defaults(handler=handler)
+    check = sub.add_parser(
+        "check-worker", help="exit 1 unless a worker ran the reconciler recently (healthcheck)"
+    )
+    check.set_defaults(handler=cmd_check_worker)
     revision = sub.add_parser("revision", help="autogenerate a migration from the models")
     revision.add_argument("-m", "--message", required=True)
     revision.set_defaults(handler=cmd_revision)
@@ -229,6 +233,22 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
         _migrate(environment.settings)
     finally:
         environment.close()
+    return 0
+
+
+def cmd_check_worker(_args: argparse.Namespace) -> int:
+    """Liveness of consumption, not just of the process: a wedged worker fails it."""
+    from order_engine.redis_client import make_redis
+    from order_engine.services.reconciler import heartbeat_age_s
+
+    settings = Settings.from_env()
+    age = heartbeat_age_s(make_redis(settings))
+    limit = settings.reconcile_interval_s * 3 + 10
+    if age is None or age > limit:
+        shown = "never" if age is None else f"{age:.0f}s ago"
+        print(f"unhealthy: the reconciler last ran {shown} (limit {limit}s)", file=sys.stderr)
+        return 1
+    print(f"healthy: the reconciler ran {age:.1f}s ago")
     return 0
 
 

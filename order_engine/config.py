@@ -108,6 +108,7 @@ class Settings:
     dex_swap_latency: LatencyRange
     dex_transient_failure_rate: Decimal
     dex_expiry_rate: Decimal
+    dex_blockhash_validity_slots: int
     order_max_attempts: int
     order_max_deliveries: int
     retry_backoff_s: int
@@ -168,6 +169,10 @@ class Settings:
                 "DEX_TRANSIENT_FAILURE_RATE", get("DEX_TRANSIENT_FAILURE_RATE", "0")
             ),
             dex_expiry_rate=_parse_rate("DEX_EXPIRY_RATE", get("DEX_EXPIRY_RATE", "0.002")),
+            # Solana: a blockhash is valid for 151 slots (~60 s); tests shorten it.
+            dex_blockhash_validity_slots=_parse_int(
+                "DEX_BLOCKHASH_VALIDITY_SLOTS", get("DEX_BLOCKHASH_VALIDITY_SLOTS", "151"), 2
+            ),
             order_max_attempts=_parse_int(
                 "ORDER_MAX_ATTEMPTS", get("ORDER_MAX_ATTEMPTS", "3"), 1, 10
             ),
@@ -229,6 +234,13 @@ class Settings:
             raise ConfigError(
                 f"ORDER_LEASE_S ({self.order_lease_s}) must exceed "
                 f"TASK_TIME_LIMIT_S ({self.task_time_limit_s})"
+            )
+        # A take-over may wait out a blockhash (validity × 400 ms) before it may send again.
+        blockhash_wait_s = self.dex_blockhash_validity_slots * 0.4
+        if not blockhash_wait_s + 1 < self.order_lease_s:
+            raise ConfigError(
+                f"ORDER_LEASE_S ({self.order_lease_s}) must exceed the blockhash lifetime "
+                f"(DEX_BLOCKHASH_VALIDITY_SLOTS × 0.4 s = {blockhash_wait_s:.1f} s) plus 1 s"
             )
         longest_hold = self.order_lease_s + self.retry_backoff_max_s
         if not longest_hold < self.visibility_timeout_s:

@@ -15,6 +15,7 @@ from flask import Flask, has_app_context
 from order_engine.config import Settings
 
 TASK_QUEUE = "orders"
+CONTROL_QUEUE = "control"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -42,6 +43,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.task_time_limit_s,
         "task_soft_time_limit": max(1, settings.task_time_limit_s - 5),
         "task_default_queue": TASK_QUEUE,
+        # The reconciler has its own queue, so a backlog of orders cannot starve it; a worker
+        # consumes both (`--queues orders,control`).
+        "task_routes": {"orders.reconcile_orders": {"queue": CONTROL_QUEUE}},
         "task_create_missing_queues": True,
         # Flower sees tasks only when workers send events; `task-sent` shows queued work too.
         "worker_send_task_events": True,
@@ -53,7 +57,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "reconcile-orders": {
                 "task": "orders.reconcile_orders",
                 "schedule": float(settings.reconcile_interval_s),
-                "options": {"expires": float(settings.reconcile_interval_s)},
+                "options": {"expires": float(settings.reconcile_interval_s * 3)},
             },
         },
     }

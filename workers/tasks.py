@@ -16,6 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from order_engine import dispatch
 from order_engine.db import get_session
+from order_engine.redis_client import get_redis
 from order_engine.services.execution import ExecutionService, RetryLater, new_executor_id
 from order_engine.services.reconciler import ReconcilerService
 
@@ -50,4 +51,5 @@ def execute_order(self, order_id: str) -> str:
 @shared_task(name=dispatch.RECONCILE_ORDERS, ignore_result=True, acks_late=False)
 def reconcile_orders() -> int:
     """Re-queue orders nobody is working on (lost messages, dead workers); run by beat."""
-    return len(ReconcilerService(get_session(), current_app.config["SETTINGS"]).run())
+    settings = current_app.config["SETTINGS"]
+    return len(ReconcilerService(get_session(), settings, get_redis()).run())

@@ -217,6 +217,25 @@ class OrderRepository:
             )
         return list(ids)
 
+    def renew_lease(self, order_id: uuid.UUID, owner: str, lease_s: int) -> bool:
+        """Extend our lease; False if it is no longer ours."""
+        statement = (
+            update(Order)
+            .where(Order.id == order_id, Order.lease_owner == owner)
+            .values(lease_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s))
+            .returning(Order.id)
+        )
+        return self.session.execute(statement).first() is not None
+
+    def last_valid_block_height(self, order_id: uuid.UUID, signature: str) -> int | None:
+        """The blockhash expiry recorded when the transaction `signature` was built."""
+        query = select(OrderEvent.data["lastValidBlockHeight"].as_integer()).where(
+            OrderEvent.order_id == order_id,
+            OrderEvent.status == OrderStatus.BUILDING.value,
+            OrderEvent.data["txHash"].as_string() == signature,
+        )
+        return self.session.scalars(query).first()
+
     def release(self, order_id: uuid.UUID, owner: str) -> None:
         self.session.execute(
             update(Order)

@@ -134,14 +134,14 @@ class ExecutionService:
         if attempt is None:
             return "skipped"
         try:
-            if attempt.order.deliveries > self.settings.order_max_deliveries:
-                # A poison order: its executions keep dying with their worker. Stop it so the
-                # queue keeps flowing for everyone else.
-                raise DeliveriesExhausted(
-                    f"handed to a worker {attempt.order.deliveries} times without finishing"
-                )
+            # Whatever already reached the chain is settled first: never fail (or re-send) an
+            # order whose transaction may have landed.
             if attempt.recovering:
                 return self._recover(attempt)
+            landed = self._earlier_landing(attempt)
+            if landed is not None:
+                return self._finish_landed(attempt, landed)
+            self._check_delivery_budget(attempt)
             return self._run(attempt)
         except LeaseLost as lost:
             log.warning("%s; stopping without side effects", lost)
@@ -171,9 +171,6 @@ class ExecutionService:
 
     def _run(self, attempt: Attempt) -> str:
         order = attempt.order
-        landed = self._earlier_landing(attempt)
-        if landed is not None:
-            return self._finish_landed(attempt, landed)
         decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
         route = decision.as_event()["decision"]
         if (order.route or {}).get("requoted"):
@@ -214,6 +211,8 @@ class ExecutionService:
                 "tx_hash": tx.signature,
             },
         )
+        # A stalled executor that lost its lease must not send: renew it right before.
+        self._renew_lease(attempt)
         self.chain.send_transaction(tx)
         self._advance(
             attempt,
@@ -311,10 +310,12 @@ class ExecutionService:
         order = attempt.order
         status = OrderStatus(order.status)
         if status is OrderStatus.ROUTING or not order.tx_hash:
+            self._check_delivery_budget(attempt)
             raise ExecutorLost("the executor stopped before sending anything")
-        known = self.chain.signature_statuses([order.tx_hash]).get(order.tx_hash)
+        known = self._status_once_settled(attempt, order.tx_hash)
         if known is None:
-            raise ExecutorLost("the executor stopped before the transaction reached the chain")
+            self._check_delivery_budget(attempt)
+            raise ExecutorLost("the executor's transaction never reached the chain")
         log.info(
             "order %s: recovering %s transaction %s (%s)",
             order.id,
@@ -338,9 +339,9 @@ class ExecutionService:
     def _earlier_landing(self, attempt: Attempt) -> TransactionStatus | None:
         """A transaction of an earlier attempt that landed after all, if any.
 
-        An earlier transaction the chain still holds unprocessed (its sender lost the RPC
-        response) is waited for first: never send a new transaction while an old one for the
-        same order can still land (research/dex.md §3.5).
+        Never send a new transaction while an old one for the same order can still land
+        (research/dex.md §3.5): an earlier transaction still in flight is waited for, and one
+        the chain has not seen is waited out until its blockhash expires.
         """
         order = attempt.order
         if order.attempts <= 1:
@@ -349,13 +350,52 @@ class ExecutionService:
             signature_for(self.settings.dex_seed, str(order.id), n)
             for n in range(1, order.attempts)
         ]
-        for status in self.chain.signature_statuses(earlier).values():
-            if not status.is_final:
-                timeout_s = self.settings.dex_swap_latency.high_ms / 1000 + 10
-                status = self.chain.confirm_transaction(status.signature, timeout_s)
-            if status.status == "landed":
+        for signature in earlier:
+            status = self._status_once_settled(attempt, signature)
+            if status is not None and status.status == "landed":
                 return status
         return None
+
+    def _status_once_settled(self, attempt: Attempt, signature: str) -> TransactionStatus | None:
+        """The final status of a signature, or None once it can no longer land.
+
+        A signature the chain does not know may still arrive from a sender that is stalled
+        rather than dead, until the blockhash it was built with expires; so wait that out.
+        """
+        known = self.chain.signature_statuses([signature]).get(signature)
+        if known is None:
+            last_valid = self._last_valid_height(attempt, signature)
+            if last_valid is None:
+                return None  # that attempt never built a transaction
+            self.chain.wait_until_expired(last_valid)
+            self._renew_lease(attempt)
+            known = self.chain.signature_statuses([signature]).get(signature)
+            if known is None:
+                return None
+        if not known.is_final:
+            timeout_s = self.settings.dex_swap_latency.high_ms / 1000 + 10
+            known = self.chain.confirm_transaction(signature, timeout_s)
+        return known
+
+    def _last_valid_height(self, attempt: Attempt, signature: str) -> int | None:
+        with self.session.begin():
+            return self.orders.last_valid_block_height(attempt.order.id, signature)
+
+    def _check_delivery_budget(self, attempt: Attempt) -> None:
+        """A poison order keeps dying with its worker: stop it so the queue keeps flowing.
+
+        Only called once nothing of the order can still land (see `execute`)."""
+        if attempt.order.deliveries > self.settings.order_max_deliveries:
+            raise DeliveriesExhausted(
+                f"handed to a worker {attempt.order.deliveries} times without finishing"
+            )
+
+    def _renew_lease(self, attempt: Attempt) -> None:
+        with self.session.begin():
+            if not self.orders.renew_lease(
+                attempt.order.id, attempt.executor, self.settings.order_lease_s
+            ):
+                raise LeaseLost(f"order {attempt.order.id}: lease lost before sending")
 
     def _finish_landed(self, attempt: Attempt, landed: TransactionStatus) -> str:
         """Walk the lifecycle forward to `confirmed` for a transaction found already landed."""

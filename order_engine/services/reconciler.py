@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 
+import redis
 from sqlalchemy.orm import Session
 
 from order_engine import dispatch
@@ -25,11 +26,15 @@ log = logging.getLogger(__name__)
 BATCH = 200
 
 
+HEARTBEAT_KEY = "reconciler:heartbeat"
+
+
 class ReconcilerService:
-    def __init__(self, session: Session, settings: Settings) -> None:
+    def __init__(self, session: Session, settings: Settings, redis_client: redis.Redis) -> None:
         self.session = session
         self.orders = OrderRepository(session)
         self.settings = settings
+        self.redis = redis_client
 
     def run(self) -> list[uuid.UUID]:
         """Re-dispatch one batch of stale orders; return their ids."""
@@ -41,6 +46,7 @@ class ReconcilerService:
                 dispatch.enqueue_execute_order(order_id)
             except Exception as exc:  # noqa: BLE001 - broker down: the next sweep retries
                 log.warning("reconciler could not queue %s: %s", order_id, exc)
+        self._beat()
         if stale:
             log.warning(
                 "reconciler re-dispatched %d stale order(s) in %.0f ms: %s",
@@ -49,3 +55,17 @@ class ReconcilerService:
                 ", ".join(map(str, stale[:10])),
             )
         return stale
+
+    def _beat(self) -> None:
+        """Record that a worker consumed the control queue just now (see `check-worker`)."""
+        try:
+            self.redis.set(
+                HEARTBEAT_KEY, f"{time.time():.3f}", ex=self.settings.reconcile_interval_s * 20
+            )
+        except redis.RedisError as exc:
+            log.warning("could not record the reconciler heartbeat: %s", exc)
+
+
+def heartbeat_age_s(redis_client: redis.Redis) -> float | None:
+    raw = redis_client.get(HEARTBEAT_KEY)
+    return None if raw is None else time.time() - float(raw)

@@ -1,0 +1,151 @@
+"""Fixtures of the fault-injection suite: private servers and whole stacks, torn down always.
+
+`make_stack(...)` builds a stack on a fresh database (on the shared test server, or on a
+private PostgreSQL passed in) and a private Redis (app keys in db 0, broker in db 1), then
+starts the processes asked for. Everything started is stopped at teardown, even on failure;
+a failed test prints the processes' logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from order_engine import migrate
+from tests.conftest import Servers, recreate_database
+from tests.faults_harness import FAULT_TIMINGS, PostgresServer, RedisServer, Stack
+from tests.helpers import free_port
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    report = getattr(request.node, "rep_call", None)
+    return report is None or report.failed
+
+
+def _database_name(request: pytest.FixtureRequest) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())
+    # A random part: other sessions may run this suite on the same server at the same time.
+    return f"oe_faults_{uuid.uuid4().hex[:8]}_{slug}"[:63]
+
+
+def _drop_database(url: str) -> None:
+    admin = make_url(url).set(drivername="postgresql", database="postgres")
+    conninfo = admin.render_as_string(hide_password=False)
+    with contextlib.suppress(psycopg.Error), psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_factory(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Start private Redis servers; all are shut down after the test."""
+    started: list[RedisServer] = []
+
+    def make(*, persistent: bool = True) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(started) + 1}", persistent=persistent)
+        started.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A private PostgreSQL for the tests that stop and restart it."""
+    server = PostgresServer(tmp_path_factory.mktemp("private-pg") / "pgdata")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def make_stack(
+    servers: Servers,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    redis_factory: Callable[..., RedisServer],
+) -> Iterator[Callable[..., Stack]]:
+    """Factory: `make_stack(api=True, worker="threads", beat=True, postgres=None,
+    redis_server=None, concurrency=8, api_workers=1, **settings)`; `worker` is a pool name or
+    None, `settings` overlay FAULT_TIMINGS."""
+    stacks: list[Stack] = []
+    databases: list[str] = []
+
+    def make(
+        *,
+        api: bool = True,
+        worker: str | None = "threads",
+        beat: bool = True,
+        postgres: PostgresServer | None = None,
+        redis_server: RedisServer | None = None,
+        concurrency: int = 8,
+        api_workers: int = 1,
+        **settings: str,
+    ) -> Stack:
+        name = _database_name(request)
+        if postgres is not None:
+            database_url = postgres.create_database(name)
+        else:
+            database_url = recreate_database(servers, name)
+            migrate.upgrade(database_url)
+        databases.append(database_url)
+        redis_server = redis_server or redis_factory()
+        log_dir = tmp_path / f"stack-{len(stacks) + 1}"
+        log_dir.mkdir()
+        port = free_port()
+        stack = Stack(
+            name=request.node.name,
+            settings={
+                **FAULT_TIMINGS,
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_server.url(0),
+                "CELERY_BROKER_URL": redis_server.url(1),
+                "PORT": str(port),
+                **settings,
+            },
+            log_dir=log_dir,
+            redis_server=redis_server,
+            port=port,
+        )
+        stacks.append(stack)
+        # Start everything, then wait: the three processes import the app in parallel.
+        if api:
+            stack.start_api(workers=api_workers, wait=False)
+        if worker:
+            stack.start_worker(pool=worker, concurrency=concurrency, wait=False)
+        if beat:
+            stack.start_beat(wait=False)
+        if api:
+            stack.wait_api()
+        if worker:
+            stack.wait_log("worker", " ready.", 60)
+        if beat:
+            stack.wait_log("beat", "beat: Starting", 60)
+        return stack
+
+    yield make
+    failed = _failed(request)
+    for stack in stacks:
+        stack.close()
+        if failed:
+            print(f"\n===== logs of {stack.name} =====\n{stack.logs()}")
+    for url in databases:
+        _drop_database(url)
