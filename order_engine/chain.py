@@ -41,7 +41,7 @@ from order_engine.venues.simulated import PoolStore
 
 log = logging.getLogger(__name__)
 
-PRICE_JUMP_BPS = 1_000
+PRICE_JUMP_BPS = 500  # inside a DLMM pool's ±7 % of bins
 FAULTS_KEY = "sim:faults:{memo}"
 
 
@@ -161,7 +161,7 @@ class SimulatedChain:
             "fault": fault,
         }
         with self.engine.begin() as conn:
-            conn.execute(
+            inserted = conn.execute(
                 insert(SimTransaction)
                 .values(
                     signature=tx.signature,
@@ -173,7 +173,21 @@ class SimulatedChain:
                     amount_out=0,
                 )
                 .on_conflict_do_nothing()
-            )
+                .returning(SimTransaction.signature)
+            ).first()
+            accepted_ms = self.clock.now_ms()
+            if inserted is not None and slot_at(accepted_ms) > tx.blockhash.last_valid_block_height:
+                # It reached the cluster only after its blockhash expired (a stalled sender):
+                # the cluster rejects it, so it can never land.
+                conn.execute(
+                    update(SimTransaction)
+                    .where(SimTransaction.signature == tx.signature)
+                    .values(
+                        status="expired",
+                        error_code=BlockhashExpired.code,
+                        error_message="arrived after its blockhash expired",
+                    )
+                )
         if fault == "lost_response":
             # The cluster has the transaction, but the sender never hears back: the classic
             # double-spend trap if the engine re-sends blindly.

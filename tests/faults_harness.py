@@ -40,6 +40,7 @@ from redis.retry import Retry
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from order_engine.venues.clock import slot_at
 from tests.clients import HttpResponse, _Client, request
 from tests.conftest import start_process, stop_process
 from tests.helpers import free_port, wait_until
@@ -667,15 +668,18 @@ def check_invariants(
     )
 
 
+def _can_still_land(detail: dict[str, Any]) -> bool:
+    """A sent transaction lands unless a fault drops it or it arrives after its blockhash."""
+    if detail.get("fault") in NEVER_LANDS:
+        return False
+    return slot_at(int(detail["landAtMs"])) <= int(detail["lastValidBlockHeight"])
+
+
 def _ledger_violations(order: dict[str, Any], txs: list[Any] | None) -> list[str]:
     order_id, status = str(order["id"]), order["status"]
     txs = txs or []
     landed = [tx for tx in txs if tx.status == "landed"]
-    in_flight = [
-        tx
-        for tx in txs
-        if tx.status == "sent" and (tx.detail or {}).get("fault") not in NEVER_LANDS
-    ]
+    in_flight = [tx for tx in txs if tx.status == "sent" and _can_still_land(tx.detail or {})]
     problems = []
     if len(landed) > 1:
         problems.append(f"I1 order {order_id}: {len(landed)} landed swaps")

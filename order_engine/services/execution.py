@@ -44,11 +44,13 @@ from order_engine.tokens import Token, resolve
 from order_engine.venues import catalogue
 from order_engine.venues.clock import WallClock
 from order_engine.venues.errors import (
+    AmountTooSmall,
     AttemptsExhausted,
     BlockhashExpired,
     DeliveriesExhausted,
     ExecutionError,
     ExecutorLost,
+    NoLiquidity,
     SlippageExceeded,
     TransactionDropped,
 )
@@ -59,6 +61,13 @@ log = logging.getLogger(__name__)
 BPS = 10_000
 COMPUTE_UNIT_LIMIT = 200_000
 COMPUTE_UNIT_PRICE_MICRO_LAMPORTS = 25_000
+
+
+_PROGRAM_ERRORS: dict[str, type[ExecutionError]] = {
+    SlippageExceeded.code: SlippageExceeded,
+    NoLiquidity.code: NoLiquidity,
+    AmountTooSmall.code: AmountTooSmall,
+}
 
 
 class RetryLater(Exception):
@@ -254,8 +263,10 @@ class ExecutionService:
 
     def _settle(self, attempt: Attempt, dex: str, quoted: int, status: TransactionStatus) -> str:
         """Record the outcome of the attempt's transaction, which the chain has processed."""
-        if status.status == "failed" and status.error_code == SlippageExceeded.code:
-            raise SlippageExceeded(status.error_message or "slippage tolerance exceeded")
+        if status.status == "failed":
+            # The transaction landed but its program refused the swap: map the program error.
+            error_class = _PROGRAM_ERRORS.get(status.error_code or "", TransactionDropped)
+            raise error_class(status.error_message or f"swap failed: {status.error_code}")
         if status.status == "expired":
             raise BlockhashExpired(status.error_message or "blockhash expired")
         if status.status != "landed":
