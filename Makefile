@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run api worker scheduler flower migrate revision test test-slow bench venue-report lint fmt typecheck clean
+.PHONY: help install run api worker scheduler flower migrate revision test test-slow soak bench venue-report lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,8 +48,11 @@ revision: $(STAMP) ## Autogenerate a migration: make revision m="add a column"
 test: $(STAMP) ## Run the whole test suite against real PostgreSQL and Redis (embedded unless URLs are set)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test-slow: $(STAMP) ## Run the long fault-injection scenarios too
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test-slow: $(STAMP) ## Run the long fault-injection scenarios too (not the soak)
+	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
+
+soak: $(STAMP) ## 2,000 orders while the worker is killed, Redis emptied and PostgreSQL restarted (SOAK_ORDERS=n)
+	$(BIN)/python -m pytest -m soak -s -p no:randomly tests/integration/faults/test_soak.py $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Benchmark intake, end to end, WebSockets and memory (BENCH_ARGS=--quick for ~3 min); report in bench/results/
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
