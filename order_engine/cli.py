@@ -139,7 +139,7 @@ def worker_program(settings: Settings) -> Program:
             "--concurrency",
             str(settings.worker_concurrency),
             "--queues",
-            "orders",
+            "orders,control",
             "--task-events",
             "--hostname",
             "worker@%h",

@@ -6,7 +6,9 @@ import urllib.request
 
 import psutil
 import pytest
+import redis
 
+from order_engine.services.reconciler import HEARTBEAT_KEY
 from tests.helpers import free_port, wait_until
 
 pytestmark = pytest.mark.integration
@@ -21,7 +23,10 @@ def test_run_serves_readyz_and_ctrl_c_leaves_no_process_behind(test_settings, tm
         "WORKER_CONCURRENCY": "2",
         "WEB_CONCURRENCY": "1",
         "ORDER_ENGINE_STATE_DIR": str(tmp_path),
+        "RECONCILE_INTERVAL_S": "1",
     }
+    # A heartbeat left by an earlier run must not count for this one.
+    redis.Redis.from_url(test_settings["REDIS_URL"]).delete(HEARTBEAT_KEY)
     log = (tmp_path / "run.log").open("wb")
     run = subprocess.Popen(
         [sys.executable, "-m", "order_engine.cli", "run"],
@@ -36,6 +41,13 @@ def test_run_serves_readyz_and_ctrl_c_leaves_no_process_behind(test_settings, tm
                 return r.status == 200
 
         wait_until(ready, 60, "/readyz to answer 200")
+
+        # The scheduler's reconciler is consumed by the worker (its heartbeat is fresh).
+        def worker_consumes() -> bool:
+            check = [sys.executable, "-m", "order_engine.cli", "check-worker"]
+            return subprocess.run(check, env=env, capture_output=True).returncode == 0
+
+        wait_until(worker_consumes, 60, "the worker to run the reconciler", every_s=0.5)
         family = psutil.Process(run.pid).children(recursive=True)
         labels = " ".join(" ".join(p.cmdline()) for p in family)
         assert "gunicorn" in labels
