@@ -203,12 +203,45 @@ def stop_process(process, timeout_s: float = 15) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-LIVE_LATENCIES = {"DEX_QUOTE_LATENCY_MS": "5-10", "DEX_SWAP_LATENCY_MS": "400-500"}
+LIVE_LATENCIES = {
+    "DEX_QUOTE_LATENCY_MS": "5-10",
+    "DEX_SWAP_LATENCY_MS": "400-500",
+    "WEB_CONCURRENCY": "1",
+    "API_WORKER_CLASS": os.environ.get("TEST_API_WORKER_CLASS", "gevent"),
+    "API_WORKER_CONNECTIONS": "1000",
+    "WORKER_POOL": os.environ.get("TEST_WORKER_POOL", "gevent"),
+    "WORKER_CONCURRENCY": os.environ.get("TEST_WORKER_CONCURRENCY", "100"),
+}
+
+
+def _with_option(argv: list[str], option: str, value: str) -> list[str]:
+    argv = list(argv)
+    argv[argv.index(option) + 1] = value
+    return argv
+
+
+def api_argv(settings: dict[str, str], port: int) -> list[str]:
+    """gunicorn exactly as `make run` starts it (order_engine.cli), bound to loopback."""
+    from order_engine.cli import api_program
+    from order_engine.config import Settings
+
+    argv = api_program(Settings.from_env(settings)).argv
+    return _with_option(list(argv), "--bind", f"127.0.0.1:{port}")
+
+
+def worker_argv(settings: dict[str, str], name: str) -> list[str]:
+    """The Celery worker exactly as `make run` starts it, with its own node name."""
+    from order_engine.cli import worker_program
+    from order_engine.config import Settings
+
+    argv = worker_program(Settings.from_env(settings)).argv
+    # INFO: tests wait for the worker's "ready" line.
+    argv = _with_option(list(argv), "--loglevel", "INFO")
+    return _with_option(argv, "--hostname", f"{name}@%h")
 
 
 @pytest.fixture(scope="session")
 def live_stack(test_settings, tmp_path_factory) -> Iterator[LiveStack]:
-    import sys
     import urllib.request
 
     from tests.helpers import free_port, wait_until
@@ -220,57 +253,8 @@ def live_stack(test_settings, tmp_path_factory) -> Iterator[LiveStack]:
     broker = redis.Redis.from_url(settings["CELERY_BROKER_URL"])
     broker.flushdb()  # drop messages left by earlier sessions
     processes = {
-        "api": start_process(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "order_engine.wsgi:app",
-                "--config",
-                "python:order_engine.gunicorn_conf",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--worker-class",
-                os.environ.get("TEST_API_WORKER_CLASS", "gevent"),
-                "--workers",
-                "1",
-                "--threads",
-                "64",
-                "--worker-connections",
-                "1000",
-                "--graceful-timeout",
-                "5",
-                "--log-level",
-                "warning",
-            ],
-            env,
-            log_dir / "api.log",
-        ),
-        "worker": start_process(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers.celery_app",
-                "worker",
-                "--pool",
-                os.environ.get("TEST_WORKER_POOL", "gevent"),
-                "--concurrency",
-                os.environ.get("TEST_WORKER_CONCURRENCY", "100"),
-                "--queues",
-                "orders,control",
-                "--task-events",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "INFO",
-                "--hostname",
-                f"test-{port}@%h",
-            ],
-            env,
-            log_dir / "worker.log",
-        ),
+        "api": start_process(api_argv(settings, port), env, log_dir / "api.log"),
+        "worker": start_process(worker_argv(settings, f"test-{port}"), env, log_dir / "worker.log"),
     }
     stack = LiveStack(
         f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", settings, processes, log_dir

@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import sys
 import urllib.request
 
 import pytest
@@ -13,7 +12,7 @@ from sqlalchemy.orm import Session
 from order_engine.models import Order
 from order_engine.repositories.order import OrderRepository
 from tests.clients import _Client
-from tests.conftest import start_process, stop_process
+from tests.conftest import api_argv, start_process, stop_process
 from tests.helpers import free_port, wait_until
 from tests.integration.test_order_repository import make_order
 
@@ -31,26 +30,8 @@ def test_sigterm_closes_open_streams_with_1001_and_a_resume_point(
         OrderRepository(session).append_first_event(order, {})
         order_id = order.id
     port = free_port()
-    api = start_process(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "order_engine.wsgi:app",
-            "--config",
-            "python:order_engine.gunicorn_conf",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--worker-class",
-            worker_class,
-            "--workers",
-            "1",
-            "--threads",
-            "8",
-        ],
-        {**os.environ, **test_settings},
-        tmp_path / "api.log",
-    )
+    settings = {**test_settings, "WEB_CONCURRENCY": "1", "API_WORKER_CLASS": worker_class}
+    api = start_process(api_argv(settings, port), {**os.environ, **settings}, tmp_path / "api.log")
     try:
         wait_until(
             lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz").status == 200,

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import sys
 
 import pytest
 import redis
@@ -12,7 +11,7 @@ from sqlalchemy.orm import Session
 from order_engine import create_app, dispatch
 from order_engine.models import Order
 from order_engine.repositories.order import OrderRepository
-from tests.conftest import start_process, stop_process
+from tests.conftest import start_process, stop_process, worker_argv
 from tests.helpers import wait_until
 from tests.integration.test_order_repository import make_order
 
@@ -33,29 +32,9 @@ def test_sigterm_lets_the_running_swap_finish(test_settings, tmp_path):
         order = OrderRepository(session).add(make_order(amount_in=1))
         OrderRepository(session).append_first_event(order, {})
         order_id = order.id
+    settings["WORKER_POOL"], settings["WORKER_CONCURRENCY"] = "threads", "4"
     worker = start_process(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.celery_app",
-            "worker",
-            "--pool",
-            "threads",
-            "--concurrency",
-            "4",
-            "--queues",
-            "orders",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            "shutdown-test@%h",
-        ],
-        {**os.environ, **settings},
-        tmp_path / "worker.log",
+        worker_argv(settings, "shutdown-test"), {**os.environ, **settings}, tmp_path / "worker.log"
     )
 
     def status() -> str:
