@@ -20,11 +20,11 @@ import logging
 import os
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import base58
 import redis
-from sqlalchemy import Connection, Engine, Row, select, update
+from sqlalchemy import Connection, Engine, Row, Table, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from order_engine.config import Settings
@@ -220,7 +220,7 @@ class SimulatedChain:
     # -- the cluster's side ---------------------------------------------------------------
 
     def _process(self, signature: str) -> TransactionStatus | None:
-        table = SimTransaction.__table__
+        table = cast(Table, SimTransaction.__table__)
         with self.engine.begin() as conn:
             tx = conn.execute(
                 select(table).where(table.c.signature == signature).with_for_update()
@@ -323,7 +323,8 @@ class SimulatedChain:
         """
         if not memo or self.redis is None:
             return None
-        return self.redis.lpop(FAULTS_KEY.format(memo=memo))
+        fault = self.redis.lpop(FAULTS_KEY.format(memo=memo))
+        return None if fault is None else str(fault)
 
 
 def blockhash_expires_at_ms(blockhash: Blockhash) -> int:

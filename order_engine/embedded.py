@@ -64,6 +64,7 @@ def _start_postgres(pgdata: Path) -> tuple[str, int, bool]:
     # server shared by `make run` and a test session is not stopped by whichever exits first.
     server = pgserver.get_server(pgdata, cleanup_mode=None)
     pid = server.get_pid()
+    assert pid is not None  # get_server returns only once the postmaster runs
     socket_dir = server.get_postmaster_info().socket_dir
     exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
     if "(1 row)" not in exists:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
@@ -56,6 +56,10 @@ def event_payload(event: OrderEvent) -> dict[str, Any]:
 
 def is_terminal(payload: dict[str, Any]) -> bool:
     return OrderStatus(payload["status"]).is_terminal
+
+
+class Publisher(Protocol):
+    def publish(self, payload: dict[str, Any]) -> bool: ...
 
 
 class EventPublisher:

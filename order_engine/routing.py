@@ -10,10 +10,12 @@ finds it exactly on the quoted pool states (research/dex.md §6.7).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
+from typing import Any
 
 from order_engine.tokens import Token
 from order_engine.venues.base import Quote, Venue
@@ -54,7 +56,7 @@ class RouteDecision:
     def dex(self) -> str:
         return "+".join(leg.dex for leg in self.legs)
 
-    def as_event(self) -> dict[str, object]:
+    def as_event(self) -> dict[str, Any]:
         total_in = sum(leg.amount_in for leg in self.legs)
         return {
             "quotes": [q.as_event() for q in self.quotes],
@@ -117,10 +119,12 @@ class Router:
                 venue.name: _quote_pool.submit(venue.quote, token_in, token_out, amount_in)
                 for venue in self.venues
             }
-            calls = {name: future.result for name, future in futures.items()}
+            calls: dict[str, Callable[[], Quote]] = {
+                name: future.result for name, future in futures.items()
+            }
         else:
             calls = {
-                venue.name: (lambda v=venue: v.quote(token_in, token_out, amount_in))
+                venue.name: partial(venue.quote, token_in, token_out, amount_in)
                 for venue in self.venues
             }
         quotes: list[Quote] = []

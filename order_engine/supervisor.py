@@ -57,15 +57,15 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stopping.set()
-        running = [p for p in self.programs if p.process and p.process.poll() is None]
-        for program in running:
+        running = [(p, p.process) for p in self.programs if p.process and p.process.poll() is None]
+        for program, process in running:
             self.say(program.label, "stopping")
-            _signal(program.process, signal.SIGTERM, group=False)
+            _signal(process, signal.SIGTERM, group=False)
         deadline = time.monotonic() + STOP_GRACE_S
-        for program in running:
+        for program, process in running:
             remaining = max(0.1, deadline - time.monotonic())
             try:
-                program.process.wait(remaining)
+                process.wait(remaining)
             except subprocess.TimeoutExpired:
                 self.say(program.label, "did not stop in time; killing")
         # Anything left in a child's group (pool processes, threads' helpers) goes too.

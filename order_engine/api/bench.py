@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import uuid
 from decimal import Decimal
+from typing import cast
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 
 from order_engine.db import get_engine
 from order_engine.models import Order
@@ -36,7 +37,7 @@ def baseline() -> tuple[Response, int]:
     order_id = uuid.uuid4()
     with get_engine().begin() as conn:
         conn.execute(
-            insert(Order.__table__).values(
+            insert(cast(Table, Order.__table__)).values(
                 id=order_id,
                 type="market",
                 status="pending",

@@ -11,9 +11,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy import Table, and_, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -108,7 +108,7 @@ class OrderRepository:
             .returning(Order.id, Order.last_seq, Order.attempts)
             .cte("moved")
         )
-        events = OrderEvent.__table__
+        events = cast(Table, OrderEvent.__table__)
         statement = (
             insert(events)
             .from_select(

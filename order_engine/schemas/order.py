@@ -62,11 +62,14 @@ class ExactAmount(fields.Field):
         return None if value is None else format(value.normalize(), "f")
 
 
-class TokenField(fields.String):
+class TokenField(fields.Field):
+    """A token symbol or mint, loaded as the registry's `Token`."""
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Token:
-        text = super()._deserialize(value, attr, data, **kwargs)
+        if not isinstance(value, str):
+            raise ValidationError("Not a valid string.")
         try:
-            return resolve(text)
+            return resolve(value)
         except UnknownTokenError as exc:
             raise ValidationError(str(exc)) from None
 

@@ -35,7 +35,7 @@ from order_engine.chain import (
 )
 from order_engine.config import Settings
 from order_engine.db import get_engine, get_session
-from order_engine.events import EventPublisher, event_payload, format_timestamp
+from order_engine.events import EventPublisher, Publisher, event_payload, format_timestamp
 from order_engine.models import Order, OrderStatus
 from order_engine.redis_client import get_redis
 from order_engine.repositories.order import IN_FLIGHT, OrderRepository
@@ -120,7 +120,7 @@ class ExecutionService:
         session: Session,
         router: Router,
         chain: SimulatedChain,
-        publisher: EventPublisher,
+        publisher: Publisher,
         settings: Settings,
     ) -> None:
         self.session = session

@@ -141,13 +141,19 @@ def swap(state: dict[str, Any], amount_in: int, swap_for_y: bool, now_s: int) ->
             fee_bps = Decimal(pool.fee_numerator * BPS) / Decimal(pool.fee_denominator)
             new_state = new_cpmm(result.pool.reserve_x, result.pool.reserve_y, pool.fee_numerator)
         else:
-            pool = _dlmm_pool(state)
+            dlmm = _dlmm_pool(state)
             # Transactions can be processed slightly out of landing order; the program's clock
             # never goes backwards.
-            now_s = max(now_s, pool.volatility.last_update_timestamp)
-            fee_bps = Decimal(pool.fee_rate_at(now_s) * BPS) / FEE_PRECISION
-            result = pool.swap_exact_in(amount_in, swap_for_y, now_s)
-            new_state = _dlmm_state(result.pool)
+            now_s = max(now_s, dlmm.volatility.last_update_timestamp)
+            fee_bps = Decimal(dlmm.fee_rate_at(now_s) * BPS) / FEE_PRECISION
+            dlmm_result = dlmm.swap_exact_in(amount_in, swap_for_y, now_s)
+            return SwapOutcome(
+                dlmm_result.amount_out,
+                dlmm_result.fee,
+                fee_bps,
+                dlmm_result.price_impact_bps,
+                _with_bookkeeping(state, _dlmm_state(dlmm_result.pool)),
+            )
     except ZeroTradingTokens as exc:
         raise AmountTooSmall(str(exc)) from exc
     except (InsufficientLiquidity, VenueMathError) as exc:

@@ -78,7 +78,7 @@ def _distribution(values: list[Decimal]) -> dict[str, str] | None:
         "p50": pct(0.50),
         "p95": pct(0.95),
         "max": str(ordered[-1].quantize(Decimal("0.01"))),
-        "mean": str((sum(ordered) / len(ordered)).quantize(Decimal("0.01"))),
+        "mean": str((sum(ordered, Decimal(0)) / len(ordered)).quantize(Decimal("0.01"))),
     }
 
 

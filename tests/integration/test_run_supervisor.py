@@ -60,5 +60,8 @@ def test_run_serves_readyz_and_ctrl_c_leaves_no_process_behind(test_settings, tm
         assert alive == []
     finally:
         if run.poll() is None:
+            # SIGKILL skips the supervisor's cleanup, so reap its children (own sessions) too.
+            for child in psutil.Process(run.pid).children(recursive=True):
+                child.kill()
             run.kill()
         log.close()
