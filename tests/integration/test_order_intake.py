@@ -1,7 +1,9 @@
 """POST /api/orders/execute validation, idempotency and reads, through the Flask app."""
 
 import json
+from datetime import UTC, datetime
 from decimal import Decimal
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import func, select
@@ -138,20 +140,22 @@ def test_oversized_body_is_413(client, db_session):
 
 
 def test_same_idempotency_key_and_body_returns_the_same_order(client, db_session):
+    before = order_count(db_session)
     first = post(client, VALID, headers={"Idempotency-Key": "key-1"})
     again = post(client, VALID, headers={"Idempotency-Key": "key-1"})
     assert first.status_code == again.status_code == 202
     assert again.get_json()["orderId"] == first.get_json()["orderId"]
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert order_count(db_session) == 1
+    assert order_count(db_session) == before + 1
 
 
 def test_same_idempotency_key_with_another_body_is_422(client, db_session):
+    before = order_count(db_session)
     post(client, VALID, headers={"Idempotency-Key": "key-2"})
     response = post(client, {**VALID, "amount": "2"}, headers={"Idempotency-Key": "key-2"})
     assert response.status_code == 422
     assert "Idempotency-Key" in response.get_json()["errors"]
-    assert order_count(db_session) == 1
+    assert order_count(db_session) == before + 1
 
 
 def test_get_order_returns_it_with_its_events(client):
@@ -169,11 +173,19 @@ def test_unknown_and_malformed_order_ids_are_404(client):
     assert "not an order id" in response.get_json()["description"]
 
 
+def since_now() -> str:
+    """A createdFrom filter that hides orders other tests committed to the shared database."""
+    return quote(datetime.now(UTC).isoformat())
+
+
 def test_list_pages_newest_first_without_repeats(client):
+    created_from = since_now()
     ids = [post(client, {**VALID, "amount": str(n)}).get_json()["orderId"] for n in range(1, 6)]
     seen, cursor = [], None
     while True:
-        query = "/api/orders?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        query = f"/api/orders?limit=2&createdFrom={created_from}" + (
+            f"&cursor={cursor}" if cursor else ""
+        )
         body = client.get(query).get_json()
         seen += [o["orderId"] for o in body["orders"]]
         cursor = body["nextCursor"]
@@ -183,9 +195,12 @@ def test_list_pages_newest_first_without_repeats(client):
 
 
 def test_list_filters_by_status_and_refuses_bad_filters(client):
+    created_from = since_now()
     post(client, VALID)
-    assert len(client.get("/api/orders?status=pending").get_json()["orders"]) == 1
-    assert client.get("/api/orders?status=confirmed").get_json()["orders"] == []
+    pending = client.get(f"/api/orders?status=pending&createdFrom={created_from}")
+    assert len(pending.get_json()["orders"]) == 1
+    confirmed = client.get(f"/api/orders?status=confirmed&createdFrom={created_from}")
+    assert confirmed.get_json()["orders"] == []
     response = client.get("/api/orders?status=done&limit=1000")
     assert response.status_code == 422
     assert set(response.get_json()["errors"]) == {"status", "limit"}
