@@ -13,24 +13,12 @@ import redis
 
 from order_engine.chain import FAULTS_KEY
 from tests.clients import request, stream
+from tests.faults_harness import order_body
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
 HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
-
-
-def order_body(**overrides):
-    # Wide slippage: the seeded market has occasional jumps of up to 2 %, which must not fail
-    # orders in tests about something else.
-    return {
-        "type": "market",
-        "tokenIn": "SOL",
-        "tokenOut": "USDC",
-        "amount": "0.25",
-        "slippageBps": 300,
-        **overrides,
-    }
 
 
 def submit(stack, **overrides) -> str:
