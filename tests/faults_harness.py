@@ -501,7 +501,7 @@ class Stack:
         return response.body["orderId"]
 
     def plant_faults(self, client_order_id: str, *faults: str) -> None:
-        from order_engine.chain import FAULTS_KEY
+        from order_engine._oldchain import FAULTS_KEY
 
         with redis.Redis.from_url(self.settings["REDIS_URL"]) as client:
             client.rpush(FAULTS_KEY.format(memo=client_order_id), *faults)

@@ -25,7 +25,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from order_engine.chain import (
+from order_engine._oldchain import (
     SimulatedChain,
     SwapLeg,
     SwapTransaction,

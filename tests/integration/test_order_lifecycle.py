@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 import redis
 
-from order_engine.chain import FAULTS_KEY
+from order_engine._oldchain import FAULTS_KEY
 from tests.clients import request, stream
 from tests.faults_harness import order_body
 from tests.helpers import wait_until
