@@ -1,0 +1,203 @@
+"""The real localnet process (`python -m order_engine.localnet serve`) over HTTP JSON-RPC:
+shapes, pool accounts, a signed swap landing, a slippage refusal, durability across a restart,
+and the admin CLI. Needs no database or broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from solders.keypair import Keypair
+
+from order_engine.chain import accounts as layouts
+from order_engine.chain.programs import RAYDIUM_CPMM_PROGRAM
+from order_engine.tokens import resolve
+from tests.helpers import free_port, wait_until
+from tests.unit.localnet.support import (
+    Call,
+    RpcFailure,
+    fetch,
+    leg,
+    over_http,
+    pool_address,
+    pool_mid,
+    quote,
+    send,
+    status,
+    swap_tx,
+)
+
+pytestmark = pytest.mark.integration
+
+SOL = resolve("SOL").mint
+
+
+class Process:
+    def __init__(self, state_dir: Path, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {
+            **os.environ,
+            "LOCALNET_PORT": str(port),
+            "LOCALNET_STATE_DIR": str(state_dir),
+            "DEX_SWAP_LATENCY_MS": "300-400",
+            "DEX_EXPIRY_RATE": "0",
+            "DEX_TRANSIENT_FAILURE_RATE": "0",
+        }
+        self.log = (state_dir / f"localnet-{port}.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "order_engine.localnet", "serve"],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.call = over_http(self.url)
+        wait_until(lambda: self.call("getHealth") == "ok", 20, "the localnet to answer")
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "order_engine.localnet", *args, "--url", self.url],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def localnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
+    process = Process(tmp_path_factory.mktemp("localnet"), free_port())
+    yield process
+    process.stop()
+
+
+def _landed(call: Call, signature: str) -> dict:
+    def done():
+        found = status(call, signature)
+        return found if found and found["confirmationStatus"] != "processed" else None
+
+    return wait_until(done, 10, f"{signature} to be confirmed")
+
+
+def test_slot_and_blockhash_shapes(localnet):
+    call = localnet.call
+    slot = call("getSlot")
+    assert isinstance(slot, int)
+    assert slot > 0
+    answer = call("getLatestBlockhash", {"commitment": "confirmed"})
+    assert answer["context"]["slot"] >= slot
+    assert answer["value"]["lastValidBlockHeight"] == answer["context"]["slot"] + 150
+    assert len(answer["value"]["blockhash"]) >= 32
+
+
+def test_pool_accounts_decode(localnet):
+    call = localnet.call
+    pool = pool_address(call, "raydium:SOL-USDC")
+    ((owner, data),) = fetch(call, [pool])  # type: ignore[misc]
+    assert owner == str(RAYDIUM_CPMM_PROGRAM)
+    state = layouts.CpmmPoolState.decode(data)
+    vaults = fetch(call, [str(state.token_0_vault), str(state.token_1_vault)])
+    assert all(layouts.TokenAccount.decode(v[1]).amount > 0 for v in vaults)  # type: ignore[index]
+    pair = layouts.LbPair.decode(fetch(call, [pool_address(call, "meteora:SOL-USDC")])[0][1])  # type: ignore[index]
+    assert layouts.bitmap_indexes(pair.bin_array_bitmap)
+
+
+def test_a_signed_swap_lands_confirmed(localnet):
+    call = localnet.call
+    pool = pool_address(call, "meteora:SOL-USDC")
+    signature, encoded = swap_tx(call, Keypair(), [leg(call, pool, SOL, 10**9, 1)], memo="it-1")
+    assert send(call, encoded) == signature
+    landed = _landed(call, signature)
+    assert landed["err"] is None
+    assert landed["status"] == {"Ok": None}
+    (entry,) = call("localnet_ledger", {"memo": "it-1"})
+    assert entry["signature"] == signature
+    assert entry["amountOut"] > 0
+
+
+def test_a_swap_below_its_minimum_fails_with_6005(localnet):
+    call = localnet.call
+    pool = pool_address(call, "raydium:SOL-USDC")
+    minimum = quote(call, pool, SOL, 10**9) * 2
+    _, encoded = swap_tx(call, Keypair(), [leg(call, pool, SOL, 10**9, minimum)])
+    with pytest.raises(RpcFailure) as failure:
+        send(call, encoded)
+    assert failure.value.code == -32002
+    assert failure.value.data["err"]["InstructionError"][1] == {"Custom": 6005}
+
+
+def test_cli_move_changes_the_mid_price(localnet):
+    result = localnet.cli("move", "SOL/USDC", "--price", "250")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("moved SOL/USDC to 250")
+    mid = Decimal(pool_mid(localnet.call, "raydium:SOL-USDC"))
+    assert abs(mid / 250 - 1) < Decimal("0.035")
+
+
+def test_cli_launch_lists_a_pool(localnet):
+    mint = str(Keypair().pubkey())
+    result = localnet.cli(
+        "launch",
+        *("--mint", mint, "--symbol", "NEW", "--decimals", "6", "--quote", "SOL"),
+        *("--liquidity", "1000", "--price", "0.001", "--venue", "raydium"),
+    )
+    assert result.returncode == 0, result.stderr
+    address = result.stdout.strip()
+    listed = localnet.call(
+        "getProgramAccounts",
+        str(RAYDIUM_CPMM_PROGRAM),
+        {"encoding": "base64", "filters": [{"dataSize": 637}]},
+    )
+    assert address in {item["pubkey"] for item in listed}
+    status_out = localnet.cli("status")
+    assert status_out.returncode == 0
+    assert "raydium:NEW-SOL" in status_out.stdout
+
+
+def test_cli_drain_congest_and_fault(localnet):
+    drained = localnet.cli("drain", "meteora:RAY-USDC")
+    assert drained.returncode == 0, drained.stderr
+    assert drained.stdout.startswith("drained meteora:RAY-USDC")
+    congested = localnet.cli("congest", "--expiry-rate", "0", "--seconds", "1")
+    assert congested.returncode == 0, congested.stderr
+    planned = localnet.cli("fault", "--memo", "cli-memo", "rpc_unavailable", "drop")
+    assert planned.returncode == 0, planned.stderr
+    assert "2 queued" in planned.stdout
+    refused = localnet.cli("fault", "--memo", "cli-memo", "meteor_strike")
+    assert refused.returncode == 1
+    assert "unknown fault" in refused.stderr
+
+
+def test_a_restart_on_the_same_state_dir_still_reports_the_landing(tmp_path):
+    port = free_port()
+    first = Process(tmp_path, port)
+    try:
+        call = first.call
+        pool = pool_address(call, "raydium:SOL-USDC")
+        signature, encoded = swap_tx(call, Keypair(), [leg(call, pool, SOL, 10**9, 1)])
+        send(call, encoded)
+        _landed(call, signature)
+    finally:
+        first.stop()
+    second = Process(tmp_path, port)
+    try:
+        found = status(second.call, signature)
+        assert found is not None
+        assert found["err"] is None
+    finally:
+        second.stop()
