@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run api worker scheduler flower migrate revision test test-slow soak bench venue-report lint fmt typecheck clean
+.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow soak bench venue-report lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -25,6 +25,9 @@ install: $(STAMP) ## Create the virtualenv and install the project with all extr
 
 run: $(STAMP) ## Start API + worker + scheduler (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 	$(BIN)/order-engine run
+
+localnet: $(STAMP) ## Start only the localnet (simulated Solana validator + pools) on :$${LOCALNET_PORT:-8899}
+	$(BIN)/order-engine localnet serve
 
 api: $(STAMP) ## Start only the API (gunicorn)
 	$(BIN)/order-engine api
@@ -59,7 +62,7 @@ bench: $(STAMP) ## Benchmark intake, end to end, WebSockets and memory (BENCH_AR
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 venue-report: $(STAMP) ## Replay 1,000 seeded orders on virtual time and summarise routing, slippage and failures
-	$(BIN)/python -m order_engine.venues.report --orders $(or $(n),1000) --seed $(or $(seed),7)
+	$(BIN)/python -m order_engine.localnet.report --orders $(or $(n),1000) --seed $(or $(seed),7)
 
 lint: $(STAMP) ## Lint with ruff and type-check with mypy
 	$(BIN)/ruff check .

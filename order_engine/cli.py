@@ -23,8 +23,14 @@ CELERY_APP = "workers.celery_app"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["localnet"]:
+        # The localnet has its own command line (serve, move, launch, …, and their --help).
+        from order_engine.localnet.cli import main as localnet_main
+
+        return localnet_main(args_list[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", module="platformdirs")
     try:
@@ -48,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     for name, (handler, help_text) in commands.items():
         command = sub.add_parser(name, help=help_text)
         command.set_defaults(handler=handler)
+    localnet = sub.add_parser(
+        "localnet",
+        help="the local Solana validator with the Raydium/Meteora pools (serve, move, launch, …)",
+        add_help=False,
+    )
+    localnet.add_argument("localnet_args", nargs=argparse.REMAINDER)
+    localnet.set_defaults(handler=cmd_localnet)
     check = sub.add_parser(
         "check-worker", help="exit 1 unless a worker ran the reconciler recently (healthcheck)"
     )
@@ -120,6 +133,18 @@ def api_program(settings: Settings) -> Program:
             settings.log_level.lower(),
         ],
     )
+
+
+def localnet_program(settings: Settings) -> Program:
+    """The simulated chain, as its own process: the engine reaches it only over JSON-RPC."""
+    return Program("localnet", [sys.executable, "-m", "order_engine.localnet", "serve"])
+
+
+def runs_own_localnet() -> bool:
+    """`make run` starts the localnet unless SOLANA_RPC_URL names another node."""
+    from order_engine.config import _process_environment
+
+    return not _process_environment().get("SOLANA_RPC_URL")
 
 
 def worker_program(settings: Settings) -> Program:
@@ -197,6 +222,8 @@ def cmd_run(_args: argparse.Namespace) -> int:
         _migrate(environment.settings)
         settings = environment.settings
         programs = [api_program(settings), worker_program(settings), scheduler_program(settings)]
+        if runs_own_localnet():
+            programs.insert(0, localnet_program(settings))
         print(f"Order Engine: API on http://127.0.0.1:{settings.port}  (Ctrl-C stops everything)")
         return Supervisor(programs, environment.env).run()
     finally:
@@ -234,6 +261,13 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     finally:
         environment.close()
     return 0
+
+
+def cmd_localnet(args: argparse.Namespace) -> int:
+    """`order-engine localnet [serve|move|launch|drain|congest|fault|status] …`"""
+    from order_engine.localnet.cli import main as localnet_main
+
+    return localnet_main(list(args.localnet_args))
 
 
 def cmd_check_worker(_args: argparse.Namespace) -> int:

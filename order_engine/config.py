@@ -19,6 +19,8 @@ from dotenv import dotenv_values
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("ORDER_ENGINE_STATE_DIR", PROJECT_ROOT / ".state"))
+# Generated on first use when WALLET_KEYPAIR is unset (chain/wallet.py): a localnet key only.
+DEV_WALLET_PATH = STATE_DIR / "dev-wallet.json"
 
 
 class ConfigError(ValueError):
@@ -105,11 +107,12 @@ class Settings:
     port: int
     log_level: str
     dex_seed: int
-    dex_quote_latency: LatencyRange
-    dex_swap_latency: LatencyRange
-    dex_transient_failure_rate: Decimal
-    dex_expiry_rate: Decimal
-    dex_blockhash_validity_slots: int
+    solana_rpc_url: str
+    localnet_port: int
+    wallet_keypair: str
+    rpc_timeout_s: int
+    confirm_timeout_s: int
+    compute_unit_price_micro_lamports: int
     order_max_attempts: int
     order_max_deliveries: int
     retry_backoff_s: int
@@ -147,6 +150,7 @@ class Settings:
             raise ConfigError(
                 "REDIS_URL is not set; `make run` starts an embedded Redis when it is unset"
             )
+        localnet_port = _parse_int("LOCALNET_PORT", get("LOCALNET_PORT", "8899"), 1, 65535)
         return cls(
             database_url=_normalise_database_url(
                 _parse_url("DATABASE_URL", database_url, ("postgresql", "postgresql+psycopg"))
@@ -160,19 +164,22 @@ class Settings:
             port=_parse_int("PORT", get("PORT", "8000"), 1, 65535),
             log_level=_parse_log_level(get("LOG_LEVEL", "INFO")),
             dex_seed=_parse_int("DEX_SEED", get("DEX_SEED", "7"), 0),
-            dex_quote_latency=_parse_latency(
-                "DEX_QUOTE_LATENCY_MS", get("DEX_QUOTE_LATENCY_MS", "200")
+            solana_rpc_url=_parse_url(
+                "SOLANA_RPC_URL",
+                get("SOLANA_RPC_URL") or f"http://127.0.0.1:{localnet_port}",
+                ("http", "https"),
             ),
-            dex_swap_latency=_parse_latency(
-                "DEX_SWAP_LATENCY_MS", get("DEX_SWAP_LATENCY_MS", "2000-3000")
+            localnet_port=localnet_port,
+            wallet_keypair=get("WALLET_KEYPAIR") or str(DEV_WALLET_PATH),
+            rpc_timeout_s=_parse_int("RPC_TIMEOUT_S", get("RPC_TIMEOUT_S", "5"), 1, 60),
+            confirm_timeout_s=_parse_int(
+                "CONFIRM_TIMEOUT_S", get("CONFIRM_TIMEOUT_S", "75"), 1, 600
             ),
-            dex_transient_failure_rate=_parse_rate(
-                "DEX_TRANSIENT_FAILURE_RATE", get("DEX_TRANSIENT_FAILURE_RATE", "0")
-            ),
-            dex_expiry_rate=_parse_rate("DEX_EXPIRY_RATE", get("DEX_EXPIRY_RATE", "0.002")),
-            # Solana: a blockhash is valid for 151 slots (~60 s); tests shorten it.
-            dex_blockhash_validity_slots=_parse_int(
-                "DEX_BLOCKHASH_VALIDITY_SLOTS", get("DEX_BLOCKHASH_VALIDITY_SLOTS", "151"), 2
+            compute_unit_price_micro_lamports=_parse_int(
+                "COMPUTE_UNIT_PRICE_MICRO_LAMPORTS",
+                get("COMPUTE_UNIT_PRICE_MICRO_LAMPORTS", "25000"),
+                0,
+                10**12,
             ),
             order_max_attempts=_parse_int(
                 "ORDER_MAX_ATTEMPTS", get("ORDER_MAX_ATTEMPTS", "3"), 1, 10
@@ -186,8 +193,8 @@ class Settings:
             retry_backoff_max_s=_parse_int(
                 "ORDER_RETRY_BACKOFF_MAX_S", get("ORDER_RETRY_BACKOFF_MAX_S", "8"), 0
             ),
-            task_time_limit_s=_parse_int("TASK_TIME_LIMIT_S", get("TASK_TIME_LIMIT_S", "60"), 1),
-            order_lease_s=_parse_int("ORDER_LEASE_S", get("ORDER_LEASE_S", "90"), 1),
+            task_time_limit_s=_parse_int("TASK_TIME_LIMIT_S", get("TASK_TIME_LIMIT_S", "100"), 1),
+            order_lease_s=_parse_int("ORDER_LEASE_S", get("ORDER_LEASE_S", "120"), 1),
             visibility_timeout_s=_parse_int(
                 "BROKER_VISIBILITY_TIMEOUT_S", get("BROKER_VISIBILITY_TIMEOUT_S", "300"), 1
             ),
@@ -236,12 +243,13 @@ class Settings:
                 f"ORDER_LEASE_S ({self.order_lease_s}) must exceed "
                 f"TASK_TIME_LIMIT_S ({self.task_time_limit_s})"
             )
-        # A take-over may wait out a blockhash (validity × 400 ms) before it may send again.
-        blockhash_wait_s = self.dex_blockhash_validity_slots * 0.4
-        if not blockhash_wait_s + 1 < self.order_lease_s:
+        # The longest wait inside a task: the confirmation of its transaction, plus the RPC
+        # calls around it (blockhash, send, accounts, balances), each bounded by its timeout.
+        longest_wait_s = self.confirm_timeout_s + 4 * self.rpc_timeout_s
+        if not longest_wait_s < self.task_time_limit_s:
             raise ConfigError(
-                f"ORDER_LEASE_S ({self.order_lease_s}) must exceed the blockhash lifetime "
-                f"(DEX_BLOCKHASH_VALIDITY_SLOTS × 0.4 s = {blockhash_wait_s:.1f} s) plus 1 s"
+                f"TASK_TIME_LIMIT_S ({self.task_time_limit_s}) must exceed CONFIRM_TIMEOUT_S + "
+                f"4 × RPC_TIMEOUT_S ({longest_wait_s}), the longest a task waits on the chain"
             )
         longest_hold = self.order_lease_s + self.retry_backoff_max_s
         if not longest_hold < self.visibility_timeout_s:

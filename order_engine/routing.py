@@ -1,34 +1,44 @@
-"""Route an order: quote every venue at once, then take the best net output for the client —
-one venue, or a split across both when it beats the best single venue by more than a threshold.
+"""Route an order: quote every pool of the pair locally, then take the best net output for the
+client — one venue, or a split across both when it beats the best single venue by more than a
+threshold.
 
-Quotes already include each venue's fee and price impact, so "best" is simply the most
-`token_out` for the client. Outputs are concave in the input (constant product) or piecewise
-concave (DLMM bins), so the best split is where the two marginal outputs meet; `venues.math.split`
-finds it exactly on the quoted pool states (research/dex.md §6.7).
+Quotes are computed here, not asked of the venues: the pool index reads the pools' accounts
+from the chain once per slot and decodes them into the exact CPMM / DLMM state, and the same
+integer math the chain runs at landing gives each venue's output, fee and price impact
+(DESIGN §5). So "best" is simply the most `token_out` for the client. Outputs are concave in the
+input (constant product) or piecewise concave (DLMM bins), so the best split is where the two
+marginal outputs meet; `venues.math.split` finds it exactly (research/dex.md §6.7).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from functools import partial
+from fractions import Fraction
 from typing import Any
 
+from order_engine.chain.pools import PoolIndex, PoolView
 from order_engine.tokens import Token
-from order_engine.venues.base import Quote, Venue
-from order_engine.venues.errors import ExecutionError, NoRoute, QuoteUnavailable
-from order_engine.venues.math import VenueMathError
+from order_engine.venues.base import Quote
+from order_engine.venues.errors import (
+    AmountTooSmall,
+    ExecutionError,
+    NoLiquidity,
+    NoRoute,
+    QuoteUnavailable,
+)
+from order_engine.venues.math import InsufficientLiquidity, VenueMathError, ZeroTradingTokens
 from order_engine.venues.math.split import choose_allocation
 
 log = logging.getLogger(__name__)
 
+BPS = 10_000
+DLMM_FEE_PRECISION = 1_000_000_000
 # A split costs a second instruction and more compute units: only worth it above this gain.
 SPLIT_THRESHOLD_BPS = 3
-# Quotes are network waits; one pool per process serves every order's fan-out.
-_quote_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="quote")
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,7 @@ class Leg:
     pool_id: str
     amount_in: int
     amount_out: int
+    view: PoolView | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -84,24 +95,26 @@ class RouteDecision:
 class Router:
     def __init__(
         self,
-        venues: Sequence[Venue],
+        pools: PoolIndex,
         split_threshold_bps: int = SPLIT_THRESHOLD_BPS,
-        concurrent: bool = True,
+        now_s: Callable[[], int] = lambda: int(time.time()),
+        clock_ms: Callable[[], float] = lambda: time.perf_counter() * 1000,
     ) -> None:
-        self.venues = list(venues)
+        self.pools = pools
         self.split_threshold_bps = split_threshold_bps
-        # Replays on virtual time quote one venue after the other, so the clock is advanced in
-        # a fixed order and the run is reproducible.
-        self.concurrent = concurrent
+        # The DLMM variable fee decays with time since the pool's last swap (unix seconds).
+        self.now_s = now_s
+        # Measures each quote's latency (a replay on virtual time passes its own clock).
+        self.clock_ms = clock_ms
 
     def route(self, token_in: Token, token_out: Token, amount_in: int) -> RouteDecision:
-        """Quote all venues concurrently and decide; raises when no venue can quote."""
+        """Quote every pool of the pair and decide; raises when none can fill the order."""
         quotes, errors = self._quote_all(token_in, token_out, amount_in)
         if not quotes:
             raise _no_quote_error(errors)
         ranked = sorted(quotes, key=lambda q: (-q.amount_out, q.dex))
         best = ranked[0]
-        legs = [Leg(best.dex, best.pool_id, amount_in, best.amount_out)]
+        legs = [Leg(best.dex, best.pool_id, amount_in, best.amount_out, best.view)]
         reason = _single_reason(best, ranked[1:])
         split = self._split(ranked, amount_in)
         if split is not None:
@@ -114,26 +127,21 @@ class Router:
     def _quote_all(
         self, token_in: Token, token_out: Token, amount_in: int
     ) -> tuple[list[Quote], dict[str, ExecutionError]]:
-        if self.concurrent:
-            futures = {
-                venue.name: _quote_pool.submit(venue.quote, token_in, token_out, amount_in)
-                for venue in self.venues
-            }
-            calls: dict[str, Callable[[], Quote]] = {
-                name: future.result for name, future in futures.items()
-            }
-        else:
-            calls = {
-                venue.name: partial(venue.quote, token_in, token_out, amount_in)
-                for venue in self.venues
-            }
+        started = self.clock_ms()
+        refs = self.pools.pools_for(token_in.mint, token_out.mint)
+        if not refs:
+            raise NoRoute(f"no venue lists a {token_in.symbol}/{token_out.symbol} pool")
+        views = self.pools.views(refs)
         quotes: list[Quote] = []
         errors: dict[str, ExecutionError] = {}
-        for name, call in calls.items():
+        now_s = self.now_s()
+        for view in views:
             try:
-                quotes.append(call())
+                quote = quote_pool(view, token_in, token_out, amount_in, now_s)
+                latency = round(self.clock_ms() - started)
+                quotes.append(replace(quote, latency_ms=latency))
             except ExecutionError as exc:
-                errors[name] = exc
+                errors[view.ref.venue] = exc
         return quotes, errors
 
     def _split(self, ranked: list[Quote], amount_in: int) -> tuple[list[Leg], str] | None:
@@ -157,8 +165,8 @@ class Router:
         out_other = allocation.amount_out - out_best
         gain_bps = (allocation.amount_out - best.amount_out) * 10_000 / best.amount_out
         legs = [
-            Leg(best.dex, best.pool_id, allocation.amount_first, out_best),
-            Leg(other.dex, other.pool_id, allocation.amount_second, out_other),
+            Leg(best.dex, best.pool_id, allocation.amount_first, out_best, best.view),
+            Leg(other.dex, other.pool_id, allocation.amount_second, out_other, other.view),
         ]
         share = allocation.amount_first * 100 / amount_in
         reason = (
@@ -187,3 +195,75 @@ def _no_quote_error(errors: dict[str, ExecutionError]) -> ExecutionError:
     if non_route:
         return non_route[0]
     return NoRoute("no venue lists this pair")
+
+
+def quote_pool(
+    view: PoolView, token_in: Token, token_out: Token, amount_in: int, now_s: int
+) -> Quote:
+    """One pool's exact quote for selling `amount_in` atoms (the math the chain will run)."""
+    swap_for_y = view.ref.swaps(token_in.mint, token_out.mint)
+    assert swap_for_y is not None
+    output = output_function(view, swap_for_y, now_s)
+    try:
+        if view.cpmm is not None:
+            cp = view.cpmm.swap_exact_in(amount_in, swap_for_y)
+            amount_out, fee, impact = cp.amount_out, cp.fee, cp.price_impact_bps
+            fee_bps = Decimal(view.cpmm.fee_numerator * BPS) / Decimal(view.cpmm.fee_denominator)
+        else:
+            assert view.dlmm is not None
+            at = max(now_s, view.dlmm.volatility.last_update_timestamp)
+            dl = view.dlmm.swap_exact_in(amount_in, swap_for_y, at)
+            amount_out, fee, impact = dl.amount_out, dl.fee, dl.price_impact_bps
+            fee_bps = Decimal(view.dlmm.fee_rate_at(at) * BPS) / DLMM_FEE_PRECISION
+    except ZeroTradingTokens as exc:
+        raise AmountTooSmall(str(exc)) from exc
+    except (InsufficientLiquidity, VenueMathError) as exc:
+        raise NoLiquidity(f"{view.ref.venue}: {exc}") from exc
+    return Quote(
+        dex=view.ref.venue,
+        pool_id=view.ref.address,
+        token_in=token_in,
+        token_out=token_out,
+        amount_in=amount_in,
+        amount_out=amount_out,
+        fee_atoms=fee,
+        fee_bps=fee_bps.quantize(Decimal("0.01")),
+        price_impact_bps=_bps(impact),
+        slot=view.slot,
+        latency_ms=0,
+        curve=output,
+        view=view,
+    )
+
+
+def output_function(view: PoolView, swap_for_y: bool, now_s: int) -> Callable[[int], int | None]:
+    """amount_in -> amount_out on this pool state (None when it cannot fill), for the split."""
+    if view.cpmm is not None:
+        cp = view.cpmm
+
+        def run(amount: int) -> int:
+            return cp.swap_exact_in(amount, swap_for_y).amount_out
+    else:
+        assert view.dlmm is not None
+        dlmm = view.dlmm
+        at = max(now_s, dlmm.volatility.last_update_timestamp)
+
+        def run(amount: int) -> int:
+            return dlmm.swap_exact_in(amount, swap_for_y, at).amount_out
+
+    def output(amount_in: int) -> int | None:
+        if amount_in <= 0:
+            return 0
+        try:
+            return run(amount_in)
+        except ZeroTradingTokens:
+            return 0
+        except (InsufficientLiquidity, VenueMathError):
+            return None
+
+    return output
+
+
+def _bps(value: Fraction) -> Decimal:
+    """A bps figure for display, to 0.01 bps, from the exact fraction."""
+    return (Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal("0.01"))

@@ -93,23 +93,91 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+# The localnet's own settings (DESIGN §5): fast landings, no random failures, so tests decide
+# every fault themselves (through the localnet's admin methods).
+LOCALNET_TIMINGS = {
+    "DEX_SEED": "7",
+    "DEX_RPC_LATENCY_MS": "0",
+    "DEX_SWAP_LATENCY_MS": "300-400",
+    "DEX_TRANSIENT_FAILURE_RATE": "0",
+    "DEX_EXPIRY_RATE": "0",
+    "DEX_BLOCKHASH_VALIDITY_SLOTS": "151",
+}
+
+
+@dataclass
+class Localnet:
+    """A localnet process (the simulated validator) started by a test fixture."""
+
+    url: str
+    port: int
+    state_dir: object
+    process: object
+
+    def call(self, method: str, *params: object) -> object:
+        from tests.helpers import rpc
+
+        return rpc(self.url, method, list(params))
+
+
+def start_localnet(state_dir, extra_env: dict[str, str] | None = None) -> Localnet:
+    import sys
+
+    from tests.helpers import free_port, rpc, wait_until
+
+    port = free_port()
+    env = {
+        **os.environ,
+        **LOCALNET_TIMINGS,
+        **(extra_env or {}),
+        "LOCALNET_PORT": str(port),
+        "LOCALNET_STATE_DIR": str(state_dir),
+    }
+    process = start_process(
+        [sys.executable, "-m", "order_engine.localnet", "serve"], env, state_dir / "localnet.log"
+    )
+    url = f"http://127.0.0.1:{port}"
+    localnet = Localnet(url, port, state_dir, process)
+    try:
+        wait_until(lambda: rpc(url, "getHealth", timeout_s=1) == "ok", 30, "the localnet")
+    except AssertionError:
+        stop_process(process)
+        raise AssertionError((state_dir / "localnet.log").read_text(errors="replace")) from None
+    return localnet
+
+
 @pytest.fixture(scope="session")
-def test_settings(servers: Servers, database_url: str) -> dict[str, str]:
+def localnet(tmp_path_factory) -> Iterator[Localnet]:
+    started = start_localnet(tmp_path_factory.mktemp("localnet"))
+    yield started
+    stop_process(started.process)
+
+
+@pytest.fixture(scope="session")
+def wallet_file(tmp_path_factory) -> str:
+    from order_engine.chain.wallet import ensure_dev_keypair
+
+    return str(ensure_dev_keypair(tmp_path_factory.mktemp("wallet") / "wallet.json"))
+
+
+@pytest.fixture(scope="session")
+def test_settings(
+    servers: Servers, database_url: str, localnet: Localnet, wallet_file: str
+) -> dict[str, str]:
     """Environment-style settings for apps and child processes under test."""
     return {
+        "SOLANA_RPC_URL": localnet.url,
+        "WALLET_KEYPAIR": wallet_file,
         "DATABASE_URL": database_url,
         "REDIS_URL": servers.redis_url(APP_REDIS_DB),
         "CELERY_BROKER_URL": os.environ.get("TEST_CELERY_BROKER_URL")
         or servers.redis_url(BROKER_REDIS_DB),
         "DEX_SEED": "7",
-        "DEX_QUOTE_LATENCY_MS": "0",
-        "DEX_SWAP_LATENCY_MS": "0",
-        "DEX_TRANSIENT_FAILURE_RATE": "0",
-        "DEX_EXPIRY_RATE": "0",
-        "DEX_BLOCKHASH_VALIDITY_SLOTS": "20",
         "ORDER_RETRY_BACKOFF_S": "0",
         "ORDER_RETRY_BACKOFF_MAX_S": "1",
         "TASK_TIME_LIMIT_S": "30",
+        "CONFIRM_TIMEOUT_S": "10",
+        "RPC_TIMEOUT_S": "3",
         "ORDER_LEASE_S": "40",
         "BROKER_VISIBILITY_TIMEOUT_S": "60",
         "LOG_LEVEL": "WARNING",
@@ -204,8 +272,6 @@ def stop_process(process, timeout_s: float = 15) -> None:
 
 
 LIVE_LATENCIES = {
-    "DEX_QUOTE_LATENCY_MS": "5-10",
-    "DEX_SWAP_LATENCY_MS": "400-500",
     "WEB_CONCURRENCY": "1",
     "API_WORKER_CLASS": os.environ.get("TEST_API_WORKER_CLASS", "gevent"),
     "API_WORKER_CONNECTIONS": "1000",

@@ -1,15 +1,25 @@
 """Fault-injection harness: private servers, the stack's processes, stream watchers, invariants.
 
 research/reliability.md §7 describes the method: real processes on loopback, faults injected by
-signals and server commands, and after every scenario one checker of the money invariants:
+signals, server commands and the localnet's admin methods, and after every scenario one checker
+of the money invariants:
 
-- I1 at most one landed swap per order in the simulated chain's ledger (`sim_transactions`,
-  memo = clientOrderId or order id); a confirmed order's landed swap is the one it recorded, a
-  failed order has none, and no transaction of a finished order is left in flight.
+- I1 at most one landed swap per order in the chain's ledger (the stack's own localnet, read
+  with `localnet_ledger`; memo = clientOrderId or order id); a confirmed order's landed swap is
+  the one it recorded, a failed order has none. The ledger is read once every transaction the
+  orders ever built (their `building` events and `tx_last_valid_height`) is past its blockhash's
+  last valid block height, so nothing still in flight can land after the check.
 - I2 every accepted order reaches a terminal status within a deadline.
 - I3 `order_events` are numbered 1..n per order and every transition is legal.
 - I4 one order per Idempotency-Key.
 - I5 every WebSocket watcher saw its order's terminal event, with seq strictly increasing.
+
+Every stack has its own localnet process (the simulated validator, `order_engine.localnet`):
+its settings (`LOCALNET_SETTINGS`: landing latency, blockhash validity, random failure rates)
+go to that process, the rest to the engine's processes. Chain faults are planned per memo on
+the localnet (`Stack.plant_faults`); faults of the sender process itself (dying or hanging inside
+`send_transaction`) exist only in the test worker app `tests.support.crashing_worker`
+(`make_stack(sender_faults=True)`, `Stack.plant_sender_faults`).
 
 Servers and processes started here are owned by the test that started them: they are stopped by
 their fixture, and nothing here ever touches a server it did not start.
@@ -40,9 +50,8 @@ from redis.retry import Retry
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from order_engine.venues.clock import slot_at
 from tests.clients import HttpResponse, _Client, request
-from tests.conftest import start_process, stop_process
+from tests.conftest import Localnet, start_process, stop_process
 from tests.helpers import free_port, wait_until
 
 HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
@@ -56,30 +65,42 @@ LEGAL_TRANSITIONS = {
     "building": {"submitted", "pending", "failed"},
     "submitted": {"confirmed", "pending", "failed"},
 }
-# Faults after which a sent transaction can never land (it expires or the leader drops it).
-NEVER_LANDS = frozenset({"congestion", "drop"})
+SLOT_S = 0.4  # the localnet's slot (LOCALNET_SLOT_MS default)
 
-# Test timings (research/reliability.md §7): fast venues, short lease and visibility timeout,
-# a reconciler every second. TASK_TIME_LIMIT_S < ORDER_LEASE_S and ORDER_LEASE_S +
-# ORDER_RETRY_BACKOFF_MAX_S < BROKER_VISIBILITY_TIMEOUT_S, as `Settings.checked` demands.
+# Test timings (research/reliability.md §7): fast landings, short blockhash lifetime, lease and
+# visibility timeout, a reconciler every second. `Settings.checked` demands TASK_TIME_LIMIT_S >
+# CONFIRM_TIMEOUT_S + 4 × RPC_TIMEOUT_S, ORDER_LEASE_S > TASK_TIME_LIMIT_S and ORDER_LEASE_S +
+# ORDER_RETRY_BACKOFF_MAX_S < BROKER_VISIBILITY_TIMEOUT_S. The blockhash lifetime (15 slots,
+# 6 s) is shorter than the lease on purpose: an executor that takes over a dead one's order
+# finds that order's last transaction either landed or expired, never in between.
 FAULT_TIMINGS = {
     "DEX_SEED": "7",
-    "DEX_QUOTE_LATENCY_MS": "5-10",
-    "DEX_SWAP_LATENCY_MS": "300-400",
-    "DEX_TRANSIENT_FAILURE_RATE": "0",
-    "DEX_EXPIRY_RATE": "0",
     "ORDER_MAX_ATTEMPTS": "3",
     "ORDER_MAX_DELIVERIES": "4",
-    "DEX_BLOCKHASH_VALIDITY_SLOTS": "15",
     "ORDER_RETRY_BACKOFF_S": "1",
     "ORDER_RETRY_BACKOFF_MAX_S": "2",
-    "TASK_TIME_LIMIT_S": "9",
-    "ORDER_LEASE_S": "10",
+    "CONFIRM_TIMEOUT_S": "5",
+    "RPC_TIMEOUT_S": "1",
+    "TASK_TIME_LIMIT_S": "10",
+    "ORDER_LEASE_S": "11",
     "BROKER_VISIBILITY_TIMEOUT_S": "20",
     "RECONCILE_INTERVAL_S": "1",
     "STALE_PENDING_AFTER_S": "2",
     "LOG_LEVEL": "INFO",
 }
+# The localnet's own settings (its process reads them, the engine never does): a `make_stack`
+# override of one of these names goes to the stack's localnet.
+LOCALNET_FAULT_TIMINGS = {
+    "DEX_SEED": "7",
+    "DEX_RPC_LATENCY_MS": "0",
+    "DEX_SWAP_LATENCY_MS": "300-400",
+    "DEX_TRANSIENT_FAILURE_RATE": "0",
+    "DEX_EXPIRY_RATE": "0",
+    "DEX_BLOCKHASH_VALIDITY_SLOTS": "15",
+}
+LOCALNET_SETTINGS = frozenset({*LOCALNET_FAULT_TIMINGS, "LOCALNET_SLOT_MS"})
+WORKER_APP = "workers.celery_app"
+SENDER_FAULTS_APP = "tests.support.crashing_worker"
 
 
 def order_body(**overrides: Any) -> dict[str, Any]:
@@ -335,13 +356,16 @@ class Watcher(threading.Thread):
 
 @dataclass
 class Stack:
-    """API (gunicorn), Celery worker(s) and beat as child processes against given servers."""
+    """API (gunicorn), Celery worker(s) and beat as child processes against given servers and
+    the stack's own localnet."""
 
     name: str
     settings: dict[str, str]
     log_dir: Path
     redis_server: RedisServer
     port: int
+    localnet: Localnet
+    worker_app: str = WORKER_APP
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     accepted: list[str] = field(default_factory=list)
     watchers: list[Watcher] = field(default_factory=list)
@@ -406,7 +430,7 @@ class Stack:
         process = self._start(
             name,
             [
-                sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+                sys.executable, "-m", "celery", "-A", self.worker_app, "worker",
                 "--pool", pool, "--concurrency", str(concurrency), "--queues", "orders,control",
                 "--task-events", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
                 "--hostname", f"{name}-{self.port}@%h",
@@ -440,7 +464,8 @@ class Stack:
                 os.killpg(process.pid, signal.SIGKILL)
 
     def close(self) -> None:
-        """Stop every process (in parallel: each may take its grace period) and the watchers."""
+        """Stop every process (in parallel: each may take its grace period), the watchers and
+        then the localnet."""
         for watcher in self.watchers:
             watcher.drop()
         threads = [
@@ -451,6 +476,7 @@ class Stack:
             thread.start()
         for thread in threads:
             thread.join()
+        stop_process(self.localnet.process, 5)
         if self._engine is not None:
             self._engine.dispose()
 
@@ -462,8 +488,9 @@ class Stack:
 
     def logs(self, tail_chars: int = 6000) -> str:
         return "\n".join(
-            f"--- {path.name} ---\n{path.read_text(errors='replace')[-tail_chars:]}"
-            for path in sorted(self.log_dir.glob("*.log"))
+            f"--- {path.relative_to(self.log_dir)} ---\n"
+            f"{path.read_text(errors='replace')[-tail_chars:]}"
+            for path in sorted(self.log_dir.rglob("*.log"))
         )
 
     def wait_log(self, name: str, needle: str, timeout_s: float) -> None:
@@ -501,10 +528,39 @@ class Stack:
         return response.body["orderId"]
 
     def plant_faults(self, client_order_id: str, *faults: str) -> None:
-        from order_engine._oldchain import FAULTS_KEY
+        """Plan chain faults on the localnet, consumed one per `sendTransaction` whose memo is
+        `client_order_id`: rpc_unavailable, lost_response, drop, price_jump, stall."""
+        self.localnet.call("localnet_planFaults", {"memo": client_order_id, "faults": list(faults)})
 
-        with redis.Redis.from_url(self.settings["REDIS_URL"]) as client:
-            client.rpush(FAULTS_KEY.format(memo=client_order_id), *faults)
+    # the sender's own faults (only with the test worker app, `make_stack(sender_faults=True)`)
+
+    @property
+    def sender_faults_dir(self) -> Path:
+        return Path(self.settings["SENDER_FAULTS_DIR"])
+
+    def plant_sender_faults(self, client_order_id: str, *actions: str) -> None:
+        """Plan what the worker does inside `send_transaction` for this memo, one action per
+        send: `crash` (os._exit(137) before the RPC) or `hold` (block until released)."""
+        from tests.support.crashing_worker import plan_path
+
+        assert self.worker_app == SENDER_FAULTS_APP, "make_stack(sender_faults=True) needed"
+        with open(plan_path(self.sender_faults_dir, client_order_id), "a") as plan:
+            plan.write("".join(f"{action}\n" for action in actions))
+
+    def sender_faults_left(self, client_order_id: str) -> int:
+        from tests.support.crashing_worker import plan_path
+
+        path = plan_path(self.sender_faults_dir, client_order_id)
+        return len(path.read_text().split()) if path.exists() else 0
+
+    def sender_crashes(self, client_order_id: str) -> int:
+        from tests.support.crashing_worker import plan_path
+
+        path = plan_path(self.sender_faults_dir, client_order_id).with_suffix(".crashed")
+        return len(path.read_text().split()) if path.exists() else 0
+
+    def release_held_sends(self) -> None:
+        (self.sender_faults_dir / "release").touch()
 
     def watch(self, order_id: str, **options: Any) -> Watcher:
         watcher = Watcher(self.ws_url, order_id, **options)
@@ -550,16 +606,26 @@ class Stack:
                 ).scalars()
             )
 
-    def ledger(self, memo: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT signature, status, detail FROM sim_transactions WHERE memo = :memo "
-                    "ORDER BY created_at"
-                ),
-                {"memo": memo},
-            ).mappings()
-            return [dict(r) for r in rows]
+    # the chain, read from the localnet
+
+    def ledger(self, memo: str | None = None) -> list[dict[str, Any]]:
+        """The landed transactions (status `landed`, or `failed` when a program refused) with
+        this memo (all of them without one), in landing order."""
+        params = {} if memo is None else {"memo": memo}
+        entries = self.localnet.call("localnet_ledger", params)
+        assert isinstance(entries, list), entries
+        return sorted(entries, key=lambda e: (e["slot"], e.get("landedMs", 0)))
+
+    def block_height(self) -> int:
+        height = self.localnet.call("getBlockHeight")
+        assert isinstance(height, int), height
+        return height
+
+    def wait_block_height_above(self, height: int) -> None:
+        """Wait until the chain is past `height`: a blockhash valid through it can no longer
+        land anything."""
+        timeout_s = max(0, height - self.block_height() + 3) * SLOT_S + 10
+        wait_until(lambda: self.block_height() > height, timeout_s, f"block height > {height}", 0.2)
 
     def wait_status(
         self, order_id: str, *wanted: str, timeout_s: float = 20, every_s: float = 0.02
@@ -623,17 +689,24 @@ def check_invariants(
     with stack.engine.connect() as conn:
         orders = [dict(r) for r in conn.execute(text("SELECT * FROM orders")).mappings()]
         events = conn.execute(
-            text("SELECT order_id, seq, status FROM order_events ORDER BY order_id, seq")
-        ).all()
-        ledger = conn.execute(
-            text("SELECT signature, memo, status, detail FROM sim_transactions")
+            text("SELECT order_id, seq, status, data FROM order_events ORDER BY order_id, seq")
         ).all()
     history: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for event in events:
         history[str(event.order_id)].append((event.seq, event.status))
-    by_memo: dict[str, list[Any]] = defaultdict(list)
+    # I1 reads the chain once nothing the orders built can land any more.
+    last_valid = [o["tx_last_valid_height"] for o in orders if o["tx_last_valid_height"]]
+    last_valid += [
+        int(e.data["lastValidBlockHeight"])
+        for e in events
+        if (e.data or {}).get("lastValidBlockHeight") is not None
+    ]
+    if last_valid:
+        stack.wait_block_height_above(max(last_valid))
+    ledger = stack.ledger()
+    by_memo: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for tx in ledger:
-        by_memo[tx.memo].append(tx)
+        by_memo[tx["memo"]].append(tx)
 
     for order in orders:
         order_id = str(order["id"])
@@ -644,9 +717,10 @@ def check_invariants(
         violations += _history_violations(order, history.get(order_id, []))
     memos = {o["client_order_id"] or str(o["id"]) for o in orders}
     violations += [
-        f"I1 transaction {tx.signature[:12]} ({tx.status}) belongs to no order (memo {tx.memo})"
+        f"I1 transaction {tx['signature'][:12]} ({tx['status']}) belongs to no order "
+        f"(memo {tx['memo']})"
         for tx in ledger
-        if tx.memo not in memos and tx.status in {"landed", "sent"}
+        if tx["memo"] not in memos and tx["status"] == "landed"
     ]
     missing = set(stack.accepted) - {str(o["id"]) for o in orders}
     violations += [f"I2 accepted order {m} is not in the database" for m in sorted(missing)]
@@ -662,39 +736,30 @@ def check_invariants(
         violations += _watcher_violations(watcher, history.get(watcher.order_id, []))
 
     assert not violations, "invariants violated:\n  " + "\n  ".join(violations)
-    landed = sum(1 for tx in ledger if tx.status == "landed")
+    landed = sum(1 for tx in ledger if tx["status"] == "landed")
     return InvariantReport(
         len(orders), dict(Counter(o["status"] for o in orders)), landed, len(stack.watchers)
     )
 
 
-def _can_still_land(detail: dict[str, Any]) -> bool:
-    """A sent transaction lands unless a fault drops it or it arrives after its blockhash."""
-    if detail.get("fault") in NEVER_LANDS:
-        return False
-    return slot_at(int(detail["landAtMs"])) <= int(detail["lastValidBlockHeight"])
+def landed_twice(stack: Stack) -> int:
+    """How many memos (orders) have more than one landed swap on the stack's chain."""
+    landed = Counter(tx["memo"] for tx in stack.ledger() if tx["status"] == "landed")
+    return sum(1 for count in landed.values() if count > 1)
 
 
-def _ledger_violations(order: dict[str, Any], txs: list[Any] | None) -> list[str]:
+def _ledger_violations(order: dict[str, Any], txs: list[dict[str, Any]] | None) -> list[str]:
     order_id, status = str(order["id"]), order["status"]
-    txs = txs or []
-    landed = [tx for tx in txs if tx.status == "landed"]
-    in_flight = [tx for tx in txs if tx.status == "sent" and _can_still_land(tx.detail or {})]
+    landed = [tx["signature"] for tx in txs or [] if tx["status"] == "landed"]
     problems = []
     if len(landed) > 1:
-        problems.append(f"I1 order {order_id}: {len(landed)} landed swaps")
-    if status == "confirmed" and (len(landed) != 1 or landed[0].signature != order["tx_hash"]):
+        problems.append(f"I1 order {order_id}: {len(landed)} landed swaps {landed}")
+    if status == "confirmed" and landed != [order["tx_hash"]]:
         problems.append(
-            f"I1 order {order_id} confirmed with tx {order['tx_hash']} but landed "
-            f"{[tx.signature for tx in landed]}"
+            f"I1 order {order_id} confirmed with tx {order['tx_hash']} but landed {landed}"
         )
     if status in {"failed", "cancelled"} and landed:
-        problems.append(f"I1 order {order_id} is {status} but its swap landed")
-    if status in TERMINAL and in_flight:
-        problems.append(
-            f"I1 order {order_id} is {status} while {len(in_flight)} of its transactions are "
-            f"still in flight and can land: {[tx.signature[:12] for tx in in_flight]}"
-        )
+        problems.append(f"I1 order {order_id} is {status} but its swap landed: {landed}")
     return problems
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from order_engine import dispatch
 from order_engine.db import get_session
 from order_engine.redis_client import get_redis
-from order_engine.services.execution import ExecutionService, RetryLater, new_executor_id
+from order_engine.services.execution import RetryLater, execution_service, new_executor_id
 from order_engine.services.reconciler import ReconcilerService
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
 def execute_order(self, order_id: str) -> str:
     """Run the next attempt of one order (routing → building → submitted → confirmed)."""
     try:
-        return ExecutionService.from_app().execute(uuid.UUID(order_id), new_executor_id())
+        return execution_service().execute(uuid.UUID(order_id), new_executor_id())
     except RetryLater as later:
         # Venue-level transient failure: the service already recorded `pending` with the
         # next attempt's time, so retry with exactly that countdown.

@@ -8,7 +8,6 @@ from order_engine.models.order import (
     OrderStatus,
     OrderType,
 )
-from order_engine.models.simulation import SimPool, SimTransaction
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -17,6 +16,4 @@ __all__ = [
     "OrderEvent",
     "OrderStatus",
     "OrderType",
-    "SimPool",
-    "SimTransaction",
 ]

@@ -105,6 +105,10 @@ class Order(Base):
     amount_out: Mapped[Decimal | None] = mapped_column(Amount)
     executed_price: Mapped[Decimal | None] = mapped_column(Amount)
     tx_hash: Mapped[str | None] = mapped_column(String(100), unique=True)
+    # The latest attempt's signed transaction (base64) and its blockhash's last valid block
+    # height: while it can still land, a retry re-broadcasts these bytes instead of a new swap.
+    signed_tx: Mapped[str | None] = mapped_column(Text)
+    tx_last_valid_height: Mapped[int | None] = mapped_column(BigInteger)
 
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(Text)

@@ -176,7 +176,7 @@ class OrderRepository:
             .where(Order.id == order_id, *where)
             .values(
                 lease_owner=owner,
-                lease_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s),
+                lease_until=lease_expiry(lease_s),
                 deliveries=Order.deliveries + 1,
                 updated_at=func.now(),
                 **counters,
@@ -222,26 +222,10 @@ class OrderRepository:
         statement = (
             update(Order)
             .where(Order.id == order_id, Order.lease_owner == owner)
-            .values(lease_until=func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s))
+            .values(lease_until=lease_expiry(lease_s))
             .returning(Order.id)
         )
         return self.session.execute(statement).first() is not None
-
-    def last_valid_block_height(self, order_id: uuid.UUID, signature: str) -> int | None:
-        """The blockhash expiry recorded when the transaction `signature` was built."""
-        query = select(OrderEvent.data["lastValidBlockHeight"].as_integer()).where(
-            OrderEvent.order_id == order_id,
-            OrderEvent.status == OrderStatus.BUILDING.value,
-            OrderEvent.data["txHash"].as_string() == signature,
-        )
-        return self.session.scalars(query).first()
-
-    def release(self, order_id: uuid.UUID, owner: str) -> None:
-        self.session.execute(
-            update(Order)
-            .where(Order.id == order_id, Order.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None)
-        )
 
     def page(
         self,
@@ -281,3 +265,9 @@ class OrderRepository:
 
 def _lease_free():
     return or_(Order.lease_until.is_(None), Order.lease_until < func.now())
+
+
+def lease_expiry(lease_s: int):
+    """SQL for "`lease_s` seconds from now", on the database's clock (every lease is compared
+    with `now()` there, so no host's clock skew can make two executors think they hold it)."""
+    return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s)

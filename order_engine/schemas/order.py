@@ -23,7 +23,6 @@ from marshmallow import (
 from order_engine.jsonio import NonFiniteNumber
 from order_engine.models import OrderStatus, OrderType
 from order_engine.tokens import Token, UnknownTokenError, resolve
-from order_engine.venues.catalogue import pair_is_listed
 
 U64_MAX = 2**64 - 1
 _PLAIN_DECIMAL = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?$")
@@ -115,7 +114,7 @@ class OrderCreateSchema(Schema):
         if token_in and token_out:
             if token_in.mint == token_out.mint:
                 errors["tokenOut"] = ["Must differ from tokenIn (SOL and wSOL are one token)."]
-            elif not pair_is_listed(token_in, token_out):
+            elif not _pair_is_listed(token_in, token_out):
                 errors["tokenOut"] = [
                     f"No venue lists a {token_in.symbol}/{token_out.symbol} pool."
                 ]
@@ -126,6 +125,16 @@ class OrderCreateSchema(Schema):
                 errors["amount"] = [message]
         if errors:
             raise ValidationError(errors)
+
+
+def _pair_is_listed(token_in: Token, token_out: Token) -> bool:
+    from flask import current_app, has_app_context
+
+    from order_engine.resources import pair_is_listed
+
+    if not has_app_context():
+        return True
+    return pair_is_listed(current_app.config["SETTINGS"], token_in.mint, token_out.mint)
 
 
 def _amount_problem(amount: Decimal, token: Token) -> str | None:

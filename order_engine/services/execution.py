@@ -1,9 +1,16 @@
 """Execute one order: claim it, route, build, send, confirm — or retry, or fail.
 
 Every step is a compare-and-set transition committed on its own (never holding a transaction
-across a venue call), followed by a publish of its event. The worker holds a lease on the order
+across a chain call), followed by a publish of its event. The worker holds a lease on the order
 while it runs; a transition only applies while that lease is ours, so a duplicate delivery or a
 second worker that took over an expired lease can never move the order twice.
+
+Never two swaps for one order: an order keeps the signed transaction of its latest attempt and
+that transaction's blockhash expiry. Before anything new is built, that transaction is settled
+by asking the chain: landed → recorded; failed on chain → a new attempt may go; unknown while
+its blockhash is valid → the same bytes are re-broadcast (the chain processes a signature at
+most once); unknown after expiry → it can never land, so a new transaction may go. No task
+ever sleeps waiting for a blockhash to expire (research/dex.md §3.5, DESIGN §5).
 
 Retries: a retryable failure with attempts left puts the order back to `pending` (with the
 error and when the next attempt runs) and raises `RetryLater`, which the Celery task turns into
@@ -12,62 +19,64 @@ a retry with that countdown. The database counts attempts; the last one ends in 
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import random
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from flask import current_app
+from solders.hash import Hash
+from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 from sqlalchemy.orm import Session
 
-from order_engine._oldchain import (
-    SimulatedChain,
-    SwapLeg,
-    SwapTransaction,
-    TransactionStatus,
-    blockhash_expires_at_ms,
-    signature_for,
-)
+from order_engine.chain import tx as transactions
+from order_engine.chain.client import Chain, SignatureStatus, program_error
 from order_engine.config import Settings
-from order_engine.db import get_engine, get_session
-from order_engine.events import EventPublisher, Publisher, event_payload, format_timestamp
+from order_engine.events import Publisher, event_payload, format_timestamp
 from order_engine.models import Order, OrderStatus
-from order_engine.redis_client import get_redis
-from order_engine.repositories.order import IN_FLIGHT, OrderRepository
+from order_engine.repositories.order import IN_FLIGHT, OrderRepository, lease_expiry
 from order_engine.routing import RouteDecision, Router
-from order_engine.tokens import Token, resolve
-from order_engine.venues import catalogue
-from order_engine.venues.clock import WallClock
+from order_engine.tokens import WSOL_MINT, Token, resolve
 from order_engine.venues.errors import (
-    AmountTooSmall,
     AttemptsExhausted,
     BlockhashExpired,
     DeliveriesExhausted,
     ExecutionError,
     ExecutorLost,
-    NoLiquidity,
+    RpcUnavailable,
     SlippageExceeded,
-    TransactionDropped,
+    TransactionUnconfirmed,
 )
-from order_engine.venues.simulated import PoolStore, SimulatedVenue
 
 log = logging.getLogger(__name__)
 
 BPS = 10_000
-COMPUTE_UNIT_LIMIT = 200_000
-COMPUTE_UNIT_PRICE_MICRO_LAMPORTS = 25_000
+COMPUTE_UNIT_LIMIT_PER_LEG = 200_000
+SLOT_S = 0.4
+HAPPY_PATH = (
+    OrderStatus.PENDING,
+    OrderStatus.ROUTING,
+    OrderStatus.BUILDING,
+    OrderStatus.SUBMITTED,
+    OrderStatus.CONFIRMED,
+)
 
 
-_PROGRAM_ERRORS: dict[str, type[ExecutionError]] = {
-    SlippageExceeded.code: SlippageExceeded,
-    NoLiquidity.code: NoLiquidity,
-    AmountTooSmall.code: AmountTooSmall,
-}
+class Outcome(enum.StrEnum):
+    """What one delivery of `execute_order` did."""
+
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not ours to run: claimed elsewhere, finished or unknown
+    LEASE_LOST = "lease-lost"  # another executor took the order over meanwhile
+    PARKED = "parked"  # a poison order waits for its last transaction's blockhash to expire
 
 
 class RetryLater(Exception):
@@ -92,7 +101,10 @@ class Attempt:
     token_in: Token
     token_out: Token
     amount_in: int
+    status: OrderStatus
     recovering: bool = False
+    # The blockhash expiry of the order's latest transaction (this attempt's once built).
+    last_valid_height: int | None = None
 
 
 def min_amount_out(quoted_out: int, slippage_bps: int) -> int:
@@ -100,10 +112,18 @@ def min_amount_out(quoted_out: int, slippage_bps: int) -> int:
     return quoted_out * (BPS - slippage_bps) // BPS
 
 
+def leg_minimums(total_minimum: int, leg_outputs: list[int]) -> list[int]:
+    """Spread the order's minimum over its legs in proportion to their quotes, summing to it
+    exactly, so the legs together never pay less than the client's minimum."""
+    quoted = sum(leg_outputs)
+    minimums = [total_minimum * out // quoted for out in leg_outputs[:-1]] if quoted else []
+    return [*minimums, total_minimum - sum(minimums)]
+
+
 def backoff_seconds(settings: Settings, attempt: int, rng: random.Random) -> float:
     """Exponential backoff with "equal jitter": half fixed, half random, never zero-ish.
 
-    Full jitter can draw a 0 s retry (research/reliability.md §1.4), which hammers a venue that
+    Full jitter can draw a 0 s retry (research/reliability.md §1.4), which hammers a node that
     is down; keeping half of the delay fixed avoids that while still spreading retries.
     """
     ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** (attempt - 1))
@@ -119,42 +139,42 @@ class ExecutionService:
         self,
         session: Session,
         router: Router,
-        chain: SimulatedChain,
+        chain: Chain,
+        wallet: Keypair,
         publisher: Publisher,
         settings: Settings,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        # The clock of the event data's timestamps (a replay on virtual time passes its own).
+        self.now = now
         self.session = session
         self.orders = OrderRepository(session)
         self.router = router
         self.chain = chain
+        self.wallet = wallet
         self.publisher = publisher
         self.settings = settings
 
-    @classmethod
-    def from_app(cls) -> ExecutionService:
-        settings: Settings = current_app.config["SETTINGS"]
-        router, chain = _venues_and_chain(settings)
-        publisher = EventPublisher(get_redis(), settings.active_order_ttl_s)
-        return cls(get_session(), router, chain, publisher, settings)
-
-    def execute(self, order_id: uuid.UUID, executor: str) -> str:
+    def execute(self, order_id: uuid.UUID, executor: str) -> Outcome:
         """Run one attempt of the order if it is ours to run; return what happened."""
         attempt = self._claim(order_id, executor)
         if attempt is None:
-            return "skipped"
+            return Outcome.SKIPPED
         try:
-            # Whatever already reached the chain is settled first: never fail (or re-send) an
-            # order whose transaction may have landed.
-            if attempt.recovering:
-                return self._recover(attempt)
-            landed = self._earlier_landing(attempt)
-            if landed is not None:
-                return self._finish_landed(attempt, landed)
+            if attempt.order.tx_hash:
+                # Whatever already reached the chain is settled first: never fail (or send
+                # anew for) an order whose transaction may still land.
+                settled = self._settle_outstanding(attempt)
+                if settled is not None:
+                    return settled
+            elif attempt.recovering:
+                self._check_delivery_budget(attempt)
+                raise ExecutorLost("the executor stopped before building a transaction")
             self._check_delivery_budget(attempt)
             return self._run(attempt)
         except LeaseLost as lost:
             log.warning("%s; stopping without side effects", lost)
-            return "lease-lost"
+            return Outcome.LEASE_LOST
         except ExecutionError as error:
             return self._fail_attempt(attempt, error)
 
@@ -175,10 +195,17 @@ class ExecutionService:
                 return None
         token_in, token_out = resolve(order.token_in), resolve(order.token_out)
         return Attempt(
-            order, executor, token_in, token_out, token_in.to_atoms(order.amount_in), recovering
+            order,
+            executor,
+            token_in,
+            token_out,
+            token_in.to_atoms(order.amount_in),
+            OrderStatus(order.status),
+            recovering,
+            order.tx_last_valid_height,
         )
 
-    def _run(self, attempt: Attempt) -> str:
+    def _run(self, attempt: Attempt) -> Outcome:
         order = attempt.order
         decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
         route = decision.as_event()["decision"]
@@ -186,7 +213,6 @@ class ExecutionService:
             route["requoted"] = True  # at most one re-quote per order, across attempts
         self._advance(
             attempt,
-            OrderStatus.PENDING,
             OrderStatus.ROUTING,
             decision.as_event(),
             {
@@ -195,61 +221,105 @@ class ExecutionService:
                 "quoted_amount_out": attempt.token_out.from_atoms(decision.amount_out),
             },
         )
-        tx = self._build(attempt, decision)
+        minimum = self._minimum_out(attempt, decision)
+        blockhash = self.chain.latest_blockhash()
+        tx = self._build(attempt, decision, minimum, blockhash.value)
+        signature = transactions.signature_of(tx)
+        encoded = transactions.encode_transaction(tx)
         self._advance(
             attempt,
-            OrderStatus.ROUTING,
             OrderStatus.BUILDING,
             {
                 "dex": decision.dex,
                 "legs": route["legs"],
                 "quotedAmountOut": str(attempt.token_out.from_atoms(decision.amount_out)),
-                "minAmountOut": str(attempt.token_out.from_atoms(tx.min_amount_out)),
+                "minAmountOut": str(attempt.token_out.from_atoms(minimum)),
                 "slippageBps": order.slippage_bps,
-                "txHash": tx.signature,
-                "blockhash": tx.blockhash.value,
-                "lastValidBlockHeight": tx.blockhash.last_valid_block_height,
+                "txHash": signature,
+                "blockhash": blockhash.value,
+                "lastValidBlockHeight": blockhash.last_valid_block_height,
                 "blockhashExpiresAt": format_timestamp(
-                    datetime.fromtimestamp(blockhash_expires_at_ms(tx.blockhash) / 1000, UTC)
+                    self.now() + _slots(blockhash.last_valid_block_height - blockhash.slot + 1)
                 ),
-                "computeUnitLimit": tx.compute_unit_limit,
-                "computeUnitPriceMicroLamports": tx.compute_unit_price_micro_lamports,
+                "computeUnitLimit": COMPUTE_UNIT_LIMIT_PER_LEG * len(decision.legs),
+                "computeUnitPriceMicroLamports": self.settings.compute_unit_price_micro_lamports,
             },
             {
-                "min_amount_out": attempt.token_out.from_atoms(tx.min_amount_out),
-                "tx_hash": tx.signature,
+                "min_amount_out": attempt.token_out.from_atoms(minimum),
+                "tx_hash": signature,
+                "signed_tx": encoded,
+                "tx_last_valid_height": blockhash.last_valid_block_height,
+                # A stalled executor that lost its lease must not send: the lease is renewed in
+                # this same transition, right before the send.
+                "lease_until": lease_expiry(self.settings.order_lease_s),
             },
         )
-        # A stalled executor that lost its lease must not send: renew it right before.
-        self._renew_lease(attempt)
-        self.chain.send_transaction(tx)
-        self._advance(
-            attempt,
-            OrderStatus.BUILDING,
-            OrderStatus.SUBMITTED,
-            {"dex": decision.dex, "txHash": tx.signature},
-            {},
-        )
-        timeout_s = self.settings.dex_swap_latency.high_ms / 1000 + 10
-        status = self.chain.confirm_transaction(tx.signature, timeout_s)
-        return self._settle(attempt, decision.dex, decision.amount_out, status)
+        attempt.last_valid_height = blockhash.last_valid_block_height
+        return self._send_and_settle(attempt, encoded, signature, decision.dex, decision.amount_out)
 
-    def _build(self, attempt: Attempt, decision: RouteDecision) -> SwapTransaction:
+    def _send_and_settle(
+        self, attempt: Attempt, encoded: str, signature: str, dex: str, quoted: int
+    ) -> Outcome:
+        self.chain.send_transaction(encoded)
+        if attempt.status is OrderStatus.BUILDING:
+            self._advance(attempt, OrderStatus.SUBMITTED, {"dex": dex, "txHash": signature}, {})
+        return self._settle(attempt, dex, quoted, self._confirmation(attempt, signature))
+
+    def _confirmation(self, attempt: Attempt, signature: str) -> SignatureStatus:
+        """Wait for the transaction's confirmation, at most until its blockhash has expired
+        (then it can never land) or CONFIRM_TIMEOUT_S, whichever comes first."""
+        last_valid = attempt.last_valid_height
+        timeout_s = float(self.settings.confirm_timeout_s)
+        if last_valid is not None:
+            remaining = _slots(last_valid - self.chain.block_height() + 1).total_seconds()
+            timeout_s = min(timeout_s, max(remaining, 0.0) + 1.0)
+        status = self.chain.wait_for_status(signature, timeout_s)
+        if status is not None:
+            return status
+        height = self.chain.block_height()
+        if last_valid is None or height > last_valid:
+            raise BlockhashExpired(f"{signature} was not included before its blockhash expired")
+        raise TransactionUnconfirmed(
+            f"{signature} not confirmed within {timeout_s:.0f}s",
+            retry_after_s=_slots(last_valid - height + 2).total_seconds(),
+        )
+
+    def _build(
+        self, attempt: Attempt, decision: RouteDecision, minimum: int, blockhash: str
+    ) -> Any:
+        input_mint = Pubkey.from_string(attempt.token_in.mint)
+        output_mint = Pubkey.from_string(attempt.token_out.mint)
+        minimums = leg_minimums(minimum, [leg.amount_out for leg in decision.legs])
         legs = []
-        for leg in decision.legs:
-            listed = catalogue.pool_for(leg.dex, attempt.token_in, attempt.token_out)
-            assert listed is not None  # the venue just quoted this pair
-            legs.append(SwapLeg(leg.pool_id, listed[1], leg.amount_in))
-        return SwapTransaction(
-            signature=signature_for(
-                self.settings.dex_seed, str(attempt.order.id), attempt.order.attempts
-            ),
+        for leg, leg_minimum in zip(decision.legs, minimums, strict=True):
+            view = leg.view
+            assert view is not None  # the router quoted this leg on this view
+            swap_for_y = bool(view.ref.swaps(attempt.token_in.mint, attempt.token_out.mint))
+            legs.append(
+                transactions.SwapLeg(
+                    venue=leg.dex,
+                    pool=Pubkey.from_string(view.ref.address),
+                    amount_in=leg.amount_in,
+                    minimum_out=leg_minimum,
+                    input_mint=input_mint,
+                    output_mint=output_mint,
+                    cpmm_state=view.cpmm_state,
+                    lb_pair=view.lb_pair,
+                    bin_array_indexes=(
+                        view.bin_arrays_for_swap(swap_for_y) if view.lb_pair else ()
+                    ),
+                )
+            )
+        return transactions.build_swap_transaction(
+            payer=self.wallet,
+            blockhash=Hash.from_string(blockhash),
+            input_mint=input_mint,
+            output_mint=output_mint,
+            amount_in=attempt.amount_in,
+            legs=legs,
             memo=attempt.order.client_order_id or str(attempt.order.id),
-            legs=tuple(legs),
-            min_amount_out=self._minimum_out(attempt, decision),
-            blockhash=self.chain.latest_blockhash(),
-            compute_unit_limit=COMPUTE_UNIT_LIMIT * len(legs),
-            compute_unit_price_micro_lamports=COMPUTE_UNIT_PRICE_MICRO_LAMPORTS,
+            compute_unit_limit=COMPUTE_UNIT_LIMIT_PER_LEG * len(legs),
+            compute_unit_price=self.settings.compute_unit_price_micro_lamports,
         )
 
     def _minimum_out(self, attempt: Attempt, decision: RouteDecision) -> int:
@@ -261,31 +331,30 @@ class ExecutionService:
             minimum = max(minimum, attempt.token_out.to_atoms(order.min_amount_out))
         return minimum
 
-    def _settle(self, attempt: Attempt, dex: str, quoted: int, status: TransactionStatus) -> str:
-        """Record the outcome of the attempt's transaction, which the chain has processed."""
-        if status.status == "failed":
-            # The transaction landed but its program refused the swap: map the program error.
-            error_class = _PROGRAM_ERRORS.get(status.error_code or "", TransactionDropped)
-            raise error_class(status.error_message or f"swap failed: {status.error_code}")
-        if status.status == "expired":
-            raise BlockhashExpired(status.error_message or "blockhash expired")
-        if status.status != "landed":
-            raise TransactionDropped(status.error_message or f"transaction {status.status}")
+    def _settle(self, attempt: Attempt, dex: str, quoted: int, status: SignatureStatus) -> Outcome:
+        """Record the outcome of a transaction the chain has confirmed."""
+        if not status.succeeded:
+            # It landed, but a program refused the swap (and the chain charged the fee).
+            raise program_error(status.err)
+        balances = self.chain.transaction_balances(status.signature)
+        if balances is None:
+            raise RpcUnavailable(f"the node has no record of confirmed {status.signature} yet")
         token_in, token_out = attempt.token_in, attempt.token_out
-        amount_out = token_out.from_atoms(status.amount_out)
-        price = (amount_out / token_in.from_atoms(status.amount_in)).quantize(
-            Decimal("1e-12"), rounding=ROUND_DOWN
+        received = balances.received(
+            str(self.wallet.pubkey()), token_out.mint, native=token_out.mint == WSOL_MINT
         )
-        slippage = Decimal((quoted - status.amount_out) * BPS) / Decimal(max(quoted, 1))
+        amount_out = token_out.from_atoms(received)
+        amount_in = token_in.from_atoms(attempt.amount_in)
+        price = (amount_out / amount_in).quantize(Decimal("1e-12"), rounding=ROUND_DOWN)
+        slippage = Decimal((quoted - received) * BPS) / Decimal(max(quoted, 1))
         self._advance(
             attempt,
-            OrderStatus.SUBMITTED,
             OrderStatus.CONFIRMED,
             {
                 "dex": dex,
                 "txHash": status.signature,
                 "slot": status.slot,
-                "amountIn": str(token_in.from_atoms(status.amount_in)),
+                "amountIn": str(amount_in),
                 "amountOut": str(amount_out),
                 "executedPrice": str(price.normalize()),
                 "quotedAmountOut": str(token_out.from_atoms(quoted)),
@@ -302,100 +371,105 @@ class ExecutionService:
             "order %s confirmed on %s: %s %s -> %s %s (%s)",
             attempt.order.id,
             dex,
-            token_in.from_atoms(status.amount_in),
+            amount_in,
             token_in.symbol,
             amount_out,
             token_out.symbol,
             status.signature,
         )
-        return "confirmed"
+        return Outcome.CONFIRMED
 
-    # -- recovery -------------------------------------------------------------------------
+    # -- what is already on its way ---------------------------------------------------------
 
-    def _recover(self, attempt: Attempt) -> str:
-        """Finish an attempt whose executor died, from what the chain knows of its signature.
+    def _settle_outstanding(self, attempt: Attempt) -> Outcome | None:
+        """Settle the order's latest transaction; None when a new one may be built.
 
-        Never sends anything: a transaction already sent either landed (record it), is still
-        on its way (wait for it), or never reached the chain (a retryable failure).
+        Landed → walk the lifecycle to `confirmed`. Failed on chain → a fresh attempt builds
+        anew (a take-over records that attempt's failure instead). Unknown with a valid
+        blockhash → re-broadcast the same signed bytes. Unknown after expiry → it can never
+        land: a fresh attempt builds anew (a take-over fails that attempt, retryably).
         """
         order = attempt.order
-        status = OrderStatus(order.status)
-        if status is OrderStatus.ROUTING or not order.tx_hash:
-            self._check_delivery_budget(attempt)
-            raise ExecutorLost("the executor stopped before sending anything")
-        known = self._status_once_settled(attempt, order.tx_hash)
-        if known is None:
-            self._check_delivery_budget(attempt)
-            raise ExecutorLost("the executor's transaction never reached the chain")
-        log.info(
-            "order %s: recovering %s transaction %s (%s)",
-            order.id,
-            status.value,
-            order.tx_hash,
-            known.status,
-        )
-        if status is OrderStatus.BUILDING:
-            self._advance(
-                attempt,
-                OrderStatus.BUILDING,
-                OrderStatus.SUBMITTED,
-                {"dex": order.dex, "txHash": order.tx_hash, "recovered": True},
-                {},
-            )
-        if not known.is_final:
-            timeout_s = self.settings.dex_swap_latency.high_ms / 1000 + 10
-            known = self.chain.confirm_transaction(order.tx_hash, timeout_s)
-        return self._settle(attempt, order.dex or "", self._quoted_atoms(attempt), known)
-
-    def _earlier_landing(self, attempt: Attempt) -> TransactionStatus | None:
-        """A transaction of an earlier attempt that landed after all, if any.
-
-        Never send a new transaction while an old one for the same order can still land
-        (research/dex.md §3.5): an earlier transaction still in flight is waited for, and one
-        the chain has not seen is waited out until its blockhash expires.
-        """
-        order = attempt.order
-        if order.attempts <= 1:
+        signature = order.tx_hash or ""
+        status = self.chain.signature_statuses([signature]).get(signature)
+        if status is None:
+            if self._may_still_land(attempt):
+                if not order.signed_tx:  # recorded before signed bytes were kept: wait it out
+                    return self._park(attempt)
+                return self._rebroadcast(attempt)
+            if attempt.recovering:
+                self._check_delivery_budget(attempt)
+                raise ExecutorLost(f"{signature} never reached the chain and can no longer land")
             return None
-        earlier = [
-            signature_for(self.settings.dex_seed, str(order.id), n)
-            for n in range(1, order.attempts)
-        ]
-        for signature in earlier:
-            status = self._status_once_settled(attempt, signature)
-            if status is not None and status.status == "landed":
-                return status
+        if not status.is_confirmed:
+            status = self.chain.wait_for_status(signature, self.settings.confirm_timeout_s)
+            if status is None:
+                raise TransactionUnconfirmed(f"{signature} is processed but not yet confirmed")
+        if status.succeeded:
+            log.warning("order %s: %s landed; recording it", order.id, signature)
+            data = {"recovered": True, "txHash": signature, "dex": order.dex}
+            self._walk_to(attempt, OrderStatus.SUBMITTED, data)
+            return self._settle(attempt, order.dex or "", self._quoted_atoms(attempt), status)
+        if attempt.recovering:
+            raise program_error(status.err)
         return None
 
-    def _status_once_settled(self, attempt: Attempt, signature: str) -> TransactionStatus | None:
-        """The final status of a signature, or None once it can no longer land.
+    def _may_still_land(self, attempt: Attempt) -> bool:
+        last_valid = attempt.last_valid_height
+        return last_valid is not None and self.chain.block_height() <= last_valid
 
-        A signature the chain does not know may still arrive from a sender that is stalled
-        rather than dead, until the blockhash it was built with expires; so wait that out.
-        """
-        known = self.chain.signature_statuses([signature]).get(signature)
-        if known is None:
-            last_valid = self._last_valid_height(attempt, signature)
-            if last_valid is None:
-                return None  # that attempt never built a transaction
-            self.chain.wait_until_expired(last_valid)
-            self._renew_lease(attempt)
-            known = self.chain.signature_statuses([signature]).get(signature)
-            if known is None:
-                return None
-        if not known.is_final:
-            timeout_s = self.settings.dex_swap_latency.high_ms / 1000 + 10
-            known = self.chain.confirm_transaction(signature, timeout_s)
-        return known
+    def _rebroadcast(self, attempt: Attempt) -> Outcome:
+        """Send the same signed transaction again: it lands at most once, whoever sent it."""
+        order = attempt.order
+        if order.deliveries > self.settings.order_max_deliveries:
+            return self._park(attempt)
+        data = {"rebroadcast": True, "txHash": order.tx_hash, "dex": order.dex}
+        self._walk_to(attempt, OrderStatus.BUILDING, data, renew_lease=True)
+        log.info("order %s: re-broadcasting %s", order.id, order.tx_hash)
+        return self._send_and_settle(
+            attempt,
+            order.signed_tx or "",
+            order.tx_hash or "",
+            order.dex or "",
+            self._quoted_atoms(attempt),
+        )
 
-    def _last_valid_height(self, attempt: Attempt, signature: str) -> int | None:
+    def _park(self, attempt: Attempt) -> Outcome:
+        """An order whose last transaction may still land but must not be sent again (a
+        poison order whose deliveries keep dying): send nothing, and hold its lease until that
+        transaction's blockhash has expired, when the reconciler's next delivery settles it."""
+        order = attempt.order
+        remaining_slots = (attempt.last_valid_height or 0) - self.chain.block_height() + 2
+        hold_s = max(1, int(remaining_slots * SLOT_S) + 1)
         with self.session.begin():
-            return self.orders.last_valid_block_height(attempt.order.id, signature)
+            self.orders.renew_lease(order.id, attempt.executor, hold_s)
+        log.warning("order %s: %d deliveries; parked for %ss", order.id, order.deliveries, hold_s)
+        return Outcome.PARKED
+
+    def _walk_to(
+        self,
+        attempt: Attempt,
+        target: OrderStatus,
+        data: dict[str, Any],
+        *,
+        renew_lease: bool = False,
+    ) -> None:
+        """Advance along the happy path from where the order is up to `target`; with
+        `renew_lease`, the lease is extended by the last step (or on its own if none)."""
+        start, end = HAPPY_PATH.index(attempt.status), HAPPY_PATH.index(target)
+        steps = HAPPY_PATH[start + 1 : end + 1]
+        for status in steps:
+            values: dict[str, Any] = {}
+            if renew_lease and status is target:
+                values["lease_until"] = lease_expiry(self.settings.order_lease_s)
+            self._advance(attempt, status, data, values)
+        if renew_lease and not steps:
+            self._renew_lease(attempt)
 
     def _check_delivery_budget(self, attempt: Attempt) -> None:
         """A poison order keeps dying with its worker: stop it so the queue keeps flowing.
 
-        Only called once nothing of the order can still land (see `execute`)."""
+        Only called once nothing of the order can still land."""
         if attempt.order.deliveries > self.settings.order_max_deliveries:
             raise DeliveriesExhausted(
                 f"handed to a worker {attempt.order.deliveries} times without finishing"
@@ -408,40 +482,21 @@ class ExecutionService:
             ):
                 raise LeaseLost(f"order {attempt.order.id}: lease lost before sending")
 
-    def _finish_landed(self, attempt: Attempt, landed: TransactionStatus) -> str:
-        """Walk the lifecycle forward to `confirmed` for a transaction found already landed."""
-        log.warning(
-            "order %s: earlier transaction %s landed; recording it instead of sending",
-            attempt.order.id,
-            landed.signature,
-        )
-        data = {"recovered": True, "txHash": landed.signature, "dex": attempt.order.dex}
-        self._advance(attempt, OrderStatus.PENDING, OrderStatus.ROUTING, data, {})
-        self._advance(
-            attempt, OrderStatus.ROUTING, OrderStatus.BUILDING, data, {"tx_hash": landed.signature}
-        )
-        self._advance(attempt, OrderStatus.BUILDING, OrderStatus.SUBMITTED, data, {})
-        return self._settle(attempt, attempt.order.dex or "", self._quoted_atoms(attempt), landed)
-
     def _quoted_atoms(self, attempt: Attempt) -> int:
         quoted = attempt.order.quoted_amount_out
         return attempt.token_out.to_atoms(quoted) if quoted is not None else 0
 
     def _advance(
-        self,
-        attempt: Attempt,
-        expected: OrderStatus,
-        new: OrderStatus,
-        data: dict[str, Any],
-        values: dict[str, Any],
+        self, attempt: Attempt, new: OrderStatus, data: dict[str, Any], values: dict[str, Any]
     ) -> None:
-        if not self._record(attempt, expected, new, data, values):
+        if not self._record(attempt, (attempt.status,), new, data, values):
             raise LeaseLost(f"order {attempt.order.id}: lost the lease before {new}")
+        attempt.status = new
 
     def _record(
         self,
         attempt: Attempt,
-        expected: OrderStatus | tuple[OrderStatus, ...],
+        expected: tuple[OrderStatus, ...],
         new: OrderStatus,
         data: dict[str, Any],
         values: dict[str, Any],
@@ -467,11 +522,11 @@ class ExecutionService:
 
     # -- failures -------------------------------------------------------------------------
 
-    def _fail_attempt(self, attempt: Attempt, error: ExecutionError) -> str:
+    def _fail_attempt(self, attempt: Attempt, error: ExecutionError) -> Outcome:
         order = attempt.order
         has_attempts_left = order.attempts < self.settings.order_max_attempts
         if error.retryable and has_attempts_left:
-            return self._schedule_retry(attempt, error, {})
+            return self._schedule_retry(attempt, error, {}, countdown_s=self._countdown(error))
         if isinstance(error, SlippageExceeded) and has_attempts_left:
             requote = self._requote_after_slippage(attempt)
             if requote is not None:
@@ -481,25 +536,39 @@ class ExecutionService:
             final = AttemptsExhausted(
                 f"gave up after {order.attempts} attempts; last error {error.code}: {error.message}"
             )
-        data = {"error": {**error.as_dict(), "finalCode": final.code}, "attempts": order.attempts}
+        # One truth: the order and its `failed` event carry the same final code; the last
+        # attempt's own error is kept beside it when they differ.
+        error_data = final.as_dict()
+        if final is not error:
+            error_data["lastError"] = error.as_dict()
+        data = {"error": error_data, "attempts": order.attempts}
         values = {
-            "failure_code": error.code,
+            "failure_code": final.code,
             "failure_reason": final.message,
-            "failure_retryable": error.retryable,
+            "failure_retryable": final.retryable,
             "lease_owner": None,
             "lease_until": None,
         }
         if not self._record(attempt, IN_FLIGHT, OrderStatus.FAILED, data, values):
             log.warning("order %s: lease lost before recording failure %s", order.id, error.code)
-            return "lease-lost"
+            return Outcome.LEASE_LOST
         log.warning(
             "order %s failed after %s attempt(s): %s %s",
             order.id,
             order.attempts,
-            error.code,
-            error.message,
+            final.code,
+            final.message,
         )
-        return "failed"
+        return Outcome.FAILED
+
+    def _countdown(self, error: ExecutionError) -> float | None:
+        """An unconfirmed transaction is asked about again once it can no longer land, but
+        never later than the broker can hold a message (visibility timeout minus the lease):
+        an earlier look re-broadcasts it instead. None: the usual backoff."""
+        if not isinstance(error, TransactionUnconfirmed) or error.retry_after_s is None:
+            return None
+        longest = self.settings.visibility_timeout_s - self.settings.order_lease_s - 1
+        return max(0.0, min(error.retry_after_s, float(longest)))
 
     def _requote_after_slippage(self, attempt: Attempt) -> dict[str, Any] | None:
         """One fresh quote after a slippage revert: worth a retry only if it still pays at
@@ -530,12 +599,12 @@ class ExecutionService:
         error: ExecutionError,
         extra: dict[str, Any],
         countdown_s: float | None = None,
-    ) -> str:
+    ) -> Outcome:
         order = attempt.order
         if countdown_s is None:
             rng = random.Random(f"{self.settings.dex_seed}:backoff:{order.id}:{order.attempts}")
             countdown_s = backoff_seconds(self.settings, order.attempts, rng)
-        next_at = datetime.now(UTC) + timedelta(seconds=countdown_s)
+        next_at = self.now() + timedelta(seconds=countdown_s)
         data = {
             "error": error.as_dict(),
             "retryInMs": round(countdown_s * 1000),
@@ -551,7 +620,7 @@ class ExecutionService:
         if "requote" in extra:
             values["route"] = {**(order.route or {}), "requoted": True}
         if not self._record(attempt, IN_FLIGHT, OrderStatus.PENDING, data, values):
-            return "lease-lost"
+            return Outcome.LEASE_LOST
         log.info(
             "order %s attempt %s failed (%s); retry in %.2fs",
             order.id,
@@ -562,19 +631,23 @@ class ExecutionService:
         raise RetryLater(error, countdown_s)
 
 
-_wired: dict[tuple[str, int], tuple[Router, SimulatedChain]] = {}
+def _slots(count: int) -> timedelta:
+    """How long `count` slots last (Solana's 400 ms target slot time)."""
+    return timedelta(seconds=count * SLOT_S)
 
 
-def _venues_and_chain(settings: Settings) -> tuple[Router, SimulatedChain]:
-    """One router and chain client per process (they hold no order state)."""
-    key = (settings.database_url, settings.dex_seed)
-    if key not in _wired:
-        _wired[key] = build_venues_and_chain(settings, get_engine(), get_redis(), WallClock())
-    return _wired[key]
+def execution_service() -> ExecutionService:
+    """The service for the current app context (a task), on this process's chain resources."""
+    from flask import current_app
 
+    from order_engine.db import get_session
+    from order_engine.events import EventPublisher
+    from order_engine.redis_client import get_redis
+    from order_engine.resources import chain_resources
 
-def build_venues_and_chain(settings: Settings, engine, redis_client, clock, concurrent=True):
-    store = PoolStore(engine, settings.dex_seed, clock)
-    chain = SimulatedChain(engine, store, settings, redis_client, clock)
-    venues = [SimulatedVenue(name, store, settings, clock) for name in catalogue.VENUES]
-    return Router(venues, concurrent=concurrent), chain
+    settings: Settings = current_app.config["SETTINGS"]
+    chain = chain_resources(settings)
+    publisher = EventPublisher(get_redis(), settings.active_order_ttl_s)
+    return ExecutionService(
+        get_session(), chain.router, chain.chain, chain.wallet, publisher, settings
+    )

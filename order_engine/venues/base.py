@@ -1,14 +1,10 @@
-"""What a venue offers the router: quotes and the swap instruction it would execute.
-
-A real Raydium or Meteora adapter implements `Venue`; the simulated ones in `simulated.py` do
-so against pool state shared through PostgreSQL.
-"""
+"""A venue's quote for an order, computed by the router from the pool's on-chain state."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from order_engine.tokens import Token
 
@@ -30,6 +26,8 @@ class Quote:
     latency_ms: int
     # The pool as quoted (amount_in -> amount_out), for the router's split search.
     curve: Any = field(default=None, compare=False, repr=False)
+    # The pool's decoded state the quote was computed on (what the swap instruction needs).
+    view: Any = field(default=None, compare=False, repr=False)
 
     @property
     def price(self) -> Decimal:
@@ -48,11 +46,3 @@ class Quote:
             "slot": self.slot,
             "latencyMs": self.latency_ms,
         }
-
-
-class Venue(Protocol):
-    name: str
-
-    def quote(self, token_in: Token, token_out: Token, amount_in: int) -> Quote:
-        """Quote an ExactIn swap; raises an `ExecutionError` (NoRoute, NoLiquidity, ...)."""
-        ...

@@ -71,3 +71,15 @@ class DeliveriesExhausted(ExecutionError):
     """The order's task died with its worker too many times (a poison order)."""
 
     code, retryable = "DELIVERIES_EXHAUSTED", False
+
+
+class TransactionUnconfirmed(ExecutionError):
+    """The chain has not confirmed the transaction within the wait; it may still land. The
+    next attempt is scheduled for when its blockhash has expired (`retry_after_s`), so it finds
+    the transaction landed, or gone for good, and never sends a second swap beside it."""
+
+    code, retryable = "TRANSACTION_UNCONFIRMED", True
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

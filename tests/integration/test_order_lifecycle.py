@@ -9,12 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
-import redis
 
-from order_engine._oldchain import FAULTS_KEY
 from tests.clients import request, stream
 from tests.faults_harness import order_body
-from tests.helpers import wait_until
+from tests.helpers import rpc, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -40,9 +38,12 @@ def wait_terminal(stack, order_id, timeout_s=30):
 
 
 def plant_faults(stack, client_order_id: str, *faults: str) -> None:
-    client = redis.Redis.from_url(stack.settings["REDIS_URL"])
-    client.rpush(FAULTS_KEY.format(memo=client_order_id), *faults)
-    client.close()
+    """Faults for the localnet to inject into the sends of one order (by its memo)."""
+    rpc(
+        stack.settings["SOLANA_RPC_URL"],
+        "localnet_planFaults",
+        [{"memo": client_order_id, "faults": list(faults)}],
+    )
 
 
 def assert_contiguous(events):
@@ -69,8 +70,12 @@ def test_concurrent_rest_and_websocket_orders_all_confirm_with_full_streams(live
         assert_contiguous(result.events)
         assert result.close_code == 1000
         assert len({e["orderId"] for e in result.events}) == 1
-    confirmed = [r.events[-1]["data"] for r in rest + sockets]
-    assert all(c["txHash"] and c["amountOut"] for c in confirmed)
+    for result in rest + sockets:
+        building, confirmed = result.events[2]["data"], result.events[-1]["data"]
+        # Filled at or above the minimum, and no more than the quote plus the market's drift.
+        assert Decimal(building["minAmountOut"]) <= Decimal(confirmed["amountOut"])
+        assert Decimal(confirmed["amountOut"]) <= Decimal(building["quotedAmountOut"]) * 2
+        assert confirmed["txHash"] == building["txHash"]
     print(f"\n25 orders confirmed in {elapsed:.2f}s ({25 / elapsed:.1f} orders/s)")
 
 
@@ -123,12 +128,16 @@ def test_transient_failure_three_times_fails_once_with_the_reason_stored(live_st
     assert result.statuses.count("failed") == 1
     assert result.statuses[-1] == "failed"
     failed = result.events[-1]["data"]
-    assert failed["error"]["code"] == "RPC_UNAVAILABLE"
+    # One truth: the event and the order carry the same final code; the cause rides along.
+    assert failed["error"]["code"] == "ATTEMPTS_EXHAUSTED"
+    assert failed["error"]["retryable"] is False
+    assert failed["error"]["lastError"]["code"] == "RPC_UNAVAILABLE"
     assert failed["attempts"] == 3
     order = get_order(live_stack, order_id)
     assert order["status"] == "failed"
-    assert order["error"]["code"] == "RPC_UNAVAILABLE"
+    assert (order["error"]["code"], order["error"]["retryable"]) == ("ATTEMPTS_EXHAUSTED", False)
     assert "gave up after 3 attempts" in order["error"]["message"]
+    assert "RPC_UNAVAILABLE" in order["error"]["message"]
 
 
 def test_a_passing_price_spike_is_requoted_once_and_fills(live_stack):
@@ -203,18 +212,9 @@ def test_websocket_errors_come_as_a_message_then_a_close_code(live_stack):
 
 
 def landed_transactions(stack, memo: str) -> list[tuple[str, str]]:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(stack.settings["DATABASE_URL"])
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text("SELECT signature, status FROM sim_transactions WHERE memo = :memo"),
-                {"memo": memo},
-            ).all()
-    finally:
-        engine.dispose()
-    return [(r.signature, r.status) for r in rows]
+    """(signature, landed | failed) of every transaction of the localnet's ledger for a memo."""
+    entries = rpc(stack.settings["SOLANA_RPC_URL"], "localnet_ledger", [{"memo": memo}])
+    return [(e["signature"], e["status"]) for e in entries]
 
 
 def test_a_lost_send_response_is_recovered_from_the_chain_not_sent_again(live_stack):
@@ -228,6 +228,27 @@ def test_a_lost_send_response_is_recovered_from_the_chain_not_sent_again(live_st
     ledger = landed_transactions(live_stack, tag)
     assert [status for _sig, status in ledger] == ["landed"]
     assert result.events[-1]["data"]["txHash"] == ledger[0][0]
+
+
+def test_the_tx_hash_is_a_signed_transaction_the_chain_confirmed_with_the_recorded_fill(
+    live_stack,
+):
+    from solders.signature import Signature
+
+    tag = f"on-chain-{uuid.uuid4()}"
+    order_id = submit(live_stack, clientOrderId=tag, tokenIn="USDC", tokenOut="SOL", amount="75")
+    order = wait_terminal(live_stack, order_id)
+    assert order["status"] == "confirmed", order
+    tx_hash = order["events"][-1]["data"]["txHash"]
+    Signature.from_string(tx_hash)  # a 64-byte ed25519 signature in base58
+    url = live_stack.settings["SOLANA_RPC_URL"]
+    (status,) = rpc(url, "getSignatureStatuses", [[tx_hash]])["value"]
+    assert status["err"] is None
+    assert status["confirmationStatus"] in {"confirmed", "finalized"}
+    (entry,) = rpc(url, "localnet_ledger", [{"memo": tag}])
+    assert entry["signature"] == tx_hash
+    sol = Decimal(entry["amountOut"]).scaleb(-9)  # lamports paid out (unwrapped SOL)
+    assert Decimal(order["events"][-1]["data"]["amountOut"]) == sol
 
 
 def test_a_client_can_resume_a_stream_after_a_seq(live_stack):

@@ -7,7 +7,8 @@ from sqlalchemy import create_engine
 
 from order_engine import migrate
 from order_engine.config import Settings
-from order_engine.venues.replay import ReplayOrder, mixed_orders, replay
+from order_engine.localnet.config import LocalnetSettings
+from order_engine.localnet.replay import ReplayOrder, mixed_orders, replay
 from tests.conftest import recreate_database
 
 pytestmark = pytest.mark.integration
@@ -16,19 +17,13 @@ pytestmark = pytest.mark.integration
 def run_replay(servers, test_settings, name: str, orders, seed: str = "7"):
     url = recreate_database(servers, name)
     migrate.upgrade(url)
-    settings = Settings.from_env(
-        {
-            **test_settings,
-            "DATABASE_URL": url,
-            "DEX_SEED": seed,
-            "DEX_QUOTE_LATENCY_MS": "150-250",
-            "DEX_SWAP_LATENCY_MS": "2000-3000",
-            "DEX_EXPIRY_RATE": "0.05",
-        }
+    settings = Settings.from_env({**test_settings, "DATABASE_URL": url, "DEX_SEED": seed})
+    localnet = LocalnetSettings.from_env(
+        {"DEX_SEED": seed, "DEX_SWAP_LATENCY_MS": "2000-3000", "DEX_EXPIRY_RATE": "0.05"}
     )
     engine = create_engine(url)
     try:
-        return replay(engine, settings, orders)
+        return replay(engine, settings, localnet, orders)
     finally:
         engine.dispose()
 

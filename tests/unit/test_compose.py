@@ -13,10 +13,18 @@ ENGINE_SERVICES = ["migrate", "api", "worker", "scheduler", "flower"]
 
 
 def test_compose_has_every_service_of_the_stack():
-    assert {"postgres", "redis", *ENGINE_SERVICES} <= set(SERVICES)
+    assert {"postgres", "redis", "localnet", *ENGINE_SERVICES} <= set(SERVICES)
 
 
-@pytest.mark.parametrize("name", ["postgres", "redis", "api", "worker", "flower"])
+def test_the_engine_reaches_the_localnet_service_over_json_rpc():
+    localnet = SERVICES["localnet"]
+    assert localnet["command"][:2] == ["order-engine", "localnet"]
+    port = localnet["environment"]["LOCALNET_PORT"]
+    for name in ENGINE_SERVICES:
+        assert SERVICES[name]["environment"]["SOLANA_RPC_URL"] == f"http://localnet:{port}"
+
+
+@pytest.mark.parametrize("name", ["postgres", "redis", "localnet", "api", "worker", "flower"])
 def test_long_running_services_have_health_checks(name):
     assert SERVICES[name]["healthcheck"]["test"]
 

@@ -1,8 +1,6 @@
-from decimal import Decimal
-
 import pytest
 
-from order_engine.config import ConfigError, LatencyRange, Settings
+from order_engine.config import ConfigError, Settings
 
 BASE = {"DATABASE_URL": "postgresql://u@localhost/db", "REDIS_URL": "redis://localhost:6379/0"}
 
@@ -15,9 +13,7 @@ def test_defaults_follow_the_design_document():
     s = settings()
     assert s.port == 8000
     assert s.celery_broker_url == BASE["REDIS_URL"]
-    assert s.dex_quote_latency == LatencyRange(200, 200)
-    assert s.dex_swap_latency == LatencyRange(2000, 3000)
-    assert s.dex_transient_failure_rate == Decimal(0)
+    assert s.solana_rpc_url == "http://127.0.0.1:8899"
     assert s.order_max_attempts == 3
 
 
@@ -25,10 +21,10 @@ def test_database_url_is_normalised_to_psycopg3():
     assert settings().database_url == "postgresql+psycopg://u@localhost/db"
 
 
-def test_latency_accepts_a_number_or_a_range():
-    s = settings(DEX_QUOTE_LATENCY_MS="5", DEX_SWAP_LATENCY_MS="10-20")
-    assert s.dex_quote_latency == LatencyRange(5, 5)
-    assert s.dex_swap_latency == LatencyRange(10, 20)
+def test_the_rpc_url_follows_the_localnet_port_unless_named():
+    assert settings(LOCALNET_PORT="9900").solana_rpc_url == "http://127.0.0.1:9900"
+    named = settings(SOLANA_RPC_URL="https://rpc.example.org", LOCALNET_PORT="9900")
+    assert named.solana_rpc_url == "https://rpc.example.org"
 
 
 @pytest.mark.parametrize(
@@ -40,11 +36,9 @@ def test_latency_accepts_a_number_or_a_range():
         ("CELERY_BROKER_URL", "kafka://x"),
         ("PORT", "eighty"),
         ("PORT", "70000"),
-        ("DEX_QUOTE_LATENCY_MS", "-5"),
-        ("DEX_SWAP_LATENCY_MS", "3000-2000"),
-        ("DEX_SWAP_LATENCY_MS", "fast"),
-        ("DEX_TRANSIENT_FAILURE_RATE", "1.5"),
-        ("DEX_TRANSIENT_FAILURE_RATE", "NaN"),
+        ("SOLANA_RPC_URL", "ws://127.0.0.1:8900"),
+        ("LOCALNET_PORT", "0"),
+        ("CONFIRM_TIMEOUT_S", "soon"),
         ("ORDER_MAX_ATTEMPTS", "0"),
         ("LOG_LEVEL", "LOUD"),
     ],
@@ -67,8 +61,17 @@ def test_lease_must_outlive_the_task_time_limit():
         settings(TASK_TIME_LIMIT_S="60", ORDER_LEASE_S="60")
 
 
+def test_task_time_limit_must_outlive_the_longest_wait_on_the_chain():
+    with pytest.raises(ConfigError, match="TASK_TIME_LIMIT_S"):
+        settings(TASK_TIME_LIMIT_S="40", CONFIRM_TIMEOUT_S="30", RPC_TIMEOUT_S="5")
+
+
 def test_visibility_timeout_must_outlive_lease_plus_longest_retry_countdown():
     with pytest.raises(ConfigError, match="BROKER_VISIBILITY_TIMEOUT_S"):
         settings(
-            ORDER_LEASE_S="90", ORDER_RETRY_BACKOFF_MAX_S="30", BROKER_VISIBILITY_TIMEOUT_S="100"
+            TASK_TIME_LIMIT_S="60",
+            CONFIRM_TIMEOUT_S="30",
+            ORDER_LEASE_S="90",
+            ORDER_RETRY_BACKOFF_MAX_S="30",
+            BROKER_VISIBILITY_TIMEOUT_S="100",
         )

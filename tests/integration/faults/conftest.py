@@ -1,7 +1,8 @@
 """Fixtures of the fault-injection suite: private servers and whole stacks, torn down always.
 
 `make_stack(...)` builds a stack on a fresh database (on the shared test server, or on a
-private PostgreSQL passed in) and a private Redis (app keys in db 0, broker in db 1), then
+private PostgreSQL passed in), a private Redis (app keys in db 0, broker in db 1), its own
+localnet process (the simulated chain, with its own state directory and a fresh wallet), then
 starts the processes asked for. Everything started is stopped at teardown, even on failure;
 a failed test prints the processes' logs.
 """
@@ -19,8 +20,18 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from order_engine import migrate
-from tests.conftest import Servers, recreate_database
-from tests.faults_harness import FAULT_TIMINGS, PostgresServer, RedisServer, Stack
+from order_engine.chain.wallet import ensure_dev_keypair
+from tests.conftest import Servers, recreate_database, start_localnet
+from tests.faults_harness import (
+    FAULT_TIMINGS,
+    LOCALNET_FAULT_TIMINGS,
+    LOCALNET_SETTINGS,
+    SENDER_FAULTS_APP,
+    WORKER_APP,
+    PostgresServer,
+    RedisServer,
+    Stack,
+)
 from tests.helpers import free_port
 
 
@@ -84,8 +95,10 @@ def make_stack(
     redis_factory: Callable[..., RedisServer],
 ) -> Iterator[Callable[..., Stack]]:
     """Factory: `make_stack(api=True, worker="threads", beat=True, postgres=None,
-    redis_server=None, concurrency=8, api_workers=1, **settings)`; `worker` is a pool name or
-    None, `settings` overlay FAULT_TIMINGS."""
+    redis_server=None, concurrency=8, api_workers=1, sender_faults=False, **settings)`;
+    `worker` is a pool name or None; `settings` overlay FAULT_TIMINGS, or LOCALNET_FAULT_TIMINGS
+    for the localnet's own settings (LOCALNET_SETTINGS); `sender_faults` runs the workers as
+    the test app `tests.support.crashing_worker` (see `Stack.plant_sender_faults`)."""
     stacks: list[Stack] = []
     databases: list[str] = []
 
@@ -98,6 +111,7 @@ def make_stack(
         redis_server: RedisServer | None = None,
         concurrency: int = 8,
         api_workers: int = 1,
+        sender_faults: bool = False,
         **settings: str,
     ) -> Stack:
         name = _database_name(request)
@@ -110,7 +124,12 @@ def make_stack(
         redis_server = redis_server or redis_factory()
         log_dir = tmp_path / f"stack-{len(stacks) + 1}"
         log_dir.mkdir()
+        (log_dir / "localnet").mkdir()
+        (log_dir / "sender-faults").mkdir()
+        chain = {k: v for k, v in settings.items() if k in LOCALNET_SETTINGS}
+        localnet = start_localnet(log_dir / "localnet", {**LOCALNET_FAULT_TIMINGS, **chain})
         port = free_port()
+        engine_settings = {k: v for k, v in settings.items() if k not in LOCALNET_SETTINGS}
         stack = Stack(
             name=request.node.name,
             settings={
@@ -119,11 +138,16 @@ def make_stack(
                 "REDIS_URL": redis_server.url(0),
                 "CELERY_BROKER_URL": redis_server.url(1),
                 "PORT": str(port),
-                **settings,
+                "SOLANA_RPC_URL": localnet.url,
+                "WALLET_KEYPAIR": str(ensure_dev_keypair(log_dir / "wallet.json")),
+                "SENDER_FAULTS_DIR": str(log_dir / "sender-faults"),
+                **engine_settings,
             },
             log_dir=log_dir,
             redis_server=redis_server,
             port=port,
+            localnet=localnet,
+            worker_app=SENDER_FAULTS_APP if sender_faults else WORKER_APP,
         )
         stacks.append(stack)
         # Start everything, then wait: the three processes import the app in parallel.

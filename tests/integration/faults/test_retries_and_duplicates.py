@@ -7,6 +7,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from sqlalchemy import text
 
 from tests.faults_harness import HAPPY_PATH, check_invariants, order_body, unique_tag
 from tests.helpers import wait_until
@@ -35,7 +36,14 @@ def test_transient_failures_retry_up_to_three_attempts_as_celery_sees_them(make_
     assert stack.order_row(recovers)["attempts"] == 3
     failed = stack.order_row(gives_up)
     assert stack.statuses(gives_up) == ["pending", *attempt * 2, "routing", "building", "failed"]
-    assert (failed["attempts"], failed["failure_code"]) == (3, "RPC_UNAVAILABLE")
+    # One truth: the order's code is the final one; the failed event keeps the cause.
+    assert (failed["attempts"], failed["failure_code"]) == (3, "ATTEMPTS_EXHAUSTED")
+    with stack.engine.connect() as conn:
+        final = conn.execute(
+            text("SELECT data FROM order_events WHERE order_id = :id ORDER BY seq DESC LIMIT 1"),
+            {"id": gives_up},
+        ).scalar_one()
+    assert final["error"]["lastError"]["code"] == "RPC_UNAVAILABLE"
     # Celery's own view (what Flower shows): two retries of each task, then success.
     retries = Counter(re.findall(RETRIED, stack.log("worker")))
     assert sorted(retries.values()) == [2, 2], stack.log("worker")

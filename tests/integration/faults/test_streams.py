@@ -73,7 +73,15 @@ def test_a_client_that_reconnects_after_seq_receives_exactly_the_rest(make_stack
 @pytest.mark.slow
 @pytest.mark.timeout(150)
 def test_api_restart_mid_stream_clients_resume_after_seq_and_finish(make_stack):
-    stack = make_stack(DEX_SWAP_LATENCY_MS="6000")
+    # Landing 6 s after the send: the blockhash must outlive that (30 slots, 12 s) and the
+    # confirmation wait too (with TASK_TIME_LIMIT_S > CONFIRM_TIMEOUT_S + 4 × RPC_TIMEOUT_S).
+    stack = make_stack(
+        DEX_SWAP_LATENCY_MS="6000",
+        DEX_BLOCKHASH_VALIDITY_SLOTS="30",
+        CONFIRM_TIMEOUT_S="8",
+        TASK_TIME_LIMIT_S="13",
+        ORDER_LEASE_S="14",
+    )
     order_ids = [stack.submit(amount=f"0.{n + 11}") for n in range(4)]
     watchers = [stack.watch(order_id) for order_id in order_ids for _ in range(2)]
     wait_until(

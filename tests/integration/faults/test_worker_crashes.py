@@ -3,6 +3,11 @@
 The money rule under test: however an executor dies, the order ends terminal with at most one
 landed swap, because a take-over asks the chain about the dead executor's signature before
 doing anything else.
+
+"In flight" below means: the order recorded its transaction's signature (`tx_hash`), and the
+chain's ledger has no landing for it yet. A worker that dies *inside* the send, or a send that
+hangs, is the test worker app's doing (`tests.support.crashing_worker`, planned per order with
+`Stack.plant_sender_faults`): the product has no such hook.
 """
 
 from __future__ import annotations
@@ -12,10 +17,7 @@ import os
 import re
 import signal
 
-import psycopg
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from tests.faults_harness import HAPPY_PATH, check_invariants, unique_tag
 from tests.helpers import wait_until
@@ -35,7 +37,9 @@ def test_worker_killed_while_submitted_confirms_once_by_asking_the_chain(make_st
     stack.wait_status(order_id, "submitted")
 
     stack.kill("worker")
-    assert [tx["status"] for tx in stack.ledger(tag)] == ["sent"]  # in flight, sender gone
+    sent = stack.order_row(order_id)["tx_hash"]
+    assert sent
+    assert stack.ledger(tag) == []  # in flight, sender gone
     stack.start_worker()
 
     check_invariants(stack)
@@ -43,8 +47,8 @@ def test_worker_killed_while_submitted_confirms_once_by_asking_the_chain(make_st
     assert order["status"] == "confirmed"
     assert stack.statuses(order_id) == HAPPY_PATH  # recovered, not retried
     assert (order["attempts"], order["deliveries"]) == (1, 2)  # one attempt, one take-over
-    assert [tx["status"] for tx in stack.ledger(tag)] == ["landed"]
-    assert f"order {order_id}: recovering submitted transaction" in stack.log("worker")
+    assert [(tx["signature"], tx["status"]) for tx in stack.ledger(tag)] == [(sent, "landed")]
+    assert f"order {order_id}: {sent} landed; recording it" in stack.log("worker")
     assert re.search(rf"reconciler re-dispatched 1 stale order.*{order_id}", stack.log("worker"))
 
 
@@ -84,18 +88,19 @@ def test_worker_killed_mid_burst_lands_at_most_one_swap_per_order(make_stack):
     """Kill the worker while orders are routing, building and submitted, one of them exactly
     between `building` and the send. Signatures differ per attempt, so it is the engine's claim
     and chain look-ups, not the chain's per-signature dedup, that keep each order to one swap."""
-    stack = make_stack(DEX_SWAP_LATENCY_MS="1500-2500")
+    stack = make_stack(sender_faults=True, DEX_SWAP_LATENCY_MS="1500-2500")
     tags = [unique_tag("burst") for _ in range(6)]
     order_ids = [stack.submit(clientOrderId=tag) for tag in tags]
     stack.wait_status(order_ids[0], "submitted")
     crash_tag = unique_tag("crash-in-building")
-    stack.plant_faults(crash_tag, "crash_sender")  # the worker process dies inside the send
+    stack.plant_sender_faults(crash_tag, "crash")  # the worker process dies inside the send
 
     crash_id = stack.submit(clientOrderId=crash_tag)
     assert stack.processes["worker"].wait(20) == 137
     at_kill = {i: stack.order_row(i)["status"] for i in order_ids}
     assert stack.order_row(crash_id)["status"] == "building"
     assert stack.ledger(crash_tag) == []  # it never reached the chain
+    assert stack.sender_crashes(crash_tag) == 1
     assert "submitted" in at_kill.values(), at_kill
     stack.start_worker()
 
@@ -105,6 +110,7 @@ def test_worker_killed_mid_burst_lands_at_most_one_swap_per_order(make_stack):
     assert stack.statuses(crash_id) == RETRY_PATH + HAPPY_PATH[1:]
     assert crashed["attempts"] == 2
     assert [tx["status"] for tx in stack.ledger(crash_tag)] == ["landed"]
+    assert stack.ledger(crash_tag)[0]["signature"] == crashed["tx_hash"]
 
 
 @pytest.mark.timeout(150)
@@ -121,24 +127,27 @@ def test_lost_response_then_worker_killed_still_lands_one_swap(make_stack):
     )
 
     stack.kill("worker")
-    first = stack.ledger(tag)
-    assert [tx["status"] for tx in first] == ["sent"]
+    first = stack.order_row(order_id)["tx_hash"]
+    assert first
+    assert stack.ledger(tag) == []  # accepted by the chain, in flight
     stack.start_worker()
 
     check_invariants(stack)
     order = stack.order_row(order_id)
     assert order["status"] == "confirmed"
     ledger = stack.ledger(tag)
-    assert [(tx["signature"], tx["status"]) for tx in ledger] == [(first[0]["signature"], "landed")]
-    assert order["tx_hash"] == first[0]["signature"]
+    assert [(tx["signature"], tx["status"]) for tx in ledger] == [(first, "landed")]
+    assert order["tx_hash"] == first
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_poison_order_fails_with_deliveries_exhausted_while_others_confirm(make_stack):
-    stack = make_stack(worker="prefork", concurrency=2, ORDER_MAX_DELIVERIES="3")
+    stack = make_stack(
+        worker="prefork", concurrency=2, sender_faults=True, ORDER_MAX_DELIVERIES="3"
+    )
     tag = unique_tag("poison")
-    stack.plant_faults(tag, *["crash_sender"] * 10)
+    stack.plant_sender_faults(tag, *["crash"] * 10)  # its sender dies on every send
     poison = stack.submit(clientOrderId=tag)
     others = [stack.submit(amount=f"0.{n + 11}") for n in range(6)]
     stack.watch(poison)
@@ -151,57 +160,36 @@ def test_poison_order_fails_with_deliveries_exhausted_while_others_confirm(make_
     crashes = stack.task_log_count(r"exited with 'exitcode 137'")
     assert crashes >= 2, stack.log("worker")
     assert stack.ledger(tag) == []
-    with stack.redis_server.client() as client:
-        assert client.llen(f"sim:faults:{tag}") == 10 - crashes
+    assert stack.sender_crashes(tag) == crashes  # every crash was one send of the poison order
+    assert stack.sender_faults_left(tag) == 10 - crashes
 
 
 @pytest.mark.timeout(180)
 def test_a_send_stalled_past_its_lease_does_not_land_a_second_swap(make_stack):
-    """§7 #11: the send hangs past the lease (slow RPC, paused process). Here the chain's
-    table is locked so the first sender blocks inside `send_transaction`; the reconciler hands
-    the order to another executor, which must not put a second transaction on the chain."""
-    stack = make_stack()
+    """§7 #11: the send hangs past the lease (slow RPC, paused process). Here the sender blocks
+    inside `send_transaction` (the test worker's `hold`, before the RPC); the reconciler hands
+    the order to another executor, which must not put a second transaction on the chain
+    alongside the stalled one when that one finally goes through."""
+    stack = make_stack(sender_faults=True)
     tag = unique_tag("stalled-send")
-    conninfo = (
-        make_url(stack.settings["DATABASE_URL"])
-        .set(drivername="postgresql")
-        .render_as_string(hide_password=False)
+    stack.plant_sender_faults(tag, "hold", "hold", "hold")  # every send of it blocks, up to 3
+    order_id = stack.submit(clientOrderId=tag)
+
+    stack.wait_log("worker", f"sender hold: {tag}", 20)  # the first send is stuck
+    wait_until(
+        lambda: stack.order_row(order_id)["deliveries"] >= 2,
+        40,
+        "the reconciler to hand the expired lease to another executor",
     )
-    with psycopg.connect(conninfo) as lock:
-        # SHARE blocks INSERT/UPDATE of sim_transactions but not the look-ups (SELECT … FOR
-        # UPDATE of a missing row), so only sending stalls.
-        lock.execute("LOCK TABLE sim_transactions IN SHARE MODE")
-        order_id = stack.submit(clientOrderId=tag)
-
-        def send_blocked() -> bool:
-            with stack.engine.connect() as conn:
-                return bool(
-                    conn.execute(
-                        text(
-                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                            " AND query ILIKE 'INSERT INTO sim_transactions%'"
-                            " AND datname = current_database()"
-                        )
-                    ).scalar()
-                )
-
-        wait_until(send_blocked, 20, "the first send to block")
+    # Give that executor time to act; an engine that re-sends builds attempt 2 here (its send
+    # then blocks too), a correct one waits or re-sends the same signature.
+    with contextlib.suppress(AssertionError):
         wait_until(
-            lambda: stack.order_row(order_id)["deliveries"] >= 2,
-            40,
-            "the reconciler to hand the expired lease to another executor",
+            lambda: (o := stack.order_row(order_id))["attempts"] >= 2 and o["status"] == "building",
+            10,
+            "a second attempt to be built",
         )
-        # Give that executor time to act; an engine that re-sends builds attempt 2 here (its
-        # send then blocks on the lock too), a correct one waits or re-sends the same signature.
-        with contextlib.suppress(AssertionError):
-            wait_until(
-                lambda: (
-                    (o := stack.order_row(order_id))["attempts"] >= 2 and o["status"] == "building"
-                ),
-                10,
-                "a second attempt to be built",
-            )
-        lock.rollback()  # the stalled send goes through now, as a slow RPC's eventually does
+    stack.release_held_sends()  # the stalled send goes through now, as a slow RPC's eventually does
 
     check_invariants(stack, terminal_within_s=90)
 
@@ -217,8 +205,12 @@ def test_deliveries_exhausted_on_a_take_over_still_accounts_for_the_landed_swap(
     stack.wait_status(order_id, "submitted")
 
     stack.kill("worker")
-    assert [tx["status"] for tx in stack.ledger(tag)] == ["sent"]
+    sent = stack.order_row(order_id)["tx_hash"]
+    assert sent
+    assert stack.ledger(tag) == []  # in flight
     stack.start_worker()
 
     check_invariants(stack)
-    assert stack.order_row(order_id)["status"] == "confirmed"
+    order = stack.order_row(order_id)
+    assert order["status"] == "confirmed"
+    assert [(tx["signature"], tx["status"]) for tx in stack.ledger(tag)] == [(sent, "landed")]

@@ -1,6 +1,6 @@
 """Routing report: replay N seeded orders of mixed pairs and sizes, and summarise what happened.
 
-    python -m order_engine.venues.report --orders 1000 --seed 7     (or `make venue-report`)
+    python -m order_engine.localnet.report --orders 1000 --seed 7     (or `make venue-report`)
 
 Runs the real execution service on virtual time against a scratch database on the configured
 (or embedded) PostgreSQL, with the default venue latencies and failure rates, and prints: the
@@ -23,7 +23,8 @@ from sqlalchemy import create_engine
 from order_engine import migrate
 from order_engine.cli import Environment
 from order_engine.config import PROJECT_ROOT, Settings
-from order_engine.venues.replay import mixed_orders, replay
+from order_engine.localnet.config import LocalnetSettings
+from order_engine.localnet.replay import mixed_orders, replay
 
 DATABASE = "order_engine_venue_report"
 
@@ -96,7 +97,12 @@ def main() -> int:
         )
         engine = create_engine(url)
         started = time.monotonic()
-        streams = replay(engine, settings, list(mixed_orders(args.seed, args.orders)))
+        localnet_settings = LocalnetSettings.from_env(
+            {**environment.env, "DEX_SEED": str(args.seed)}
+        )
+        streams = replay(
+            engine, settings, localnet_settings, list(mixed_orders(args.seed, args.orders))
+        )
         engine.dispose()
         summary = summarise(streams)
         summary["seed"] = args.seed

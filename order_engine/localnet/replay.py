@@ -1,13 +1,16 @@
 """Replay a batch of orders through the real execution service, in process, on virtual time.
 
-No broker, no sleeping: the venues and the chain run on a `VirtualClock`, orders are executed one
-after another (retries inline), and order ids derive from the seed, so the same seed and the
-same batch give the same event stream byte for byte. Used by the determinism test and by the
-routing report (`make venue-report`).
+A tool above both the engine and the simulator: the localnet runs in this process on a
+`VirtualClock` and the engine reaches it through `InProcessChain`, its ordinary JSON-RPC chain
+client with the HTTP hop replaced by a direct call (same requests, same answers). No broker,
+no sleeping: orders run one after another (retries inline), and order ids and wallet derive
+from the seed, so the same seed and batch give the same event streams byte for byte. Used by
+the determinism test and by the routing report (`make venue-report`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import uuid
 from collections.abc import Iterator
@@ -16,16 +19,23 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from solders.keypair import Keypair
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from order_engine.chain.client import Blockhash, RpcChain, RpcError, SignatureStatus
+from order_engine.chain.pools import PoolIndex
 from order_engine.config import Settings
 from order_engine.events import event_payload
+from order_engine.localnet.clock import VirtualClock
+from order_engine.localnet.config import LocalnetSettings
+from order_engine.localnet.node import Localnet
 from order_engine.models import Order, OrderStatus
 from order_engine.repositories.order import OrderRepository
-from order_engine.services.execution import ExecutionService, RetryLater, build_venues_and_chain
-from order_engine.venues.clock import VirtualClock
+from order_engine.routing import Router
+from order_engine.services.execution import ExecutionService, Outcome, RetryLater
 
+SLOT_MS = 400
 REPLAY_START_MS = 1_798_761_600_000  # 2027-01-01T00:00:00Z: far from any wall-clock pool data
 
 
@@ -40,6 +50,40 @@ class ReplayOrder:
 class _NullPublisher:
     def publish(self, payload: dict[str, Any]) -> bool:
         return True
+
+
+class InProcessChain(RpcChain):
+    """The engine's JSON-RPC client talking to an in-process localnet on virtual time."""
+
+    def __init__(self, node: Localnet, clock: VirtualClock) -> None:
+        super().__init__("in-process://localnet")
+        self.node, self.clock = node, clock
+        self._next_id = 0
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        self._next_id += 1
+        reply = self.node.handle(
+            {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params}
+        )
+        error = reply.get("error")
+        if error is not None:
+            raise RpcError(error["code"], error["message"], error.get("data"))
+        return reply["result"]
+
+    def latest_blockhash(self) -> Blockhash:
+        self._blockhash = None  # no wall-clock caching on virtual time
+        return super().latest_blockhash()
+
+    def wait_for_status(self, signature: str, timeout_s: float) -> SignatureStatus | None:
+        """Let virtual time pass one slot at a time until the transaction is confirmed."""
+        waited_ms = 0
+        while waited_ms <= timeout_s * 1000:
+            status = self.signature_statuses([signature]).get(signature)
+            if status is not None and status.is_confirmed:
+                return status
+            self.clock.advance_ms(SLOT_MS)
+            waited_ms += SLOT_MS
+        return None
 
 
 def mixed_orders(seed: int, count: int) -> Iterator[ReplayOrder]:
@@ -69,14 +113,32 @@ def mixed_orders(seed: int, count: int) -> Iterator[ReplayOrder]:
 
 
 def replay(
-    engine: Engine, settings: Settings, orders: list[ReplayOrder], gap_ms: int = 1_500
+    engine: Engine,
+    settings: Settings,
+    localnet_settings: LocalnetSettings,
+    orders: list[ReplayOrder],
+    gap_ms: int = 1_500,
 ) -> list[list[dict[str, Any]]]:
     """Execute `orders` in sequence; return each order's events (as published)."""
     clock = VirtualClock(REPLAY_START_MS)
-    router, chain = build_venues_and_chain(settings, engine, None, clock, concurrent=False)
+    node = Localnet.in_memory(localnet_settings, clock)
+    chain = InProcessChain(node, clock)
+    pools = PoolIndex(chain, clock=lambda: clock.now_ms() / 1000)
+    router = Router(pools, now_s=lambda: clock.now_ms() // 1000, clock_ms=clock.now_ms)
+    wallet = Keypair.from_seed(
+        hashlib.sha256(f"replay-wallet:{settings.dex_seed}".encode()).digest()
+    )
     streams = []
     with Session(engine, expire_on_commit=False) as session:
-        service = ExecutionService(session, router, chain, _NullPublisher(), settings)
+        service = ExecutionService(
+            session,
+            router,
+            chain,
+            wallet,
+            _NullPublisher(),
+            settings,
+            now=lambda: datetime.fromtimestamp(clock.now_ms() / 1000, UTC),
+        )
         for index, spec in enumerate(orders):
             order_id = uuid.uuid5(uuid.NAMESPACE_URL, f"replay:{settings.dex_seed}:{index}")
             _insert(session, order_id, spec, clock)
@@ -84,7 +146,7 @@ def replay(
             with session.begin():
                 events = OrderRepository(session).events(order_id)
                 streams.append([event_payload(e) for e in events])
-            clock.sleep_ms(gap_ms)
+            clock.advance_ms(gap_ms)
     return streams
 
 
@@ -115,7 +177,7 @@ def _run_to_end(service: ExecutionService, order_id: uuid.UUID, clock: VirtualCl
         try:
             outcome = service.execute(order_id, f"replay:{order_id}")
         except RetryLater as later:
-            clock.sleep_ms(int(later.countdown_s * 1000))
+            clock.advance_ms(int(later.countdown_s * 1000))
             continue
-        if outcome in {"confirmed", "failed"}:
+        if outcome in {Outcome.CONFIRMED, Outcome.FAILED}:
             return

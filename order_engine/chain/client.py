@@ -1,0 +1,437 @@
+"""The engine's one door to the chain: the `Chain` protocol and its JSON-RPC implementation.
+
+The engine talks to the localnet exactly as it would to a mainnet RPC node (DESIGN §5): Solana
+JSON-RPC 2.0 over HTTP, base64 account data, base64 transactions, Solana's error codes. A real
+deployment points `SOLANA_RPC_URL` at another node and no code changes.
+
+Cheap by construction, because every order of a process shares the same chain state:
+- `latest_blockhash()` asks the node once per slot per process;
+- `wait_for_status()` registers the signature with one poller per process, which asks
+  `getSignatureStatuses` for every in-flight signature of the process once per slot (at most
+  256 per call, research/solana-rpc.md §2) instead of one poll loop per order;
+- account reads are batched into `getMultipleAccounts` (at most 100 keys per call) by the pool
+  index (`chain/pools.py`), once per slot per pair.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import urllib3
+
+from order_engine.venues.errors import (
+    AmountTooSmall,
+    BlockhashExpired,
+    ExecutionError,
+    NoLiquidity,
+    RpcUnavailable,
+    SlippageExceeded,
+)
+
+log = logging.getLogger(__name__)
+
+SLOT_MS = 400
+MAX_MULTIPLE_ACCOUNTS = 100  # [AGV-REQ] MAX_MULTIPLE_ACCOUNTS
+MAX_SIGNATURE_STATUSES = 256  # [AGV-RPC] MAX_GET_SIGNATURE_STATUSES_QUERY_ITEMS
+
+# JSON-RPC error codes (research/solana-rpc.md §3, [AGV-ERR]).
+PREFLIGHT_FAILURE = -32002
+SIGNATURE_VERIFICATION_FAILURE = -32003
+NODE_UNHEALTHY = -32005
+
+# Anchor custom program errors that the engine can name (research §7, §8). Raydium CPMM raises
+# 6005 ExceededSlippage, 6006 ZeroTradingTokens, 6012 InsufficientVault; Meteora DLMM 6003
+# ExceededAmountSlippageTolerance and 6012 PairInsufficientLiquidity.
+_PROGRAM_ERRORS: dict[int, type[ExecutionError]] = {
+    6003: SlippageExceeded,
+    6005: SlippageExceeded,
+    6006: AmountTooSmall,
+    6012: NoLiquidity,
+}
+
+
+class TransactionRejected(ExecutionError):
+    """The node refused the transaction itself (bad signature, malformed): never retried."""
+
+    code, retryable = "TRANSACTION_REJECTED", False
+
+
+class TransactionFailed(ExecutionError):
+    """The transaction landed but a program refused it for a reason the engine has no name for."""
+
+    code, retryable = "TRANSACTION_FAILED", False
+
+
+class RpcError(Exception):
+    """A JSON-RPC error object from the node."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.data = code, message, data
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Celery pickles task exceptions: rebuild from all three arguments.
+        return (RpcError, (self.code, self.message, self.data))
+
+
+@dataclass(frozen=True)
+class Blockhash:
+    value: str
+    last_valid_block_height: int
+    slot: int
+
+
+@dataclass(frozen=True)
+class SignatureStatus:
+    signature: str
+    slot: int
+    err: Any  # Solana's TransactionError JSON, None when the transaction succeeded
+    confirmation_status: str | None  # processed | confirmed | finalized
+
+    @property
+    def succeeded(self) -> bool:
+        return self.err is None
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmation_status in ("confirmed", "finalized")
+
+
+@dataclass(frozen=True)
+class TransactionBalances:
+    """What a landed transaction moved, from `getTransaction`'s meta (Solana's shape)."""
+
+    slot: int
+    err: Any
+    fee: int
+    account_keys: tuple[str, ...]
+    pre_lamports: tuple[int, ...]
+    post_lamports: tuple[int, ...]
+    pre_tokens: dict[tuple[str, str], int]  # (owner, mint) -> atoms
+    post_tokens: dict[tuple[str, str], int]
+
+    def received(self, owner: str, mint: str, native: bool) -> int:
+        """Atoms of `mint` that `owner` gained; for native SOL, lamports net of the fee."""
+        if native:
+            index = self.account_keys.index(owner)
+            return self.post_lamports[index] - self.pre_lamports[index] + self.fee
+        key = (owner, mint)
+        return self.post_tokens.get(key, 0) - self.pre_tokens.get(key, 0)
+
+
+class Chain(Protocol):
+    """What the engine needs from a Solana RPC node."""
+
+    def latest_blockhash(self) -> Blockhash: ...
+
+    def block_height(self) -> int: ...
+
+    def multiple_accounts(self, keys: Sequence[str]) -> tuple[int, list[bytes | None]]: ...
+
+    def program_accounts(self, program: str, data_size: int) -> list[tuple[str, bytes]]: ...
+
+    def send_transaction(self, encoded: str) -> str: ...
+
+    def signature_statuses(self, signatures: Sequence[str]) -> dict[str, SignatureStatus]: ...
+
+    def wait_for_status(self, signature: str, timeout_s: float) -> SignatureStatus | None: ...
+
+    def transaction_balances(self, signature: str) -> TransactionBalances | None: ...
+
+
+class RpcChain:
+    """`Chain` over Solana JSON-RPC (HTTP POST, keep-alive, a timeout on every call)."""
+
+    def __init__(self, url: str, timeout_s: float = 5.0, slot_ms: int = SLOT_MS) -> None:
+        self.url = url
+        self.slot_ms = slot_ms
+        self._http = urllib3.PoolManager(
+            num_pools=2,
+            maxsize=64,
+            block=True,  # never open connections beyond the pool: no churn under bursts
+            timeout=urllib3.Timeout(connect=2.0, read=timeout_s),
+            retries=False,
+            headers={"Content-Type": "application/json"},
+        )
+        self._ids = iter(range(1, 2**62))
+        self._blockhash: tuple[float, Blockhash] | None = None
+        self._blockhash_lock = threading.Lock()
+        self._poller = _StatusPoller(self)
+
+    # -- transport ------------------------------------------------------------------------
+
+    def call(self, method: str, params: list[Any]) -> Any:
+        """One JSON-RPC call; `RpcError` for an error object, `RpcUnavailable` for transport."""
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params},
+            separators=(",", ":"),
+        ).encode()
+        try:
+            response = self._http.request("POST", self.url, body=body)
+        except urllib3.exceptions.HTTPError as exc:
+            raise RpcUnavailable(f"RPC node unreachable ({method}): {exc}") from None
+        if response.status >= 500:
+            raise RpcUnavailable(f"RPC node answered HTTP {response.status} to {method}")
+        try:
+            reply = json.loads(response.data)
+        except ValueError:
+            raise RpcUnavailable(f"RPC node sent a non-JSON answer to {method}") from None
+        error = reply.get("error")
+        if error is not None:
+            raise RpcError(error.get("code", 0), error.get("message", ""), error.get("data"))
+        return reply.get("result")
+
+    def _call(self, method: str, params: list[Any]) -> Any:
+        """`call` for reads: any error from the node is `RpcUnavailable` (retryable), so a node
+        that is unhealthy, lagging or misconfigured delays orders but never wedges one."""
+        try:
+            return self.call(method, params)
+        except RpcError as exc:
+            raise RpcUnavailable(f"{method}: RPC error {exc.code}: {exc.message}") from None
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def latest_blockhash(self) -> Blockhash:
+        """The newest blockhash, asked of the node at most once per slot per process."""
+        now = time.monotonic()
+        cached = self._blockhash
+        if cached is not None and now - cached[0] < self.slot_ms / 1000:
+            return cached[1]
+        with self._blockhash_lock:
+            cached = self._blockhash
+            if cached is not None and time.monotonic() - cached[0] < self.slot_ms / 1000:
+                return cached[1]
+            result = self._call("getLatestBlockhash", [{"commitment": "confirmed"}])
+            value = result["value"]
+            blockhash = Blockhash(
+                value["blockhash"], int(value["lastValidBlockHeight"]), result["context"]["slot"]
+            )
+            self._blockhash = (time.monotonic(), blockhash)
+            return blockhash
+
+    def block_height(self) -> int:
+        return int(self._call("getBlockHeight", [{"commitment": "confirmed"}]))
+
+    def multiple_accounts(self, keys: Sequence[str]) -> tuple[int, list[bytes | None]]:
+        """(the slot they were read at, each account's data or None), in request order."""
+        found: list[bytes | None] = []
+        slot = 0
+        for chunk in _chunks(keys, MAX_MULTIPLE_ACCOUNTS):
+            result = self._call(
+                "getMultipleAccounts",
+                [list(chunk), {"encoding": "base64", "commitment": "confirmed"}],
+            )
+            slot = max(slot, int(result["context"]["slot"]))
+            found.extend(_account_data(account) for account in result["value"])
+        return slot, found
+
+    def program_accounts(self, program: str, data_size: int) -> list[tuple[str, bytes]]:
+        result = self._call(
+            "getProgramAccounts",
+            [
+                program,
+                {
+                    "encoding": "base64",
+                    "commitment": "confirmed",
+                    "filters": [{"dataSize": data_size}],
+                },
+            ],
+        )
+        return [(item["pubkey"], _account_data(item["account"]) or b"") for item in result]
+
+    def signature_statuses(self, signatures: Sequence[str]) -> dict[str, SignatureStatus]:
+        """Known statuses of `signatures`; a signature the node has never seen is absent."""
+        statuses: dict[str, SignatureStatus] = {}
+        for chunk in _chunks(signatures, MAX_SIGNATURE_STATUSES):
+            result = self._call(
+                "getSignatureStatuses", [list(chunk), {"searchTransactionHistory": True}]
+            )
+            for signature, status in zip(chunk, result["value"], strict=True):
+                if status is not None:
+                    statuses[signature] = SignatureStatus(
+                        signature,
+                        int(status["slot"]),
+                        status.get("err"),
+                        status.get("confirmationStatus"),
+                    )
+        return statuses
+
+    def transaction_balances(self, signature: str) -> TransactionBalances | None:
+        result = self._call(
+            "getTransaction",
+            [
+                signature,
+                {
+                    "encoding": "json",
+                    "maxSupportedTransactionVersion": 0,
+                    "commitment": "confirmed",
+                },
+            ],
+        )
+        if result is None:
+            return None
+        meta = result["meta"]
+        keys = tuple(result["transaction"]["message"]["accountKeys"])
+        return TransactionBalances(
+            slot=int(result["slot"]),
+            err=meta.get("err"),
+            fee=int(meta["fee"]),
+            account_keys=keys,
+            pre_lamports=tuple(int(v) for v in meta["preBalances"]),
+            post_lamports=tuple(int(v) for v in meta["postBalances"]),
+            pre_tokens=_token_balances(meta.get("preTokenBalances") or []),
+            post_tokens=_token_balances(meta.get("postTokenBalances") or []),
+        )
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def send_transaction(self, encoded: str) -> str:
+        """Hand a signed, base64-encoded transaction to the node; return its signature.
+
+        Re-sending the same bytes is harmless: a node answers with the same signature (or
+        `AlreadyProcessed` once it landed, which is reported as success here).
+        """
+        try:
+            return str(
+                self.call(
+                    "sendTransaction",
+                    [
+                        encoded,
+                        {
+                            "encoding": "base64",
+                            # Bots skip the node's simulation: the engine quoted the same math,
+                            # and the landing decides (a failed swap still lands, with `err`).
+                            "skipPreflight": True,
+                            "maxRetries": 0,
+                        },
+                    ],
+                )
+            )
+        except RpcError as exc:
+            raise send_error(exc) from None
+
+    def wait_for_status(self, signature: str, timeout_s: float) -> SignatureStatus | None:
+        """Block until the transaction is confirmed (succeeded or failed), or None on timeout."""
+        return self._poller.wait(signature, timeout_s)
+
+
+def send_error(exc: RpcError) -> ExecutionError:
+    """The engine's error for a refused `sendTransaction` (research/solana-rpc.md §2–§3)."""
+    if exc.code == NODE_UNHEALTHY:
+        return RpcUnavailable(f"RPC node unhealthy: {exc.message}")
+    if exc.code == PREFLIGHT_FAILURE:
+        err = (exc.data or {}).get("err") if isinstance(exc.data, dict) else None
+        if err == "BlockhashNotFound":
+            return BlockhashExpired("the node no longer knows the transaction's blockhash")
+        if err is not None:
+            return program_error(err, exc.message)
+    if exc.code == SIGNATURE_VERIFICATION_FAILURE:
+        return TransactionRejected("the node could not verify the transaction's signature")
+    return TransactionRejected(f"the node refused the transaction: {exc.message}")
+
+
+def program_error(err: Any, message: str = "") -> ExecutionError:
+    """The engine's error for a transaction that landed (or simulated) with `err`."""
+    if isinstance(err, dict) and "InstructionError" in err:
+        index, detail = err["InstructionError"]
+        if isinstance(detail, dict) and "Custom" in detail:
+            code = int(detail["Custom"])
+            error_class = _PROGRAM_ERRORS.get(code)
+            text = message or f"instruction {index} failed with custom program error {code:#x}"
+            if error_class is not None:
+                return error_class(text)
+            return TransactionFailed(text)
+        return TransactionFailed(message or f"instruction {index} failed: {detail}")
+    return TransactionFailed(message or f"transaction failed: {err}")
+
+
+def _account_data(account: dict[str, Any] | None) -> bytes | None:
+    if account is None:
+        return None
+    data = account["data"]
+    return base64.b64decode(data[0]) if isinstance(data, list) else base64.b64decode(data)
+
+
+def _token_balances(entries: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    return {(e["owner"], e["mint"]): int(e["uiTokenAmount"]["amount"]) for e in entries}
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class _Waiter:
+    __slots__ = ("event", "status")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.status: SignatureStatus | None = None
+
+
+class _StatusPoller:
+    """One loop per process asking for every awaited signature once per slot.
+
+    Started on first use in each process (after a fork the parent's thread does not exist).
+    Under gevent (the worker's pool) the thread is a greenlet and the waits are cooperative.
+    """
+
+    def __init__(self, chain: RpcChain) -> None:
+        self._chain = chain
+        self._lock = threading.Lock()
+        self._waiters: dict[str, list[_Waiter]] = {}
+        self._wake = threading.Event()
+        self._pid: int | None = None
+
+    def wait(self, signature: str, timeout_s: float) -> SignatureStatus | None:
+        waiter = _Waiter()
+        with self._lock:
+            self._waiters.setdefault(signature, []).append(waiter)
+            self._ensure_running()
+        self._wake.set()
+        try:
+            waiter.event.wait(timeout_s)
+            return waiter.status
+        finally:
+            with self._lock:
+                waiting = self._waiters.get(signature)
+                if waiting is not None and waiter in waiting:
+                    waiting.remove(waiter)
+                    if not waiting:
+                        del self._waiters[signature]
+
+    def _ensure_running(self) -> None:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            threading.Thread(target=self._run, name="signature-poller", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            # Let the slot fill: every signature sent during it is asked about in one call.
+            time.sleep(self._chain.slot_ms / 1000)
+            with self._lock:
+                signatures = list(self._waiters)
+                if not signatures:
+                    self._wake.clear()
+                    continue
+            try:
+                statuses = self._chain.signature_statuses(signatures)
+            except (ExecutionError, RpcError) as exc:
+                log.warning("signature poller: %s; asking again next slot", exc)
+                continue
+            with self._lock:
+                for signature, status in statuses.items():
+                    if not status.is_confirmed:
+                        continue
+                    for waiter in self._waiters.pop(signature, []):
+                        waiter.status = status
+                        waiter.event.set()

@@ -1,0 +1,236 @@
+"""The pools as the engine sees them: found on the chain, read once per slot, quoted locally.
+
+This is how an aggregator quotes (DESIGN §5): it discovers the venues' pool accounts with
+`getProgramAccounts` (which is also how a new listing shows up), reads their state with one
+`getMultipleAccounts` per slot per pair, decodes it into the exact CPMM / DLMM state of
+`venues/math`, and runs the integer math itself. No database read and no JSON parsing per
+quote: every order of the process that quotes a pair in the same slot shares one read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from solders.pubkey import Pubkey
+
+from order_engine.chain import accounts
+from order_engine.chain.client import Chain
+from order_engine.chain.programs import METEORA_DLMM_PROGRAM, RAYDIUM_CPMM_PROGRAM
+from order_engine.venues.math.cpmm import ConstantProductPool
+from order_engine.venues.math.dlmm import DlmmPool
+
+log = logging.getLogger(__name__)
+
+RAYDIUM, METEORA = "raydium", "meteora"
+CPMM_POOL_SIZE = 637  # research/solana-rpc.md §7 ([RAY] states/pool.rs, checked by a test)
+LB_PAIR_SIZE = 904  # research/solana-rpc.md §8 ([MET] IDL v0.12.0)
+# A DLMM swap passes the bin arrays it walks; the CLI passes 3 ([MET] cli swap_exact_in.rs).
+MAX_BIN_ARRAYS_PER_SWAP = 3
+
+
+@dataclass(frozen=True)
+class PoolRef:
+    """A pool found on the chain: its venue, address and the two mints (x = token 0)."""
+
+    venue: str
+    address: str
+    mint_x: str
+    mint_y: str
+
+    def swaps(self, mint_in: str, mint_out: str) -> bool | None:
+        """True if selling `mint_in` is an x→y swap, False if y→x, None if not this pair."""
+        if (self.mint_x, self.mint_y) == (mint_in, mint_out):
+            return True
+        if (self.mint_y, self.mint_x) == (mint_in, mint_out):
+            return False
+        return None
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """One pool's state at one slot, decoded, with what a swap instruction needs."""
+
+    ref: PoolRef
+    slot_read_at: float  # the index's clock when read: the view is fresh for one slot
+    slot: int  # the chain's slot the state was read at
+    cpmm: ConstantProductPool | None = None
+    cpmm_state: accounts.CpmmPoolState | None = None
+    dlmm: DlmmPool | None = None
+    lb_pair: accounts.LbPair | None = None
+    bin_array_indexes: tuple[int, ...] = field(default=())
+
+    def bin_arrays_for_swap(self, swap_for_y: bool) -> tuple[int, ...]:
+        """The bin arrays a swap walks, from the active bin's array in the swap's direction."""
+        assert self.lb_pair is not None
+        start = accounts.bin_array_index(self.lb_pair.active_id)
+        if swap_for_y:  # X→Y: the price falls, the walk goes down
+            walk = sorted((i for i in self.bin_array_indexes if i <= start), reverse=True)
+        else:
+            walk = sorted(i for i in self.bin_array_indexes if i >= start)
+        return tuple(walk[:MAX_BIN_ARRAYS_PER_SWAP])
+
+
+class PoolIndex:
+    """Pool discovery and per-slot state for one process (shared by all its orders)."""
+
+    def __init__(
+        self,
+        chain: Chain,
+        *,
+        slot_s: float = 0.4,
+        rediscover_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.chain = chain
+        self.slot_s = slot_s
+        self.rediscover_s = rediscover_s
+        self.clock = clock
+        self._refs: list[PoolRef] = []
+        self._extra_keys: dict[str, tuple[str, ...]] = {}  # raydium: config + vaults
+        self._discovered_at: float | None = None
+        self._views: dict[str, PoolView] = {}
+        self._lock = threading.Lock()
+        self._read_locks: dict[frozenset[str], threading.Lock] = {}
+
+    # -- discovery --------------------------------------------------------------------------
+
+    def pools_for(self, mint_in: str, mint_out: str) -> list[PoolRef]:
+        """Every pool trading this pair; a pair with none triggers an early re-discovery
+        (a launch shows up within a second), else pools are re-discovered every few seconds."""
+        self._discover_if_due(self.rediscover_s)
+        found = [ref for ref in self._refs if ref.swaps(mint_in, mint_out) is not None]
+        if not found:
+            self._discover_if_due(1.0)
+            found = [ref for ref in self._refs if ref.swaps(mint_in, mint_out) is not None]
+        return found
+
+    def listed_mints(self) -> set[str]:
+        self._discover_if_due(self.rediscover_s)
+        return {mint for ref in self._refs for mint in (ref.mint_x, ref.mint_y)}
+
+    def _discover_if_due(self, max_age_s: float) -> None:
+        if self._discovered_at is not None and self.clock() - self._discovered_at < max_age_s:
+            return
+        with self._lock:
+            if self._discovered_at is not None and self.clock() - self._discovered_at < max_age_s:
+                return
+            refs: list[PoolRef] = []
+            extra: dict[str, tuple[str, ...]] = {}
+            for address, data in self.chain.program_accounts(
+                str(RAYDIUM_CPMM_PROGRAM), CPMM_POOL_SIZE
+            ):
+                state = accounts.CpmmPoolState.decode(data)
+                refs.append(
+                    PoolRef(RAYDIUM, address, str(state.token_0_mint), str(state.token_1_mint))
+                )
+                extra[address] = (
+                    str(state.amm_config),
+                    str(state.token_0_vault),
+                    str(state.token_1_vault),
+                )
+            for address, data in self.chain.program_accounts(
+                str(METEORA_DLMM_PROGRAM), LB_PAIR_SIZE
+            ):
+                pair = accounts.LbPair.decode(data)
+                refs.append(
+                    PoolRef(METEORA, address, str(pair.token_x_mint), str(pair.token_y_mint))
+                )
+            self._refs, self._extra_keys = refs, extra
+            self._discovered_at = self.clock()
+
+    # -- state ------------------------------------------------------------------------------
+
+    def views(self, refs: Sequence[PoolRef]) -> list[PoolView]:
+        """The pools' state, read at most once per slot for a set of pools (concurrent callers
+        for the same pools wait for one read)."""
+        stale = [ref for ref in refs if self._is_stale(ref.address)]
+        if stale:
+            key = frozenset(ref.address for ref in stale)
+            with self._lock:
+                read_lock = self._read_locks.setdefault(key, threading.Lock())
+            with read_lock:
+                still_stale = [ref for ref in stale if self._is_stale(ref.address)]
+                if still_stale:
+                    self._read(still_stale)
+        return [self._views[ref.address] for ref in refs]
+
+    def view(self, address: str) -> PoolView:
+        ref = next(r for r in self._refs if r.address == address)
+        return self.views([ref])[0]
+
+    def _is_stale(self, address: str) -> bool:
+        view = self._views.get(address)
+        return view is None or self.clock() - view.slot_read_at >= self.slot_s
+
+    def _read(self, refs: Sequence[PoolRef]) -> None:
+        keys: list[str] = []
+        for ref in refs:
+            keys.append(ref.address)
+            if ref.venue == RAYDIUM:
+                keys.extend(self._extra_keys[ref.address])
+            else:
+                keys.extend(self._known_arrays(ref))
+        slot, values = self.chain.multiple_accounts(keys)
+        data = dict(zip(keys, values, strict=True))
+        read_at = self.clock()
+        for ref in refs:
+            if ref.venue == RAYDIUM:
+                view = self._cpmm_view(ref, data, read_at, slot)
+            else:
+                view = self._dlmm_view(ref, data, read_at, slot)
+            self._views[ref.address] = view
+
+    def _cpmm_view(
+        self, ref: PoolRef, data: dict[str, bytes | None], read_at: float, slot: int
+    ) -> PoolView:
+        config_key, vault_0, vault_1 = self._extra_keys[ref.address]
+        state = accounts.CpmmPoolState.decode(_required(data, ref.address))
+        pool = accounts.cpmm_pool(
+            state,
+            accounts.AmmConfig.decode(_required(data, config_key)),
+            accounts.TokenAccount.decode(_required(data, vault_0)),
+            accounts.TokenAccount.decode(_required(data, vault_1)),
+        )
+        return PoolView(ref, read_at, slot, cpmm=pool, cpmm_state=state)
+
+    def _dlmm_view(
+        self, ref: PoolRef, data: dict[str, bytes | None], read_at: float, slot: int
+    ) -> PoolView:
+        pair = accounts.LbPair.decode(_required(data, ref.address))
+        indexes = tuple(accounts.bitmap_indexes(pair.bin_array_bitmap))
+        arrays = {}
+        missing = []
+        for index in indexes:
+            key = str(accounts.dlmm_bin_array_address(Pubkey.from_string(ref.address), index))
+            raw = data.get(key)
+            if raw is None:
+                missing.append((index, key))
+            else:
+                arrays[index] = raw
+        if missing:
+            # The active bin moved into arrays this process has not read yet: one more read.
+            _, fetched = self.chain.multiple_accounts([key for _, key in missing])
+            for (index, _), raw in zip(missing, fetched, strict=True):
+                if raw is not None:
+                    arrays[index] = raw
+        decoded = [accounts.BinArray.decode(raw) for raw in arrays.values()]
+        pool = accounts.dlmm_pool(pair, decoded)
+        return PoolView(ref, read_at, slot, dlmm=pool, lb_pair=pair, bin_array_indexes=indexes)
+
+    def _known_arrays(self, ref: PoolRef) -> list[str]:
+        view = self._views.get(ref.address)
+        if view is None:
+            return []
+        address = Pubkey.from_string(ref.address)
+        return [str(accounts.dlmm_bin_array_address(address, i)) for i in view.bin_array_indexes]
+
+
+def _required(data: dict[str, bytes | None], key: str) -> bytes:
+    raw = data.get(key)
+    if raw is None:
+        raise accounts.AccountDecodeError(f"account {key} does not exist")
+    return raw

@@ -1,0 +1,75 @@
+"""Process-wide chain resources: created once per process (after any fork), shared by its tasks.
+
+The JSON-RPC connection pool, the pool index with its per-slot account cache, the router and
+the wallet hold no order state; every order the process runs shares them, which is what makes
+a blockhash or a pool read cost one RPC per slot per process rather than one per order.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from solders.keypair import Keypair
+
+from order_engine.chain.client import RpcChain
+from order_engine.chain.pools import PoolIndex
+from order_engine.chain.wallet import ensure_dev_keypair, load_keypair
+from order_engine.config import DEV_WALLET_PATH, Settings
+from order_engine.routing import Router
+
+
+@dataclass(frozen=True)
+class ChainResources:
+    chain: RpcChain
+    pools: PoolIndex
+    router: Router
+    wallet: Keypair
+
+
+_resources: dict[tuple[int, str, str], ChainResources] = {}
+_lock = threading.Lock()
+
+
+def chain_resources(settings: Settings) -> ChainResources:
+    """This process's chain client, pool index, router and wallet (built on first use)."""
+    key = (os.getpid(), settings.solana_rpc_url, settings.wallet_keypair)
+    found = _resources.get(key)
+    if found is not None:
+        return found
+    with _lock:
+        found = _resources.get(key)
+        if found is None:
+            found = _resources[key] = build_chain_resources(settings)
+        return found
+
+
+def build_chain_resources(settings: Settings) -> ChainResources:
+    chain = RpcChain(settings.solana_rpc_url, timeout_s=settings.rpc_timeout_s)
+    pools = PoolIndex(chain)
+    return ChainResources(chain, pools, Router(pools), wallet(settings))
+
+
+def wallet(settings: Settings) -> Keypair:
+    """The configured wallet; the development key is generated on first use."""
+    if settings.wallet_keypair == str(DEV_WALLET_PATH):
+        ensure_dev_keypair(Path(settings.wallet_keypair))
+    return load_keypair(settings.wallet_keypair)
+
+
+def pair_is_listed(settings: Settings, mint_in: str, mint_out: str) -> bool:
+    """Whether some venue lists a pool for the pair, as the chain shows it (cached).
+
+    When the chain cannot be asked, the order is given the benefit of the doubt: its
+    execution fails with NO_ROUTE if no pool exists, and intake never depends on the node.
+    """
+    from order_engine.chain.accounts import AccountDecodeError
+    from order_engine.chain.client import RpcError
+    from order_engine.venues.errors import ExecutionError
+
+    try:
+        return bool(chain_resources(settings).pools.pools_for(mint_in, mint_out))
+    except (ExecutionError, RpcError, AccountDecodeError):
+        return True

@@ -1,0 +1,193 @@
+"""The never-two-swaps protocol, in process: the real execution service and repository on
+PostgreSQL, an in-process localnet on virtual time, and a chain client whose sends can fail the
+ways a network fails (refused, or accepted with the answer lost)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from solders.keypair import Keypair
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from order_engine.chain.pools import PoolIndex
+from order_engine.config import Settings
+from order_engine.localnet.clock import VirtualClock
+from order_engine.localnet.config import LocalnetSettings
+from order_engine.localnet.node import Localnet
+from order_engine.localnet.replay import REPLAY_START_MS, InProcessChain
+from order_engine.models import Order, OrderStatus
+from order_engine.repositories.order import OrderRepository
+from order_engine.routing import Router
+from order_engine.services.execution import ExecutionService, Outcome, RetryLater
+from order_engine.venues.errors import RpcUnavailable
+
+pytestmark = pytest.mark.integration
+
+
+class FlakyChain(InProcessChain):
+    """Sends fail as planned: `refuse` never reaches the node, `lose` reaches it but the
+    answer is lost. Every send's bytes are kept."""
+
+    def __init__(self, node: Localnet, clock: VirtualClock) -> None:
+        super().__init__(node, clock)
+        self.plan: list[str] = []
+        self.sent: list[str] = []
+
+    def send_transaction(self, encoded: str) -> str:
+        self.sent.append(encoded)
+        fault = self.plan.pop(0) if self.plan else None
+        if fault == "refuse":
+            raise RpcUnavailable("connection refused")
+        signature = super().send_transaction(encoded)
+        if fault == "lose":
+            raise RpcUnavailable("read timed out")
+        return signature
+
+
+class _NullPublisher:
+    def publish(self, payload: dict) -> bool:
+        return True
+
+
+@pytest.fixture
+def rig(engine, test_settings, clean_tables):
+    clock = VirtualClock(REPLAY_START_MS)
+    # 25 slots of blockhash validity (10 s): shorter than the broker's hold, as on mainnet.
+    node = Localnet.in_memory(
+        LocalnetSettings(seed=7, expiry_rate=Decimal(0), blockhash_validity_slots=25), clock
+    )
+    chain = FlakyChain(node, clock)
+    pools = PoolIndex(chain, clock=lambda: clock.now_ms() / 1000)
+    router = Router(pools, now_s=lambda: clock.now_ms() // 1000, clock_ms=clock.now_ms)
+    wallet = Keypair.from_seed(hashlib.sha256(b"recovery-tests").digest())
+    settings = Settings.from_env({**test_settings, "CONFIRM_TIMEOUT_S": "5"})
+    with Session(engine, expire_on_commit=False) as session:
+        service = ExecutionService(
+            session,
+            router,
+            chain,
+            wallet,
+            _NullPublisher(),
+            settings,
+            now=lambda: datetime.fromtimestamp(clock.now_ms() / 1000, UTC),
+        )
+        yield service, chain, node, clock, session
+
+
+def new_order(session: Session, memo: str) -> uuid.UUID:
+    order = Order(
+        id=uuid.uuid4(),
+        type="market",
+        status=OrderStatus.PENDING.value,
+        token_in="SOL",
+        token_out="USDC",
+        amount_in=Decimal("2"),
+        slippage_bps=100,
+        client_order_id=memo,
+        last_seq=0,
+        attempts=0,
+        deliveries=0,
+    )
+    with session.begin():
+        repo = OrderRepository(session)
+        repo.add(order)
+        repo.append_first_event(order, {})
+    return order.id
+
+
+def run_until_done(service, clock, order_id) -> list[str]:
+    outcomes = []
+    for _ in range(6):
+        try:
+            outcome = service.execute(order_id, f"test:{uuid.uuid4().hex[:6]}")
+        except RetryLater as later:
+            outcomes.append(f"retry:{later.error.code}")
+            clock.advance_ms(int(later.countdown_s * 1000) + 1)
+            continue
+        outcomes.append(str(outcome))
+        if outcome in {Outcome.CONFIRMED, Outcome.FAILED}:
+            break
+    return outcomes
+
+
+def ledger(node: Localnet, memo: str) -> list[dict]:
+    reply = node.handle(
+        {"jsonrpc": "2.0", "id": 1, "method": "localnet_ledger", "params": [{"memo": memo}]}
+    )
+    return reply["result"]
+
+
+def order_row(session: Session, order_id: uuid.UUID):
+    with session.begin():
+        return session.execute(
+            text("SELECT status, attempts, tx_hash FROM orders WHERE id = :id"), {"id": order_id}
+        ).one()
+
+
+def test_a_refused_send_is_retried_with_the_same_signed_bytes(rig):
+    service, chain, node, clock, session = rig
+    order_id = new_order(session, "refused")
+    chain.plan = ["refuse"]
+    assert run_until_done(service, clock, order_id) == ["retry:RPC_UNAVAILABLE", "confirmed"]
+    assert len(chain.sent) == 2
+    assert chain.sent[0] == chain.sent[1]  # a re-broadcast of the same signed bytes
+    (entry,) = ledger(node, "refused")
+    assert entry["status"] == "landed"
+    assert order_row(session, order_id).tx_hash == entry["signature"]
+
+
+def test_a_lost_answer_is_settled_from_the_chain_and_lands_once(rig):
+    service, chain, node, clock, session = rig
+    order_id = new_order(session, "lost")
+    chain.plan = ["lose"]
+    outcomes = run_until_done(service, clock, order_id)
+    assert outcomes[-1] == "confirmed"
+    # Whatever the engine sent, it was the one transaction: one signature, landed once.
+    assert len(set(chain.sent)) == 1
+    (entry,) = ledger(node, "lost")
+    assert order_row(session, order_id).tx_hash == entry["signature"]
+
+
+def test_a_transaction_that_never_lands_is_replaced_only_after_its_blockhash_expired(rig):
+    service, chain, node, clock, session = rig
+    order_id = new_order(session, "dropped")
+    node.handle(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "localnet_planFaults",
+            "params": [{"memo": "dropped", "faults": ["drop"]}],
+        }
+    )
+    outcomes = run_until_done(service, clock, order_id)
+    assert outcomes[0] in {"retry:BLOCKHASH_EXPIRED", "retry:TRANSACTION_UNCONFIRMED"}
+    assert outcomes[-1] == "confirmed"
+    signatures = set(chain.sent)
+    assert len(signatures) == 2  # the dropped one, then a new one after its expiry
+    (entry,) = ledger(node, "dropped")
+    assert order_row(session, order_id) == ("confirmed", len(outcomes), entry["signature"])
+
+
+def test_a_crash_after_signing_resends_the_recorded_transaction_on_take_over(rig):
+    service, chain, node, clock, session = rig
+    order_id = new_order(session, "crashed")
+    chain.plan = ["refuse"]
+    # The first executor dies right after its send (its lease stays until it expires).
+    original = service._fail_attempt
+    service._fail_attempt = lambda attempt, error: Outcome.LEASE_LOST  # type: ignore[method-assign]
+    assert service.execute(order_id, "dead-executor") == Outcome.LEASE_LOST
+    service._fail_attempt = original  # type: ignore[method-assign]
+    with session.begin():
+        session.execute(
+            text("UPDATE orders SET lease_until = now() - interval '1 second' WHERE id = :id"),
+            {"id": order_id},
+        )
+    assert service.execute(order_id, "second-executor") == Outcome.CONFIRMED
+    assert len(chain.sent) == 2
+    assert chain.sent[0] == chain.sent[1]
+    assert len(ledger(node, "crashed")) == 1
