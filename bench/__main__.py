@@ -104,6 +104,7 @@ def _run(
         worker_overrides=worker_overrides,
     )
     results["settings"] = {"commands": run.commands, "env": stack.process_env}
+    run.commands["localnet"] = stack.start_localnet(ZERO_LATENCY)
     run.commands["api"] = stack.start_api()
     steps: dict[str, Callable[[], dict[str, Any]]] = {
         "intake": lambda: phases.intake(run),
@@ -119,6 +120,8 @@ def _run(
         log.info("phase %s", name)
         began = time.time()
         try:
+            if not stack.pids("localnet"):  # an earlier phase failed with it down
+                run.commands["localnet"] = stack.start_localnet(ZERO_LATENCY)
             if not stack.pids("api"):  # an earlier phase failed with the API down
                 run.commands["api"] = stack.start_api()
             results["phases"][name] = {**step(), "began": began, "ended": time.time()}
@@ -201,6 +204,7 @@ def _monitor_groups(stack: Stack) -> dict[str, Callable[[], list[int]]]:
     return {
         "api": lambda: stack.pids("api"),
         "worker": lambda: stack.pids("worker"),
+        "localnet": lambda: stack.pids("localnet"),
         "postgres": lambda: stack.server_pids("postgres") or processes_named("postgres"),
         "redis": lambda: stack.server_pids("redis") or processes_named("redis-server"),
         "loadgen": procs.running_pids,

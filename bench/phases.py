@@ -3,6 +3,8 @@
 Order of a run (see `bench.__main__`): intake with the worker stopped, the bare Celery round
 trip, end to end at zero and at default venue latency, live updates over WebSockets, and an
 optional worker soak. Every phase leaves the stack as it found it: tables and queues empty.
+The venue latencies are the localnet's settings: a phase that needs others restarts it, with
+the worker stopped.
 """
 
 from __future__ import annotations
@@ -159,7 +161,8 @@ def end_to_end(
     rate, window_s = rate or plan.e2e_rate, window_s or plan.e2e_window_s
     stack.stop("worker", grace_s=5)
     stack.reset()
-    run.commands["worker"] = stack.start_worker({**latency, **run.worker_overrides})
+    _localnet(run, latency)
+    run.commands["worker"] = stack.start_worker(run.worker_overrides)
     settings = stack.process_env["worker"]
     _warm_up(run, label)
     phase = f"e2e_{label}"
@@ -190,6 +193,7 @@ def end_to_end(
         latency=latency,
         drained=drained,
         worker_settings=settings,
+        localnet_settings=stack.process_env["localnet"],
         littles_law=_capacity(stack, summary),
         profile=run.profiler.finish(profile_label),
     )
@@ -206,10 +210,13 @@ def soak(run: Run, latency: dict[str, str]) -> dict[str, Any]:
     """
     rate = run.plan.soak_rate
     if not rate:
-        settings = child_settings(run.stack.env({**latency, **run.worker_overrides}))
-        quote, swap = settings.dex_quote_latency, settings.dex_swap_latency
-        task_ms = (quote.low_ms + quote.high_ms + swap.low_ms + swap.high_ms) / 2
-        rate = max(1, int(0.8 * settings.worker_concurrency / max(task_ms / 1000, 0.05)))
+        _localnet(run, latency)
+        chain = run.stack.localnet_settings
+        assert chain is not None
+        concurrency = child_settings(run.stack.env(run.worker_overrides)).worker_concurrency
+        swap, rpc = chain.swap_latency, chain.rpc_latency
+        task_ms = (swap.low_ms + swap.high_ms + rpc.low_ms + rpc.high_ms) / 2
+        rate = max(1, int(0.8 * concurrency / max(task_ms / 1000, 0.05)))
     return end_to_end(run, "soak", latency, rate, run.plan.soak_minutes * 60)
 
 
@@ -217,7 +224,8 @@ def _capacity(stack: Stack, summary: dict[str, Any]) -> dict[str, float] | None:
     """Little's law: worker threads ÷ seconds a task holds one = the most orders/s possible.
 
     A task holds its thread from the claim to `confirmed`. The `routing` event is written
-    after the quotes, so the quote time is taken from the setting, the rest from the events.
+    after the quote, which the worker computes from the pool accounts it reads in one RPC
+    call: that call's latency is taken from the localnet's setting, the rest from the events.
     """
     held = summary["time_in_status_ms"]
     if not all(
@@ -225,7 +233,8 @@ def _capacity(stack: Stack, summary: dict[str, Any]) -> dict[str, float] | None:
     ):
         return None
     settings = stack.settings["worker"]
-    quote_ms = (settings.dex_quote_latency.low_ms + settings.dex_quote_latency.high_ms) / 2
+    chain = stack.localnet_settings
+    quote_ms = (chain.rpc_latency.low_ms + chain.rpc_latency.high_ms) / 2 if chain else 0.0
     task_s = (quote_ms + sum(held[s]["mean"] for s in ("routing", "building", "submitted"))) / 1000
     concurrency = settings.worker_concurrency
     return {
@@ -233,6 +242,13 @@ def _capacity(stack: Stack, summary: dict[str, Any]) -> dict[str, float] | None:
         "task_s": round(task_s, 3),
         "max_per_s": round(concurrency / task_s, 1) if task_s else 0.0,
     }
+
+
+def _localnet(run: Run, latency: dict[str, str]) -> None:
+    """The localnet at these latencies (restarted if it runs others; the worker is stopped)."""
+    argv = run.stack.ensure_localnet(latency)
+    if argv is not None:
+        run.commands["localnet"] = argv
 
 
 def _warm_up(run: Run, label: str) -> None:
@@ -283,6 +299,7 @@ def live_updates(run: Run) -> dict[str, Any]:
     threads = math.ceil(n * 0.55) + 64
     stack.stop("worker", grace_s=5)
     stack.reset()
+    _localnet(run, ZERO_LATENCY)
     api_settings = {"WEB_CONCURRENCY": str(WS_WORKERS), "API_THREADS": str(threads)}
     run.commands["api_ws"] = stack.start_api(api_settings)
     run.monitor.set_phase("ws_create")
@@ -300,7 +317,7 @@ def live_updates(run: Run) -> dict[str, Any]:
     run.monitor.set_phase("ws_stream")
     worker_started = time.time()
     run.profiler.start("api-ws", stack.child_pids("api"), min(30, plan.ws_deadline_s))
-    stack.start_worker({**ZERO_LATENCY, **run.worker_overrides}, wait_ready=False)
+    stack.start_worker(run.worker_overrides, wait_ready=False)
     results = procs.wait_all(children, plan.ws_deadline_s + 30)
     tapped = tap.result(30)
     summary = analysis.live_updates(results, tapped, worker_started)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-ZERO_LATENCY = {"DEX_QUOTE_LATENCY_MS": "0", "DEX_SWAP_LATENCY_MS": "0"}
-DEFAULT_LATENCY = {"DEX_QUOTE_LATENCY_MS": "200", "DEX_SWAP_LATENCY_MS": "2000-3000"}
+# The localnet's settings for a phase (`order_engine.localnet.config.LocalnetSettings`): how
+# long a sent transaction takes to land, and each RPC call's own latency. There is no quote
+# latency: the worker computes quotes itself from the pool accounts it reads over RPC.
+ZERO_LATENCY = {"DEX_SWAP_LATENCY_MS": "0", "DEX_RPC_LATENCY_MS": "0"}
+DEFAULT_LATENCY = {"DEX_SWAP_LATENCY_MS": "2000-3000", "DEX_RPC_LATENCY_MS": "0"}
 
 
 @dataclass(frozen=True)

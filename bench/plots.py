@@ -88,7 +88,7 @@ def resources(samples: list[dict[str, Any]], path: Path) -> Path:
         mem.plot(times, [s["groups"][group]["rss_mb"] for s in samples], label=group)
     mem.set(ylabel="RSS MiB", title="Memory and CPU over the run")
     mem.legend(fontsize=8)
-    for group in ("api", "worker", "postgres", "redis", "loadgen"):
+    for group in ("api", "worker", "localnet", "postgres", "redis", "loadgen"):
         cpu.plot(times, [s["groups"][group]["cpu"] for s in samples], label=group, linewidth=0.8)
     cores = os.cpu_count() or 1
     cpu.plot(

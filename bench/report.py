@@ -16,7 +16,7 @@ from typing import Any
 from bench import plots
 from bench.stats import summary
 
-GROUPS = ("api", "worker", "postgres", "redis", "loadgen")
+GROUPS = ("api", "worker", "localnet", "postgres", "redis", "loadgen")
 TARGET_WS = 2000
 TARGET_E2E_RATE = 200
 TARGET_WINDOW_S = 60
@@ -54,7 +54,9 @@ def cpu_by_phase(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "cores": cores,
         }
         for name in GROUPS:
-            row[name] = round(sum(s["groups"][name]["cpu"] for s in group) / len(group), 1)
+            # .get: a run from before the localnet was a process of its own has no such group.
+            cpu = sum(s["groups"].get(name, {}).get("cpu", 0.0) for s in group)
+            row[name] = round(cpu / len(group), 1)
         # Whatever else ran on the machine meanwhile (other users' tests, this process).
         row["other"] = round(max(0.0, row["machine_pct"] * cores - sum(row[g] for g in GROUPS)), 1)
         rows.append(row)

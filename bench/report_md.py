@@ -8,7 +8,7 @@ from typing import Any
 from bench import plots
 
 PCTS = ("p50", "p95", "p99", "max")
-GROUP_COLUMNS = ("api", "worker", "postgres", "redis", "loadgen", "other")
+GROUP_COLUMNS = ("api", "worker", "localnet", "postgres", "redis", "loadgen", "other")
 ERROR_CODES = (
     "Error `-1`: never sent, no connection came free by the end of the window + 2 s (the "
     "server was behind); `0`: no answer within 30 s or a connection error."
@@ -189,12 +189,12 @@ def _e2e(name: str, e2e: dict[str, Any] | None, images: dict[str, str]) -> str:
     ]
     status_rows = [[s, *_latency_cells(v)] for s, v in e2e["time_in_status_ms"].items()]
     parts = [
-        f"## 3. End to end: {name} (quote {latency['DEX_QUOTE_LATENCY_MS']} ms, "
-        f"swap {latency['DEX_SWAP_LATENCY_MS']} ms)",
+        f"## 3. End to end: {name} (swap {latency['DEX_SWAP_LATENCY_MS']} ms)",
         _table(["measure", "value"], rows),
         ERROR_CODES,
         "Time in each status (ms, between consecutive events' `at`). `pending` includes the "
-        "queue wait and the quotes: the `routing` event is written once the quotes are in.",
+        "queue wait and the quote (pool accounts read over RPC, priced in the worker): the "
+        "`routing` event is written once the quote is in.",
         _table(["status", *PCTS], status_rows),
     ]
     if name in images:
@@ -236,7 +236,7 @@ def _ws(ws: dict[str, Any] | None, images: dict[str, str]) -> str:
     parts = [
         "## 4. Live updates over WebSockets",
         "The worker is stopped while the orders are created and every socket connects, then "
-        f"started (venue latency {ws['worker_latency']}); an event's lag is the client's "
+        f"started (localnet latency {ws['worker_latency']}); an event's lag is the client's "
         "receipt time minus its `at` (`at` has ms precision, so lags read up to 1 ms high). A "
         "bare Redis subscriber beside the clients splits the lag in two. Each socket holds "
         "a gthread thread plus simple-websocket's reader thread.",

@@ -1,10 +1,18 @@
-"""Start and stop the stack under test: the servers, the bench database, gunicorn, a worker.
+"""Start and stop the stack under test: the servers, the bench database, the localnet,
+gunicorn, a worker.
 
 Like `make run`, it uses the PostgreSQL and Redis named by DATABASE_URL / REDIS_URL, or else
-starts the embedded ones, and it builds the API and worker command lines with the same
-functions (`order_engine.cli.api_program` / `worker_program`). It then keeps the benchmark's
-data apart from anyone else's on those servers: its own database (recreated each run) and its
-own two Redis databases (app and broker), which it may empty between phases.
+starts the embedded ones, and it builds the localnet, API and worker command lines with the
+same functions (`order_engine.cli.localnet_program` / `api_program` / `worker_program`). It then
+keeps the benchmark's data apart from anyone else's on those servers: its own database
+(recreated each run) and its own two Redis databases (app and broker), which it may empty
+between phases.
+
+The chain is a localnet process of its own (simulated validator and pools, reached over
+JSON-RPC at SOLANA_RPC_URL), on a free loopback port with its state under the run folder, and
+a wallet keypair file there too (WALLET_KEYPAIR). The venue latencies are the localnet's
+settings, so a phase that needs other latencies restarts it (`ensure_localnet`); its state
+(pools, the wallet's token accounts) carries over, and the engine's processes keep the same URL.
 
 Every process started here is stopped by `close()`, which `python -m bench` calls on any exit.
 """
@@ -12,9 +20,11 @@ Every process started here is stopped by `close()`, which `python -m bench` call
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -31,8 +41,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from order_engine import embedded, migrate
-from order_engine.cli import api_program, worker_program
+from order_engine.chain.wallet import ensure_dev_keypair
+from order_engine.cli import api_program, localnet_program, worker_program
 from order_engine.config import Settings, _process_environment
+from order_engine.localnet.config import LocalnetSettings
 
 log = logging.getLogger("bench.stack")
 
@@ -60,6 +72,11 @@ class Stack:
         self.process_env: dict[str, dict[str, str]] = {}
         self.settings: dict[str, Settings] = {}
         self._celery: Any = None
+        self.localnet_port = _free_port()
+        self.localnet_state_dir = run_dir / "localnet"
+        self.localnet_latency: dict[str, str] | None = None
+        self.localnet_settings: LocalnetSettings | None = None
+        self.wallet_path = run_dir / "wallet.json"
 
     # -- servers and data -------------------------------------------------------------------
 
@@ -78,6 +95,7 @@ class Stack:
             redis_url, BROKER_REDIS_DB
         )
         self.owns_broker_db = not configured.get("CELERY_BROKER_URL")
+        ensure_dev_keypair(self.wallet_path)
         migrate.upgrade(self.database_url)
         self.engine = create_engine(self.database_url, pool_size=2)
         self.reset()
@@ -85,7 +103,7 @@ class Stack:
     def reset(self) -> None:
         """Empty the bench tables and Redis databases (workers must be stopped)."""
         with self.db.begin() as conn:
-            conn.execute(text("TRUNCATE orders, order_events, sim_transactions CASCADE"))
+            conn.execute(text("TRUNCATE orders, order_events CASCADE"))
         redis.Redis.from_url(self.redis_url).flushdb()
         if self.owns_broker_db:
             redis.Redis.from_url(self.broker_url).flushdb()
@@ -105,16 +123,33 @@ class Stack:
         return int(redis.Redis.from_url(self.broker_url).llen(TASK_QUEUE))
 
     def env(self, overrides: dict[str, str] | None = None) -> dict[str, str]:
-        """The environment of a child process: the bench servers, the baseline endpoint on."""
+        """The environment of an engine process: the bench servers, the bench's localnet and
+        wallet, the baseline endpoint on."""
         return {
             **os.environ,
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
             "CELERY_BROKER_URL": self.broker_url,
+            "SOLANA_RPC_URL": self.localnet_url,
+            "WALLET_KEYPAIR": str(self.wallet_path),
             "PORT": str(self.port),
             "BENCH_ENDPOINTS": "1",
             **(overrides or {}),
         }
+
+    def localnet_env(self, latency: dict[str, str]) -> dict[str, str]:
+        """The localnet's environment: its port and state folder, the phase's latencies."""
+        return {
+            **os.environ,
+            "LOCALNET_PORT": str(self.localnet_port),
+            "LOCALNET_HOST": "127.0.0.1",
+            "LOCALNET_STATE_DIR": str(self.localnet_state_dir),
+            **latency,
+        }
+
+    @property
+    def localnet_url(self) -> str:
+        return f"http://127.0.0.1:{self.localnet_port}"
 
     def celery(self) -> Any:
         """The product's Celery app, for probes sent from this (non-load) process."""
@@ -125,6 +160,27 @@ class Stack:
         return self._celery
 
     # -- processes --------------------------------------------------------------------------
+
+    def ensure_localnet(self, latency: dict[str, str]) -> list[str] | None:
+        """A running localnet with these latencies: (re)start it unless it already is one.
+
+        Returns the command line when it (re)started the localnet, else None. Restart it only
+        while no worker runs: a worker's transactions in flight would be lost with it.
+        """
+        if self.pids("localnet") and self.localnet_latency == latency:
+            return None
+        return self.start_localnet(latency)
+
+    def start_localnet(self, latency: dict[str, str]) -> list[str]:
+        """`python -m order_engine.localnet serve` as `make run` starts it; wait for getHealth."""
+        self.stop("localnet")
+        env = self.localnet_env(latency)
+        self.localnet_settings = LocalnetSettings.from_env({**_process_environment(), **env})
+        argv = list(localnet_program(child_settings(self.env())).argv)
+        self._start("localnet", argv, env)
+        self.localnet_latency = dict(latency)
+        self._wait("localnet", self._localnet_ready, "the localnet to answer getHealth")
+        return argv
 
     def start_api(self, overrides: dict[str, str] | None = None) -> list[str]:
         """gunicorn as `make run` starts it, bound to loopback; wait until /readyz is 200."""
@@ -181,7 +237,8 @@ class Stack:
         process.wait()
 
     def close(self) -> None:
-        for name in list(self.processes):
+        # The engine's processes first, the chain they talk to last.
+        for name in sorted(self.processes, key=lambda n: n == "localnet"):
             self.stop(name)
         if self.engine is not None:
             self.engine.dispose()
@@ -246,6 +303,16 @@ class Stack:
         except (OSError, urllib.error.URLError):
             return False
 
+    def _localnet_ready(self) -> bool:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "getHealth"}).encode()
+        request = urllib.request.Request(self.localnet_url, data=body, method="POST")
+        request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return json.loads(response.read()).get("result") == "ok"
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+
     def _check_baseline_endpoint(self) -> None:
         request = urllib.request.Request(self.url("/bench/baseline"), data=b"{}", method="POST")
         request.add_header("Content-Type", "application/json")
@@ -299,6 +366,12 @@ def _redis_db(url: str, db: int) -> str:
     return f"{url.rstrip('/')}/{db}"
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _with_option(argv: list[str], option: str, value: str) -> list[str]:
     """Replace the value after `option` (gunicorn appends repeated --bind, so never add one)."""
     argv = list(argv)
@@ -308,5 +381,16 @@ def _with_option(argv: list[str], option: str, value: str) -> list[str]:
 
 def _is_setting(name: str) -> bool:
     """Environment names worth recording as settings (never the URLs: they may hold passwords)."""
-    prefixes = ("DEX_", "ORDER_", "WEB_", "API_", "WORKER_", "TASK_", "BROKER_", "WS_", "LOG_")
+    prefixes = (
+        "DEX_",
+        "LOCALNET_",
+        "ORDER_",
+        "WEB_",
+        "API_",
+        "WORKER_",
+        "TASK_",
+        "BROKER_",
+        "WS_",
+        "LOG_",
+    )
     return name.startswith(prefixes) or name in {"PORT", "BENCH_ENDPOINTS", "RECONCILE_INTERVAL_S"}
