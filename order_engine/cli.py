@@ -180,6 +180,8 @@ def api_program(settings: Settings) -> Program:
             "--log-level",
             settings.log_level.lower(),
         ],
+        # gunicorn's own graceful_timeout (gunicorn_conf.py), then a margin.
+        stop_grace_s=25,
     )
 
 
@@ -209,6 +211,9 @@ def worker_program(settings: Settings) -> Program:
             "--loglevel",
             settings.log_level,
         ],
+        # A warm shutdown waits for running tasks, which the time limit bounds; the worker
+        # also hard-stops itself after this long (workers/celery_app.py).
+        stop_grace_s=settings.worker_stop_bound_s + 5,
     )
 
 
@@ -229,6 +234,7 @@ def scheduler_program(settings: Settings) -> Program:
             "--loglevel",
             settings.log_level,
         ],
+        stop_grace_s=10,
     )
 
 
@@ -249,7 +255,7 @@ def flower_program(settings: Settings) -> Program:
         argv.append("--basic_auth=" + os.environ["FLOWER_BASIC_AUTH"])
     else:
         argv.append("--address=127.0.0.1")
-    return Program("flower", argv)
+    return Program("flower", argv, stop_grace_s=10)
 
 
 def cmd_run(_args: argparse.Namespace) -> int:
