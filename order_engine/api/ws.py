@@ -84,6 +84,18 @@ def _order_to_stream(ws, service: OrderService, submit_allowed: bool) -> uuid.UU
     raw_id = request.args.get("orderId")
     if raw_id is None and submit_allowed:
         return _submit_first_message(ws, service)
+    if raw_id is None:
+        raise StreamClosed(
+            CLOSE_BAD_REQUEST,
+            "no order id",
+            _error(
+                CLOSE_BAD_REQUEST,
+                "Bad Request",
+                "orderId is required on this path: connect with ?orderId=<id>, or submit an "
+                "order on /api/orders/execute (first message = the order body).",
+                {"orderId": ["Required."]},
+            ),
+        )
     try:
         order_id = uuid.UUID(raw_id or "")
     except ValueError:
