@@ -76,8 +76,9 @@ class RunLock:
         if handle is None:
             holder = _read_holder(self.path)
             raise AlreadyRunning(
-                f"another `order-engine run` is already running in {self.path.parent.parent} "
-                f"({holder}); stop it first (Ctrl-C in its terminal, or kill -TERM its pid)"
+                f"another `order-engine run` is already running on the state folder "
+                f"{self.path.parent} ({holder}); stop it first (Ctrl-C in its terminal, or "
+                "kill -TERM its pid)"
             )
         _write(handle, f"pid={os.getpid()} port={port}\n")
         self._handle = handle
