@@ -69,6 +69,9 @@ lint: $(STAMP) ## Lint with ruff and type-check with mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy order_engine workers
 
+typecheck: $(STAMP) ## Type-check with mypy only
+	$(BIN)/mypy order_engine workers
+
 fmt: $(STAMP) ## Format and auto-fix with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .

@@ -1,7 +1,8 @@
 """`order-engine` command: run the stack or one of its processes, migrate, manage servers.
 
 Every command first resolves where PostgreSQL and Redis are: the URLs in the environment when
-set, else the embedded servers under `.state/` (started here, stopped on exit).
+set, else the embedded servers under `.state/` (started or adopted here and stopped on every exit
+path: normal, configuration error, exception, Ctrl-C, SIGTERM, SIGHUP).
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
 
 from order_engine import embedded
-from order_engine.config import ConfigError, Settings
+from order_engine.config import ConfigError, Settings, _process_environment
 from order_engine.supervisor import Program, Supervisor
 
 log = logging.getLogger("order_engine.cli")
@@ -33,11 +35,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", module="platformdirs")
+    _exit_on_signals()
     try:
         return args.handler(args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except embedded.AlreadyRunning as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+
+
+def _exit_on_signals() -> None:
+    """SIGTERM and SIGHUP raise SystemExit, as Ctrl-C raises KeyboardInterrupt, so that the
+    `finally` that stops the embedded servers runs however the command is stopped. (The
+    supervisor installs its own handlers while it runs, and restores these after.)"""
+
+    def exit_now(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, exit_now)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,29 +89,72 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Environment:
-    """The process environment with DATABASE_URL / REDIS_URL filled in (embedded if unset)."""
+EMBEDDED_PLACEHOLDERS = {
+    "DATABASE_URL": "postgresql://embedded/db",
+    "REDIS_URL": "redis://embedded/0",
+}
 
-    def __init__(self) -> None:
+
+def preview_settings() -> Settings:
+    """The settings, validated before anything starts (embedded URLs not known yet)."""
+    configured = _process_environment()
+    placeholders = {
+        name: configured.get(name) or url for name, url in EMBEDDED_PLACEHOLDERS.items()
+    }
+    return Settings.from_env({**configured, **placeholders})
+
+
+class Environment:
+    """The process environment with DATABASE_URL / REDIS_URL filled in (embedded if unset).
+
+    With `start_servers=False` (read-only commands such as `check-worker`) the embedded servers
+    are only looked up, never started. Use as a context manager: leaving it stops the embedded
+    servers this process owns, whatever the way out.
+    """
+
+    def __init__(self, *, start_servers: bool = True) -> None:
         self.env = dict(os.environ)
         self.servers: embedded.EmbeddedServers | None = None
-        from order_engine.config import _process_environment
-
         configured = _process_environment()
-        if not configured.get("DATABASE_URL") or not configured.get("REDIS_URL"):
+        if configured.get("DATABASE_URL") and configured.get("REDIS_URL"):
+            self.settings = Settings.from_env(configured)
+            return
+        # A malformed value stops us before any server is started (nothing to leak).
+        preview_settings()
+        if start_servers:
             log.info(
                 "DATABASE_URL/REDIS_URL unset: using embedded servers in %s", embedded.STATE_DIR
             )
             self.servers = embedded.start()
+            urls = self.servers.database_url, self.servers.redis_url
+        else:
+            found = embedded.running_urls()
+            if found is None:
+                raise ConfigError(
+                    "DATABASE_URL/REDIS_URL are unset and the embedded servers in "
+                    f"{embedded.STATE_DIR} are not running (start them with `make run`)"
+                )
+            urls = found
+        try:
             # Child processes must use the same servers, whatever .env says.
-            self.env["DATABASE_URL"] = configured.get("DATABASE_URL") or self.servers.database_url
-            self.env["REDIS_URL"] = configured.get("REDIS_URL") or self.servers.redis_url
-        self.settings = Settings.from_env({**configured, **self.env})
+            self.env["DATABASE_URL"] = configured.get("DATABASE_URL") or urls[0]
+            self.env["REDIS_URL"] = configured.get("REDIS_URL") or urls[1]
+            self.settings = Settings.from_env({**configured, **self.env})
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> Environment:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self.servers is not None:
             log.info("stopping embedded servers")
             self.servers.stop()
+            self.servers = None
 
 
 def _migrate(settings: Settings) -> None:
@@ -132,12 +193,19 @@ def api_program(settings: Settings) -> Program:
             "--log-level",
             settings.log_level.lower(),
         ],
+        # gunicorn's own graceful_timeout (gunicorn_conf.py), then a margin.
+        stop_grace_s=25,
     )
 
 
 def localnet_program(settings: Settings) -> Program:
     """The simulated chain, as its own process: the engine reaches it only over JSON-RPC."""
-    return Program("localnet", [sys.executable, "-m", "order_engine.localnet", "serve"])
+    return Program(
+        "localnet",
+        [sys.executable, "-m", "order_engine.localnet", "serve"],
+        stop_grace_s=10,
+        stop_last=True,  # workers finishing their swaps still need the chain
+    )
 
 
 def runs_own_localnet() -> bool:
@@ -173,6 +241,9 @@ def worker_program(settings: Settings) -> Program:
             "--loglevel",
             settings.log_level,
         ],
+        # A warm shutdown waits for running tasks, which the time limit bounds; the worker
+        # also hard-stops itself after this long (workers/celery_app.py).
+        stop_grace_s=settings.worker_stop_bound_s + 5,
     )
 
 
@@ -193,6 +264,7 @@ def scheduler_program(settings: Settings) -> Program:
             "--loglevel",
             settings.log_level,
         ],
+        stop_grace_s=10,
     )
 
 
@@ -213,29 +285,37 @@ def flower_program(settings: Settings) -> Program:
         argv.append("--basic_auth=" + os.environ["FLOWER_BASIC_AUTH"])
     else:
         argv.append("--address=127.0.0.1")
-    return Program("flower", argv)
+    return Program("flower", argv, stop_grace_s=10)
 
 
 def cmd_run(_args: argparse.Namespace) -> int:
-    environment = Environment()
+    # Refuse a second stack in this folder before anything starts: its API could not bind,
+    # and its worker and scheduler would silently join the first stack.
+    lock = embedded.RunLock()
+    lock.acquire(port=preview_settings().port)
     try:
-        _migrate(environment.settings)
-        settings = environment.settings
-        programs = [api_program(settings), worker_program(settings), scheduler_program(settings)]
-        if runs_own_localnet():
-            programs.insert(0, localnet_program(settings))
-        print(f"Order Engine: API on http://127.0.0.1:{settings.port}  (Ctrl-C stops everything)")
-        return Supervisor(programs, environment.env).run()
+        with Environment() as environment:
+            _migrate(environment.settings)
+            settings = environment.settings
+            programs = [
+                api_program(settings),
+                worker_program(settings),
+                scheduler_program(settings),
+            ]
+            if runs_own_localnet():
+                programs.insert(0, localnet_program(settings))
+            print(
+                f"Order Engine: API on http://127.0.0.1:{settings.port}  (Ctrl-C stops everything)",
+                flush=True,
+            )
+            return Supervisor(programs, environment.env).run()
     finally:
-        environment.close()
+        lock.release()
 
 
 def _single(program_factory) -> int:
-    environment = Environment()
-    try:
+    with Environment() as environment:
         return Supervisor([program_factory(environment.settings)], environment.env).run()
-    finally:
-        environment.close()
 
 
 def cmd_api(_args: argparse.Namespace) -> int:
@@ -255,11 +335,8 @@ def cmd_flower(_args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
-    environment = Environment()
-    try:
+    with Environment() as environment:
         _migrate(environment.settings)
-    finally:
-        environment.close()
     return 0
 
 
@@ -275,7 +352,8 @@ def cmd_check_worker(_args: argparse.Namespace) -> int:
     from order_engine.redis_client import make_redis
     from order_engine.services.reconciler import heartbeat_age_s
 
-    settings = Settings.from_env()
+    # The same servers `make run` uses: the URLs when set, else the running embedded ones.
+    settings = Environment(start_servers=False).settings
     age = heartbeat_age_s(make_redis(settings))
     limit = settings.reconcile_interval_s * 3 + 10
     if age is None or age > limit:
@@ -291,13 +369,10 @@ def cmd_revision(args: argparse.Namespace) -> int:
 
     from order_engine import migrate
 
-    environment = Environment()
-    try:
+    with Environment() as environment:
         _migrate(environment.settings)
         config = migrate.alembic_config(environment.settings.database_url)
         command.revision(config, message=args.message, autogenerate=True)
-    finally:
-        environment.close()
     return 0
 
 

@@ -228,6 +228,13 @@ class Settings:
             sql_echo=_parse_bool("SQL_ECHO", get("SQL_ECHO", "false")),
         ).checked()
 
+    @property
+    def worker_stop_bound_s(self) -> int:
+        """How long a worker may take to stop after a stop request: the task time limit, plus
+        a margin for the soft shutdown and for restoring unacknowledged messages. Past it the
+        worker stops itself hard (workers/celery_app.py)."""
+        return self.task_time_limit_s + 10
+
     def checked(self) -> Settings:
         """Refuse timings under which a message could be redelivered while its task still runs.
 

@@ -13,14 +13,35 @@ from sqlalchemy.orm import Session, sessionmaker
 _engines: dict[str, Engine] = {}
 
 
+# The API's sessions (set in wsgi.py): a request never waits on PostgreSQL without bound — a
+# stuck statement or a lock held by someone else becomes a 503 with Retry-After.
+API_SESSION_TIMEOUTS_MS = {
+    "statement_timeout": 5000,
+    "lock_timeout": 2000,
+    "idle_in_transaction_session_timeout": 10000,
+}
+
+
 def make_engine(
-    url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 10
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    session_timeouts_ms: dict[str, int] | None = None,
 ) -> Engine:
     """An engine tuned for short transactions from many threads or greenlets.
 
     Every process of the stack has its own pool, and together they must stay under the
     server's max_connections (100 by default): 2 API processes + 1 worker at 10 + 10 is 60.
+    Waits are bounded: connecting (`connect_timeout`), checking a connection out of a full pool
+    (`pool_timeout`), and, with `session_timeouts_ms`, statements and lock waits on the server.
     """
+    connect_args: dict[str, object] = {"connect_timeout": 5, "application_name": "order-engine"}
+    if session_timeouts_ms:
+        connect_args["options"] = " ".join(
+            f"-c {name}={value}" for name, value in session_timeouts_ms.items()
+        )
     return create_engine(
         url,
         echo=echo,
@@ -30,7 +51,7 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=10,
-        connect_args={"connect_timeout": 5, "application_name": "order-engine"},
+        connect_args=connect_args,
     )
 
 
@@ -47,6 +68,7 @@ def get_engine(app: Flask | None = None) -> Engine:
             echo=settings.sql_echo,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            session_timeouts_ms=app.config.get("DB_SESSION_TIMEOUTS_MS"),
         )
     return engine
 

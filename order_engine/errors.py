@@ -45,6 +45,13 @@ class ConflictError(OrderEngineError):
     status, message = 409, "Conflict"
 
 
+class UpgradeRequiredError(OrderEngineError):
+    status, message = 426, "Upgrade Required"
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description, headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+
+
 class UnsupportedMediaTypeError(OrderEngineError):
     status, message = 415, "Unsupported Media Type"
 

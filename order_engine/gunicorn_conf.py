@@ -10,6 +10,10 @@ import signal
 
 graceful_timeout = 15
 keepalive = 5
+# gunicorn >= 24 opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl),
+# which every instance on the machine overwrites; nothing here uses it. (Older versions ignore
+# the unknown setting.)
+control_socket_disable = True
 
 
 def post_worker_init(worker):

@@ -53,23 +53,44 @@ class Subscription:
             return None
 
 
+# The hub pings Redis when the subscription is quiet and counts it lost when nothing (message
+# or pong) has come back for HUB_SILENCE_S: a frozen Redis keeps the TCP connection open, so
+# only silence reveals it.
+HUB_PING_INTERVAL_S = 1
+HUB_SILENCE_S = 3.0
+
+
 class _TrackedPubSub(redis.client.PubSub):
     """A PubSub that reports every (re)connection: redis-py re-subscribes silently after a
-    drop, and whatever was published meanwhile is lost, so subscribers must re-read history."""
+    drop, and whatever was published meanwhile is lost, so subscribers must re-read history.
+    It also records when Redis last said anything, health-check pongs included."""
 
     def __init__(self, *args: Any, on_connected: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._on_connected = on_connected
+        self.heard_at = time.monotonic()
 
     def on_connect(self, connection: Any) -> None:
         super().on_connect(connection)
+        self.heard_at = time.monotonic()
         self._on_connected()
+
+    def is_health_check_response(self, response: Any) -> bool:
+        # Called on every response read, pongs included (which get_message then swallows).
+        if response is not None:
+            self.heard_at = time.monotonic()
+        return super().is_health_check_response(response)
 
 
 class EventHub:
     def __init__(self, redis_url: str) -> None:
         self._client = redis.Redis.from_url(
-            redis_url, decode_responses=True, socket_keepalive=True, health_check_interval=15
+            redis_url,
+            decode_responses=True,
+            socket_keepalive=True,
+            socket_timeout=2,
+            socket_connect_timeout=1,
+            health_check_interval=HUB_PING_INTERVAL_S,
         )
         self._lock = threading.Lock()
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
@@ -78,7 +99,7 @@ class EventHub:
         threading.Thread(target=self._run, name="event-hub", daemon=True).start()
 
     @contextmanager
-    def subscribe(self, order_id: str, timeout_s: float = 5.0) -> Iterator[Subscription]:
+    def subscribe(self, order_id: str, timeout_s: float = 2.0) -> Iterator[Subscription]:
         if not self._ready.wait(timeout_s):
             raise HubUnavailable("Redis pub/sub is unavailable")
         subscription = Subscription(order_id, self.generation)
@@ -111,9 +132,11 @@ class EventHub:
                 self._ready.set()
                 delay_s = 0.1
                 while True:
-                    message = pubsub.get_message(timeout=1.0)
+                    message = pubsub.get_message(timeout=HUB_PING_INTERVAL_S / 2)
                     if message is not None and message["type"] == "pmessage":
                         self._dispatch(message["channel"], message["data"])
+                    if time.monotonic() - pubsub.heard_at > HUB_SILENCE_S:
+                        raise redis.TimeoutError(f"no answer from Redis in {HUB_SILENCE_S}s")
             except redis.RedisError as exc:
                 self._ready.clear()
                 log.warning("event hub lost Redis (%s); reconnecting in %.1fs", exc, delay_s)

@@ -19,17 +19,22 @@ CONTROL_QUEUE = "control"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    # Every broker call is bounded (research/reliability.md §5.1): a frozen Redis makes a
+    # publish fail after a few seconds instead of holding an API request for ever.
     transport_options = {
         "visibility_timeout": settings.visibility_timeout_s,
-        "socket_timeout": 10,
-        "socket_connect_timeout": 5,
+        "socket_timeout": 2,
+        "socket_connect_timeout": 1,
         "socket_keepalive": True,
         "health_check_interval": 25,
-        "retry_on_timeout": True,
+        # No retry inside redis-py on a timeout: a broker that did not answer in time is not
+        # about to; kombu's own retry (dispatch.py's retry_policy) decides what happens next.
+        "retry_on_timeout": False,
     }
     return {
         "broker_url": settings.celery_broker_url,
         "broker_transport_options": transport_options,
+        "broker_connection_timeout": 2,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "visibility_timeout": settings.visibility_timeout_s,

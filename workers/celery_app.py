@@ -3,7 +3,9 @@
 The Celery app is the one bound to a Flask app, so every task runs in an app context.
 """
 
-from celery.signals import worker_process_init
+import signal
+
+from celery.signals import worker_process_init, worker_shutting_down
 
 from order_engine import create_app
 from order_engine.db import dispose_engines
@@ -21,6 +23,18 @@ def _forget_parent_connections(**_kwargs: object) -> None:
     # Pooled connections must not cross fork() (SQLAlchemy pooling docs).
     dispose_engines()
     reset_redis_clients()
+
+
+@worker_shutting_down.connect
+def _stop_within_bound(**_kwargs: object) -> None:
+    # Celery's warm shutdown only sets a flag that its loops check: a worker looping in the
+    # broker's connection retry, or idle on a broker that was emptied, can ignore it for ever.
+    # The kernel ends this process (SIGALRM's default action) once the bound has passed; the
+    # running tasks have finished or hit their time limit by then.
+    # A second stop request (Ctrl-C twice) keeps the first deadline.
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    remaining = signal.alarm(0)
+    signal.alarm(remaining or flask_app.config["SETTINGS"].worker_stop_bound_s)
 
 
 # Celery counts retries, the design counts attempts: max_retries = attempts - 1.

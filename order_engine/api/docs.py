@@ -1,5 +1,6 @@
 """The OpenAPI document, generated from the same marshmallow schemas the API validates with,
-and a small browsable page that renders it (no external assets: this API may run offline)."""
+and Swagger UI rendering it at /api/docs. Swagger UI's files come from the `swagger-ui-bundle`
+package and are served by this app: no CDN, so the page works offline."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, send_from_directory
+from swagger_ui_bundle import swagger_ui_path
 
 from order_engine.schemas.order import (
     EventSchema,
@@ -236,37 +238,30 @@ def openapi() -> Response:
 
 @bp.get("/api/docs")
 def browsable() -> Response:
-    """A self-contained page listing the operations and schemas of the OpenAPI document."""
+    """Swagger UI: every operation with its parameters, bodies and responses; try-it-out."""
     return Response(_PAGE, mimetype="text/html")
+
+
+@bp.get("/api/docs/assets/<path:filename>")
+def docs_asset(filename: str) -> Response:
+    """Swagger UI's own files, from the installed package."""
+    return send_from_directory(swagger_ui_path, filename, max_age=3600)
 
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Order Engine API</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
-h1{margin-bottom:.2rem}
-.op{border:1px solid #ddd;border-radius:6px;margin:1rem 0;padding:.6rem 1rem}
-.m{font-weight:700;text-transform:uppercase;margin-right:.6rem}
-.get{color:#1769aa}.post{color:#2e7d32}.delete{color:#c62828}
-pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:.85rem}
-</style></head><body>
-<h1>Order Engine API</h1><p>Generated from <a href="/api/openapi.json">/api/openapi.json</a>.</p>
-<div id="ops">Loading…</div>
+<link rel="stylesheet" href="/api/docs/assets/swagger-ui.css">
+</head><body>
+<div id="swagger-ui"></div>
+<script src="/api/docs/assets/swagger-ui-bundle.js"></script>
+<script src="/api/docs/assets/swagger-ui-standalone-preset.js"></script>
 <script>
-fetch('/api/openapi.json').then(r => r.json()).then(spec => {
-  const out = [];
-  for (const [path, ops] of Object.entries(spec.paths)) {
-    for (const [method, op] of Object.entries(ops)) {
-      const rb = op.requestBody;
-      const body = rb ? JSON.stringify(rb.content['application/json'].schema) : '';
-      out.push(`<div class="op"><span class="m ${method}">${method}</span><code>${path}</code>
-        <p>${op.summary || ''}</p><p>${op.description || ''}</p>
-        ${body ? '<pre>' + body + '</pre>' : ''}
-        <p>Responses: ${Object.keys(op.responses).join(', ')}</p></div>`);
-    }
-  }
-  out.push('<h2>Schemas</h2><pre>' + JSON.stringify(spec.components.schemas, null, 2) + '</pre>');
-  document.getElementById('ops').innerHTML = out.join('');
+window.ui = SwaggerUIBundle({
+  url: "/api/openapi.json",
+  dom_id: "#swagger-ui",
+  deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+  layout: "StandaloneLayout",
 });
 </script></body></html>
 """

@@ -15,6 +15,7 @@ from order_engine.errors import (
     NotFoundError,
     UnprocessableError,
     UnsupportedMediaTypeError,
+    UpgradeRequiredError,
 )
 from order_engine.events import EventPublisher, event_payload
 from order_engine.redis_client import get_redis
@@ -82,6 +83,18 @@ def execute_order() -> tuple[Response, int, dict[str, str]]:
     if not submitted.created:
         headers["Idempotent-Replayed"] = "true"
     return jsonify(submitted_body(submitted)), 202, headers
+
+
+@bp.get("/execute")
+@bp.get("/execute/ws")
+def execute_without_upgrade() -> Response:
+    """The streaming paths answer only WebSocket handshakes; say how to use them."""
+    raise UpgradeRequiredError(
+        "This path is the order WebSocket: connect with a WebSocket client to "
+        "ws://<host>/api/orders/execute?orderId=<id> to follow an order, or without orderId and "
+        "send the order body as the first message; POST /api/orders/execute submits an order "
+        "over HTTP, and GET /api/orders/<id> reads one."
+    )
 
 
 def idempotency_key() -> str | None:

@@ -54,6 +54,7 @@ def _serve(ws, submit_allowed: bool) -> None:
     from order_engine.api.orders import order_service
 
     service = order_service()
+    order_id: uuid.UUID | None = None
     try:
         order_id = _order_to_stream(ws, service, submit_allowed)
         _stream(ws, service, order_id)
@@ -63,21 +64,38 @@ def _serve(ws, submit_allowed: bool) -> None:
         return
     except (HubUnavailable, Exception) as exc:  # noqa: BLE001 - tell the client, then close
         log.warning("stream failed: %s: %s", type(exc).__name__, exc)
-        _close(
-            ws,
+        body = _error(
             CLOSE_UNAVAILABLE,
-            _error(
-                CLOSE_UNAVAILABLE,
-                "Service Unavailable",
-                "The server cannot serve this stream right now (a dependency is down); reconnect.",
-            ),
+            "Service Unavailable",
+            "The server cannot serve this stream right now (a dependency is down); reconnect.",
         )
+        if order_id is not None:
+            # An order submitted on this socket is accepted: say which, so that the client
+            # follows it rather than submitting it again.
+            body["orderId"] = str(order_id)
+            body["description"] = (
+                f"Order {order_id} is accepted, but its stream is unavailable right now (a "
+                f"dependency is down); reconnect with ?orderId={order_id}."
+            )
+        _close(ws, CLOSE_UNAVAILABLE, body)
 
 
 def _order_to_stream(ws, service: OrderService, submit_allowed: bool) -> uuid.UUID:
     raw_id = request.args.get("orderId")
     if raw_id is None and submit_allowed:
         return _submit_first_message(ws, service)
+    if raw_id is None:
+        raise StreamClosed(
+            CLOSE_BAD_REQUEST,
+            "no order id",
+            _error(
+                CLOSE_BAD_REQUEST,
+                "Bad Request",
+                "orderId is required on this path: connect with ?orderId=<id>, or submit an "
+                "order on /api/orders/execute (first message = the order body).",
+                {"orderId": ["Required."]},
+            ),
+        )
     try:
         order_id = uuid.UUID(raw_id or "")
     except ValueError:

@@ -210,9 +210,34 @@ class OrderListQuerySchema(Schema):
     class Meta:
         unknown = RAISE
 
-    status = fields.List(fields.String(validate=validate.OneOf([s.value for s in OrderStatus])))
-    type = fields.List(fields.String(validate=validate.OneOf([t.value for t in OrderType])))
-    createdFrom = fields.AwareDateTime(format="iso", default_timezone=None)
-    createdTo = fields.AwareDateTime(format="iso", default_timezone=None)
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    cursor = fields.String()
+    status = fields.List(
+        fields.String(validate=validate.OneOf([s.value for s in OrderStatus])),
+        metadata={"description": "Only these statuses; repeat it or separate with commas."},
+    )
+    type = fields.List(
+        fields.String(validate=validate.OneOf([t.value for t in OrderType])),
+        metadata={"description": "Only these order types; repeat it or separate with commas."},
+    )
+    createdFrom = fields.AwareDateTime(
+        format="iso",
+        default_timezone=None,
+        metadata={
+            "description": "Only orders created at or after this instant (ISO 8601 with a "
+            "time zone, e.g. 2026-11-23T21:00:00Z)."
+        },
+    )
+    createdTo = fields.AwareDateTime(
+        format="iso",
+        default_timezone=None,
+        metadata={
+            "description": "Only orders created before this instant (ISO 8601 with a time zone)."
+        },
+    )
+    limit = fields.Integer(
+        load_default=50,
+        validate=validate.Range(1, 200),
+        metadata={"description": "Page size, 1-200."},
+    )
+    cursor = fields.String(
+        metadata={"description": "`nextCursor` of the previous page; repeat the same filters."}
+    )

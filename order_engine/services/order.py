@@ -3,7 +3,9 @@
 `submit` commits the order row and its `pending` event in one transaction, then (only after
 the commit) publishes the event and queues the execution task. If queueing fails — the broker
 is down — the order is still safe in PostgreSQL and the reconciler dispatches it later, so the
-client gets its 202 either way.
+client gets its 202 either way. Both steps are bounded by their clients' timeouts, and a send
+to a broker that is the Redis server that just failed to answer is skipped, so a frozen Redis
+delays the answer by one Redis timeout, not several.
 """
 
 from __future__ import annotations
@@ -65,8 +67,13 @@ class OrderService:
                 existing = self.orders.get_by_idempotency_key(idempotency_key or "")
                 return self._replay(existing, fingerprint)
             first = event_payload(self.orders.append_first_event(order, _pending_data(order)))
-        self.publisher.publish(first)
-        self._dispatch(order.id)
+        published = self.publisher.publish(first)
+        if published or not dispatch.broker_is_app_redis():
+            self._dispatch(order.id)
+        else:
+            log.warning(
+                "order %s accepted; Redis is not answering, the reconciler will queue it", order.id
+            )
         return SubmittedOrder(order, True, first)
 
     def get(self, order_id: uuid.UUID) -> OrderWithEvents:

@@ -24,3 +24,31 @@ def test_browsable_page_links_the_document(client):
     response = client.get("/api/docs")
     assert response.status_code == 200
     assert b"/api/openapi.json" in response.data
+
+
+def test_browsable_page_is_swagger_ui_served_from_the_package(client):
+    page = client.get("/api/docs").get_data(as_text=True)
+    assert "SwaggerUIBundle" in page
+    assert "//cdn" not in page
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js"):
+        assert f"/api/docs/assets/{asset}" in page
+        response = client.get(f"/api/docs/assets/{asset}")
+        assert response.status_code == 200, asset
+        assert len(response.data) > 1000
+
+
+def test_list_query_parameters_are_documented(client):
+    spec = client.get("/api/openapi.json").get_json()
+    parameters = {p["name"]: p for p in spec["paths"]["/api/orders"]["get"]["parameters"]}
+    assert set(parameters) == {"status", "type", "createdFrom", "createdTo", "limit", "cursor"}
+    assert parameters["createdFrom"]["schema"]["format"] == "date-time"
+    assert all(p.get("description") for p in parameters.values())
+
+
+@pytest.mark.parametrize("path", ["/api/orders/execute", "/api/orders/execute/ws"])
+def test_get_on_the_websocket_paths_explains_how_to_use_them(client, path):
+    response = client.get(path)
+    assert response.status_code == 426
+    body = response.get_json()
+    assert "WebSocket" in body["description"]
+    assert "not an order id" not in body["description"]

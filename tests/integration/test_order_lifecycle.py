@@ -209,6 +209,10 @@ def test_websocket_errors_come_as_a_message_then_a_close_code(live_stack):
     assert "amount" in bad_body.messages[0]["errors"]
     not_json = stream(base, first_message="hello")
     assert not_json.close_code == 4400
+    alias_without_id = stream(f"{base}/ws")
+    assert alias_without_id.close_code == 4400
+    assert alias_without_id.messages[0]["errors"] == {"orderId": ["Required."]}
+    assert "None" not in alias_without_id.messages[0]["description"]
 
 
 def landed_transactions(stack, memo: str) -> list[tuple[str, str]]:

@@ -14,7 +14,9 @@ from tests.helpers import free_port, wait_until
 pytestmark = pytest.mark.integration
 
 
-def test_run_serves_readyz_and_ctrl_c_leaves_no_process_behind(test_settings, tmp_path):
+def test_run_serves_readyz_refuses_a_second_run_and_ctrl_c_leaves_no_process_behind(
+    test_settings, tmp_path
+):
     port = free_port()
     env = {
         **os.environ,
@@ -53,6 +55,18 @@ def test_run_serves_readyz_and_ctrl_c_leaves_no_process_behind(test_settings, tm
         assert "gunicorn" in labels
         assert "worker" in labels
         assert "beat" in labels
+
+        # A second run in the same folder is refused before it starts anything, naming the first.
+        second = subprocess.run(
+            [sys.executable, "-m", "order_engine.cli", "run"],
+            env={**env, "PORT": str(free_port())},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 1, second.stderr
+        assert f"pid {run.pid}, API on port {port}" in second.stderr
+        assert psutil.Process(run.pid).children(recursive=True) == family
 
         run.send_signal(signal.SIGINT)
         assert run.wait(timeout=40) == 0

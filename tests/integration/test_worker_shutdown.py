@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from order_engine import create_app, dispatch
 from order_engine.models import Order
 from order_engine.repositories.order import OrderRepository
-from tests.conftest import start_process, stop_process, worker_argv
+from tests.conftest import start_localnet, start_process, stop_process, worker_argv
 from tests.helpers import wait_until
 from tests.integration.test_order_repository import make_order
 
@@ -19,13 +19,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_sigterm_lets_the_running_swap_finish(test_settings, tmp_path):
+    # A chain whose swaps take long enough to be caught mid-flight by the SIGTERM.
+    localnet = start_localnet(tmp_path, {"DEX_SWAP_LATENCY_MS": "2500-3000"})
     broker_url = test_settings["CELERY_BROKER_URL"].rsplit("/", 1)[0] + "/13"
-    settings = {
-        **test_settings,
-        "CELERY_BROKER_URL": broker_url,
-        "DEX_QUOTE_LATENCY_MS": "5",
-        "DEX_SWAP_LATENCY_MS": "2500-3000",
-    }
+    settings = {**test_settings, "CELERY_BROKER_URL": broker_url, "SOLANA_RPC_URL": localnet.url}
     redis.Redis.from_url(broker_url).flushdb()
     engine = create_engine(settings["DATABASE_URL"])
     with Session(engine) as session, session.begin():
@@ -51,4 +48,5 @@ def test_sigterm_lets_the_running_swap_finish(test_settings, tmp_path):
         assert status() == "confirmed"
     finally:
         stop_process(worker)
+        stop_process(localnet.process)
         engine.dispose()
