@@ -58,10 +58,10 @@ HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 TERMINAL = frozenset({"confirmed", "failed", "cancelled"})
 # Allowed next statuses (DESIGN §4): forward along the happy path, back to `pending` when an
 # attempt fails and another one is scheduled, to `failed` from anything unfinished, and
-# `cancelled` only before execution starts.
+# `cancelled` only before a swap transaction is built (from `pending` or `routing`).
 LEGAL_TRANSITIONS = {
     "pending": {"routing", "pending", "failed", "cancelled"},
-    "routing": {"building", "pending", "failed"},
+    "routing": {"building", "pending", "failed", "cancelled"},
     "building": {"submitted", "pending", "failed"},
     "submitted": {"confirmed", "pending", "failed"},
 }

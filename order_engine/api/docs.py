@@ -200,7 +200,13 @@ def build_spec() -> dict[str, Any]:
                 },
             },
             "delete": {
-                "summary": "Cancel an order that has not started executing",
+                "summary": "Cancel an order whose swap transaction has not been built",
+                "description": (
+                    "Wins while the order is pending or routing and no transaction was ever "
+                    "built for it: the worker then stops without sending anything. From "
+                    "building on (or on a retry whose earlier transaction may still land) the "
+                    "answer is 409 with the reason."
+                ),
                 "parameters": [id_param],
                 "responses": {
                     "200": {

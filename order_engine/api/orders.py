@@ -140,7 +140,7 @@ def list_orders() -> Response:
 
 @bp.delete("/<order_id>")
 def cancel_order(order_id: str) -> Response:
-    """Cancel an order that has not started executing (409 otherwise)."""
+    """Cancel an order whose swap transaction has not been built (409 otherwise)."""
     order = order_service().cancel(parse_order_id(order_id))
     return jsonify(order_schema.dump(order))
 

@@ -79,7 +79,7 @@ class OrderRepository:
         *,
         event_data: dict[str, Any],
         lease_owner: str | None = None,
-        require_unleased: bool = False,
+        require_no_transaction: bool = False,
         values: dict[str, Any] | None = None,
     ) -> OrderEvent | None:
         """Move an order from one of `expected` to `new` and append its event.
@@ -91,8 +91,8 @@ class OrderRepository:
         conditions = [Order.id == order_id, Order.status.in_([s.value for s in expected_set])]
         if lease_owner is not None:
             conditions.append(Order.lease_owner == lease_owner)
-        if require_unleased:
-            conditions.append(_lease_free())
+        if require_no_transaction:
+            conditions.append(Order.tx_hash.is_(None))
         at = datetime.now(UTC)
         # One round trip: the compare-and-set UPDATE feeds the event INSERT through a CTE, so
         # the event exists exactly when the transition happened.

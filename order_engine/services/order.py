@@ -106,24 +106,28 @@ class OrderService:
         return page.orders, cursor
 
     def cancel(self, order_id: uuid.UUID) -> Order:
-        """Cancel an order that no worker has started executing."""
+        """Cancel an order whose swap transaction has not been built.
+
+        Cancel wins while the order is `pending` or `routing` and no transaction was ever built
+        for it: the compare-and-set moves it to `cancelled`, the executor's next transition
+        (to `building`) then matches nothing, and it stops without building or sending. Once
+        a transaction exists (`building` onwards, or a retry whose earlier transaction may
+        still land) nothing can call it back, so the answer is a 409 saying so.
+        """
         with self.session.begin():
             event = self.orders.transition(
                 order_id,
-                OrderStatus.PENDING,
+                CANCELLABLE,
                 OrderStatus.CANCELLED,
                 event_data={"reason": "cancelled by the client"},
-                require_unleased=True,
+                require_no_transaction=True,
+                values={"lease_owner": None, "lease_until": None},
             )
             order = self.orders.get(order_id)
             if order is None:
                 raise NotFoundError(f"No order {order_id}.")
             if event is None:
-                raise ConflictError(
-                    f"Order {order_id} is {order.status}"
-                    + (" and executing" if order.status == OrderStatus.PENDING else "")
-                    + "; only an order waiting to execute can be cancelled."
-                )
+                raise ConflictError(_why_not_cancellable(order))
             payload = event_payload(event)
         self.publisher.publish(payload)
         return order
@@ -176,6 +180,20 @@ class OrderService:
             dispatch.enqueue_execute_order(order_id)
         except Exception as exc:  # noqa: BLE001 - any broker failure; the reconciler covers it
             log.warning("order %s accepted but not queued (%s); the reconciler will", order_id, exc)
+
+
+CANCELLABLE = (OrderStatus.PENDING, OrderStatus.ROUTING)
+
+
+def _why_not_cancellable(order: Order) -> str:
+    if OrderStatus(order.status).is_terminal:
+        return f"Order {order.id} is already {order.status}; there is nothing to cancel."
+    if order.tx_hash:
+        return (
+            f"Order {order.id} is {order.status} and its swap transaction {order.tx_hash} has "
+            "been built and may land on the chain; it can no longer be cancelled."
+        )
+    return f"Order {order.id} is {order.status}; it can no longer be cancelled."
 
 
 def _pending_data(order: Order) -> dict[str, Any]:

@@ -191,3 +191,37 @@ def test_a_crash_after_signing_resends_the_recorded_transaction_on_take_over(rig
     assert len(chain.sent) == 2
     assert chain.sent[0] == chain.sent[1]
     assert len(ledger(node, "crashed")) == 1
+
+
+def test_a_cancel_that_arrives_while_routing_wins_and_nothing_is_sent(rig):
+    from order_engine.services.order import OrderService
+
+    service, chain, node, clock, session = rig
+    order_id = new_order(session, "cancelled-while-routing")
+    route = service.router.route
+
+    def route_then_the_client_cancels(*args):
+        decision = route(*args)
+        with Session(session.get_bind(), expire_on_commit=False) as other:
+            assert OrderService(other, _NullPublisher()).cancel(order_id).status == "cancelled"
+        return decision
+
+    service.router.route = route_then_the_client_cancels
+    assert service.execute(order_id, "executor") == Outcome.LEASE_LOST
+    assert chain.sent == []  # the executor stopped before building anything
+    assert order_row(session, order_id).status == "cancelled"
+    assert ledger(node, "cancelled-while-routing") == []
+
+
+def test_no_cancel_once_a_transaction_was_built(rig):
+    from order_engine.errors import ConflictError
+    from order_engine.services.order import OrderService
+
+    service, chain, node, clock, session = rig
+    order_id = new_order(session, "built")
+    chain.plan = ["refuse"]  # the attempt fails after building: the order waits to retry
+    with pytest.raises(RetryLater):
+        service.execute(order_id, "executor")
+    assert order_row(session, order_id).status == "pending"
+    with pytest.raises(ConflictError, match="may land"):
+        OrderService(session, _NullPublisher()).cancel(order_id)
