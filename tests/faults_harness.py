@@ -541,20 +541,20 @@ class Stack:
     def plant_sender_faults(self, client_order_id: str, *actions: str) -> None:
         """Plan what the worker does inside `send_transaction` for this memo, one action per
         send: `crash` (os._exit(137) before the RPC) or `hold` (block until released)."""
-        from tests.support.crashing_worker import plan_path
+        from tests.support.sender_faults import plan_path
 
         assert self.worker_app == SENDER_FAULTS_APP, "make_stack(sender_faults=True) needed"
         with open(plan_path(self.sender_faults_dir, client_order_id), "a") as plan:
             plan.write("".join(f"{action}\n" for action in actions))
 
     def sender_faults_left(self, client_order_id: str) -> int:
-        from tests.support.crashing_worker import plan_path
+        from tests.support.sender_faults import plan_path
 
         path = plan_path(self.sender_faults_dir, client_order_id)
         return len(path.read_text().split()) if path.exists() else 0
 
     def sender_crashes(self, client_order_id: str) -> int:
-        from tests.support.crashing_worker import plan_path
+        from tests.support.sender_faults import plan_path
 
         path = plan_path(self.sender_faults_dir, client_order_id).with_suffix(".crashed")
         return len(path.read_text().split()) if path.exists() else 0

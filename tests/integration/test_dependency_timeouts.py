@@ -26,7 +26,10 @@ def test_api_sessions_bound_statements_and_lock_waits(database_url):
     assert engine.pool.timeout() == 10
 
 
-def test_the_wsgi_app_uses_the_api_session_timeouts():
+def test_the_wsgi_app_uses_the_api_session_timeouts(test_settings, monkeypatch):
+    # The WSGI module builds its app from the environment, as gunicorn's workers do.
+    for name, value in test_settings.items():
+        monkeypatch.setenv(name, value)
     import order_engine.wsgi
 
     assert order_engine.wsgi.app.config["DB_SESSION_TIMEOUTS_MS"] == API_SESSION_TIMEOUTS_MS

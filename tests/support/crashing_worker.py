@@ -22,7 +22,6 @@ import base64
 import fcntl
 import logging
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -31,19 +30,14 @@ from solders.transaction import VersionedTransaction
 
 from order_engine.chain.client import RpcChain
 from order_engine.chain.programs import MEMO_PROGRAM
+from tests.support.sender_faults import PLAN_DIR_ENV, plan_path
 from workers.celery_app import celery_app
 
 __all__ = ["celery_app"]
 
 log = logging.getLogger(__name__)
 
-PLAN_DIR_ENV = "SENDER_FAULTS_DIR"
 HOLD_LIMIT_S = 120
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def plan_path(directory: Path, memo: str) -> Path:
-    return directory / f"{_SAFE.sub('_', memo)}.plan"
 
 
 def memo_of(encoded: str) -> str | None:
