@@ -61,6 +61,8 @@ def is_terminal(payload: dict[str, Any]) -> bool:
 class Publisher(Protocol):
     def publish(self, payload: dict[str, Any]) -> bool: ...
 
+    def publish_many(self, payloads: list[dict[str, Any]]) -> bool: ...
+
 
 class EventPublisher:
     def __init__(self, client: redis.Redis, terminal_ttl_s: int) -> None:
@@ -74,15 +76,30 @@ class EventPublisher:
         Never raises: the event is already durable in PostgreSQL, and subscribers replay from
         there, so a Redis outage must not fail the order.
         """
-        order_id = payload["orderId"]
-        ttl = self.terminal_ttl_s if is_terminal(payload) else ACTIVE_SNAPSHOT_TTL_S
-        body = json.dumps(payload, separators=(",", ":"))
+        return self.publish_many([payload])
+
+    def publish_many(self, payloads: list[dict[str, Any]]) -> bool:
+        """Publish committed events in seq order, in one round trip; False (logged) if Redis is
+        unreachable. Never raises, for the reason `publish` gives."""
+        if len(payloads) == 1:
+            return self._send(payloads, self.client)
+        return self._send(payloads, self.client.pipeline(transaction=False))
+
+    def _send(self, payloads: list[dict[str, Any]], client: Any) -> bool:
         try:
-            self._script(
-                keys=[f"{SNAPSHOT_PREFIX}{order_id}"],
-                args=[payload["seq"], body, ttl, channel_for(order_id), body],
-            )
+            for payload in payloads:
+                order_id = payload["orderId"]
+                ttl = self.terminal_ttl_s if is_terminal(payload) else ACTIVE_SNAPSHOT_TTL_S
+                body = json.dumps(payload, separators=(",", ":"))
+                self._script(
+                    keys=[f"{SNAPSHOT_PREFIX}{order_id}"],
+                    args=[payload["seq"], body, ttl, channel_for(order_id), body],
+                    client=client,
+                )
+            if client is not self.client:
+                client.execute()
         except redis.RedisError as exc:
-            log.warning("could not publish %s seq %s: %s", order_id, payload["seq"], exc)
+            first = payloads[0]
+            log.warning("could not publish %s seq %s: %s", first["orderId"], first["seq"], exc)
             return False
         return True

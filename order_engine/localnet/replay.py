@@ -51,6 +51,9 @@ class _NullPublisher:
     def publish(self, payload: dict[str, Any]) -> bool:
         return True
 
+    def publish_many(self, payloads: list[dict[str, Any]]) -> bool:
+        return True
+
 
 class InProcessChain(RpcChain):
     """The engine's JSON-RPC client talking to an in-process localnet on virtual time."""

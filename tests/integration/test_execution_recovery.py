@@ -53,6 +53,9 @@ class _NullPublisher:
     def publish(self, payload: dict) -> bool:
         return True
 
+    def publish_many(self, payloads: list[dict]) -> bool:
+        return True
+
 
 @pytest.fixture
 def rig(engine, test_settings, clean_tables):
