@@ -249,7 +249,7 @@ def output_function(view: PoolView, swap_for_y: bool, now_s: int) -> Callable[[i
         at = max(now_s, dlmm.volatility.last_update_timestamp)
 
         def run(amount: int) -> int:
-            return dlmm.swap_exact_in(amount, swap_for_y, at).amount_out
+            return dlmm.amount_out_exact_in(amount, swap_for_y, at)
 
     def output(amount_in: int) -> int | None:
         if amount_in <= 0:

@@ -7,14 +7,15 @@ matches nothing, so a duplicated or redelivered task cannot move an order twice.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, insert, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import JSONB
+from psycopg.types.json import Jsonb
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from order_engine.models import Order, OrderEvent, OrderStatus
@@ -86,45 +87,29 @@ class OrderRepository:
 
         Returns the event, or None when the order was not in an expected status (or its lease
         belongs to someone else): the caller lost the race and must change nothing else.
+        `values` sets other columns in the same statement; a `LeaseExpiry` value means "that
+        many seconds from now" on the database's clock.
         """
         expected_set = [expected] if isinstance(expected, OrderStatus) else list(expected)
-        conditions = [Order.id == order_id, Order.status.in_([s.value for s in expected_set])]
-        if lease_owner is not None:
-            conditions.append(Order.lease_owner == lease_owner)
-        if require_no_transaction:
-            conditions.append(Order.tx_hash.is_(None))
+        values = values or {}
+        plain = tuple(sorted(k for k, v in values.items() if not isinstance(v, LeaseExpiry)))
+        leases = tuple(sorted(k for k, v in values.items() if isinstance(v, LeaseExpiry)))
+        sql = _transition_sql(plain, leases, lease_owner is not None, require_no_transaction)
         at = datetime.now(UTC)
-        # One round trip: the compare-and-set UPDATE feeds the event INSERT through a CTE, so
-        # the event exists exactly when the transition happened.
-        moved = (
-            update(Order)
-            .where(*conditions)
-            .values(
-                status=new.value,
-                last_seq=Order.last_seq + 1,
-                updated_at=func.now(),
-                **(values or {}),
-            )
-            .returning(Order.id, Order.last_seq, Order.attempts)
-            .cte("moved")
-        )
-        events = cast(Table, OrderEvent.__table__)
-        statement = (
-            insert(events)
-            .from_select(
-                ["order_id", "seq", "status", "attempt", "data", "at"],
-                select(
-                    moved.c.id,
-                    moved.c.last_seq,
-                    literal(new.value),
-                    moved.c.attempts,
-                    literal(event_data, type_=JSONB),
-                    literal(at, type_=events.c.at.type),
-                ),
-            )
-            .returning(events.c.seq, events.c.attempt)
-        )
-        row = self.session.execute(statement).first()
+        params: dict[str, Any] = {
+            "id": order_id,
+            "expected": [s.value for s in expected_set],
+            "new": new.value,
+            "owner": lease_owner,
+            "data": Jsonb(event_data),
+            "at": at,
+        }
+        for name, value in values.items():
+            if isinstance(value, LeaseExpiry):
+                params[f"v_{name}"] = value.seconds
+            else:
+                params[f"v_{name}"] = Jsonb(value) if isinstance(value, dict | list) else value
+        row = self.session.connection().exec_driver_sql(sql, params).first()
         if row is None:
             return None
         return OrderEvent(
@@ -139,15 +124,16 @@ class OrderRepository:
     def claim(self, order_id: uuid.UUID, owner: str, lease_s: int) -> Order | None:
         """Take the execution lease of an order waiting to run, counting a new attempt.
 
-        Returns the order, or None if it is not waiting or another executor holds its lease.
+        Returns the order (as the claim left it, from the same statement's RETURNING: no read
+        back), or None if it is not waiting or another executor holds its lease.
         """
-        return self._lease(
-            order_id,
-            owner,
-            lease_s,
-            where=[Order.status == OrderStatus.PENDING.value, _lease_free()],
-            counters={"attempts": Order.attempts + 1, "next_attempt_at": None},
+        row = (
+            self.session.connection()
+            .exec_driver_sql(_CLAIM_SQL, {"id": order_id, "owner": owner, "lease_s": lease_s})
+            .mappings()
+            .first()
         )
+        return None if row is None else Order(**row)
 
     def take_over(self, order_id: uuid.UUID, owner: str, lease_s: int) -> Order | None:
         """Take the lease of an order stuck mid-flight whose executor's lease has expired.
@@ -176,7 +162,7 @@ class OrderRepository:
             .where(Order.id == order_id, *where)
             .values(
                 lease_owner=owner,
-                lease_until=lease_expiry(lease_s),
+                lease_until=_lease_until(lease_s),
                 deliveries=Order.deliveries + 1,
                 updated_at=func.now(),
                 **counters,
@@ -222,7 +208,7 @@ class OrderRepository:
         statement = (
             update(Order)
             .where(Order.id == order_id, Order.lease_owner == owner)
-            .values(lease_until=lease_expiry(lease_s))
+            .values(lease_until=_lease_until(lease_s))
             .returning(Order.id)
         )
         return self.session.execute(statement).first() is not None
@@ -267,7 +253,64 @@ def _lease_free():
     return or_(Order.lease_until.is_(None), Order.lease_until < func.now())
 
 
-def lease_expiry(lease_s: int):
-    """SQL for "`lease_s` seconds from now", on the database's clock (every lease is compared
-    with `now()` there, so no host's clock skew can make two executors think they hold it)."""
+@dataclass(frozen=True)
+class LeaseExpiry:
+    """A column value meaning "`seconds` from now" on the database's clock: every lease is
+    compared with `now()` there, so no host's clock skew can make two executors hold one."""
+
+    seconds: int
+
+
+def lease_expiry(lease_s: int) -> LeaseExpiry:
+    return LeaseExpiry(lease_s)
+
+
+def _lease_until(lease_s: int) -> Any:
     return func.now() + func.make_interval(0, 0, 0, 0, 0, 0, lease_s)
+
+
+_ORDER_COLUMNS = frozenset(cast(Table, Order.__table__).columns.keys())
+# The claim: one statement takes the lease, counts the attempt and returns the whole row.
+_CLAIM_SQL = """
+UPDATE orders
+   SET lease_owner = %(owner)s,
+       lease_until = now() + make_interval(secs => %(lease_s)s),
+       deliveries = deliveries + 1,
+       attempts = attempts + 1,
+       next_attempt_at = NULL,
+       updated_at = now()
+ WHERE id = %(id)s
+   AND status = 'pending'
+   AND (lease_until IS NULL OR lease_until < now())
+RETURNING *
+"""
+
+
+@functools.cache
+def _transition_sql(
+    columns: tuple[str, ...], leases: tuple[str, ...], by_owner: bool, no_transaction: bool
+) -> str:
+    """The compare-and-set UPDATE feeding the event INSERT through a CTE, written once per
+    shape: one round trip, and no SQL built per call on the hot path. Under READ COMMITTED a
+    concurrent second UPDATE waits, re-checks the WHERE clause and matches nothing."""
+    unknown = set(columns + leases) - _ORDER_COLUMNS
+    if unknown:
+        raise ValueError(f"not columns of orders: {sorted(unknown)}")
+    assignments = ["status = %(new)s", "last_seq = last_seq + 1", "updated_at = now()"]
+    assignments += [f"{name} = %(v_{name})s" for name in columns]
+    assignments += [f"{name} = now() + make_interval(secs => %(v_{name})s)" for name in leases]
+    conditions = ["id = %(id)s", "status = ANY(%(expected)s)"]
+    if by_owner:
+        conditions.append("lease_owner = %(owner)s")
+    if no_transaction:
+        conditions.append("tx_hash IS NULL")
+    return (
+        "WITH moved AS (UPDATE orders SET "
+        + ", ".join(assignments)
+        + " WHERE "
+        + " AND ".join(conditions)
+        + " RETURNING id, last_seq, attempts) "
+        "INSERT INTO order_events (order_id, seq, status, attempt, data, at) "
+        "SELECT id, last_seq, %(new)s, attempts, %(data)s, %(at)s FROM moved "
+        "RETURNING seq, attempt"
+    )

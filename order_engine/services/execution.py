@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,8 +104,10 @@ class Attempt:
     amount_in: int
     status: OrderStatus
     recovering: bool = False
-    # The blockhash expiry of the order's latest transaction (this attempt's once built).
+    # The blockhash expiry of the order's latest transaction (this attempt's once built), and
+    # when that is on this process's monotonic clock (known only for a transaction built here).
     last_valid_height: int | None = None
+    expires_at: float | None = None
 
 
 def min_amount_out(quoted_out: int, slippage_bps: int) -> int:
@@ -208,53 +211,60 @@ class ExecutionService:
     def _run(self, attempt: Attempt) -> Outcome:
         order = attempt.order
         decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
-        route = decision.as_event()["decision"]
+        routing_event = decision.as_event()
+        route = routing_event["decision"]
         if (order.route or {}).get("requoted"):
             route["requoted"] = True  # at most one re-quote per order, across attempts
-        self._advance(
-            attempt,
-            OrderStatus.ROUTING,
-            decision.as_event(),
-            {
-                "dex": decision.dex,
-                "route": route,
-                "quoted_amount_out": attempt.token_out.from_atoms(decision.amount_out),
-            },
-        )
         minimum = self._minimum_out(attempt, decision)
         blockhash = self.chain.latest_blockhash()
         tx = self._build(attempt, decision, minimum, blockhash.value)
         signature = transactions.signature_of(tx)
         encoded = transactions.encode_transaction(tx)
-        self._advance(
+        slots_left = blockhash.last_valid_block_height - blockhash.slot + 1
+        building_event = {
+            "dex": decision.dex,
+            "legs": route["legs"],
+            "quotedAmountOut": str(attempt.token_out.from_atoms(decision.amount_out)),
+            "minAmountOut": str(attempt.token_out.from_atoms(minimum)),
+            "slippageBps": order.slippage_bps,
+            "txHash": signature,
+            "blockhash": blockhash.value,
+            "lastValidBlockHeight": blockhash.last_valid_block_height,
+            "blockhashExpiresAt": format_timestamp(self.now() + _slots(slots_left)),
+            "computeUnitLimit": COMPUTE_UNIT_LIMIT_PER_LEG * len(decision.legs),
+            "computeUnitPriceMicroLamports": self.settings.compute_unit_price_micro_lamports,
+        }
+        # Routing and building are one unit of work: quoting and signing are local and take a
+        # millisecond, so both transitions (and their events) commit together.
+        self._advance_many(
             attempt,
-            OrderStatus.BUILDING,
-            {
-                "dex": decision.dex,
-                "legs": route["legs"],
-                "quotedAmountOut": str(attempt.token_out.from_atoms(decision.amount_out)),
-                "minAmountOut": str(attempt.token_out.from_atoms(minimum)),
-                "slippageBps": order.slippage_bps,
-                "txHash": signature,
-                "blockhash": blockhash.value,
-                "lastValidBlockHeight": blockhash.last_valid_block_height,
-                "blockhashExpiresAt": format_timestamp(
-                    self.now() + _slots(blockhash.last_valid_block_height - blockhash.slot + 1)
+            [
+                (
+                    OrderStatus.ROUTING,
+                    routing_event,
+                    {
+                        "dex": decision.dex,
+                        "route": route,
+                        "quoted_amount_out": attempt.token_out.from_atoms(decision.amount_out),
+                    },
                 ),
-                "computeUnitLimit": COMPUTE_UNIT_LIMIT_PER_LEG * len(decision.legs),
-                "computeUnitPriceMicroLamports": self.settings.compute_unit_price_micro_lamports,
-            },
-            {
-                "min_amount_out": attempt.token_out.from_atoms(minimum),
-                "tx_hash": signature,
-                "signed_tx": encoded,
-                "tx_last_valid_height": blockhash.last_valid_block_height,
-                # A stalled executor that lost its lease must not send: the lease is renewed in
-                # this same transition, right before the send.
-                "lease_until": lease_expiry(self.settings.order_lease_s),
-            },
+                (
+                    OrderStatus.BUILDING,
+                    building_event,
+                    {
+                        "min_amount_out": attempt.token_out.from_atoms(minimum),
+                        "tx_hash": signature,
+                        "signed_tx": encoded,
+                        "tx_last_valid_height": blockhash.last_valid_block_height,
+                        # A stalled executor that lost its lease must not send: the lease is
+                        # renewed in this same transition, right before the send.
+                        "lease_until": lease_expiry(self.settings.order_lease_s),
+                    },
+                ),
+            ],
         )
         attempt.last_valid_height = blockhash.last_valid_block_height
+        attempt.expires_at = time.monotonic() + _slots(slots_left).total_seconds()
         return self._send_and_settle(attempt, encoded, signature, decision.dex, decision.amount_out)
 
     def _send_and_settle(
@@ -270,7 +280,9 @@ class ExecutionService:
         (then it can never land) or CONFIRM_TIMEOUT_S, whichever comes first."""
         last_valid = attempt.last_valid_height
         timeout_s = float(self.settings.confirm_timeout_s)
-        if last_valid is not None:
+        if attempt.expires_at is not None:  # built in this attempt: no need to ask the chain
+            timeout_s = min(timeout_s, max(attempt.expires_at - time.monotonic(), 0.0) + 1.0)
+        elif last_valid is not None:
             remaining = _slots(last_valid - self.chain.block_height() + 1).total_seconds()
             timeout_s = min(timeout_s, max(remaining, 0.0) + 1.0)
         status = self.chain.wait_for_status(signature, timeout_s)
@@ -489,9 +501,32 @@ class ExecutionService:
     def _advance(
         self, attempt: Attempt, new: OrderStatus, data: dict[str, Any], values: dict[str, Any]
     ) -> None:
-        if not self._record(attempt, (attempt.status,), new, data, values):
-            raise LeaseLost(f"order {attempt.order.id}: lost the lease before {new}")
-        attempt.status = new
+        self._advance_many(attempt, [(new, data, values)])
+
+    def _advance_many(
+        self, attempt: Attempt, steps: list[tuple[OrderStatus, dict[str, Any], dict[str, Any]]]
+    ) -> None:
+        """Commit consecutive transitions of an order we hold the lease of in one transaction,
+        then publish their events in one round trip; LeaseLost (nothing committed) if the
+        lease is no longer ours."""
+        payloads = []
+        status = attempt.status
+        with self.session.begin():
+            for new, data, values in steps:
+                event = self.orders.transition(
+                    attempt.order.id,
+                    status,
+                    new,
+                    event_data=data,
+                    lease_owner=attempt.executor,
+                    values=values,
+                )
+                if event is None:
+                    raise LeaseLost(f"order {attempt.order.id}: lost the lease before {new}")
+                payloads.append(event_payload(event))
+                status = new
+        attempt.status = status
+        self.publisher.publish_many(payloads)
 
     def _record(
         self,

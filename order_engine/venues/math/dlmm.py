@@ -398,6 +398,45 @@ class DlmmPool:
         require_positive_atoms(amount_out, "amount_out")
         return self._walk(amount_out, swap_for_y, now, exact_in=False)
 
+    def amount_out_exact_in(self, amount_in: int, swap_for_y: bool, now: int) -> int:
+        """`swap_exact_in(...).amount_out` without building the pool after the swap.
+
+        The router's split search asks for hundreds of outputs per large order; this is the same
+        walk with the same rounding (a property test holds the two equal), minus the copy of
+        every bin and the new pool's validation.
+        """
+        require_positive_atoms(amount_in, "amount_in")
+        if now < self.volatility.last_update_timestamp:
+            raise ValueError("the clock went backwards: now is before the last swap")
+        params = self.params
+        reference = self.volatility.with_references_updated(params, self.active_id, now)
+        active_id = self.active_id
+        remaining, total_out = amount_in, 0
+        while True:
+            # `VolatilityState.at_bin`, inline: the accumulator grows with the distance walked.
+            moved = abs(reference.index_reference - active_id)
+            accumulator = min(
+                reference.volatility_reference + moved * BASIS_POINT_MAX,
+                params.max_volatility_accumulator,
+            )
+            current = self.bins.get(active_id)
+            if current is not None and current.reserve_out(swap_for_y) > 0:
+                fill = _fill_exact_in(
+                    current,
+                    self.price_q64(active_id),
+                    remaining,
+                    params.total_fee_rate(accumulator),
+                    swap_for_y,
+                )
+                total_out += fill.amount_out
+                remaining -= fill.amount_in
+            if remaining == 0:
+                break
+            active_id = self._next_bin_with_output(active_id, swap_for_y)
+        if total_out == 0:
+            raise ZeroTradingTokens(f"{amount_in} atoms in buys nothing from this pool")
+        return total_out
+
     def _walk(self, amount: int, swap_for_y: bool, now: int, exact_in: bool) -> DlmmSwapResult:
         """The quote loop shared by both modes (quote.rs): fill bins until `amount` is used up."""
         if now < self.volatility.last_update_timestamp:

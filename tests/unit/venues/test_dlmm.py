@@ -460,3 +460,18 @@ def test_exact_out_then_exact_in_never_yields_less_than_asked(
     received = pool.swap_exact_in(quoted.amount_in, swap_for_y, now)
 
     assert received.amount_out >= amount_out == quoted.amount_out
+
+
+@given(pool=dlmm_pools(), amount_in=swap_amounts, swap_for_y=st.booleans(), now=elapsed_seconds)
+def test_the_quote_only_walk_pays_exactly_what_the_swap_pays(
+    pool: DlmmPool, amount_in: int, swap_for_y: bool, now: int
+) -> None:
+    try:
+        expected: int | type[Exception] = pool.swap_exact_in(amount_in, swap_for_y, now).amount_out
+    except (ZeroTradingTokens, InsufficientLiquidity) as exc:
+        expected = type(exc)
+    try:
+        got: int | type[Exception] = pool.amount_out_exact_in(amount_in, swap_for_y, now)
+    except (ZeroTradingTokens, InsufficientLiquidity) as exc:
+        got = type(exc)
+    assert got == expected
