@@ -223,8 +223,8 @@ class Settings:
             api_worker_connections=_parse_int(
                 "API_WORKER_CONNECTIONS", get("API_WORKER_CONNECTIONS", "2500"), 1, 100_000
             ),
-            db_pool_size=_parse_int("DB_POOL_SIZE", get("DB_POOL_SIZE", "10"), 1, 1_000),
-            db_max_overflow=_parse_int("DB_MAX_OVERFLOW", get("DB_MAX_OVERFLOW", "10"), 0, 1_000),
+            db_pool_size=_parse_int("DB_POOL_SIZE", get("DB_POOL_SIZE", "20"), 1, 1_000),
+            db_max_overflow=_parse_int("DB_MAX_OVERFLOW", get("DB_MAX_OVERFLOW", "0"), 0, 1_000),
             sql_echo=_parse_bool("SQL_ECHO", get("SQL_ECHO", "false")),
         ).checked()
 
