@@ -179,6 +179,8 @@ def test_settings(
         "CONFIRM_TIMEOUT_S": "10",
         "RPC_TIMEOUT_S": "3",
         "ORDER_LEASE_S": "40",
+        # Test sessions share one PostgreSQL (max_connections 100) with many processes.
+        "DB_POOL_SIZE": "5",
         "BROKER_VISIBILITY_TIMEOUT_S": "60",
         "LOG_LEVEL": "WARNING",
     }

@@ -87,6 +87,7 @@ FAULT_TIMINGS = {
     "RECONCILE_INTERVAL_S": "1",
     "STALE_PENDING_AFTER_S": "2",
     "LOG_LEVEL": "INFO",
+    "DB_POOL_SIZE": "5",
 }
 # The localnet's own settings (its process reads them, the engine never does): a `make_stack`
 # override of one of these names goes to the stack's localnet.

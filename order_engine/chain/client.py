@@ -22,7 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import urllib3
@@ -95,6 +95,8 @@ class SignatureStatus:
     slot: int
     err: Any  # Solana's TransactionError JSON, None when the transaction succeeded
     confirmation_status: str | None  # processed | confirmed | finalized
+    # What it moved, when the poller fetched it with the status (one batch for all).
+    balances: TransactionBalances | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -170,24 +172,29 @@ class RpcChain:
 
     def call(self, method: str, params: list[Any]) -> Any:
         """One JSON-RPC call; `RpcError` for an error object, `RpcUnavailable` for transport."""
-        body = json.dumps(
-            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params},
-            separators=(",", ":"),
-        ).encode()
-        try:
-            response = self._http.request("POST", self.url, body=body)
-        except urllib3.exceptions.HTTPError as exc:
-            raise RpcUnavailable(f"RPC node unreachable ({method}): {exc}") from None
-        if response.status >= 500:
-            raise RpcUnavailable(f"RPC node answered HTTP {response.status} to {method}")
-        try:
-            reply = json.loads(response.data)
-        except ValueError:
-            raise RpcUnavailable(f"RPC node sent a non-JSON answer to {method}") from None
+        reply = self._post(
+            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}, method
+        )
+        if not isinstance(reply, dict):
+            raise RpcUnavailable(f"RPC node sent a malformed answer to {method}")
         error = reply.get("error")
         if error is not None:
             raise RpcError(error.get("code", 0), error.get("message", ""), error.get("data"))
         return reply.get("result")
+
+    def _post(self, request: Any, what: str) -> Any:
+        """POST one JSON-RPC request object or batch; the decoded answer."""
+        body = json.dumps(request, separators=(",", ":")).encode()
+        try:
+            response = self._http.request("POST", self.url, body=body)
+        except urllib3.exceptions.HTTPError as exc:
+            raise RpcUnavailable(f"RPC node unreachable ({what}): {exc}") from None
+        if response.status >= 500:
+            raise RpcUnavailable(f"RPC node answered HTTP {response.status} to {what}")
+        try:
+            return json.loads(response.data)
+        except ValueError:
+            raise RpcUnavailable(f"RPC node sent a non-JSON answer to {what}") from None
 
     def _call(self, method: str, params: list[Any]) -> Any:
         """`call` for reads: any error from the node is `RpcUnavailable` (retryable), so a node
@@ -265,31 +272,28 @@ class RpcChain:
         return statuses
 
     def transaction_balances(self, signature: str) -> TransactionBalances | None:
-        result = self._call(
-            "getTransaction",
-            [
-                signature,
-                {
-                    "encoding": "json",
-                    "maxSupportedTransactionVersion": 0,
-                    "commitment": "confirmed",
-                },
-            ],
-        )
-        if result is None:
-            return None
-        meta = result["meta"]
-        keys = tuple(result["transaction"]["message"]["accountKeys"])
-        return TransactionBalances(
-            slot=int(result["slot"]),
-            err=meta.get("err"),
-            fee=int(meta["fee"]),
-            account_keys=keys,
-            pre_lamports=tuple(int(v) for v in meta["preBalances"]),
-            post_lamports=tuple(int(v) for v in meta["postBalances"]),
-            pre_tokens=_token_balances(meta.get("preTokenBalances") or []),
-            post_tokens=_token_balances(meta.get("postTokenBalances") or []),
-        )
+        result = self._call("getTransaction", _get_transaction_params(signature))
+        return None if result is None else _balances(result)
+
+    def many_transaction_balances(
+        self, signatures: Sequence[str]
+    ) -> dict[str, TransactionBalances]:
+        """`getTransaction` for several signatures in one JSON-RPC batch (one HTTP round trip);
+        a signature the node cannot give yet is absent."""
+        if not signatures:
+            return {}
+        batch = [
+            {"jsonrpc": "2.0", "id": index, "method": "getTransaction", "params": params}
+            for index, params in enumerate(_get_transaction_params(s) for s in signatures)
+        ]
+        replies = self._post(batch, "getTransaction batch")
+        found = {}
+        for reply in replies if isinstance(replies, list) else []:
+            result = reply.get("result")
+            index = reply.get("id")
+            if result is not None and isinstance(index, int) and index < len(signatures):
+                found[signatures[index]] = _balances(result)
+        return found
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -351,6 +355,25 @@ def program_error(err: Any, message: str = "") -> ExecutionError:
             return TransactionFailed(text)
         return TransactionFailed(message or f"instruction {index} failed: {detail}")
     return TransactionFailed(message or f"transaction failed: {err}")
+
+
+def _get_transaction_params(signature: str) -> list[Any]:
+    config = {"encoding": "json", "maxSupportedTransactionVersion": 0, "commitment": "confirmed"}
+    return [signature, config]
+
+
+def _balances(result: dict[str, Any]) -> TransactionBalances:
+    meta = result["meta"]
+    return TransactionBalances(
+        slot=int(result["slot"]),
+        err=meta.get("err"),
+        fee=int(meta["fee"]),
+        account_keys=tuple(result["transaction"]["message"]["accountKeys"]),
+        pre_lamports=tuple(int(v) for v in meta["preBalances"]),
+        post_lamports=tuple(int(v) for v in meta["postBalances"]),
+        pre_tokens=_token_balances(meta.get("preTokenBalances") or []),
+        post_tokens=_token_balances(meta.get("postTokenBalances") or []),
+    )
 
 
 def _account_data(account: dict[str, Any] | None) -> bytes | None:
@@ -425,6 +448,10 @@ class _StatusPoller:
                     continue
             try:
                 statuses = self._chain.signature_statuses(signatures)
+                landed = [s for s, st in statuses.items() if st.is_confirmed and st.succeeded]
+                # What the landed ones moved, for all of them in one batch (the engine records
+                # each fill from it): one round trip per slot instead of one per order.
+                balances = self._chain.many_transaction_balances(landed)
             except (ExecutionError, RpcError) as exc:
                 log.warning("signature poller: %s; asking again next slot", exc)
                 continue
@@ -432,6 +459,8 @@ class _StatusPoller:
                 for signature, status in statuses.items():
                     if not status.is_confirmed:
                         continue
+                    if signature in balances:
+                        status = replace(status, balances=balances[signature])
                     for waiter in self._waiters.pop(signature, []):
                         waiter.status = status
                         waiter.event.set()

@@ -23,7 +23,7 @@ from solders.keypair import Keypair
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from order_engine.chain.client import Blockhash, RpcChain, RpcError, SignatureStatus
+from order_engine.chain.client import Blockhash, RpcChain, SignatureStatus
 from order_engine.chain.pools import PoolIndex
 from order_engine.config import Settings
 from order_engine.events import event_payload
@@ -61,17 +61,10 @@ class InProcessChain(RpcChain):
     def __init__(self, node: Localnet, clock: VirtualClock) -> None:
         super().__init__("in-process://localnet")
         self.node, self.clock = node, clock
-        self._next_id = 0
 
-    def call(self, method: str, params: list[Any]) -> Any:
-        self._next_id += 1
-        reply = self.node.handle(
-            {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": params}
-        )
-        error = reply.get("error")
-        if error is not None:
-            raise RpcError(error["code"], error["message"], error.get("data"))
-        return reply["result"]
+    def _post(self, request: Any, what: str) -> Any:
+        """The HTTP hop replaced by a direct call: the same request objects, the same answers."""
+        return self.node.handle(request)
 
     def latest_blockhash(self) -> Blockhash:
         self._blockhash = None  # no wall-clock caching on virtual time

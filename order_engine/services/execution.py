@@ -348,7 +348,7 @@ class ExecutionService:
         if not status.succeeded:
             # It landed, but a program refused the swap (and the chain charged the fee).
             raise program_error(status.err)
-        balances = self.chain.transaction_balances(status.signature)
+        balances = status.balances or self.chain.transaction_balances(status.signature)
         if balances is None:
             raise RpcUnavailable(f"the node has no record of confirmed {status.signature} yet")
         token_in, token_out = attempt.token_in, attempt.token_out
