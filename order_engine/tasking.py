@@ -30,6 +30,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # No retry inside redis-py on a timeout: a broker that did not answer in time is not
         # about to; kombu's own retry (dispatch.py's retry_policy) decides what happens next.
         "retry_on_timeout": False,
+        # kombu's Redis pool refuses a connection beyond this (MaxConnectionsError, default 10)
+        # instead of waiting; with a gevent pool every task acks on its own greenlet, so acks
+        # failed under load and the tasks were redelivered (celery/celery#1350). One per task
+        # slot, plus the consumer's own.
+        "max_connections": settings.worker_concurrency + 16,
     }
     return {
         "broker_url": settings.celery_broker_url,
