@@ -57,7 +57,7 @@ test-slow: $(STAMP) ## Run the long fault-injection scenarios too (not the soak)
 soak: $(STAMP) ## 2,000 orders while the worker is killed, Redis emptied and PostgreSQL restarted (SOAK_ORDERS=n)
 	$(BIN)/python -m pytest -m soak -s -p no:randomly tests/integration/faults/test_soak.py $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Benchmark intake, end to end, WebSockets and memory (BENCH_ARGS=--quick for ~3 min); report in bench/results/
+bench: $(STAMP) ## Benchmark intake, end to end, WebSockets, cost per order (BENCH_ARGS=--quick: ~3 min; "--preset peer": issue 10's 1,000 orders/50 conns/a WebSocket each; --profile: py-spy); report in bench/results/
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

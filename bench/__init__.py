@@ -8,6 +8,7 @@ plots under `bench/results/<timestamp>/`.
     python -m bench --quick            # about 3 minutes, for development
     python -m bench                    # the full run, about 15 minutes
     python -m bench --profile          # also py-spy profiles of the API and the worker
+    python -m bench --preset peer      # issue 10's load (1,000 orders, 50 conns, a WebSocket each)
     python -m bench --soak-minutes 10  # add the worker-memory soak
     python -m bench.report <run dir>   # re-render a report from its result.json
 

@@ -1,4 +1,16 @@
-"""`python -m bench [--quick]`: run the DESIGN §7 measurements and write the report.
+"""`python -m bench [--quick | --preset peer]`: run the DESIGN §7 measurements and write the
+report (bench/results/<timestamp>/report.md and result.json).
+
+Each phase that runs orders end to end also reports its cost per order: CPU ms of each process
+group (API, worker, scheduler, localnet, PostgreSQL, Redis, the load client), PostgreSQL
+commits, rollbacks and connections opened, Redis commands (the top ones too).
+
+`--preset peer` reproduces issue 10's side-by-side load: one client posts 1,000 orders back to
+back over 50 connections and opens one WebSocket per order, default swap latency (2-3 s);
+run it against the machine's servers (set DATABASE_URL and REDIS_URL), e.g.
+
+    make bench BENCH_ARGS="--preset peer"
+    make bench BENCH_ARGS="--preset peer --profile"   # + py-spy of the worker and the API
 
 Every server and load generator started here is stopped on the way out, whether the run
 ends, fails or is interrupted with Ctrl-C; a partial run still writes what it measured.
@@ -22,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine, phases, procs, report
-from bench.monitor import Monitor, processes_named
-from bench.plan import DEFAULT_LATENCY, FULL, QUICK, ZERO_LATENCY, Plan
+from bench.monitor import Monitor, children_titled
+from bench.plan import DEFAULT_LATENCY, FULL, PRESETS, QUICK, ZERO_LATENCY, Plan
 from bench.profile import Profiler
 from bench.stack import Stack, StackError
 
 log = logging.getLogger("bench")
-PHASES = ("intake", "celery", "e2e-zero", "e2e-default", "ws", "soak")
+PHASES = ("intake", "celery", "e2e-zero", "e2e-default", "ws", "soak", "peer")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         "errors": [],
         "started_at": time.time(),
     }
-    monitor = Monitor(_monitor_groups(stack))
+    monitor = Monitor(_monitor_groups(stack), flat=("postgres_bench",))
     profiler = Profiler(run_dir, args.profile)
     if args.profile and not profiler.enabled:
         log.warning("--profile needs py-spy (the bench extra); running without profiles")
@@ -113,6 +125,7 @@ def _run(
         "e2e-default": lambda: phases.end_to_end(run, "default", DEFAULT_LATENCY),
         "ws": lambda: phases.live_updates(run),
         "soak": lambda: phases.soak(run, DEFAULT_LATENCY),
+        "peer": lambda: phases.peer(run),
     }
     for name, step in steps.items():
         if name not in selected:
@@ -146,6 +159,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick", action="store_true", help="a short run (about 3 minutes) for development"
     )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="peer: issue 10's load only (1,000 orders posted back to back over 50 connections, "
+        "one WebSocket per order, default swap latency; --peer-orders/--peer-connections "
+        "change it); with --quick, 200 orders",
+    )
+    parser.add_argument("--peer-orders", type=int, help="orders the peer phase posts")
+    parser.add_argument("--peer-connections", type=int, help="its HTTP connections")
     parser.add_argument("--only", help=f"comma-separated phases to run, of: {','.join(PHASES)}")
     parser.add_argument(
         "--out",
@@ -170,7 +192,9 @@ def _parser() -> argparse.ArgumentParser:
         "--profile",
         action="store_true",
         help="also sample the API and the worker with py-spy (extra intake runs; the worker "
-        "during e2e-zero and one API process during the WebSocket phase)",
+        "during e2e-zero, one API process during the WebSocket phase; the worker and every "
+        "API process during the peer phase): flame stacks, a speedscope file and a text "
+        "top-N of functions by own CPU in the results folder",
     )
     parser.add_argument(
         "--wsgi-app",
@@ -182,16 +206,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def _plan(args: argparse.Namespace) -> Plan:
     plan = QUICK if args.quick else FULL
+    if args.preset:
+        preset = PRESETS[args.preset][0]
+        plan = (
+            preset
+            if not args.quick
+            else preset.with_overrides(name=f"{preset.name} (quick)", peer_orders=QUICK.peer_orders)
+        )
     return plan.with_overrides(
         e2e_rate=args.e2e_rate,
         e2e_window_s=args.e2e_window,
         ws_subscribers=args.ws_subscribers,
         soak_minutes=args.soak_minutes,
+        peer_orders=args.peer_orders,
+        peer_connections=args.peer_connections,
     )
 
 
 def _selected(args: argparse.Namespace, plan: Plan) -> set[str]:
-    chosen = set(args.only.split(",")) if args.only else set(PHASES)
+    default = set(PRESETS[args.preset][1]) if args.preset else set(PHASES)
+    chosen = set(args.only.split(",")) if args.only else default
     unknown = chosen - set(PHASES)
     if unknown:
         raise SystemExit(f"unknown phases: {', '.join(sorted(unknown))}")
@@ -201,12 +235,18 @@ def _selected(args: argparse.Namespace, plan: Plan) -> set[str]:
 
 
 def _monitor_groups(stack: Stack) -> dict[str, Callable[[], list[int]]]:
+    """The process groups; PostgreSQL and Redis are the servers the stack uses (found from
+    the servers themselves), `postgres_bench` the backends connected to the bench database."""
     return {
         "api": lambda: stack.pids("api"),
         "worker": lambda: stack.pids("worker"),
+        "scheduler": lambda: stack.pids("scheduler"),
         "localnet": lambda: stack.pids("localnet"),
-        "postgres": lambda: stack.server_pids("postgres") or processes_named("postgres"),
-        "redis": lambda: stack.server_pids("redis") or processes_named("redis-server"),
+        "postgres": lambda: stack.server_pids("postgres"),
+        "postgres_bench": lambda: children_titled(
+            stack.server_pids("postgres"), stack.database_name
+        ),
+        "redis": lambda: stack.server_pids("redis"),
         "loadgen": procs.running_pids,
     }
 

@@ -278,3 +278,91 @@ def _complete(events: list[list[Any]]) -> bool:
 
 def _epoch(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+# -- issue 10's side-by-side load (`--preset peer`) --------------------------------------------
+
+
+def peer(engine: Engine, result: dict[str, Any]) -> dict[str, Any]:
+    """Rate, accept → terminal latency (the 202's arrival to the terminal event's `at`), the
+    final statuses, and how many WebSocket streams were exact."""
+    posts = result["posts"]
+    accepted = {r[3]: r[4] for r in posts if r[2] == 202}
+    events, orders = _load_events(engine)
+    to_terminal: list[float] = []
+    to_confirmed: list[float] = []
+    terminal_at: list[float] = []
+    finals: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
+    for order_id, accepted_at in accepted.items():
+        status, _, _, failure_code = orders.get(order_id) or ("missing", 0, None, None)
+        finals[status] += 1
+        if status == "failed":
+            failures[failure_code or "unknown"] += 1
+        history = events.get(order_id, [])
+        ends = [at for _, s, at, _ in history if s in TERMINAL]
+        if ends:
+            terminal_at.append(ends[0])
+            to_terminal.append((ends[0] - accepted_at) * 1000)
+        confirmed = [at for _, s, at, _ in history if s == "confirmed"]
+        if confirmed:
+            to_confirmed.append((confirmed[0] - accepted_at) * 1000)
+    started = result["started"]
+    span = (max(terminal_at) - started) if terminal_at else 0.0
+    subscribers = result["subscribers"]
+    exact = sum(1 for s in subscribers if _complete(s["events"]))
+    # The terminal event as the client saw it, from the 202's arrival.
+    seen_terminal = [
+        (s["events"][-1][3] - accepted[s["orderId"]]) * 1000
+        for s in subscribers
+        if s["events"] and s["events"][-1][1] in TERMINAL and s["orderId"] in accepted
+    ]
+    return {
+        "posted": len(posts),
+        "accepted": len(accepted),
+        "http_errors": dict(Counter(str(r[2]) for r in posts if r[2] != 202)),
+        "intake_latency_ms": summary((r[1] for r in posts if r[2] == 202), 1),
+        "post_phase_s": round(result["posted"] - started, 2),
+        "posted_per_s": round(len(accepted) / (result["posted"] - started), 1)
+        if result["posted"] > started
+        else None,
+        "completed": len(terminal_at),
+        "span_s": round(span, 2),
+        "orders_per_s": round(len(terminal_at) / span, 1) if span else None,
+        "accept_to_terminal_ms": summary(to_terminal, 1),
+        "accept_to_confirmed_ms": summary(to_confirmed, 1),
+        "accept_to_terminal_seen_ms": summary(seen_terminal, 1),
+        "final_status": dict(finals),
+        "failures": dict(failures),
+        "lost": sum(n for status, n in finals.items() if status not in TERMINAL),
+        "streams": len(subscribers),
+        "streams_connected": sum(1 for s in subscribers if s["connected"]),
+        "streams_exact": exact,
+        "streams_exact_pct": round(exact * 100 / len(subscribers), 1) if subscribers else None,
+        "stream_errors": dict(Counter(s["error"] for s in subscribers if s["error"])),
+        "stream_faults": _stream_faults(subscribers),
+        "close_codes": dict(Counter(str(s["closeCode"]) for s in subscribers)),
+        "connect_ms": summary((s["connectMs"] for s in subscribers if s["connected"]), 1),
+    }
+
+
+def _stream_faults(subscribers: list[dict[str, Any]]) -> dict[str, int]:
+    """Why the inexact streams were not exact (a stream may have several faults)."""
+    faults: Counter[str] = Counter()
+    for s in subscribers:
+        events = s["events"]
+        seqs = [e[0] for e in events]
+        if _complete(events):
+            continue
+        if not events:
+            faults["no event"] += 1
+            continue
+        if len(set(seqs)) < len(seqs):
+            faults["duplicate seq"] += 1
+        if sorted(set(seqs)) != list(range(1, max(seqs) + 1)):
+            faults["missing seq"] += 1
+        if seqs != sorted(seqs):
+            faults["out of order"] += 1
+        if events[-1][1] not in TERMINAL:
+            faults["did not end with the terminal event"] += 1
+    return dict(faults)

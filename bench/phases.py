@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import analysis, procs
+from bench import analysis, counters, procs
 from bench.loadgen import BASELINE_PATH, ENGINE_PATH
 from bench.monitor import Monitor
-from bench.plan import ZERO_LATENCY, Plan
+from bench.plan import DEFAULT_LATENCY, ZERO_LATENCY, Plan
 from bench.profile import Profiler
 from bench.stack import Stack, child_settings
 
@@ -165,8 +165,11 @@ def end_to_end(
     run.commands["worker"] = stack.start_worker(run.worker_overrides)
     settings = stack.process_env["worker"]
     _warm_up(run, label)
+    time.sleep(counters.FLUSH_S)  # the warm-up's statistics reach pg_stat_database first
     phase = f"e2e_{label}"
     run.monitor.set_phase(phase)
+    window = counters.Window(run.monitor, stack)
+    window.start()
     timeline: list[dict[str, Any]] = []
     spec = {
         "port": stack.port,
@@ -188,8 +191,11 @@ def end_to_end(
     accepted = {r[3]: r[4] for r in result["records"] if r[2] == 202}
     run.monitor.set_phase(f"{phase}_drain")
     drained = _wait_sampling(lambda: _in_flight(stack) == 0, plan.e2e_drain_s, run, timeline)
+    window.load_done()
     summary = analysis.end_to_end(stack.db, accepted, result, started, window_s, rate, timeline)
+    run.monitor.set_phase(f"{phase}_flush")
     summary.update(
+        cost=window.finish(summary["completed"]),
         latency=latency,
         drained=drained,
         worker_settings=settings,
@@ -218,6 +224,60 @@ def soak(run: Run, latency: dict[str, str]) -> dict[str, Any]:
         task_ms = (swap.low_ms + swap.high_ms + rpc.low_ms + rpc.high_ms) / 2
         rate = max(1, int(0.8 * concurrency / max(task_ms / 1000, 0.05)))
     return end_to_end(run, "soak", latency, rate, run.plan.soak_minutes * 60)
+
+
+def peer(run: Run) -> dict[str, Any]:
+    """Issue 10's load: one client posts N orders back to back over C connections and opens
+    one WebSocket per order (`bench.peer`), at the default swap latency, worker and scheduler
+    running. Reports the rate, accept → terminal latency, exact streams and the cost per order.
+
+    Nothing in this process touches the servers while the load runs (no status polls): the
+    client ends when every stream has; the cost window is its run, from the first post to the
+    last terminal event.
+    """
+    plan, stack = run.plan, run.stack
+    stack.stop("worker", grace_s=5)
+    stack.reset()
+    _localnet(run, DEFAULT_LATENCY)
+    run.commands["worker"] = stack.start_worker(run.worker_overrides)
+    run.commands["scheduler"] = stack.commands.get("scheduler", [])
+    _warm_up(run, "peer")
+    time.sleep(counters.FLUSH_S)  # the warm-up's statistics reach pg_stat_database first
+    run.monitor.set_phase("peer")
+    window = counters.Window(run.monitor, stack)
+    window.start()
+    spec = {
+        "port": stack.port,
+        "tag": f"{run.tag}-peer",
+        "orders": plan.peer_orders,
+        "connections": plan.peer_connections,
+        "deadline_s": plan.peer_deadline_s,
+    }
+    child = run.child("peer", "bench.peer.run", spec)
+    if run.profiler.enabled:
+        run.profiler.start("worker-peer", stack.pids("worker"))
+        run.profiler.start("api-peer", stack.pids("api"), subprocesses=True)
+    result = child.result(plan.peer_deadline_s + 60)
+    window.load_done()
+    profiles = {label: run.profiler.finish(label) for label in ("worker-peer", "api-peer")}
+    if "error" in result:
+        raise RuntimeError(f"the peer load client failed: {result['error']}")
+    run.monitor.set_phase("peer_flush")
+    summary = analysis.peer(stack.db, result)
+    summary.update(
+        cost=window.finish(summary["completed"]),
+        orders_requested=plan.peer_orders,
+        connections=plan.peer_connections,
+        latency=DEFAULT_LATENCY,
+        worker_settings=stack.process_env["worker"],
+        api_settings=stack.process_env["api"],
+        localnet_settings=stack.process_env["localnet"],
+        servers=stack.server_kind,
+        profiles={k: v for k, v in profiles.items() if v},
+    )
+    stack.stop("worker", grace_s=5)
+    stack.reset()
+    return summary
 
 
 def _capacity(stack: Stack, summary: dict[str, Any]) -> dict[str, float] | None:

@@ -36,6 +36,11 @@ class Plan:
     # Optional worker-memory soak (DESIGN §7: 10 minutes); 0 rate = what the worker sustains.
     soak_minutes: float = 0.0
     soak_rate: int = 0
+    # The side-by-side load of issue 10 (`--preset peer`): one client posts this many orders
+    # back to back over this many connections and follows each over its own WebSocket.
+    peer_orders: int = 1000
+    peer_connections: int = 50
+    peer_deadline_s: float = 600
 
     def with_overrides(self, **changes: Any) -> Plan:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -59,6 +64,26 @@ FULL = Plan(
     ws_deadline_s=300,
 )
 
+# `--preset peer`: only the `peer` phase, at the default swap latency (issue 10's table).
+PEER = Plan(
+    name="peer",
+    intake_rates=(100, 200, 400),
+    intake_step_s=15,
+    intake_connections=64,
+    saturation_s=10,
+    saturation_concurrency=32,
+    saturation_repeats=3,
+    noop_tasks=5000,
+    e2e_rate=200,
+    e2e_window_s=60,
+    e2e_drain_s=120,
+    e2e_connections=64,
+    ws_subscribers=2000,
+    ws_processes=2,
+    ws_deadline_s=300,
+)
+PRESETS = {"peer": (PEER, ("peer",))}
+
 QUICK = Plan(
     name="quick",
     intake_rates=(100, 200, 400),
@@ -75,4 +100,7 @@ QUICK = Plan(
     ws_subscribers=200,
     ws_processes=1,
     ws_deadline_s=45,
+    peer_orders=200,
+    peer_connections=50,
+    peer_deadline_s=180,
 )

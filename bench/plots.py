@@ -88,8 +88,9 @@ def resources(samples: list[dict[str, Any]], path: Path) -> Path:
         mem.plot(times, [s["groups"][group]["rss_mb"] for s in samples], label=group)
     mem.set(ylabel="RSS MiB", title="Memory and CPU over the run")
     mem.legend(fontsize=8)
-    for group in ("api", "worker", "localnet", "postgres", "redis", "loadgen"):
-        cpu.plot(times, [s["groups"][group]["cpu"] for s in samples], label=group, linewidth=0.8)
+    for group in ("api", "worker", "scheduler", "localnet", "postgres", "redis", "loadgen"):
+        values = [s["groups"].get(group, {}).get("cpu", 0.0) for s in samples]
+        cpu.plot(times, values, label=group, linewidth=0.8)
     cores = os.cpu_count() or 1
     cpu.plot(
         times, [s["cpu"] * cores for s in samples], "k:", label=f"machine ({cores * 100} = all)"

@@ -3,12 +3,20 @@
 py-spy (the `bench` extra) attaches to a running process without stopping it (--nonblocking)
 and, with --gil, samples only the thread holding the GIL: in a Python server that is where
 the CPU goes. The summary groups the samples by library, which answers "what does a request
-spend its CPU on" in one table; the raw stacks stay in the run folder for flame graphs.
+spend its CPU on" in one table. In the run folder, for each profile:
+
+- `profile-<label>.txt`: the raw stacks, one collapsed stack per line with its count (the input
+  of flamegraph.pl / inferno, and speedscope opens it too);
+- `profile-<label>.speedscope.json`: open it at https://www.speedscope.app (left heavy, sandwich);
+- `profile-<label>.top.txt`: the functions by own CPU (self) and by inclusive time, and the
+  libraries by own CPU.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -71,19 +79,27 @@ class Profiler:
     def enabled(self) -> bool:
         return self.binary is not None
 
-    def start(self, label: str, pids: list[int], duration_s: float) -> None:
-        """Sample the first of `pids` for `duration_s` in the background; see `finish`."""
+    def start(
+        self,
+        label: str,
+        pids: list[int],
+        duration_s: float | None = None,
+        subprocesses: bool = False,
+    ) -> None:
+        """Sample the first of `pids` in the background, for `duration_s` or until `finish`
+        (and its children too with `subprocesses`: all of gunicorn's workers)."""
         if self.binary is None or not pids:
             return
         pid = pids[0]
         out = self.run_dir / f"profile-{label}.txt"
+        limit = ["--duration", str(int(duration_s))] if duration_s else []
         argv = [
             self.binary,
             "record",
             "--pid",
             str(pid),
-            "--duration",
-            str(int(duration_s)),
+            *limit,
+            *(["--subprocesses"] if subprocesses else []),
             "--rate",
             str(RATE_HZ),
             "--gil",
@@ -102,6 +118,9 @@ class Profiler:
         if entry is None:
             return None
         process, out = entry
+        if isinstance(process.args, list) and "--duration" not in process.args:
+            # open-ended: Ctrl-C makes py-spy write its output and stop
+            process.send_signal(signal.SIGINT)
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -109,8 +128,18 @@ class Profiler:
             process.wait()
         if not out.exists():
             return None
-        self.results[label] = summarize(out.read_text())
-        return self.results[label]
+        raw = out.read_text()
+        result = summarize(raw)
+        if result.get("samples"):
+            out.with_suffix(".speedscope.json").write_text(json.dumps(speedscope(raw, label)))
+            out.with_suffix(".top.txt").write_text(top_text(raw, label))
+            result["files"] = [
+                out.name,
+                out.with_suffix(".speedscope.json").name,
+                out.with_suffix(".top.txt").name,
+            ]
+        self.results[label] = result
+        return result
 
     def stop_all(self) -> None:
         for process, _ in self.running.values():
@@ -146,6 +175,81 @@ def summarize(raw: str) -> dict[str, Any]:
         "self_top_pct": _percent(own, total, TOP),
         "inclusive_top_pct": _percent(inclusive, total, TOP * 2),
     }
+
+
+def speedscope(raw: str, name: str) -> dict[str, Any]:
+    """The collapsed stacks as a speedscope "sampled" profile (weights in samples)."""
+    index: dict[str, int] = {}
+    frames: list[dict[str, Any]] = []
+    samples: list[list[int]] = []
+    weights: list[int] = []
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        ids = []
+        for frame in stack.split(";"):
+            if frame not in index:
+                fname, _, where = frame.partition(" (")
+                file, _, line_no = where.rstrip(")").rpartition(":")
+                entry: dict[str, Any] = {"name": fname, "file": _short(file or where.rstrip(")"))}
+                if line_no.isdigit():
+                    entry["line"] = int(line_no)
+                index[frame] = len(frames)
+                frames.append(entry)
+            ids.append(index[frame])
+        samples.append(ids)
+        weights.append(int(count_text))
+    return {
+        "$schema": "https://www.speedscope.app/file-format-schema.json",
+        "shared": {"frames": frames},
+        "profiles": [
+            {
+                "type": "sampled",
+                "name": name,
+                "unit": "none",
+                "startValue": 0,
+                "endValue": sum(weights),
+                "samples": samples,
+                "weights": weights,
+            }
+        ],
+        "name": name,
+        "exporter": "bench.profile",
+    }
+
+
+def top_text(raw: str, label: str, top: int = 30) -> str:
+    """A plain-text top-N: functions by own CPU, by inclusive time, libraries by own CPU."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    libraries: Counter[str] = Counter()
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        parts = stack.split(";")
+        frames = [_function(frame) for frame in parts]
+        total += count
+        own[frames[-1]] += count
+        libraries[_library(parts[-1])] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    lines = [f"py-spy profile {label}: {total} samples at {RATE_HZ} Hz (--gil: CPU in Python)", ""]
+    for title, counter in (
+        ("functions by own CPU (self)", own),
+        ("functions by inclusive time (on the stack)", inclusive),
+        ("libraries by own CPU (self)", libraries),
+    ):
+        lines += [title, "-" * len(title)]
+        lines += [
+            f"{count * 100 / total:6.1f} %  {count:7d}  {name}"
+            for name, count in counter.most_common(top)
+        ]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def _function(frame: str) -> str:

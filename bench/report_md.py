@@ -8,7 +8,19 @@ from typing import Any
 from bench import plots
 
 PCTS = ("p50", "p95", "p99", "max")
-GROUP_COLUMNS = ("api", "worker", "localnet", "postgres", "redis", "loadgen", "other")
+GROUP_COLUMNS = ("api", "worker", "scheduler", "localnet", "postgres", "redis", "loadgen", "other")
+COST_PHASES = ("e2e-zero", "e2e-default", "soak", "peer")
+COST_COLUMNS = (
+    ("engine", "engine"),
+    ("api", "API"),
+    ("worker", "worker"),
+    ("scheduler", "scheduler"),
+    ("localnet", "localnet"),
+    ("postgres", "PostgreSQL"),
+    ("postgres_bench", "… bench db backends"),
+    ("redis", "Redis"),
+    ("loadgen", "load client"),
+)
 ERROR_CODES = (
     "Error `-1`: never sent, no connection came free by the end of the window + 2 s (the "
     "server was behind); `0`: no answer within 30 s or a connection error."
@@ -22,6 +34,8 @@ def render(results: dict[str, Any], images: dict[str, str]) -> str:
         _targets(results["targets"]),
         _limits(results),
         _cpu(results["cpu_by_phase"]),
+        _cost(phases),
+        _peer(phases.get("peer")),
         _intake(phases.get("intake"), images),
         _noop(phases.get("celery")),
         *(_e2e(name, phases.get(name), images) for name in ("e2e-zero", "e2e-default", "soak")),
@@ -115,6 +129,129 @@ def _cpu(rows: list[dict[str, Any]]) -> str:
                 for r in rows
             ],
         )
+    )
+
+
+def _cost(phases: dict[str, Any]) -> str:
+    """CPU ms per order of each group, and the servers' counters per order, per phase."""
+    costs = {n: phases[n]["cost"] for n in COST_PHASES if (phases.get(n) or {}).get("cost")}
+    if not costs:
+        return ""
+    cpu_rows = [
+        [name, c["orders"], c["window_s"], *(c["cpu_ms_per_order"].get(k) for k, _ in COST_COLUMNS)]
+        for name, c in costs.items()
+    ]
+    server_rows = []
+    redis_lines = []
+    for name, c in costs.items():
+        pg, rd = c.get("postgres") or {}, c.get("redis") or {}
+        tap = rd.get("stack_databases") or {}
+        server_rows.append(
+            [
+                name,
+                pg.get("commits_per_order"),
+                pg.get("rollbacks_per_order"),
+                rd.get("commands_per_order"),
+                f"{tap.get('sent_per_order')} + {tap.get('in_scripts_per_order')}" if tap else "",
+                pg.get("sessions_opened"),
+                c.get("backends_seen"),
+                rd.get("connections_opened"),
+                rd.get("other_clients"),
+            ]
+        )
+        if rd.get("top"):
+            top = ", ".join(f"`{cmd}` {per}" for cmd, _, per in rd["top"])
+            redis_lines.append(f"- `{name}`, server-wide (`INFO commandstats`): {top}")
+        if tap.get("top_sent"):
+            sent = ", ".join(f"`{cmd}` {per}" for cmd, _, per in tap["top_sent"])
+            ran = ", ".join(f"`{cmd}` {per}" for cmd, _, per in tap["top_in_scripts"])
+            redis_lines.append(
+                f"- `{name}`, the stack's databases (MONITOR): sent {sent}; in scripts "
+                f"{ran or 'none'}; {tap['other_databases_commands']} commands to other "
+                "databases were left out"
+            )
+    return "\n\n".join(
+        [
+            "## Cost per order",
+            "CPU milliseconds per terminal order of each process group, from each process's "
+            "own CPU counters (user + system, with its reaped children: a PostgreSQL backend "
+            "forked for one connection counts in full) between the load's first request and "
+            "its last terminal order. `engine` = API + worker + scheduler. `PostgreSQL` is "
+            "the whole server (other databases' clients on it count too); `… bench db "
+            "backends` only the backends seen connected to the bench database, sampled each "
+            "second (a lower bound). The load client runs on the same cores.",
+            _table(
+                ["phase", "orders", "window s", *(title for _, title in COST_COLUMNS)], cpu_rows
+            ),
+            "Per order: PostgreSQL transactions committed and rolled back in the bench "
+            "database (`pg_stat_database`), Redis commands (`INFO commandstats`, summed over "
+            "the servers the stack uses: server-wide, and it counts the calls inside Lua "
+            "scripts too) and, from a MONITOR tap, the commands the stack's clients sent to "
+            "its own Redis databases + those their scripts ran; over the window: PostgreSQL "
+            "sessions opened (`pg_stat_database.sessions`), new bench-database backends the "
+            "monitor saw, Redis connections received, and clients of other Redis databases (their "
+            "commands would be counted too). The benchmark's own queries are left out.",
+            _table(
+                [
+                    "phase",
+                    "commits",
+                    "rollbacks",
+                    "Redis commands",
+                    "… stack dbs: sent + in scripts",
+                    "PG sessions opened",
+                    "backends seen",
+                    "Redis connections",
+                    "other Redis clients",
+                ],
+                server_rows,
+            ),
+            "Top Redis commands per order:\n\n" + "\n".join(redis_lines) if redis_lines else "",
+        ]
+    )
+
+
+def _peer(peer: dict[str, Any] | None) -> str:
+    if not peer:
+        return ""
+    rows = [
+        [
+            "orders posted / accepted",
+            f"{peer['posted']} / {peer['accepted']} over {peer['connections']} connections, "
+            f"in {peer['post_phase_s']} s ({peer['posted_per_s']}/s)",
+        ],
+        ["servers", peer["servers"]],
+        [
+            "**orders/s** (terminal ÷ first post → last terminal)",
+            f"**{peer['orders_per_s']}** ({peer['completed']} in {peer['span_s']} s)",
+        ],
+        ["accept → terminal ms", _pcts(peer["accept_to_terminal_ms"])],
+        ["accept → confirmed ms", _pcts(peer["accept_to_confirmed_ms"])],
+        ["accept → terminal seen on the WebSocket ms", _pcts(peer["accept_to_terminal_seen_ms"])],
+        ["intake latency ms", _pcts(peer["intake_latency_ms"])],
+        ["final status", peer["final_status"]],
+        ["lost (accepted, not terminal)", peer["lost"]],
+        ["failures", peer["failures"] or "none"],
+        ["HTTP errors", peer["http_errors"] or "none"],
+        [
+            "**exact status streams**",
+            f"**{peer['streams_exact_pct']} %** ({peer['streams_exact']} of {peer['streams']}; "
+            f"{peer['streams_connected']} connected)",
+        ],
+        ["inexact streams, why", peer["stream_faults"] or "none"],
+        ["stream errors", peer["stream_errors"] or "none"],
+        ["close codes", peer["close_codes"]],
+        ["WebSocket handshake ms", _pcts(peer["connect_ms"])],
+    ]
+    return "\n\n".join(
+        [
+            "## Peer load (issue 10): one client, N orders over C connections, a WebSocket each",
+            f"The client posts {peer['orders_requested']} orders back to back over "
+            f"{peer['connections']} connections and opens one WebSocket per order as its 202 "
+            f"arrives (swap latency {peer['latency']['DEX_SWAP_LATENCY_MS']} ms). A stream is "
+            "exact when it got every event once, in seq order, ending with the terminal one. "
+            "Its cost per order is in the table above.",
+            _table(["measure", "value"], rows),
+        ]
     )
 
 
@@ -269,6 +406,8 @@ def _memory(memory: dict[str, Any], images: dict[str, str]) -> str:
 
 def _profiles(phases: dict[str, Any]) -> str:
     found = dict(phases.get("intake", {}).get("profiles", {}) or {})
+    for label, profile in ((phases.get("peer") or {}).get("profiles") or {}).items():
+        found[label] = profile
     for name in ("e2e-zero", "ws"):
         if phases.get(name, {}).get("profile"):
             found[f"{name} ({'worker' if name == 'e2e-zero' else 'one API process'})"] = phases[
@@ -280,9 +419,13 @@ def _profiles(phases: dict[str, Any]) -> str:
     parts = ["## 6. Profiles (py-spy --gil: where the Python CPU went)"]
     for label, profile in found.items():
         libraries = ", ".join(f"{n} {p} %" for n, p in profile["self_by_library_pct"][:10])
+        files = ", ".join(f"`{f}`" for f in profile.get("files", []))
         parts.append(
             f"**{label}** ({profile['samples']} samples). Self time by library: {libraries}."
+            + (f" Files: {files}." if files else "")
         )
+        if profile.get("self_top_pct"):
+            parts.append(_table(["own CPU (self)", "%"], profile["self_top_pct"][:10]))
         parts.append(_table(["on the stack (inclusive)", "%"], profile["inclusive_top_pct"]))
     return "\n\n".join(parts)
 

@@ -14,6 +14,14 @@ a wallet keypair file there too (WALLET_KEYPAIR). The venue latencies are the lo
 settings, so a phase that needs other latencies restarts it (`ensure_localnet`); its state
 (pools, the wallet's token accounts) carries over, and the engine's processes keep the same URL.
 
+The scheduler (Celery beat, which runs the reconciler) runs beside the worker, as with
+`make run`: `start_worker` starts it too and stopping the worker stops it.
+
+It also finds the servers' processes from the servers themselves (the backend's parent is the
+postmaster; Redis reports its `process_id`), for the machine's servers and the embedded ones
+alike, and counts its own use of them (transactions, connections, Redis commands) so that a
+phase's figures can leave it out.
+
 Every process started here is stopped by `close()`, which `python -m bench` calls on any exit.
 """
 
@@ -30,6 +38,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,12 +46,13 @@ from typing import Any
 import psutil
 import psycopg
 import redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
+from bench import counters
 from order_engine import embedded, migrate
 from order_engine.chain.wallet import ensure_dev_keypair
-from order_engine.cli import api_program, localnet_program, worker_program
+from order_engine.cli import api_program, localnet_program, scheduler_program, worker_program
 from order_engine.config import Settings, _process_environment
 from order_engine.localnet.config import LocalnetSettings
 
@@ -77,6 +87,15 @@ class Stack:
         self.localnet_latency: dict[str, str] | None = None
         self.localnet_settings: LocalnetSettings | None = None
         self.wallet_path = run_dir / "wallet.json"
+        self.database_name = BENCH_DATABASE
+        self.admin_url = ""
+        self.redis_clients: dict[str, redis.Redis] = {}
+        self.redis_dbs = {APP_REDIS_DB, BROKER_REDIS_DB}
+        self.server_roots: dict[str, list[int]] = {"postgres": [], "redis": []}
+        # The benchmark's own use of the servers, left out of a phase's figures.
+        self.own_usage: Counter[str] = Counter()
+        self.commands: dict[str, list[str]] = {}  # the last command line of each process
+        self._broker_client: redis.Redis | None = None
 
     # -- servers and data -------------------------------------------------------------------
 
@@ -98,7 +117,32 @@ class Stack:
         ensure_dev_keypair(self.wallet_path)
         migrate.upgrade(self.database_url)
         self.engine = create_engine(self.database_url, pool_size=2)
+        self._count_own_use(self.engine)
+        self.admin_url = counters.admin_url(self.database_url)
+        self.redis_clients = counters.redis_servers([self.redis_url, self.broker_url])
+        self.server_roots = {"postgres": self._postmaster(), "redis": self._redis_servers()}
+        log.info("server processes: %s", self.server_roots)
         self.reset()
+
+    def _count_own_use(self, engine: Engine) -> None:
+        own = self.own_usage
+        event.listen(engine, "commit", lambda _conn: own.update(["pg_commits"]))
+        event.listen(engine, "rollback", lambda _conn: own.update(["pg_rollbacks"]))
+        event.listen(engine, "connect", lambda _dbapi, _record: own.update(["pg_connects"]))
+
+    def _postmaster(self) -> list[int]:
+        """The PostgreSQL server's pid, if it runs on this machine: the backend's parent."""
+        with self.db.connect() as conn:
+            backend = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        return _local_process(int(backend), ("postgres", "postmaster"), parent=True)
+
+    def _redis_servers(self) -> list[int]:
+        """The Redis servers' pids (app and broker; one when they share a server), if local."""
+        pids: list[int] = []
+        for client in self.redis_clients.values():
+            pid = int(client.info("server").get("process_id", 0))
+            pids += [p for p in _local_process(pid, ("redis-server", "redis")) if p not in pids]
+        return pids
 
     def reset(self) -> None:
         """Empty the bench tables and Redis databases (workers must be stopped)."""
@@ -112,6 +156,12 @@ class Stack:
                 conn.default_channel.queue_purge(TASK_QUEUE)
 
     @property
+    def server_kind(self) -> str:
+        if self.embedded is None:
+            return "the machine's (DATABASE_URL / REDIS_URL)"
+        return "embedded (started by this run)"
+
+    @property
     def db(self) -> Engine:
         """The bench database (after `start_servers`)."""
         assert self.engine is not None, "start_servers() first"
@@ -120,7 +170,10 @@ class Stack:
     def queue_length(self) -> int | None:
         if not self.broker_url.startswith("redis"):
             return None
-        return int(redis.Redis.from_url(self.broker_url).llen(TASK_QUEUE))
+        self.own_usage["redis:llen"] += 1
+        if self._broker_client is None:
+            self._broker_client = redis.Redis.from_url(self.broker_url)
+        return int(self._broker_client.llen(TASK_QUEUE))
 
     def env(self, overrides: dict[str, str] | None = None) -> dict[str, str]:
         """The environment of an engine process: the bench servers, the bench's localnet and
@@ -199,7 +252,10 @@ class Stack:
         return argv
 
     def start_worker(
-        self, overrides: dict[str, str] | None = None, wait_ready: bool = True
+        self,
+        overrides: dict[str, str] | None = None,
+        wait_ready: bool = True,
+        with_scheduler: bool = True,
     ) -> list[str]:
         """The Celery worker as `make run` starts it, plus the bench task module.
 
@@ -218,10 +274,27 @@ class Stack:
         else:
             time.sleep(1.0)
             self._wait("worker", lambda: True, "the worker process")
+        if with_scheduler:
+            self.start_scheduler(overrides)
+        return argv
+
+    def start_scheduler(self, overrides: dict[str, str] | None = None) -> list[str]:
+        """Celery beat as `make run` starts it (the reconciler every RECONCILE_INTERVAL_S),
+        its schedule file in the run folder."""
+        env = self.env(overrides)
+        argv = list(scheduler_program(child_settings(env)).argv)
+        argv = _with_option(argv, "--schedule", str(self.run_dir / "celerybeat-schedule"))
+        self._start("scheduler", argv, env)
+        time.sleep(0.5)
+        self._wait("scheduler", lambda: True, "the scheduler process")
         return argv
 
     def stop(self, name: str, grace_s: float = 20.0) -> None:
-        """SIGTERM the process (Celery/gunicorn shut down cleanly), then kill its group."""
+        """SIGTERM the process (Celery/gunicorn shut down cleanly), then kill its group.
+
+        Stopping the worker stops the scheduler too (they run together)."""
+        if name == "worker":
+            self.stop("scheduler", grace_s=min(grace_s, 10))
         process = self.processes.pop(name, None)
         if process is None:
             return
@@ -258,17 +331,8 @@ class Stack:
             return []
 
     def server_pids(self, name: str) -> list[int]:
-        """The embedded postmaster / redis-server pid, when the servers are the embedded ones."""
-        pid_file = {
-            "postgres": embedded.STATE_DIR / "pgdata" / "postmaster.pid",
-            "redis": embedded.STATE_DIR / "redis" / "redis.pid",
-        }[name]
-        if self.embedded is None or not pid_file.exists():
-            return []
-        try:
-            return [int(pid_file.read_text().split()[0])]
-        except (OSError, ValueError, IndexError):
-            return []
+        """The postmaster / redis-server pids of the servers in use, when they are local."""
+        return [pid for pid in self.server_roots.get(name, []) if psutil.pid_exists(pid)]
 
     def _start(self, name: str, argv: Sequence[str], env: dict[str, str]) -> None:
         self.stop(name)
@@ -279,6 +343,7 @@ class Stack:
             argv, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.process_env[name] = {k: env[k] for k in sorted(env) if _is_setting(k)}
+        self.commands[name] = list(argv)
         log_file.close()  # the child holds its own descriptor
 
     def _wait(self, name: str, ready: Callable[[], bool], what: str) -> None:
@@ -357,6 +422,23 @@ def _recreate_database(server_url: str, name: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _local_process(pid: int, names: tuple[str, ...], parent: bool = False) -> list[int]:
+    """[pid] (or its parent's) if it is a process of this machine with one of these names.
+
+    A server on another host (or in a container with its own pid namespace) reports a pid
+    that means nothing here: then its CPU is not measured, and the report says so."""
+    try:
+        process = psutil.Process(pid)
+        if parent:
+            process = psutil.Process(process.ppid())
+        if any(name in process.name() for name in names):
+            return [process.pid]
+    except psutil.Error:
+        pass
+    log.warning("no local process for a server pid %s: its CPU is not measured", pid)
+    return []
 
 
 def _redis_db(url: str, db: int) -> str:
