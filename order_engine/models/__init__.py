@@ -3,6 +3,7 @@
 from order_engine.models.base import Base
 from order_engine.models.order import (
     TERMINAL_STATUSES,
+    TRANSITIONS,
     Order,
     OrderEvent,
     OrderStatus,
@@ -11,6 +12,7 @@ from order_engine.models.order import (
 
 __all__ = [
     "TERMINAL_STATUSES",
+    "TRANSITIONS",
     "Base",
     "Order",
     "OrderEvent",

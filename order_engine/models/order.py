@@ -54,6 +54,29 @@ class OrderStatus(enum.StrEnum):
 
 TERMINAL_STATUSES = frozenset({OrderStatus.CONFIRMED, OrderStatus.FAILED, OrderStatus.CANCELLED})
 
+# The state machine, in one place (DESIGN §3, §4): forward along the happy path; back to
+# `pending` when an attempt fails and another is scheduled; to `failed` from anything
+# unfinished; to `cancelled` only before a swap transaction is built. Terminal statuses have no
+# way out. `OrderRepository.transition` refuses anything else; the invariant checker of the
+# fault suite holds every recorded history to it.
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.PENDING: frozenset(
+        {OrderStatus.ROUTING, OrderStatus.PENDING, OrderStatus.FAILED, OrderStatus.CANCELLED}
+    ),
+    OrderStatus.ROUTING: frozenset(
+        {OrderStatus.BUILDING, OrderStatus.PENDING, OrderStatus.FAILED, OrderStatus.CANCELLED}
+    ),
+    OrderStatus.BUILDING: frozenset(
+        {OrderStatus.SUBMITTED, OrderStatus.PENDING, OrderStatus.FAILED}
+    ),
+    OrderStatus.SUBMITTED: frozenset(
+        {OrderStatus.CONFIRMED, OrderStatus.PENDING, OrderStatus.FAILED}
+    ),
+    OrderStatus.CONFIRMED: frozenset(),
+    OrderStatus.FAILED: frozenset(),
+    OrderStatus.CANCELLED: frozenset(),
+}
+
 
 class OrderType(enum.StrEnum):
     MARKET = "market"

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from order_engine.models import Order, OrderEvent, OrderStatus
+from order_engine.models import TRANSITIONS, Order, OrderEvent, OrderStatus
 
 IN_FLIGHT = (
     OrderStatus.PENDING,
@@ -91,6 +91,9 @@ class OrderRepository:
         many seconds from now" on the database's clock.
         """
         expected_set = [expected] if isinstance(expected, OrderStatus) else list(expected)
+        illegal = [s for s in expected_set if new not in TRANSITIONS[s]]
+        if illegal:
+            raise ValueError(f"no transition from {', '.join(illegal)} to {new}")
         values = values or {}
         plain = tuple(sorted(k for k, v in values.items() if not isinstance(v, LeaseExpiry)))
         leases = tuple(sorted(k for k, v in values.items() if isinstance(v, LeaseExpiry)))
