@@ -20,6 +20,7 @@ from solders.pubkey import Pubkey
 from order_engine.chain import accounts
 from order_engine.chain.client import Chain
 from order_engine.chain.programs import METEORA_DLMM_PROGRAM, RAYDIUM_CPMM_PROGRAM
+from order_engine.venues.errors import RpcUnavailable
 from order_engine.venues.math.cpmm import ConstantProductPool
 from order_engine.venues.math.dlmm import DlmmPool
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 RAYDIUM, METEORA = "raydium", "meteora"
 CPMM_POOL_SIZE = 637  # research/solana-rpc.md §7 ([RAY] states/pool.rs, checked by a test)
 LB_PAIR_SIZE = 904  # research/solana-rpc.md §8 ([MET] IDL v0.12.0)
+FAILED_DISCOVERY_BACKOFF_S = 1.0
 # A DLMM swap passes the bin arrays it walks; the CLI passes 3 ([MET] cli swap_exact_in.rs).
 MAX_BIN_ARRAYS_PER_SWAP = 3
 
@@ -92,6 +94,7 @@ class PoolIndex:
         self._refs: list[PoolRef] = []
         self._extra_keys: dict[str, tuple[str, ...]] = {}  # raydium: config + vaults
         self._discovered_at: float | None = None
+        self._failed_at: float | None = None
         self._views: dict[str, PoolView] = {}
         self._lock = threading.Lock()
         self._read_locks: dict[frozenset[str], threading.Lock] = {}
@@ -115,32 +118,39 @@ class PoolIndex:
     def _discover_if_due(self, max_age_s: float) -> None:
         if self._discovered_at is not None and self.clock() - self._discovered_at < max_age_s:
             return
+        if (
+            self._failed_at is not None
+            and self.clock() - self._failed_at < FAILED_DISCOVERY_BACKOFF_S
+        ):
+            # The node was unreachable a moment ago: don't ask again on every request.
+            raise RpcUnavailable("pool discovery failed moments ago; the RPC node is unreachable")
         with self._lock:
             if self._discovered_at is not None and self.clock() - self._discovered_at < max_age_s:
                 return
-            refs: list[PoolRef] = []
-            extra: dict[str, tuple[str, ...]] = {}
-            for address, data in self.chain.program_accounts(
-                str(RAYDIUM_CPMM_PROGRAM), CPMM_POOL_SIZE
-            ):
-                state = accounts.CpmmPoolState.decode(data)
-                refs.append(
-                    PoolRef(RAYDIUM, address, str(state.token_0_mint), str(state.token_1_mint))
-                )
-                extra[address] = (
-                    str(state.amm_config),
-                    str(state.token_0_vault),
-                    str(state.token_1_vault),
-                )
-            for address, data in self.chain.program_accounts(
-                str(METEORA_DLMM_PROGRAM), LB_PAIR_SIZE
-            ):
-                pair = accounts.LbPair.decode(data)
-                refs.append(
-                    PoolRef(METEORA, address, str(pair.token_x_mint), str(pair.token_y_mint))
-                )
-            self._refs, self._extra_keys = refs, extra
-            self._discovered_at = self.clock()
+            try:
+                self._discover()
+            except Exception:
+                self._failed_at = self.clock()
+                raise
+            self._failed_at = None
+
+    def _discover(self) -> None:
+        """One `getProgramAccounts` per program: every pool, its venue and its mints."""
+        refs: list[PoolRef] = []
+        extra: dict[str, tuple[str, ...]] = {}
+        for address, data in self.chain.program_accounts(str(RAYDIUM_CPMM_PROGRAM), CPMM_POOL_SIZE):
+            state = accounts.CpmmPoolState.decode(data)
+            refs.append(PoolRef(RAYDIUM, address, str(state.token_0_mint), str(state.token_1_mint)))
+            extra[address] = (
+                str(state.amm_config),
+                str(state.token_0_vault),
+                str(state.token_1_vault),
+            )
+        for address, data in self.chain.program_accounts(str(METEORA_DLMM_PROGRAM), LB_PAIR_SIZE):
+            pair = accounts.LbPair.decode(data)
+            refs.append(PoolRef(METEORA, address, str(pair.token_x_mint), str(pair.token_y_mint)))
+        self._refs, self._extra_keys = refs, extra
+        self._discovered_at = self.clock()
 
     # -- state ------------------------------------------------------------------------------
 
