@@ -182,6 +182,7 @@ class OrderStream:
         resync_after_s: float = 20.0,
         tick_s: float = 0.5,
         after_seq: int = 0,
+        first_history: list[dict[str, Any]] | None = None,
     ) -> None:
         self.subscription = subscription
         self.history = history
@@ -191,13 +192,17 @@ class OrderStream:
         self.last_seq = after_seq
         self.finished = False
         self._replayed = False
+        # The history the caller already read after subscribing (it answered whether the order
+        # exists); the first batch replays it instead of reading it again.
+        self._first_history = first_history
         self._quiet_since = time.monotonic()
 
     def next_batch(self) -> list[dict[str, Any]]:
         """Events to send now (possibly none); call until `finished`."""
         if not self._replayed:
             self._replayed = True
-            return self._accept(self.history(self.last_seq))
+            first, self._first_history = self._first_history, None
+            return self._accept(first if first is not None else self.history(self.last_seq))
         while True:
             payload = self.subscription.get(self.tick_s)
             if payload is not None:

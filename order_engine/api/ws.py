@@ -109,16 +109,7 @@ def _order_to_stream(ws, service: OrderService, submit_allowed: bool) -> uuid.UU
                 {"orderId": ["Must be a UUID."]},
             ),
         ) from None
-    if not service.exists(order_id):
-        raise StreamClosed(
-            CLOSE_NOT_FOUND,
-            "unknown order",
-            _error(
-                CLOSE_NOT_FOUND,
-                "Not Found",
-                f"No order {order_id}.",
-            ),
-        )
+    # Whether the order exists is answered by the stream's first history read (`_stream`).
     return order_id
 
 
@@ -159,8 +150,24 @@ def _stream(ws, service: OrderService, order_id: uuid.UUID) -> None:
     after_seq = _after_seq()
     with hub.subscribe(str(order_id)) as subscription:
         # Subscribed first; the history read below cannot miss an event published meanwhile.
+        # It also tells an unknown order (no row at all) without a query of its own.
+        history = service.history(order_id, after_seq)
+        if history is None:
+            raise StreamClosed(
+                CLOSE_NOT_FOUND,
+                "unknown order",
+                _error(
+                    CLOSE_NOT_FOUND,
+                    "Not Found",
+                    f"No order {order_id}.",
+                ),
+            )
         stream = OrderStream(
-            subscription, lambda seq: service.events_after(order_id, seq), hub, after_seq=after_seq
+            subscription,
+            lambda seq: service.events_after(order_id, seq),
+            hub,
+            after_seq=after_seq,
+            first_history=history,
         )
         while ws.connected:
             for event in stream.next_batch():

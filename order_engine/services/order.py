@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from order_engine import dispatch
@@ -32,7 +30,7 @@ from order_engine.errors import (
     NotFoundError,
     UnprocessableError,
 )
-from order_engine.events import EventPublisher, event_payload
+from order_engine.events import EventPublisher, event_payload, format_timestamp
 from order_engine.models import Order, OrderEvent, OrderStatus
 from order_engine.repositories.order import OrderRepository
 
@@ -62,11 +60,11 @@ class OrderService:
         """Create an order (or return the one created earlier under the same key) and queue it."""
         fingerprint = _fingerprint(order_data)
         with self.session.begin():
-            order = self._insert(order_data, idempotency_key, fingerprint)
-            if order is None:
+            inserted = self._insert(order_data, idempotency_key, fingerprint)
+            if inserted is None:
                 existing = self.orders.get_by_idempotency_key(idempotency_key or "")
                 return self._replay(existing, fingerprint)
-            first = event_payload(self.orders.append_first_event(order, _pending_data(order)))
+            order, first = inserted
         published = self.publisher.publish(first)
         if published or not dispatch.broker_is_app_redis():
             self._dispatch(order.id)
@@ -84,8 +82,36 @@ class OrderService:
             return OrderWithEvents(order, self.orders.events(order_id))
 
     def events_after(self, order_id: uuid.UUID, seq: int) -> list[dict[str, Any]]:
+        return self.history(order_id, seq) or []
+
+    def history(self, order_id: uuid.UUID, after_seq: int = 0) -> list[dict[str, Any]] | None:
+        """The order's events after `after_seq`, in seq order; None if there is no such order.
+
+        One prebuilt statement answers both questions (a stream used to ask "does it exist?"
+        and then "what happened?" in two ORM queries, 16 % of the API's CPU per order), and
+        the rows become payloads without ORM objects.
+        """
+        order_key = str(order_id)
         with self.session.begin():
-            return [event_payload(e) for e in self.orders.events(order_id, after_seq=seq)]
+            rows = (
+                self.session.connection()
+                .exec_driver_sql(HISTORY, {"id": order_id, "after": after_seq})
+                .all()
+            )
+        if not rows:
+            return None
+        return [
+            {
+                "orderId": order_key,
+                "seq": seq,
+                "status": status,
+                "at": format_timestamp(at),
+                "attempt": attempt,
+                "data": data,
+            }
+            for seq, status, at, attempt, data in rows
+            if seq is not None
+        ]
 
     def exists(self, order_id: uuid.UUID) -> bool:
         with self.session.begin():
@@ -132,37 +158,62 @@ class OrderService:
         self.publisher.publish(payload)
         return order
 
-    def _insert(self, data: dict[str, Any], key: str | None, fingerprint: str) -> Order | None:
+    def _insert(
+        self, data: dict[str, Any], key: str | None, fingerprint: str
+    ) -> tuple[Order, dict[str, Any]] | None:
+        """Insert the order and its `pending` event (seq 1) in one statement; None on a key
+        conflict. Every value is known here, so nothing is read back: the row object returned
+        is built from the values written."""
         now = datetime.now(UTC)
-        values = {
-            "id": uuid.uuid4(),
-            "type": data["type"],
-            "status": OrderStatus.PENDING.value,
-            "token_in": data["tokenIn"].symbol,
-            "token_out": data["tokenOut"].symbol,
-            "amount_in": data["amount"],
-            "slippage_bps": data["slippageBps"],
-            "client_order_id": data.get("clientOrderId"),
-            "idempotency_key": key,
-            "request_fingerprint": fingerprint if key else None,
-            "last_seq": 0,
-            "attempts": 0,
-            "deliveries": 0,
-            "created_at": now,
-            "updated_at": now,
-            "dispatched_at": now,
-        }
-        # ON CONFLICT DO NOTHING: a concurrent request with the same key waits on the unique
-        # index until the first commits, then inserts nothing; it then replays that order.
-        statement = (
-            insert(Order)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(Order.id)
+        order = Order(
+            id=uuid.uuid4(),
+            type=data["type"],
+            status=OrderStatus.PENDING.value,
+            token_in=data["tokenIn"].symbol,
+            token_out=data["tokenOut"].symbol,
+            amount_in=data["amount"],
+            slippage_bps=data["slippageBps"],
+            client_order_id=data.get("clientOrderId"),
+            idempotency_key=key,
+            request_fingerprint=fingerprint if key else None,
+            last_seq=1,
+            attempts=0,
+            deliveries=0,
+            created_at=now,
+            updated_at=now,
+            dispatched_at=now,
         )
-        if self.session.execute(statement).first() is None:
+        first = {
+            "orderId": str(order.id),
+            "seq": 1,
+            "status": OrderStatus.PENDING.value,
+            "at": format_timestamp(now),
+            "attempt": 0,
+            "data": _pending_data(order),
+        }
+        row = (
+            self.session.connection()
+            .exec_driver_sql(
+                INSERT_ORDER_WITH_FIRST_EVENT,
+                {
+                    "id": order.id,
+                    "type": order.type,
+                    "token_in": order.token_in,
+                    "token_out": order.token_out,
+                    "amount_in": order.amount_in,
+                    "slippage_bps": order.slippage_bps,
+                    "client_order_id": order.client_order_id,
+                    "idempotency_key": key,
+                    "request_fingerprint": order.request_fingerprint,
+                    "now": now,
+                    "data": json.dumps(first["data"], separators=(",", ":")),
+                },
+            )
+            .first()
+        )
+        if row is None:
             return None
-        return self.session.scalars(select(Order).where(Order.id == values["id"])).one()
+        return order, first
 
     def _replay(self, existing: Order | None, fingerprint: str) -> SubmittedOrder:
         if existing is None:  # the conflicting row vanished (cannot happen: orders are kept)
@@ -183,6 +234,43 @@ class OrderService:
 
 
 CANCELLABLE = (OrderStatus.PENDING, OrderStatus.ROUTING)
+
+# Intake's one statement: the order row and its `pending` event (seq 1, so `last_seq` is 1
+# from the start), in one round trip with no read-back. Before, the ORM did INSERT … RETURNING,
+# a SELECT of the row, the event INSERT and an UPDATE of `last_seq` (four round trips), and
+# building the statements cost more CPU than running them (about half of intake's CPU under
+# yappi). Plain SQL text is parsed once per process, and psycopg prepares it server-side after
+# a few runs. ON CONFLICT DO NOTHING: a concurrent request with the same key waits on the
+# unique index until the first commits, then inserts nothing (no row comes back, so no event
+# either); it then replays that order. The event's foreign key is checked at the end of the
+# statement, when the order row exists.
+INSERT_ORDER_WITH_FIRST_EVENT = """\
+WITH new_order AS (
+    INSERT INTO orders (
+        id, type, status, token_in, token_out, amount_in, slippage_bps, client_order_id,
+        idempotency_key, request_fingerprint, last_seq, attempts, deliveries,
+        created_at, updated_at, dispatched_at
+    )
+    VALUES (
+        %(id)s, %(type)s, 'pending', %(token_in)s, %(token_out)s, %(amount_in)s,
+        %(slippage_bps)s, %(client_order_id)s, %(idempotency_key)s, %(request_fingerprint)s,
+        1, 0, 0, %(now)s, %(now)s, %(now)s
+    )
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+)
+INSERT INTO order_events (order_id, seq, status, attempt, data, at)
+SELECT id, 1, 'pending', 0, %(data)s::jsonb, %(now)s FROM new_order
+RETURNING order_id"""
+
+# An order's events after a seq, or one all-NULL row when it has none after it, or no row at
+# all when there is no such order (the LEFT JOIN keeps the order row without events).
+HISTORY = """\
+SELECT e.seq, e.status, e.at, e.attempt, e.data
+FROM orders o
+LEFT JOIN order_events e ON e.order_id = o.id AND e.seq > %(after)s
+WHERE o.id = %(id)s
+ORDER BY e.seq"""
 
 
 def _why_not_cancellable(order: Order) -> str:

@@ -1,0 +1,96 @@
+"""Intake's and streaming's fast paths do what the slower paths they replace did."""
+
+import base64
+import json
+import uuid
+
+import pytest
+import redis
+
+from order_engine import dispatch
+from order_engine.api.orders import order_service
+
+pytestmark = pytest.mark.integration
+
+VALID = {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1.5"}
+VOLATILE_HEADERS = {"id", "root_id"}
+VOLATILE_PROPERTIES = {"correlation_id", "delivery_tag"}
+VOLATILE_EVENT_FIELDS = {"uuid", "root_id", "timestamp", "clock"}
+
+
+def _decode(raw: bytes) -> dict:
+    message = json.loads(raw)
+    message["body"] = json.loads(base64.b64decode(message["body"]))
+    return message
+
+
+def _without(mapping: dict, keys: set[str]) -> dict:
+    return {k: v for k, v in mapping.items() if k not in keys}
+
+
+@pytest.fixture
+def broker(test_settings):
+    client = redis.Redis.from_url(test_settings["CELERY_BROKER_URL"])
+    client.delete("orders")
+    yield client
+    client.delete("orders")
+    client.close()
+
+
+def test_direct_sender_writes_the_task_and_event_celery_writes(app, broker):
+    celery_app = app.extensions["celery"]
+    sender = dispatch.task_sender(celery_app)
+    assert sender is not None
+    events = broker.pubsub()
+    events.psubscribe(sender.event_topic)
+    assert events.get_message(timeout=2)["type"] == "psubscribe"
+    kwargs = {"order_id": str(uuid.uuid4())}
+    with app.app_context():
+        celery_app.send_task(dispatch.EXECUTE_ORDER, kwargs=kwargs)
+        sender.send(dispatch.EXECUTE_ORDER, kwargs)
+    by_celery, by_sender = (_decode(m) for m in reversed(broker.lrange("orders", 0, -1)))
+    assert by_sender["body"] == by_celery["body"]
+    assert _without(by_sender["headers"], VOLATILE_HEADERS) == _without(
+        by_celery["headers"], VOLATILE_HEADERS
+    )
+    assert by_sender["headers"]["root_id"] == by_sender["headers"]["id"]
+    assert _without(by_sender["properties"], VOLATILE_PROPERTIES) == _without(
+        by_celery["properties"], VOLATILE_PROPERTIES
+    )
+    assert _without(by_sender, {"body", "headers", "properties"}) == _without(
+        by_celery, {"body", "headers", "properties"}
+    )
+    sent = [events.get_message(timeout=2) for _ in range(2)]
+    events.close()
+    assert [m["channel"] for m in sent] == [sender.event_topic.encode()] * 2
+    celery_event, sender_event = (_decode(m["data"]) for m in sent)
+    assert sender_event["body"]["uuid"] == by_sender["headers"]["id"]
+    assert _without(sender_event["body"], VOLATILE_EVENT_FIELDS) == _without(
+        celery_event["body"], VOLATILE_EVENT_FIELDS
+    )
+    assert _without(sender_event["properties"], {"delivery_tag"}) == _without(
+        celery_event["properties"], {"delivery_tag"}
+    )
+    assert sender_event["headers"] == celery_event["headers"]
+
+
+def test_intake_queues_one_task_for_its_order(client, broker):
+    response = client.post("/api/orders/execute", json=VALID)
+    assert response.status_code == 202
+    (raw,) = broker.lrange("orders", 0, -1)
+    message = _decode(raw)
+    assert message["headers"]["task"] == dispatch.EXECUTE_ORDER
+    assert message["body"][1] == {"order_id": response.get_json()["orderId"]}
+
+
+def test_history_tells_an_unknown_order_from_one_without_later_events(app, client):
+    order_id = uuid.UUID(client.post("/api/orders/execute", json=VALID).get_json()["orderId"])
+    with app.test_request_context():
+        service = order_service()
+        (pending,) = service.history(order_id)
+        assert service.history(order_id, after_seq=1) == []
+        assert service.history(uuid.uuid4()) is None
+        assert service.events_after(uuid.uuid4(), 0) == []
+    assert (pending["seq"], pending["status"], pending["attempt"]) == (1, "pending", 0)
+    assert pending["data"]["amount"] == "1.5"
+    assert pending == client.get(f"/api/orders/{order_id}").get_json()["events"][0]
