@@ -13,6 +13,7 @@ from flask import current_app
 
 EXECUTE_ORDER = "orders.execute_order"
 RECONCILE_ORDERS = "orders.reconcile_orders"
+EVALUATE_TRIGGERS = "orders.evaluate_triggers"
 
 
 def enqueue_execute_order(order_id: uuid.UUID, countdown_s: float | None = None) -> None:
