@@ -134,6 +134,10 @@ class Settings:
     db_pool_size: int
     db_max_overflow: int
     sql_echo: bool
+    # Limit and sniper orders (DESIGN §10): the latest `expiresAt` accepted, and how often the
+    # trigger engine evaluates the waiting orders (about one slot).
+    limit_max_horizon_s: int = 30 * 24 * 3600
+    trigger_interval_ms: int = 500
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -226,6 +230,12 @@ class Settings:
             db_pool_size=_parse_int("DB_POOL_SIZE", get("DB_POOL_SIZE", "20"), 1, 1_000),
             db_max_overflow=_parse_int("DB_MAX_OVERFLOW", get("DB_MAX_OVERFLOW", "0"), 0, 1_000),
             sql_echo=_parse_bool("SQL_ECHO", get("SQL_ECHO", "false")),
+            limit_max_horizon_s=_parse_int(
+                "LIMIT_MAX_HORIZON_S", get("LIMIT_MAX_HORIZON_S", str(30 * 24 * 3600)), 1
+            ),
+            trigger_interval_ms=_parse_int(
+                "TRIGGER_INTERVAL_MS", get("TRIGGER_INTERVAL_MS", "500"), 50, 60_000
+            ),
         ).checked()
 
     @property

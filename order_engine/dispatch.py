@@ -34,6 +34,7 @@ from redis.retry import Retry
 
 EXECUTE_ORDER = "orders.execute_order"
 RECONCILE_ORDERS = "orders.reconcile_orders"
+EVALUATE_TRIGGERS = "orders.evaluate_triggers"
 
 # Same bounds as the Celery transport options (tasking.py): a frozen broker fails a send in
 # about 2 s instead of holding the request; one immediate retry covers a pooled connection

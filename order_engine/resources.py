@@ -73,3 +73,17 @@ def pair_is_listed(settings: Settings, mint_in: str, mint_out: str) -> bool:
         return bool(chain_resources(settings).pools.pools_for(mint_in, mint_out))
     except (ExecutionError, RpcError, AccountDecodeError):
         return True
+
+
+def mint_has_pool(settings: Settings, mint: str) -> bool:
+    """Whether some pool of either venue trades this mint (pools re-discovered within ~1 s).
+    When the chain cannot be asked, False: a sniper then waits, and buys once a pool shows."""
+    from order_engine.chain.accounts import AccountDecodeError
+    from order_engine.chain.client import RpcError
+    from order_engine.venues.errors import ExecutionError
+
+    try:
+        refs = chain_resources(settings).pools.all_pools(max_age_s=1.0)
+    except (ExecutionError, RpcError, AccountDecodeError):
+        return False
+    return any(mint in (ref.mint_x, ref.mint_y) for ref in refs)

@@ -55,7 +55,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": TASK_QUEUE,
         # The reconciler has its own queue, so a backlog of orders cannot starve it; a worker
         # consumes both (`--queues orders,control`).
-        "task_routes": {"orders.reconcile_orders": {"queue": CONTROL_QUEUE}},
+        "task_routes": {
+            "orders.reconcile_orders": {"queue": CONTROL_QUEUE},
+            "orders.evaluate_triggers": {"queue": CONTROL_QUEUE},
+        },
         "task_create_missing_queues": True,
         # Flower sees tasks only when workers send events; `task-sent` shows queued work too.
         "worker_send_task_events": True,
@@ -68,6 +71,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
                 "task": "orders.reconcile_orders",
                 "schedule": float(settings.reconcile_interval_s),
                 "options": {"expires": float(settings.reconcile_interval_s * 3)},
+            },
+            # Limit and sniper orders (DESIGN §10): about once per slot. A message not run
+            # within two intervals is dropped; the next one does the same work.
+            "evaluate-triggers": {
+                "task": "orders.evaluate_triggers",
+                "schedule": settings.trigger_interval_ms / 1000,
+                "options": {"expires": settings.trigger_interval_ms * 2 / 1000},
             },
         },
     }

@@ -19,6 +19,7 @@ from order_engine.db import get_session
 from order_engine.redis_client import get_redis
 from order_engine.services.execution import RetryLater, execution_service, new_executor_id
 from order_engine.services.reconciler import ReconcilerService
+from order_engine.services.trigger import trigger_service
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +54,10 @@ def reconcile_orders() -> int:
     """Re-queue orders nobody is working on (lost messages, dead workers); run by beat."""
     settings = current_app.config["SETTINGS"]
     return len(ReconcilerService(get_session(), settings, get_redis()).run())
+
+
+@shared_task(name=dispatch.EVALUATE_TRIGGERS, ignore_result=True, acks_late=False)
+def evaluate_triggers() -> int:
+    """Trigger the limit and sniper orders the market now meets, expire the overdue ones; run
+    by beat about once per slot. Safe to run twice at once: triggering is compare-and-set."""
+    return len(trigger_service().evaluate().triggered)

@@ -111,6 +111,12 @@ class PoolIndex:
             found = [ref for ref in self._refs if ref.swaps(mint_in, mint_out) is not None]
         return found
 
+    def all_pools(self, max_age_s: float | None = None) -> list[PoolRef]:
+        """Every pool of both venues, re-discovered when older than `max_age_s` (the trigger
+        engine asks each second, so a launch is seen within one)."""
+        self._discover_if_due(self.rediscover_s if max_age_s is None else max_age_s)
+        return list(self._refs)
+
     def listed_mints(self) -> set[str]:
         self._discover_if_due(self.rediscover_s)
         return {mint for ref in self._refs for mint in (ref.mint_x, ref.mint_y)}

@@ -133,6 +133,18 @@ class Order(Base):
     signed_tx: Mapped[str | None] = mapped_column(Text)
     tx_last_valid_height: Mapped[int | None] = mapped_column(BigInteger)
 
+    # Limit and sniper orders (DESIGN §10). `limit_price` is the client's least tokenOut per one
+    # tokenIn, `max_price` a sniper's most tokenIn per one tokenOut. `trigger_price` is the key
+    # the trigger engine's index ranges over: the least average price (tokenOut per tokenIn)
+    # that can fill the order — the limit itself, or 1/maxPrice rounded down for a sniper (0
+    # without one). `waiting` is true until the order triggers; only then may it be claimed.
+    limit_price: Mapped[Decimal | None] = mapped_column(Amount)
+    max_price: Mapped[Decimal | None] = mapped_column(Amount)
+    trigger_price: Mapped[Decimal | None] = mapped_column(Amount)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    waiting: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    triggered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     failure_retryable: Mapped[bool | None] = mapped_column(Boolean)
@@ -149,6 +161,10 @@ class Order(Base):
         CheckConstraint(_non_negative_or_null("amount_out"), name="amount_out_valid"),
         CheckConstraint(_non_negative_or_null("executed_price"), name="executed_price_valid"),
         CheckConstraint("slippage_bps BETWEEN 0 AND 5000", name="slippage_bps_range"),
+        CheckConstraint(_non_negative_or_null("limit_price"), name="limit_price_valid"),
+        CheckConstraint(_non_negative_or_null("max_price"), name="max_price_valid"),
+        CheckConstraint(_non_negative_or_null("trigger_price"), name="trigger_price_valid"),
+        CheckConstraint("NOT waiting OR trigger_price IS NOT NULL", name="waiting_has_trigger"),
         CheckConstraint("attempts >= 0 AND deliveries >= 0 AND last_seq >= 0", name="counters"),
         CheckConstraint("token_in <> token_out", name="distinct_tokens"),
         # Listing newest first and the reconciler's sweep both walk this index.
@@ -159,6 +175,30 @@ class Order(Base):
             "ix_orders_unfinished",
             "created_at",
             postgresql_where=text("status NOT IN ('confirmed', 'failed', 'cancelled')"),
+        ),
+        # The trigger engine's index: per pair, a range scan up to the pair's best price finds
+        # the orders that may trigger without reading those that wait (a sniper's awaited mint
+        # is its token_out). Only waiting orders are in it, so it stays the size of the book.
+        Index(
+            "ix_orders_waiting_trigger",
+            "token_in",
+            "token_out",
+            "trigger_price",
+            postgresql_where=text("waiting AND status = 'pending'"),
+        ),
+        # The reconciler's sweep over the orders that may run: waiting orders are not its
+        # business (the trigger engine's), so a large book costs its sweep nothing.
+        Index(
+            "ix_orders_unfinished_ready",
+            "created_at",
+            postgresql_where=text(
+                "status NOT IN ('confirmed', 'failed', 'cancelled') AND NOT waiting"
+            ),
+        ),
+        Index(
+            "ix_orders_waiting_expiry",
+            "expires_at",
+            postgresql_where=text("waiting AND status = 'pending' AND expires_at IS NOT NULL"),
         ),
     )
 

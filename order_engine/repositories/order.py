@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, and_, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from order_engine.models import TRANSITIONS, Order, OrderEvent, OrderStatus
@@ -82,13 +82,15 @@ class OrderRepository:
         lease_owner: str | None = None,
         require_no_transaction: bool = False,
         values: dict[str, Any] | None = None,
+        require_waiting: bool | None = None,
     ) -> OrderEvent | None:
         """Move an order from one of `expected` to `new` and append its event.
 
         Returns the event, or None when the order was not in an expected status (or its lease
         belongs to someone else): the caller lost the race and must change nothing else.
         `values` sets other columns in the same statement; a `LeaseExpiry` value means "that
-        many seconds from now" on the database's clock.
+        many seconds from now" on the database's clock. `require_waiting` (when not None)
+        also requires the order's `waiting` flag to be that value.
         """
         expected_set = [expected] if isinstance(expected, OrderStatus) else list(expected)
         illegal = [s for s in expected_set if new not in TRANSITIONS[s]]
@@ -97,7 +99,9 @@ class OrderRepository:
         values = values or {}
         plain = tuple(sorted(k for k, v in values.items() if not isinstance(v, LeaseExpiry)))
         leases = tuple(sorted(k for k, v in values.items() if isinstance(v, LeaseExpiry)))
-        sql = _transition_sql(plain, leases, lease_owner is not None, require_no_transaction)
+        sql = _transition_sql(
+            plain, leases, lease_owner is not None, require_no_transaction, require_waiting
+        )
         at = datetime.now(UTC)
         params: dict[str, Any] = {
             "id": order_id,
@@ -193,9 +197,10 @@ class OrderRepository:
             Order.status.in_([s.value for s in IN_FLIGHT if s is not OrderStatus.PENDING]),
             Order.lease_until < func.now(),
         )
+        # A limit or sniper order that has not triggered is the trigger engine's, not ours.
         ids = self.session.scalars(
             select(Order.id)
-            .where(or_(waiting, stuck), quiet)
+            .where(or_(waiting, stuck), quiet, not_(Order.waiting))
             .order_by(Order.created_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -284,6 +289,7 @@ UPDATE orders
        updated_at = now()
  WHERE id = %(id)s
    AND status = 'pending'
+   AND NOT waiting
    AND (lease_until IS NULL OR lease_until < now())
 RETURNING *
 """
@@ -291,7 +297,11 @@ RETURNING *
 
 @functools.cache
 def _transition_sql(
-    columns: tuple[str, ...], leases: tuple[str, ...], by_owner: bool, no_transaction: bool
+    columns: tuple[str, ...],
+    leases: tuple[str, ...],
+    by_owner: bool,
+    no_transaction: bool,
+    waiting: bool | None = None,
 ) -> str:
     """The compare-and-set UPDATE feeding the event INSERT through a CTE, written once per
     shape: one round trip, and no SQL built per call on the hot path. Under READ COMMITTED a
@@ -307,6 +317,8 @@ def _transition_sql(
         conditions.append("lease_owner = %(owner)s")
     if no_transaction:
         conditions.append("tx_hash IS NULL")
+    if waiting is not None:
+        conditions.append("waiting" if waiting else "NOT waiting")
     return (
         "WITH moved AS (UPDATE orders SET "
         + ", ".join(assignments)

@@ -8,6 +8,8 @@ more decimals than the token has, and amounts beyond a u64 of atoms are all refu
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -26,7 +28,9 @@ from order_engine.tokens import Token, UnknownTokenError, resolve
 
 U64_MAX = 2**64 - 1
 _PLAIN_DECIMAL = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?$")
-SUPPORTED_TYPES = {OrderType.MARKET.value}
+SUPPORTED_TYPES = {t.value for t in OrderType}
+PRICE_DECIMALS = 18  # numeric(38, 18)
+PRICE_MAX = Decimal(10) ** 20
 
 
 class ExactAmount(fields.Field):
@@ -61,8 +65,17 @@ class ExactAmount(fields.Field):
         return None if value is None else format(value.normalize(), "f")
 
 
+@dataclass(frozen=True)
+class UnlistedMint(Token):
+    """A well-formed mint the registry does not list: only a sniper may name one (its
+    decimals are read from the chain once its pool exists)."""
+
+    problem: str = ""
+
+
 class TokenField(fields.Field):
-    """A token symbol or mint, loaded as the registry's `Token`."""
+    """A token symbol or mint, loaded as the registry's `Token` (or an `UnlistedMint`, which
+    the schema accepts only as a sniper's tokenOut)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Token:
         if not isinstance(value, str):
@@ -70,7 +83,19 @@ class TokenField(fields.Field):
         try:
             return resolve(value)
         except UnknownTokenError as exc:
+            if _is_pubkey(value):
+                return UnlistedMint(value, value, 0, problem=str(exc))
             raise ValidationError(str(exc)) from None
+
+
+def _is_pubkey(value: str) -> bool:
+    from solders.pubkey import Pubkey
+
+    try:
+        Pubkey.from_string(value)
+    except ValueError:
+        return False
+    return True
 
 
 class OrderCreateSchema(Schema):
@@ -82,7 +107,7 @@ class OrderCreateSchema(Schema):
     type = fields.String(
         required=True,
         validate=validate.OneOf([t.value for t in OrderType]),
-        metadata={"description": "market (limit and sniper are not supported yet)"},
+        metadata={"description": "market, limit (limitPrice) or sniper (tokenOut: a mint)"},
     )
     tokenIn = TokenField(required=True, metadata={"description": "symbol or base58 mint"})
     tokenOut = TokenField(required=True, metadata={"description": "symbol or base58 mint"})
@@ -104,14 +129,44 @@ class OrderCreateSchema(Schema):
         allow_none=True,
         validate=validate.Length(1, 128),
     )
+    limitPrice = ExactAmount(
+        load_default=None,
+        metadata={
+            "description": "limit: the least tokenOut per one tokenIn accepted (decimal string)",
+            "example": "250",
+        },
+    )
+    maxPrice = ExactAmount(
+        load_default=None,
+        metadata={"description": "sniper: the most tokenIn per one tokenOut it may pay"},
+    )
+    expiresAt = fields.AwareDateTime(
+        format="iso",
+        default_timezone=None,
+        load_default=None,
+        metadata={
+            "description": "limit/sniper: when a waiting order fails with ORDER_EXPIRED "
+            "(ISO 8601 with a time zone; at most LIMIT_MAX_HORIZON_S ahead)"
+        },
+    )
 
     @validates_schema(skip_on_field_errors=False)
     def check_order(self, data: dict[str, Any], **kwargs: Any) -> None:
         errors: dict[str, list[str]] = {}
-        if data.get("type") in {OrderType.LIMIT.value, OrderType.SNIPER.value}:
-            errors["type"] = [f"{data['type']} orders are not supported yet; use market."]
+        order_type = data.get("type")
+        errors.update(_trigger_problems(data))
         token_in, token_out = data.get("tokenIn"), data.get("tokenOut")
-        if token_in and token_out:
+        if isinstance(token_in, UnlistedMint):
+            errors["tokenIn"] = [token_in.problem]
+            token_in = None
+        if isinstance(token_out, UnlistedMint) and order_type != OrderType.SNIPER.value:
+            errors["tokenOut"] = [token_out.problem]
+            token_out = None
+        if order_type == OrderType.SNIPER.value and token_in and token_out:
+            problem = _sniper_target_problem(token_in, token_out)
+            if problem:
+                errors["tokenOut"] = [problem]
+        elif token_in and token_out:
             if token_in.mint == token_out.mint:
                 errors["tokenOut"] = ["Must differ from tokenIn (SOL and wSOL are one token)."]
             elif not _pair_is_listed(token_in, token_out):
@@ -125,6 +180,70 @@ class OrderCreateSchema(Schema):
                 errors["amount"] = [message]
         if errors:
             raise ValidationError(errors)
+
+
+def _trigger_problems(data: dict[str, Any]) -> dict[str, list[str]]:
+    """limitPrice, maxPrice and expiresAt: each only where its order type uses it."""
+    errors: dict[str, list[str]] = {}
+    order_type = data.get("type")
+    uses = {
+        "limitPrice": order_type == OrderType.LIMIT.value,
+        "maxPrice": order_type == OrderType.SNIPER.value,
+        "expiresAt": order_type in {OrderType.LIMIT.value, OrderType.SNIPER.value},
+    }
+    for name, used in uses.items():
+        if data.get(name) is not None and not used:
+            errors[name] = [f"Not used by {order_type} orders."]
+    if order_type == OrderType.LIMIT.value and data.get("limitPrice") is None:
+        errors["limitPrice"] = ["Missing data for required field (limit orders)."]
+    for name in ("limitPrice", "maxPrice"):
+        price = data.get(name)
+        if price is None or name in errors:
+            continue
+        exponent = price.as_tuple().exponent
+        if isinstance(exponent, int) and -exponent > PRICE_DECIMALS:
+            errors[name] = [f"At most {PRICE_DECIMALS} decimals."]
+        elif price >= PRICE_MAX:
+            errors[name] = [f"Must be below {PRICE_MAX:f}."]
+    expires_at = data.get("expiresAt")
+    if expires_at is not None and "expiresAt" not in errors:
+        now = datetime.now(UTC)
+        horizon = timedelta(seconds=_settings_value("limit_max_horizon_s", 30 * 24 * 3600))
+        if expires_at <= now:
+            errors["expiresAt"] = ["Must be in the future."]
+        elif expires_at > now + horizon:
+            errors["expiresAt"] = [
+                f"Must be at most {int(horizon.total_seconds())} s (LIMIT_MAX_HORIZON_S) ahead."
+            ]
+    return errors
+
+
+def _sniper_target_problem(token_in: Token, token_out: Token) -> str | None:
+    """A sniper waits for a mint that has no pool yet; anything tradable now is a market
+    order's business."""
+    if not isinstance(token_out, UnlistedMint):
+        return f"{token_out.symbol} is already listed; use a market order."
+    if _mint_has_pool(token_out.mint):
+        return f"Mint {token_out.mint} already has a pool; use a market order."
+    return None
+
+
+def _settings_value(name: str, default: int) -> int:
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return default
+    return int(getattr(current_app.config["SETTINGS"], name, default))
+
+
+def _mint_has_pool(mint: str) -> bool:
+    from flask import current_app, has_app_context
+
+    from order_engine.resources import mint_has_pool
+
+    if not has_app_context():
+        return False
+    return mint_has_pool(current_app.config["SETTINGS"], mint)
 
 
 def _pair_is_listed(token_in: Token, token_out: Token) -> bool:
@@ -180,6 +299,10 @@ class OrderSchema(Schema):
     amountOut = ExactAmount(attribute="amount_out", allow_none=True)
     executedPrice = ExactAmount(attribute="executed_price", allow_none=True)
     txHash = fields.String(attribute="tx_hash", allow_none=True)
+    limitPrice = ExactAmount(attribute="limit_price", allow_none=True)
+    maxPrice = ExactAmount(attribute="max_price", allow_none=True)
+    expiresAt = fields.Method("dump_expires", allow_none=True)
+    waiting = fields.Boolean(metadata={"description": "limit/sniper: not triggered yet"})
     error = fields.Method("dump_error", allow_none=True)
     createdAt = fields.Method("dump_created")
     updatedAt = fields.Method("dump_updated")
@@ -192,6 +315,11 @@ class OrderSchema(Schema):
             "message": order.failure_reason,
             "retryable": bool(order.failure_retryable),
         }
+
+    def dump_expires(self, order: Any) -> str | None:
+        from order_engine.events import format_timestamp
+
+        return None if order.expires_at is None else format_timestamp(order.expires_at)
 
     def dump_created(self, order: Any) -> str:
         from order_engine.events import format_timestamp

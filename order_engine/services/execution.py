@@ -39,12 +39,14 @@ from sqlalchemy.orm import Session
 
 from order_engine.chain import tx as transactions
 from order_engine.chain.client import Chain, SignatureStatus, program_error
+from order_engine.chain.mints import token_for
 from order_engine.config import Settings
 from order_engine.events import Publisher, event_payload, format_timestamp
 from order_engine.models import Order, OrderStatus
 from order_engine.repositories.order import IN_FLIGHT, OrderRepository, lease_expiry
 from order_engine.routing import RouteDecision, Router
-from order_engine.tokens import WSOL_MINT, Token, resolve
+from order_engine.services.trigger import required_out_atoms, waiting_for
+from order_engine.tokens import WSOL_MINT, Token
 from order_engine.venues.errors import (
     AttemptsExhausted,
     BlockhashExpired,
@@ -78,6 +80,7 @@ class Outcome(enum.StrEnum):
     SKIPPED = "skipped"  # not ours to run: claimed elsewhere, finished or unknown
     LEASE_LOST = "lease-lost"  # another executor took the order over meanwhile
     PARKED = "parked"  # a poison order waits for its last transaction's blockhash to expire
+    REARMED = "rearmed"  # a limit/sniper order whose price moved away waits again
 
 
 class RetryLater(Exception):
@@ -196,7 +199,12 @@ class ExecutionService:
                     "order %s: not runnable by %s (claimed, done or unknown)", order_id, executor
                 )
                 return None
-        token_in, token_out = resolve(order.token_in), resolve(order.token_out)
+        # A sniper's token_out is a mint the registry does not list: its decimals are read
+        # from the chain (once per process).
+        token_in, token_out = (
+            token_for(self.chain, order.token_in),
+            token_for(self.chain, order.token_out),
+        )
         return Attempt(
             order,
             executor,
@@ -211,6 +219,11 @@ class ExecutionService:
     def _run(self, attempt: Attempt) -> Outcome:
         order = attempt.order
         decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
+        floor = self._price_floor(attempt)
+        if decision.amount_out < floor and attempt.status is OrderStatus.PENDING:
+            # The market moved back between the trigger and this quote: wait again rather
+            # than send a swap the limit would make the chain refuse.
+            return self._rearm(attempt, decision.amount_out, floor)
         routing_event = decision.as_event()
         route = routing_event["decision"]
         if (order.route or {}).get("requoted"):
@@ -341,7 +354,54 @@ class ExecutionService:
         order = attempt.order
         if (order.route or {}).get("requoted") and order.min_amount_out is not None:
             minimum = max(minimum, attempt.token_out.to_atoms(order.min_amount_out))
-        return minimum
+        # A limit (or a sniper's maximum price) is never filled worse, whatever the slippage.
+        return max(minimum, self._price_floor(attempt))
+
+    def _price_floor(self, attempt: Attempt) -> int:
+        """The least output a limit or sniper order accepts (0 for a market order)."""
+        order = attempt.order
+        if order.limit_price is None and order.max_price is None:
+            return 0
+        return required_out_atoms(
+            order.amount_in, order.limit_price, order.max_price, attempt.token_out.decimals
+        )
+
+    def _rearm(self, attempt: Attempt, quoted: int, floor: int) -> Outcome:
+        """Put a triggered order back to waiting (the attempt is not counted): compare-and-set
+        on our lease, with a `pending` event saying what it waits for again."""
+        order = attempt.order
+        data = {
+            "waitingFor": waiting_for(
+                order.type, order.token_out, order.limit_price, order.max_price
+            ),
+            "rearmed": {
+                "quotedAmountOut": str(attempt.token_out.from_atoms(quoted)),
+                "requiredAmountOut": str(attempt.token_out.from_atoms(floor)),
+            },
+        }
+        values = {
+            "waiting": True,
+            "triggered_at": None,
+            "lease_owner": None,
+            "lease_until": None,
+            "attempts": max(order.attempts - 1, 0),
+        }
+        with self.session.begin():
+            event = self.orders.transition(
+                order.id,
+                OrderStatus.PENDING,
+                OrderStatus.PENDING,
+                event_data=data,
+                lease_owner=attempt.executor,
+                values=values,
+                require_waiting=False,
+            )
+            if event is None:
+                return Outcome.LEASE_LOST
+            payload = event_payload(event)
+        self.publisher.publish(payload)
+        log.info("order %s: quote %s below its floor %s; waiting again", order.id, quoted, floor)
+        return Outcome.REARMED
 
     def _settle(self, attempt: Attempt, dex: str, quoted: int, status: SignatureStatus) -> Outcome:
         """Record the outcome of a transaction the chain has confirmed."""

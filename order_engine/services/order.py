@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -31,8 +31,15 @@ from order_engine.errors import (
     UnprocessableError,
 )
 from order_engine.events import EventPublisher, event_payload, format_timestamp
-from order_engine.models import Order, OrderEvent, OrderStatus
+from order_engine.models import Order, OrderEvent, OrderStatus, OrderType
 from order_engine.repositories.order import OrderRepository
+from order_engine.services.trigger import (
+    meets,
+    required_out_atoms,
+    sniper_trigger_price,
+    waiting_for,
+)
+from order_engine.tokens import Token
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +58,32 @@ class OrderWithEvents:
 
 
 class OrderService:
-    def __init__(self, session: Session, publisher: EventPublisher) -> None:
+    def __init__(
+        self,
+        session: Session,
+        publisher: EventPublisher,
+        quote: Callable[[Token, Token, int], int | None] | None = None,
+    ) -> None:
         self.session = session
         self.orders = OrderRepository(session)
         self.publisher = publisher
+        # The engine's own quote (amount out, in atoms) for a limit order met at submission.
+        self.quote = quote or _quote_now
 
     def submit(self, order_data: dict[str, Any], idempotency_key: str | None) -> SubmittedOrder:
         """Create an order (or return the one created earlier under the same key) and queue it."""
         fingerprint = _fingerprint(order_data)
+        trigger, trigger_data = self._trigger_fields(order_data)
         with self.session.begin():
-            inserted = self._insert(order_data, idempotency_key, fingerprint)
+            inserted = self._insert(order_data, idempotency_key, fingerprint, trigger, trigger_data)
             if inserted is None:
                 existing = self.orders.get_by_idempotency_key(idempotency_key or "")
                 return self._replay(existing, fingerprint)
             order, first = inserted
         published = self.publisher.publish(first)
-        if published or not dispatch.broker_is_app_redis():
+        if order.waiting:
+            log.info("order %s waits for its trigger", order.id)  # the trigger engine sends it
+        elif published or not dispatch.broker_is_app_redis():
             self._dispatch(order.id)
         else:
             log.warning(
@@ -158,8 +175,49 @@ class OrderService:
         self.publisher.publish(payload)
         return order
 
+    def _trigger_fields(self, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A limit or sniper order's trigger columns and what its first event says: what it
+        waits for, or that its limit is already met (it then runs at once)."""
+        order_type = data["type"]
+        if order_type == OrderType.MARKET.value:
+            return {}, {}
+        limit, maximum = data.get("limitPrice"), data.get("maxPrice")
+        values: dict[str, Any] = {
+            "limit_price": limit,
+            "max_price": maximum,
+            "expires_at": data.get("expiresAt"),
+            "trigger_price": limit if limit is not None else sniper_trigger_price(maximum),
+            "waiting": True,
+        }
+        waits = waiting_for(order_type, data["tokenOut"].mint, limit, maximum)
+        extra: dict[str, Any] = {"waitingFor": waits}
+        if data.get("expiresAt") is not None:
+            extra["expiresAt"] = format_timestamp(data["expiresAt"])
+        if order_type == OrderType.LIMIT.value:
+            token_in, token_out = data["tokenIn"], data["tokenOut"]
+            quoted = self.quote(token_in, token_out, token_in.to_atoms(data["amount"]))
+            required = required_out_atoms(data["amount"], limit, None, token_out.decimals)
+            if quoted is not None:
+                extra["quotedAmountOut"] = str(token_out.from_atoms(quoted))
+            if quoted is not None and meets(quoted, required):
+                values["waiting"] = False
+                values["triggered_at"] = datetime.now(UTC)
+                extra = {
+                    "limitMetAtSubmission": {
+                        **waits,
+                        "quotedAmountOut": str(token_out.from_atoms(quoted)),
+                        "requiredAmountOut": str(token_out.from_atoms(required)),
+                    }
+                }
+        return values, extra
+
     def _insert(
-        self, data: dict[str, Any], key: str | None, fingerprint: str
+        self,
+        data: dict[str, Any],
+        key: str | None,
+        fingerprint: str,
+        trigger: dict[str, Any] | None = None,
+        trigger_data: dict[str, Any] | None = None,
     ) -> tuple[Order, dict[str, Any]] | None:
         """Insert the order and its `pending` event (seq 1) in one statement; None on a key
         conflict. Every value is known here, so nothing is read back: the row object returned
@@ -182,6 +240,7 @@ class OrderService:
             created_at=now,
             updated_at=now,
             dispatched_at=now,
+            **{"waiting": False, **(trigger or {})},
         )
         first = {
             "orderId": str(order.id),
@@ -189,7 +248,7 @@ class OrderService:
             "status": OrderStatus.PENDING.value,
             "at": format_timestamp(now),
             "attempt": 0,
-            "data": _pending_data(order),
+            "data": {**_pending_data(order), **(trigger_data or {})},
         }
         row = (
             self.session.connection()
@@ -206,6 +265,12 @@ class OrderService:
                     "idempotency_key": key,
                     "request_fingerprint": order.request_fingerprint,
                     "now": now,
+                    "limit_price": order.limit_price,
+                    "max_price": order.max_price,
+                    "trigger_price": order.trigger_price,
+                    "expires_at": order.expires_at,
+                    "waiting": order.waiting,
+                    "triggered_at": order.triggered_at,
                     "data": json.dumps(first["data"], separators=(",", ":")),
                 },
             )
@@ -249,12 +314,15 @@ WITH new_order AS (
     INSERT INTO orders (
         id, type, status, token_in, token_out, amount_in, slippage_bps, client_order_id,
         idempotency_key, request_fingerprint, last_seq, attempts, deliveries,
-        created_at, updated_at, dispatched_at
+        created_at, updated_at, dispatched_at,
+        limit_price, max_price, trigger_price, expires_at, waiting, triggered_at
     )
     VALUES (
         %(id)s, %(type)s, 'pending', %(token_in)s, %(token_out)s, %(amount_in)s,
         %(slippage_bps)s, %(client_order_id)s, %(idempotency_key)s, %(request_fingerprint)s,
-        1, 0, 0, %(now)s, %(now)s, %(now)s
+        1, 0, 0, %(now)s, %(now)s, %(now)s,
+        %(limit_price)s, %(max_price)s, %(trigger_price)s, %(expires_at)s, %(waiting)s,
+        %(triggered_at)s
     )
     ON CONFLICT (idempotency_key) DO NOTHING
     RETURNING id
@@ -304,7 +372,32 @@ def _fingerprint(data: dict[str, Any]) -> str:
         "slippageBps": data["slippageBps"],
         "clientOrderId": data.get("clientOrderId"),
     }
+    for name in ("limitPrice", "maxPrice"):
+        if data.get(name) is not None:
+            canonical[name] = format(data[name].normalize(), "f")
+    if data.get("expiresAt") is not None:
+        canonical["expiresAt"] = data["expiresAt"].isoformat()
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+
+
+def _quote_now(token_in: Token, token_out: Token, amount_in: int) -> int | None:
+    """The engine's own net quote, from this process's pool index; None when it cannot quote
+    now (the order then waits, and the trigger engine decides within a slot)."""
+    from flask import current_app, has_app_context
+
+    from order_engine.chain.accounts import AccountDecodeError
+    from order_engine.chain.client import RpcError
+    from order_engine.resources import chain_resources
+    from order_engine.venues.errors import ExecutionError
+
+    if not has_app_context():
+        return None
+    try:
+        router = chain_resources(current_app.config["SETTINGS"]).router
+        return router.route(token_in, token_out, amount_in).amount_out
+    except (ExecutionError, RpcError, AccountDecodeError) as exc:
+        log.info("no quote at submission (%s); the limit order waits", exc)
+        return None
 
 
 def _encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:

@@ -28,6 +28,17 @@ def _without(mapping: dict, keys: set[str]) -> dict:
     return {k: v for k, v in mapping.items() if k not in keys}
 
 
+# A broker database no worker of the test session consumes (the live stacks' workers would
+# take the messages these tests read back).
+PRIVATE_BROKER_DB = 11
+
+
+@pytest.fixture
+def test_settings(test_settings):
+    broker_url = test_settings["CELERY_BROKER_URL"].rsplit("/", 1)[0] + f"/{PRIVATE_BROKER_DB}"
+    return {**test_settings, "CELERY_BROKER_URL": broker_url}
+
+
 @pytest.fixture
 def broker(test_settings):
     client = redis.Redis.from_url(test_settings["CELERY_BROKER_URL"])

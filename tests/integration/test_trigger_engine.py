@@ -1,0 +1,203 @@
+"""The trigger engine on a real PostgreSQL: candidates by index, exactly-once triggering,
+cancel against trigger, expiry, and waiting orders kept away from the claim and reconciler."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from order_engine.chain.pools import PoolIndex
+from order_engine.localnet.clock import VirtualClock
+from order_engine.localnet.config import LocalnetSettings
+from order_engine.localnet.node import Localnet
+from order_engine.localnet.replay import REPLAY_START_MS, InProcessChain
+from order_engine.models import Order, OrderStatus
+from order_engine.repositories.order import OrderRepository
+from order_engine.routing import Router
+from order_engine.services.trigger import TriggerService
+from order_engine.tokens import resolve
+
+pytestmark = pytest.mark.integration
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.payloads: list[dict] = []
+        self.sent: list[uuid.UUID] = []
+        self.lock = threading.Lock()
+
+    def publish(self, payload) -> bool:
+        return self.publish_many([payload])
+
+    def publish_many(self, payloads) -> bool:
+        with self.lock:
+            self.payloads.extend(payloads)
+        return True
+
+    def send(self, order_id: uuid.UUID) -> None:
+        with self.lock:
+            self.sent.append(order_id)
+
+
+@pytest.fixture(scope="module")
+def market():
+    clock = VirtualClock(REPLAY_START_MS)
+    node = Localnet.in_memory(LocalnetSettings(seed=7), clock)
+    chain = InProcessChain(node, clock)
+    pools = PoolIndex(chain, clock=lambda: clock.now_ms() / 1000)
+    now_s = REPLAY_START_MS // 1000
+    return Router(pools, now_s=lambda: now_s), chain
+
+
+def service(engine, market, recorder: Recorder) -> TriggerService:
+    router, chain = market
+    session = Session(bind=engine, expire_on_commit=False)
+    return TriggerService(session, router, chain, recorder, None, send=recorder.send)  # type: ignore[arg-type]
+
+
+def add_waiting(engine, limit: str, amount: str = "1", **overrides) -> uuid.UUID:
+    order_id = uuid.uuid4()
+    fields = {
+        "id": order_id,
+        "type": "limit",
+        "status": "pending",
+        "token_in": "SOL",
+        "token_out": "USDC",
+        "amount_in": Decimal(amount),
+        "slippage_bps": 50,
+        "attempts": 0,
+        "deliveries": 0,
+        "last_seq": 0,
+        "limit_price": Decimal(limit),
+        "trigger_price": Decimal(limit),
+        "waiting": True,
+        **overrides,
+    }
+    with Session(bind=engine, expire_on_commit=False) as session, session.begin():
+        order = Order(**fields)
+        session.add(order)
+        session.flush()
+        OrderRepository(session).append_first_event(order, {"waitingFor": {"limitPrice": limit}})
+    return order_id
+
+
+def row(engine, order_id):
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT status, waiting, failure_code, last_seq FROM orders WHERE id = :id"),
+            {"id": order_id},
+        ).one()
+
+
+def sol_price(market) -> Decimal:
+    router, _ = market
+    sol, usdc = resolve("SOL"), resolve("USDC")
+    decision = router.route(sol, usdc, sol.one)
+    return usdc.from_atoms(decision.amount_out)
+
+
+def test_evaluation_triggers_exactly_the_limits_the_quote_meets(engine, clean_tables, market):
+    price = sol_price(market)
+    below = [
+        add_waiting(engine, str((price * Decimal(f)).quantize(Decimal("0.01"))))
+        for f in ("0.5", "0.9", "0.999")
+    ]
+    above = [
+        add_waiting(engine, str((price * Decimal(f)).quantize(Decimal("0.01"))))
+        for f in ("1.001", "1.1", "3")
+    ]
+    far = [add_waiting(engine, "1000000") for _ in range(50)]  # never candidates
+    recorder = Recorder()
+    result = service(engine, market, recorder).evaluate()
+    assert set(result.triggered) == set(below)
+    assert sorted(recorder.sent) == sorted(below)
+    # Only orders at or under the pair's best-price bound were read and quoted.
+    assert result.candidates < len(below) + len(above)
+    for order_id in above + far:
+        assert tuple(row(engine, order_id))[:2] == ("pending", True)
+    for order_id in below:
+        assert tuple(row(engine, order_id))[:2] == ("pending", False)
+    triggered_events = [p for p in recorder.payloads if "triggered" in p["data"]]
+    assert {p["orderId"] for p in triggered_events} == {str(i) for i in below}
+    assert all(p["seq"] == 2 and p["status"] == "pending" for p in triggered_events)
+
+
+def test_two_concurrent_triggers_dispatch_an_order_once(engine, clean_tables, market):
+    orders = [add_waiting(engine, "1") for _ in range(20)]
+    recorder = Recorder()
+    barrier = threading.Barrier(2)
+
+    def run() -> None:
+        trigger = service(engine, market, recorder)
+        barrier.wait()
+        trigger.trigger([(order_id, {"triggered": {"limitPrice": "1"}}) for order_id in orders])
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(recorder.sent) == sorted(orders)  # each once, across both schedulers
+    assert all(row(engine, order_id).last_seq == 2 for order_id in orders)
+    # A third, late trigger finds nothing to move.
+    assert service(engine, market, recorder).trigger([(orders[0], {})]) == []
+
+
+def test_cancel_and_trigger_of_one_order_one_wins(engine, clean_tables, market):
+    recorder = Recorder()
+    cancelled_first = add_waiting(engine, "1")
+    with Session(bind=engine) as session, session.begin():
+        OrderRepository(session).transition(
+            cancelled_first,
+            OrderStatus.PENDING,
+            OrderStatus.CANCELLED,
+            event_data={},
+            require_no_transaction=True,
+        )
+    assert service(engine, market, recorder).trigger([(cancelled_first, {})]) == []
+    assert recorder.sent == []
+    # Triggered first: the cancel still wins before any transaction, and the claim refuses it.
+    triggered_first = add_waiting(engine, "1")
+    assert service(engine, market, recorder).trigger([(triggered_first, {})]) == [triggered_first]
+    with Session(bind=engine) as session, session.begin():
+        repo = OrderRepository(session)
+        assert (
+            repo.transition(
+                triggered_first,
+                OrderStatus.PENDING,
+                OrderStatus.CANCELLED,
+                event_data={},
+                require_no_transaction=True,
+            )
+            is not None
+        )
+        assert repo.claim(triggered_first, "worker", 30) is None
+
+
+def test_waiting_orders_are_neither_claimed_nor_reconciled(engine, clean_tables):
+    old = datetime.now(UTC) - timedelta(hours=1)
+    order_id = add_waiting(engine, "1", created_at=old, dispatched_at=old)
+    with Session(bind=engine) as session, session.begin():
+        repo = OrderRepository(session)
+        assert repo.claim(order_id, "worker", 30) is None
+        assert order_id not in repo.claim_stale(1, 100)
+
+
+def test_expired_waiting_orders_fail_with_order_expired(engine, clean_tables, market):
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    expired = add_waiting(engine, "1000000", expires_at=past)
+    alive = add_waiting(engine, "1000000", expires_at=datetime.now(UTC) + timedelta(hours=1))
+    recorder = Recorder()
+    result = service(engine, market, recorder).evaluate()
+    assert result.expired == 1
+    assert tuple(row(engine, expired))[:3] == ("failed", False, "ORDER_EXPIRED")
+    assert tuple(row(engine, alive))[:2] == ("pending", True)
+    (failed,) = [p for p in recorder.payloads if p["status"] == "failed"]
+    assert failed["data"]["error"]["code"] == "ORDER_EXPIRED"
+    assert failed["seq"] == 2

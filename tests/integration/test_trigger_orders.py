@@ -1,0 +1,206 @@
+"""Limit and sniper orders end to end: gunicorn API + Celery worker + Celery beat (the trigger
+engine) + the localnet, moved and launched through its admin RPC; streams followed to the end."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+from solders.keypair import Keypair
+
+from tests.clients import request, stream
+from tests.conftest import start_process, stop_process
+from tests.helpers import rpc, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def triggering_stack(live_stack, tmp_path_factory):
+    """The live stack plus a Celery beat, which sends the trigger evaluation every 0.5 s."""
+    from order_engine.cli import scheduler_program
+    from order_engine.config import Settings
+
+    state = tmp_path_factory.mktemp("beat")
+    settings = {**live_stack.settings, "TRIGGER_INTERVAL_MS": "500"}
+    argv = list(scheduler_program(Settings.from_env(settings)).argv)
+    argv[argv.index("--schedule") + 1] = str(state / "celerybeat-schedule")
+    beat = start_process(argv, {**os.environ, **settings}, state / "beat.log")
+    try:
+        yield live_stack
+    finally:
+        stop_process(beat)
+        move(live_stack, "150")  # the localnet's reference price, for the tests after these
+
+
+def move(stack, price: str) -> None:
+    rpc(stack.settings["SOLANA_RPC_URL"], "localnet_move", [{"pair": "SOL/USDC", "price": price}])
+
+
+def submit(stack, body) -> dict:
+    response = request("POST", f"{stack.base_url}/api/orders/execute", body)
+    assert response.status == 202, response.body
+    return response.body
+
+
+def get_order(stack, order_id) -> dict:
+    return request("GET", f"{stack.base_url}/api/orders/{order_id}").body
+
+
+def test_a_limit_order_waits_then_fills_at_or_better_than_its_limit(triggering_stack):
+    stack = triggering_stack
+    move(stack, "150")
+    body = {
+        "type": "limit",
+        "tokenIn": "SOL",
+        "tokenOut": "USDC",
+        "amount": "0.25",
+        "limitPrice": "200",
+        "slippageBps": 300,
+        "expiresAt": "2099-01-01T00:00:00Z",
+    }
+    response = request("POST", f"{stack.base_url}/api/orders/execute", body)
+    assert response.status == 422  # beyond the 30-day horizon
+    assert "expiresAt" in response.body["errors"]
+    del body["expiresAt"]
+    order_id = submit(stack, body)["orderId"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        followed = pool.submit(
+            stream, f"{stack.ws_url}/api/orders/execute?orderId={order_id}", None, 60
+        )
+        time.sleep(2)  # a few evaluations: the market (150) is far below the limit (200)
+        order = get_order(stack, order_id)
+        assert (order["status"], order["waiting"], order["limitPrice"]) == ("pending", True, "200")
+        listed = request("GET", f"{stack.base_url}/api/orders?type=limit&status=pending").body
+        assert order_id in {o["orderId"] for o in listed["orders"]}
+        moved_at = time.monotonic()
+        move(stack, "260")
+        result = followed.result(timeout=60)
+    assert result.statuses == [
+        "pending",
+        "pending",
+        "routing",
+        "building",
+        "submitted",
+        "confirmed",
+    ], stack.logs()
+    first, triggered = result.events[0]["data"], result.events[1]["data"]
+    assert first["waitingFor"] == {"limitPrice": "200"}
+    assert triggered["triggered"] == {"limitPrice": "200"}
+    building, confirmed = result.events[3]["data"], result.events[-1]["data"]
+    assert Decimal(building["minAmountOut"]) >= Decimal("50")  # 0.25 × 200
+    assert Decimal(confirmed["amountOut"]) >= Decimal("50")
+    print(f"\nlimit: moved → confirmed in {time.monotonic() - moved_at:.2f}s")
+
+
+def test_a_limit_met_at_submission_runs_at_once_and_says_so(triggering_stack):
+    stack = triggering_stack
+    move(stack, "150")
+    body = {
+        "type": "limit",
+        "tokenIn": "SOL",
+        "tokenOut": "USDC",
+        "amount": "0.1",
+        "limitPrice": "100",
+        "slippageBps": 300,
+    }
+    order_id = submit(stack, body)["orderId"]
+    result = stream(f"{stack.ws_url}/api/orders/execute?orderId={order_id}", None, 60)
+    assert result.statuses == ["pending", "routing", "building", "submitted", "confirmed"], (
+        result.events[-1]
+    )
+    assert result.events[0]["data"]["limitMetAtSubmission"]["limitPrice"] == "100"
+    assert Decimal(result.events[-1]["data"]["amountOut"]) >= Decimal("10")
+
+
+def test_a_cancelled_limit_order_never_executes(triggering_stack):
+    stack = triggering_stack
+    move(stack, "150")
+    body = {
+        "type": "limit",
+        "tokenIn": "SOL",
+        "tokenOut": "USDC",
+        "amount": "0.1",
+        "limitPrice": "400",
+    }
+    order_id = submit(stack, body)["orderId"]
+    response = request("DELETE", f"{stack.base_url}/api/orders/{order_id}")
+    assert response.status == 200, response.body
+    move(stack, "450")
+    time.sleep(2)
+    move(stack, "150")
+    order = get_order(stack, order_id)
+    assert order["status"] == "cancelled"
+    assert [e["status"] for e in order["events"]] == ["pending", "cancelled"]
+
+
+def test_a_sniper_buys_a_token_seconds_after_its_launch(triggering_stack):
+    stack = triggering_stack
+    url = stack.settings["SOLANA_RPC_URL"]
+    mint = str(Keypair().pubkey())
+    refused = request(
+        "POST",
+        f"{stack.base_url}/api/orders/execute",
+        {"type": "sniper", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.1"},
+    )
+    assert refused.status == 422
+    assert "market order" in refused.body["errors"]["tokenOut"][0]
+    body = {
+        "type": "sniper",
+        "tokenIn": "SOL",
+        "tokenOut": mint,
+        "amount": "0.1",
+        "maxPrice": "0.01",
+        "slippageBps": 300,
+    }
+    order_id = submit(stack, body)["orderId"]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        followed = pool.submit(
+            stream, f"{stack.ws_url}/api/orders/execute?orderId={order_id}", None, 60
+        )
+        time.sleep(1.5)
+        assert get_order(stack, order_id)["waiting"] is True
+        launched_at = time.monotonic()
+        symbol = "S" + uuid.uuid4().hex[:6].upper()
+        rpc(
+            url,
+            "localnet_launch",
+            [
+                {
+                    "mint": mint,
+                    "symbol": symbol,
+                    "decimals": 6,
+                    "quote": "SOL",
+                    "liquidity": "50",
+                    "price": "0.001",
+                    "venue": "raydium",
+                }
+            ],
+        )
+        result = followed.result(timeout=60)
+    elapsed = time.monotonic() - launched_at
+    assert result.statuses == [
+        "pending",
+        "pending",
+        "routing",
+        "building",
+        "submitted",
+        "confirmed",
+    ], stack.logs()
+    assert result.events[0]["data"]["waitingFor"] == {"pool": {"mint": mint}, "maxPrice": "0.01"}
+    assert Decimal(result.events[-1]["data"]["amountOut"]) >= Decimal("10")  # 0.1 / 0.01
+    assert elapsed < 10
+    print(f"\nsniper: launch → confirmed in {elapsed:.2f}s")
+    # Now that the mint has a pool, a sniper on it is a market order's business.
+    again = wait_until(
+        lambda: (
+            (r := request("POST", f"{stack.base_url}/api/orders/execute", body)).status == 422 and r
+        ),
+        5,
+        "the API to see the new pool",
+    )
+    assert "already has a pool" in again.body["errors"]["tokenOut"][0]
