@@ -26,7 +26,7 @@ install: $(STAMP) ## Create the virtualenv and install the project with all extr
 run: $(STAMP) ## Start API + worker + scheduler (embedded PostgreSQL/Redis unless DATABASE_URL/REDIS_URL are set)
 	$(BIN)/order-engine run
 
-localnet: $(STAMP) ## Start only the localnet (simulated Solana validator + pools) on :$${LOCALNET_PORT:-8899}
+localnet: $(STAMP) ## Start only the localnet (simulated Solana validator + pools) on port LOCALNET_PORT (8899)
 	$(BIN)/order-engine localnet serve
 
 api: $(STAMP) ## Start only the API (gunicorn)
@@ -57,7 +57,7 @@ test-slow: $(STAMP) ## Run the long fault-injection scenarios too (not the soak)
 soak: $(STAMP) ## 2,000 orders while the worker is killed, Redis emptied and PostgreSQL restarted (SOAK_ORDERS=n)
 	$(BIN)/python -m pytest -m soak -s -p no:randomly tests/integration/faults/test_soak.py $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Benchmark intake, end to end, WebSockets, cost per order (BENCH_ARGS=--quick: ~3 min; "--preset peer": issue 10's 1,000 orders/50 conns/a WebSocket each; --profile: py-spy); report in bench/results/
+bench: $(STAMP) ## Benchmark intake, end to end, WebSockets, cost per order (BENCH_ARGS=--quick: ~3 min; "--preset peer": 1,000 orders over 50 connections, a WebSocket each; --profile: py-spy); report in bench/results/
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

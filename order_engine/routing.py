@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Any
 
 from order_engine.chain.pools import PoolIndex, PoolView
-from order_engine.tokens import Token
+from order_engine.tokens import Token, decimal_text
 from order_engine.venues.base import Quote
 from order_engine.venues.errors import (
     AmountTooSmall,
@@ -74,13 +74,13 @@ class RouteDecision:
             "unavailable": self.failures,
             "decision": {
                 "dex": self.dex,
-                "amountOut": str(self.token_out.from_atoms(self.amount_out)),
+                "amountOut": decimal_text(self.token_out.from_atoms(self.amount_out)),
                 "legs": [
                     {
                         "dex": leg.dex,
                         "poolId": leg.pool_id,
-                        "amountIn": str(self.token_in.from_atoms(leg.amount_in)),
-                        "amountOut": str(self.token_out.from_atoms(leg.amount_out)),
+                        "amountIn": decimal_text(self.token_in.from_atoms(leg.amount_in)),
+                        "amountOut": decimal_text(self.token_out.from_atoms(leg.amount_out)),
                         "percent": str(
                             (Decimal(leg.amount_in * 100) / total_in).quantize(Decimal("0.01"))
                         ),

@@ -36,6 +36,12 @@ class Token:
         return Decimal(atoms).scaleb(-self.decimals)
 
 
+def decimal_text(amount: Decimal) -> str:
+    """A decimal as the API writes it: plain digits, never exponent notation ("0.000000001",
+    not "1E-9"), since clients are told amounts are plain decimal strings."""
+    return format(amount, "f")
+
+
 TOKENS: tuple[Token, ...] = (
     Token("SOL", WSOL_MINT, 9),
     Token("USDC", "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", 6),

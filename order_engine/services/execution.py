@@ -46,7 +46,7 @@ from order_engine.models import Order, OrderStatus
 from order_engine.repositories.order import IN_FLIGHT, OrderRepository, lease_expiry
 from order_engine.routing import RouteDecision, Router
 from order_engine.services.trigger import required_out_atoms, waiting_for
-from order_engine.tokens import WSOL_MINT, Token
+from order_engine.tokens import WSOL_MINT, Token, decimal_text
 from order_engine.venues.errors import (
     AttemptsExhausted,
     BlockhashExpired,
@@ -237,8 +237,8 @@ class ExecutionService:
         building_event = {
             "dex": decision.dex,
             "legs": route["legs"],
-            "quotedAmountOut": str(attempt.token_out.from_atoms(decision.amount_out)),
-            "minAmountOut": str(attempt.token_out.from_atoms(minimum)),
+            "quotedAmountOut": decimal_text(attempt.token_out.from_atoms(decision.amount_out)),
+            "minAmountOut": decimal_text(attempt.token_out.from_atoms(minimum)),
             "slippageBps": order.slippage_bps,
             "txHash": signature,
             "blockhash": blockhash.value,
@@ -375,8 +375,8 @@ class ExecutionService:
                 order.type, order.token_out, order.limit_price, order.max_price
             ),
             "rearmed": {
-                "quotedAmountOut": str(attempt.token_out.from_atoms(quoted)),
-                "requiredAmountOut": str(attempt.token_out.from_atoms(floor)),
+                "quotedAmountOut": decimal_text(attempt.token_out.from_atoms(quoted)),
+                "requiredAmountOut": decimal_text(attempt.token_out.from_atoms(floor)),
             },
         }
         values = {
@@ -426,10 +426,10 @@ class ExecutionService:
                 "dex": dex,
                 "txHash": status.signature,
                 "slot": status.slot,
-                "amountIn": str(amount_in),
-                "amountOut": str(amount_out),
-                "executedPrice": str(price.normalize()),
-                "quotedAmountOut": str(token_out.from_atoms(quoted)),
+                "amountIn": decimal_text(amount_in),
+                "amountOut": decimal_text(amount_out),
+                "executedPrice": format(price.normalize(), "f"),
+                "quotedAmountOut": decimal_text(token_out.from_atoms(quoted)),
                 "realisedSlippageBps": str(slippage.quantize(Decimal("0.01"))),
             },
             {
@@ -683,7 +683,7 @@ class ExecutionService:
         return {
             "requote": {
                 "dex": decision.dex,
-                "amountOut": str(attempt.token_out.from_atoms(decision.amount_out)),
+                "amountOut": decimal_text(attempt.token_out.from_atoms(decision.amount_out)),
                 "clientMinimum": str(order.min_amount_out),
             }
         }

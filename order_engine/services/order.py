@@ -39,7 +39,7 @@ from order_engine.services.trigger import (
     sniper_trigger_price,
     waiting_for,
 )
-from order_engine.tokens import Token
+from order_engine.tokens import Token, decimal_text
 
 log = logging.getLogger(__name__)
 
@@ -198,15 +198,15 @@ class OrderService:
             quoted = self.quote(token_in, token_out, token_in.to_atoms(data["amount"]))
             required = required_out_atoms(data["amount"], limit, None, token_out.decimals)
             if quoted is not None:
-                extra["quotedAmountOut"] = str(token_out.from_atoms(quoted))
+                extra["quotedAmountOut"] = decimal_text(token_out.from_atoms(quoted))
             if quoted is not None and meets(quoted, required):
                 values["waiting"] = False
                 values["triggered_at"] = datetime.now(UTC)
                 extra = {
                     "limitMetAtSubmission": {
                         **waits,
-                        "quotedAmountOut": str(token_out.from_atoms(quoted)),
-                        "requiredAmountOut": str(token_out.from_atoms(required)),
+                        "quotedAmountOut": decimal_text(token_out.from_atoms(quoted)),
+                        "requiredAmountOut": decimal_text(token_out.from_atoms(required)),
                     }
                 }
         return values, extra

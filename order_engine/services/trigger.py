@@ -43,7 +43,7 @@ from order_engine.events import Publisher, event_payload
 from order_engine.models import OrderType
 from order_engine.repositories.trigger import Candidate, PairBound, TriggerRepository
 from order_engine.routing import Router
-from order_engine.tokens import Token
+from order_engine.tokens import Token, decimal_text
 from order_engine.venues.errors import ExecutionError
 from order_engine.venues.math import VenueMathError
 
@@ -271,8 +271,8 @@ class TriggerService:
                 candidate.type, candidate.token_out, candidate.limit_price, candidate.max_price
             ),
             "dex": decision.dex,
-            "quotedAmountOut": str(token_out.from_atoms(decision.amount_out)),
-            "requiredAmountOut": str(token_out.from_atoms(required)),
+            "quotedAmountOut": decimal_text(token_out.from_atoms(decision.amount_out)),
+            "requiredAmountOut": decimal_text(token_out.from_atoms(required)),
         }
 
     def _expire(self) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from order_engine.tokens import Token
+from order_engine.tokens import Token, decimal_text
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,9 @@ class Quote:
         return {
             "dex": self.dex,
             "poolId": self.pool_id,
-            "amountIn": str(self.token_in.from_atoms(self.amount_in)),
-            "amountOut": str(self.token_out.from_atoms(self.amount_out)),
-            "price": str(self.price.quantize(Decimal("1e-12")).normalize()),
+            "amountIn": decimal_text(self.token_in.from_atoms(self.amount_in)),
+            "amountOut": decimal_text(self.token_out.from_atoms(self.amount_out)),
+            "price": format(self.price.quantize(Decimal("1e-12")).normalize(), "f"),
             "feeBps": str(self.fee_bps),
             "priceImpactBps": str(self.price_impact_bps),
             "slot": self.slot,
