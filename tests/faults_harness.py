@@ -51,7 +51,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from tests.clients import HttpResponse, _Client, request
-from tests.conftest import Localnet, start_process, stop_process
+from tests.conftest import UNLIMITED, Localnet, start_process, stop_process
 from tests.helpers import free_port, wait_until
 
 HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
@@ -87,6 +87,7 @@ FAULT_TIMINGS = {
     "RECONCILE_INTERVAL_S": "1",
     "STALE_PENDING_AFTER_S": "2",
     "LOG_LEVEL": "INFO",
+    **UNLIMITED,
 }
 # The localnet's own settings (its process reads them, the engine never does): a `make_stack`
 # override of one of these names goes to the stack's localnet.

@@ -30,10 +30,11 @@ from order_engine.errors import (
     BadRequestError,
     ConflictError,
     NotFoundError,
+    TooManyRequestsError,
     UnprocessableError,
 )
 from order_engine.events import EventPublisher, event_payload
-from order_engine.models import Order, OrderEvent, OrderStatus
+from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStatus
 from order_engine.repositories.order import OrderRepository
 
 log = logging.getLogger(__name__)
@@ -58,13 +59,23 @@ class OrderService:
         self.orders = OrderRepository(session)
         self.publisher = publisher
 
-    def submit(self, order_data: dict[str, Any], idempotency_key: str | None) -> SubmittedOrder:
-        """Create an order (or return the one created earlier under the same key) and queue it."""
+    def submit(
+        self,
+        order_data: dict[str, Any],
+        idempotency_key: str | None,
+        account_id: uuid.UUID = DEFAULT_ACCOUNT_ID,
+        max_in_flight: int | None = None,
+    ) -> SubmittedOrder:
+        """Create an order for `account_id` (or return the one it created earlier under the
+        same key) and queue it. With `max_in_flight`, an account that already has that many
+        unfinished orders gets a 429 instead (a replay of an earlier key still answers)."""
         fingerprint = _fingerprint(order_data)
         with self.session.begin():
-            order = self._insert(order_data, idempotency_key, fingerprint)
+            if max_in_flight is not None:
+                self._check_in_flight(account_id, max_in_flight, idempotency_key, fingerprint)
+            order = self._insert(order_data, idempotency_key, fingerprint, account_id)
             if order is None:
-                existing = self.orders.get_by_idempotency_key(idempotency_key or "")
+                existing = self.orders.get_by_idempotency_key(idempotency_key or "", account_id)
                 return self._replay(existing, fingerprint)
             first = event_payload(self.orders.append_first_event(order, _pending_data(order)))
         published = self.publisher.publish(first)
@@ -76,9 +87,10 @@ class OrderService:
             )
         return SubmittedOrder(order, True, first)
 
-    def get(self, order_id: uuid.UUID) -> OrderWithEvents:
+    def get(self, order_id: uuid.UUID, account_id: uuid.UUID | None = None) -> OrderWithEvents:
+        """The order with its events; another account's order is "not found" (None: any)."""
         with self.session.begin():
-            order = self.orders.get(order_id)
+            order = self.orders.get_owned(order_id, account_id)
             if order is None:
                 raise NotFoundError(f"No order {order_id}.")
             return OrderWithEvents(order, self.orders.events(order_id))
@@ -87,11 +99,17 @@ class OrderService:
         with self.session.begin():
             return [event_payload(e) for e in self.orders.events(order_id, after_seq=seq)]
 
-    def exists(self, order_id: uuid.UUID) -> bool:
-        with self.session.begin():
-            return self.orders.get(order_id) is not None
+    def exists(self, order_id: uuid.UUID, account_id: uuid.UUID | None = None) -> bool:
+        return self.find(order_id, account_id) is not None
 
-    def list(self, query: dict[str, Any]) -> tuple[Sequence[Order], str | None]:
+    def find(self, order_id: uuid.UUID, account_id: uuid.UUID | None = None) -> Order | None:
+        """The order if `account_id` owns it (None: any account's)."""
+        with self.session.begin():
+            return self.orders.get_owned(order_id, account_id)
+
+    def list(
+        self, query: dict[str, Any], account_id: uuid.UUID | None = None
+    ) -> tuple[Sequence[Order], str | None]:
         before = _decode_cursor(query["cursor"]) if query.get("cursor") else None
         with self.session.begin():
             page = self.orders.page(
@@ -101,11 +119,12 @@ class OrderService:
                 created_from=query.get("createdFrom"),
                 created_to=query.get("createdTo"),
                 before=before,
+                account_id=account_id,
             )
         cursor = _encode_cursor(*page.next_cursor) if page.next_cursor else None
         return page.orders, cursor
 
-    def cancel(self, order_id: uuid.UUID) -> Order:
+    def cancel(self, order_id: uuid.UUID, account_id: uuid.UUID | None = None) -> Order:
         """Cancel an order whose swap transaction has not been built.
 
         Cancel wins while the order is `pending` or `routing` and no transaction was ever built
@@ -115,6 +134,8 @@ class OrderService:
         still land) nothing can call it back, so the answer is a 409 saying so.
         """
         with self.session.begin():
+            if account_id is not None and self.orders.get_owned(order_id, account_id) is None:
+                raise NotFoundError(f"No order {order_id}.")
             event = self.orders.transition(
                 order_id,
                 CANCELLABLE,
@@ -132,10 +153,37 @@ class OrderService:
         self.publisher.publish(payload)
         return order
 
-    def _insert(self, data: dict[str, Any], key: str | None, fingerprint: str) -> Order | None:
+    def _check_in_flight(
+        self, account_id: uuid.UUID, cap: int, key: str | None, fingerprint: str
+    ) -> None:
+        # Far from the cap, one count is enough; near it, the account's submissions queue on
+        # an advisory lock and count again, so concurrent ones cannot all slip past it.
+        if self.orders.count_unfinished(account_id) < cap - IN_FLIGHT_SLACK:
+            return
+        self.orders.lock_account(account_id)
+        if self.orders.count_unfinished(account_id) < cap:
+            return
+        if key is not None:
+            existing = self.orders.get_by_idempotency_key(key, account_id)
+            if existing is not None:
+                return  # a replay creates nothing; _insert finds the conflict and replays
+        raise TooManyRequestsError(
+            f"This account has {cap} orders in flight (MAX_ORDERS_IN_FLIGHT); submit more "
+            "once some have finished.",
+            headers={"Retry-After": "2"},
+        )
+
+    def _insert(
+        self,
+        data: dict[str, Any],
+        key: str | None,
+        fingerprint: str,
+        account_id: uuid.UUID = DEFAULT_ACCOUNT_ID,
+    ) -> Order | None:
         now = datetime.now(UTC)
         values = {
             "id": uuid.uuid4(),
+            "account_id": account_id,
             "type": data["type"],
             "status": OrderStatus.PENDING.value,
             "token_in": data["tokenIn"].symbol,
@@ -157,7 +205,7 @@ class OrderService:
         statement = (
             insert(Order)
             .values(values)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
+            .on_conflict_do_nothing(index_elements=["account_id", "idempotency_key"])
             .returning(Order.id)
         )
         if self.session.execute(statement).first() is None:
@@ -183,6 +231,7 @@ class OrderService:
 
 
 CANCELLABLE = (OrderStatus.PENDING, OrderStatus.ROUTING)
+IN_FLIGHT_SLACK = 32
 
 
 def _why_not_cancellable(order: Order) -> str:
