@@ -82,10 +82,15 @@ class StreamResult:
         return [e["seq"] for e in self.events]
 
 
-def stream(url: str, first_message: Any = None, timeout_s: float = 30) -> StreamResult:
+def stream(
+    url: str,
+    first_message: Any = None,
+    timeout_s: float = 30,
+    headers: dict[str, str] | None = None,
+) -> StreamResult:
     """Connect, optionally send a first message, and read until the server closes."""
     result = StreamResult()
-    ws = _Client.connect(url)
+    ws = _Client.connect(url, headers=headers)
     try:
         if first_message is not None:
             ws.send(first_message if isinstance(first_message, str) else json.dumps(first_message))
