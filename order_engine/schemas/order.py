@@ -246,6 +246,13 @@ class OrderSchema(Schema):
         return format_timestamp(order.updated_at)
 
 
+class OrderWithEventsSchema(OrderSchema):
+    """GET /api/orders/<id>: the order and its whole event history (documentation only: the
+    view appends the events itself)."""
+
+    events = fields.List(fields.Nested(EventSchema))
+
+
 class OrderListQuerySchema(Schema):
     """Query string of GET /api/orders."""
 
