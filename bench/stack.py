@@ -98,7 +98,20 @@ class Stack:
         ensure_dev_keypair(self.wallet_path)
         migrate.upgrade(self.database_url)
         self.engine = create_engine(self.database_url, pool_size=2)
+        self._create_api_key()
         self.reset()
+
+    def _create_api_key(self) -> None:
+        """The load generators' API key (DESIGN §9), exported to every child process."""
+        from sqlalchemy.orm import Session
+
+        from order_engine.services.access import AccessService
+
+        with Session(self.engine, expire_on_commit=False) as session:
+            created = AccessService(session).create_key(
+                "bench", "make bench", ["orders:read", "orders:write"]
+            )
+        os.environ["BENCH_API_KEY"] = created.secret
 
     def reset(self) -> None:
         """Empty the bench tables and Redis databases (workers must be stopped)."""
@@ -134,6 +147,11 @@ class Stack:
             "WALLET_KEYPAIR": str(self.wallet_path),
             "PORT": str(self.port),
             "BENCH_ENDPOINTS": "1",
+            # One account drives the whole benchmark: its limits must not be what is measured.
+            "RATE_LIMIT_PER_S": "1000000",
+            "RATE_LIMIT_BURST": "1000000",
+            "MAX_ORDERS_IN_FLIGHT": "1000000",
+            "MAX_WEBSOCKETS": "100000",
             **(overrides or {}),
         }
 

@@ -164,6 +164,25 @@ def _rate_limit(principal: Principal) -> RateDecision | None:
         return None
 
 
+# A 429 is answered after a pause. A client that ignores Retry-After and sends
+# back to back on its connections then waits on each 429, so a flood from a few connections
+# costs the server a few answers per second instead of all its CPU (which would slow every
+# other account's requests). Only under gevent, where a waiting request is a cheap greenlet;
+# under gthread it would hold one of the worker's threads.
+TARPIT_MAX_S = 1.0
+
+
+def _tarpit(response: Response) -> None:
+    from gevent import monkey
+
+    if monkey.is_module_patched("time"):
+        try:
+            retry_after_s = float(response.headers.get("Retry-After", "1"))
+        except ValueError:
+            retry_after_s = 1.0
+        time.sleep(min(max(retry_after_s, 0.0), TARPIT_MAX_S))
+
+
 def _check_origin() -> None:
     """Browsers send `Origin` on every WebSocket and apply no same-origin policy to it, so a
     page anywhere could drive a visitor's socket; only the listed origins may. Clients that are
@@ -208,6 +227,8 @@ def add_rate_headers(response: Response) -> Response:
     if decision is not None:
         for name, value in decision.headers().items():
             response.headers.setdefault(name, value)
+    if response.status_code == 429:
+        _tarpit(response)
     return response
 
 
