@@ -180,7 +180,8 @@ def list_orders() -> Response:
     args: dict[str, Any] = {}
     for name, values in request.args.lists():
         if name in {"status", "type"}:
-            args[name] = [v for value in values for v in value.split(",") if v]
+            # An empty value (`?status=`) is refused by the schema, not read as "no filter".
+            args[name] = [v for value in values for v in value.split(",")]
         else:
             args[name] = values[-1]
     try:
