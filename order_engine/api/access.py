@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import redis
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from order_engine.db import get_session
 from order_engine.errors import (
@@ -42,8 +44,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Open without a key: they carry no account's data.
 PUBLIC_ENDPOINTS = frozenset({"docs.openapi", "docs.browsable", "docs.docs_asset"})
-# After a Redis error the rate limiter stands aside this long (per process) instead of adding
-# a Redis timeout to every request; the in-flight cap, in PostgreSQL, still holds.
+# After a Redis error the rate limiter and the socket cap stand aside this long (per process)
+# instead of adding a Redis timeout to every request; the in-flight cap, in PostgreSQL, holds.
 LIMITER_BACKOFF_S = 5.0
 KEY_CACHE_MAX = 10_000
 
@@ -147,21 +149,44 @@ _limiter_down_until = 0.0
 
 
 def _rate_limit(principal: Principal) -> RateDecision | None:
-    global _limiter_down_until
     if time.monotonic() < _limiter_down_until:
         return None
     limiter: RateLimiter | None = current_app.extensions.get("order_engine.rate_limiter")
     if limiter is None:
         settings = current_app.config["SETTINGS"]
         limiter = current_app.extensions["order_engine.rate_limiter"] = RateLimiter(
-            get_redis(), settings.rate_limit_per_s, settings.rate_limit_burst
+            _limits_redis(), settings.rate_limit_per_s, settings.rate_limit_burst
         )
     try:
         return limiter.hit(principal.account_id)
     except redis.RedisError as exc:
-        _limiter_down_until = time.monotonic() + LIMITER_BACKOFF_S
-        log.warning("rate limiter unavailable (%s); not limiting for %ss", exc, LIMITER_BACKOFF_S)
+        _limiters_down(exc)
         return None
+
+
+# The limits' own Redis client: a limit that cannot be checked in this long is skipped (and
+# the limits stand aside for LIMITER_BACKOFF_S), so a frozen Redis adds at most this to a
+# request, not the application client's bound of several seconds.
+LIMITS_REDIS_TIMEOUT_S = 0.25
+
+
+def _limits_redis() -> redis.Redis:
+    settings = current_app.config["SETTINGS"]
+    client: redis.Redis | None = current_app.extensions.get("order_engine.limits_redis")
+    if client is None:
+        client = current_app.extensions["order_engine.limits_redis"] = redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=LIMITS_REDIS_TIMEOUT_S,
+            socket_connect_timeout=LIMITS_REDIS_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+        )
+    return client
+
+
+def _limiters_down(exc: Exception) -> None:
+    global _limiter_down_until
+    _limiter_down_until = time.monotonic() + LIMITER_BACKOFF_S
+    log.warning("limits unavailable (%s); not limiting for %ss", exc, LIMITER_BACKOFF_S)
 
 
 # A 429 is answered after a pause. A client that ignores Retry-After and sends
@@ -204,9 +229,15 @@ def _take_socket_slot(principal: Principal) -> None:
     slots: SocketSlots | None = current_app.extensions.get("order_engine.socket_slots")
     if slots is None:
         slots = current_app.extensions["order_engine.socket_slots"] = SocketSlots(
-            get_redis(), settings.max_websockets
+            _limits_redis(), settings.max_websockets
         )
-    slot = slots.take(principal.account_id)
+    if time.monotonic() < _limiter_down_until:
+        return  # Redis just failed: no slot to take; the stream says if it cannot be served
+    try:
+        slot = slots.take(principal.account_id)
+    except redis.RedisError as exc:
+        _limiters_down(exc)
+        return
     if slot is None:
         raise TooManyRequestsError(
             f"This account already has {settings.max_websockets} WebSockets open "

@@ -331,7 +331,7 @@ def build_spec() -> dict[str, Any]:
         "description": "amount of tokenIn to sell: a decimal string (or a plain JSON number)",
         "example": "1.5",
         "anyOf": [
-            {"type": "string", "pattern": r"^[0-9]{1,30}(\.[0-9]{1,30})?$"},
+            {"type": "string", "format": "decimal", "pattern": r"^[0-9]{1,30}(\.[0-9]{1,30})?$"},
             {"type": "number", "exclusiveMinimum": True, "minimum": 0},
         ],
     }

@@ -95,7 +95,7 @@ def test_a_flood_gets_429s_and_does_not_starve_another_account(limited_api):
     order_id = request("POST", f"{base}/api/orders/execute", order_body(), victim).body["orderId"]
     latencies_ms(port, keys["victim"], order_id, 30)  # warm up
     flood = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.flood", base, keys["flooder"], "40", "16"],
+        [sys.executable, "-m", "tests.support.flood", base, keys["flooder"], "65", "16"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     unloaded: list[float] = []
@@ -104,14 +104,14 @@ def test_a_flood_gets_429s_and_does_not_starve_another_account(limited_api):
         time.sleep(2)  # the flood's burst is spent
         # Windows with the flood paused (SIGSTOP) and running, alternately: this machine is
         # shared, and alternating spreads whatever else runs on it over both figures.
-        for _ in range(4):
+        for _ in range(5):
             flood.send_signal(signal.SIGSTOP)
             time.sleep(0.5)
             unloaded += latencies_ms(port, keys["victim"], order_id, 60)
             flood.send_signal(signal.SIGCONT)
             # The budget the flooder's account refilled while paused is spent in a burst
             # first; a flood that never pauses has none.
-            time.sleep(1.5)
+            time.sleep(3)
             loaded += latencies_ms(port, keys["victim"], order_id, 60)
         out, _ = flood.communicate(timeout=60)
     finally:
@@ -121,8 +121,8 @@ def test_a_flood_gets_429s_and_does_not_starve_another_account(limited_api):
     counts = {int(k): v for k, v in json.loads(out).items()}
     print(
         f"\nflood answers {counts}; victim p99 with the flood paused {p99(unloaded):.1f} ms, "
-        f"flooding {p99(loaded):.1f} ms (p50 {sorted(unloaded)[120]:.1f} / "
-        f"{sorted(loaded)[120]:.1f} ms)"
+        f"flooding {p99(loaded):.1f} ms (p50 {sorted(unloaded)[150]:.1f} / "
+        f"{sorted(loaded)[150]:.1f} ms)"
     )
     assert counts.get(429, 0) > counts.get(202, 0) > 0
     assert counts.get(500, 0) == 0
