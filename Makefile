@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow soak bench venue-report lint fmt typecheck clean
+.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow fuzz soak bench venue-report lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -53,6 +53,9 @@ test: $(STAMP) ## Run the whole test suite against real PostgreSQL and Redis (em
 
 test-slow: $(STAMP) ## Run the long fault-injection scenarios too (not the soak)
 	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
+
+fuzz: $(STAMP) ## Schemathesis against the served API, every check, fixed seed, ≥ 2,000 cases (FUZZ_EXAMPLES=n per operation, default 200)
+	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),200) $(BIN)/python -m pytest -s -p no:randomly tests/integration/test_fuzz_api.py $(PYTEST_ARGS)
 
 soak: $(STAMP) ## 2,000 orders while the worker is killed, Redis emptied and PostgreSQL restarted (SOAK_ORDERS=n)
 	$(BIN)/python -m pytest -m soak -s -p no:randomly tests/integration/faults/test_soak.py $(PYTEST_ARGS)

@@ -8,6 +8,7 @@ object. It speaks only what the benchmark needs (a JSON body, a Content-Length r
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 
 HOST = "127.0.0.1"  # the benchmark only ever targets this machine's loopback
@@ -17,6 +18,14 @@ HOST = "127.0.0.1"  # the benchmark only ever targets this machine's loopback
 class Response:
     status: int
     body: bytes
+
+
+# The bench's API key (bench/stack.py creates it and exports BENCH_API_KEY to its children).
+AUTH = (
+    f"Authorization: Bearer {os.environ['BENCH_API_KEY']}\r\n"
+    if os.environ.get("BENCH_API_KEY")
+    else ""
+)
 
 
 class Connection:
@@ -35,7 +44,7 @@ class Connection:
         assert self.reader is not None
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{AUTH}\r\n"
         )
         self.writer.write(head.encode("ascii") + body)
         self.used = True

@@ -122,6 +122,7 @@ class Stack:
         self.redis_clients = counters.redis_servers([self.redis_url, self.broker_url])
         self.server_roots = {"postgres": self._postmaster(), "redis": self._redis_servers()}
         log.info("server processes: %s", self.server_roots)
+        self._create_api_key()
         self.reset()
 
     def _count_own_use(self, engine: Engine) -> None:
@@ -143,6 +144,18 @@ class Stack:
             pid = int(client.info("server").get("process_id", 0))
             pids += [p for p in _local_process(pid, ("redis-server", "redis")) if p not in pids]
         return pids
+
+    def _create_api_key(self) -> None:
+        """The load generators' API key (DESIGN §9), exported to every child process."""
+        from sqlalchemy.orm import Session
+
+        from order_engine.services.access import AccessService
+
+        with Session(self.engine, expire_on_commit=False) as session:
+            created = AccessService(session).create_key(
+                "bench", "make bench", ["orders:read", "orders:write"]
+            )
+        os.environ["BENCH_API_KEY"] = created.secret
 
     def reset(self) -> None:
         """Empty the bench tables and Redis databases (workers must be stopped)."""
@@ -187,6 +200,11 @@ class Stack:
             "WALLET_KEYPAIR": str(self.wallet_path),
             "PORT": str(self.port),
             "BENCH_ENDPOINTS": "1",
+            # One account drives the whole benchmark: its limits must not be what is measured.
+            "RATE_LIMIT_PER_S": "1000000",
+            "RATE_LIMIT_BURST": "1000000",
+            "MAX_ORDERS_IN_FLIGHT": "1000000",
+            "MAX_WEBSOCKETS": "100000",
             **(overrides or {}),
         }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from typing import Any
 
@@ -84,7 +85,11 @@ class Subscriber:
         reader, writer = await asyncio.open_connection(HOST, self.port)
         ws = WSConnection(ConnectionType.CLIENT)
         target = f"/api/orders/execute?orderId={self.order_id}"
-        writer.write(ws.send(Request(host=f"{HOST}:{self.port}", target=target)))
+        key = os.environ.get("BENCH_API_KEY", "")  # set by bench/stack.py (DESIGN §9)
+        auth = [("Authorization", f"Bearer {key}")] if key else []
+        writer.write(
+            ws.send(Request(host=f"{HOST}:{self.port}", target=target, extra_headers=auth))
+        )
         while True:
             data = await reader.read(65536)
             if not data:

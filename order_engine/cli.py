@@ -83,6 +83,24 @@ def _parser() -> argparse.ArgumentParser:
         "check-worker", help="exit 1 unless a worker ran the reconciler recently (healthcheck)"
     )
     check.set_defaults(handler=cmd_check_worker)
+    keys = sub.add_parser("keys", help="API keys: create, list, revoke (DESIGN §9)")
+    keys_sub = keys.add_subparsers(required=True, metavar="action")
+    create = keys_sub.add_parser(
+        "create", help="create a key (shown once, on the last line) for an account"
+    )
+    create.add_argument("--account", default="default", help="account name (created if new)")
+    create.add_argument("--name", default="key", help="what the key is for")
+    create.add_argument(
+        "--scopes",
+        default="orders:read,orders:write",
+        help="comma-separated: orders:read, orders:write, admin (default: the first two)",
+    )
+    create.set_defaults(handler=cmd_keys_create)
+    listing = keys_sub.add_parser("list", help="every key: prefix, account, name, scopes, state")
+    listing.set_defaults(handler=cmd_keys_list)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its prefix (or the whole key)")
+    revoke.add_argument("key", help="the key's prefix, as `keys list` shows it")
+    revoke.set_defaults(handler=cmd_keys_revoke)
     revision = sub.add_parser("revision", help="autogenerate a migration from the models")
     revision.add_argument("-m", "--message", required=True)
     revision.set_defaults(handler=cmd_revision)
@@ -281,11 +299,28 @@ def flower_program(settings: Settings) -> Program:
     # Flower can re-launch tasks; an order system keeps it read-only, and without credentials
     # it listens on loopback only (research/reliability.md §4).
     argv.append("--read_only=True")
-    if os.environ.get("FLOWER_BASIC_AUTH"):
-        argv.append("--basic_auth=" + os.environ["FLOWER_BASIC_AUTH"])
-    else:
-        argv.append("--address=127.0.0.1")
+    basic_auth = os.environ.get("FLOWER_BASIC_AUTH", "")
+    address = os.environ.get("FLOWER_ADDRESS") or ("0.0.0.0" if basic_auth else "127.0.0.1")
+    if not _is_loopback(address) and ":" not in basic_auth:
+        raise ConfigError(
+            f"FLOWER_ADDRESS={address} is beyond loopback: set FLOWER_BASIC_AUTH=user:password "
+            "(Flower shows every order's task and its arguments)"
+        )
+    if basic_auth:
+        argv.append("--basic_auth=" + basic_auth)
+    argv.append("--address=" + address)
     return Program("flower", argv, stop_grace_s=10)
+
+
+def _is_loopback(address: str) -> bool:
+    import ipaddress
+
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 def cmd_run(_args: argparse.Namespace) -> int:
@@ -308,6 +343,15 @@ def cmd_run(_args: argparse.Namespace) -> int:
                 f"Order Engine: API on http://127.0.0.1:{settings.port}  (Ctrl-C stops everything)",
                 flush=True,
             )
+            if environment.servers is not None:
+                key = ensure_dev_key(settings)
+                print(
+                    f"Development API key (default account; again with `cat {DEV_KEY_PATH}`):\n"
+                    f"  export ORDER_ENGINE_KEY={key}\n"
+                    '  curl -H "Authorization: Bearer $ORDER_ENGINE_KEY" '
+                    f"localhost:{settings.port}/api/orders",
+                    flush=True,
+                )
             return Supervisor(programs, environment.env).run()
     finally:
         lock.release()
@@ -362,6 +406,108 @@ def cmd_check_worker(_args: argparse.Namespace) -> int:
         return 1
     print(f"healthy: the reconciler ran {age:.1f}s ago")
     return 0
+
+
+def _access_service(settings: Settings):
+    from sqlalchemy.orm import Session
+
+    from order_engine.db import make_engine
+    from order_engine.services.access import AccessService
+
+    engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+    return engine, AccessService(Session(engine, expire_on_commit=False))
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from order_engine.errors import OrderEngineError
+
+    with Environment() as environment:
+        _migrate(environment.settings)
+        engine, service = _access_service(environment.settings)
+        try:
+            created = service.create_key(
+                args.account, args.name, [s.strip() for s in args.scopes.split(",") if s.strip()]
+            )
+        except OrderEngineError as exc:
+            print(f"refused: {exc.description}", file=sys.stderr)
+            return 2
+        finally:
+            engine.dispose()
+    print(
+        f"Created API key {created.key.prefix} ({created.key.name!r}) for account "
+        f"{created.account.name!r} with scopes {', '.join(created.key.scopes)}. It is shown "
+        "only now; send it as `Authorization: Bearer <key>`:"
+    )
+    print(created.secret)
+    return 0
+
+
+def cmd_keys_list(_args: argparse.Namespace) -> int:
+    with Environment() as environment:
+        _migrate(environment.settings)
+        engine, service = _access_service(environment.settings)
+        try:
+            rows = service.list_keys()
+        finally:
+            engine.dispose()
+    print(f"{'prefix':<10} {'account':<20} {'name':<20} {'scopes':<34} {'created':<20} state")
+    for key, account in rows:
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        print(
+            f"{key.prefix:<10} {account.name[:20]:<20} {key.name[:20]:<20} "
+            f"{','.join(key.scopes):<34} {key.created_at:%Y-%m-%d %H:%M}     {state}"
+        )
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from order_engine.errors import OrderEngineError
+
+    with Environment() as environment:
+        _migrate(environment.settings)
+        engine, service = _access_service(environment.settings)
+        try:
+            key = service.revoke(args.key)
+        except OrderEngineError as exc:
+            print(f"refused: {exc.description}", file=sys.stderr)
+            return 1
+        finally:
+            engine.dispose()
+    print(
+        f"Revoked API key {key.prefix} ({key.name!r}); every API process refuses it within "
+        f"API_KEY_CACHE_S ({environment.settings.api_key_cache_s} s)."
+    )
+    return 0
+
+
+DEV_KEY_PATH = embedded.STATE_DIR / "dev-api-key"
+
+
+def ensure_dev_key(settings: Settings) -> str:
+    """`make run` on the embedded default: the development key of the default account, created
+    on first start and kept in .state/dev-api-key (git-ignored) so it can be printed again."""
+    from order_engine.services.access import KEY_PATTERN
+
+    if DEV_KEY_PATH.exists():
+        saved = DEV_KEY_PATH.read_text().strip()
+        engine, service = _access_service(settings)
+        try:
+            if KEY_PATTERN.match(saved) and service.authenticate(saved) is not None:
+                return saved
+        finally:
+            engine.dispose()
+    engine, service = _access_service(settings)
+    try:
+        created = service.create_key("default", "make run (development)", SCOPES_DEV)
+    finally:
+        engine.dispose()
+    DEV_KEY_PATH.parent.mkdir(parents=True, exist_ok=True)
+    DEV_KEY_PATH.touch(mode=0o600)
+    DEV_KEY_PATH.write_text(created.secret + "\n")
+    return created.secret
+
+
+SCOPES_DEV = ("orders:read", "orders:write")
 
 
 def cmd_revision(args: argparse.Namespace) -> int:

@@ -138,6 +138,20 @@ class Settings:
     # trigger engine evaluates the waiting orders (about one slot).
     limit_max_horizon_s: int = 30 * 24 * 3600
     trigger_interval_ms: int = 500
+    # Access (DESIGN §9).
+    public_base_url: str = "http://localhost:8000"
+    ws_allowed_origins: tuple[str, ...] = ()
+    rate_limit_per_s: float = 20.0
+    rate_limit_burst: int = 100
+    max_orders_in_flight: int = 200
+    max_websockets: int = 200
+    stream_ticket_ttl_s: int = 30
+    api_key_cache_s: int = 5
+
+    @property
+    def public_ws_url(self) -> str:
+        """The public base URL with the WebSocket scheme (ws:// or wss://)."""
+        return "ws" + self.public_base_url.removeprefix("http")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -155,6 +169,10 @@ class Settings:
                 "REDIS_URL is not set; `make run` starts an embedded Redis when it is unset"
             )
         localnet_port = _parse_int("LOCALNET_PORT", get("LOCALNET_PORT", "8899"), 1, 65535)
+        port = get("PORT", "8000")
+        public_base_url = _parse_base_url(
+            "PUBLIC_BASE_URL", get("PUBLIC_BASE_URL") or f"http://localhost:{port.strip()}"
+        )
         return cls(
             database_url=_normalise_database_url(
                 _parse_url("DATABASE_URL", database_url, ("postgresql", "postgresql+psycopg"))
@@ -236,6 +254,22 @@ class Settings:
             trigger_interval_ms=_parse_int(
                 "TRIGGER_INTERVAL_MS", get("TRIGGER_INTERVAL_MS", "500"), 50, 60_000
             ),
+            public_base_url=public_base_url,
+            ws_allowed_origins=_parse_origins(
+                "WS_ALLOWED_ORIGINS", get("WS_ALLOWED_ORIGINS"), public_base_url
+            ),
+            rate_limit_per_s=float(
+                _parse_rate_per_s("RATE_LIMIT_PER_S", get("RATE_LIMIT_PER_S", "20"))
+            ),
+            rate_limit_burst=_parse_int("RATE_LIMIT_BURST", get("RATE_LIMIT_BURST", "100"), 1),
+            max_orders_in_flight=_parse_int(
+                "MAX_ORDERS_IN_FLIGHT", get("MAX_ORDERS_IN_FLIGHT", "200"), 1
+            ),
+            max_websockets=_parse_int("MAX_WEBSOCKETS", get("MAX_WEBSOCKETS", "200"), 1),
+            stream_ticket_ttl_s=_parse_int(
+                "STREAM_TICKET_TTL_S", get("STREAM_TICKET_TTL_S", "30"), 1, 600
+            ),
+            api_key_cache_s=_parse_int("API_KEY_CACHE_S", get("API_KEY_CACHE_S", "5"), 0, 300),
         ).checked()
 
     @property
@@ -275,6 +309,43 @@ class Settings:
                 f"ORDER_LEASE_S + ORDER_RETRY_BACKOFF_MAX_S ({longest_hold})"
             )
         return self
+
+
+def _parse_base_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise ConfigError(
+            f"{name} must be an http(s) URL such as https://api.example.com, got {raw!r}"
+        )
+    return raw.strip().rstrip("/")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _parse_origins(name: str, raw: str | None, public_base_url: str) -> tuple[str, ...]:
+    """Origins allowed to open WebSockets: the public base URL's own by default; `*` any."""
+    if raw is None or not raw.strip():
+        return (_origin(public_base_url),)
+    origins = [o.strip() for o in raw.split(",") if o.strip()]
+    for origin in origins:
+        if origin != "*" and _origin(origin) != origin.lower().rstrip("/"):
+            raise ConfigError(
+                f"{name} must list origins like https://app.example.com, got {origin!r}"
+            )
+    return tuple(o if o == "*" else o.lower().rstrip("/") for o in origins)
+
+
+def _parse_rate_per_s(name: str, raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}") from None
+    if not value.is_finite() or not Decimal("0.01") <= value <= Decimal(1_000_000):
+        raise ConfigError(f"{name} must be between 0.01 and 1000000, got {raw!r}")
+    return value
 
 
 def _parse_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:

@@ -37,6 +37,17 @@ class BadRequestError(OrderEngineError):
     status, message = 400, "Bad Request"
 
 
+class UnauthorizedError(OrderEngineError):
+    status, message = 401, "Unauthorized"
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description, headers={"WWW-Authenticate": 'Bearer realm="order-engine"'})
+
+
+class ForbiddenError(OrderEngineError):
+    status, message = 403, "Forbidden"
+
+
 class NotFoundError(OrderEngineError):
     status, message = 404, "Not Found"
 
@@ -58,6 +69,10 @@ class UnsupportedMediaTypeError(OrderEngineError):
 
 class UnprocessableError(OrderEngineError):
     status, message = 422, "Unprocessable Entity"
+
+
+class TooManyRequestsError(OrderEngineError):
+    status, message = 429, "Too Many Requests"
 
 
 class DependencyUnavailableError(OrderEngineError):

@@ -6,9 +6,17 @@ close now, with code 1001 and the `afterSeq` to resume from, and the client reco
 another worker or host without losing an event.
 """
 
+import json
 import signal
 
+import gunicorn.util
+
 graceful_timeout = 15
+# Request line and headers are bounded by gunicorn itself (its defaults, stated here): a longer
+# request line is a 414, too many or too long header fields a 431, each as the JSON envelope.
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
 keepalive = 5
 # gunicorn >= 24 opens a control socket at one path per user ($HOME/.gunicorn/gunicorn.ctl),
 # which every instance on the machine overwrites; nothing here uses it. (Older versions ignore
@@ -27,3 +35,22 @@ def post_worker_init(worker):
 
     # gunicorn installed its handler before this hook runs: install ours in its place.
     signal.signal(signal.SIGTERM, handle_exit)
+
+
+def _write_json_error(sock, status_int, reason, mesg):
+    """gunicorn answers requests it cannot parse (400, 414, 431, …) itself, before the app sees
+    them, with an HTML page; every other error of this API is the JSON envelope (DESIGN §3),
+    so these are too."""
+    body = json.dumps(
+        {"code": status_int, "message": reason, "description": mesg or reason}
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1")
+    gunicorn.util.write_nonblock(sock, head + body)
+
+
+# The workers call `util.write_error` through the module, so replacing it here (the config is
+# loaded before the workers fork) covers every worker class.
+gunicorn.util.write_error = _write_json_error

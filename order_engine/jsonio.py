@@ -22,8 +22,29 @@ class NonFiniteNumber(str):
     """`NaN`, `Infinity` or `-Infinity`, which JSON does not allow but Python's parser accepts."""
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # `{"amount": "1", "amount": "1000"}`: which one counts depends on the parser, so a body
+    # that names a field twice is refused rather than read one way here and another elsewhere.
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {twice!r}")
+    return found
+
+
 def loads(text: str | bytes) -> Any:
-    return json.loads(text, parse_float=JsonNumberLiteral, parse_constant=NonFiniteNumber)
+    """Parse JSON exactly; ValueError for anything malformed, duplicated or nested too deeply."""
+    try:
+        return json.loads(
+            text,
+            parse_float=JsonNumberLiteral,
+            parse_constant=NonFiniteNumber,
+            object_pairs_hook=_unique_keys,
+        )
+    except RecursionError:
+        # The C scanner recurses once per nesting level: `[[[[…]]]]` a thousand deep.
+        raise ValueError("nested too deeply") from None
 
 
 def _money_default(value: Any) -> Any:

@@ -87,3 +87,69 @@ def mint_has_pool(settings: Settings, mint: str) -> bool:
     except (ExecutionError, RpcError, AccountDecodeError):
         return False
     return any(mint in (ref.mint_x, ref.mint_y) for ref in refs)
+
+
+# The most of a token an order may sell when the chain cannot be asked (whole tokens): a
+# sanity bound only; with the chain up the pools' own reserves bound it (`max_fillable_atoms`).
+STATIC_MAX_AMOUNT = {
+    "SOL": 10_000_000,
+    "USDC": 10_000_000_000,
+    "USDT": 10_000_000_000,
+    "JUP": 10_000_000_000,
+    "BONK": 1_000_000_000_000_000,
+    "RAY": 1_000_000_000,
+}
+FILLABLE_CACHE_S = 10.0
+_fillable: dict[tuple[int, str, str, str], tuple[float, int | None]] = {}
+
+
+def max_fillable_atoms(settings: Settings, mint_in: str, mint_out: str) -> int | None:
+    """The most `mint_in` (atoms) the pair's pools could ever fill: what their whole
+    reserves of `mint_out` are worth in `mint_in` at each pool's spot price. No fill, whatever
+    the slippage, pays out more than the pools hold. None when the chain cannot be asked
+    (cached per pair for a few seconds; reserves move far less than this bound is loose)."""
+    import time as _time
+
+    key = (os.getpid(), settings.solana_rpc_url, mint_in, mint_out)
+    cached = _fillable.get(key)
+    now = _time.monotonic()
+    if cached is not None and now - cached[0] < FILLABLE_CACHE_S:
+        return cached[1]
+    found = _read_fillable(settings, mint_in, mint_out)
+    _fillable[key] = (now, found)
+    return found
+
+
+def _read_fillable(settings: Settings, mint_in: str, mint_out: str) -> int | None:
+    from fractions import Fraction
+
+    from order_engine.chain.accounts import AccountDecodeError
+    from order_engine.chain.client import RpcError
+    from order_engine.venues.errors import ExecutionError
+    from order_engine.venues.math import VenueMathError
+
+    try:
+        index = chain_resources(settings).pools
+        refs = index.pools_for(mint_in, mint_out)
+        if not refs:
+            return None
+        total = Fraction(0)
+        for view in index.views(refs):
+            swap_for_y = view.ref.swaps(mint_in, mint_out)
+            if view.cpmm is not None:
+                # At the spot price reserve_out is worth exactly reserve_in.
+                total += view.cpmm.reserves(bool(swap_for_y))[0]
+            elif view.dlmm is not None:
+                out = view.dlmm.total_reserve_out(bool(swap_for_y))
+                price = view.dlmm.spot_price()  # Y atoms per X atom
+                total += out / price if swap_for_y else out * price
+        return int(total)
+    except (
+        ExecutionError,
+        RpcError,
+        AccountDecodeError,
+        VenueMathError,
+        ArithmeticError,
+        ValueError,
+    ):
+        return None

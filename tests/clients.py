@@ -12,6 +12,16 @@ from typing import Any
 
 import simple_websocket
 
+# The suite's API key, stored in every test database by tests.conftest.install_test_key (the
+# default account; orders:read and orders:write). Every request and socket below sends it
+# unless told otherwise.
+TEST_API_KEY_PREFIX = "7e570000"
+TEST_API_KEY = f"oe_{TEST_API_KEY_PREFIX}_" + "t" * 43
+
+
+def auth(key: str | None = TEST_API_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
 
 @dataclass
 class HttpResponse:
@@ -28,7 +38,7 @@ def request(
     timeout_s: float = 10,
 ) -> HttpResponse:
     data = None if body is None else json.dumps(body).encode()
-    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    all_headers = {"Content-Type": "application/json", **auth(), **(headers or {})}
     req = urllib.request.Request(url, data=data, method=method, headers=all_headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as response:
@@ -40,7 +50,13 @@ def request(
 class _Client(simple_websocket.Client):
     """simple-websocket's client reads the handshake response with a single recv(); frames that
     arrive in the same TCP segment (a server that answers and closes at once) stay queued in
-    wsproto until a next recv that never returns data, so they are lost. Drain them here."""
+    wsproto until a next recv that never returns data, so they are lost. Drain them here.
+
+    `connect` sends the suite's API key unless `headers` say otherwise."""
+
+    @classmethod
+    def connect(cls, url, *args, headers=None, **kwargs):  # type: ignore[override]
+        return super().connect(url, *args, headers={**auth(), **(headers or {})}, **kwargs)
 
     def handshake(self) -> None:
         super().handshake()
@@ -66,10 +82,15 @@ class StreamResult:
         return [e["seq"] for e in self.events]
 
 
-def stream(url: str, first_message: Any = None, timeout_s: float = 30) -> StreamResult:
+def stream(
+    url: str,
+    first_message: Any = None,
+    timeout_s: float = 30,
+    headers: dict[str, str] | None = None,
+) -> StreamResult:
     """Connect, optionally send a first message, and read until the server closes."""
     result = StreamResult()
-    ws = _Client.connect(url)
+    ws = _Client.connect(url, headers=headers)
     try:
         if first_message is not None:
             ws.send(first_message if isinstance(first_message, str) else json.dumps(first_message))

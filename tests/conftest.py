@@ -79,10 +79,38 @@ def recreate_database(servers: Servers, name: str) -> str:
     return servers.database_url(name)
 
 
+def install_test_key(database_url: str) -> str:
+    """Store the suite's API key (tests.clients.TEST_API_KEY: the default account, reading and
+    writing orders) in a migrated test database; every client of the suite sends it."""
+    from order_engine.models import DEFAULT_ACCOUNT_ID
+    from order_engine.services.access import hash_key
+    from tests.clients import TEST_API_KEY, TEST_API_KEY_PREFIX
+
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO api_keys (id, account_id, name, prefix, key_hash, scopes) "
+                    "VALUES (gen_random_uuid(), :account, 'test suite', :prefix, :hash, "
+                    "ARRAY['orders:read', 'orders:write']) ON CONFLICT (prefix) DO NOTHING"
+                ),
+                {
+                    "account": DEFAULT_ACCOUNT_ID,
+                    "prefix": TEST_API_KEY_PREFIX,
+                    "hash": hash_key(TEST_API_KEY),
+                },
+            )
+    finally:
+        engine.dispose()
+    return TEST_API_KEY
+
+
 @pytest.fixture(scope="session")
 def database_url(servers: Servers) -> str:
     url = recreate_database(servers, TEST_DATABASE)
     migrate.upgrade(url)
+    install_test_key(url)
     return url
 
 
@@ -183,7 +211,18 @@ def test_settings(
         "DB_POOL_SIZE": "5",
         "BROKER_VISIBILITY_TIMEOUT_S": "60",
         "LOG_LEVEL": "WARNING",
+        **UNLIMITED,
     }
+
+
+# The suite's own traffic is not what the per-account limits are about; the tests of the limits
+# set their own.
+UNLIMITED = {
+    "RATE_LIMIT_PER_S": "100000",
+    "RATE_LIMIT_BURST": "100000",
+    "MAX_ORDERS_IN_FLIGHT": "100000",
+    "MAX_WEBSOCKETS": "100000",
+}
 
 
 @pytest.fixture
@@ -221,6 +260,16 @@ def app(test_settings: dict[str, str], db_session: Session, redis_client: redis.
 
 @pytest.fixture
 def client(app):
+    """A test client that sends the suite's API key (tests.clients.TEST_API_KEY)."""
+    from tests.clients import TEST_API_KEY
+
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TEST_API_KEY}"
+    return test_client
+
+
+@pytest.fixture
+def anonymous_client(app):
     return app.test_client()
 
 

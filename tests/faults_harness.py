@@ -52,7 +52,7 @@ from sqlalchemy.engine import Engine
 
 from order_engine.models import TRANSITIONS
 from tests.clients import HttpResponse, _Client, request
-from tests.conftest import Localnet, start_process, stop_process
+from tests.conftest import UNLIMITED, Localnet, start_process, stop_process
 from tests.helpers import free_port, wait_until
 
 HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
@@ -84,6 +84,7 @@ FAULT_TIMINGS = {
     "STALE_PENDING_AFTER_S": "2",
     "LOG_LEVEL": "INFO",
     "DB_POOL_SIZE": "5",
+    **UNLIMITED,
 }
 # The localnet's own settings (its process reads them, the engine never does): a `make_stack`
 # override of one of these names goes to the stack's localnet.

@@ -12,14 +12,40 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, Response, jsonify, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
+from order_engine.models import OrderStatus
 from order_engine.schemas.order import (
     EventSchema,
     ExactAmount,
     OrderCreateSchema,
     OrderListQuerySchema,
     OrderSchema,
+    OrderWithEventsSchema,
     TokenField,
 )
+
+STREAM_PARAMETERS = [
+    {
+        "name": "orderId",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "format": "uuid"},
+        "description": "The order to follow; without it, the first message is an order body.",
+    },
+    {
+        "name": "afterSeq",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 0, "maximum": 999_999_999},
+        "description": "Resume: only events after this seq.",
+    },
+    {
+        "name": "ticket",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "A one-use ticket from POST /api/stream-tickets (browsers).",
+    },
+]
 
 bp = Blueprint("docs", __name__)
 
@@ -29,11 +55,16 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 def _error_responses(*codes: int) -> dict[str, Any]:
     reasons = {
         400: "Malformed JSON",
-        404: "No such order",
+        401: "No API key, or not a valid one",
+        403: "The API key lacks the scope this needs",
+        404: "No such order (another account's orders included)",
         409: "Illegal transition",
         413: "Body too large",
         415: "Not JSON",
         422: "Invalid field (see errors)",
+        426: "Not a WebSocket handshake: this path streams orders over a WebSocket",
+        429: "Rate limited, or the account's orders in flight / WebSockets are at their cap "
+        "(Retry-After says when to retry)",
         503: "A dependency is down; retry (safe with the same Idempotency-Key)",
     }
     return {
@@ -63,6 +94,15 @@ def build_spec() -> dict[str, Any]:
     spec.components.schema("OrderCreate", schema=OrderCreateSchema)
     spec.components.schema("Order", schema=OrderSchema)
     spec.components.schema("Event", schema=EventSchema)
+    spec.components.schema("OrderWithEvents", schema=OrderWithEventsSchema)
+    spec.components.security_scheme(
+        "apiKey",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key from `order-engine keys create` (DESIGN §9).",
+        },
+    )
     spec.components.schema(
         "Error",
         {
@@ -108,16 +148,32 @@ def build_spec() -> dict[str, Any]:
                         "application/json": {"schema": {"$ref": "#/components/schemas/OrderCreate"}}
                     },
                 },
+                "operationId": "submitOrder",
                 "responses": {
                     "202": {
                         "description": "Accepted",
+                        "links": {
+                            "GetOrder": {
+                                "operationId": "getOrder",
+                                "parameters": {"order_id": "$response.body#/orderId"},
+                            },
+                            "CancelOrder": {
+                                "operationId": "cancelOrder",
+                                "parameters": {"order_id": "$response.body#/orderId"},
+                            },
+                        },
                         "content": {
                             "application/json": {
                                 "schema": {
                                     "type": "object",
                                     "properties": {
                                         "orderId": {"type": "string", "format": "uuid"},
-                                        "status": {"type": "string", "enum": ["pending"]},
+                                        # A replay (same Idempotency-Key) answers
+                                        # with the order's current status.
+                                        "status": {
+                                            "type": "string",
+                                            "enum": [s.value for s in OrderStatus],
+                                        },
                                         "links": {
                                             "type": "object",
                                             "properties": {
@@ -130,7 +186,7 @@ def build_spec() -> dict[str, Any]:
                             }
                         },
                     },
-                    **_error_responses(400, 413, 415, 422, 503),
+                    **_error_responses(400, 401, 403, 413, 415, 422, 429, 503),
                 },
             },
             "get": {
@@ -140,21 +196,15 @@ def build_spec() -> dict[str, Any]:
                 "terminal one. Without it, send an OrderCreate body first. Errors: "
                 "a JSON error message, then close 4400 (bad id/body), 4404 (unknown "
                 "order) or 1011 (dependency down).",
-                "parameters": [
-                    {
-                        "name": "orderId",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string", "format": "uuid"},
-                    }
-                ],
+                "parameters": STREAM_PARAMETERS,
                 "responses": {
                     "101": {
                         "description": "Switching protocols; messages are Events",
                         "content": {
                             "application/json": {"schema": {"$ref": "#/components/schemas/Event"}}
                         },
-                    }
+                    },
+                    **_error_responses(401, 403, 426, 429),
                 },
             },
         },
@@ -167,7 +217,7 @@ def build_spec() -> dict[str, Any]:
                 "parameters": [{"in": "query", "schema": OrderListQuerySchema}],
                 "responses": {
                     "200": {
-                        "description": "A page of orders",
+                        "description": "A page of orders (the caller's account's)",
                         "content": {
                             "application/json": {
                                 "schema": {
@@ -175,12 +225,17 @@ def build_spec() -> dict[str, Any]:
                                     "properties": {
                                         "orders": {"type": "array", "items": order_ref},
                                         "nextCursor": {"type": "string", "nullable": True},
+                                        "links": {
+                                            "type": "object",
+                                            "properties": {"next": {"type": "string"}},
+                                        },
                                     },
+                                    "additionalProperties": False,
                                 }
                             }
                         },
                     },
-                    **_error_responses(422),
+                    **_error_responses(401, 403, 422, 429),
                 },
             }
         },
@@ -190,17 +245,23 @@ def build_spec() -> dict[str, Any]:
         operations={
             "get": {
                 "summary": "An order with all its events",
+                "operationId": "getOrder",
                 "parameters": [id_param],
                 "responses": {
                     "200": {
                         "description": "The order",
-                        "content": {"application/json": {"schema": order_ref}},
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/OrderWithEvents"}
+                            }
+                        },
                     },
-                    **_error_responses(404),
+                    **_error_responses(401, 403, 404, 429),
                 },
             },
             "delete": {
                 "summary": "Cancel an order whose swap transaction has not been built",
+                "operationId": "cancelOrder",
                 "description": (
                     "Wins while the order is pending or routing and no transaction was ever "
                     "built for it: the worker then stops without sending anything. From "
@@ -213,9 +274,40 @@ def build_spec() -> dict[str, Any]:
                         "description": "Cancelled",
                         "content": {"application/json": {"schema": order_ref}},
                     },
-                    **_error_responses(404, 409),
+                    **_error_responses(401, 403, 404, 409, 429),
                 },
             },
+        },
+    )
+    spec.path(
+        "/api/stream-tickets",
+        operations={
+            "post": {
+                "summary": "A one-use stream ticket for a browser's WebSocket",
+                "description": "Browsers cannot set headers on a WebSocket: open it with "
+                "?ticket=<ticket> (plus orderId, afterSeq) within expiresInS seconds. The "
+                "ticket stands for this key, once.",
+                "responses": {
+                    "201": {
+                        "description": "The ticket",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "ticket": {"type": "string"},
+                                        "expiresInS": {"type": "integer"},
+                                        "ws": {"type": "string"},
+                                    },
+                                    "required": ["ticket", "expiresInS", "ws"],
+                                    "additionalProperties": False,
+                                }
+                            }
+                        },
+                    },
+                    **_error_responses(401, 403, 429, 503),
+                },
+            }
         },
     )
     spec.path(
@@ -233,7 +325,20 @@ def build_spec() -> dict[str, Any]:
             }
         },
     )
-    return spec.to_dict()
+    document = spec.to_dict()
+    # What the amount field really accepts: a decimal string, or a plain JSON number (exact).
+    document["components"]["schemas"]["OrderCreate"]["properties"]["amount"] = {
+        "description": "amount of tokenIn to sell: a decimal string (or a plain JSON number)",
+        "example": "1.5",
+        "anyOf": [
+            {"type": "string", "format": "decimal", "pattern": r"^[0-9]{1,30}(\.[0-9]{1,30})?$"},
+            {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+        ],
+    }
+    document["security"] = [{"apiKey": []}]
+    for path in ("/healthz", "/readyz"):  # open: no key
+        document["paths"][path]["get"]["security"] = []
+    return document
 
 
 @bp.get("/api/openapi.json")

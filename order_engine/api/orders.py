@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError
+from werkzeug.routing import BaseConverter
 
 from order_engine import jsonio
+from order_engine.api.access import current_principal, requires
 from order_engine.db import get_session
 from order_engine.errors import (
     BadRequestError,
@@ -23,6 +26,19 @@ from order_engine.schemas.order import OrderCreateSchema, OrderListQuerySchema, 
 from order_engine.services.order import OrderService, SubmittedOrder
 
 bp = Blueprint("orders", __name__, url_prefix="/api/orders")
+
+
+class OrderIdConverter(BaseConverter):
+    """Any path segment but `execute`: `DELETE /api/orders/execute` is then a 405 naming the
+    methods that path has, not a 404 for an order called "execute"."""
+
+    regex = r"(?!execute(?:/|$))[^/]+"
+
+
+@bp.record_once
+def _register_converter(state: Any) -> None:
+    state.app.url_map.converters.setdefault("order_id", OrderIdConverter)
+
 
 order_schema = OrderSchema()
 create_schema = OrderCreateSchema()
@@ -51,35 +67,69 @@ def parse_order_body(raw: str | bytes) -> dict[str, Any]:
         ) from None
 
 
-def parse_order_id(raw: str) -> uuid.UUID:
+def parse_submission(
+    raw_body: str | bytes, raw_key: str | None
+) -> tuple[dict[str, Any], str | None]:
+    """The one validation path of an order submission, REST or WebSocket: the body (400 / 422)
+    and the Idempotency-Key (422)."""
+    order_data = parse_order_body(raw_body)
+    return order_data, validate_idempotency_key(raw_key)
+
+
+def submit(order_data: dict[str, Any], key: str | None) -> SubmittedOrder:
+    """Submit for the caller's account, within its in-flight cap (REST and WebSocket)."""
+    settings = current_app.config["SETTINGS"]
+    return order_service().submit(
+        order_data,
+        key,
+        account_id=current_principal().account_id,
+        max_in_flight=settings.max_orders_in_flight,
+    )
+
+
+def owner_filter() -> uuid.UUID | None:
+    """The account whose orders the caller may see; None for an admin key (all accounts)."""
+    principal = current_principal()
+    return None if "admin" in principal.scopes else principal.account_id
+
+
+def parse_order_id(raw: str | uuid.UUID) -> uuid.UUID:
+    if isinstance(raw, uuid.UUID):
+        return raw
     try:
         return uuid.UUID(raw)
     except ValueError:
         raise NotFoundError(f"{raw!r} is not an order id (a UUID).") from None
 
 
+def order_links(order_id: str) -> dict[str, str]:
+    """Links from the configured PUBLIC_BASE_URL: never from the request's Host header, which
+    the client chooses."""
+    settings = current_app.config["SETTINGS"]
+    return {
+        "self": f"{settings.public_base_url}/api/orders/{order_id}",
+        "ws": f"{settings.public_ws_url}/api/orders/execute?orderId={order_id}",
+    }
+
+
 def submitted_body(submitted: SubmittedOrder) -> dict[str, Any]:
     order_id = str(submitted.order.id)
-    ws_base = "ws" + request.host_url.rstrip("/").removeprefix("http")
     return {
         "orderId": order_id,
         "status": submitted.order.status,
-        "links": {
-            "self": url_for("orders.get_order", order_id=order_id, _external=True),
-            "ws": f"{ws_base}/api/orders/execute?orderId={order_id}",
-        },
+        "links": order_links(order_id),
     }
 
 
 @bp.post("/execute")
+@requires("orders:write")
 def execute_order() -> tuple[Response, int, dict[str, str]]:
     """Submit a market order; 202 with its id and links, then follow it over the WebSocket."""
     if not request.is_json:
         raise UnsupportedMediaTypeError("Send the order as JSON (Content-Type: application/json).")
-    order_data = parse_order_body(request.get_data())
-    key = idempotency_key()
-    submitted = order_service().submit(order_data, key)
-    headers = {"Location": url_for("orders.get_order", order_id=str(submitted.order.id))}
+    order_data, key = parse_submission(request.get_data(), request.headers.get("Idempotency-Key"))
+    submitted = submit(order_data, key)
+    headers = {"Location": f"/api/orders/{submitted.order.id}"}
     if not submitted.created:
         headers["Idempotent-Replayed"] = "true"
     return jsonify(submitted_body(submitted)), 202, headers
@@ -87,6 +137,7 @@ def execute_order() -> tuple[Response, int, dict[str, str]]:
 
 @bp.get("/execute")
 @bp.get("/execute/ws")
+@requires("orders:read")
 def execute_without_upgrade() -> Response:
     """The streaming paths answer only WebSocket handshakes; say how to use them."""
     raise UpgradeRequiredError(
@@ -98,7 +149,10 @@ def execute_without_upgrade() -> Response:
 
 
 def idempotency_key() -> str | None:
-    key = request.headers.get("Idempotency-Key")
+    return validate_idempotency_key(request.headers.get("Idempotency-Key"))
+
+
+def validate_idempotency_key(key: str | None) -> str | None:
     if key is None:
         return None
     if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
@@ -109,39 +163,46 @@ def idempotency_key() -> str | None:
     return key
 
 
-@bp.get("/<order_id>")
+@bp.get("/<order_id:order_id>")
+@requires("orders:read")
 def get_order(order_id: str) -> Response:
     """One order with its full event history."""
-    found = order_service().get(parse_order_id(order_id))
+    found = order_service().get(parse_order_id(order_id), owner_filter())
     body = order_schema.dump(found.order)
     body["events"] = [event_payload(e) for e in found.events]
     return jsonify(body)
 
 
 @bp.get("")
+@requires("orders:read")
 def list_orders() -> Response:
     """Orders, newest first, filtered by status/type/creation time, with a cursor."""
     args: dict[str, Any] = {}
     for name, values in request.args.lists():
         if name in {"status", "type"}:
-            args[name] = [v for value in values for v in value.split(",") if v]
+            # An empty value (`?status=`) is refused by the schema, not read as "no filter".
+            args[name] = [v for value in values for v in value.split(",")]
         else:
             args[name] = values[-1]
     try:
         query = list_query_schema.load(args)
     except ValidationError as exc:
         raise UnprocessableError("Invalid query.", errors=_flatten(exc.messages)) from None
-    orders, cursor = order_service().list(query)
+    orders, cursor = order_service().list(query, owner_filter())
     body: dict[str, Any] = {"orders": order_schema.dump(orders, many=True), "nextCursor": cursor}
     if cursor:
-        body["links"] = {"next": url_for("orders.list_orders", **{**args, "cursor": cursor})}
+        params = {k: ",".join(v) if isinstance(v, list) else v for k, v in args.items()}
+        params["cursor"] = cursor
+        base = current_app.config["SETTINGS"].public_base_url
+        body["links"] = {"next": f"{base}/api/orders?{urlencode(params)}"}
     return jsonify(body)
 
 
-@bp.delete("/<order_id>")
+@bp.delete("/<order_id:order_id>")
+@requires("orders:write")
 def cancel_order(order_id: str) -> Response:
     """Cancel an order whose swap transaction has not been built (409 otherwise)."""
-    order = order_service().cancel(parse_order_id(order_id))
+    order = order_service().cancel(parse_order_id(order_id), owner_filter())
     return jsonify(order_schema.dump(order))
 
 

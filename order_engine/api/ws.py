@@ -5,8 +5,11 @@
   order body; the server submits it, sends its `pending` event, then streams the rest.
 - `GET /api/orders/execute/ws?orderId=<id>`: alias kept for clients of the TypeScript service.
 
-Close codes: 1000 after the terminal event; 4400 malformed id or body and 4404 unknown order
-(each after a JSON error message); 1011 when a dependency is down.
+Close codes: 1000 after the terminal event (at once when `afterSeq` is at or past a finished
+order's last event); 4400 malformed id, body or afterSeq, 4403 a key without `orders:write`
+submitting, 4404 unknown order (another account's included) and 4429 the account's in-flight
+cap (each after a JSON error message); 1009 a message over MAX_BODY_BYTES; 1011 when a
+dependency is down. The handshake itself is refused with 401/403/429 (access.py).
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import logging
 import uuid
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, g, request
 from simple_websocket import ConnectionClosed
 
+from order_engine.api.access import current_principal, requires
+from order_engine.api.orders import owner_filter
 from order_engine.errors import OrderEngineError
 from order_engine.extensions import sock
+from order_engine.models import OrderStatus
 from order_engine.services.order import OrderService
 from order_engine.streaming import HubUnavailable, OrderStream, get_hub, shutting_down
 
@@ -29,7 +35,7 @@ bp = Blueprint("order_streams", __name__)
 
 FIRST_MESSAGE_TIMEOUT_S = 30
 CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_UNAVAILABLE = 1000, 1001, 1011
-CLOSE_BAD_REQUEST, CLOSE_NOT_FOUND = 4400, 4404
+CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_TOO_MANY = 4400, 4403, 4404, 4429
 
 
 class StreamClosed(Exception):
@@ -39,12 +45,14 @@ class StreamClosed(Exception):
 
 
 @sock.route("/api/orders/execute", bp=bp)
+@requires("orders:read")
 def execute_stream(ws) -> None:
     """Stream an order (`?orderId=`) or submit one from the first message and stream it."""
     _serve(ws, submit_allowed=True)
 
 
 @sock.route("/api/orders/execute/ws", bp=bp)
+@requires("orders:read")
 def execute_stream_alias(ws) -> None:
     """Alias of the streaming endpoint for clients of the service this one replaces."""
     _serve(ws, submit_allowed=False)
@@ -109,13 +117,25 @@ def _order_to_stream(ws, service: OrderService, submit_allowed: bool) -> uuid.UU
                 {"orderId": ["Must be a UUID."]},
             ),
         ) from None
-    # Whether the order exists is answered by the stream's first history read (`_stream`).
+    # Whether the order exists (for this account) is answered by the stream's first history
+    # read (`_stream`): another account's order is as unknown as a missing one.
     return order_id
 
 
 def _submit_first_message(ws, service: OrderService) -> uuid.UUID:
-    from order_engine.api.orders import parse_order_body
+    from order_engine.api.orders import parse_submission, submit
 
+    if not current_principal().can("orders:write"):
+        raise StreamClosed(
+            CLOSE_FORBIDDEN,
+            "forbidden",
+            _error(
+                CLOSE_FORBIDDEN,
+                "Forbidden",
+                "This API key lacks the 'orders:write' scope: it may follow orders "
+                "(?orderId=) but not submit them.",
+            ),
+        )
     message = ws.receive(timeout=FIRST_MESSAGE_TIMEOUT_S)
     if message is None:
         raise StreamClosed(
@@ -129,14 +149,16 @@ def _submit_first_message(ws, service: OrderService) -> uuid.UUID:
             ),
         )
     try:
-        order_data = parse_order_body(message)
-        submitted = service.submit(order_data, request.headers.get("Idempotency-Key"))
+        # The same validation and intake as POST /api/orders/execute.
+        order_data, key = parse_submission(message, request.headers.get("Idempotency-Key"))
+        submitted = submit(order_data, key)
     except OrderEngineError as exc:
+        code = CLOSE_TOO_MANY if exc.status == 429 else CLOSE_BAD_REQUEST
         raise StreamClosed(
-            CLOSE_BAD_REQUEST,
+            code,
             "bad order",
             _error(
-                CLOSE_BAD_REQUEST,
+                code,
                 exc.message,
                 exc.description,
                 exc.errors,
@@ -148,10 +170,13 @@ def _submit_first_message(ws, service: OrderService) -> uuid.UUID:
 def _stream(ws, service: OrderService, order_id: uuid.UUID) -> None:
     hub = get_hub(current_app.config["SETTINGS"].redis_url)
     after_seq = _after_seq()
+    if after_seq:
+        _check_resume_point(service, order_id, after_seq)
+    slot = g.get("socket_slot")
     with hub.subscribe(str(order_id)) as subscription:
         # Subscribed first; the history read below cannot miss an event published meanwhile.
         # It also tells an unknown order (no row at all) without a query of its own.
-        history = service.history(order_id, after_seq)
+        history = service.history(order_id, after_seq, owner_filter())
         if history is None:
             raise StreamClosed(
                 CLOSE_NOT_FOUND,
@@ -170,6 +195,8 @@ def _stream(ws, service: OrderService, order_id: uuid.UUID) -> None:
             first_history=history,
         )
         while ws.connected:
+            if slot is not None:
+                slot.renew()
             for event in stream.next_batch():
                 ws.send(json.dumps(event, separators=(",", ":")))
             if stream.finished:
@@ -183,10 +210,41 @@ def _stream(ws, service: OrderService, order_id: uuid.UUID) -> None:
                 return
 
 
+def _check_resume_point(service: OrderService, order_id: uuid.UUID, after_seq: int) -> None:
+    """A finished order with nothing after `afterSeq` closes at once (1000); a resume point past
+    an unfinished order's last event names events that do not exist (4400)."""
+    order = service.find(order_id, owner_filter())
+    if order is None or after_seq < order.last_seq:
+        return
+    if OrderStatus(order.status).is_terminal:
+        raise StreamClosed(
+            CLOSE_NORMAL,
+            "finished",
+            _error(
+                CLOSE_NORMAL,
+                "Finished",
+                f"Order {order_id} is {order.status}; it has no events after seq {order.last_seq}.",
+            )
+            | {"type": "finished", "lastSeq": order.last_seq},
+        )
+    if after_seq > order.last_seq:
+        raise StreamClosed(
+            CLOSE_BAD_REQUEST,
+            "bad afterSeq",
+            _error(
+                CLOSE_BAD_REQUEST,
+                "Bad Request",
+                f"afterSeq {after_seq} is past order {order_id}'s last event ({order.last_seq}).",
+                {"afterSeq": [f"At most {order.last_seq}."]},
+            ),
+        )
+
+
 def _after_seq() -> int:
     """`?afterSeq=N` resumes a stream: only events after seq N are sent."""
     raw = request.args.get("afterSeq", "0")
-    if not raw.isdigit() or len(raw) > 9:
+    # isascii: str.isdigit() is also true of "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
         raise StreamClosed(
             CLOSE_BAD_REQUEST,
             "bad afterSeq",

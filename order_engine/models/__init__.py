@@ -1,5 +1,6 @@
 """SQLAlchemy models; importing this package registers every table on `Base.metadata`."""
 
+from order_engine.models.account import DEFAULT_ACCOUNT_ID, SCOPES, Account, ApiKey
 from order_engine.models.base import Base
 from order_engine.models.order import (
     TERMINAL_STATUSES,
@@ -11,6 +12,10 @@ from order_engine.models.order import (
 )
 
 __all__ = [
+    "DEFAULT_ACCOUNT_ID",
+    "SCOPES",
+    "Account",
+    "ApiKey",
     "TERMINAL_STATUSES",
     "TRANSITIONS",
     "Base",

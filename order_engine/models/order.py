@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from order_engine.models.account import DEFAULT_ACCOUNT_ID
 from order_engine.models.base import Base
 
 # numeric(38, 18): wide enough for any SPL token amount in UI units (u64 atoms / 10^decimals).
@@ -109,7 +110,14 @@ class Order(Base):
     amount_in: Mapped[Decimal] = mapped_column(Amount)
     slippage_bps: Mapped[int] = mapped_column(Integer)
     client_order_id: Mapped[str | None] = mapped_column(String(128))
-    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # The owner (DESIGN §9); rows written outside the API belong to the default account.
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        ForeignKey("accounts.id"),
+        server_default=text(f"'{DEFAULT_ACCOUNT_ID}'"),
+    )
+    # Unique per account, not globally: one account's keys say nothing about another's.
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
@@ -167,6 +175,14 @@ class Order(Base):
         CheckConstraint("NOT waiting OR trigger_price IS NOT NULL", name="waiting_has_trigger"),
         CheckConstraint("attempts >= 0 AND deliveries >= 0 AND last_seq >= 0", name="counters"),
         CheckConstraint("token_in <> token_out", name="distinct_tokens"),
+        UniqueConstraint("account_id", "idempotency_key"),
+        Index("ix_orders_account_created_at", "account_id", "created_at", "id"),
+        # Intake counts an account's unfinished orders (its in-flight cap) on this index.
+        Index(
+            "ix_orders_account_unfinished",
+            "account_id",
+            postgresql_where=text("status NOT IN ('confirmed', 'failed', 'cancelled')"),
+        ),
         # Listing newest first and the reconciler's sweep both walk this index.
         Index("ix_orders_status_created_at", "status", "created_at"),
         Index("ix_orders_created_at_id", "created_at", "id"),

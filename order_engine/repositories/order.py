@@ -18,7 +18,14 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import Table, and_, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
-from order_engine.models import TRANSITIONS, Order, OrderEvent, OrderStatus
+from order_engine.models import (
+    DEFAULT_ACCOUNT_ID,
+    TERMINAL_STATUSES,
+    TRANSITIONS,
+    Order,
+    OrderEvent,
+    OrderStatus,
+)
 
 IN_FLIGHT = (
     OrderStatus.PENDING,
@@ -46,8 +53,40 @@ class OrderRepository:
     def get(self, order_id: uuid.UUID) -> Order | None:
         return self.session.get(Order, order_id, populate_existing=True)
 
-    def get_by_idempotency_key(self, key: str) -> Order | None:
-        return self.session.scalars(select(Order).where(Order.idempotency_key == key)).first()
+    def get_by_idempotency_key(
+        self, key: str, account_id: uuid.UUID = DEFAULT_ACCOUNT_ID
+    ) -> Order | None:
+        return self.session.scalars(
+            select(Order).where(Order.account_id == account_id, Order.idempotency_key == key)
+        ).first()
+
+    def get_owned(self, order_id: uuid.UUID, account_id: uuid.UUID | None) -> Order | None:
+        """The order if `account_id` owns it (None: any account's, for admin keys)."""
+        order = self.get(order_id)
+        if order is None or (account_id is not None and order.account_id != account_id):
+            return None
+        return order
+
+    def count_unfinished(self, account_id: uuid.UUID) -> int:
+        """The account's orders not yet confirmed, failed or cancelled (a partial index)."""
+        return (
+            self.session.scalar(
+                select(func.count())
+                .select_from(Order)
+                .where(
+                    Order.account_id == account_id,
+                    Order.status.not_in([s.value for s in TERMINAL_STATUSES]),
+                )
+            )
+            or 0
+        )
+
+    def lock_account(self, account_id: uuid.UUID) -> None:
+        """Serialise one account's intake until the transaction ends (a transaction-level
+        advisory lock), so that concurrent submissions cannot all pass its in-flight cap."""
+        self.session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended(str(account_id), 0)))
+        )
 
     def events(self, order_id: uuid.UUID, after_seq: int = 0) -> Sequence[OrderEvent]:
         query = (
@@ -230,9 +269,12 @@ class OrderRepository:
         created_from: datetime | None = None,
         created_to: datetime | None = None,
         before: tuple[datetime, uuid.UUID] | None = None,
+        account_id: uuid.UUID | None = None,
     ) -> OrderPage:
         """Newest first, keyset-paginated on (created_at, id) so pages never skip or repeat."""
         query = select(Order)
+        if account_id is not None:
+            query = query.where(Order.account_id == account_id)
         if status:
             query = query.where(Order.status.in_(status))
         if order_type:

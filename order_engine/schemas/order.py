@@ -51,7 +51,8 @@ class ExactAmount(fields.Field):
             raise ValidationError(
                 'Exponent notation is not accepted; send a plain decimal like "1.5".'
             )
-        if not _PLAIN_DECIMAL.match(text):
+        # fullmatch: `$` would also match before a trailing newline ("1.5\n").
+        if not _PLAIN_DECIMAL.fullmatch(text):
             raise ValidationError('Must be a plain decimal like "1.5" (digits and one dot).')
         try:
             amount = Decimal(text)
@@ -127,7 +128,8 @@ class OrderCreateSchema(Schema):
     clientOrderId = fields.String(
         load_default=None,
         allow_none=True,
-        validate=validate.Length(1, 128),
+        validate=[validate.Length(1, 128), lambda v: _storable_text(v)],
+        metadata={"description": "yours, up to 128 printable characters; echoed back"},
     )
     limitPrice = ExactAmount(
         load_default=None,
@@ -176,6 +178,8 @@ class OrderCreateSchema(Schema):
         amount = data.get("amount")
         if token_in and amount is not None:
             message = _amount_problem(amount, token_in)
+            if message is None and token_out and "tokenOut" not in errors:
+                message = _fillable_problem(amount, token_in, token_out)
             if message:
                 errors["amount"] = [message]
         if errors:
@@ -256,6 +260,44 @@ def _pair_is_listed(token_in: Token, token_out: Token) -> bool:
     return pair_is_listed(current_app.config["SETTINGS"], token_in.mint, token_out.mint)
 
 
+def _storable_text(value: str) -> bool:
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot encode a lone surrogate: refuse both
+    (and other control characters) here, as a 422, rather than fail at the INSERT."""
+    if not value.isprintable():
+        raise ValidationError("Must be printable characters (no control characters or NUL).")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("Must be valid Unicode text (no lone surrogates).") from None
+    return True
+
+
+def _fillable_problem(amount: Decimal, token_in: Token, token_out: Token) -> str | None:
+    """Refuse amounts no pool of the pair could ever fill (or, when the chain cannot be
+    asked, beyond a static bound): an order for billions of SOL is a mistake, not a trade."""
+    from flask import current_app, has_app_context
+
+    from order_engine.resources import STATIC_MAX_AMOUNT, max_fillable_atoms
+
+    if not has_app_context():
+        return None
+    settings = current_app.config["SETTINGS"]
+    atoms = max_fillable_atoms(settings, token_in.mint, token_out.mint)
+    if atoms is not None:
+        most = token_in.from_atoms(atoms)
+        if amount > most:
+            return (
+                f"Exceeds what the {token_in.symbol}/{token_out.symbol} pools could ever fill: "
+                f"their whole {token_out.symbol} reserves are worth about "
+                f"{most:.{min(token_in.decimals, 4)}f} {token_in.symbol}."
+            )
+        return None
+    static = STATIC_MAX_AMOUNT.get(token_in.symbol)
+    if static is not None and amount > static:
+        return f"Exceeds the largest {token_in.symbol} order accepted ({static} {token_in.symbol})."
+    return None
+
+
 def _amount_problem(amount: Decimal, token: Token) -> str | None:
     exponent = amount.as_tuple().exponent
     decimals = -exponent if isinstance(exponent, int) and exponent < 0 else 0
@@ -330,6 +372,13 @@ class OrderSchema(Schema):
         from order_engine.events import format_timestamp
 
         return format_timestamp(order.updated_at)
+
+
+class OrderWithEventsSchema(OrderSchema):
+    """GET /api/orders/<id>: the order and its whole event history (documentation only: the
+    view appends the events itself)."""
+
+    events = fields.List(fields.Nested(EventSchema))
 
 
 class OrderListQuerySchema(Schema):

@@ -28,10 +28,11 @@ from order_engine.errors import (
     BadRequestError,
     ConflictError,
     NotFoundError,
+    TooManyRequestsError,
     UnprocessableError,
 )
 from order_engine.events import EventPublisher, event_payload, format_timestamp
-from order_engine.models import Order, OrderEvent, OrderStatus, OrderType
+from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStatus, OrderType
 from order_engine.repositories.order import OrderRepository
 from order_engine.services.trigger import (
     meets,
@@ -70,14 +71,26 @@ class OrderService:
         # The engine's own quote (amount out, in atoms) for a limit order met at submission.
         self.quote = quote or _quote_now
 
-    def submit(self, order_data: dict[str, Any], idempotency_key: str | None) -> SubmittedOrder:
-        """Create an order (or return the one created earlier under the same key) and queue it."""
+    def submit(
+        self,
+        order_data: dict[str, Any],
+        idempotency_key: str | None,
+        account_id: uuid.UUID = DEFAULT_ACCOUNT_ID,
+        max_in_flight: int | None = None,
+    ) -> SubmittedOrder:
+        """Create an order for `account_id` (or return the one it created earlier under the
+        same key) and queue it. With `max_in_flight`, an account that already has that many
+        unfinished orders gets a 429 instead (a replay of an earlier key still answers)."""
         fingerprint = _fingerprint(order_data)
         trigger, trigger_data = self._trigger_fields(order_data)
         with self.session.begin():
-            inserted = self._insert(order_data, idempotency_key, fingerprint, trigger, trigger_data)
+            if max_in_flight is not None:
+                self._check_in_flight(account_id, max_in_flight, idempotency_key, fingerprint)
+            inserted = self._insert(
+                order_data, idempotency_key, fingerprint, account_id, trigger, trigger_data
+            )
             if inserted is None:
-                existing = self.orders.get_by_idempotency_key(idempotency_key or "")
+                existing = self.orders.get_by_idempotency_key(idempotency_key or "", account_id)
                 return self._replay(existing, fingerprint)
             order, first = inserted
         published = self.publisher.publish(first)
@@ -91,9 +104,10 @@ class OrderService:
             )
         return SubmittedOrder(order, True, first)
 
-    def get(self, order_id: uuid.UUID) -> OrderWithEvents:
+    def get(self, order_id: uuid.UUID, account_id: uuid.UUID | None = None) -> OrderWithEvents:
+        """The order with its events; another account's order is "not found" (None: any)."""
         with self.session.begin():
-            order = self.orders.get(order_id)
+            order = self.orders.get_owned(order_id, account_id)
             if order is None:
                 raise NotFoundError(f"No order {order_id}.")
             return OrderWithEvents(order, self.orders.events(order_id))
@@ -101,8 +115,11 @@ class OrderService:
     def events_after(self, order_id: uuid.UUID, seq: int) -> list[dict[str, Any]]:
         return self.history(order_id, seq) or []
 
-    def history(self, order_id: uuid.UUID, after_seq: int = 0) -> list[dict[str, Any]] | None:
-        """The order's events after `after_seq`, in seq order; None if there is no such order.
+    def history(
+        self, order_id: uuid.UUID, after_seq: int = 0, account_id: uuid.UUID | None = None
+    ) -> list[dict[str, Any]] | None:
+        """The order's events after `after_seq`, in seq order; None if there is no such order
+        (or `account_id` does not own it: another account's order does not exist for you).
 
         One prebuilt statement answers both questions (a stream used to ask "does it exist?"
         and then "what happened?" in two ORM queries, 16 % of the API's CPU per order), and
@@ -112,7 +129,9 @@ class OrderService:
         with self.session.begin():
             rows = (
                 self.session.connection()
-                .exec_driver_sql(HISTORY, {"id": order_id, "after": after_seq})
+                .exec_driver_sql(
+                    HISTORY, {"id": order_id, "after": after_seq, "account": account_id}
+                )
                 .all()
             )
         if not rows:
@@ -130,11 +149,17 @@ class OrderService:
             if seq is not None
         ]
 
-    def exists(self, order_id: uuid.UUID) -> bool:
-        with self.session.begin():
-            return self.orders.get(order_id) is not None
+    def exists(self, order_id: uuid.UUID, account_id: uuid.UUID | None = None) -> bool:
+        return self.find(order_id, account_id) is not None
 
-    def list(self, query: dict[str, Any]) -> tuple[Sequence[Order], str | None]:
+    def find(self, order_id: uuid.UUID, account_id: uuid.UUID | None = None) -> Order | None:
+        """The order if `account_id` owns it (None: any account's)."""
+        with self.session.begin():
+            return self.orders.get_owned(order_id, account_id)
+
+    def list(
+        self, query: dict[str, Any], account_id: uuid.UUID | None = None
+    ) -> tuple[Sequence[Order], str | None]:
         before = _decode_cursor(query["cursor"]) if query.get("cursor") else None
         with self.session.begin():
             page = self.orders.page(
@@ -144,11 +169,12 @@ class OrderService:
                 created_from=query.get("createdFrom"),
                 created_to=query.get("createdTo"),
                 before=before,
+                account_id=account_id,
             )
         cursor = _encode_cursor(*page.next_cursor) if page.next_cursor else None
         return page.orders, cursor
 
-    def cancel(self, order_id: uuid.UUID) -> Order:
+    def cancel(self, order_id: uuid.UUID, account_id: uuid.UUID | None = None) -> Order:
         """Cancel an order whose swap transaction has not been built.
 
         Cancel wins while the order is `pending` or `routing` and no transaction was ever built
@@ -158,6 +184,8 @@ class OrderService:
         still land) nothing can call it back, so the answer is a 409 saying so.
         """
         with self.session.begin():
+            if account_id is not None and self.orders.get_owned(order_id, account_id) is None:
+                raise NotFoundError(f"No order {order_id}.")
             event = self.orders.transition(
                 order_id,
                 CANCELLABLE,
@@ -211,11 +239,32 @@ class OrderService:
                 }
         return values, extra
 
+    def _check_in_flight(
+        self, account_id: uuid.UUID, cap: int, key: str | None, fingerprint: str
+    ) -> None:
+        # Far from the cap, one count is enough; near it, the account's submissions queue on
+        # an advisory lock and count again, so concurrent ones cannot all slip past it.
+        if self.orders.count_unfinished(account_id) < cap - IN_FLIGHT_SLACK:
+            return
+        self.orders.lock_account(account_id)
+        if self.orders.count_unfinished(account_id) < cap:
+            return
+        if key is not None:
+            existing = self.orders.get_by_idempotency_key(key, account_id)
+            if existing is not None:
+                return  # a replay creates nothing; _insert finds the conflict and replays
+        raise TooManyRequestsError(
+            f"This account has {cap} orders in flight (MAX_ORDERS_IN_FLIGHT); submit more "
+            "once some have finished.",
+            headers={"Retry-After": "2"},
+        )
+
     def _insert(
         self,
         data: dict[str, Any],
         key: str | None,
         fingerprint: str,
+        account_id: uuid.UUID = DEFAULT_ACCOUNT_ID,
         trigger: dict[str, Any] | None = None,
         trigger_data: dict[str, Any] | None = None,
     ) -> tuple[Order, dict[str, Any]] | None:
@@ -225,6 +274,7 @@ class OrderService:
         now = datetime.now(UTC)
         order = Order(
             id=uuid.uuid4(),
+            account_id=account_id,
             type=data["type"],
             status=OrderStatus.PENDING.value,
             token_in=data["tokenIn"].symbol,
@@ -256,6 +306,7 @@ class OrderService:
                 INSERT_ORDER_WITH_FIRST_EVENT,
                 {
                     "id": order.id,
+                    "account_id": order.account_id,
                     "type": order.type,
                     "token_in": order.token_in,
                     "token_out": order.token_out,
@@ -299,6 +350,7 @@ class OrderService:
 
 
 CANCELLABLE = (OrderStatus.PENDING, OrderStatus.ROUTING)
+IN_FLIGHT_SLACK = 32
 
 # Intake's one statement: the order row and its `pending` event (seq 1, so `last_seq` is 1
 # from the start), in one round trip with no read-back. Before, the ORM did INSERT … RETURNING,
@@ -312,19 +364,20 @@ CANCELLABLE = (OrderStatus.PENDING, OrderStatus.ROUTING)
 INSERT_ORDER_WITH_FIRST_EVENT = """\
 WITH new_order AS (
     INSERT INTO orders (
-        id, type, status, token_in, token_out, amount_in, slippage_bps, client_order_id,
+        id, account_id, type, status, token_in, token_out, amount_in, slippage_bps,
+        client_order_id,
         idempotency_key, request_fingerprint, last_seq, attempts, deliveries,
         created_at, updated_at, dispatched_at,
         limit_price, max_price, trigger_price, expires_at, waiting, triggered_at
     )
     VALUES (
-        %(id)s, %(type)s, 'pending', %(token_in)s, %(token_out)s, %(amount_in)s,
+        %(id)s, %(account_id)s, %(type)s, 'pending', %(token_in)s, %(token_out)s, %(amount_in)s,
         %(slippage_bps)s, %(client_order_id)s, %(idempotency_key)s, %(request_fingerprint)s,
         1, 0, 0, %(now)s, %(now)s, %(now)s,
         %(limit_price)s, %(max_price)s, %(trigger_price)s, %(expires_at)s, %(waiting)s,
         %(triggered_at)s
     )
-    ON CONFLICT (idempotency_key) DO NOTHING
+    ON CONFLICT (account_id, idempotency_key) DO NOTHING
     RETURNING id
 )
 INSERT INTO order_events (order_id, seq, status, attempt, data, at)
@@ -337,7 +390,7 @@ HISTORY = """\
 SELECT e.seq, e.status, e.at, e.attempt, e.data
 FROM orders o
 LEFT JOIN order_events e ON e.order_id = o.id AND e.seq > %(after)s
-WHERE o.id = %(id)s
+WHERE o.id = %(id)s AND (%(account)s::uuid IS NULL OR o.account_id = %(account)s::uuid)
 ORDER BY e.seq"""
 
 

@@ -11,12 +11,15 @@ def test_openapi_document_describes_the_order_endpoints_from_the_schemas(client)
     assert {"post", "get"} <= set(spec["paths"]["/api/orders/execute"])
     create = spec["components"]["schemas"]["OrderCreate"]
     assert set(create["required"]) == {"type", "tokenIn", "tokenOut", "amount"}
-    assert create["properties"]["amount"] == {
+    # A decimal string, or (as the server accepts it) a plain JSON number.
+    amount = create["properties"]["amount"]
+    assert amount["example"] == "1.5"
+    assert amount["anyOf"][0] == {
         "type": "string",
         "format": "decimal",
-        "description": create["properties"]["amount"]["description"],
-        "example": "1.5",
+        "pattern": r"^[0-9]{1,30}(\.[0-9]{1,30})?$",
     }
+    assert amount["anyOf"][1]["type"] == "number"
     assert create["properties"]["slippageBps"]["maximum"] == 5000
 
 

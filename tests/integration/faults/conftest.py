@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from order_engine import migrate
 from order_engine.chain.wallet import ensure_dev_keypair
-from tests.conftest import Servers, recreate_database, start_localnet
+from tests.conftest import Servers, install_test_key, recreate_database, start_localnet
 from tests.faults_harness import (
     FAULT_TIMINGS,
     LOCALNET_FAULT_TIMINGS,
@@ -120,6 +120,7 @@ def make_stack(
         else:
             database_url = recreate_database(servers, name)
             migrate.upgrade(database_url)
+        install_test_key(database_url)
         databases.append(database_url)
         redis_server = redis_server or redis_factory()
         log_dir = tmp_path / f"stack-{len(stacks) + 1}"

@@ -1,0 +1,283 @@
+"""Who may call what (DESIGN §9): API keys, scopes, stream tickets and per-account limits.
+
+Every `/api/*` request passes `guard()` before its view: the caller is identified by
+`Authorization: Bearer <key>` (or, on a WebSocket handshake only, a one-use `?ticket=`), the
+view's scope is checked (a view without `@requires` under `/api/` is refused: new routes are
+closed until someone decides who may call them), and the account's request rate is counted. A
+WebSocket handshake also has its `Origin` checked and takes one of the account's socket slots,
+released when the socket ends. Only the documentation and the health probes are open.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from order_engine.db import get_session
+from order_engine.errors import (
+    ForbiddenError,
+    TooManyRequestsError,
+    UnauthorizedError,
+)
+from order_engine.limits import RateDecision, RateLimiter, SocketSlots
+from order_engine.redis_client import get_redis
+from order_engine.services.access import (
+    AccessService,
+    Principal,
+    hash_key,
+    issue_ticket,
+    redeem_ticket,
+)
+
+log = logging.getLogger(__name__)
+bp = Blueprint("access", __name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Open without a key: they carry no account's data.
+PUBLIC_ENDPOINTS = frozenset({"docs.openapi", "docs.browsable", "docs.docs_asset"})
+# After a Redis error the rate limiter and the socket cap stand aside this long (per process)
+# instead of adding a Redis timeout to every request; the in-flight cap, in PostgreSQL, holds.
+LIMITER_BACKOFF_S = 5.0
+KEY_CACHE_MAX = 10_000
+
+
+def requires(scope: str) -> Callable[[F], F]:
+    """Mark a view with the scope its caller's key must have."""
+
+    def mark(view: F) -> F:
+        view.required_scope = scope  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def current_principal() -> Principal:
+    return g.principal
+
+
+def is_websocket_handshake() -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+def guard() -> None:
+    if not request.path.startswith("/api/") or request.endpoint in PUBLIC_ENDPOINTS:
+        return
+    principal = _authenticate()
+    g.principal = principal
+    view = current_app.view_functions.get(request.endpoint or "")
+    if view is not None:
+        scope = getattr(view, "required_scope", None)
+        if scope is None:
+            raise ForbiddenError("This route is not open to API keys.")
+        if not principal.can(scope):
+            raise ForbiddenError(
+                f"This API key lacks the {scope!r} scope.", errors={"scope": [scope]}
+            )
+    decision = _rate_limit(principal)
+    if decision is not None:
+        g.rate_decision = decision
+        if not decision.allowed:
+            raise TooManyRequestsError(
+                f"Rate limit exceeded for this account; retry after {decision.retry_after_s}s.",
+                headers=decision.headers(),
+            )
+    if is_websocket_handshake() and view is not None:
+        _check_origin()
+        _take_socket_slot(principal)
+
+
+def _authenticate() -> Principal:
+    settings = current_app.config["SETTINGS"]
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if header and scheme.lower() == "bearer" and credentials.strip():
+        principal = _cached_key(credentials.strip(), settings.api_key_cache_s)
+        if principal is None:
+            raise UnauthorizedError("The API key is not valid (unknown, malformed or revoked).")
+        return principal
+    if header:
+        raise UnauthorizedError("Send the API key as `Authorization: Bearer <key>`.")
+    ticket = request.args.get("ticket")
+    if ticket is not None and is_websocket_handshake():
+        principal = redeem_ticket(get_redis(), ticket)
+        if principal is None:
+            raise UnauthorizedError(
+                "The stream ticket is not valid: unknown, expired or already used. Get a new "
+                "one from POST /api/stream-tickets."
+            )
+        return principal
+    raise UnauthorizedError(
+        "An API key is required: `Authorization: Bearer <key>` (create one with "
+        "`order-engine keys create`); browsers opening a WebSocket use `?ticket=` from "
+        "POST /api/stream-tickets."
+    )
+
+
+_cache_lock = threading.Lock()
+
+
+def _cached_key(raw_key: str, ttl_s: int) -> Principal | None:
+    """Valid keys are remembered for `API_KEY_CACHE_S` seconds (so a revocation takes at most
+    that long to reach every process); anything else is looked up every time."""
+    cache: dict[str, tuple[float, Principal]] = current_app.extensions.setdefault(
+        "order_engine.key_cache", {}
+    )
+    digest = hash_key(raw_key)
+    now = time.monotonic()
+    hit = cache.get(digest)
+    if hit is not None and now - hit[0] < ttl_s:
+        return hit[1]
+    principal = AccessService(get_session()).authenticate(raw_key)
+    if principal is not None and ttl_s > 0:
+        with _cache_lock:
+            if len(cache) >= KEY_CACHE_MAX:
+                cache.clear()
+            cache[digest] = (now, principal)
+    return principal
+
+
+_limiter_down_until = 0.0
+
+
+def _rate_limit(principal: Principal) -> RateDecision | None:
+    if time.monotonic() < _limiter_down_until:
+        return None
+    limiter: RateLimiter | None = current_app.extensions.get("order_engine.rate_limiter")
+    if limiter is None:
+        settings = current_app.config["SETTINGS"]
+        limiter = current_app.extensions["order_engine.rate_limiter"] = RateLimiter(
+            _limits_redis(), settings.rate_limit_per_s, settings.rate_limit_burst
+        )
+    try:
+        return limiter.hit(principal.account_id)
+    except redis.RedisError as exc:
+        _limiters_down(exc)
+        return None
+
+
+# The limits' own Redis client: a limit that cannot be checked in this long is skipped (and
+# the limits stand aside for LIMITER_BACKOFF_S), so a frozen Redis adds at most this to a
+# request, not the application client's bound of several seconds.
+LIMITS_REDIS_TIMEOUT_S = 0.25
+
+
+def _limits_redis() -> redis.Redis:
+    settings = current_app.config["SETTINGS"]
+    client: redis.Redis | None = current_app.extensions.get("order_engine.limits_redis")
+    if client is None:
+        client = current_app.extensions["order_engine.limits_redis"] = redis.Redis.from_url(
+            settings.redis_url,
+            socket_timeout=LIMITS_REDIS_TIMEOUT_S,
+            socket_connect_timeout=LIMITS_REDIS_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+        )
+    return client
+
+
+def _limiters_down(exc: Exception) -> None:
+    global _limiter_down_until
+    _limiter_down_until = time.monotonic() + LIMITER_BACKOFF_S
+    log.warning("limits unavailable (%s); not limiting for %ss", exc, LIMITER_BACKOFF_S)
+
+
+# A 429 is answered after a pause. A client that ignores Retry-After and sends
+# back to back on its connections then waits on each 429, so a flood from a few connections
+# costs the server a few answers per second instead of all its CPU (which would slow every
+# other account's requests). Only under gevent, where a waiting request is a cheap greenlet;
+# under gthread it would hold one of the worker's threads.
+TARPIT_MAX_S = 1.0
+
+
+def _tarpit(response: Response) -> None:
+    from gevent import monkey
+
+    if monkey.is_module_patched("time"):
+        try:
+            retry_after_s = float(response.headers.get("Retry-After", "1"))
+        except ValueError:
+            retry_after_s = 1.0
+        time.sleep(min(max(retry_after_s, 0.0), TARPIT_MAX_S))
+
+
+def _check_origin() -> None:
+    """Browsers send `Origin` on every WebSocket and apply no same-origin policy to it, so a
+    page anywhere could drive a visitor's socket; only the listed origins may. Clients that are
+    not browsers send no Origin and are let through (they hold a key or a ticket anyway)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    allowed = current_app.config["SETTINGS"].ws_allowed_origins
+    if "*" in allowed or origin.lower().rstrip("/") in allowed:
+        return
+    raise ForbiddenError(
+        f"Origin {origin!r} may not open WebSockets here (WS_ALLOWED_ORIGINS).",
+        errors={"Origin": ["Not in the allow-list."]},
+    )
+
+
+def _take_socket_slot(principal: Principal) -> None:
+    settings = current_app.config["SETTINGS"]
+    slots: SocketSlots | None = current_app.extensions.get("order_engine.socket_slots")
+    if slots is None:
+        slots = current_app.extensions["order_engine.socket_slots"] = SocketSlots(
+            _limits_redis(), settings.max_websockets
+        )
+    if time.monotonic() < _limiter_down_until:
+        return  # Redis just failed: no slot to take; the stream says if it cannot be served
+    try:
+        slot = slots.take(principal.account_id)
+    except redis.RedisError as exc:
+        _limiters_down(exc)
+        return
+    if slot is None:
+        raise TooManyRequestsError(
+            f"This account already has {settings.max_websockets} WebSockets open "
+            "(MAX_WEBSOCKETS); close one first.",
+            headers={"Retry-After": "5"},
+        )
+    g.socket_slot = slot
+
+
+def release_socket_slot(_exc: BaseException | None = None) -> None:
+    slot = g.pop("socket_slot", None)
+    if slot is not None:
+        slot.release()
+
+
+def add_rate_headers(response: Response) -> Response:
+    decision: RateDecision | None = g.get("rate_decision")
+    if decision is not None:
+        for name, value in decision.headers().items():
+            response.headers.setdefault(name, value)
+    if response.status_code == 429:
+        _tarpit(response)
+    return response
+
+
+@bp.post("/api/stream-tickets")
+@requires("orders:read")
+def create_stream_ticket() -> tuple[Response, int]:
+    """A one-use ticket for a browser's WebSocket (`?ticket=`), valid a few seconds."""
+    settings = current_app.config["SETTINGS"]
+    ticket = issue_ticket(get_redis(), current_principal(), settings.stream_ticket_ttl_s)
+    return jsonify(
+        ticket=ticket,
+        expiresInS=settings.stream_ticket_ttl_s,
+        ws=f"{settings.public_ws_url}/api/orders/execute?ticket={ticket}",
+    ), 201
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(guard)
+    app.after_request(add_rate_headers)
+    app.teardown_request(release_socket_slot)
+    app.register_blueprint(bp)

@@ -1,0 +1,137 @@
+"""Per-account limits kept in Redis, so they hold across API processes and hosts (DESIGN §9).
+
+- Request rate: a GCRA token bucket (a sustained rate with a burst), one script call per
+  request. The script reads Redis's clock, so every API host agrees on time.
+- Open WebSockets: a sorted set per account of socket ids scored by a lease expiry; a socket
+  renews its lease while it is open and removes itself when it closes, and the lease bounds
+  what a killed process can leave behind.
+
+The cap on orders in flight is counted in PostgreSQL at intake (services/order.py), where the
+orders are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+RATE_PREFIX = "ratelimit:"
+SOCKETS_PREFIX = "ws_open:"
+
+# KEYS[1]: the account's bucket. ARGV: emission interval (ms per request), burst.
+# Returns {allowed, remaining, retry_after_ms, reset_ms}.
+_GCRA = """
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local clock = redis.call('TIME')
+local now = clock[1] * 1000 + math.floor(clock[2] / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local tolerance = burst * interval
+if new_tat - now > tolerance then
+  return {0, 0, new_tat - now - tolerance, tat - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, new_tat - now))
+return {1, math.floor((tolerance - (new_tat - now)) / interval), 0, new_tat - now}
+"""
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after_s: int
+    reset_s: int
+
+    def headers(self) -> dict[str, str]:
+        # IETF draft-ietf-httpapi-ratelimit-headers: the burst, what is left of it, and
+        # seconds until it is whole again.
+        found = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_s),
+        }
+        if not self.allowed:
+            found["Retry-After"] = str(self.retry_after_s)
+        return found
+
+
+class RateLimiter:
+    def __init__(self, client: redis.Redis, per_s: float, burst: int) -> None:
+        self.client = client
+        self.burst = burst
+        self.interval_ms = max(1, round(1000 / per_s))
+        self._script = client.register_script(_GCRA)
+
+    def hit(self, account_id: uuid.UUID) -> RateDecision:
+        allowed, remaining, retry_ms, reset_ms = self._script(
+            keys=[f"{RATE_PREFIX}{account_id}"], args=[self.interval_ms, self.burst]
+        )
+        return RateDecision(
+            allowed=bool(allowed),
+            limit=self.burst,
+            remaining=int(remaining),
+            retry_after_s=max(1, math.ceil(int(retry_ms) / 1000)),
+            reset_s=math.ceil(int(reset_ms) / 1000),
+        )
+
+
+SOCKET_LEASE_S = 60
+SOCKET_RENEW_S = 20
+
+# KEYS[1]: the account's set. ARGV: socket id, now (s), lease expiry (s), cap.
+_TAKE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], 3600)
+return 1
+"""
+
+
+class SocketSlots:
+    """At most `cap` open WebSockets per account, across every API process."""
+
+    def __init__(self, client: redis.Redis, cap: int) -> None:
+        self.client = client
+        self.cap = cap
+        self._take = client.register_script(_TAKE_SLOT)
+
+    def take(self, account_id: uuid.UUID) -> SocketSlot | None:
+        slot = SocketSlot(self.client, f"{SOCKETS_PREFIX}{account_id}", uuid.uuid4().hex)
+        now = time.time()
+        taken = self._take(
+            keys=[slot.set_name], args=[slot.socket_id, now, now + SOCKET_LEASE_S, self.cap]
+        )
+        return slot if taken else None
+
+
+@dataclass
+class SocketSlot:
+    client: redis.Redis
+    set_name: str
+    socket_id: str
+    renewed_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.renewed_at = time.monotonic()
+
+    def renew(self) -> None:
+        """Extend the lease now and then while the socket is open (cheap to call often)."""
+        if time.monotonic() - self.renewed_at < SOCKET_RENEW_S:
+            return
+        self.renewed_at = time.monotonic()
+        # On a Redis error the lease still runs; a Redis outage is the stream's business.
+        with contextlib.suppress(redis.RedisError):
+            self.client.zadd(self.set_name, {self.socket_id: time.time() + SOCKET_LEASE_S})
+
+    def release(self) -> None:
+        with contextlib.suppress(redis.RedisError):  # else the lease expires on its own
+            self.client.zrem(self.set_name, self.socket_id)

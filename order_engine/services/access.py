@@ -1,0 +1,143 @@
+"""API keys and stream tickets: who is calling, for which account, with which scopes (DESIGN §9).
+
+A key looks like `oe_<prefix>_<secret>`: the prefix (8 hex digits) finds its row, the whole key
+is compared by its SHA-256 with `hmac.compare_digest`. Keys are shown once, at creation; the
+database only ever holds the hash. A stream ticket is for browsers, which cannot set headers on
+a WebSocket: a random one-use token kept in Redis for a few seconds, standing for the key that
+asked for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis
+from sqlalchemy.orm import Session
+
+from order_engine.errors import NotFoundError, UnprocessableError
+from order_engine.models import SCOPES, Account, ApiKey
+from order_engine.repositories.account import AccountRepository
+
+KEY_PATTERN = re.compile(r"\Aoe_([0-9a-f]{8})_[A-Za-z0-9_-]{43}\Z")
+TICKET_PATTERN = re.compile(r"\A[A-Za-z0-9_-]{43}\Z")
+TICKET_PREFIX = "stream_ticket:"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller: one API key of one account, with that key's scopes."""
+
+    key_id: uuid.UUID
+    account_id: uuid.UUID
+    scopes: frozenset[str]
+
+    def can(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: ApiKey
+    account: Account
+    secret: str  # the full key, shown once
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class AccessService:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.accounts = AccountRepository(session)
+
+    def create_key(self, account_name: str, key_name: str, scopes: Iterable[str]) -> CreatedKey:
+        """A new key for `account_name` (the account is created on first use)."""
+        chosen = sorted(set(scopes))
+        unknown = [s for s in chosen if s not in SCOPES]
+        if unknown or not chosen:
+            raise UnprocessableError(
+                f"Scopes must be some of {', '.join(SCOPES)}; got {', '.join(chosen) or 'none'}."
+            )
+        with self.session.begin():
+            account = self.accounts.account_named(account_name) or self.accounts.add_account(
+                account_name
+            )
+            prefix = secrets.token_hex(4)
+            secret = f"oe_{prefix}_{secrets.token_urlsafe(32)}"
+            key = self.accounts.add_key(
+                ApiKey(
+                    id=uuid.uuid4(),
+                    account_id=account.id,
+                    name=key_name,
+                    prefix=prefix,
+                    key_hash=hash_key(secret),
+                    scopes=chosen,
+                )
+            )
+        return CreatedKey(key, account, secret)
+
+    def list_keys(self) -> Sequence[tuple[ApiKey, Account]]:
+        with self.session.begin():
+            return self.accounts.keys()
+
+    def revoke(self, key_or_prefix: str) -> ApiKey:
+        """Revoke a key given by its prefix (or by the whole key); revoking twice is fine."""
+        match = KEY_PATTERN.match(key_or_prefix)
+        prefix = match.group(1) if match else key_or_prefix.removeprefix("oe_")
+        with self.session.begin():
+            key = self.accounts.revoke(prefix)
+            if key is None:
+                raise NotFoundError(f"No API key with prefix {prefix!r}.")
+            return key
+
+    def authenticate(self, raw_key: str) -> Principal | None:
+        """The principal of a valid, unrevoked key; None for anything else."""
+        match = KEY_PATTERN.match(raw_key)
+        if match is None:
+            return None  # malformed: never worth a database round trip
+        with self.session.begin():
+            key = self.accounts.key_by_prefix(match.group(1))
+            if key is None or key.revoked_at is not None:
+                return None
+            if not hmac.compare_digest(key.key_hash, hash_key(raw_key)):
+                return None
+            return Principal(key.id, key.account_id, frozenset(key.scopes))
+
+
+def issue_ticket(client: redis.Redis, principal: Principal, ttl_s: int) -> str:
+    """A one-use stream ticket standing for `principal` for `ttl_s` seconds."""
+    ticket = secrets.token_urlsafe(32)
+    value = json.dumps(
+        {
+            "keyId": str(principal.key_id),
+            "accountId": str(principal.account_id),
+            "scopes": sorted(principal.scopes),
+        }
+    )
+    client.set(TICKET_PREFIX + hash_key(ticket), value, ex=ttl_s)
+    return ticket
+
+
+def redeem_ticket(client: redis.Redis, ticket: str) -> Principal | None:
+    """The ticket's principal, once: the ticket is deleted in the same step."""
+    if TICKET_PATTERN.match(ticket) is None:
+        return None
+    pipe = client.pipeline(transaction=True)
+    name = TICKET_PREFIX + hash_key(ticket)
+    pipe.get(name)
+    pipe.delete(name)
+    value, _deleted = pipe.execute()
+    if value is None:
+        return None
+    data = json.loads(value)
+    return Principal(
+        uuid.UUID(data["keyId"]), uuid.UUID(data["accountId"]), frozenset(data["scopes"])
+    )

@@ -1,0 +1,218 @@
+"""API keys, scopes, ownership and per-account limits (DESIGN §9), in process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from order_engine import create_app
+from order_engine.services.access import AccessService, redeem_ticket
+from tests.faults_harness import order_body
+
+pytestmark = pytest.mark.integration
+
+
+def new_key(db_session, account: str, scopes=("orders:read", "orders:write")) -> str:
+    return AccessService(db_session).create_key(account, "test", scopes).secret
+
+
+def as_key(app, key: str):
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return client
+
+
+def make_app(test_settings, db_session, **overrides):
+    app = create_app({**test_settings, **overrides})
+    app.extensions["order_engine.session_factory"] = lambda: db_session
+    return app
+
+
+def test_api_routes_need_a_key_and_say_so_in_the_envelope(anonymous_client):
+    for method, path in [
+        ("GET", "/api/orders"),
+        ("POST", "/api/orders/execute"),
+        ("GET", "/api/orders/00000000-0000-0000-0000-000000000000"),
+        ("POST", "/api/stream-tickets"),
+        ("GET", "/api/no-such-route"),
+    ]:
+        response = anonymous_client.open(path, method=method)
+        assert response.status_code == 401, (method, path)
+        body = response.get_json()
+        assert body["code"] == 401
+        assert "Bearer" in body["description"]
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Bearer oe_deadbeef_" + "x" * 43,  # well formed, unknown
+        "Bearer not-a-key",
+        "Basic dXNlcjpwYXNz",
+        "Bearer ",
+    ],
+)
+def test_unknown_or_malformed_keys_are_401(anonymous_client, header):
+    response = anonymous_client.get("/api/orders", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.get_json()["message"] == "Unauthorized"
+
+
+def test_probes_and_the_api_document_stay_open(anonymous_client):
+    assert anonymous_client.get("/healthz").status_code == 200
+    assert anonymous_client.get("/readyz").status_code == 200
+    assert anonymous_client.get("/api/openapi.json").status_code == 200
+    assert anonymous_client.get("/api/docs").status_code == 200
+
+
+def test_a_read_only_key_may_read_but_not_submit_or_cancel(app, db_session):
+    reader = as_key(app, new_key(db_session, "readers", ["orders:read"]))
+    assert reader.get("/api/orders").status_code == 200
+    response = reader.post("/api/orders/execute", json=order_body())
+    assert response.status_code == 403
+    assert "orders:write" in response.get_json()["description"]
+    assert reader.delete("/api/orders/00000000-0000-0000-0000-000000000000").status_code == 403
+
+
+def test_a_revoked_key_is_refused(test_settings, db_session, redis_client):
+    app = make_app(test_settings, db_session, API_KEY_CACHE_S="0")
+    key = new_key(db_session, "revocable")
+    client = as_key(app, key)
+    assert client.get("/api/orders").status_code == 200
+    AccessService(db_session).revoke(key.split("_")[1])
+    assert client.get("/api/orders").status_code == 401
+
+
+def test_another_accounts_orders_do_not_exist_for_you(app, db_session):
+    alice = as_key(app, new_key(db_session, "alice"))
+    bob = as_key(app, new_key(db_session, "bob"))
+    order_id = alice.post(
+        "/api/orders/execute", json=order_body(clientOrderId="alice-1")
+    ).get_json()["orderId"]
+    assert bob.get(f"/api/orders/{order_id}").status_code == 404
+    assert bob.delete(f"/api/orders/{order_id}").status_code == 404
+    assert order_id not in [o["orderId"] for o in bob.get("/api/orders").get_json()["orders"]]
+    # Still there, untouched, for its owner.
+    assert alice.get(f"/api/orders/{order_id}").get_json()["status"] == "pending"
+    assert order_id in [o["orderId"] for o in alice.get("/api/orders").get_json()["orders"]]
+
+
+def test_an_admin_key_sees_every_account(app, db_session):
+    alice = as_key(app, new_key(db_session, "alice"))
+    admin = as_key(app, new_key(db_session, "ops", ["admin"]))
+    order_id = alice.post("/api/orders/execute", json=order_body()).get_json()["orderId"]
+    assert admin.get(f"/api/orders/{order_id}").status_code == 200
+
+
+def test_idempotency_keys_are_per_account(app, db_session):
+    alice = as_key(app, new_key(db_session, "alice"))
+    bob = as_key(app, new_key(db_session, "bob"))
+    headers = {"Idempotency-Key": "shared-key-1"}
+    first = alice.post("/api/orders/execute", json=order_body(amount="0.1"), headers=headers)
+    # Another body under the same key, from another account: a new order, not a 422 that
+    # would tell Bob that Alice used this key.
+    second = bob.post("/api/orders/execute", json=order_body(amount="0.2"), headers=headers)
+    assert first.status_code == second.status_code == 202
+    assert first.get_json()["orderId"] != second.get_json()["orderId"]
+    replay = alice.post("/api/orders/execute", json=order_body(amount="0.1"), headers=headers)
+    assert replay.get_json()["orderId"] == first.get_json()["orderId"]
+
+
+def test_links_come_from_the_public_base_url_not_the_host_header(test_settings, db_session):
+    app = make_app(test_settings, db_session, PUBLIC_BASE_URL="https://api.example.com")
+    client = as_key(app, new_key(db_session, "linked"))
+    response = client.post(
+        "/api/orders/execute", json=order_body(), headers={"Host": "evil.example.net"}
+    )
+    links = response.get_json()["links"]
+    assert links["self"].startswith("https://api.example.com/api/orders/")
+    assert links["ws"].startswith("wss://api.example.com/api/orders/execute?orderId=")
+
+
+def test_the_request_rate_is_limited_per_account_with_headers(
+    test_settings, db_session, redis_client
+):
+    app = make_app(test_settings, db_session, RATE_LIMIT_PER_S="0.5", RATE_LIMIT_BURST="3")
+    alice = as_key(app, new_key(db_session, "alice"))
+    bob = as_key(app, new_key(db_session, "bob"))
+    answers = [alice.get("/api/orders") for _ in range(4)]
+    assert [r.status_code for r in answers] == [200, 200, 200, 429]
+    assert answers[0].headers["RateLimit-Limit"] == "3"
+    assert answers[0].headers["RateLimit-Remaining"] == "2"
+    limited = answers[-1]
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.headers["RateLimit-Remaining"] == "0"
+    assert limited.get_json()["code"] == 429
+    # Bob's budget is his own.
+    assert bob.get("/api/orders").status_code == 200
+
+
+def test_orders_in_flight_are_capped_per_account(test_settings, db_session, redis_client):
+    app = make_app(test_settings, db_session, MAX_ORDERS_IN_FLIGHT="2")
+    alice = as_key(app, new_key(db_session, "alice"))
+    bob = as_key(app, new_key(db_session, "bob"))
+    for n in range(2):
+        headers = {"Idempotency-Key": f"cap-{n}"}
+        response = alice.post("/api/orders/execute", json=order_body(), headers=headers)
+        assert response.status_code == 202
+    refused = alice.post("/api/orders/execute", json=order_body())
+    assert refused.status_code == 429
+    assert "in flight" in refused.get_json()["description"]
+    # A replay creates nothing, so it still answers; another account is not affected.
+    replay = alice.post(
+        "/api/orders/execute", json=order_body(), headers={"Idempotency-Key": "cap-0"}
+    )
+    assert replay.status_code == 202
+    assert bob.post("/api/orders/execute", json=order_body()).status_code == 202
+    # Finishing one frees a place.
+    order_id = alice.get("/api/orders").get_json()["orders"][0]["orderId"]
+    assert alice.delete(f"/api/orders/{order_id}").status_code == 200
+    assert alice.post("/api/orders/execute", json=order_body()).status_code == 202
+
+
+def test_stream_tickets_are_one_use(client, redis_client):
+    response = client.post("/api/stream-tickets")
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["expiresInS"] > 0
+    assert body["ws"].endswith(body["ticket"])
+    principal = redeem_ticket(redis_client, body["ticket"])
+    assert principal is not None
+    assert "orders:read" in principal.scopes
+    assert redeem_ticket(redis_client, body["ticket"]) is None
+
+
+def test_a_ticket_is_not_a_key_for_rest(anonymous_client, client, redis_client):
+    ticket = client.post("/api/stream-tickets").get_json()["ticket"]
+    assert anonymous_client.get(f"/api/orders?ticket={ticket}").status_code == 401
+
+
+def test_keys_cli_creates_lists_and_revokes(test_settings):
+    env = {**os.environ, **test_settings}
+    run = [sys.executable, "-m", "order_engine.cli", "keys"]
+
+    created = subprocess.run(
+        [*run, "create", "--account", "cli-test", "--name", "bot", "--scopes", "orders:read"],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("oe_")
+    prefix = key.split("_")[1]
+    listed = subprocess.run(
+        [*run, "list"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert prefix in listed.stdout
+    assert key not in listed.stdout  # never shown again
+    app = create_app(test_settings)
+    assert as_key(app, key).get("/api/orders").status_code == 200
+    subprocess.run([*run, "revoke", prefix], env=env, timeout=60, check=True, capture_output=True)
+    fresh = create_app(test_settings)  # a new process cache, as after API_KEY_CACHE_S
+    assert as_key(fresh, key).get("/api/orders").status_code == 401
+    bad = subprocess.run(
+        [*run, "create", "--scopes", "orders:everything"], env=env, capture_output=True, timeout=60
+    )
+    assert bad.returncode == 2

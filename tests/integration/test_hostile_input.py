@@ -1,0 +1,263 @@
+"""Nothing a client sends gets a 500 or a 1011, nor an HTML page (issue 11, item 5); against
+the real gunicorn API of `live_stack`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import uuid
+from urllib.parse import quote
+
+import pytest
+import simple_websocket
+
+from tests.clients import TEST_API_KEY, _Client, request, stream
+from tests.faults_harness import order_body
+
+pytestmark = pytest.mark.integration
+
+
+def raw_http(port: int, data: bytes, timeout_s: float = 10) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes; return the status, headers and body of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as conn:
+        conn.sendall(data)
+        received = b""
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            received += chunk
+            head, _, body = received.partition(b"\r\n\r\n")
+            headers = _headers(head)
+            if "content-length" in headers and len(body) >= int(headers["content-length"]):
+                break
+    head, _, body = received.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, _headers(head), body
+
+
+def _headers(head: bytes) -> dict[str, str]:
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def port_of(stack) -> int:
+    return int(stack.base_url.rsplit(":", 1)[1])
+
+
+AUTH = f"Authorization: Bearer {TEST_API_KEY}\r\n".encode()
+
+
+def test_deep_json_nesting_is_400_over_rest_and_4400_over_the_websocket(live_stack):
+    deep = "[" * 2000 + "]" * 2000
+    body = json.dumps({**order_body(), "clientOrderId": None})[:-1] + f', "x": {deep}}}'
+    response = request(
+        "POST", f"{live_stack.base_url}/api/orders/execute", None, {"Content-Length": "0"}
+    )
+    assert response.status in (400, 422)
+    status, _, answer = raw_http(
+        port_of(live_stack),
+        b"POST /api/orders/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + AUTH
+        + f"Content-Length: {len(body)}\r\n\r\n{body}".encode(),
+    )
+    assert status == 400, answer
+    assert "nested too deeply" in json.loads(answer)["description"]
+    result = stream(f"{live_stack.ws_url}/api/orders/execute", first_message=deep)
+    assert result.close_code == 4400
+
+
+@pytest.mark.parametrize("client_order_id", ["nul\x00inside", "lone \ud800 surrogate", "tab\there"])
+def test_unstorable_client_order_ids_are_422_and_4400(live_stack, client_order_id):
+    body = order_body(clientOrderId=client_order_id)
+    encoded = json.dumps(body)  # ensure_ascii: \u0000 and \ud800 travel as escapes
+    status, _, answer = raw_http(
+        port_of(live_stack),
+        b"POST /api/orders/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + AUTH
+        + f"Content-Length: {len(encoded)}\r\n\r\n{encoded}".encode(),
+    )
+    assert status == 422, answer
+    assert "clientOrderId" in json.loads(answer)["errors"]
+    result = stream(f"{live_stack.ws_url}/api/orders/execute", first_message=encoded)
+    assert result.close_code == 4400
+    assert "clientOrderId" in result.messages[0]["errors"]
+
+
+def test_amount_with_a_trailing_newline_and_duplicate_keys_are_refused(live_stack):
+    url = f"{live_stack.base_url}/api/orders/execute"
+    response = request("POST", url, order_body(amount="1.5\n"))
+    assert response.status == 422
+    assert "amount" in response.body["errors"]
+    duplicated = (
+        '{"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "0.1", "amount": "9"}'
+    )
+    status, _, answer = raw_http(
+        port_of(live_stack),
+        b"POST /api/orders/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + AUTH
+        + f"Content-Length: {len(duplicated)}\r\n\r\n{duplicated}".encode(),
+    )
+    assert status == 400
+    assert "duplicate key 'amount'" in json.loads(answer)["description"]
+
+
+def test_an_amount_no_pool_could_fill_is_422_naming_the_bound(live_stack):
+    response = request(
+        "POST", f"{live_stack.base_url}/api/orders/execute", order_body(amount="18400000000")
+    )
+    assert response.status == 422
+    assert "could ever fill" in response.body["errors"]["amount"][0]
+
+
+@pytest.mark.parametrize("after_seq", ["²", "-1", "1.5", "x", "9" * 10])
+def test_malformed_after_seq_is_4400(live_stack, after_seq):
+    order_id = request("POST", f"{live_stack.base_url}/api/orders/execute", order_body()).body[
+        "orderId"
+    ]
+    result = stream(
+        f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}&afterSeq={quote(after_seq)}"
+    )
+    assert result.close_code == 4400
+
+
+def test_a_long_idempotency_key_on_the_websocket_is_4400_as_over_rest(live_stack):
+    key = "k" * 300
+    rest = request(
+        "POST",
+        f"{live_stack.base_url}/api/orders/execute",
+        order_body(),
+        {"Idempotency-Key": key},
+    )
+    assert rest.status == 422
+    ws = _Client.connect(
+        f"{live_stack.ws_url}/api/orders/execute", headers={"Idempotency-Key": key}
+    )
+    ws.send(json.dumps(order_body()))
+    try:
+        message = json.loads(ws.receive(timeout=10))
+        ws.receive(timeout=10)
+    except simple_websocket.ConnectionClosed:
+        pass
+    assert message["code"] == 4400
+    assert "Idempotency-Key" in message["errors"]
+    assert ws.close_reason == 4400
+
+
+def test_after_seq_at_a_finished_orders_last_event_closes_the_stream(live_stack):
+    order_id = request("POST", f"{live_stack.base_url}/api/orders/execute", order_body()).body[
+        "orderId"
+    ]
+    full = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}", timeout_s=60)
+    assert full.close_code == 1000
+    last = full.events[-1]["seq"]
+    for after in (last, last + 5):
+        resumed = stream(
+            f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}&afterSeq={after}",
+            timeout_s=10,
+        )
+        assert resumed.close_code == 1000
+        assert resumed.events == []
+
+
+def test_a_one_megabyte_frame_is_closed_with_1009(live_stack):
+    ws = _Client.connect(f"{live_stack.ws_url}/api/orders/execute")
+    try:
+        ws.send("x" * 1_000_000)
+        while True:
+            ws.receive(timeout=10)
+    except simple_websocket.ConnectionClosed:
+        pass  # a close frame, not a reset (which would be an OSError from send)
+    finally:
+        with contextlib.suppress(simple_websocket.ConnectionClosed):
+            ws.close()
+    assert ws.close_reason == 1009
+
+
+def test_a_chunked_body_over_the_limit_is_413(live_stack):
+    chunk = b"x" * 8192
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(4)) + b"0\r\n\r\n"
+    status, headers, answer = raw_http(
+        port_of(live_stack),
+        b"POST /api/orders/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + AUTH
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + chunks,
+    )
+    assert status == 413, answer
+    assert json.loads(answer)["code"] == 413
+    # Under the limit, a chunked order is read whole.
+    body = json.dumps(order_body()).encode()
+    status, _, answer = raw_http(
+        port_of(live_stack),
+        b"POST /api/orders/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + AUTH
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body),
+    )
+    assert status == 202, answer
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 150 + b"\r\n", 431),
+        (b"GARBAGE\r\n\r\n", 400),
+    ],
+)
+def test_requests_gunicorn_refuses_get_the_json_envelope(live_stack, raw, status):
+    got, headers, answer = raw_http(port_of(live_stack), raw)
+    assert got == status
+    assert headers["content-type"] == "application/json"
+    assert json.loads(answer)["code"] == status
+
+
+def test_delete_on_the_execute_path_is_405_with_its_methods(live_stack):
+    response = request("DELETE", f"{live_stack.base_url}/api/orders/execute")
+    assert response.status == 405
+    assert "DELETE" not in response.headers["Allow"]
+    assert "POST" in response.headers["Allow"]
+
+
+def test_others_orders_are_4404_on_the_websocket_and_tickets_are_one_use(live_stack, engine):
+    from sqlalchemy.orm import Session
+
+    from order_engine.services.access import AccessService
+
+    with Session(engine) as session:
+        other = AccessService(session).create_key(
+            f"other-{uuid.uuid4().hex[:6]}", "t", ["orders:read"]
+        )
+    mine = request("POST", f"{live_stack.base_url}/api/orders/execute", order_body()).body[
+        "orderId"
+    ]
+    theirs = stream(
+        f"{live_stack.ws_url}/api/orders/execute?orderId={mine}",
+        headers={"Authorization": f"Bearer {other.secret}"},
+    )
+    assert theirs.close_code == 4404
+    ticket = request("POST", f"{live_stack.base_url}/api/stream-tickets").body["ticket"]
+    url = f"{live_stack.ws_url}/api/orders/execute?orderId={mine}&ticket={ticket}"
+    first = stream(url, headers={"Authorization": ""}, timeout_s=60)
+    assert first.close_code == 1000
+    with pytest.raises(simple_websocket.ConnectionError, match="401"):
+        _Client.connect(url, headers={"Authorization": ""})
+
+
+def test_the_websocket_needs_a_key_and_an_allowed_origin(live_stack):
+    url = f"{live_stack.ws_url}/api/orders/execute"
+    with pytest.raises(simple_websocket.ConnectionError, match="401"):
+        _Client.connect(url, headers={"Authorization": ""})
+    with pytest.raises(simple_websocket.ConnectionError, match="403"):
+        _Client.connect(url, headers={"Origin": "https://evil.example"})
+    allowed = live_stack.settings.get(
+        "PUBLIC_BASE_URL", f"http://localhost:{live_stack.settings['PORT']}"
+    )
+    ws = _Client.connect(url, headers={"Origin": allowed})
+    ws.close()
