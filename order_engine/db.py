@@ -6,9 +6,13 @@ never inherits a parent's pooled connections; `dispose_engine()` is also called 
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 _engines: dict[str, Engine] = {}
 
@@ -74,6 +78,31 @@ def get_engine(app: Flask | None = None) -> Engine:
             session_timeouts_ms=app.config.get("DB_SESSION_TIMEOUTS_MS"),
         )
     return engine
+
+
+def warm_pool(engine: Engine, size: int) -> int:
+    """Open the pool's connections now, at start, rather than during the first burst.
+
+    A connection opened under load costs PostgreSQL a backend fork in the middle of it, and the
+    pool keeps what it opened (no overflow), so one fill at start is the only one. Holds them
+    all at once (each checkout then opens a new one) and hands them back. Returns how many are
+    pooled; a database that is down is not an error here (the first request will say so).
+    """
+    held = []
+    try:
+        for _ in range(size):
+            held.append(engine.raw_connection())
+    except Exception as exc:  # noqa: BLE001 - start-up must not fail on a slow database
+        log.warning("could not open all %d pooled connections at start: %s", size, exc)
+    finally:
+        for connection in held:
+            connection.close()  # back to the pool, still open
+    return len(held)
+
+
+def warm_app_pool(app: Flask) -> int:
+    settings = app.config["SETTINGS"]
+    return warm_pool(get_engine(app), settings.db_pool_size)
 
 
 def dispose_engines() -> None:

@@ -36,6 +36,11 @@ def post_worker_init(worker):
     # gunicorn installed its handler before this hook runs: install ours in its place.
     signal.signal(signal.SIGTERM, handle_exit)
 
+    # Open this process's database pool now, not in the first burst of requests.
+    from order_engine.db import warm_app_pool
+
+    warm_app_pool(worker.wsgi)  # the Flask app gunicorn loaded (order_engine.wsgi:app)
+
 
 def _write_json_error(sock, status_int, reason, mesg):
     """gunicorn answers requests it cannot parse (400, 414, 431, …) itself, before the app sees

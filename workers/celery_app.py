@@ -5,10 +5,10 @@ The Celery app is the one bound to a Flask app, so every task runs in an app con
 
 import signal
 
-from celery.signals import worker_process_init, worker_shutting_down
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
 from order_engine import create_app
-from order_engine.db import dispose_engines
+from order_engine.db import dispose_engines, warm_app_pool
 from order_engine.redis_client import reset_redis_clients
 
 flask_app = create_app()
@@ -23,6 +23,15 @@ def _forget_parent_connections(**_kwargs: object) -> None:
     # Pooled connections must not cross fork() (SQLAlchemy pooling docs).
     dispose_engines()
     reset_redis_clients()
+    warm_app_pool(flask_app)  # this child's pool, opened before its first task
+
+
+@worker_ready.connect
+def _open_the_database_pool(**_kwargs: object) -> None:
+    # A gevent or threads pool runs its tasks in this process: open its database pool now,
+    # not in the first burst of orders. (A prefork child opens its own, above.)
+    if flask_app.config["SETTINGS"].worker_pool != "prefork":
+        warm_app_pool(flask_app)
 
 
 @worker_shutting_down.connect
