@@ -149,9 +149,6 @@ class OrderService:
             if seq is not None
         ]
 
-    def exists(self, order_id: uuid.UUID, account_id: uuid.UUID | None = None) -> bool:
-        return self.find(order_id, account_id) is not None
-
     def find(self, order_id: uuid.UUID, account_id: uuid.UUID | None = None) -> Order | None:
         """The order if `account_id` owns it (None: any account's)."""
         with self.session.begin():
