@@ -46,3 +46,9 @@ def rpc(url: str, method: str, params: list | None = None, timeout_s: float = 10
     if "error" in reply:
         raise RuntimeError(f"{method}: {reply['error']}")
     return reply["result"]
+
+
+def plant_faults(rpc_url: str, memo: str, *faults: str) -> None:
+    """Faults for the localnet to inject, one per `sendTransaction` whose memo is `memo` (an
+    order's clientOrderId): rpc_unavailable, lost_response, drop, price_jump, stall."""
+    rpc(rpc_url, "localnet_planFaults", [{"memo": memo, "faults": list(faults)}])

@@ -352,10 +352,14 @@ class ExecutionService:
         promised before a slippage re-quote."""
         minimum = min_amount_out(decision.amount_out, attempt.order.slippage_bps)
         order = attempt.order
+        floor = self._price_floor(attempt)
+        if floor:
+            # A limit (or a sniper's maximum price) is never filled worse, whatever the
+            # slippage; that price, not an earlier quote, is what the client was promised.
+            return max(minimum, floor)
         if (order.route or {}).get("requoted") and order.min_amount_out is not None:
             minimum = max(minimum, attempt.token_out.to_atoms(order.min_amount_out))
-        # A limit (or a sniper's maximum price) is never filled worse, whatever the slippage.
-        return max(minimum, self._price_floor(attempt))
+        return minimum
 
     def _price_floor(self, attempt: Attempt) -> int:
         """The least output a limit or sniper order accepts (0 for a market order)."""
@@ -667,7 +671,16 @@ class ExecutionService:
 
     def _requote_after_slippage(self, attempt: Attempt) -> dict[str, Any] | None:
         """One fresh quote after a slippage revert: worth a retry only if it still pays at
-        least the minimum the client accepted (research/dex.md §6.8). None otherwise."""
+        least the minimum the client accepted (research/dex.md §6.8). None otherwise.
+
+        A limit or sniper order accepted a price, not the quote that missed: it is tried again
+        while it has attempts, and its next attempt waits again if the market is now below its
+        limit (`_run`), so a stale quote never fails an order whose limit still holds.
+        """
+        floor = self._price_floor(attempt)
+        if floor:
+            minimum = decimal_text(attempt.token_out.from_atoms(floor))
+            return {"requote": {"clientMinimum": minimum, "limitHolds": True}}
         with self.session.begin():
             order = self.orders.get(attempt.order.id)  # the minimum set while building
         route = (order.route if order else None) or {}

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests import helpers
 from tests.clients import request, stream
 from tests.faults_harness import order_body
 from tests.helpers import rpc, wait_until
@@ -38,12 +39,7 @@ def wait_terminal(stack, order_id, timeout_s=30):
 
 
 def plant_faults(stack, client_order_id: str, *faults: str) -> None:
-    """Faults for the localnet to inject into the sends of one order (by its memo)."""
-    rpc(
-        stack.settings["SOLANA_RPC_URL"],
-        "localnet_planFaults",
-        [{"memo": client_order_id, "faults": list(faults)}],
-    )
+    helpers.plant_faults(stack.settings["SOLANA_RPC_URL"], client_order_id, *faults)
 
 
 def assert_contiguous(events):
