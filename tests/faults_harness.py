@@ -423,13 +423,14 @@ class Stack:
         *,
         pool: str = "threads",
         concurrency: int = 8,
+        queues: str = "orders,control",
         wait: bool = True,
     ) -> subprocess.Popen[bytes]:
         process = self._start(
             name,
             [
                 sys.executable, "-m", "celery", "-A", self.worker_app, "worker",
-                "--pool", pool, "--concurrency", str(concurrency), "--queues", "orders,control",
+                "--pool", pool, "--concurrency", str(concurrency), "--queues", queues,
                 "--task-events", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
                 "--hostname", f"{name}-{self.port}@%h",
             ],
@@ -438,16 +439,18 @@ class Stack:
             self.wait_log(name, " ready.", 60)
         return process
 
-    def start_beat(self, wait: bool = True) -> None:
+    def start_beat(self, name: str = "beat", *, wait: bool = True) -> None:
+        """A Celery beat (the scheduler); a second one under another name is a second
+        scheduler, as two hosts would run by mistake."""
         self._start(
-            "beat",
+            name,
             [
                 sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
-                "--schedule", str(self.log_dir / "beat-schedule"), "--loglevel", "INFO",
+                "--schedule", str(self.log_dir / f"{name}-schedule"), "--loglevel", "INFO",
             ],
         )  # fmt: skip
         if wait:
-            self.wait_log("beat", "beat: Starting", 60)
+            self.wait_log(name, "beat: Starting", 60)
 
     def pid(self, name: str) -> int:
         return self.processes[name].pid
