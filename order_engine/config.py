@@ -112,6 +112,7 @@ class Settings:
     wallet_keypair: str
     rpc_timeout_s: int
     confirm_timeout_s: int
+    rebroadcast_interval_s: int
     compute_unit_price_micro_lamports: int
     order_max_attempts: int
     order_max_deliveries: int
@@ -196,6 +197,9 @@ class Settings:
             rpc_timeout_s=_parse_int("RPC_TIMEOUT_S", get("RPC_TIMEOUT_S", "5"), 1, 60),
             confirm_timeout_s=_parse_int(
                 "CONFIRM_TIMEOUT_S", get("CONFIRM_TIMEOUT_S", "75"), 1, 600
+            ),
+            rebroadcast_interval_s=_parse_int(
+                "REBROADCAST_INTERVAL_S", get("REBROADCAST_INTERVAL_S", "3"), 0, 60
             ),
             compute_unit_price_micro_lamports=_parse_int(
                 "COMPUTE_UNIT_PRICE_MICRO_LAMPORTS",

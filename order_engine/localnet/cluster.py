@@ -333,7 +333,7 @@ class Cluster:
             if pending is None or pending.land_at_ms != land_at_ms:
                 continue
             if pending.fault in ("drop", "congestion"):
-                continue  # stays in `pending` (re-broadcasts are acknowledged) until it expires
+                continue  # stays in `pending` until it expires, unless re-broadcast (`_lost`)
             del self.pending[signature]
             self._send_counts.pop(signature, None)
             if self.slot_at(land_at_ms) > pending.last_valid:
@@ -584,17 +584,20 @@ class Cluster:
         except decoder.InstructionDecodeError as exc:
             instructions, decode_error = None, exc.index
         memo = _memo_of(instructions)
+        if signature in self.ledger:
+            if skip_preflight:
+                return signature  # a real node accepts it and drops the duplicate
+            raise self._preflight_error("AlreadyProcessed", [], 0)
+        earlier = self.pending.get(signature)
+        if earlier is not None and not self._lost(earlier):
+            return signature  # on its way already: an idempotent re-broadcast
+        # A first arrival, or a re-broadcast of one that never reached a leader: it rolls its
+        # chances again (research/dex.md, drop model), and takes the next planned fault.
         fault = self._next_fault(memo)
         if fault == "stall":
             raise Stalled()
         if fault == "rpc_unavailable":
             raise RpcError(-32005, "Node is unhealthy", {"numSlotsBehind": None})
-        if signature in self.ledger:
-            if skip_preflight:
-                return signature  # a real node accepts it and drops the duplicate
-            raise self._preflight_error("AlreadyProcessed", [], 0)
-        if signature in self.pending:
-            return signature  # idempotent re-broadcast
         count = self._send_counts.get(signature, 0)
         self._send_counts[signature] = count + 1
         rng = random.Random(f"{self.seed}:send:{signature}:{count}")
@@ -627,6 +630,11 @@ class Cluster:
             # Accepted, but the answer never reaches the sender (the double-spend trap).
             raise RpcError(-32005, "Node is unhealthy", {"numSlotsBehind": None}, 503)
         return signature
+
+    def _lost(self, pending: Pending) -> bool:
+        """Dropped (a `drop` fault or a congestion roll) and past the instant it would have
+        landed: no leader has it, and only a re-broadcast can still bring it in."""
+        return pending.fault in ("drop", "congestion") and self.clock.now_ms() >= pending.land_at_ms
 
     def _preflight(
         self, tx: VersionedTransaction, instructions: list[Any] | None, decode_error: Any

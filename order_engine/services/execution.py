@@ -286,11 +286,18 @@ class ExecutionService:
         self.chain.send_transaction(encoded)
         if attempt.status is OrderStatus.BUILDING:
             self._advance(attempt, OrderStatus.SUBMITTED, {"dex": dex, "txHash": signature}, {})
-        return self._settle(attempt, dex, quoted, self._confirmation(attempt, signature))
+        return self._settle(attempt, dex, quoted, self._confirmation(attempt, signature, encoded))
 
-    def _confirmation(self, attempt: Attempt, signature: str) -> SignatureStatus:
+    def _confirmation(self, attempt: Attempt, signature: str, encoded: str) -> SignatureStatus:
         """Wait for the transaction's confirmation, at most until its blockhash has expired
-        (then it can never land) or CONFIRM_TIMEOUT_S, whichever comes first."""
+        (then it can never land) or CONFIRM_TIMEOUT_S, whichever comes first.
+
+        Meanwhile the same signed bytes are sent again every REBROADCAST_INTERVAL_S: a leader
+        may never have received them, and the engine sends with `maxRetries: 0`, so nobody
+        else re-sends them (research/dex.md: nodes re-broadcast every 2 s by themselves
+        otherwise; "maxRetries 0 + own rebroadcast loop is the common pro pattern"). One
+        signature lands at most once, however often it is sent.
+        """
         last_valid = attempt.last_valid_height
         timeout_s = float(self.settings.confirm_timeout_s)
         if attempt.expires_at is not None:  # built in this attempt: no need to ask the chain
@@ -298,9 +305,18 @@ class ExecutionService:
         elif last_valid is not None:
             remaining = _slots(last_valid - self.chain.block_height() + 1).total_seconds()
             timeout_s = min(timeout_s, max(remaining, 0.0) + 1.0)
-        status = self.chain.wait_for_status(signature, timeout_s)
-        if status is not None:
-            return status
+        every_s = float(self.settings.rebroadcast_interval_s) or timeout_s
+        deadline, waited_s = time.monotonic() + timeout_s, 0.0
+        while True:
+            chunk_s = max(min(every_s, timeout_s - waited_s), 0.0)
+            status = self.chain.wait_for_status(signature, chunk_s)
+            if status is not None:
+                return status
+            waited_s += chunk_s
+            if waited_s >= timeout_s or time.monotonic() >= deadline:
+                break
+            if not self._resend(attempt, encoded):
+                break
         height = self.chain.block_height()
         if last_valid is None or height > last_valid:
             raise BlockhashExpired(f"{signature} was not included before its blockhash expired")
@@ -308,6 +324,17 @@ class ExecutionService:
             f"{signature} not confirmed within {timeout_s:.0f}s",
             retry_after_s=_slots(last_valid - height + 2).total_seconds(),
         )
+
+    def _resend(self, attempt: Attempt, encoded: str) -> bool:
+        """Send the same signed bytes again; False once the node says their blockhash has
+        expired (they can never land). An unreachable node is asked again next time."""
+        try:
+            self.chain.send_transaction(encoded)
+        except BlockhashExpired:
+            return False
+        except ExecutionError as exc:
+            log.info("order %s: re-broadcast not accepted (%s)", attempt.order.id, exc.code)
+        return True
 
     def _build(
         self, attempt: Attempt, decision: RouteDecision, minimum: int, blockhash: str

@@ -156,24 +156,48 @@ def test_a_lost_answer_is_settled_from_the_chain_and_lands_once(rig):
     assert order_row(session, order_id).tx_hash == entry["signature"]
 
 
-def test_a_transaction_that_never_lands_is_replaced_only_after_its_blockhash_expired(rig):
-    service, chain, node, clock, session = rig
-    order_id = new_order(session, "dropped")
+def plan_drops(node: Localnet, memo: str, count: int) -> None:
+    """The next `count` transactions of `memo` to arrive at the node never reach a leader."""
     node.handle(
         {
             "jsonrpc": "2.0",
             "id": 1,
             "method": "localnet_planFaults",
-            "params": [{"memo": "dropped", "faults": ["drop"]}],
+            "params": [{"memo": memo, "faults": ["drop"] * count}],
         }
     )
+
+
+def test_a_dropped_transaction_is_re_broadcast_and_lands_once(rig):
+    service, chain, node, clock, session = rig
+    order_id = new_order(session, "dropped")
+    plan_drops(node, "dropped", 1)
     outcomes = run_until_done(service, clock, order_id)
-    assert outcomes[0] in {"retry:BLOCKHASH_EXPIRED", "retry:TRANSACTION_UNCONFIRMED"}
     assert outcomes[-1] == "confirmed"
-    signatures = set(chain.sent)
-    assert len(signatures) == 2  # the dropped one, then a new one after its expiry
+    # The same signed bytes again (no new transaction while the first may land), not a
+    # minute's wait for its blockhash to expire.
+    assert len(chain.sent) >= 2
+    assert len(set(chain.sent)) == 1
     (entry,) = ledger(node, "dropped")
-    assert order_row(session, order_id) == ("confirmed", len(outcomes), entry["signature"])
+    row = order_row(session, order_id)
+    assert (row.status, row.tx_hash) == ("confirmed", entry["signature"])
+
+
+def test_a_transaction_dropped_until_it_expires_is_replaced_only_then(rig):
+    service, chain, node, clock, session = rig
+    order_id = new_order(session, "always-dropped")
+    plan_drops(node, "always-dropped", 1000)
+    outcomes = run_until_done(service, clock, order_id)
+    assert outcomes[-1] == "failed"
+    # One signature per attempt, each re-broadcast until it expired and never again after
+    # the next one was signed: the sends of one never interleave with another's.
+    runs = [chain.sent[0]]
+    for encoded in chain.sent[1:]:
+        if encoded != runs[-1]:
+            runs.append(encoded)
+    assert len(runs) == len(set(runs)) == 3  # ORDER_MAX_ATTEMPTS
+    assert len(chain.sent) > len(runs)  # each was re-broadcast
+    assert ledger(node, "always-dropped") == []
 
 
 def test_a_crash_after_signing_resends_the_recorded_transaction_on_take_over(rig):
