@@ -251,7 +251,7 @@ def worker_program(settings: Settings) -> Program:
             str(settings.worker_concurrency),
             "--queues",
             "orders,control",
-            "--task-events",
+            *(["--task-events"] if settings.task_events else []),
             "--hostname",
             "worker@%h",
             "--without-gossip",

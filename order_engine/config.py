@@ -135,6 +135,7 @@ class Settings:
     db_pool_size: int
     db_max_overflow: int
     sql_echo: bool
+    task_events: bool
     # Limit and sniper orders (DESIGN §10): the latest `expiresAt` accepted, and how often the
     # trigger engine evaluates the waiting orders (about one slot).
     limit_max_horizon_s: int = 30 * 24 * 3600
@@ -252,6 +253,7 @@ class Settings:
             db_pool_size=_parse_int("DB_POOL_SIZE", get("DB_POOL_SIZE", "20"), 1, 1_000),
             db_max_overflow=_parse_int("DB_MAX_OVERFLOW", get("DB_MAX_OVERFLOW", "0"), 0, 1_000),
             sql_echo=_parse_bool("SQL_ECHO", get("SQL_ECHO", "false")),
+            task_events=_parse_bool("TASK_EVENTS", get("TASK_EVENTS", "false")),
             limit_max_horizon_s=_parse_int(
                 "LIMIT_MAX_HORIZON_S", get("LIMIT_MAX_HORIZON_S", str(30 * 24 * 3600)), 1
             ),

@@ -60,9 +60,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "orders.evaluate_triggers": {"queue": CONTROL_QUEUE},
         },
         "task_create_missing_queues": True,
-        # Flower sees tasks only when workers send events; `task-sent` shows queued work too.
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Flower sees tasks only when workers send events. They cost the worker a tenth of its
+        # CPU per order (three fanout publishes per task), so by default they are off until
+        # Flower runs: it turns them on in every worker it sees (its `enable_events`, every few
+        # seconds). TASK_EVENTS=true sends them always, and `task-sent` from the API too.
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
         "worker_hijack_root_logger": False,
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_soft_shutdown_timeout": 10,

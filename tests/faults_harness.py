@@ -431,7 +431,7 @@ class Stack:
             [
                 sys.executable, "-m", "celery", "-A", self.worker_app, "worker",
                 "--pool", pool, "--concurrency", str(concurrency), "--queues", queues,
-                "--task-events", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+                "--without-gossip", "--without-mingle", "--loglevel", "INFO",
                 "--hostname", f"{name}-{self.port}@%h",
             ],
         )  # fmt: skip

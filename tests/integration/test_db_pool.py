@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import event, text
 
 from order_engine.db import make_engine, warm_pool
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -38,3 +39,31 @@ def test_warming_a_pool_whose_database_is_down_is_not_fatal():
     )
     assert warm_pool(engine, 2) == 0
     engine.dispose()
+
+
+def test_a_session_the_server_ended_is_replaced_at_checkout_without_a_ping(database_url):
+    engine = make_engine(database_url, pool_size=2, max_overflow=0)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
+    try:
+        with engine.connect() as conn:
+            first_pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as conn:  # a healthy pooled connection is reused, unpinged
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() == first_pid
+        admin = make_engine(database_url, pool_size=1)
+        with admin.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first_pid})
+
+        def gone() -> bool:
+            with admin.connect() as conn:
+                sessions = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+                return conn.execute(sessions, {"pid": first_pid}).scalar_one() == 0
+
+        wait_until(gone, 5, "the terminated backend to exit")
+        admin.dispose()
+        # The first checkout after it must not hand out the dead session (no error, no retry).
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != first_pid
+        assert not [s for s in statements if "pg_backend_pid" not in s]
+    finally:
+        engine.dispose()

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import redis
 
-from order_engine import dispatch
+from order_engine import create_app, dispatch
 from order_engine.api.orders import order_service
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,8 @@ def broker(test_settings):
     client.close()
 
 
-def test_direct_sender_writes_the_task_and_event_celery_writes(app, broker):
+def test_direct_sender_writes_the_task_and_event_celery_writes(test_settings, broker):
+    app = create_app({**test_settings, "TASK_EVENTS": "true"})  # `task-sent` is written too
     celery_app = app.extensions["celery"]
     sender = dispatch.task_sender(celery_app)
     assert sender is not None
@@ -83,6 +84,19 @@ def test_direct_sender_writes_the_task_and_event_celery_writes(app, broker):
         celery_event["properties"], {"delivery_tag"}
     )
     assert sender_event["headers"] == celery_event["headers"]
+
+
+def test_no_task_sent_event_unless_task_events_are_on(app, broker):
+    sender = dispatch.task_sender(app.extensions["celery"])
+    assert sender is not None
+    events = broker.pubsub()
+    events.psubscribe(sender.event_topic)
+    assert events.get_message(timeout=2)["type"] == "psubscribe"
+    with app.app_context():
+        sender.send(dispatch.EXECUTE_ORDER, {"order_id": str(uuid.uuid4())})
+    assert broker.llen("orders") == 1
+    assert events.get_message(timeout=0.5) is None  # the default: Flower turns events on
+    events.close()
 
 
 def test_intake_queues_one_task_for_its_order(client, broker):
