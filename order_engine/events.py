@@ -23,19 +23,29 @@ CHANNEL_PREFIX = "order:"
 SNAPSHOT_PREFIX = "active_order:"
 ACTIVE_SNAPSHOT_TTL_S = 7 * 24 * 3600
 
-# KEYS[1] snapshot hash, ARGV: seq, snapshot json, ttl seconds, channel, event json
+# One call publishes any number of committed events (in seq order). For each i:
+# KEYS[i] the order's snapshot key; ARGV[2i-1] the event JSON (which starts with its orderId
+# and seq), ARGV[2i] the snapshot's TTL in seconds. The snapshot is the latest event's JSON,
+# written only over an older one: a stale worker's late publish cannot move it backwards.
+# Per event: GET, SET … EX, PUBLISH (an older, hash-typed snapshot is simply replaced). The
+# key and channel prefixes are SNAPSHOT_PREFIX and CHANNEL_PREFIX.
 _PUBLISH_SCRIPT = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-if tonumber(ARGV[1]) > current then
-  redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'snapshot', ARGV[2])
-  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+local prefix = #'active_order:' + 1
+for i, key in ipairs(KEYS) do
+  local event, ttl = ARGV[2 * i - 1], ARGV[2 * i]
+  local seq = tonumber(string.match(event, '"seq":(%d+)'))
+  local current = redis.pcall('GET', key)
+  local current_seq = 0
+  if type(current) == 'string' then
+    current_seq = tonumber(string.match(current, '"seq":(%d+)')) or 0
+  end
+  if seq > current_seq then
+    redis.call('SET', key, event, 'EX', ttl)
+  end
+  redis.call('PUBLISH', 'order:' .. string.sub(key, prefix), event)
 end
-return redis.call('PUBLISH', ARGV[4], ARGV[5])
+return #KEYS
 """
-
-
-def channel_for(order_id: str) -> str:
-    return f"{CHANNEL_PREFIX}{order_id}"
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -79,25 +89,16 @@ class EventPublisher:
         return self.publish_many([payload])
 
     def publish_many(self, payloads: list[dict[str, Any]]) -> bool:
-        """Publish committed events in seq order, in one round trip; False (logged) if Redis is
-        unreachable. Never raises, for the reason `publish` gives."""
-        if len(payloads) == 1:
-            return self._send(payloads, self.client)
-        return self._send(payloads, self.client.pipeline(transaction=False))
-
-    def _send(self, payloads: list[dict[str, Any]], client: Any) -> bool:
+        """Publish committed events in seq order, in one script call; False (logged) if Redis
+        is unreachable. Never raises, for the reason `publish` gives."""
+        keys: list[str] = []
+        args: list[str | int] = []
+        for payload in payloads:
+            keys.append(f"{SNAPSHOT_PREFIX}{payload['orderId']}")
+            ttl = self.terminal_ttl_s if is_terminal(payload) else ACTIVE_SNAPSHOT_TTL_S
+            args += [json.dumps(payload, separators=(",", ":")), ttl]
         try:
-            for payload in payloads:
-                order_id = payload["orderId"]
-                ttl = self.terminal_ttl_s if is_terminal(payload) else ACTIVE_SNAPSHOT_TTL_S
-                body = json.dumps(payload, separators=(",", ":"))
-                self._script(
-                    keys=[f"{SNAPSHOT_PREFIX}{order_id}"],
-                    args=[payload["seq"], body, ttl, channel_for(order_id), body],
-                    client=client,
-                )
-            if client is not self.client:
-                client.execute()
+            self._script(keys=keys, args=args)
         except redis.RedisError as exc:
             first = payloads[0]
             log.warning("could not publish %s seq %s: %s", first["orderId"], first["seq"], exc)
