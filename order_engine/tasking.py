@@ -8,10 +8,12 @@ its message (checked in `Settings.checked`).
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery, Task
 from flask import Flask, has_app_context
 
+from order_engine import broker
 from order_engine.config import Settings
 
 TASK_QUEUE = "orders"
@@ -36,8 +38,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # slot, plus the consumer's own.
         "max_connections": settings.worker_concurrency + 16,
     }
+    redis_broker = urlsplit(settings.celery_broker_url).scheme in {"redis", "rediss"}
     return {
         "broker_url": settings.celery_broker_url,
+        # kombu's Redis transport, minus a client built per call (order_engine/broker.py).
+        "broker_transport": broker.TRANSPORT if redis_broker else None,
         "broker_transport_options": transport_options,
         "broker_connection_timeout": 2,
         "broker_connection_retry_on_startup": True,
