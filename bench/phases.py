@@ -588,6 +588,7 @@ def _cross(run: Run, price: Decimal) -> dict[str, Any]:
         price_before=str(price),
         limit_price=str(limit),
         moved_to=str(target),
+        moved_at=moved_at,
         all_routed=routed,
         drained=drained,
         cost=window.finish(len(order_ids)),
