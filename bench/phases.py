@@ -521,10 +521,13 @@ def _idle_window(run: Run, phase: str) -> dict[str, Any]:
     seconds = after["t"] - before["t"]
     cpu_ms = {g: (after["cpu_s"][g] - before["cpu_s"][g]) * 1000 for g in after["cpu_s"]}
     cpu_ms["engine"] = cpu_ms["worker"] + cpu_ms["scheduler"]
-    n = max(len(runs), 1)
+    # Without trace lines (LOG_LEVEL above INFO), beat's rate stands in for the count.
+    interval_s = run.stack.settings["worker"].trigger_interval_ms / 1000
+    n = len(runs) or max(1, round(seconds / interval_s))
     return {
         "window_s": round(seconds, 1),
-        "evaluations": len(runs),
+        "evaluations": n,
+        "evaluations_counted": bool(runs),
         "evaluation_wall_ms": stats.summary((r * 1000 for r in runs), 1),
         "cpu_ms": {g: round(v, 1) for g, v in cpu_ms.items()},
         "cpu_ms_per_evaluation": {g: round(v / n, 2) for g, v in cpu_ms.items()},

@@ -287,7 +287,9 @@ def _triggers(triggers: dict[str, Any] | None, cpu_rows: list[dict[str, Any]]) -
         row = load.get(name, {})
         wall = w["evaluation_wall_ms"]
         return (
-            f"{w['evaluations']} evaluations in {w['window_s']} s, each p50 {wall['p50']} / "
+            f"{w['evaluations']} evaluations in {w['window_s']} s"
+            + ("" if w.get("evaluations_counted", True) else " (from beat's rate: no trace lines)")
+            + f", each p50 {wall['p50']} / "
             f"p95 {wall['p95']} / max {wall['max']} ms wall (Celery's trace), {w['triggered']} "
             f"triggered; machine {row.get('machine_pct')} % busy of {row.get('cores')} cores, "
             f"{row.get('other')} % of a core used outside the stack"
