@@ -1,5 +1,5 @@
-"""`python -m bench [--quick | --preset peer]`: run the DESIGN §7 measurements and write the
-report (bench/results/<timestamp>/report.md and result.json).
+"""`python -m bench [--quick] [--preset peer | triggers]`: run the DESIGN §7 measurements and
+write the report (bench/results/<timestamp>/report.md and result.json).
 
 Each phase that runs orders end to end also reports its cost per order: CPU ms of each process
 group (API, worker, scheduler, localnet, PostgreSQL, Redis, the load client), PostgreSQL
