@@ -463,8 +463,8 @@ def triggers(run: Run) -> dict[str, Any]:
     1. An idle window with no waiting order: the CPU each group spends on evaluations that
        find nothing (the pools' read, one range query per pair, Celery's own work per task).
     2. N waiting limit orders written by SQL (`bench.triggers.insert_waiting`, the bench API
-       key's account, limits 2-12x the market), ANALYZE, the same window again: what the book
-       adds, per evaluation and in % of one core.
+       key's account, limits 2-12x the market), VACUUM ANALYZE, the same window again: what
+       the book adds, per evaluation and in % of one core.
     3. M limit orders for SOL->USDC submitted through the API at 1.2x the price (they wait),
        then one `localnet_move` to 1.5x: from the move (and from each order's trigger event)
        to its `routing` event, the evaluations that triggered them, and their outcomes.
