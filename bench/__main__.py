@@ -1,5 +1,5 @@
-"""`python -m bench [--quick | --preset peer]`: run the DESIGN §7 measurements and write the
-report (bench/results/<timestamp>/report.md and result.json).
+"""`python -m bench [--quick] [--preset peer | triggers]`: run the DESIGN §7 measurements and
+write the report (bench/results/<timestamp>/report.md and result.json).
 
 Each phase that runs orders end to end also reports its cost per order: CPU ms of each process
 group (API, worker, scheduler, localnet, PostgreSQL, Redis, the load client), PostgreSQL
@@ -11,6 +11,12 @@ run it against the machine's servers (set DATABASE_URL and REDIS_URL), e.g.
 
     make bench BENCH_ARGS="--preset peer"
     make bench BENCH_ARGS="--preset peer --profile"   # + py-spy of the worker and the API
+
+`--preset triggers` measures the trigger engine (issue 13): the evaluation's CPU over an idle
+window with no waiting order and again with 100,000 waiting limit orders the market never
+reaches, then 1,000 limit orders submitted through the API and crossed by one move of the
+localnet's market, timed from the move to each order's `routing` event; with --quick, 10,000
+waiting and 200 crossing.
 
 Every server and load generator started here is stopped on the way out, whether the run
 ends, fails or is interrupted with Ctrl-C; a partial run still writes what it measured.
@@ -40,7 +46,7 @@ from bench.profile import Profiler
 from bench.stack import Stack, StackError
 
 log = logging.getLogger("bench")
-PHASES = ("intake", "celery", "e2e-zero", "e2e-default", "ws", "soak", "peer")
+PHASES = ("intake", "celery", "e2e-zero", "e2e-default", "ws", "soak", "peer", "triggers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +132,7 @@ def _run(
         "ws": lambda: phases.live_updates(run),
         "soak": lambda: phases.soak(run, DEFAULT_LATENCY),
         "peer": lambda: phases.peer(run),
+        "triggers": lambda: phases.triggers(run),
     }
     for name, step in steps.items():
         if name not in selected:
@@ -164,10 +171,14 @@ def _parser() -> argparse.ArgumentParser:
         choices=sorted(PRESETS),
         help="peer: issue 10's load only (1,000 orders posted back to back over 50 connections, "
         "one WebSocket per order, default swap latency; --peer-orders/--peer-connections "
-        "change it); with --quick, 200 orders",
+        "change it); with --quick, 200 orders. triggers: the trigger engine only (100,000 "
+        "waiting limit orders, 1,000 crossed at once; --triggers-waiting/--triggers-crossing "
+        "change it); with --quick, 10,000 and 200",
     )
     parser.add_argument("--peer-orders", type=int, help="orders the peer phase posts")
     parser.add_argument("--peer-connections", type=int, help="its HTTP connections")
+    parser.add_argument("--triggers-waiting", type=int, help="waiting orders, triggers phase")
+    parser.add_argument("--triggers-crossing", type=int, help="orders crossed at once, triggers")
     parser.add_argument("--only", help=f"comma-separated phases to run, of: {','.join(PHASES)}")
     parser.add_argument(
         "--out",
@@ -211,7 +222,14 @@ def _plan(args: argparse.Namespace) -> Plan:
         plan = (
             preset
             if not args.quick
-            else preset.with_overrides(name=f"{preset.name} (quick)", peer_orders=QUICK.peer_orders)
+            else preset.with_overrides(
+                name=f"{preset.name} (quick)",
+                peer_orders=QUICK.peer_orders,
+                triggers_waiting=QUICK.triggers_waiting,
+                triggers_crossing=QUICK.triggers_crossing,
+                triggers_idle_s=QUICK.triggers_idle_s,
+                triggers_deadline_s=QUICK.triggers_deadline_s,
+            )
         )
     return plan.with_overrides(
         e2e_rate=args.e2e_rate,
@@ -220,6 +238,8 @@ def _plan(args: argparse.Namespace) -> Plan:
         soak_minutes=args.soak_minutes,
         peer_orders=args.peer_orders,
         peer_connections=args.peer_connections,
+        triggers_waiting=args.triggers_waiting,
+        triggers_crossing=args.triggers_crossing,
     )
 
 

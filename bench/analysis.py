@@ -366,3 +366,92 @@ def _stream_faults(subscribers: list[dict[str, Any]]) -> dict[str, int]:
         if events[-1][1] not in TERMINAL:
             faults["did not end with the terminal event"] += 1
     return dict(faults)
+
+
+# -- the trigger engine (issue 13) -------------------------------------------------------------
+
+
+def triggered_count(engine: Engine) -> int:
+    """Trigger events written so far (a `pending` event whose data says `triggered`)."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM order_events "
+                    "WHERE status = 'pending' AND data ? 'triggered'"
+                )
+            ).scalar_one()
+        )
+
+
+def crossing_counts(engine: Engine, order_ids: list[str]) -> dict[str, int]:
+    """Of these orders: how many wait, have a `routing` event, are terminal."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE o.waiting), "
+                "count(*) FILTER (WHERE EXISTS (SELECT 1 FROM order_events e "
+                "WHERE e.order_id = o.id AND e.status = 'routing')), "
+                "count(*) FILTER (WHERE o.status IN ('confirmed', 'failed', 'cancelled')) "
+                "FROM orders o WHERE o.id = ANY(CAST(:ids AS uuid[]))"
+            ),
+            {"ids": order_ids},
+        ).one()
+    return {"waiting": row[0], "routed": row[1], "terminal": row[2]}
+
+
+def triggers_crossing(engine: Engine, order_ids: list[str], moved_at: float) -> dict[str, Any]:
+    """From the market's move (and from each order's trigger event) to its `routing` event;
+    the evaluations that triggered them (one trigger statement writes one `at` for all its
+    events); the orders' final statuses.
+
+    An order re-armed by the worker (the market moved back between its trigger and its
+    quote) is triggered again: its latency runs from the trigger just before its `routing`.
+    """
+    with engine.connect() as conn:
+        events = conn.execute(
+            text(
+                "SELECT order_id::text, status, extract(epoch FROM at)::float8, "
+                "data ? 'triggered', data ? 'rearmed' FROM order_events "
+                "WHERE order_id = ANY(CAST(:ids AS uuid[])) ORDER BY order_id, seq"
+            ),
+            {"ids": order_ids},
+        ).all()
+        orders = conn.execute(
+            text("SELECT status, failure_code FROM orders WHERE id = ANY(CAST(:ids AS uuid[]))"),
+            {"ids": order_ids},
+        ).all()
+    history: dict[str, list[tuple[str, float, bool, bool]]] = defaultdict(list)
+    for order_id, status, at, triggered, rearmed in events:
+        history[order_id].append((status, at, triggered, rearmed))
+    move_to_trigger: list[float] = []
+    move_to_routing: list[float] = []
+    trigger_to_routing: list[float] = []
+    evaluations: Counter[float] = Counter()
+    rearmed = 0
+    for steps in history.values():
+        triggers = [at for status, at, triggered, _ in steps if status == "pending" and triggered]
+        evaluations.update(triggers)
+        rearmed += sum(1 for _, _, _, again in steps if again)
+        if triggers:
+            move_to_trigger.append((triggers[0] - moved_at) * 1000)
+        routing = next((at for status, at, _, _ in steps if status == "routing"), None)
+        if routing is None:
+            continue
+        move_to_routing.append((routing - moved_at) * 1000)
+        before = [at for at in triggers if at <= routing]
+        if before:
+            trigger_to_routing.append((routing - before[-1]) * 1000)
+    finals = Counter(status for status, _ in orders)
+    return {
+        "routed": len(move_to_routing),
+        "move_to_trigger_ms": summary(move_to_trigger, 1),
+        "move_to_routing_ms": summary(move_to_routing, 1),
+        "trigger_to_routing_ms": summary(trigger_to_routing, 1),
+        "evaluations": [
+            [round((at - moved_at) * 1000, 1), count] for at, count in sorted(evaluations.items())
+        ],
+        "rearmed": rearmed,
+        "final_status": dict(finals),
+        "failures": dict(Counter(code or "unknown" for s, code in orders if s == "failed")),
+    }

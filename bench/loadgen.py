@@ -25,8 +25,9 @@ START_DELAY_S = 0.2
 NOT_SENT, NO_ANSWER = -1, 0  # statuses recorded instead of an HTTP status
 
 
-def order_body(tag: str, index: int) -> bytes:
-    """A real, valid market order: a tiny SOL->USDC swap, the amount a decimal string."""
+def order_body(tag: str, index: int, fields: dict[str, Any] | None = None) -> bytes:
+    """A real, valid market order: a tiny SOL->USDC swap, the amount a decimal string;
+    `fields` change it (`{"type": "limit", "limitPrice": "…"}`)."""
     return json.dumps(
         {
             "type": "market",
@@ -35,6 +36,7 @@ def order_body(tag: str, index: int) -> bytes:
             "amount": "0.01",
             "slippageBps": 100,
             "clientOrderId": f"{tag}-{index}",
+            **(fields or {}),
         },
         separators=(",", ":"),
     ).encode()
@@ -106,7 +108,7 @@ async def _one(
     """
     loop = asyncio.get_running_loop()
     path = spec["path"]
-    body = order_body(spec["tag"], index) if path == ENGINE_PATH else b"{}"
+    body = order_body(spec["tag"], index, spec.get("order")) if path == ENGINE_PATH else b"{}"
     status, order_id = NO_ANSWER, None
     wait_s = None if send_by is None else max(0.0, send_by - loop.time())
     try:

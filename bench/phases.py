@@ -1,8 +1,9 @@
 """The measurements, one function each; each returns a JSON-able dict for the report.
 
 Order of a run (see `bench.__main__`): intake with the worker stopped, the bare Celery round
-trip, end to end at zero and at default venue latency, live updates over WebSockets, and an
-optional worker soak. Every phase leaves the stack as it found it: tables and queues empty.
+trip, end to end at zero and at default venue latency, live updates over WebSockets, an
+optional worker soak, issue 10's peer load and the trigger engine (issue 13). Every phase
+leaves the stack as it found it: tables and queues empty.
 The venue latencies are the localnet's settings: a phase that needs others restarts it, with
 the worker stopped.
 """
@@ -10,13 +11,17 @@ the worker stopped.
 from __future__ import annotations
 
 import math
+import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench import analysis, counters, procs
+from bench import analysis, counters, procs, stats
+from bench import triggers as book
 from bench.loadgen import BASELINE_PATH, ENGINE_PATH
 from bench.monitor import Monitor
 from bench.plan import DEFAULT_LATENCY, ZERO_LATENCY, Plan
@@ -27,6 +32,14 @@ ENDPOINTS = {"baseline": BASELINE_PATH, "engine": ENGINE_PATH}
 WARMUP_S = 2.0
 WARMUP_DRAIN_S = 15.0
 WS_WORKERS = 2
+# The trigger phase: the first evaluations after a start or after the book is written (the
+# worker's chain resources, cold index pages) are left out of the idle windows; the crossing
+# orders wait at 1.2x the SOL/USDC price and the market is moved to 1.5x.
+TRIGGER_SETTLE_S = 5.0
+TRIGGER_LIMIT_FACTOR, TRIGGER_MOVE_FACTOR = Decimal("1.2"), Decimal("1.5")
+TRIGGER_PAIR = ("SOL", "USDC")
+# Celery's trace line for each task run (`--loglevel INFO`): its wall time.
+_EVALUATION_LINE = re.compile(r"orders\.evaluate_triggers\[[^\]]+\] succeeded in ([0-9.e-]+)s")
 
 
 @dataclass
@@ -236,11 +249,7 @@ def peer(run: Run) -> dict[str, Any]:
     last terminal event.
     """
     plan, stack = run.plan, run.stack
-    stack.stop("worker", grace_s=5)
-    stack.reset()
-    _localnet(run, DEFAULT_LATENCY)
-    run.commands["worker"] = stack.start_worker(run.worker_overrides)
-    run.commands["scheduler"] = stack.commands.get("scheduler", [])
+    _restart_worker(run, DEFAULT_LATENCY)
     _warm_up(run, "peer")
     time.sleep(counters.FLUSH_S)  # the warm-up's statistics reach pg_stat_database first
     run.monitor.set_phase("peer")
@@ -302,6 +311,16 @@ def _capacity(stack: Stack, summary: dict[str, Any]) -> dict[str, float] | None:
         "task_s": round(task_s, 3),
         "max_per_s": round(concurrency / task_s, 1) if task_s else 0.0,
     }
+
+
+def _restart_worker(run: Run, latency: dict[str, str]) -> None:
+    """Worker stopped, data emptied, the localnet at `latency`; the worker and the scheduler
+    started again."""
+    run.stack.stop("worker", grace_s=5)
+    run.stack.reset()
+    _localnet(run, latency)
+    run.commands["worker"] = run.stack.start_worker(run.worker_overrides)
+    run.commands["scheduler"] = run.stack.commands.get("scheduler", [])
 
 
 def _localnet(run: Run, latency: dict[str, str]) -> None:
@@ -432,3 +451,149 @@ def _peak_threads(monitor: Monitor, phase: str) -> list[int]:
         if sum(threads) > sum(best):
             best = threads
     return best
+
+
+# -- 6. the trigger engine (issue 13) ----------------------------------------------------------
+
+
+def triggers(run: Run) -> dict[str, Any]:
+    """The trigger engine on the real stack: worker, Celery beat (one evaluation every
+    TRIGGER_INTERVAL_MS on the control queue), the localnet at the default latency.
+
+    1. An idle window with no waiting order: the CPU each group spends on evaluations that
+       find nothing (the pools' read, one range query per pair, Celery's own work per task).
+    2. N waiting limit orders written by SQL (`bench.triggers.insert_waiting`, the bench API
+       key's account, limits 2-12x the market), VACUUM ANALYZE, the same window again: what
+       the book adds, per evaluation and in % of one core.
+    3. M limit orders for SOL->USDC submitted through the API at 1.2x the price (they wait),
+       then one `localnet_move` to 1.5x: from the move (and from each order's trigger event)
+       to its `routing` event, the evaluations that triggered them, and their outcomes.
+    """
+    plan, stack = run.plan, run.stack
+    _restart_worker(run, DEFAULT_LATENCY)
+    run.monitor.set_phase("triggers_settle")
+    time.sleep(TRIGGER_SETTLE_S)
+    empty = _idle_window(run, "triggers_idle_empty")
+    run.monitor.set_phase("triggers_book")
+    began = time.monotonic()
+    prices = book.best_prices(stack.localnet_rpc("localnet_status")["pools"])
+    book.insert_waiting(stack.db, prices, plan.triggers_waiting, stack.account_id)
+    written_s = time.monotonic() - began
+    time.sleep(TRIGGER_SETTLE_S)
+    waiting = _idle_window(run, "triggers_idle_waiting")
+    waiting.update(
+        orders=plan.triggers_waiting, pair_directions=len(prices), written_s=round(written_s, 1)
+    )
+    price = _best_price(stack, *TRIGGER_PAIR)
+    try:
+        crossing = _cross(run, price)
+    finally:
+        stack.stop("worker", grace_s=5)
+        # Back to the price the phase found (the market walks on from there).
+        stack.localnet_rpc("localnet_move", {"pair": "/".join(TRIGGER_PAIR), "price": str(price)})
+        stack.reset()
+    return {
+        "idle_empty": empty,
+        "idle_waiting": waiting,
+        "crossing": crossing,
+        "cost": crossing.pop("cost"),
+        "interval_ms": stack.settings["worker"].trigger_interval_ms,
+        "latency": DEFAULT_LATENCY,
+        "worker_settings": stack.process_env["worker"],
+        "localnet_settings": stack.process_env["localnet"],
+        "servers": stack.server_kind,
+    }
+
+
+def _idle_window(run: Run, phase: str) -> dict[str, Any]:
+    """Every group's CPU over `triggers_idle_s`, per evaluation the worker ran meanwhile (its
+    log's trace lines) and in % of one core; none may trigger."""
+    log_path = run.run_dir / "logs" / "worker.log"
+    offset = log_path.stat().st_size
+    run.monitor.set_phase(phase)
+    before = run.monitor.read()
+    time.sleep(run.plan.triggers_idle_s)
+    after = run.monitor.read()
+    with log_path.open("rb") as log_file:
+        log_file.seek(offset)
+        logged = log_file.read().decode(errors="replace")
+    runs = [float(m) for m in _EVALUATION_LINE.findall(logged)]
+    seconds = after["t"] - before["t"]
+    cpu_ms = {g: (after["cpu_s"][g] - before["cpu_s"][g]) * 1000 for g in after["cpu_s"]}
+    cpu_ms["engine"] = cpu_ms["worker"] + cpu_ms["scheduler"]
+    # Without trace lines (LOG_LEVEL above INFO), beat's rate stands in for the count.
+    interval_s = run.stack.settings["worker"].trigger_interval_ms / 1000
+    n = len(runs) or max(1, round(seconds / interval_s))
+    return {
+        "window_s": round(seconds, 1),
+        "evaluations": n,
+        "evaluations_counted": bool(runs),
+        "evaluation_wall_ms": stats.summary((r * 1000 for r in runs), 1),
+        "cpu_ms": {g: round(v, 1) for g, v in cpu_ms.items()},
+        "cpu_ms_per_evaluation": {g: round(v / n, 2) for g, v in cpu_ms.items()},
+        "cpu_pct_of_core": {g: round(v / 10 / seconds, 2) for g, v in cpu_ms.items()},
+        "triggered": analysis.triggered_count(run.stack.db),
+    }
+
+
+def _best_price(stack: Stack, token_in: str, token_out: str) -> Decimal:
+    prices = book.best_prices(stack.localnet_rpc("localnet_status")["pools"])
+    return next(p for tin, tout, p in prices if (tin, tout) == (token_in, token_out))
+
+
+def _cross(run: Run, price: Decimal) -> dict[str, Any]:
+    """M limit orders through the API, then one move of the market across all of them."""
+    plan, stack = run.plan, run.stack
+    limit = (price * TRIGGER_LIMIT_FACTOR).quantize(Decimal("0.0001"))
+    run.monitor.set_phase("triggers_submit")
+    submitted = run.http(
+        "triggers-submit",
+        "closed_loop",
+        path=ENGINE_PATH,
+        concurrency=16,
+        count=plan.triggers_crossing,
+        duration_s=120,
+        order={"type": "limit", "limitPrice": str(limit)},
+    )
+    records = submitted["records"]
+    order_ids = [r[3] for r in records if r[2] == 202]
+    waiting_before = analysis.crossing_counts(stack.db, order_ids)["waiting"]
+    time.sleep(TRIGGER_SETTLE_S)
+    run.monitor.set_phase("triggers_cross")
+    window = counters.Window(run.monitor, stack)
+    window.start()
+    target = (price * TRIGGER_MOVE_FACTOR).quantize(Decimal("0.0001"))
+    moved_at = time.time()
+    stack.localnet_rpc("localnet_move", {"pair": "/".join(TRIGGER_PAIR), "price": str(target)})
+    deadline_s = plan.triggers_deadline_s
+    routed = _wait_sampling(
+        lambda: analysis.crossing_counts(stack.db, order_ids)["routed"] >= len(order_ids),
+        deadline_s,
+        run,
+        [],
+    )
+    run.monitor.set_phase("triggers_drain")
+    drained = _wait_sampling(
+        lambda: analysis.crossing_counts(stack.db, order_ids)["terminal"] >= len(order_ids),
+        deadline_s,
+        run,
+        [],
+    )
+    window.load_done()
+    result = analysis.triggers_crossing(stack.db, order_ids, moved_at)
+    run.monitor.set_phase("triggers_flush")
+    result.update(
+        requested=plan.triggers_crossing,
+        accepted=len(order_ids),
+        http_errors=dict(Counter(str(r[2]) for r in records if r[2] != 202)),
+        intake_latency_ms=stats.summary((r[1] for r in records if r[2] == 202), 1),
+        waiting_before_move=waiting_before,
+        price_before=str(price),
+        limit_price=str(limit),
+        moved_to=str(target),
+        moved_at=moved_at,
+        all_routed=routed,
+        drained=drained,
+        cost=window.finish(len(order_ids)),
+    )
+    return result

@@ -41,6 +41,13 @@ class Plan:
     peer_orders: int = 1000
     peer_connections: int = 50
     peer_deadline_s: float = 600
+    # The trigger engine (issue 13, `--preset triggers`): CPU of the evaluation over an idle
+    # window with no waiting order, then again with this many waiting limit orders that the
+    # market never reaches; then this many more limit orders crossed by one move of the market.
+    triggers_waiting: int = 100_000
+    triggers_crossing: int = 1000
+    triggers_idle_s: float = 20
+    triggers_deadline_s: float = 180
 
     def with_overrides(self, **changes: Any) -> Plan:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -82,7 +89,9 @@ PEER = Plan(
     ws_processes=2,
     ws_deadline_s=300,
 )
-PRESETS = {"peer": (PEER, ("peer",))}
+# `--preset triggers`: only the `triggers` phase (the full plan's figures for it).
+TRIGGERS = PEER.with_overrides(name="triggers")
+PRESETS = {"peer": (PEER, ("peer",)), "triggers": (TRIGGERS, ("triggers",))}
 
 QUICK = Plan(
     name="quick",
@@ -103,4 +112,8 @@ QUICK = Plan(
     peer_orders=200,
     peer_connections=50,
     peer_deadline_s=180,
+    triggers_waiting=10_000,
+    triggers_crossing=200,
+    triggers_idle_s=8,
+    triggers_deadline_s=90,
 )

@@ -23,6 +23,9 @@ TARGET_P99_S = 6
 TARGET_WINDOW_S = 60
 # DESIGN §7 cost per order (issue 10).
 TARGET_ENGINE_MS, TARGET_POSTGRES_MS, TARGET_LOCALNET_MS, TARGET_REDIS_COMMANDS = 10, 4, 4, 15
+# Issue 13: the trigger engine.
+TARGET_TRIGGER_PCT, TARGET_TRIGGER_WAITING = 5, 100_000
+TARGET_TRIGGER_P99_MS, TARGET_TRIGGER_CROSSING = 1000, 1000
 RATE_TOLERANCE = 0.98  # the open-loop generator's own timing noise
 SOAK_MINUTES = 10
 
@@ -105,6 +108,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
     rows += _peer_targets(phases.get("peer"))
     rows += _cost_targets(phases)
     rows += _ws_targets(phases.get("ws"))
+    rows += _trigger_targets(phases.get("triggers"))
     rows.append(_memory_target(results["memory"].get("worker_growth")))
     return rows
 
@@ -292,6 +296,44 @@ def _ws_targets(ws: dict[str, Any] | None) -> list[dict[str, str]]:
             lag,
             p99 is not None and p99 < 100,
             note,
+        ),
+    ]
+
+
+def _trigger_targets(triggers: dict[str, Any] | None) -> list[dict[str, str]]:
+    """Judged on the worker + scheduler (everything the engine spends on evaluations)."""
+    if not triggers:
+        return []
+    idle, empty, cross = triggers["idle_waiting"], triggers["idle_empty"], triggers["crossing"]
+    pct, per = idle["cpu_pct_of_core"], idle["cpu_ms_per_evaluation"]
+    waiting_note = (
+        f"only {idle['orders']:,} waiting (--quick)"
+        if idle["orders"] < TARGET_TRIGGER_WAITING
+        else f"{idle['orders']:,} waiting"
+    )
+    p99 = cross["trigger_to_routing_ms"]["p99"]
+    all_routed = cross["routed"] == cross["accepted"] > 0
+    crossing_note = f"{cross['accepted']:,} crossed at once" + (
+        " (--quick)" if cross["accepted"] < TARGET_TRIGGER_CROSSING else ""
+    )
+    return [
+        _row(
+            f"Trigger evaluation < {TARGET_TRIGGER_PCT} % of one core, nothing triggering",
+            f"{pct['engine']} % (worker {pct['worker']}, scheduler {pct['scheduler']}; "
+            f"{per['engine']} ms CPU per evaluation); none waiting: "
+            f"{empty['cpu_pct_of_core']['engine']} %",
+            pct["engine"] < TARGET_TRIGGER_PCT and idle["triggered"] == 0,
+            waiting_note,
+        ),
+        _row(
+            "p99 trigger → `routing` < 1 s",
+            "n/a"
+            if p99 is None
+            else f"{p99 / 1000:.2f} s (move → routing p99 "
+            f"{cross['move_to_routing_ms']['p99'] / 1000:.2f} s); {cross['routed']} of "
+            f"{cross['accepted']} routed",
+            p99 is not None and p99 < TARGET_TRIGGER_P99_MS and all_routed,
+            crossing_note,
         ),
     ]
 

@@ -9,7 +9,7 @@ from bench import plots
 
 PCTS = ("p50", "p95", "p99", "max")
 GROUP_COLUMNS = ("api", "worker", "scheduler", "localnet", "postgres", "redis", "loadgen", "other")
-COST_PHASES = ("e2e-zero", "e2e-default", "soak", "peer")
+COST_PHASES = ("e2e-zero", "e2e-default", "soak", "peer", "triggers")
 COST_COLUMNS = (
     ("engine", "engine"),
     ("api", "API"),
@@ -36,6 +36,7 @@ def render(results: dict[str, Any], images: dict[str, str]) -> str:
         _cpu(results["cpu_by_phase"]),
         _cost(phases),
         _peer(phases.get("peer")),
+        _triggers(phases.get("triggers"), results["cpu_by_phase"]),
         _intake(phases.get("intake"), images),
         _noop(phases.get("celery")),
         *(_e2e(name, phases.get(name), images) for name in ("e2e-zero", "e2e-default", "soak")),
@@ -251,6 +252,110 @@ def _peer(peer: dict[str, Any] | None) -> str:
             "exact when it got every event once, in seq order, ending with the terminal one. "
             "Its cost per order is in the table above.",
             _table(["measure", "value"], rows),
+        ]
+    )
+
+
+TRIGGER_GROUPS = (
+    ("worker", "worker"),
+    ("scheduler", "scheduler (beat)"),
+    ("engine", "**worker + scheduler**"),
+    ("postgres", "PostgreSQL (server)"),
+    ("postgres_bench", "… bench db backends"),
+    ("localnet", "localnet (serves the pools' read)"),
+    ("redis", "Redis"),
+)
+
+
+def _triggers(triggers: dict[str, Any] | None, cpu_rows: list[dict[str, Any]]) -> str:
+    if not triggers:
+        return ""
+    empty, idle, cross = triggers["idle_empty"], triggers["idle_waiting"], triggers["crossing"]
+    idle_rows = [
+        [
+            title,
+            empty["cpu_ms_per_evaluation"].get(key),
+            empty["cpu_pct_of_core"].get(key),
+            idle["cpu_ms_per_evaluation"].get(key),
+            idle["cpu_pct_of_core"].get(key),
+        ]
+        for key, title in TRIGGER_GROUPS
+    ]
+    load = {r["phase"]: r for r in cpu_rows}
+
+    def window(name: str, w: dict[str, Any]) -> str:
+        row = load.get(name, {})
+        wall = w["evaluation_wall_ms"]
+        return (
+            f"{w['evaluations']} evaluations in {w['window_s']} s"
+            + ("" if w.get("evaluations_counted", True) else " (from beat's rate: no trace lines)")
+            + f", each p50 {wall['p50']} / "
+            f"p95 {wall['p95']} / max {wall['max']} ms wall (Celery's trace), {w['triggered']} "
+            f"triggered; machine {row.get('machine_pct')} % busy of {row.get('cores')} cores, "
+            f"{row.get('other')} % of a core used outside the stack"
+        )
+
+    evaluations = ", ".join(f"+{at:.0f} ms: {n}" for at, n in cross["evaluations"]) or "none"
+    cross_rows = [
+        [
+            "limit orders submitted / accepted / waiting before the move",
+            f"{cross['requested']} / {cross['accepted']} / {cross['waiting_before_move']} "
+            f"(SOL → USDC 0.01, limitPrice {cross['limit_price']})",
+        ],
+        ["their intake latency ms", _pcts(cross["intake_latency_ms"])],
+        [
+            "the move (`localnet_move` SOL/USDC)",
+            f"{cross['price_before']} → {cross['moved_to']}, with {idle['orders']:,} other "
+            "orders still waiting",
+        ],
+        ["move → trigger event ms", _pcts(cross["move_to_trigger_ms"])],
+        [
+            "**trigger event → `routing` ms**",
+            _pcts(cross["trigger_to_routing_ms"])
+            + f" / max {cross['trigger_to_routing_ms']['max']}",
+        ],
+        [
+            "move → `routing` ms",
+            _pcts(cross["move_to_routing_ms"]) + f" / max {cross['move_to_routing_ms']['max']}",
+        ],
+        ["routed", f"{cross['routed']} of {cross['accepted']} (all: {cross['all_routed']})"],
+        ["evaluations that triggered them (since the move: orders)", evaluations],
+        ["re-armed by the worker (market moved back before its quote)", cross["rearmed"]],
+        ["final status (drained: " + str(cross["drained"]) + ")", cross["final_status"]],
+        ["failures", cross["failures"] or "none"],
+    ]
+    return "\n\n".join(
+        [
+            "## Trigger engine (issue 13)",
+            f"The stack as `make run` starts it: the worker, Celery beat sending "
+            f"`orders.evaluate_triggers` every {triggers['interval_ms']} ms to the control "
+            f"queue, the localnet at swap latency {triggers['latency']['DEX_SWAP_LATENCY_MS']} "
+            f"ms. Two idle windows, the market random-walking: first with no waiting order, "
+            f"then with {idle['orders']:,} waiting limit orders over {idle['pair_directions']} "
+            f"pair directions (written by SQL in {idle['written_s']} s, limits 2-12x the best "
+            "price, so none triggers). CPU per evaluation is each group's CPU over the window "
+            "(its processes' own counters, 10 ms ticks) divided by the evaluations the worker "
+            "ran meanwhile; it includes Celery's own work per task (receiving it, its task "
+            "events) and the reconciler's runs on the same worker.",
+            _table(
+                [
+                    "group",
+                    "none waiting: CPU ms / evaluation",
+                    "% of one core",
+                    f"{idle['orders']:,} waiting: CPU ms / evaluation",
+                    "% of one core",
+                ],
+                idle_rows,
+            ),
+            f"- none waiting: {window('triggers_idle_empty', empty)}\n"
+            f"- {idle['orders']:,} waiting: {window('triggers_idle_waiting', idle)}",
+            f"Then {cross['requested']} limit orders through the API (the bench key), the "
+            "market moved across all of them at once, each order followed from its trigger "
+            "event (`pending`, data `triggered`) to its `routing` event (both `at`, written "
+            "by the worker). One evaluation quotes at most 500 candidates per pair. The "
+            "`triggers` row of the cost table above is this crossing, from the move to the "
+            "last terminal order.",
+            _table(["measure", "value"], cross_rows),
         ]
     )
 

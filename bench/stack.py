@@ -95,6 +95,7 @@ class Stack:
         # The benchmark's own use of the servers, left out of a phase's figures.
         self.own_usage: Counter[str] = Counter()
         self.commands: dict[str, list[str]] = {}  # the last command line of each process
+        self.account_id: uuid.UUID | None = None  # the bench API key's account
         self._broker_client: redis.Redis | None = None
 
     # -- servers and data -------------------------------------------------------------------
@@ -156,6 +157,7 @@ class Stack:
                 "bench", "make bench", ["orders:read", "orders:write"]
             )
         os.environ["BENCH_API_KEY"] = created.secret
+        self.account_id = created.account.id
 
     def reset(self) -> None:
         """Empty the bench tables and Redis databases (workers must be stopped)."""
@@ -387,14 +389,25 @@ class Stack:
             return False
 
     def _localnet_ready(self) -> bool:
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "getHealth"}).encode()
-        request = urllib.request.Request(self.localnet_url, data=body, method="POST")
-        request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                return json.loads(response.read()).get("result") == "ok"
-        except (OSError, urllib.error.URLError, ValueError):
+            return self.localnet_rpc("getHealth", timeout_s=2) == "ok"
+        except (OSError, urllib.error.URLError, ValueError, StackError):
             return False
+
+    def localnet_rpc(self, method: str, params: Any = None, timeout_s: float = 10) -> Any:
+        """One JSON-RPC call to the localnet (admin methods too: `localnet_move`, …)."""
+        call: dict[str, Any] = {"jsonrpc": "2.0", "id": 1, "method": method}
+        if params is not None:
+            call["params"] = params
+        request = urllib.request.Request(
+            self.localnet_url, data=json.dumps(call).encode(), method="POST"
+        )
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            reply = json.loads(response.read())
+        if "error" in reply:
+            raise StackError(f"localnet {method}: {reply['error']}")
+        return reply.get("result")
 
     def _check_baseline_endpoint(self) -> None:
         request = urllib.request.Request(self.url("/bench/baseline"), data=b"{}", method="POST")

@@ -1,13 +1,19 @@
-"""Measure the trigger engine's evaluation cost with many waiting limit orders.
+"""The trigger engine's waiting book, and its evaluation measured in process.
+
+`insert_waiting` writes N waiting limit orders across the listed pairs, each with its first
+`pending` event, all with limits 2-12x the pair's best price (so a market that random-walks a
+few percent never reaches them), in one SQL statement. The `triggers` phase of `python -m bench`
+(`bench.phases.triggers`: the real stack, Celery beat and the worker) uses it, and so does the
+in-process measurement below, which isolates the evaluation from the queue:
 
     python -m bench.triggers --database-url postgresql://... [--orders 10000] [--crossing 1000]
 
 On a scratch database (migrated here; its orders table is emptied first), against an
-in-process localnet on virtual time: N waiting limit orders across the listed pairs, all with
-limits beyond the market, then evaluations timed (CPU of this process and wall, which includes
-PostgreSQL); then `--crossing` more orders whose limits the market meets, and the time of the
-one evaluation that triggers them (candidates selected, each quoted, one compare-and-set).
-Dispatch and publishing are counted but not sent (no broker): this is the evaluation's cost.
+in-process localnet on virtual time: N waiting limit orders, then evaluations timed (CPU of
+this process and wall, which includes PostgreSQL); then `--crossing` more orders whose limits
+the market meets, and the time of the evaluations that trigger them (candidates selected, each
+quoted, one compare-and-set). Dispatch and publishing are counted but not sent (no broker):
+this is the evaluation's own cost, without Celery's per-task work or the RPC round trip.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from order_engine import migrate
@@ -28,6 +36,7 @@ from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
 from order_engine.localnet.replay import REPLAY_START_MS, InProcessChain
+from order_engine.models import DEFAULT_ACCOUNT_ID
 from order_engine.routing import Router
 from order_engine.services.trigger import TriggerService
 
@@ -46,7 +55,75 @@ class Sink:
         self.sent += 1
 
 
-def insert(engine, rows: list[dict]) -> None:
+# Pair i % P gets the order; its limit steps through 2x, 2.01x, ... 11.99x the pair's best price.
+_WAITING_BOOK_SQL = """
+WITH pairs AS (
+    SELECT * FROM unnest(%(ins)s::text[], %(outs)s::text[], %(prices)s::numeric[])
+           WITH ORDINALITY AS p(tin, tout, price, n)
+), new_orders AS (
+    INSERT INTO orders (
+        id, account_id, type, status, token_in, token_out, amount_in, slippage_bps,
+        last_seq, attempts, deliveries, created_at, updated_at, dispatched_at,
+        limit_price, trigger_price, waiting
+    )
+    SELECT gen_random_uuid(), %(account)s, 'limit', 'pending', p.tin, p.tout, 1, 50,
+           1, 0, 0, now(), now(), now(), l.price, l.price, true
+      FROM generate_series(0, %(count)s - 1) AS g(i)
+      JOIN pairs AS p ON p.n = mod(g.i, %(pairs)s) + 1
+     CROSS JOIN LATERAL (
+           SELECT round(p.price * (2 + mod(g.i / %(pairs)s, 1000) / 100.0), 12) AS price
+           ) AS l
+    RETURNING id, limit_price
+)
+INSERT INTO order_events (order_id, seq, status, attempt, data, at)
+SELECT id, 1, 'pending', 0,
+       jsonb_build_object('type', 'limit',
+                          'waitingFor', jsonb_build_object('limitPrice', limit_price::text)),
+       now()
+  FROM new_orders
+"""
+
+
+def insert_waiting(
+    engine: Engine,
+    prices: list[tuple[str, str, Decimal]],
+    count: int,
+    account_id: uuid.UUID | None = None,
+) -> None:
+    """`count` waiting limit orders spread over `prices` ((tokenIn, tokenOut, best price)),
+    each 2-12x beyond its pair's price; then VACUUM (ANALYZE), so the planner sees the book's
+    size and no autovacuum of the new rows runs inside a measurement."""
+    params: dict[str, Any] = {
+        "ins": [tin for tin, _, _ in prices],
+        "outs": [tout for _, tout, _ in prices],
+        "prices": [price for _, _, price in prices],
+        "pairs": len(prices),
+        "count": count,
+        "account": account_id or DEFAULT_ACCOUNT_ID,
+    }
+    with engine.begin() as conn:
+        conn.exec_driver_sql(_WAITING_BOOK_SQL, params)
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            "VACUUM (ANALYZE) orders, order_events"
+        )
+
+
+def best_prices(pools: list[dict[str, Any]]) -> list[tuple[str, str, Decimal]]:
+    """Each listed pair, both ways, with its best venue's mid price (tokenOut per tokenIn),
+    from the localnet's `localnet_status` pools."""
+    best: dict[tuple[str, str], Decimal] = {}
+    for pool in pools:
+        if not pool.get("mid") or Decimal(pool["mid"]) <= 0:
+            continue
+        mid = Decimal(pool["mid"])
+        x, y = pool["tokenX"], pool["tokenY"]
+        for pair, price in (((x, y), mid), ((y, x), 1 / mid)):
+            best[pair] = max(price, best.get(pair, Decimal(0)))
+    return [(tin, tout, price) for (tin, tout), price in sorted(best.items())]
+
+
+def insert(engine: Engine, rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
     with engine.begin() as conn:
@@ -91,23 +168,7 @@ def main() -> None:
     )
     bounds, _ = service.pair_bounds()
     print(f"{len(bounds)} listed pair directions")
-    rows = []
-    for i in range(args.orders):
-        pair = bounds[i % len(bounds)]
-        factor = Decimal(2) + Decimal(i % 1000) / 100  # 2x–12x the best price: never crossed
-        limit = (pair.best_price * factor).quantize(Decimal("1e-12"))
-        rows.append(
-            {
-                "id": uuid.uuid4(),
-                "tin": pair.token_in,
-                "tout": pair.token_out,
-                "amount": Decimal("1"),
-                "limit": limit,
-            }
-        )
-    insert(engine, rows)
-    with engine.begin() as conn:
-        conn.execute(text("ANALYZE orders"))
+    insert_waiting(engine, [(b.token_in, b.token_out, b.best_price) for b in bounds], args.orders)
 
     cpu, wall = [], []
     for _ in range(args.evaluations):
