@@ -269,7 +269,7 @@ class Settings:
             ),
             rate_limit_burst=_parse_int("RATE_LIMIT_BURST", get("RATE_LIMIT_BURST", "100"), 1),
             max_orders_in_flight=_parse_int(
-                "MAX_ORDERS_IN_FLIGHT", get("MAX_ORDERS_IN_FLIGHT", "200"), 1
+                "MAX_ORDERS_IN_FLIGHT", get("MAX_ORDERS_IN_FLIGHT", "200"), 0
             ),
             max_websockets=_parse_int("MAX_WEBSOCKETS", get("MAX_WEBSOCKETS", "200"), 1),
             stream_ticket_ttl_s=_parse_int(

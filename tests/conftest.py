@@ -220,7 +220,7 @@ def test_settings(
 UNLIMITED = {
     "RATE_LIMIT_PER_S": "100000",
     "RATE_LIMIT_BURST": "100000",
-    "MAX_ORDERS_IN_FLIGHT": "100000",
+    "MAX_ORDERS_IN_FLIGHT": "0",
     "MAX_WEBSOCKETS": "100000",
 }
 

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from order_engine.models import (
     DEFAULT_ACCOUNT_ID,
-    TERMINAL_STATUSES,
     TRANSITIONS,
     Order,
     OrderEvent,
@@ -67,19 +66,16 @@ class OrderRepository:
             return None
         return order
 
-    def count_unfinished(self, account_id: uuid.UUID) -> int:
-        """The account's orders not yet confirmed, failed or cancelled (a partial index)."""
-        return (
-            self.session.scalar(
-                select(func.count())
-                .select_from(Order)
-                .where(
-                    Order.account_id == account_id,
-                    Order.status.not_in([s.value for s in TERMINAL_STATUSES]),
-                )
-            )
-            or 0
+    def count_unfinished(self, account_id: uuid.UUID, up_to: int) -> int:
+        """The account's orders not yet confirmed, failed or cancelled, counted up to `up_to`
+        (the partial index ix_orders_account_unfinished; bounded, so a submission never scans
+        more than the cap however many orders are open)."""
+        row = (
+            self.session.connection()
+            .exec_driver_sql(COUNT_UNFINISHED, {"account": account_id, "up_to": up_to})
+            .one()
         )
+        return int(row[0])
 
     def lock_account(self, account_id: uuid.UUID) -> None:
         """Serialise one account's intake until the transaction ends (a transaction-level
@@ -371,3 +367,10 @@ def _transition_sql(
         "SELECT id, last_seq, %(new)s, attempts, %(data)s, %(at)s FROM moved "
         "RETURNING seq, attempt"
     )
+
+
+# Its WHERE is the partial index's predicate (migration 0006), so the planner uses that index.
+COUNT_UNFINISHED = (
+    "SELECT count(*) FROM (SELECT 1 FROM orders WHERE account_id = %(account)s"
+    " AND status NOT IN ('confirmed', 'failed', 'cancelled') LIMIT %(up_to)s) AS unfinished"
+)

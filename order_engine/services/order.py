@@ -79,12 +79,12 @@ class OrderService:
         max_in_flight: int | None = None,
     ) -> SubmittedOrder:
         """Create an order for `account_id` (or return the one it created earlier under the
-        same key) and queue it. With `max_in_flight`, an account that already has that many
-        unfinished orders gets a 429 instead (a replay of an earlier key still answers)."""
+        same key) and queue it. With `max_in_flight` (not 0), an account that already has that
+        many unfinished orders gets a 429 instead (a replay of an earlier key still answers)."""
         fingerprint = _fingerprint(order_data)
         trigger, trigger_data = self._trigger_fields(order_data)
         with self.session.begin():
-            if max_in_flight is not None:
+            if max_in_flight:  # None or 0: no cap
                 self._check_in_flight(account_id, max_in_flight, idempotency_key, fingerprint)
             inserted = self._insert(
                 order_data, idempotency_key, fingerprint, account_id, trigger, trigger_data
@@ -241,10 +241,11 @@ class OrderService:
     ) -> None:
         # Far from the cap, one count is enough; near it, the account's submissions queue on
         # an advisory lock and count again, so concurrent ones cannot all slip past it.
-        if self.orders.count_unfinished(account_id) < cap - IN_FLIGHT_SLACK:
+        far = cap - IN_FLIGHT_SLACK
+        if far > 0 and self.orders.count_unfinished(account_id, far) < far:
             return
         self.orders.lock_account(account_id)
-        if self.orders.count_unfinished(account_id) < cap:
+        if self.orders.count_unfinished(account_id, cap) < cap:
             return
         if key is not None:
             existing = self.orders.get_by_idempotency_key(key, account_id)
