@@ -20,8 +20,7 @@ from order_engine.errors import (
     UnsupportedMediaTypeError,
     UpgradeRequiredError,
 )
-from order_engine.events import EventPublisher, event_payload
-from order_engine.redis_client import get_redis
+from order_engine.events import app_publisher, event_payload
 from order_engine.schemas.order import OrderCreateSchema, OrderListQuerySchema, OrderSchema
 from order_engine.services.order import OrderService, SubmittedOrder
 
@@ -47,8 +46,7 @@ IDEMPOTENCY_KEY_MAX = 255
 
 
 def order_service() -> OrderService:
-    settings = current_app.config["SETTINGS"]
-    return OrderService(get_session(), EventPublisher(get_redis(), settings.active_order_ttl_s))
+    return OrderService(get_session(), app_publisher())
 
 
 def parse_order_body(raw: str | bytes) -> dict[str, Any]:

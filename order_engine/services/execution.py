@@ -41,7 +41,7 @@ from order_engine.chain import tx as transactions
 from order_engine.chain.client import Chain, SignatureStatus, program_error
 from order_engine.chain.mints import token_for
 from order_engine.config import Settings
-from order_engine.events import Publisher, event_payload, format_timestamp
+from order_engine.events import Publisher, app_publisher, event_payload, format_timestamp
 from order_engine.models import Order, OrderStatus
 from order_engine.repositories.order import IN_FLIGHT, OrderRepository, lease_expiry
 from order_engine.routing import RouteDecision, Router
@@ -776,13 +776,10 @@ def execution_service() -> ExecutionService:
     from flask import current_app
 
     from order_engine.db import get_session
-    from order_engine.events import EventPublisher
-    from order_engine.redis_client import get_redis
     from order_engine.resources import chain_resources
 
     settings: Settings = current_app.config["SETTINGS"]
     chain = chain_resources(settings)
-    publisher = EventPublisher(get_redis(), settings.active_order_ttl_s)
     return ExecutionService(
-        get_session(), chain.router, chain.chain, chain.wallet, publisher, settings
+        get_session(), chain.router, chain.chain, chain.wallet, app_publisher(), settings
     )

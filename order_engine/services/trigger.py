@@ -39,7 +39,7 @@ from order_engine.chain.client import Chain
 from order_engine.chain.mints import symbol_of, token_for
 from order_engine.chain.pools import PoolView
 from order_engine.config import Settings
-from order_engine.events import Publisher, event_payload
+from order_engine.events import Publisher, app_publisher, event_payload
 from order_engine.models import OrderType
 from order_engine.repositories.trigger import Candidate, PairBound, TriggerRepository
 from order_engine.routing import Router
@@ -289,11 +289,8 @@ def trigger_service() -> TriggerService:
     from flask import current_app
 
     from order_engine.db import get_session
-    from order_engine.events import EventPublisher
-    from order_engine.redis_client import get_redis
     from order_engine.resources import chain_resources
 
     settings: Settings = current_app.config["SETTINGS"]
     chain = chain_resources(settings)
-    publisher = EventPublisher(get_redis(), settings.active_order_ttl_s)
-    return TriggerService(get_session(), chain.router, chain.chain, publisher, settings)
+    return TriggerService(get_session(), chain.router, chain.chain, app_publisher(), settings)
