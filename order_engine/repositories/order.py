@@ -135,12 +135,16 @@ class OrderRepository:
         plain = tuple(sorted(k for k, v in values.items() if not isinstance(v, LeaseExpiry)))
         leases = tuple(sorted(k for k, v in values.items() if isinstance(v, LeaseExpiry)))
         sql = _transition_sql(
-            plain, leases, lease_owner is not None, require_no_transaction, require_waiting
+            tuple(sorted(s.value for s in expected_set)),
+            plain,
+            leases,
+            lease_owner is not None,
+            require_no_transaction,
+            require_waiting,
         )
         at = datetime.now(UTC)
         params: dict[str, Any] = {
             "id": order_id,
-            "expected": [s.value for s in expected_set],
             "new": new.value,
             "owner": lease_owner,
             "data": Jsonb(event_data),
@@ -335,6 +339,7 @@ RETURNING *
 
 @functools.cache
 def _transition_sql(
+    expected: tuple[str, ...],
     columns: tuple[str, ...],
     leases: tuple[str, ...],
     by_owner: bool,
@@ -343,14 +348,18 @@ def _transition_sql(
 ) -> str:
     """The compare-and-set UPDATE feeding the event INSERT through a CTE, written once per
     shape: one round trip, and no SQL built per call on the hot path. Under READ COMMITTED a
-    concurrent second UPDATE waits, re-checks the WHERE clause and matches nothing."""
+    concurrent second UPDATE waits, re-checks the WHERE clause and matches nothing. The
+    expected statuses are written into the SQL (they are the state machine's own names): as a
+    list parameter, psycopg's array dumping cost 2.5 % of the worker's CPU."""
     unknown = set(columns + leases) - _ORDER_COLUMNS
     if unknown:
         raise ValueError(f"not columns of orders: {sorted(unknown)}")
+    statuses = [OrderStatus(name).value for name in expected]  # a ValueError if not one
     assignments = ["status = %(new)s", "last_seq = last_seq + 1", "updated_at = now()"]
     assignments += [f"{name} = %(v_{name})s" for name in columns]
     assignments += [f"{name} = now() + make_interval(secs => %(v_{name})s)" for name in leases]
-    conditions = ["id = %(id)s", "status = ANY(%(expected)s)"]
+    in_statuses = ", ".join(f"'{name}'" for name in statuses)
+    conditions = ["id = %(id)s", f"status IN ({in_statuses})"]
     if by_owner:
         conditions.append("lease_owner = %(owner)s")
     if no_transaction:
