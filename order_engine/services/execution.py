@@ -41,6 +41,7 @@ from order_engine.chain import tx as transactions
 from order_engine.chain.client import Chain, SignatureStatus, program_error
 from order_engine.chain.mints import token_for
 from order_engine.config import Settings
+from order_engine.db import unit_of_work
 from order_engine.events import Publisher, app_publisher, event_payload, format_timestamp
 from order_engine.models import Order, OrderStatus
 from order_engine.repositories.order import IN_FLIGHT, OrderRepository, lease_expiry
@@ -188,7 +189,7 @@ class ExecutionService:
 
     def _claim(self, order_id: uuid.UUID, executor: str) -> Attempt | None:
         lease_s = self.settings.order_lease_s
-        with self.session.begin():
+        with unit_of_work(self.session):  # a claim, else a take-over: each atomic alone
             order = self.orders.claim(order_id, executor, lease_s)
             recovering = False
             if order is None:
@@ -602,7 +603,7 @@ class ExecutionService:
         lease is no longer ours."""
         payloads = []
         status = attempt.status
-        with self.session.begin():
+        with unit_of_work(self.session, len(steps)):
             for new, data, values in steps:
                 event = self.orders.transition(
                     attempt.order.id,
@@ -631,7 +632,7 @@ class ExecutionService:
 
         False when the lease is no longer ours: another executor owns the order.
         """
-        with self.session.begin():
+        with unit_of_work(self.session):
             event = self.orders.transition(
                 attempt.order.id,
                 expected,

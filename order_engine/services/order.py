@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from order_engine import dispatch
+from order_engine.db import unit_of_work
 from order_engine.errors import (
     BadRequestError,
     ConflictError,
@@ -126,7 +127,7 @@ class OrderService:
         the rows become payloads without ORM objects.
         """
         order_key = str(order_id)
-        with self.session.begin():
+        with unit_of_work(self.session):
             rows = (
                 self.session.connection()
                 .exec_driver_sql(
