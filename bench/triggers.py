@@ -51,8 +51,8 @@ class Sink:
     def publish_many(self, payloads: object) -> bool:
         return True
 
-    def send(self, order_id: uuid.UUID) -> None:
-        self.sent += 1
+    def send_many(self, order_ids: list[uuid.UUID]) -> None:
+        self.sent += len(order_ids)
 
 
 # Pair i % P gets the order; its limit steps through 2x, 2.01x, ... 11.99x the pair's best price.
@@ -164,7 +164,7 @@ def main() -> None:
         chain,
         sink,
         None,
-        send=sink.send,  # type: ignore[arg-type]
+        send_many=sink.send_many,  # type: ignore[arg-type]
     )
     bounds, _ = service.pair_bounds()
     print(f"{len(bounds)} listed pair directions")

@@ -62,6 +62,18 @@ def enqueue_execute_order(order_id: uuid.UUID, countdown_s: float | None = None)
     )
 
 
+def enqueue_execute_orders(order_ids: list[uuid.UUID]) -> None:
+    """Queue the executions of many orders (the trigger engine's batch): one pipelined round
+    trip with a Redis broker, else one send each."""
+    celery_app: Celery = current_app.extensions["celery"]
+    sender = task_sender(celery_app)
+    if sender is None:
+        for order_id in order_ids:
+            enqueue_execute_order(order_id)
+        return
+    sender.send_many(EXECUTE_ORDER, [{"order_id": str(order_id)} for order_id in order_ids])
+
+
 def broker_is_app_redis() -> bool:
     """Whether the task broker is the Redis server that holds the live order state.
 
@@ -134,6 +146,19 @@ class RedisTaskSender:
 
     def send(self, name: str, kwargs: dict[str, Any]) -> str:
         """Queue task `name`; returns its id. Raises redis.RedisError if the broker fails."""
+        pipe = self.client.pipeline(transaction=False)
+        task_id = self._queue(pipe, name, kwargs)
+        pipe.execute()
+        return task_id
+
+    def send_many(self, name: str, kwargs_list: list[dict[str, Any]]) -> list[str]:
+        """Queue one task `name` per kwargs, in one round trip; returns their ids."""
+        pipe = self.client.pipeline(transaction=False)
+        task_ids = [self._queue(pipe, name, kwargs) for kwargs in kwargs_list]
+        pipe.execute()
+        return task_ids
+
+    def _queue(self, pipe: Any, name: str, kwargs: dict[str, Any]) -> str:
         app = self.app
         task_id = str(uuid.uuid4())
         # Celery's own message builder: the worker sees the same headers and body as from
@@ -148,7 +173,6 @@ class RedisTaskSender:
             origin=self.hostname,
             ignore_result=None,  # what send_task passes when the caller sets none
         )
-        pipe = self.client.pipeline(transaction=False)
         # Direct routing to the default queue goes through the anonymous exchange, as
         # celery/app/amqp.py `send_task_message` does; delivery mode 2 is persistent.
         task_properties = {
@@ -179,7 +203,6 @@ class RedisTaskSender:
             pipe.publish(
                 self.event_topic, _envelope(event, {"hostname": self.hostname}, event_properties)
             )
-        pipe.execute()
         return task_id
 
 

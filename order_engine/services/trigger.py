@@ -162,7 +162,7 @@ class TriggerService:
         chain: Chain,
         publisher: Publisher,
         settings: Settings,
-        send: Callable[[uuid.UUID], None] = dispatch.enqueue_execute_order,
+        send_many: Callable[[list[uuid.UUID]], None] = dispatch.enqueue_execute_orders,
     ) -> None:
         self.session = session
         self.triggers = TriggerRepository(session)
@@ -170,7 +170,7 @@ class TriggerService:
         self.chain = chain
         self.publisher = publisher
         self.settings = settings
-        self.send = send
+        self.send_many = send_many
 
     def evaluate(self) -> Evaluation:
         """One evaluation: expire, select candidates by pair and price, confirm, trigger."""
@@ -238,12 +238,15 @@ class TriggerService:
             events = self.triggers.trigger(ready)
         self.publisher.publish_many([event_payload(e) for e in events])
         moved = [e.order_id for e in events]
-        for order_id in moved:
+        if moved:
             try:
-                self.send(order_id)
-            except Exception as exc:  # noqa: BLE001 - broker down: the reconciler sends it
+                self.send_many(moved)  # one round trip to a Redis broker
+            except Exception as exc:  # noqa: BLE001 - broker down: the reconciler sends them
                 log.warning(
-                    "order %s triggered but not queued (%s); the reconciler will", order_id, exc
+                    "%d triggered orders not queued (%s); the reconciler will: %s",
+                    len(moved),
+                    exc,
+                    ", ".join(str(order_id) for order_id in moved),
                 )
         return moved
 

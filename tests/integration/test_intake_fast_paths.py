@@ -99,6 +99,16 @@ def test_no_task_sent_event_unless_task_events_are_on(app, broker):
     events.close()
 
 
+def test_a_batch_queues_one_task_per_order_in_order(app, broker):
+    order_ids = [uuid.uuid4() for _ in range(3)]
+    with app.app_context():
+        dispatch.enqueue_execute_orders(order_ids)
+    queued = [_decode(raw) for raw in reversed(broker.lrange("orders", 0, -1))]
+    assert [m["body"][1] for m in queued] == [{"order_id": str(o)} for o in order_ids]
+    assert {m["headers"]["task"] for m in queued} == {dispatch.EXECUTE_ORDER}
+    assert len({m["headers"]["id"] for m in queued}) == 3
+
+
 def test_intake_queues_one_task_for_its_order(client, broker):
     response = client.post("/api/orders/execute", json=VALID)
     assert response.status_code == 202

@@ -40,9 +40,9 @@ class Recorder:
             self.payloads.extend(payloads)
         return True
 
-    def send(self, order_id: uuid.UUID) -> None:
+    def send_many(self, order_ids: list[uuid.UUID]) -> None:
         with self.lock:
-            self.sent.append(order_id)
+            self.sent.extend(order_ids)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def market():
 def service(engine, market, recorder: Recorder) -> TriggerService:
     router, chain = market
     session = Session(bind=engine, expire_on_commit=False)
-    return TriggerService(session, router, chain, recorder, None, send=recorder.send)  # type: ignore[arg-type]
+    return TriggerService(session, router, chain, recorder, None, send_many=recorder.send_many)  # type: ignore[arg-type]
 
 
 def add_waiting(engine, limit: str, amount: str = "1", **overrides) -> uuid.UUID:
