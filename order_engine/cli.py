@@ -107,6 +107,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+METRICS_DIR = embedded.STATE_DIR / "metrics"
+
+
+def fresh_metrics_dir(path: str) -> None:
+    """Empty the metrics folder before a whole stack starts: the files of the processes of an
+    earlier run (which may have been killed outright) must not count in this one."""
+    import shutil
+    from pathlib import Path
+
+    folder = Path(path)
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 EMBEDDED_PLACEHOLDERS = {
     "DATABASE_URL": "postgresql://embedded/db",
     "REDIS_URL": "redis://embedded/0",
@@ -132,6 +147,9 @@ class Environment:
 
     def __init__(self, *, start_servers: bool = True) -> None:
         self.env = dict(os.environ)
+        # Every process started from here writes its metrics where the API's /metrics reads
+        # them (order_engine/metrics.py).
+        self.env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR))
         self.servers: embedded.EmbeddedServers | None = None
         configured = _process_environment()
         if configured.get("DATABASE_URL") and configured.get("REDIS_URL"):
@@ -332,6 +350,7 @@ def cmd_run(_args: argparse.Namespace) -> int:
         with Environment() as environment:
             _migrate(environment.settings)
             settings = environment.settings
+            fresh_metrics_dir(environment.env["PROMETHEUS_MULTIPROC_DIR"])
             programs = [
                 api_program(settings),
                 worker_program(settings),

@@ -42,6 +42,13 @@ def post_worker_init(worker):
     warm_app_pool(worker.wsgi)  # the Flask app gunicorn loaded (order_engine.wsgi:app)
 
 
+def child_exit(_server, worker):
+    # A dead worker's live gauges (open WebSockets) must not count any more.
+    from order_engine.metrics import process_exited
+
+    process_exited(worker.pid)
+
+
 def _write_json_error(sock, status_int, reason, mesg):
     """gunicorn answers requests it cannot parse (400, 414, 431, …) itself, before the app sees
     them, with an HTML page; every other error of this API is the JSON envelope (DESIGN §3),

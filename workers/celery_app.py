@@ -5,7 +5,12 @@ The Celery app is the one bound to a Flask app, so every task runs in an app con
 
 import signal
 
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
+)
 
 from order_engine import create_app
 from order_engine.db import dispose_engines, warm_app_pool
@@ -24,6 +29,16 @@ def _forget_parent_connections(**_kwargs: object) -> None:
     dispose_engines()
     reset_redis_clients()
     warm_app_pool(flask_app)  # this child's pool, opened before its first task
+
+
+@worker_process_shutdown.connect
+def _forget_live_gauges(pid: int | None = None, **_kwargs: object) -> None:
+    # A prefork child's live gauges go with it (order_engine/metrics.py).
+    import os
+
+    from order_engine.metrics import process_exited
+
+    process_exited(pid or os.getpid())
 
 
 @worker_ready.connect
