@@ -33,7 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return localnet_main(args_list[1:])
     parser = _parser()
     args = parser.parse_args(args_list)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from order_engine import logs
+
+    log_format = "json" if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text"
+    logs.configure("INFO", log_format)
     warnings.filterwarnings("ignore", module="platformdirs")
     _exit_on_signals()
     try:
@@ -260,6 +263,7 @@ def worker_program(settings: Settings) -> Program:
             sys.executable,
             "-m",
             "celery",
+            *_quiet_when_json(settings),
             "-A",
             CELERY_APP,
             "worker",
@@ -283,6 +287,11 @@ def worker_program(settings: Settings) -> Program:
     )
 
 
+def _quiet_when_json(settings: Settings) -> list[str]:
+    """Celery prints a plain-text banner at start; with JSON logs every line must be JSON."""
+    return ["--quiet"] if settings.log_format == "json" else []
+
+
 def scheduler_program(settings: Settings) -> Program:
     schedule_file = embedded.STATE_DIR / "celerybeat-schedule"
     schedule_file.parent.mkdir(parents=True, exist_ok=True)
@@ -292,6 +301,7 @@ def scheduler_program(settings: Settings) -> Program:
             sys.executable,
             "-m",
             "celery",
+            *_quiet_when_json(settings),
             "-A",
             CELERY_APP,
             "beat",

@@ -369,6 +369,9 @@ def live_stack(test_settings, tmp_path_factory) -> Iterator[LiveStack]:
         **test_settings,
         **LIVE_LATENCIES,
         "PORT": str(port),
+        # Production's log format, and the lines about each order (tests/integration/test_logs.py)
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
         # The API's /metrics sums every process's series from here (order_engine/metrics.py).
         "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
     }

@@ -6,15 +6,42 @@ The Celery app is the one bound to a Flask app, so every task runs in an app con
 import signal
 
 from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
     worker_process_init,
     worker_process_shutdown,
     worker_ready,
     worker_shutting_down,
 )
 
-from order_engine import create_app
+from order_engine import create_app, logs
 from order_engine.db import dispose_engines, warm_app_pool
 from order_engine.redis_client import reset_redis_clients
+
+
+@setup_logging.connect
+def _our_logging(loglevel: object = None, **_kwargs: object) -> None:
+    # Connected, this replaces Celery's own logging set-up: the worker's and beat's lines, and
+    # Celery's own, go through order_engine.logs (JSON with LOG_FORMAT=json), at the level of
+    # the command's --loglevel.
+    settings = flask_app.config["SETTINGS"]
+    level = loglevel if isinstance(loglevel, str | int) and loglevel else settings.log_level
+    logs.configure(level, settings.log_format)
+
+
+@task_prerun.connect
+def _bind_task(task_id: str | None = None, kwargs: dict | None = None, **_rest: object) -> None:
+    # Every line of the task's work, and Celery's "succeeded"/"retry" lines after it, carry
+    # the task id and the order id (the attempt is bound once the worker claims the order).
+    logs.clear()
+    logs.bind(order_id=(kwargs or {}).get("order_id"), task_id=task_id)
+
+
+@task_postrun.connect
+def _unbind_task(**_kwargs: object) -> None:
+    logs.clear()
+
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]

@@ -37,7 +37,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from sqlalchemy.orm import Session
 
-from order_engine import metrics
+from order_engine import logs, metrics
 from order_engine.chain import tx as transactions
 from order_engine.chain.client import Chain, SignatureStatus, program_error
 from order_engine.chain.mints import token_for
@@ -202,6 +202,7 @@ class ExecutionService:
                     "order %s: not runnable by %s (claimed, done or unknown)", order_id, executor
                 )
                 return None
+        logs.bind(order_id=order.id, attempt=order.attempts)
         if not recovering:
             _observe_pending(order)
         # A sniper's token_out is a mint the registry does not list: its decimals are read

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from order_engine import dispatch, metrics
+from order_engine import dispatch, logs, metrics
 from order_engine.errors import (
     BadRequestError,
     ConflictError,
@@ -94,6 +94,7 @@ class OrderService:
                 return self._replay(existing, fingerprint)
             order, first = inserted
         metrics.order_submitted(order.type)
+        logs.bind(order_id=order.id, attempt=order.attempts)
         published = self.publisher.publish(first)
         if order.waiting:
             log.info("order %s waits for its trigger", order.id)  # the trigger engine sends it
