@@ -104,6 +104,9 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its prefix (or the whole key)")
     revoke.add_argument("key", help="the key's prefix, as `keys list` shows it")
     revoke.set_defaults(handler=cmd_keys_revoke)
+    from order_engine import client
+
+    client.add_commands(sub)  # submit, orders list|show|cancel|watch: the integrators' client
     revision = sub.add_parser("revision", help="autogenerate a migration from the models")
     revision.add_argument("-m", "--message", required=True)
     revision.set_defaults(handler=cmd_revision)
