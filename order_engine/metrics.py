@@ -176,6 +176,58 @@ class ScrapeCollector(Collector):
         yield age
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def read_samples() -> Samples:
+    """Every sample of the engine's own series, summed over the processes, keyed by name and
+    sorted labels (what a scrape would show, without the text format)."""
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    samples: Samples = {}
+    for family in registry.collect():
+        if not family.name.startswith(PREFIX):
+            continue
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def summed(samples: Samples, name: str, by: str | None = None, **labels: str) -> Any:
+    """The sum of `name` over the label sets that include `labels`; with `by`, a dict from
+    that label's values to their sums."""
+    wanted = set(labels.items())
+    totals: dict[str, float] = {}
+    for (sample_name, sample_labels), value in samples.items():
+        if sample_name != name or not wanted <= set(sample_labels):
+            continue
+        key = dict(sample_labels).get(by, "") if by else ""
+        totals[key] = totals.get(key, 0.0) + value
+    return totals if by else totals.get("", 0.0)
+
+
+def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
+    """The q-quantile from cumulative histogram buckets [(upper bound, count)], interpolated
+    linearly inside a bucket as PromQL's histogram_quantile does; None without observations."""
+    buckets = sorted(buckets)
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound  # beyond the last finite bucket: its bound is all we know
+            width = count - lower_count
+            fraction = (rank - lower_count) / width if width else 0.0
+            return lower_bound + (bound - lower_bound) * fraction
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
 def process_exited(pid: int) -> None:
     """Drop a dead process's live gauges (its counters stay: totals never go backwards)."""
     if multiprocess_dir():

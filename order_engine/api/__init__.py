@@ -6,6 +6,7 @@ from flask import Flask
 def register_blueprints(app: Flask) -> None:
     from order_engine.api import access
     from order_engine.api import metrics as metrics_api
+    from order_engine.api.dashboard import bp as dashboard_bp
     from order_engine.api.docs import bp as docs_bp
     from order_engine.api.health import bp as health_bp
     from order_engine.api.orders import bp as orders_bp
@@ -17,6 +18,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health_bp)
     app.register_blueprint(orders_bp)
     app.register_blueprint(streams_bp)
+    app.register_blueprint(dashboard_bp)
 
     from order_engine.api import bench
 

@@ -99,6 +99,11 @@ def _authenticate() -> Principal:
     settings = current_app.config["SETTINGS"]
     header = request.headers.get("Authorization", "")
     scheme, _, credentials = header.partition(" ")
+    ticket = request.args.get("ticket")
+    if scheme.lower() == "basic" and ticket is not None and is_websocket_handshake():
+        # A browser that logged in to an operators' page (HTTP Basic) sends those credentials
+        # on its WebSockets too; the socket is authorised by its ticket.
+        header = ""
     if header and scheme.lower() == "bearer" and credentials.strip():
         principal = _cached_key(credentials.strip(), settings.api_key_cache_s)
         if principal is None:
@@ -106,7 +111,6 @@ def _authenticate() -> Principal:
         return principal
     if header:
         raise UnauthorizedError("Send the API key as `Authorization: Bearer <key>`.")
-    ticket = request.args.get("ticket")
     if ticket is not None and is_websocket_handshake():
         principal = redeem_ticket(get_redis(), ticket)
         if principal is None:

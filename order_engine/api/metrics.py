@@ -35,7 +35,7 @@ _OLDEST_READY_SQL = text(
 def serve_metrics() -> Response:
     """Every process's series, summed (multiprocess mode), plus the scrape-time gauges."""
     operator_principal(loopback_is_enough=True)
-    body, content_type = metrics.render(metrics.ScrapeCollector(_broker(), _oldest_ready))
+    body, content_type = metrics.render(metrics.ScrapeCollector(broker_client(), _oldest_ready))
     return Response(body, content_type=content_type)
 
 
@@ -45,7 +45,7 @@ def _oldest_ready() -> datetime | None:
         return session.execute(_OLDEST_READY_SQL).scalar()
 
 
-def _broker() -> redis.Redis | None:
+def broker_client() -> redis.Redis | None:
     """A client on the Celery broker when it is Redis (its queues are lists named after
     them), made once per process; None for another broker."""
     if "order_engine.metrics_broker" not in current_app.extensions:
