@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -38,9 +39,21 @@ from prometheus_client import (  # noqa: E402 - after the folder exists
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 from prometheus_client.registry import Collector  # noqa: E402
+
+
+def process_id(pid: int | None = None) -> str:
+    """How a process's files are named: host name and pid, so that containers sharing the
+    folder on a volume (docker-compose.yml), each with its own pid 1, 7, …, never share one."""
+    return f"{socket.gethostname()}-{os.getpid() if pid is None else pid}"
+
+
+if _MULTIPROC_DIR:
+    # Before any metric exists: every value below is created with this naming.
+    values.ValueClass = values.MultiProcessValue(process_identifier=process_id)
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +244,7 @@ def quantile(q: float, buckets: list[tuple[float, float]]) -> float | None:
 def process_exited(pid: int) -> None:
     """Drop a dead process's live gauges (its counters stay: totals never go backwards)."""
     if multiprocess_dir():
-        multiprocess.mark_process_dead(pid)
+        multiprocess.mark_process_dead(process_id(pid))
 
 
 # -- what the services record ----------------------------------------------------------------
