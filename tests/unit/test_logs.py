@@ -5,11 +5,19 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
 from solders.keypair import Keypair
 
 from order_engine import logs
 
 API_KEY = "oe_1a2b3c4d_" + "S" * 43
+
+
+@pytest.fixture(autouse=True)
+def no_context_from_earlier_tests():
+    # Services called in-process by earlier tests bind ids in this thread (a Celery task's
+    # and a request's context are cleared by their signals and teardown; a test's is not).
+    logs.clear()
 
 
 def emit(log_format: str, message: str, *args: object, exc: BaseException | None = None) -> str:
