@@ -22,7 +22,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, request
 from simple_websocket import ConnectionClosed
 
-from order_engine import metrics
+from order_engine import logs, metrics
 from order_engine.api.access import current_principal, requires
 from order_engine.api.orders import owner_filter
 from order_engine.errors import OrderEngineError
@@ -177,6 +177,7 @@ def _submit_first_message(ws, service: OrderService) -> uuid.UUID:
 
 
 def _stream(ws, service: OrderService, order_id: uuid.UUID) -> None:
+    logs.bind(order_id=order_id)  # this socket's lines name its order
     hub = get_hub(current_app.config["SETTINGS"].redis_url)
     after_seq = _after_seq()
     if after_seq:

@@ -98,3 +98,13 @@ def test_no_line_carries_a_secret():
     # a transaction signature is as long as a secret key but is not one: it stays
     signature = str(Keypair().sign_message(b"x"))
     assert signature in emit("json", "sent %s", signature)
+
+
+def test_make_run_labels_a_json_line_inside_it_and_prefixes_the_others():
+    from order_engine.supervisor import _json_with_process
+
+    line = json.dumps({"level": "INFO", "message": "hi", "order_id": "x"})
+    labelled = json.loads(_json_with_process(line, "worker") or "")
+    assert labelled == {"process": "worker", "level": "INFO", "message": "hi", "order_id": "x"}
+    assert _json_with_process("2026-11-30 INFO plain line", "api") is None
+    assert _json_with_process("{not json}", "api") is None
