@@ -87,6 +87,10 @@ class Stack:
         self.localnet_latency: dict[str, str] | None = None
         self.localnet_settings: LocalnetSettings | None = None
         self.wallet_path = run_dir / "wallet.json"
+        # As `make run`: every process writes its metrics there (multiprocess mode), so the
+        # cost per order measured here includes them. BENCH_METRICS=off leaves the variable
+        # unset (in-memory, per-process metrics) for a comparison.
+        self.metrics_dir = run_dir / "metrics"
         self.database_name = BENCH_DATABASE
         self.admin_url = ""
         self.redis_clients: dict[str, redis.Redis] = {}
@@ -207,6 +211,11 @@ class Stack:
             "RATE_LIMIT_BURST": "1000000",
             "MAX_ORDERS_IN_FLIGHT": "0",  # no cap: no count per submission
             "MAX_WEBSOCKETS": "100000",
+            **(
+                {}
+                if os.environ.get("BENCH_METRICS") == "off"
+                else {"PROMETHEUS_MULTIPROC_DIR": str(self.metrics_dir)}
+            ),
             **(overrides or {}),
         }
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
 
+from order_engine import logs
 from order_engine.config import Settings
 
 
@@ -41,10 +41,9 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     from order_engine.jsonio import MoneyJSONProvider
 
     app.json = MoneyJSONProvider(app)
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
+    # Ids bound while serving a request must not leak into the next one on this greenlet.
+    app.teardown_request(lambda _exc: logs.clear())
     db.init_app(app)
     sock.init_app(app)
     celery_init_app(app)

@@ -33,7 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return localnet_main(args_list[1:])
     parser = _parser()
     args = parser.parse_args(args_list)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from order_engine import logs
+
+    log_format = "json" if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text"
+    logs.configure("INFO", log_format)
     warnings.filterwarnings("ignore", module="platformdirs")
     _exit_on_signals()
     try:
@@ -101,10 +104,28 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its prefix (or the whole key)")
     revoke.add_argument("key", help="the key's prefix, as `keys list` shows it")
     revoke.set_defaults(handler=cmd_keys_revoke)
+    from order_engine import client
+
+    client.add_commands(sub)  # submit, orders list|show|cancel|watch: the integrators' client
     revision = sub.add_parser("revision", help="autogenerate a migration from the models")
     revision.add_argument("-m", "--message", required=True)
     revision.set_defaults(handler=cmd_revision)
     return parser
+
+
+METRICS_DIR = embedded.STATE_DIR / "metrics"
+
+
+def fresh_metrics_dir(path: str) -> None:
+    """Empty the metrics folder before a whole stack starts: the files of the processes of an
+    earlier run (which may have been killed outright) must not count in this one."""
+    import shutil
+    from pathlib import Path
+
+    folder = Path(path)
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 EMBEDDED_PLACEHOLDERS = {
@@ -132,6 +153,9 @@ class Environment:
 
     def __init__(self, *, start_servers: bool = True) -> None:
         self.env = dict(os.environ)
+        # Every process started from here writes its metrics where the API's /metrics reads
+        # them (order_engine/metrics.py).
+        self.env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR))
         self.servers: embedded.EmbeddedServers | None = None
         configured = _process_environment()
         if configured.get("DATABASE_URL") and configured.get("REDIS_URL"):
@@ -242,6 +266,7 @@ def worker_program(settings: Settings) -> Program:
             sys.executable,
             "-m",
             "celery",
+            *_quiet_when_json(settings),
             "-A",
             CELERY_APP,
             "worker",
@@ -265,6 +290,11 @@ def worker_program(settings: Settings) -> Program:
     )
 
 
+def _quiet_when_json(settings: Settings) -> list[str]:
+    """Celery prints a plain-text banner at start; with JSON logs every line must be JSON."""
+    return ["--quiet"] if settings.log_format == "json" else []
+
+
 def scheduler_program(settings: Settings) -> Program:
     schedule_file = embedded.STATE_DIR / "celerybeat-schedule"
     schedule_file.parent.mkdir(parents=True, exist_ok=True)
@@ -274,6 +304,7 @@ def scheduler_program(settings: Settings) -> Program:
             sys.executable,
             "-m",
             "celery",
+            *_quiet_when_json(settings),
             "-A",
             CELERY_APP,
             "beat",
@@ -332,6 +363,7 @@ def cmd_run(_args: argparse.Namespace) -> int:
         with Environment() as environment:
             _migrate(environment.settings)
             settings = environment.settings
+            fresh_metrics_dir(environment.env["PROMETHEUS_MULTIPROC_DIR"])
             programs = [
                 api_program(settings),
                 worker_program(settings),

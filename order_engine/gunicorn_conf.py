@@ -11,6 +11,9 @@ import signal
 
 import gunicorn.util
 
+from order_engine.config import ConfigError, Settings, _process_environment
+from order_engine.logs import gunicorn_logconfig
+
 graceful_timeout = 15
 # Request line and headers are bounded by gunicorn itself (its defaults, stated here): a longer
 # request line is a 414, too many or too long header fields a 431, each as the JSON envelope.
@@ -22,6 +25,19 @@ keepalive = 5
 # which every instance on the machine overwrites; nothing here uses it. (Older versions ignore
 # the unknown setting.)
 control_socket_disable = True
+
+
+def _log_settings() -> tuple[str, str]:
+    environ = _process_environment()
+    try:
+        settings = Settings.from_env(environ)
+    except ConfigError:  # the app itself reports the bad setting when it loads
+        return "INFO", "text"
+    return settings.log_level, settings.log_format
+
+
+# gunicorn's own lines in the same format as the app's (JSON with LOG_FORMAT=json).
+logconfig_dict = gunicorn_logconfig(*_log_settings())
 
 
 def post_worker_init(worker):
@@ -40,6 +56,13 @@ def post_worker_init(worker):
     from order_engine.db import warm_app_pool
 
     warm_app_pool(worker.wsgi)  # the Flask app gunicorn loaded (order_engine.wsgi:app)
+
+
+def child_exit(_server, worker):
+    # A dead worker's live gauges (open WebSockets) must not count any more.
+    from order_engine.metrics import process_exited
+
+    process_exited(worker.pid)
 
 
 def _write_json_error(sock, status_int, reason, mesg):

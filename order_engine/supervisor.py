@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import os
 import signal
 import subprocess
@@ -99,11 +100,14 @@ class Supervisor:
 
     def say(self, label: str, line: str) -> None:
         """Print one labelled line; never raises, so a lost stdout cannot stop supervision."""
+        self.say_raw(f"{label:<{self.width}} | {line}")
+
+    def say_raw(self, line: str) -> None:
         with self._print_lock:
             if self._output_gone:
                 return
             try:
-                sys.stdout.write(f"{label:<{self.width}} | {line}\n")
+                sys.stdout.write(line + "\n")
                 sys.stdout.flush()
             except (OSError, ValueError):  # EPIPE, EIO from a closed terminal, closed file
                 self._output_gone = True
@@ -136,7 +140,26 @@ class Supervisor:
         assert program.process is not None
         assert program.process.stdout is not None
         for raw in iter(program.process.stdout.readline, b""):
-            self.say(program.label, raw.decode(errors="replace").rstrip())
+            line = raw.decode(errors="replace").rstrip()
+            labelled = _json_with_process(line, program.label)
+            if labelled is not None:
+                self.say_raw(labelled)
+            else:
+                self.say(program.label, line)
+
+
+def _json_with_process(line: str, label: str) -> str | None:
+    """A JSON log line (LOG_FORMAT=json) stays one JSON object: the process's label goes in as
+    `"process"` instead of a prefix. None for any other line."""
+    if not (line.startswith("{") and line.endswith("}")):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    return json.dumps({"process": label, **record}, ensure_ascii=False)
 
 
 def _prctl():

@@ -365,7 +365,16 @@ def live_stack(test_settings, tmp_path_factory) -> Iterator[LiveStack]:
 
     log_dir = tmp_path_factory.mktemp("live-stack")
     port = free_port()
-    settings = {**test_settings, **LIVE_LATENCIES, "PORT": str(port)}
+    settings = {
+        **test_settings,
+        **LIVE_LATENCIES,
+        "PORT": str(port),
+        # Production's log format, and the lines about each order (tests/integration/test_logs.py)
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        # The API's /metrics sums every process's series from here (order_engine/metrics.py).
+        "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
+    }
     env = {**os.environ, **settings}
     broker = redis.Redis.from_url(settings["CELERY_BROKER_URL"])
     broker.flushdb()  # drop messages left by earlier sessions

@@ -5,11 +5,43 @@ The Celery app is the one bound to a Flask app, so every task runs in an app con
 
 import signal
 
-from celery.signals import worker_process_init, worker_ready, worker_shutting_down
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutting_down,
+)
 
-from order_engine import create_app
+from order_engine import create_app, logs
 from order_engine.db import dispose_engines, warm_app_pool
 from order_engine.redis_client import reset_redis_clients
+
+
+@setup_logging.connect
+def _our_logging(loglevel: object = None, **_kwargs: object) -> None:
+    # Connected, this replaces Celery's own logging set-up: the worker's and beat's lines, and
+    # Celery's own, go through order_engine.logs (JSON with LOG_FORMAT=json), at the level of
+    # the command's --loglevel.
+    settings = flask_app.config["SETTINGS"]
+    level = loglevel if isinstance(loglevel, str | int) and loglevel else settings.log_level
+    logs.configure(level, settings.log_format)
+
+
+@task_prerun.connect
+def _bind_task(task_id: str | None = None, kwargs: dict | None = None, **_rest: object) -> None:
+    # Every line of the task's work, and Celery's "succeeded"/"retry" lines after it, carry
+    # the task id and the order id (the attempt is bound once the worker claims the order).
+    logs.clear()
+    logs.bind(order_id=(kwargs or {}).get("order_id"), task_id=task_id)
+
+
+@task_postrun.connect
+def _unbind_task(**_kwargs: object) -> None:
+    logs.clear()
+
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]
@@ -24,6 +56,16 @@ def _forget_parent_connections(**_kwargs: object) -> None:
     dispose_engines()
     reset_redis_clients()
     warm_app_pool(flask_app)  # this child's pool, opened before its first task
+
+
+@worker_process_shutdown.connect
+def _forget_live_gauges(pid: int | None = None, **_kwargs: object) -> None:
+    # A prefork child's live gauges go with it (order_engine/metrics.py).
+    import os
+
+    from order_engine.metrics import process_exited
+
+    process_exited(pid or os.getpid())
 
 
 @worker_ready.connect

@@ -5,16 +5,20 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     from order_engine.api import access
+    from order_engine.api import metrics as metrics_api
+    from order_engine.api.dashboard import bp as dashboard_bp
     from order_engine.api.docs import bp as docs_bp
     from order_engine.api.health import bp as health_bp
     from order_engine.api.orders import bp as orders_bp
     from order_engine.api.ws import bp as streams_bp
 
-    access.init_app(app)  # first: its guard runs before every other hook and view
+    metrics_api.init_app(app)  # its clock starts before the guard, so refusals are timed
+    access.init_app(app)  # its guard runs before every other hook and view
     app.register_blueprint(docs_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(orders_bp)
     app.register_blueprint(streams_bp)
+    app.register_blueprint(dashboard_bp)
 
     from order_engine.api import bench
 

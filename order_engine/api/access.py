@@ -99,6 +99,11 @@ def _authenticate() -> Principal:
     settings = current_app.config["SETTINGS"]
     header = request.headers.get("Authorization", "")
     scheme, _, credentials = header.partition(" ")
+    ticket = request.args.get("ticket")
+    if scheme.lower() == "basic" and ticket is not None and is_websocket_handshake():
+        # A browser that logged in to an operators' page (HTTP Basic) sends those credentials
+        # on its WebSockets too; the socket is authorised by its ticket.
+        header = ""
     if header and scheme.lower() == "bearer" and credentials.strip():
         principal = _cached_key(credentials.strip(), settings.api_key_cache_s)
         if principal is None:
@@ -106,7 +111,6 @@ def _authenticate() -> Principal:
         return principal
     if header:
         raise UnauthorizedError("Send the API key as `Authorization: Bearer <key>`.")
-    ticket = request.args.get("ticket")
     if ticket is not None and is_websocket_handshake():
         principal = redeem_ticket(get_redis(), ticket)
         if principal is None:
@@ -274,6 +278,61 @@ def create_stream_ticket() -> tuple[Response, int]:
         expiresInS=settings.stream_ticket_ttl_s,
         ws=f"{settings.public_ws_url}/api/orders/execute?ticket={ticket}",
     ), 201
+
+
+def operator_principal(*, loopback_is_enough: bool) -> Principal | None:
+    """The caller of an operators' page outside `/api/` (`/metrics`, `/dashboard`): a key with
+    the `admin` scope, as `Authorization: Bearer <key>` or as HTTP Basic with the key as the
+    password (what a browser's login prompt and Prometheus's `basic_auth` send).
+
+    With `loopback_is_enough`, a request from this host (a loopback peer, not relayed by a
+    proxy) needs no key: None is returned. Raises 401 / 403 otherwise (DESIGN §9: never open
+    without credentials beyond loopback)."""
+    header = request.headers.get("Authorization", "")
+    if not header and loopback_is_enough and _from_loopback():
+        return None
+    scheme, _, credentials = header.partition(" ")
+    raw_key = credentials.strip()
+    if scheme.lower() == "basic" and raw_key:
+        import base64
+        import binascii
+
+        try:
+            raw_key = base64.b64decode(raw_key, validate=True).decode().partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            raw_key = ""
+    elif scheme.lower() != "bearer":
+        raw_key = ""
+    if not raw_key:
+        raise OperatorUnauthorized(
+            "An API key with the 'admin' scope is required: `Authorization: Bearer <key>`, or "
+            "HTTP Basic with the key as the password."
+        )
+    principal = _cached_key(raw_key, current_app.config["SETTINGS"].api_key_cache_s)
+    if principal is None:
+        raise OperatorUnauthorized("The API key is not valid (unknown, malformed or revoked).")
+    if "admin" not in principal.scopes:
+        raise ForbiddenError("This API key lacks the 'admin' scope.", errors={"scope": ["admin"]})
+    return principal
+
+
+class OperatorUnauthorized(UnauthorizedError):
+    """A 401 that also offers HTTP Basic, so that a browser shows its login prompt."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.headers = {"WWW-Authenticate": 'Basic realm="order-engine operators"'}
+
+
+def _from_loopback() -> bool:
+    import ipaddress
+
+    if request.headers.get("X-Forwarded-For") or request.headers.get("Forwarded"):
+        return False  # relayed: the real client is elsewhere
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False
 
 
 def init_app(app: Flask) -> None:

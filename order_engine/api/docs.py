@@ -325,6 +325,24 @@ def build_spec() -> dict[str, Any]:
             }
         },
     )
+    spec.path(
+        "/metrics",
+        operations={
+            "get": {
+                "summary": "Prometheus metrics of every process of the host",
+                "description": "Open to requests from the host itself (loopback, not relayed "
+                "by a proxy); anyone else needs a key with the `admin` scope (Bearer, or HTTP "
+                "Basic with the key as the password). Series: see the README, Observability.",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_error_responses(401, 403),
+                },
+            }
+        },
+    )
     document = spec.to_dict()
     # What the amount field really accepts: a decimal string, or a plain JSON number (exact).
     document["components"]["schemas"]["OrderCreate"]["properties"]["amount"] = {
@@ -336,7 +354,7 @@ def build_spec() -> dict[str, Any]:
         ],
     }
     document["security"] = [{"apiKey": []}]
-    for path in ("/healthz", "/readyz"):  # open: no key
+    for path in ("/healthz", "/readyz", "/metrics"):  # no key (/metrics: on loopback)
         document["paths"][path]["get"]["security"] = []
     return document
 

@@ -22,6 +22,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, request
 from simple_websocket import ConnectionClosed
 
+from order_engine import logs, metrics
 from order_engine.api.access import current_principal, requires
 from order_engine.api.orders import owner_filter
 from order_engine.errors import OrderEngineError
@@ -59,6 +60,14 @@ def execute_stream_alias(ws) -> None:
 
 
 def _serve(ws, submit_allowed: bool) -> None:
+    metrics.WEBSOCKETS_OPEN.inc()
+    try:
+        _serve_counted(ws, submit_allowed)
+    finally:
+        metrics.WEBSOCKETS_OPEN.dec()
+
+
+def _serve_counted(ws, submit_allowed: bool) -> None:
     from order_engine.api.orders import order_service
 
     service = order_service()
@@ -168,6 +177,7 @@ def _submit_first_message(ws, service: OrderService) -> uuid.UUID:
 
 
 def _stream(ws, service: OrderService, order_id: uuid.UUID) -> None:
+    logs.bind(order_id=order_id)  # this socket's lines name its order
     hub = get_hub(current_app.config["SETTINGS"].redis_url)
     after_seq = _after_seq()
     if after_seq:

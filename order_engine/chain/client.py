@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import urllib3
 
+from order_engine import metrics
 from order_engine.venues.errors import (
     AmountTooSmall,
     BlockhashExpired,
@@ -179,21 +180,28 @@ class RpcChain:
             raise RpcUnavailable(f"RPC node sent a malformed answer to {method}")
         error = reply.get("error")
         if error is not None:
+            metrics.RPC_ERRORS.labels(method, f"rpc_{error.get('code', 0)}").inc()
             raise RpcError(error.get("code", 0), error.get("message", ""), error.get("data"))
         return reply.get("result")
 
     def _post(self, request: Any, what: str) -> Any:
         """POST one JSON-RPC request object or batch; the decoded answer."""
         body = json.dumps(request, separators=(",", ":")).encode()
+        started = time.perf_counter()
         try:
             response = self._http.request("POST", self.url, body=body)
         except urllib3.exceptions.HTTPError as exc:
+            metrics.RPC_ERRORS.labels(what, type(exc).__name__).inc()
             raise RpcUnavailable(f"RPC node unreachable ({what}): {exc}") from None
+        finally:
+            metrics.RPC_SECONDS.labels(what).observe(time.perf_counter() - started)
         if response.status >= 500:
+            metrics.RPC_ERRORS.labels(what, f"http_{response.status}").inc()
             raise RpcUnavailable(f"RPC node answered HTTP {response.status} to {what}")
         try:
             return json.loads(response.data)
         except ValueError:
+            metrics.RPC_ERRORS.labels(what, "malformed").inc()
             raise RpcUnavailable(f"RPC node sent a non-JSON answer to {what}") from None
 
     def _call(self, method: str, params: list[Any]) -> Any:

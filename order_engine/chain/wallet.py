@@ -16,6 +16,8 @@ from pathlib import Path
 
 from solders.keypair import Keypair
 
+from order_engine import logs
+
 
 class WalletError(ValueError):
     """The configured keypair cannot be read."""
@@ -28,13 +30,19 @@ def load_keypair(source: str) -> Keypair:
     if path.is_file():
         try:
             secret = bytes(json.loads(path.read_text()))
-            return Keypair.from_bytes(secret)
+            keypair = Keypair.from_bytes(secret)
         except (ValueError, TypeError) as exc:
             raise WalletError(f"{path} is not a Solana keypair file (64-byte JSON array)") from exc
-    try:
-        return Keypair.from_base58_string(source.strip())
-    except ValueError as exc:
-        raise WalletError("WALLET_KEYPAIR must be a keypair file or a base58 secret key") from exc
+    else:
+        try:
+            keypair = Keypair.from_base58_string(source.strip())
+        except ValueError as exc:
+            raise WalletError(
+                "WALLET_KEYPAIR must be a keypair file or a base58 secret key"
+            ) from exc
+    # The secret key never appears in a log line, whatever prints it.
+    logs.register_secret(str(keypair))
+    return keypair
 
 
 def ensure_dev_keypair(path: Path) -> Path:

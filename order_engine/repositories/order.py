@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from order_engine.models import (
     DEFAULT_ACCOUNT_ID,
+    TERMINAL_STATUSES,
     TRANSITIONS,
     Order,
     OrderEvent,
@@ -76,6 +77,16 @@ class OrderRepository:
             .one()
         )
         return int(row[0])
+
+    def count_unfinished_by_status(self) -> dict[str, int]:
+        """Every account's unfinished orders by status (the dashboard): the work grows with the
+        orders in flight, not with the history (a partial index on unfinished orders)."""
+        rows = self.session.execute(
+            select(Order.status, func.count())
+            .where(Order.status.not_in([s.value for s in TERMINAL_STATUSES]))
+            .group_by(Order.status)
+        ).all()
+        return {status: count for status, count in rows}
 
     def lock_account(self, account_id: uuid.UUID) -> None:
         """Serialise one account's intake until the transaction ends (a transaction-level

@@ -84,8 +84,8 @@ WITH due AS (
            failure_code = %(code)s, failure_reason = %(reason)s, failure_retryable = false
       FROM due
      WHERE o.id = due.id AND o.waiting AND o.status = 'pending'
- RETURNING o.id, o.last_seq, o.attempts, o.expires_at
-)
+ RETURNING o.id, o.last_seq, o.attempts, o.expires_at, o.type, o.created_at
+), inserted AS (
 INSERT INTO order_events (order_id, seq, status, attempt, data, at)
 SELECT id, last_seq, 'failed', attempts,
        %(data)s::jsonb || jsonb_build_object('attempts', attempts,
@@ -94,6 +94,10 @@ SELECT id, last_seq, 'failed', attempts,
        %(at)s
   FROM moved
 RETURNING order_id, seq, attempt, data
+)
+-- The type and acceptance time ride along for the metrics (orders finished by type).
+SELECT inserted.*, moved.type, moved.created_at
+  FROM inserted JOIN moved ON moved.id = inserted.order_id
 """
 
 
@@ -129,8 +133,9 @@ class TriggerRepository:
         rows = self.session.connection().exec_driver_sql(_TRIGGER_SQL, params).all()
         return [_event(row, "pending", at) for row in rows]
 
-    def expire(self, limit: int, error: dict[str, Any]) -> list[OrderEvent]:
-        """Fail the waiting orders whose expiry has passed (ORDER_EXPIRED), with their events."""
+    def expire(self, limit: int, error: dict[str, Any]) -> list[tuple[OrderEvent, str, datetime]]:
+        """Fail the waiting orders whose expiry has passed (ORDER_EXPIRED): each one's event,
+        type and acceptance time."""
         at = datetime.now(UTC)
         params = {
             "limit": limit,
@@ -140,7 +145,7 @@ class TriggerRepository:
             "at": at,
         }
         rows = self.session.connection().exec_driver_sql(_EXPIRE_SQL, params).all()
-        return [_event(row, "failed", at) for row in rows]
+        return [(_event(row, "failed", at), row.type, row.created_at) for row in rows]
 
 
 def _event(row: Any, status: str, at: datetime) -> OrderEvent:

@@ -27,7 +27,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -37,6 +37,7 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from sqlalchemy.orm import Session
 
+from order_engine import logs, metrics
 from order_engine.chain import tx as transactions
 from order_engine.chain.client import Chain, SignatureStatus, program_error
 from order_engine.chain.mints import token_for
@@ -112,6 +113,8 @@ class Attempt:
     # when that is on this process's monotonic clock (known only for a transaction built here).
     last_valid_height: int | None = None
     expires_at: float | None = None
+    # Times the statuses this executor moves the order through (metrics only).
+    clock: metrics.StatusClock = field(default_factory=metrics.StatusClock)
 
 
 def min_amount_out(quoted_out: int, slippage_bps: int) -> int:
@@ -200,6 +203,9 @@ class ExecutionService:
                     "order %s: not runnable by %s (claimed, done or unknown)", order_id, executor
                 )
                 return None
+        logs.bind(order_id=order.id, attempt=order.attempts)
+        if not recovering:
+            _observe_pending(order)
         # A sniper's token_out is a mint the registry does not list: its decimals are read
         # from the chain (once per process).
         token_in, token_out = (
@@ -471,6 +477,7 @@ class ExecutionService:
                 "lease_until": None,
             },
         )
+        metrics.order_finished(attempt.order.type, "confirmed", attempt.order.created_at)
         log.info(
             "order %s confirmed on %s: %s %s -> %s %s (%s)",
             attempt.order.id,
@@ -617,6 +624,12 @@ class ExecutionService:
                     raise LeaseLost(f"order {attempt.order.id}: lost the lease before {new}")
                 payloads.append(event_payload(event))
                 status = new
+        previous = attempt.status
+        for new, _data, _values in steps:
+            # `pending` was timed when the order was claimed.
+            if previous is not OrderStatus.PENDING:
+                attempt.clock.left(previous)
+            previous = new
         attempt.status = status
         self.publisher.publish_many(payloads)
 
@@ -644,6 +657,8 @@ class ExecutionService:
             if event is None:
                 return False
             payload = event_payload(event)
+        if attempt.status is not OrderStatus.PENDING:
+            attempt.clock.left(attempt.status)
         self.publisher.publish(payload)
         return True
 
@@ -679,6 +694,7 @@ class ExecutionService:
         if not self._record(attempt, IN_FLIGHT, OrderStatus.FAILED, data, values):
             log.warning("order %s: lease lost before recording failure %s", order.id, error.code)
             return Outcome.LEASE_LOST
+        metrics.order_finished(order.type, "failed", order.created_at, final.code)
         log.warning(
             "order %s failed after %s attempt(s): %s %s",
             order.id,
@@ -757,6 +773,7 @@ class ExecutionService:
             values["route"] = {**(order.route or {}), "requoted": True}
         if not self._record(attempt, IN_FLIGHT, OrderStatus.PENDING, data, values):
             return Outcome.LEASE_LOST
+        metrics.order_retried(error.code)
         log.info(
             "order %s attempt %s failed (%s); retry in %.2fs",
             order.id,
@@ -765,6 +782,19 @@ class ExecutionService:
             countdown_s,
         )
         raise RetryLater(error, countdown_s)
+
+
+def _observe_pending(order: Order) -> None:
+    """How long the order waited for a worker since it became runnable: its acceptance (or
+    its trigger, for a limit or sniper order) on the first attempt, the scheduled time of the
+    retry on later ones."""
+    runnable_since = (
+        order.next_attempt_at
+        if order.attempts > 1 and order.next_attempt_at is not None
+        else (order.triggered_at or order.created_at)
+    )
+    if runnable_since is not None:
+        metrics.time_in_status("pending", (datetime.now(UTC) - runnable_since).total_seconds())
 
 
 def _slots(count: int) -> timedelta:

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from order_engine import dispatch
+from order_engine import dispatch, logs, metrics
 from order_engine.db import unit_of_work
 from order_engine.errors import (
     BadRequestError,
@@ -94,6 +94,8 @@ class OrderService:
                 existing = self.orders.get_by_idempotency_key(idempotency_key or "", account_id)
                 return self._replay(existing, fingerprint)
             order, first = inserted
+        metrics.order_submitted(order.type)
+        logs.bind(order_id=order.id, attempt=order.attempts)
         published = self.publisher.publish(first)
         if order.waiting:
             log.info("order %s waits for its trigger", order.id)  # the trigger engine sends it
@@ -198,6 +200,7 @@ class OrderService:
             if event is None:
                 raise ConflictError(_why_not_cancellable(order))
             payload = event_payload(event)
+        metrics.order_finished(order.type, "cancelled", order.created_at)
         self.publisher.publish(payload)
         return order
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from order_engine import dispatch
+from order_engine import dispatch, metrics
 from order_engine.chain.client import Chain
 from order_engine.chain.mints import symbol_of, token_for
 from order_engine.chain.pools import PoolView
@@ -281,10 +281,12 @@ class TriggerService:
     def _expire(self) -> int:
         error = OrderExpired("the order reached its expiresAt before it triggered").as_dict()
         with self.session.begin():
-            events = self.triggers.expire(EXPIRE_BATCH, error)
-        if events:
-            self.publisher.publish_many([event_payload(e) for e in events])
-        return len(events)
+            expired = self.triggers.expire(EXPIRE_BATCH, error)
+        for _event, order_type, created_at in expired:
+            metrics.order_finished(order_type, "failed", created_at, str(error["code"]))
+        if expired:
+            self.publisher.publish_many([event_payload(e) for e, _type, _at in expired])
+        return len(expired)
 
 
 def trigger_service() -> TriggerService:

@@ -1,0 +1,411 @@
+"""The integrators' command-line client: `order-engine submit …` and `order-engine orders …`.
+
+It talks to a running API over HTTP and the order WebSocket, exactly as any client would (it
+imports nothing of the server), with the URL and key from `--url` / `--key` or
+`ORDER_ENGINE_URL` / `ORDER_ENGINE_API_KEY`. `--watch` follows the order live with `rich`: one
+line per lifecycle event as it happens and a spinner on the current status, then the venue,
+price and transaction signature.
+
+Exit codes: 0 the order confirmed (or the command did what it was asked); 1 the order failed
+(its error code is printed); 3 it was cancelled; 4 the API refused the request or could not be
+reached (its error envelope is printed); 2 bad usage (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED, EXIT_REFUSED = 0, 1, 2, 3, 4
+DEFAULT_URL = "http://localhost:8000"
+FINAL = {"confirmed": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
+STATUS_STYLE = {
+    "pending": "yellow",
+    "routing": "cyan",
+    "building": "cyan",
+    "submitted": "blue",
+    "confirmed": "bold green",
+    "failed": "bold red",
+    "cancelled": "magenta",
+}
+# A server restarting closes streams with 1001 and the seq to resume after; reconnect this
+# many times at most.
+MAX_RECONNECTS = 5
+
+
+class ApiError(Exception):
+    """The API answered with an error envelope, or could not be reached."""
+
+    def __init__(self, status: int | None, body: dict[str, Any]) -> None:
+        super().__init__(body.get("description") or body.get("message") or "error")
+        self.status, self.body = status, body
+
+    def describe(self) -> str:
+        head = f"error {self.status}" if self.status else "error"
+        lines = [f"{head}: {self.body.get('description') or self.body.get('message')}"]
+        for field, reasons in (self.body.get("errors") or {}).items():
+            lines.append(f"  {field}: {'; '.join(str(r) for r in reasons)}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Api:
+    url: str
+    key: str | None
+    timeout_s: float = 15.0
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        all_headers = {"Accept": "application/json", **(headers or {})}
+        if self.key:
+            all_headers["Authorization"] = f"Bearer {self.key}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            all_headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=all_headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as error:
+            raise ApiError(error.code, _envelope(error.read(), error.code)) from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ApiError(
+                None, {"description": f"cannot reach the API at {self.url}: {reason}"}
+            ) from None
+
+    def ws_url(self, order_id: str, after_seq: int = 0) -> str:
+        parts = urllib.parse.urlsplit(self.url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        query = {"orderId": order_id, **({"afterSeq": str(after_seq)} if after_seq else {})}
+        return urllib.parse.urlunsplit(
+            (scheme, parts.netloc, "/api/orders/execute", urllib.parse.urlencode(query), "")
+        )
+
+
+def _envelope(raw: bytes, status: int) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        return body
+    return {"code": status, "description": raw.decode(errors="replace")[:200] or "no body"}
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+def add_commands(sub: Any) -> None:
+    """`submit` and `orders …`, added to `order-engine`'s subcommands (order_engine/cli.py)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        default=None,
+        help=f"the API's base URL (default: $ORDER_ENGINE_URL or {DEFAULT_URL})",
+    )
+    common.add_argument("--key", default=None, help="API key (default: $ORDER_ENGINE_API_KEY)")
+    common.add_argument("--json", action="store_true", help="print the API's JSON answers")
+
+    submit = sub.add_parser(
+        "submit",
+        parents=[common],
+        help="submit a swap order (with --watch: follow it live until it ends)",
+        description="Submit an order: `order-engine submit SOL USDC 1.5 --slippage 50 --watch`.",
+    )
+    submit.add_argument("token_in", help="token sold: a symbol (SOL, USDC, …) or a mint")
+    submit.add_argument("token_out", help="token bought: a symbol or a mint")
+    submit.add_argument("amount", help="amount of token_in, a decimal (e.g. 1.5)")
+    submit.add_argument("--slippage", type=int, default=None, help="slippage in bps (default 50)")
+    submit.add_argument("--type", default="market", choices=["market", "limit", "sniper"])
+    submit.add_argument("--limit-price", help="limit: least token_out per one token_in")
+    submit.add_argument("--max-price", help="sniper: most token_in per one token_out")
+    submit.add_argument("--expires-at", help="limit/sniper: ISO 8601 time with a zone")
+    submit.add_argument("--client-order-id", help="your own reference (up to 128 characters)")
+    submit.add_argument("--idempotency-key", help="the same key and body never order twice")
+    submit.add_argument("--watch", action="store_true", help="follow the order until it ends")
+    submit.set_defaults(handler=cmd_submit)
+
+    orders = sub.add_parser("orders", help="list, show, cancel or watch your orders")
+    actions = orders.add_subparsers(required=True, metavar="action")
+    listing = actions.add_parser("list", parents=[common], help="your orders, newest first")
+    listing.add_argument("--status", help="comma-separated statuses, e.g. confirmed,failed")
+    listing.add_argument("--type", help="comma-separated types: market, limit, sniper")
+    listing.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    listing.set_defaults(handler=cmd_list)
+    for name, handler, text in (
+        ("show", cmd_show, "one order with its events"),
+        ("cancel", cmd_cancel, "cancel an order before its swap is built"),
+        ("watch", cmd_watch, "follow an order live until it ends"),
+    ):
+        action = actions.add_parser(name, parents=[common], help=text)
+        action.add_argument("order_id")
+        action.set_defaults(handler=handler)
+
+
+def _api(args: argparse.Namespace) -> Api:
+    url = args.url or os.environ.get("ORDER_ENGINE_URL") or DEFAULT_URL
+    key = args.key or os.environ.get("ORDER_ENGINE_API_KEY") or os.environ.get("ORDER_ENGINE_KEY")
+    return Api(url.rstrip("/"), key or None)
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _refused(error: ApiError) -> int:
+    _console(stderr=True).print(error.describe(), markup=False, style="red")
+    return EXIT_REFUSED
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    api = _api(args)
+    body: dict[str, Any] = {
+        "type": args.type,
+        "tokenIn": args.token_in,
+        "tokenOut": args.token_out,
+        "amount": args.amount,  # a decimal string, as typed: never a float
+    }
+    optional = {
+        "slippageBps": args.slippage,
+        "limitPrice": args.limit_price,
+        "maxPrice": args.max_price,
+        "expiresAt": args.expires_at,
+        "clientOrderId": args.client_order_id,
+    }
+    body.update({name: value for name, value in optional.items() if value is not None})
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    try:
+        accepted = api.request("POST", "/api/orders/execute", body, headers)
+    except ApiError as error:
+        return _refused(error)
+    console = _console()
+    if args.json and not args.watch:
+        print(json.dumps(accepted))
+        return EXIT_OK
+    console.print(
+        f"order [bold]{accepted['orderId']}[/] accepted: {args.amount} {args.token_in} → "
+        f"{args.token_out} ({accepted['status']})"
+    )
+    if not args.watch:
+        return EXIT_OK
+    return _watch(api, accepted["orderId"], console, as_json=args.json)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    api = _api(args)
+    try:
+        order = api.request("GET", f"/api/orders/{urllib.parse.quote(args.order_id)}")
+    except ApiError as error:
+        return _refused(error)
+    return _watch(api, order["orderId"], _console(), as_json=args.json)
+
+
+def _watch(api: Api, order_id: str, console: Any, *, as_json: bool = False) -> int:
+    """Follow the order's events over the WebSocket until its final one; the exit code."""
+    try:
+        return _follow(api, order_id, console, as_json)
+    except KeyboardInterrupt:
+        console.print(f"stopped watching; the order goes on (order-engine orders watch {order_id})")
+        return 130
+
+
+def _follow(api: Api, order_id: str, console: Any, as_json: bool) -> int:
+    import simple_websocket
+
+    last_seq, final, reconnects = 0, None, 0
+    headers = {"Authorization": f"Bearer {api.key}"} if api.key else {}
+    with console.status("connecting…", spinner="dots") as status:
+        while final is None:
+            try:
+                ws = simple_websocket.Client.connect(
+                    api.ws_url(order_id, last_seq), headers=headers
+                )
+            except Exception as exc:  # noqa: BLE001 - refused handshake, unreachable host
+                return _refused(ApiError(None, {"description": f"cannot stream: {exc}"}))
+            try:
+                while True:
+                    raw = ws.receive(timeout=60)
+                    if raw is None:
+                        continue
+                    message = json.loads(raw)
+                    if "seq" not in message:  # an error message before a close
+                        return _refused(ApiError(message.get("code"), message))
+                    if message["seq"] <= last_seq:
+                        continue
+                    last_seq = message["seq"]
+                    _show_event(console, message, as_json)
+                    status.update(_waiting_text(message))
+                    if message["status"] in FINAL:
+                        final = message
+                        break
+            except simple_websocket.ConnectionClosed:
+                if ws.close_reason == 1001 and reconnects < MAX_RECONNECTS:
+                    reconnects += 1  # the server restarts: resume after the last seq
+                    time.sleep(0.5 * reconnects)
+                    continue
+                if final is None:
+                    return _refused(
+                        ApiError(
+                            None,
+                            {"description": f"stream closed ({ws.close_reason}) before the end"},
+                        )
+                    )
+            finally:
+                with contextlib.suppress(simple_websocket.ConnectionClosed):
+                    ws.close()
+    return _summary(console, final)
+
+
+def _waiting_text(event: dict[str, Any]) -> str:
+    status = event["status"]
+    what = {
+        "pending": "waiting for a worker",
+        "routing": "quoting Raydium and Meteora",
+        "building": "building and signing the swap",
+        "submitted": "waiting for the chain to confirm",
+    }.get(status, status)
+    if status == "pending" and event["data"].get("waitingFor"):
+        what = f"waiting for {json.dumps(event['data']['waitingFor'])}"
+    return f"[{STATUS_STYLE.get(status, '')}]{status}[/] — {what}"
+
+
+def _show_event(console: Any, event: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(event), flush=True)
+        return
+    data, status = event.get("data") or {}, event["status"]
+    detail = ""
+    if status == "pending" and data.get("error"):
+        detail = (
+            f"attempt {event['attempt']} failed: {data['error'].get('code')}; "
+            f"retry in {data.get('retryInMs', 0) / 1000:.1f}s"
+        )
+    elif status == "routing":
+        decision = data.get("decision") or {}
+        detail = f"best venue {decision.get('dex', '?')}"
+    elif status == "building":
+        detail = f"{data.get('dex', '')} min out {data.get('minAmountOut', '?')}"
+    elif status == "submitted":
+        detail = f"tx {data.get('txHash', '')}"
+    elif status == "failed":
+        detail = f"{(data.get('error') or {}).get('code', '?')}"
+    time_part = event["at"][11:23]
+    console.print(
+        f"{time_part}  #{event['seq']:<2} [{STATUS_STYLE.get(status, '')}]{status:<10}[/] {detail}",
+        markup=True,
+    )
+
+
+def _summary(console: Any, final: dict[str, Any]) -> int:
+    data, status = final.get("data") or {}, final["status"]
+    if status == "confirmed":
+        console.print(
+            f"[bold green]confirmed[/] on {data.get('dex')}: {data.get('amountIn')} in → "
+            f"{data.get('amountOut')} out at {data.get('executedPrice')} "
+            f"(slippage {data.get('realisedSlippageBps')} bps)"
+        )
+        console.print(f"txHash {data.get('txHash')}", markup=False)
+    elif status == "failed":
+        error = data.get("error") or {}
+        console.print(
+            f"[bold red]failed[/] {error.get('code')}: {error.get('message')}", markup=True
+        )
+    else:
+        console.print(f"[magenta]{status}[/]: {data.get('reason', '')}")
+    return FINAL[status]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    api = _api(args)
+    query = {"limit": str(args.limit)}
+    if args.status:
+        query["status"] = args.status
+    if args.type:
+        query["type"] = args.type
+    try:
+        page = api.request("GET", "/api/orders?" + urllib.parse.urlencode(query))
+    except ApiError as error:
+        return _refused(error)
+    if args.json:
+        print(json.dumps(page))
+        return EXIT_OK
+    from rich.table import Table
+
+    table = Table("created", "order", "type", "pair", "amount", "status", "venue", "out")
+    for order in page["orders"]:
+        table.add_row(
+            (order.get("createdAt") or "")[:19].replace("T", " "),
+            order["orderId"],
+            order["type"],
+            f"{order['tokenIn']}→{order['tokenOut']}",
+            order["amount"],
+            f"[{STATUS_STYLE.get(order['status'], '')}]{order['status']}[/]",
+            order.get("dex") or "",
+            order.get("amountOut") or "",
+        )
+    _console().print(table)
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    api = _api(args)
+    try:
+        order = api.request("GET", f"/api/orders/{urllib.parse.quote(args.order_id)}")
+    except ApiError as error:
+        return _refused(error)
+    if args.json:
+        print(json.dumps(order))
+        return EXIT_OK
+    console = _console()
+    for name in (
+        "orderId", "type", "status", "tokenIn", "tokenOut", "amount", "slippageBps", "attempts",
+        "dex", "quotedAmountOut", "amountOut", "executedPrice", "txHash", "error", "createdAt",
+    ):  # fmt: skip
+        value = order.get(name)
+        if value is not None:
+            console.print(f"{name:>16}  {value}", markup=False)
+    for event in order.get("events", []):
+        _show_event(console, event, as_json=False)
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    api = _api(args)
+    try:
+        order = api.request("DELETE", f"/api/orders/{urllib.parse.quote(args.order_id)}")
+    except ApiError as error:
+        return _refused(error)
+    if args.json:
+        print(json.dumps(order))
+    else:
+        _console().print(f"order {order['orderId']} {order['status']}", markup=False)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """For `python -m order_engine.client`; `order-engine` is the installed command."""
+    from order_engine.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""What the operators' dashboard shows (DESIGN §11), built so that it costs nothing per order.
+
+Everything that would otherwise scale with the orders flowing is read from the Prometheus
+series the processes already keep (order_engine/metrics.py): orders per second from the
+submission counter, finished orders and failure codes from their counters, p50/p99 accept →
+confirmed from the duration histogram's buckets over the last minute. The database is asked
+two bounded questions — the unfinished orders by status (a partial index: grows with the
+orders in flight, not with the history) and the newest orders (an index scan, LIMIT) — and the
+broker for its queue lengths. A snapshot is made at most once a second per API process,
+whatever the number of dashboards open, and only while one is open.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from order_engine import metrics
+from order_engine.events import format_timestamp
+from order_engine.models import OrderStatus
+from order_engine.repositories.order import OrderRepository
+
+REFRESH_S = 1.0
+RATE_WINDOW_S = 10.0
+LATENCY_WINDOW_S = 60.0
+LATEST = 15
+IN_FLIGHT_STATUSES = ("pending", "routing", "building", "submitted")
+FINAL_STATUSES = ("confirmed", "failed", "cancelled")
+DURATION = "order_engine_order_duration_seconds_bucket"
+# (monotonic time, orders submitted, confirmed-duration buckets) of earlier snapshots
+History = collections.deque[tuple[float, float, dict[float, float]]]
+
+
+class DashboardService:
+    def __init__(self, session: Session, broker: Any) -> None:
+        self.session = session
+        self.orders = OrderRepository(session)
+        self.broker = broker  # a Redis client on the broker, or None (another broker)
+
+    def snapshot(self, history: History) -> dict[str, Any]:
+        """One picture of the engine; `history` keeps the counters of earlier snapshots (this
+        process's) so that rates and latencies are over recent time, not since start."""
+        samples = metrics.read_samples()
+        now = time.monotonic()
+        submitted = metrics.summed(samples, "order_engine_orders_submitted_total")
+        buckets = _confirmed_buckets(samples)
+        history.append((now, submitted, buckets))
+        while history and now - history[0][0] > LATENCY_WINDOW_S + REFRESH_S:
+            history.popleft()
+        with self.session.begin():
+            unfinished = self.orders.count_unfinished_by_status()
+            latest = self.orders.page(limit=LATEST).orders
+            latest_rows = [_order_row(order) for order in latest]
+        finished = metrics.summed(samples, "order_engine_orders_finished_total", by="status")
+        return {
+            "at": format_timestamp(datetime.now(UTC)),
+            "ordersPerSecond": _rate(history, now),
+            "inFlight": {status: unfinished.get(status, 0) for status in IN_FLIGHT_STATUSES},
+            "finished": {status: int(finished.get(status, 0)) for status in FINAL_STATUSES},
+            "failureCodes": {
+                code: int(count)
+                for code, count in sorted(
+                    metrics.summed(samples, "order_engine_order_failures_total", by="code").items(),
+                    key=lambda item: -item[1],
+                )
+            },
+            "latency": _latency(history, buckets),
+            "queueDepth": self._queue_depth(),
+            "latest": latest_rows,
+        }
+
+    def _queue_depth(self) -> dict[str, int | None]:
+        depth: dict[str, int | None] = {}
+        for queue in metrics.QUEUES:
+            try:
+                depth[queue] = int(self.broker.llen(queue)) if self.broker is not None else None
+            except Exception:  # noqa: BLE001 - the page shows what it can
+                depth[queue] = None
+        return depth
+
+
+def _confirmed_buckets(samples: metrics.Samples) -> dict[float, float]:
+    buckets: dict[float, float] = {}
+    for (name, labels), value in samples.items():
+        if name != DURATION:
+            continue
+        label = dict(labels)
+        if label.get("status") != OrderStatus.CONFIRMED.value:
+            continue
+        bound = float(label["le"])
+        buckets[bound] = buckets.get(bound, 0.0) + value
+    return buckets
+
+
+def _rate(history: History, now: float) -> float:
+    """Orders accepted per second over the last RATE_WINDOW_S (as far back as we have)."""
+    older = [entry for entry in history if now - entry[0] <= RATE_WINDOW_S]
+    first, last = older[0], history[-1]
+    elapsed = last[0] - first[0]
+    return round((last[1] - first[1]) / elapsed, 2) if elapsed > 0 else 0.0
+
+
+def _latency(history: History, buckets: dict[float, float]) -> dict[str, Any]:
+    """p50/p99 accept → confirmed of the orders confirmed over the last minute (or since this
+    process first looked, if that is shorter)."""
+    base = history[0][2] if len(history) > 1 else {}
+    recent = [(bound, count - base.get(bound, 0.0)) for bound, count in buckets.items()]
+    count = max((c for _b, c in recent), default=0.0)
+    return {
+        "p50": _seconds(metrics.quantile(0.5, recent)),
+        "p99": _seconds(metrics.quantile(0.99, recent)),
+        "confirmed": int(count),
+        "windowS": round(history[-1][0] - history[0][0]) if len(history) > 1 else 0,
+    }
+
+
+def _seconds(value: float | None) -> str | None:
+    return None if value is None else f"{value:.2f}"
+
+
+def _order_row(order: Any) -> dict[str, Any]:
+    return {
+        "orderId": str(order.id),
+        "type": order.type,
+        "pair": f"{_short(order.token_in)}→{_short(order.token_out)}",
+        "amount": format(order.amount_in.normalize(), "f"),
+        "status": order.status,
+        "dex": order.dex,
+        "failureCode": order.failure_code,
+        "createdAt": format_timestamp(order.created_at),
+    }
+
+
+def _short(token: str) -> str:
+    return token if len(token) <= 10 else f"{token[:4]}…{token[-4:]}"
+
+
+class DashboardFeed:
+    """One snapshot a second per process, shared by every dashboard open on it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made_at = 0.0
+        self._snapshot: dict[str, Any] | None = None
+        self._history: History = collections.deque()
+
+    def current(self, service: DashboardService) -> dict[str, Any]:
+        with self._lock:
+            if self._snapshot is None or time.monotonic() - self._made_at >= REFRESH_S:
+                self._snapshot = service.snapshot(self._history)
+                self._made_at = time.monotonic()
+            return self._snapshot
+
+
+feed = DashboardFeed()

@@ -1,0 +1,98 @@
+"""`order-engine submit … --watch` and `order-engine orders …`: the installed command against a
+running API and worker, as an integrator would use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests import helpers
+from tests.clients import TEST_API_KEY, request
+from tests.faults_harness import order_body
+
+pytestmark = pytest.mark.integration
+
+COMMAND = str(Path(sys.executable).parent / "order-engine")
+
+
+def run(stack, *args: str, key: str | None = TEST_API_KEY, timeout_s: float = 60):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORDER_ENGINE_")}
+    env.update({"ORDER_ENGINE_URL": stack.base_url, "COLUMNS": "200"})
+    if key:
+        env["ORDER_ENGINE_API_KEY"] = key
+    return subprocess.run(
+        [COMMAND, *args], env=env, capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+def test_submit_watch_shows_each_status_and_the_fill_and_exits_0(live_stack):
+    done = run(live_stack, "submit", "SOL", "USDC", "0.15", "--slippage", "300", "--watch")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    order_id = re.search(r"order ([0-9a-f-]{36}) accepted", out).group(1)
+    for status in ("pending", "routing", "building", "submitted", "confirmed"):
+        assert status in out, out
+    order = request("GET", f"{live_stack.base_url}/api/orders/{order_id}").body
+    assert order["status"] == "confirmed"
+    assert f"txHash {order['txHash']}" in out
+    assert f"confirmed on {order['dex']}" in out
+    assert order["executedPrice"] in out
+
+
+def test_a_failed_order_exits_non_zero_with_its_error_code(live_stack):
+    tag = f"cli-fail-{uuid.uuid4()}"
+    helpers.plant_faults(live_stack.settings["SOLANA_RPC_URL"], tag, *["rpc_unavailable"] * 3)
+    done = run(
+        live_stack,
+        "submit", "SOL", "USDC", "0.15", "--slippage", "300", "--client-order-id", tag, "--watch",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "failed ATTEMPTS_EXHAUSTED" in done.stdout
+    assert "RPC_UNAVAILABLE" in done.stdout  # the failed attempts on the way
+
+
+def test_orders_list_show_watch_and_cancel(live_stack):
+    accepted = request("POST", f"{live_stack.base_url}/api/orders/execute", order_body())
+    order_id = accepted.body["orderId"]
+    watched = run(live_stack, "orders", "watch", order_id)
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    assert "confirmed" in watched.stdout
+
+    shown = run(live_stack, "orders", "show", order_id, "--json")
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["status"] == "confirmed"
+    listed = run(live_stack, "orders", "list", "--status", "confirmed", "--limit", "50")
+    assert listed.returncode == 0
+    assert order_id in listed.stdout
+
+    # too late to cancel: the API's 409 and its reason, exit 4
+    cancelled = run(live_stack, "orders", "cancel", order_id)
+    assert cancelled.returncode == 4
+    assert "error 409" in cancelled.stderr
+
+
+def test_refusals_are_clear_messages_not_tracebacks(live_stack):
+    invalid = run(live_stack, "submit", "SOL", "USDC", "1e3")
+    assert invalid.returncode == 4
+    assert "error 422" in invalid.stderr
+    assert "amount" in invalid.stderr
+    assert "Traceback" not in invalid.stderr
+
+    no_key = run(live_stack, "orders", "list", key=None)
+    assert no_key.returncode == 4
+    assert "error 401" in no_key.stderr
+
+    unknown = run(live_stack, "orders", "show", str(uuid.uuid4()))
+    assert unknown.returncode == 4
+    assert "error 404" in unknown.stderr
+
+    unreachable = run(live_stack, "orders", "list", "--url", "http://127.0.0.1:9")
+    assert unreachable.returncode == 4
+    assert "cannot reach the API" in unreachable.stderr

@@ -1,0 +1,72 @@
+"""Operators find an order's tasks and retries in Flower by its order id (DESIGN §11): a real
+Flower, started as `make flower` starts it, watching the live stack's worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+import urllib.request
+import uuid
+
+import pytest
+
+from tests import helpers
+from tests.clients import request
+from tests.conftest import start_process, stop_process
+from tests.faults_harness import order_body
+from tests.helpers import free_port, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def flower_tasks(port: int, search: str) -> dict:
+    query = urllib.parse.urlencode({"search": search})
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks?{query}", timeout=5) as r:
+        return json.load(r)
+
+
+def test_an_orders_tasks_and_retries_are_found_in_flower_by_its_id(live_stack, tmp_path):
+    import sys
+
+    port = free_port()
+    env = {
+        **os.environ,
+        **live_stack.settings,
+        "FLOWER_PORT": str(port),
+        "FLOWER_UNAUTHENTICATED_API": "true",  # the test reads Flower's API; loopback only
+    }
+    flower = start_process(
+        [sys.executable, "-m", "order_engine.cli", "flower"], env, tmp_path / "flower.log"
+    )
+    try:
+
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=2):
+                    return True
+            except OSError:
+                return False
+
+        wait_until(up, 60, "Flower to answer")
+        tag = f"flower-{uuid.uuid4()}"
+        helpers.plant_faults(live_stack.settings["SOLANA_RPC_URL"], tag, "rpc_unavailable")
+        order_id = request(
+            "POST", f"{live_stack.base_url}/api/orders/execute", order_body(clientOrderId=tag)
+        ).body["orderId"]
+
+        def found() -> dict | None:
+            tasks = flower_tasks(port, f"kwargs:order_id={order_id}")
+            done = [t for t in tasks.values() if t["state"] == "SUCCESS"]
+            return tasks if done else None
+
+        tasks = wait_until(found, 30, f"Flower to show the task of {order_id}")
+        (task,) = tasks.values()  # one task; its retry keeps the id
+        assert task["name"] == "orders.execute_order"
+        assert order_id in task["kwargs"]
+        assert task["retries"] == 1  # the failed first attempt, retried once
+        assert "confirmed" in task["result"]
+        # the bare id finds it too (free-text search over name, args and kwargs)
+        assert set(flower_tasks(port, order_id)) == set(tasks)
+    finally:
+        stop_process(flower)
