@@ -38,6 +38,7 @@ def make_engine(
     pool_size: int = 20,
     max_overflow: int = 0,
     session_timeouts_ms: dict[str, int] | None = None,
+    pre_ping: bool = False,
 ) -> Engine:
     """An engine tuned for short transactions from many threads or greenlets.
 
@@ -57,6 +58,7 @@ def make_engine(
     engine = create_engine(
         url,
         echo=echo,
+        pool_pre_ping=pre_ping,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=10,
@@ -75,6 +77,11 @@ def _refuse_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any
     the socket, so a readable socket means a dead session. (`pool_pre_ping` sent a `SELECT 1`
     for every checkout: about seven per order, 5 % of the worker's CPU and as many statements
     on PostgreSQL.) Raising DisconnectionError makes the pool take another connection.
+
+    A session ended a moment ago may not have said so yet (the FATAL is still on its way), so
+    a statement can still meet a dead connection: the worker's step then fails and its task
+    retries it (the order's state is in its row, guarded by its lease). The API, which answers
+    clients, also pings at checkout (`pre_ping`, DB_PRE_PING in wsgi.py): two per order.
     """
     if dbapi_connection.closed:
         raise DisconnectionError("the connection is closed")
@@ -100,6 +107,7 @@ def get_engine(app: Flask | None = None) -> Engine:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             session_timeouts_ms=app.config.get("DB_SESSION_TIMEOUTS_MS"),
+            pre_ping=bool(app.config.get("DB_PRE_PING", False)),
         )
     return engine
 

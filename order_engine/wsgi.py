@@ -5,3 +5,5 @@ from order_engine.db import API_SESSION_TIMEOUTS_MS
 
 app = create_app()
 app.config["DB_SESSION_TIMEOUTS_MS"] = API_SESSION_TIMEOUTS_MS
+# A client's request must not fail on a connection PostgreSQL ended a moment ago (db.py).
+app.config["DB_PRE_PING"] = True

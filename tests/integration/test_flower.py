@@ -49,18 +49,31 @@ def test_an_orders_tasks_and_retries_are_found_in_flower_by_its_id(live_stack, t
                 return False
 
         wait_until(up, 60, "Flower to answer")
-        tag = f"flower-{uuid.uuid4()}"
-        helpers.plant_faults(live_stack.settings["SOLANA_RPC_URL"], tag, "rpc_unavailable")
-        order_id = request(
-            "POST", f"{live_stack.base_url}/api/orders/execute", order_body(clientOrderId=tag)
-        ).body["orderId"]
 
-        def found() -> dict | None:
+        def submit() -> str:
+            tag = f"flower-{uuid.uuid4()}"
+            helpers.plant_faults(live_stack.settings["SOLANA_RPC_URL"], tag, "rpc_unavailable")
+            body = order_body(clientOrderId=tag)
+            return request("POST", f"{live_stack.base_url}/api/orders/execute", body).body[
+                "orderId"
+            ]
+
+        def found(order_id: str) -> dict | None:
             tasks = flower_tasks(port, f"kwargs:order_id={order_id}")
             done = [t for t in tasks.values() if t["state"] == "SUCCESS"]
             return tasks if done else None
 
-        tasks = wait_until(found, 30, f"Flower to show the task of {order_id}")
+        # Workers send task events once Flower has turned them on (its enable_events, every
+        # few seconds): an order run before that is not in Flower. Submit until one is.
+        tasks, order_id = None, ""
+        for _ in range(6):
+            order_id = submit()
+            try:
+                tasks = wait_until(lambda o=order_id: found(o), 10, f"Flower to show {order_id}")
+                break
+            except AssertionError:
+                continue
+        assert tasks is not None, "Flower never showed an order's task"
         (task,) = tasks.values()  # one task; its retry keeps the id
         assert task["name"] == "orders.execute_order"
         assert order_id in task["kwargs"]
