@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow fuzz soak bench venue-report lint fmt typecheck clean
+.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow test-rabbitmq test-cluster fuzz soak bench venue-report lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -50,6 +50,15 @@ revision: $(STAMP) ## Autogenerate a migration: make revision m="add a column"
 
 test: $(STAMP) ## Run the whole test suite against real PostgreSQL and Redis (embedded unless URLs are set)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
+
+test-rabbitmq: $(STAMP) ## Run the broker-sensitive tests with RabbitMQ as the Celery broker (RABBITMQ_URL; skipped if none answers)
+	@if $(BIN)/python -c 'import sys; from tests.support.brokers import rabbitmq_reachable as r; sys.exit(0 if r(sys.argv[1]) else 1)' '$(RABBITMQ_URL)'; then \
+		TEST_BROKER=rabbitmq TEST_RABBITMQ_URL='$(RABBITMQ_URL)' $(BIN)/python -m pytest -m "broker and not slow" $(PYTEST_ARGS); \
+	else \
+		echo "test-rabbitmq SKIPPED: no RabbitMQ answers at $(RABBITMQ_URL) (set RABBITMQ_URL=amqp://user:pass@host:5672/vhost)"; \
+	fi
 
 test-slow: $(STAMP) ## Run the long fault-injection scenarios too (not the soak)
 	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
