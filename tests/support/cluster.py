@@ -257,6 +257,8 @@ def start_postgres(cluster: Cluster, host: Host, port: int = 5432) -> str:
         "-c", "fsync=off",
         "-c", "max_connections=120",
         "-c", "shared_buffers=32MB",
+        # Each line names the client's address, so a host's sessions can be told apart.
+        "-c", "log_line_prefix=%m [%p] %h ",
     ]  # fmt: skip
     cluster.start(host, "postgres", argv, dict(os.environ), user=user)
     url = f"postgresql://postgres@{host.ip}:{port}/postgres"
