@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import Localnet, install_test_key
+from tests.conftest import Localnet
 from tests.faults_harness import (
     FAULT_TIMINGS,
     LOCALNET_FAULT_TIMINGS,
@@ -50,7 +49,7 @@ ORDERS = int(os.environ.get("CLUSTER_ORDERS", "40"))
 # to be caught by the cut; blockhashes live 15 slots (6 s), shorter than the lease, so a
 # take-over finds the cut worker's last transaction landed or expired, never in between.
 LOCALNET = {**LOCALNET_FAULT_TIMINGS, "DEX_SWAP_LATENCY_MS": "2000-3000"}
-API_PORT, LOCALNET_PORT = 8000, 8899
+API_PORT, LOCALNET_PORT = netns.API_PORT, netns.LOCALNET_PORT
 # A worker's executor id is `host:pid:nonce`; a refused write of the cut worker shows in its
 # log as a lost lease or a claim that found the order taken.
 REFUSED = r"lease lost|lost the lease|not runnable by \S+:{pid}:"
@@ -93,90 +92,29 @@ class ClusterStack(Stack):
 
 
 def _start_stack(c: netns.Cluster) -> tuple[ClusterStack, dict[str, netns.Host]]:
-    from order_engine import migrate
-    from order_engine.chain.wallet import ensure_dev_keypair
-    from tests.conftest import UNLIMITED, api_argv, worker_argv
-
-    hosts = {
-        "servers": c.add_host("srv", 1),
-        "api1": c.add_host("api1", 11),
-        "api2": c.add_host("api2", 12),
-        "worker1": c.add_host("w1", 21),
-        "worker2": c.add_host("w2", 22),
-        "sched": c.add_host("sched", 31),
-    }
-    servers = hosts["servers"]
-    admin_url = netns.start_postgres(c, servers)
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute("CREATE DATABASE orders")
-    database_url = admin_url.rsplit("/", 1)[0].replace("postgresql:", "postgresql+psycopg:")
-    database_url += "/orders"
-    migrate.upgrade(database_url)
-    install_test_key(database_url)
-    redis_url = netns.start_redis(c, servers)
-    env_localnet = {
-        **os.environ,
-        **LOCALNET,
-        "LOCALNET_HOST": servers.ip,
-        "LOCALNET_PORT": str(LOCALNET_PORT),
-        "LOCALNET_STATE_DIR": str(c.work_dir / "localnet"),
-    }
-    localnet_process = c.start(
-        servers, "localnet", [sys.executable, "-m", "order_engine.localnet", "serve"], env_localnet
-    )
-    localnet_url = f"http://{servers.ip}:{LOCALNET_PORT}"
-    from tests.helpers import rpc
-
-    wait_until(lambda: rpc(localnet_url, "getHealth", timeout_s=1) == "ok", 60, "the localnet")
+    from tests.conftest import UNLIMITED
 
     settings = {
         **FAULT_TIMINGS,
         **UNLIMITED,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": f"{redis_url}/0",
-        "CELERY_BROKER_URL": f"{redis_url}/1",
-        "SOLANA_RPC_URL": localnet_url,
-        "WALLET_KEYPAIR": str(ensure_dev_keypair(c.work_dir / "wallet.json")),
-        "PORT": str(API_PORT),
         "WEB_CONCURRENCY": "1",
         "API_WORKER_CLASS": "gevent",
         "WORKER_POOL": "gevent",
         "WORKER_CONCURRENCY": "50",
-        "PUBLIC_BASE_URL": f"http://{hosts['api1'].ip}:{API_PORT}",
-        "WS_ALLOWED_ORIGINS": "*",
     }
-    env = {**os.environ, **settings}
-    for name in ("api1", "api2"):
-        argv = api_argv(settings, API_PORT)
-        argv[argv.index("--bind") + 1] = f"0.0.0.0:{API_PORT}"
-        c.start(hosts[name], "api", argv, env)
-    for name in ("worker1", "worker2"):
-        c.start(hosts[name], "worker", worker_argv(settings, name), env)
-    beat = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat"]
-    beat += ["--schedule", str(c.work_dir / "beat-schedule"), "--loglevel", "INFO"]
-    c.start(hosts["sched"], "beat", beat, env)
-
+    deployment = netns.deploy(c, apis=2, workers=2, settings=settings, localnet=LOCALNET)
     stack = ClusterStack(
         name="cluster",
-        settings=settings,
+        settings=deployment.settings,
         log_dir=c.work_dir,
         redis_server=None,  # type: ignore[arg-type]
         port=API_PORT,
-        localnet=Localnet(localnet_url, LOCALNET_PORT, c.work_dir, localnet_process),
+        localnet=Localnet(
+            deployment.localnet_url, LOCALNET_PORT, c.work_dir, deployment.localnet_process
+        ),
     )
-    stack.api1, stack.api2 = hosts["api1"].ip, hosts["api2"].ip
-    for name in ("api1", "api2"):
-        wait_until(
-            lambda h=hosts[name]: c.reachable(h, API_PORT), 60, f"{name} to listen", every_s=0.2
-        )
-    for name in ("worker1", "worker2"):
-        wait_until(
-            lambda h=hosts[name]: " ready." in c.log(h, "worker"), 60, f"{name}", every_s=0.2
-        )
-    wait_until(lambda: "beat: Starting" in c.log(hosts["sched"], "beat"), 60, "the scheduler")
-    return stack, hosts
+    stack.api1, stack.api2 = deployment.hosts["api1"].ip, deployment.hosts["api2"].ip
+    return stack, deployment.hosts
 
 
 def _held_by(stack: Stack, pid: int) -> list[str]:

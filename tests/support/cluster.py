@@ -290,6 +290,99 @@ def start_redis(cluster: Cluster, host: Host, port: int = 6379) -> str:
     return f"redis://{host.ip}:{port}"
 
 
+API_PORT, LOCALNET_PORT = 8000, 8899
+
+
+@dataclass
+class Deployment:
+    """The engine spread over the cluster: `hosts` by role (servers, api1…, worker1…, sched)."""
+
+    settings: dict[str, str]
+    hosts: dict[str, Host]
+    localnet_url: str
+    localnet_process: subprocess.Popen[bytes]
+
+    def hosts_named(self, prefix: str) -> list[Host]:
+        return [host for name, host in self.hosts.items() if name.startswith(prefix)]
+
+    def api_url(self, n: int = 1, scheme: str = "http") -> str:
+        return f"{scheme}://{self.hosts[f'api{n}'].ip}:{API_PORT}"
+
+
+def deploy(
+    c: Cluster,
+    *,
+    apis: int,
+    workers: int,
+    settings: dict[str, str],
+    localnet: dict[str, str],
+) -> Deployment:
+    """The servers host (PostgreSQL, Redis as store and broker, the localnet), `apis` API hosts
+    (gunicorn), `workers` worker hosts (Celery) and one scheduler host (Celery beat), each
+    started exactly as `make run` starts it; returns once every one of them is ready."""
+    import psycopg
+
+    from order_engine import migrate
+    from order_engine.chain.wallet import ensure_dev_keypair
+    from tests.conftest import api_argv, install_test_key, worker_argv
+    from tests.helpers import rpc
+
+    hosts = {"servers": c.add_host("srv", 1)}
+    hosts |= {f"api{n}": c.add_host(f"api{n}", 10 + n) for n in range(1, apis + 1)}
+    hosts |= {f"worker{n}": c.add_host(f"w{n}", 20 + n) for n in range(1, workers + 1)}
+    hosts["sched"] = c.add_host("sched", 31)
+    servers = hosts["servers"]
+    admin_url = start_postgres(c, servers)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE orders")
+    database_url = admin_url.rsplit("/", 1)[0].replace("postgresql:", "postgresql+psycopg:")
+    database_url += "/orders"
+    migrate.upgrade(database_url)
+    install_test_key(database_url)
+    redis_url = start_redis(c, servers)
+    localnet_env = {
+        **os.environ,
+        **localnet,
+        "LOCALNET_HOST": servers.ip,
+        "LOCALNET_PORT": str(LOCALNET_PORT),
+        "LOCALNET_STATE_DIR": str(c.work_dir / "localnet"),
+    }
+    localnet_argv = [sys.executable, "-m", "order_engine.localnet", "serve"]
+    localnet_process = c.start(servers, "localnet", localnet_argv, localnet_env)
+    localnet_url = f"http://{servers.ip}:{LOCALNET_PORT}"
+    wait_until(lambda: rpc(localnet_url, "getHealth", timeout_s=1) == "ok", 60, "the localnet")
+
+    settings = {
+        **settings,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": f"{redis_url}/0",
+        "CELERY_BROKER_URL": f"{redis_url}/1",
+        "SOLANA_RPC_URL": localnet_url,
+        "WALLET_KEYPAIR": str(ensure_dev_keypair(c.work_dir / "wallet.json")),
+        "PORT": str(API_PORT),
+        "PUBLIC_BASE_URL": f"http://{hosts['api1'].ip}:{API_PORT}",
+        "WS_ALLOWED_ORIGINS": "*",
+    }
+    env = {**os.environ, **settings}
+    deployment = Deployment(settings, hosts, localnet_url, localnet_process)
+    for host in deployment.hosts_named("api"):
+        argv = api_argv(settings, API_PORT)
+        argv[argv.index("--bind") + 1] = f"0.0.0.0:{API_PORT}"
+        c.start(host, "api", argv, env)
+    for name, host in hosts.items():
+        if name.startswith("worker"):
+            c.start(host, "worker", worker_argv(settings, name), env)
+    beat = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat"]
+    beat += ["--schedule", str(c.work_dir / "beat-schedule"), "--loglevel", "INFO"]
+    c.start(hosts["sched"], "beat", beat, env)
+    for host in deployment.hosts_named("api"):
+        wait_until(lambda h=host: c.reachable(h, API_PORT), 60, f"{host.name} to listen", 0.2)
+    for host in deployment.hosts_named("worker"):
+        wait_until(lambda h=host: " ready." in c.log(h, "worker"), 60, f"{host.name}", 0.2)
+    wait_until(lambda: "beat: Starting" in c.log(hosts["sched"], "beat"), 60, "the scheduler")
+    return deployment
+
+
 def wait_seconds(condition, timeout_s: float, every_s: float = 0.1) -> float | None:
     """Seconds until `condition()` is true, or None if it was not within `timeout_s`."""
     started = time.monotonic()
