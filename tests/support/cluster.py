@@ -26,11 +26,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.conftest import start_process, stop_process
+from tests.conftest import start_process
 from tests.helpers import wait_until
 
 PREFIX = "oec"
@@ -206,14 +207,33 @@ class Cluster:
             return False
 
     def close(self) -> None:
-        """Stop every process (TERM, then KILL), then delete every namespace made."""
-        for host in self.hosts.values():
-            for process in host.processes.values():
-                stop_process(process, timeout_s=5)
-        for ns in reversed(self._namespaces):
-            _kill_namespace_processes(ns)
-            _ip("netns", "del", ns, check=False)
-        self._namespaces.clear()
+        """Stop every process (TERM, then KILL after 5 s), then delete every namespace made.
+
+        A second Ctrl-C during this would leave hosts behind, so SIGINT waits until it is done
+        (it is bounded: a few seconds); `sweep_orphans` still covers a SIGKILL.
+        """
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+        try:
+            processes = [p for host in self.hosts.values() for p in host.processes.values()]
+            for process in processes:
+                if process.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and any(p.poll() is None for p in processes):
+                time.sleep(0.1)
+            for ns in reversed(self._namespaces):
+                _kill_namespace_processes(ns)
+            for process in processes:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(5)
+            for ns in reversed(self._namespaces):
+                _ip("netns", "del", ns, check=False)
+            self._namespaces.clear()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
 
 
 # -- the servers host -------------------------------------------------------------------------
