@@ -53,8 +53,16 @@ _made_vhosts: list[str] = []
 
 
 def _add_vhost(url: str, vhost: str) -> bool:
-    user = urlsplit(url).username or "guest"
-    if shutil.which("rabbitmqctl") is None or not _rabbitmqctl("add_vhost", vhost):
+    """Make `vhost` on the RabbitMQ of `url`, when that is this machine's (rabbitmqctl talks to
+    the local node only)."""
+    parts = urlsplit(url)
+    user = parts.username or "guest"
+    if (
+        parts.hostname not in {"127.0.0.1", "localhost", "::1"}
+        or shutil.which("rabbitmqctl") is None
+    ):
+        return False
+    if not _rabbitmqctl("add_vhost", vhost):
         return False
     _made_vhosts.append(vhost)
     return _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
