@@ -118,20 +118,25 @@ class Host:
 class Cluster:
     """Namespaces joined by a switch; processes started inside them; cut, heal, close."""
 
+    _made = 0  # clusters made by this process: names stay unique while the kernel reaps links
+
     def __init__(self, work_dir: Path) -> None:
+        Cluster._made += 1
         self.work_dir = work_dir
-        self.tag = f"{PREFIX}{os.getpid()}"
+        self.tag = f"{PREFIX}{os.getpid()}x{Cluster._made}"
         self.subnet = _free_subnet()
         self.switch = f"{self.tag}sw"
         self.hosts: dict[str, Host] = {}
         self._namespaces: list[str] = []
-        self._client_link: str | None = None
-        self._add_namespace(self.switch)
-        _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self.switch, "link", "set", "br0", "up")
-        # The test process's own link (root namespace, .254): deleted with the switch.
-        self._client_link = f"{self.tag}c"[:15]
-        self._link(None, self._client_link, "c", f"{self.subnet}.254")
+        try:
+            self._add_namespace(self.switch)
+            _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
+            _ip("-n", self.switch, "link", "set", "br0", "up")
+            # The test process's own link (root namespace, .254): deleted with the switch.
+            self._link(None, f"{self.tag}c"[-15:], "c", f"{self.subnet}.254")
+        except BaseException:
+            self.close()
+            raise
 
     def _add_namespace(self, ns: str) -> None:
         _ip("netns", "add", ns)
@@ -153,7 +158,7 @@ class Cluster:
 
     def add_host(self, name: str, last_octet: int) -> Host:
         ns = f"{self.tag}{name}"
-        self._add_namespace(ns)
+        self._add_namespace(ns)  # recorded first: close() deletes it whatever fails next
         ip = f"{self.subnet}.{last_octet}"
         switch_end = self._link(ns, f"{self.tag}{name}h"[-15:], name, ip)
         host = Host(name, ns, ip, switch_end)
@@ -275,7 +280,7 @@ def start_postgres(cluster: Cluster, host: Host, port: int = 5432) -> str:
         "-p", str(port),
         "-k", str(pgdata),
         "-c", "fsync=off",
-        "-c", "max_connections=120",
+        "-c", "max_connections=300",  # N API + M worker hosts, 20 each
         "-c", "shared_buffers=32MB",
         # Each line names the client's address, so a host's sessions can be told apart.
         "-c", "log_line_prefix=%m [%p] %h ",
