@@ -47,6 +47,8 @@ def namespaces_unavailable() -> str | None:
         return "network namespaces need Linux"
     if shutil.which("ip") is None:
         return "iproute2's `ip` is not installed"
+    if shutil.which("setpriv") is None:
+        return "util-linux's `setpriv` (to run PostgreSQL unprivileged) is not installed"
     if os.geteuid() != 0:
         return "creating network namespaces needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN)"
     probe = f"{PREFIX}{os.getpid()}probe"
@@ -248,10 +250,11 @@ def start_postgres(cluster: Cluster, host: Host, port: int = 5432) -> str:
     """A fresh PostgreSQL cluster listening on the host's address; returns its server URL."""
     import pgserver
     from pgserver._commands import POSTGRES_BIN_PATH
-    from pgserver.utils import ensure_prefix_permissions
+    from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
 
     del pgserver  # imported for its binaries only
     user = "pgserver"  # the unprivileged user the wheel runs PostgreSQL as under root
+    ensure_user_exists(user)  # made by the wheel's first start as root, or here (useradd)
     entry = pwd.getpwnam(user)
     pgdata = cluster.work_dir / "pgdata"
     pgdata.mkdir()
