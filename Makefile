@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow fuzz soak bench venue-report lint fmt typecheck clean
+.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow test-rabbitmq test-cluster fuzz soak bench bench-cluster venue-report lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,10 +49,22 @@ revision: $(STAMP) ## Autogenerate a migration: make revision m="add a column"
 	$(BIN)/order-engine revision -m "$(m)"
 
 test: $(STAMP) ## Run the whole test suite against real PostgreSQL and Redis (embedded unless URLs are set)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
+
+RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
+
+test-rabbitmq: $(STAMP) ## Run the broker-sensitive tests with RabbitMQ as the Celery broker (RABBITMQ_URL; skipped if none answers)
+	@if $(BIN)/python -c 'import sys; from tests.support.brokers import rabbitmq_reachable as r; sys.exit(0 if r(sys.argv[1]) else 1)' '$(RABBITMQ_URL)'; then \
+		TEST_BROKER=rabbitmq TEST_RABBITMQ_URL='$(RABBITMQ_URL)' $(BIN)/python -m pytest -m "broker and not slow" $(PYTEST_ARGS); \
+	else \
+		echo "test-rabbitmq SKIPPED: no RabbitMQ answers at $(RABBITMQ_URL) (set RABBITMQ_URL=amqp://user:pass@host:5672/vhost)"; \
+	fi
+
+test-cluster: $(STAMP) ## Seven hosts in network namespaces (root; skipped where namespaces can't be made): a worker host cut off mid-flight
+	$(BIN)/python -m pytest -m cluster -s -p no:randomly tests/cluster $(PYTEST_ARGS)
 
 test-slow: $(STAMP) ## Run the long fault-injection scenarios too (not the soak)
-	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not soak and not cluster" $(PYTEST_ARGS)
 
 fuzz: $(STAMP) ## Schemathesis against the served API, every check, fixed seed, ≥ 2,000 cases (FUZZ_EXAMPLES=n per operation, default 200)
 	FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),200) $(BIN)/python -m pytest -s -p no:randomly tests/integration/test_fuzz_api.py $(PYTEST_ARGS)
@@ -63,6 +75,10 @@ soak: $(STAMP) ## 2,000 orders while the worker is killed, Redis emptied and Pos
 bench: $(STAMP) ## Benchmark intake, end to end, WebSockets, cost per order, triggers (BENCH_ARGS=--quick: a short run; "--preset peer": 1,000 orders over 50 connections, a WebSocket each; "--preset triggers": 100,000 waiting limit orders, 1,000 crossed at once; --profile: py-spy); report in bench/results/
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-cluster: $(STAMP) ## Orders/s and CPU per order with 1 and 2 worker hosts in network namespaces (root; BENCH_ARGS="--workers 1 2 3 --rate 40 --seconds 15")
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.cluster $(BENCH_ARGS)
 
 venue-report: $(STAMP) ## Replay 1,000 seeded orders on virtual time and summarise routing, slippage and failures
 	$(BIN)/python -m order_engine.localnet.report --orders $(or $(n),1000) --seed $(or $(seed),7)

@@ -11,7 +11,7 @@ import asyncio
 import os
 from dataclasses import dataclass
 
-HOST = "127.0.0.1"  # the benchmark only ever targets this machine's loopback
+HOST = "127.0.0.1"  # this machine's loopback, unless a host is named (bench/cluster.py)
 
 
 @dataclass
@@ -31,8 +31,8 @@ AUTH = (
 class Connection:
     """One kept-alive connection; `reusable` turns false when the server asks to close."""
 
-    def __init__(self, port: int) -> None:
-        self.port = port
+    def __init__(self, port: int, host: str = HOST) -> None:
+        self.port, self.host = port, host
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reusable = True
@@ -40,10 +40,10 @@ class Connection:
 
     async def request(self, method: str, path: str, body: bytes = b"") -> Response:
         if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
         head = (
-            f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{AUTH}\r\n"
         )
         self.writer.write(head.encode("ascii") + body)
@@ -67,8 +67,8 @@ class NotSent(Exception):
 class Pool:
     """At most `size` connections; a request waits for a free one (that wait is latency)."""
 
-    def __init__(self, port: int, size: int) -> None:
-        self.port = port
+    def __init__(self, port: int, size: int, host: str = HOST) -> None:
+        self.port, self.host = port, host
         self._slots = asyncio.Semaphore(size)
         self._idle: list[Connection] = []
 
@@ -84,7 +84,7 @@ class Pool:
             await asyncio.wait_for(self._slots.acquire(), wait_s)
         except TimeoutError:
             raise NotSent from None
-        conn = self._idle.pop() if self._idle else Connection(self.port)
+        conn = self._idle.pop() if self._idle else Connection(self.port, self.host)
         try:
             response = await asyncio.wait_for(self._send(conn, method, path, body), timeout_s)
         except BaseException:

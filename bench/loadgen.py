@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from bench.httpclient import NotSent, Pool
+from bench.httpclient import HOST, NotSent, Pool
 
 ENGINE_PATH = "/api/orders/execute"
 BASELINE_PATH = "/bench/baseline"
@@ -53,7 +53,7 @@ def closed_loop(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _open_loop(spec: dict[str, Any]) -> dict[str, Any]:
-    pool = Pool(spec["port"], spec["connections"])
+    pool = Pool(spec["port"], spec["connections"], spec.get("host", HOST))
     loop = asyncio.get_running_loop()
     total = int(spec["rate"] * spec["duration_s"])
     start = loop.time() + START_DELAY_S
@@ -75,7 +75,7 @@ async def _open_loop(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _closed_loop(spec: dict[str, Any]) -> dict[str, Any]:
-    pool = Pool(spec["port"], spec["concurrency"])
+    pool = Pool(spec["port"], spec["concurrency"], spec.get("host", HOST))
     loop = asyncio.get_running_loop()
     start = loop.time()
     deadline = start + spec["duration_s"]

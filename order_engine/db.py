@@ -29,6 +29,14 @@ API_SESSION_TIMEOUTS_MS = {
     "lock_timeout": 2000,
     "idle_in_transaction_session_timeout": 10000,
 }
+# The workers' sessions (set in workers/celery_app.py). A worker cut off from PostgreSQL in the
+# middle of a transaction (a network partition, a frozen host) leaves its server session idle in
+# that transaction, holding the row locks of the orders it was moving: no other worker could
+# take those orders over, and the reconciler's SKIP LOCKED would pass them by, until the link
+# came back or TCP gave up hours later. The server ends such a session after 10 s, well within
+# the order's lease, so a take-over after the lease finds the rows free. A worker's
+# transactions are short (no chain call runs inside one), so this never ends a healthy one.
+WORKER_SESSION_TIMEOUTS_MS = {"idle_in_transaction_session_timeout": 10000}
 
 
 def make_engine(

@@ -20,10 +20,32 @@ TASK_QUEUE = "orders"
 CONTROL_QUEUE = "control"
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
+AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
+
+
+def is_amqp(broker_url: str) -> bool:
+    """Whether the Celery broker is RabbitMQ (AMQP) rather than Redis."""
+    return broker_url.split(":", 1)[0] in AMQP_SCHEMES
+
+
+# How often the broker and a worker check each other over an idle AMQP connection. A worker
+# host that vanishes (crash, cut link) is noticed after about two missed beats, and RabbitMQ
+# then hands its unacknowledged messages to another worker: the AMQP counterpart of Redis's
+# visibility timeout, and much shorter (README, "RabbitMQ as the broker").
+AMQP_HEARTBEAT_S = 10
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    if is_amqp(settings.celery_broker_url):
+        # Publisher confirms: a publish returns once RabbitMQ has taken the message (written
+        # to disk for a persistent message on a durable queue), and raises if it refused it.
+        # Without them `basic.publish` is fire-and-forget: a connection that drops right after
+        # the call, or a channel the broker closes, loses the task while the API answers 202
+        # and the worker believes its retry is queued.
+        return {"confirm_publish": True, "write_timeout": 2}
     # Every broker call is bounded (research/reliability.md §5.1): a frozen Redis makes a
     # publish fail after a few seconds instead of holding an API request for ever.
-    transport_options = {
+    return {
         "visibility_timeout": settings.visibility_timeout_s,
         "socket_timeout": 2,
         "socket_connect_timeout": 1,
@@ -38,6 +60,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # slot, plus the consumer's own.
         "max_connections": settings.worker_concurrency + 16,
     }
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    transport_options = broker_transport_options(settings)
     redis_broker = urlsplit(settings.celery_broker_url).scheme in {"redis", "rediss"}
     return {
         "broker_url": settings.celery_broker_url,
@@ -45,6 +71,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport": broker.TRANSPORT if redis_broker else None,
         "broker_transport_options": transport_options,
         "broker_connection_timeout": 2,
+        "broker_heartbeat": AMQP_HEARTBEAT_S,  # AMQP only; Redis ignores it
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "visibility_timeout": settings.visibility_timeout_s,

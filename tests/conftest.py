@@ -189,8 +189,25 @@ def wallet_file(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def broker_url(servers: Servers) -> Iterator[str]:
+    """The session's Celery broker: a Redis database, or RabbitMQ with `TEST_BROKER=rabbitmq`
+    (tests.support.brokers; `make test-rabbitmq`)."""
+    from tests.support import brokers
+
+    if brokers.TEST_BROKER == "redis":
+        yield os.environ.get("TEST_CELERY_BROKER_URL") or servers.redis_url(BROKER_REDIS_DB)
+        return
+    if brokers.TEST_BROKER != "rabbitmq":
+        pytest.exit(f"TEST_BROKER must be redis or rabbitmq, got {brokers.TEST_BROKER!r}", 2)
+    if not brokers.rabbitmq_reachable():
+        pytest.skip(f"TEST_BROKER=rabbitmq but no RabbitMQ answers at {brokers.RABBITMQ_URL}")
+    with brokers.rabbitmq_session_vhost() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def test_settings(
-    servers: Servers, database_url: str, localnet: Localnet, wallet_file: str
+    servers: Servers, database_url: str, localnet: Localnet, wallet_file: str, broker_url: str
 ) -> dict[str, str]:
     """Environment-style settings for apps and child processes under test."""
     return {
@@ -198,8 +215,7 @@ def test_settings(
         "WALLET_KEYPAIR": wallet_file,
         "DATABASE_URL": database_url,
         "REDIS_URL": servers.redis_url(APP_REDIS_DB),
-        "CELERY_BROKER_URL": os.environ.get("TEST_CELERY_BROKER_URL")
-        or servers.redis_url(BROKER_REDIS_DB),
+        "CELERY_BROKER_URL": broker_url,
         "DEX_SEED": "7",
         "ORDER_RETRY_BACKOFF_S": "0",
         "ORDER_RETRY_BACKOFF_MAX_S": "1",
@@ -362,6 +378,7 @@ def live_stack(test_settings, tmp_path_factory) -> Iterator[LiveStack]:
     import urllib.request
 
     from tests.helpers import free_port, wait_until
+    from tests.support.brokers import purge_broker
 
     log_dir = tmp_path_factory.mktemp("live-stack")
     port = free_port()
@@ -376,8 +393,7 @@ def live_stack(test_settings, tmp_path_factory) -> Iterator[LiveStack]:
         "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
     }
     env = {**os.environ, **settings}
-    broker = redis.Redis.from_url(settings["CELERY_BROKER_URL"])
-    broker.flushdb()  # drop messages left by earlier sessions
+    purge_broker(settings["CELERY_BROKER_URL"])  # drop messages left by earlier sessions
     processes = {
         "api": start_process(api_argv(settings, port), env, log_dir / "api.log"),
         "worker": start_process(worker_argv(settings, f"test-{port}"), env, log_dir / "worker.log"),
@@ -401,4 +417,3 @@ def live_stack(test_settings, tmp_path_factory) -> Iterator[LiveStack]:
     finally:
         for process in processes.values():
             stop_process(process)
-        broker.close()

@@ -16,7 +16,7 @@ from celery.signals import (
 )
 
 from order_engine import create_app, logs
-from order_engine.db import dispose_engines, warm_app_pool
+from order_engine.db import WORKER_SESSION_TIMEOUTS_MS, dispose_engines, warm_app_pool
 from order_engine.redis_client import reset_redis_clients
 
 
@@ -44,6 +44,7 @@ def _unbind_task(**_kwargs: object) -> None:
 
 
 flask_app = create_app()
+flask_app.config["DB_SESSION_TIMEOUTS_MS"] = WORKER_SESSION_TIMEOUTS_MS
 celery_app = flask_app.extensions["celery"]
 celery_app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
 # The benchmark's no-op task; harmless when unused.

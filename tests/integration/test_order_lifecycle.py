@@ -15,7 +15,7 @@ from tests.clients import request, stream
 from tests.faults_harness import order_body
 from tests.helpers import rpc, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 

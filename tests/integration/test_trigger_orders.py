@@ -16,7 +16,7 @@ from tests.clients import request, stream
 from tests.conftest import start_process, stop_process
 from tests.helpers import plant_faults, rpc, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import os
 import signal
 
 import pytest
-import redis
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
@@ -14,16 +13,16 @@ from order_engine.repositories.order import OrderRepository
 from tests.conftest import start_localnet, start_process, stop_process, worker_argv
 from tests.helpers import wait_until
 from tests.integration.test_order_repository import make_order
+from tests.support.brokers import private_broker_url
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 
 def test_sigterm_lets_the_running_swap_finish(test_settings, tmp_path):
     # A chain whose swaps take long enough to be caught mid-flight by the SIGTERM.
     localnet = start_localnet(tmp_path, {"DEX_SWAP_LATENCY_MS": "2500-3000"})
-    broker_url = test_settings["CELERY_BROKER_URL"].rsplit("/", 1)[0] + "/13"
+    broker_url = private_broker_url(test_settings["CELERY_BROKER_URL"], 13)
     settings = {**test_settings, "CELERY_BROKER_URL": broker_url, "SOLANA_RPC_URL": localnet.url}
-    redis.Redis.from_url(broker_url).flushdb()
     engine = create_engine(settings["DATABASE_URL"])
     with Session(engine) as session, session.begin():
         order = OrderRepository(session).add(make_order(amount_in=1))

@@ -68,3 +68,19 @@ def test_compose_commands_are_real_cli_commands():
 
 def test_image_build_context_has_a_dockerfile():
     assert Path(PROJECT_ROOT / "Dockerfile").is_file()
+
+
+def _seconds(duration: str) -> int:
+    return int(duration.removesuffix("s"))
+
+
+def test_workers_scale_out_with_docker_compose_scale():
+    """`docker compose up --scale worker=M`: nothing in the worker service pins one instance,
+    and each gets the time to stop that the worker itself takes at most."""
+    worker = SERVICES["worker"]
+    assert "container_name" not in worker
+    assert "ports" not in worker
+    assert "--hostname" not in worker["command"]  # the CLI's `worker@%h`: unique per container
+    env = {k: str(v) for k, v in worker["environment"].items()}
+    stop_bound_s = Settings.from_env(env).worker_stop_bound_s
+    assert _seconds(worker["stop_grace_period"]) >= stop_bound_s

@@ -1,0 +1,50 @@
+"""The Celery configuration for each broker: Redis's visibility timeout, RabbitMQ's confirms."""
+
+import pytest
+
+from order_engine.config import Settings
+from order_engine.tasking import celery_config, is_amqp
+
+BASE = {"DATABASE_URL": "postgresql://u@localhost/db", "REDIS_URL": "redis://localhost:6379/0"}
+
+
+def config(broker_url: str) -> dict:
+    return celery_config(Settings.from_env({**BASE, "CELERY_BROKER_URL": broker_url}))
+
+
+@pytest.mark.parametrize(
+    ("url", "amqp"),
+    [
+        ("amqp://guest:guest@rabbit:5672//", True),
+        ("amqps://u:p@rabbit:5671/vhost", True),
+        ("pyamqp://rabbit//", True),
+        ("redis://localhost:6379/1", False),
+        ("rediss://localhost:6380/1", False),
+    ],
+)
+def test_the_broker_kind_is_read_from_the_url_scheme(url, amqp):
+    assert is_amqp(url) is amqp
+
+
+def test_rabbitmq_publishes_with_confirms_and_no_redis_transport_options():
+    options = config("amqp://guest:guest@rabbit:5672//")["broker_transport_options"]
+    assert options["confirm_publish"] is True
+    assert "visibility_timeout" not in options
+    assert "max_connections" not in options
+
+
+def test_redis_keeps_its_visibility_timeout_and_bounded_calls():
+    settings = Settings.from_env({**BASE, "CELERY_BROKER_URL": "redis://localhost:6379/1"})
+    options = celery_config(settings)["broker_transport_options"]
+    assert options["visibility_timeout"] == settings.visibility_timeout_s
+    assert options["socket_timeout"] <= 2
+    assert "confirm_publish" not in options
+
+
+@pytest.mark.parametrize("url", ["amqp://rabbit//", "redis://localhost:6379/1"])
+def test_reliability_settings_hold_on_either_broker(url):
+    conf = config(url)
+    assert conf["task_acks_late"] is True
+    assert conf["task_reject_on_worker_lost"] is True
+    assert conf["worker_prefetch_multiplier"] == 1
+    assert conf["task_routes"]["orders.reconcile_orders"]["queue"] == "control"
