@@ -211,6 +211,8 @@ class Stack:
             "RATE_LIMIT_BURST": "1000000",
             "MAX_ORDERS_IN_FLIGHT": "0",  # no cap: no count per submission
             "MAX_WEBSOCKETS": "100000",
+            # The trigger phase counts and times evaluations from the worker's lines.
+            "LOG_CONTROL_TASKS": "true",
             **(
                 {}
                 if os.environ.get("BENCH_METRICS") == "off"

@@ -151,6 +151,7 @@ class Settings:
     api_key_cache_s: int = 5
     # Observability (DESIGN §11): `json` lines for production, readable `text` in development.
     log_format: str = "text"
+    log_control_tasks: bool = False
 
     @property
     def public_ws_url(self) -> str:
@@ -190,6 +191,7 @@ class Settings:
             port=_parse_int("PORT", get("PORT", "8000"), 1, 65535),
             log_level=_parse_log_level(get("LOG_LEVEL", "INFO")),
             log_format=_parse_choice("LOG_FORMAT", get("LOG_FORMAT", "text"), ("text", "json")),
+            log_control_tasks=_parse_bool("LOG_CONTROL_TASKS", get("LOG_CONTROL_TASKS", "false")),
             dex_seed=_parse_int("DEX_SEED", get("DEX_SEED", "7"), 0),
             solana_rpc_url=_parse_url(
                 "SOLANA_RPC_URL",

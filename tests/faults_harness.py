@@ -83,6 +83,7 @@ FAULT_TIMINGS = {
     "RECONCILE_INTERVAL_S": "1",
     "STALE_PENDING_AFTER_S": "2",
     "LOG_LEVEL": "INFO",
+    "LOG_CONTROL_TASKS": "true",  # the tests read the scheduler's and worker's lines
     "DB_POOL_SIZE": "5",
     **UNLIMITED,
 }

@@ -3,6 +3,7 @@
 The Celery app is the one bound to a Flask app, so every task runs in an app context.
 """
 
+import logging
 import signal
 
 from celery.signals import (
@@ -28,6 +29,9 @@ def _our_logging(loglevel: object = None, **_kwargs: object) -> None:
     settings = flask_app.config["SETTINGS"]
     level = loglevel if isinstance(loglevel, str | int) and loglevel else settings.log_level
     logs.configure(level, settings.log_format)
+    if not settings.log_control_tasks:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(logs.QuietControlTasks())
 
 
 @task_prerun.connect

@@ -108,3 +108,24 @@ def test_make_run_labels_a_json_line_inside_it_and_prefixes_the_others():
     assert labelled == {"process": "worker", "level": "INFO", "message": "hi", "order_id": "x"}
     assert _json_with_process("2026-11-30 INFO plain line", "api") is None
     assert _json_with_process("{not json}", "api") is None
+
+
+def test_celerys_lines_about_the_control_tasks_are_dropped_and_the_rest_kept():
+    quiet = logs.QuietControlTasks()
+
+    def record(name: str, level: int, message: str) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, message, (), None)
+
+    sent = "Scheduler: Sending due task evaluate-triggers (orders.evaluate_triggers)"
+    assert not quiet.filter(record("celery.beat", logging.INFO, sent))
+    received = "Task orders.reconcile_orders[1f] received"
+    assert not quiet.filter(record("celery.worker.strategy", logging.INFO, received))
+    assert quiet.filter(
+        record("celery.worker.strategy", logging.INFO, "Task orders.execute_order[2a] received")
+    )
+    assert quiet.filter(
+        record("celery.app.trace", logging.ERROR, "Task orders.evaluate_triggers[3b] raised")
+    )
+    assert quiet.filter(
+        record("order_engine.services.trigger", logging.INFO, "orders.evaluate_triggers")
+    )
