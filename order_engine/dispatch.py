@@ -117,10 +117,11 @@ class RedisTaskSender:
 
     @classmethod
     def for_app(cls, celery_app: Celery) -> RedisTaskSender | None:
+        from order_engine.tasking import is_redis  # tasking imports this module's names
+
         conf = celery_app.conf
-        url = urlsplit(conf.broker_url or "")
         options = conf.broker_transport_options or {}
-        if url.scheme not in {"redis", "rediss"} or conf.task_routes.get(EXECUTE_ORDER):
+        if not is_redis(conf.broker_url or "") or conf.task_routes.get(EXECUTE_ORDER):
             return None
         if (
             options.get("global_keyprefix")

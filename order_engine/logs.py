@@ -168,21 +168,21 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
-# The scheduler sends these every TRIGGER_INTERVAL_MS / RECONCILE_INTERVAL_S.
-CONTROL_TASKS = ("orders.evaluate_triggers", "orders.reconcile_orders")
-
-
 class QuietControlTasks(logging.Filter):
-    """Drops Celery's INFO lines about the control tasks (beat's "Sending due task", the
-    worker's "received" and "succeeded"): with a trigger evaluation every 500 ms they were six
-    lines a second that buried everything else. Their work still logs what it did (a
-    re-dispatch, a trigger); LOG_CONTROL_TASKS=true or LOG_LEVEL=DEBUG keeps them."""
+    """Drops Celery's INFO lines about the named tasks, the scheduler's own (beat's "Sending
+    due task", the worker's "received" and "succeeded"): with a trigger evaluation every 500 ms
+    they were six lines a second that buried everything else. Their work still logs what it did
+    (a re-dispatch, a trigger); LOG_CONTROL_TASKS=true or LOG_LEVEL=DEBUG keeps them."""
+
+    def __init__(self, task_names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.task_names = task_names
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno != logging.INFO or not record.name.startswith("celery."):
             return True
         message = record.getMessage()
-        return not any(name in message for name in CONTROL_TASKS)
+        return not any(name in message for name in self.task_names)
 
 
 def formatter(log_format: str) -> logging.Formatter:

@@ -8,24 +8,30 @@ its message (checked in `Settings.checked`).
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import Celery, Task
 from flask import Flask, has_app_context
 
 from order_engine import broker
 from order_engine.config import Settings
+from order_engine.dispatch import EVALUATE_TRIGGERS, RECONCILE_ORDERS
 
 TASK_QUEUE = "orders"
 CONTROL_QUEUE = "control"
 
 
 AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
+REDIS_SCHEMES = frozenset({"redis", "rediss"})
 
 
 def is_amqp(broker_url: str) -> bool:
     """Whether the Celery broker is RabbitMQ (AMQP) rather than Redis."""
     return broker_url.split(":", 1)[0] in AMQP_SCHEMES
+
+
+def is_redis(broker_url: str) -> bool:
+    """Whether the Celery broker is a Redis server over TCP (kombu's `redis` transport)."""
+    return broker_url.split(":", 1)[0] in REDIS_SCHEMES
 
 
 # How often the broker and a worker check each other over an idle AMQP connection. A worker
@@ -64,11 +70,10 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     transport_options = broker_transport_options(settings)
-    redis_broker = urlsplit(settings.celery_broker_url).scheme in {"redis", "rediss"}
     return {
         "broker_url": settings.celery_broker_url,
         # kombu's Redis transport, minus a client built per call (order_engine/broker.py).
-        "broker_transport": broker.TRANSPORT if redis_broker else None,
+        "broker_transport": broker.TRANSPORT if is_redis(settings.celery_broker_url) else None,
         "broker_transport_options": transport_options,
         "broker_connection_timeout": 2,
         "broker_heartbeat": AMQP_HEARTBEAT_S,  # AMQP only; Redis ignores it
@@ -88,8 +93,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # The reconciler has its own queue, so a backlog of orders cannot starve it; a worker
         # consumes both (`--queues orders,control`).
         "task_routes": {
-            "orders.reconcile_orders": {"queue": CONTROL_QUEUE},
-            "orders.evaluate_triggers": {"queue": CONTROL_QUEUE},
+            RECONCILE_ORDERS: {"queue": CONTROL_QUEUE},
+            EVALUATE_TRIGGERS: {"queue": CONTROL_QUEUE},
         },
         "task_create_missing_queues": True,
         # Flower sees tasks only when workers send events. They cost the worker a tenth of its
@@ -103,14 +108,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_soft_shutdown_timeout": 10,
         "beat_schedule": {
             "reconcile-orders": {
-                "task": "orders.reconcile_orders",
+                "task": RECONCILE_ORDERS,
                 "schedule": float(settings.reconcile_interval_s),
                 "options": {"expires": float(settings.reconcile_interval_s * 3)},
             },
             # Limit and sniper orders (DESIGN §10): about once per slot. A message not run
             # within two intervals is dropped; the next one does the same work.
             "evaluate-triggers": {
-                "task": "orders.evaluate_triggers",
+                "task": EVALUATE_TRIGGERS,
                 "schedule": settings.trigger_interval_ms / 1000,
                 "options": {"expires": settings.trigger_interval_ms * 2 / 1000},
             },

@@ -18,6 +18,7 @@ from celery.signals import (
 
 from order_engine import create_app, logs
 from order_engine.db import WORKER_SESSION_TIMEOUTS_MS, dispose_engines, warm_app_pool
+from order_engine.dispatch import EVALUATE_TRIGGERS, RECONCILE_ORDERS
 from order_engine.redis_client import reset_redis_clients
 
 
@@ -31,7 +32,7 @@ def _our_logging(loglevel: object = None, **_kwargs: object) -> None:
     logs.configure(level, settings.log_format)
     if not settings.log_control_tasks:
         for handler in logging.getLogger().handlers:
-            handler.addFilter(logs.QuietControlTasks())
+            handler.addFilter(logs.QuietControlTasks((EVALUATE_TRIGGERS, RECONCILE_ORDERS)))
 
 
 @task_prerun.connect

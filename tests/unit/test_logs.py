@@ -111,7 +111,7 @@ def test_make_run_labels_a_json_line_inside_it_and_prefixes_the_others():
 
 
 def test_celerys_lines_about_the_control_tasks_are_dropped_and_the_rest_kept():
-    quiet = logs.QuietControlTasks()
+    quiet = logs.QuietControlTasks(("orders.evaluate_triggers", "orders.reconcile_orders"))
 
     def record(name: str, level: int, message: str) -> logging.LogRecord:
         return logging.LogRecord(name, level, __file__, 1, message, (), None)
