@@ -166,7 +166,7 @@ def _running(state_dir: Path) -> list[tuple[str, int]]:
             pid = int(pid_file.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             continue
-        if _pid_alive(pid):
+        if pid_alive(pid):
             found.append((name, pid))
     return found
 
@@ -222,7 +222,7 @@ def _postmaster_alive(pgdata: Path) -> bool:
         pid = int((pgdata / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return False
-    return _pid_alive(pid)
+    return pid_alive(pid)
 
 
 def _start_redis(redis_dir: Path) -> tuple[str, int, bool]:
@@ -232,7 +232,7 @@ def _start_redis(redis_dir: Path) -> tuple[str, int, bool]:
     pid_file, port_file = redis_dir / "redis.pid", redis_dir / "port"
     if pid_file.exists() and port_file.exists():
         pid, port = int(pid_file.read_text()), int(port_file.read_text())
-        if _pid_alive(pid) and _port_answers(port):
+        if pid_alive(pid) and _port_answers(port):
             return f"redis://127.0.0.1:{port}/0", pid, False
     port = _free_port()
     port_file.write_text(str(port))
@@ -283,7 +283,7 @@ def _port_answers(port: int) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -299,7 +299,7 @@ def _signal_and_wait(pid: int, sig: signal.Signals, timeout_s: float) -> None:
     except ProcessLookupError:
         return
     try:
-        _wait_for(lambda: not _pid_alive(pid), f"process {pid} to exit", timeout_s)
+        _wait_for(lambda: not pid_alive(pid), f"process {pid} to exit", timeout_s)
     except TimeoutError:
         log.warning("process %s ignored %s; killing it", pid, sig.name)
         os.kill(pid, signal.SIGKILL)

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from order_engine.embedded import pid_alive
 from tests.conftest import start_process
 from tests.helpers import wait_until
 
@@ -66,16 +67,6 @@ def namespaces_unavailable() -> str | None:
     return None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _kill_namespace_processes(ns: str) -> None:
     pids = _ip("netns", "pids", ns, check=False).stdout.split()
     for pid in pids:
@@ -89,7 +80,7 @@ def sweep_orphans() -> list[str]:
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split()[0] if line.strip() else ""
         match = re.fullmatch(rf"{PREFIX}(\d+)\w*", name)
-        if match and not _alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             _kill_namespace_processes(name)
             _ip("netns", "del", name, check=False)
             removed.append(name)
