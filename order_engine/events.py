@@ -27,10 +27,9 @@ ACTIVE_SNAPSHOT_TTL_S = 7 * 24 * 3600
 # KEYS[i] the order's snapshot key; ARGV[2i-1] the event JSON (which starts with its orderId
 # and seq), ARGV[2i] the snapshot's TTL in seconds. The snapshot is the latest event's JSON,
 # written only over an older one: a stale worker's late publish cannot move it backwards.
-# Per event: GET, SET … EX, PUBLISH (an older, hash-typed snapshot is simply replaced). The
-# key and channel prefixes are SNAPSHOT_PREFIX and CHANNEL_PREFIX.
-_PUBLISH_SCRIPT = """
-local prefix = #'active_order:' + 1
+# Per event: GET, SET … EX, PUBLISH (an older, hash-typed snapshot is simply replaced).
+_PUBLISH_SCRIPT = f"""
+local prefix = #'{SNAPSHOT_PREFIX}' + 1
 for i, key in ipairs(KEYS) do
   local event, ttl = ARGV[2 * i - 1], ARGV[2 * i]
   local seq = tonumber(string.match(event, '"seq":(%d+)'))
@@ -42,7 +41,7 @@ for i, key in ipairs(KEYS) do
   if seq > current_seq then
     redis.call('SET', key, event, 'EX', ttl)
   end
-  redis.call('PUBLISH', 'order:' .. string.sub(key, prefix), event)
+  redis.call('PUBLISH', '{CHANNEL_PREFIX}' .. string.sub(key, prefix), event)
 end
 return #KEYS
 """
