@@ -424,7 +424,7 @@ class ExecutionService:
             "lease_until": None,
             "attempts": max(order.attempts - 1, 0),
         }
-        with self.session.begin():
+        with unit_of_work(self.session):
             event = self.orders.transition(
                 order.id,
                 OrderStatus.PENDING,
@@ -552,7 +552,7 @@ class ExecutionService:
         order = attempt.order
         remaining_slots = (attempt.last_valid_height or 0) - self.chain.block_height() + 2
         hold_s = max(1, int(remaining_slots * SLOT_S) + 1)
-        with self.session.begin():
+        with unit_of_work(self.session):
             self.orders.renew_lease(order.id, attempt.executor, hold_s)
         log.warning("order %s: %d deliveries; parked for %ss", order.id, order.deliveries, hold_s)
         return Outcome.PARKED
@@ -587,7 +587,7 @@ class ExecutionService:
             )
 
     def _renew_lease(self, attempt: Attempt) -> None:
-        with self.session.begin():
+        with unit_of_work(self.session):
             if not self.orders.renew_lease(
                 attempt.order.id, attempt.executor, self.settings.order_lease_s
             ):
@@ -725,7 +725,7 @@ class ExecutionService:
         if floor:
             minimum = decimal_text(attempt.token_out.from_atoms(floor))
             return {"requote": {"clientMinimum": minimum, "limitHolds": True}}
-        with self.session.begin():
+        with unit_of_work(self.session):
             order = self.orders.get(attempt.order.id)  # the minimum set while building
         route = (order.route if order else None) or {}
         if order is None or route.get("requoted") or order.min_amount_out is None:
