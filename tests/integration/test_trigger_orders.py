@@ -18,6 +18,9 @@ from tests.helpers import plant_faults, rpc, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
+# Waiting, triggered (a second `pending` saying so), then the usual lifecycle.
+TRIGGERED_PATH = ["pending", "pending", "routing", "building", "submitted", "confirmed"]
+
 
 @pytest.fixture(scope="module")
 def triggering_stack(live_stack, tmp_path_factory):
@@ -80,14 +83,7 @@ def test_a_limit_order_waits_then_fills_at_or_better_than_its_limit(triggering_s
         moved_at = time.monotonic()
         move(stack, "260")
         result = followed.result(timeout=60)
-    assert result.statuses == [
-        "pending",
-        "pending",
-        "routing",
-        "building",
-        "submitted",
-        "confirmed",
-    ], stack.logs()
+    assert result.statuses == TRIGGERED_PATH, stack.logs()
     first, triggered = result.events[0]["data"], result.events[1]["data"]
     assert first["waitingFor"] == {"limitPrice": "200"}
     assert triggered["triggered"] == {"limitPrice": "200"}
@@ -215,14 +211,7 @@ def test_a_sniper_buys_a_token_seconds_after_its_launch(triggering_stack):
         )
         result = followed.result(timeout=60)
     elapsed = time.monotonic() - launched_at
-    assert result.statuses == [
-        "pending",
-        "pending",
-        "routing",
-        "building",
-        "submitted",
-        "confirmed",
-    ], stack.logs()
+    assert result.statuses == TRIGGERED_PATH, stack.logs()
     assert result.events[0]["data"]["waitingFor"] == {"pool": {"mint": mint}, "maxPrice": "0.01"}
     assert Decimal(result.events[-1]["data"]["amountOut"]) >= Decimal("10")  # 0.1 / 0.01
     assert elapsed < 10

@@ -23,7 +23,6 @@ pytestmark = pytest.mark.integration
 # The localnet's reference price of SOL in USDC at the start of each test, and a market far
 # enough above the limits that every venue's quote for these sizes meets them.
 MARKET, LIMIT, CROSSED = "150", "200", "260"
-TRIGGERED_PATH = ["pending", "pending", "routing", "building", "submitted", "confirmed"]
 
 
 def move(stack: Stack, price: str) -> None:
