@@ -372,14 +372,11 @@ def _stream_faults(subscribers: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def triggered_count(engine: Engine) -> int:
-    """Trigger events written so far (a `pending` event whose data says `triggered`)."""
+    """Trigger events written so far (the `routing` event whose data says `triggered`)."""
     with engine.connect() as conn:
         return int(
             conn.execute(
-                text(
-                    "SELECT count(*) FROM order_events "
-                    "WHERE status = 'pending' AND data ? 'triggered'"
-                )
+                text("SELECT count(*) FROM order_events WHERE data ? 'triggered'")
             ).scalar_one()
         )
 
@@ -401,12 +398,14 @@ def crossing_counts(engine: Engine, order_ids: list[str]) -> dict[str, int]:
 
 
 def triggers_crossing(engine: Engine, order_ids: list[str], moved_at: float) -> dict[str, Any]:
-    """From the market's move (and from each order's trigger event) to its `routing` event;
+    """From the market's move to each order's `routing` event (the trigger engine's, which
+    routes the order as it triggers it), and from that to the executor's `building` event;
     the evaluations that triggered them (one trigger statement writes one `at` for all its
     events); the orders' final statuses.
 
-    An order re-armed by the worker (the market moved back between its trigger and its
-    quote) is triggered again: its latency runs from the trigger just before its `routing`.
+    An order re-armed by the worker (the market moved back between its trigger and the
+    executor's quote) is triggered again: its `building` latency runs from the trigger just
+    before it.
     """
     with engine.connect() as conn:
         events = conn.execute(
@@ -424,30 +423,27 @@ def triggers_crossing(engine: Engine, order_ids: list[str], moved_at: float) -> 
     history: dict[str, list[tuple[str, float, bool, bool]]] = defaultdict(list)
     for order_id, status, at, triggered, rearmed in events:
         history[order_id].append((status, at, triggered, rearmed))
-    move_to_trigger: list[float] = []
     move_to_routing: list[float] = []
-    trigger_to_routing: list[float] = []
+    routing_to_building: list[float] = []
     evaluations: Counter[float] = Counter()
     rearmed = 0
     for steps in history.values():
-        triggers = [at for status, at, triggered, _ in steps if status == "pending" and triggered]
+        triggers = [at for _, at, triggered, _ in steps if triggered]
         evaluations.update(triggers)
         rearmed += sum(1 for _, _, _, again in steps if again)
-        if triggers:
-            move_to_trigger.append((triggers[0] - moved_at) * 1000)
         routing = next((at for status, at, _, _ in steps if status == "routing"), None)
         if routing is None:
             continue
         move_to_routing.append((routing - moved_at) * 1000)
-        before = [at for at in triggers if at <= routing]
-        if before:
-            trigger_to_routing.append((routing - before[-1]) * 1000)
+        building = next((at for status, at, _, _ in steps if status == "building"), None)
+        before = [at for at in triggers if building is not None and at <= building]
+        if building is not None and before:
+            routing_to_building.append((building - before[-1]) * 1000)
     finals = Counter(status for status, _ in orders)
     return {
         "routed": len(move_to_routing),
-        "move_to_trigger_ms": summary(move_to_trigger, 1),
         "move_to_routing_ms": summary(move_to_routing, 1),
-        "trigger_to_routing_ms": summary(trigger_to_routing, 1),
+        "routing_to_building_ms": summary(routing_to_building, 1),
         "evaluations": [
             [round((at - moved_at) * 1000, 1), count] for at, count in sorted(evaluations.items())
         ],

@@ -308,15 +308,14 @@ def _triggers(triggers: dict[str, Any] | None, cpu_rows: list[dict[str, Any]]) -
             f"{cross['price_before']} → {cross['moved_to']}, with {idle['orders']:,} other "
             "orders still waiting",
         ],
-        ["move → trigger event ms", _pcts(cross["move_to_trigger_ms"])],
         [
-            "**trigger event → `routing` ms**",
-            _pcts(cross["trigger_to_routing_ms"])
-            + f" / max {cross['trigger_to_routing_ms']['max']}",
+            "**move → `routing` (trigger) ms**",
+            _pcts(cross["move_to_routing_ms"]) + f" / max {cross['move_to_routing_ms']['max']}",
         ],
         [
-            "move → `routing` ms",
-            _pcts(cross["move_to_routing_ms"]) + f" / max {cross['move_to_routing_ms']['max']}",
+            "`routing` → `building` ms (waiting for the executor)",
+            _pcts(cross["routing_to_building_ms"])
+            + f" / max {cross['routing_to_building_ms']['max']}",
         ],
         ["routed", f"{cross['routed']} of {cross['accepted']} (all: {cross['all_routed']})"],
         ["evaluations that triggered them (since the move: orders)", evaluations],
@@ -350,9 +349,10 @@ def _triggers(triggers: dict[str, Any] | None, cpu_rows: list[dict[str, Any]]) -
             f"- none waiting: {window('triggers_idle_empty', empty)}\n"
             f"- {idle['orders']:,} waiting: {window('triggers_idle_waiting', idle)}",
             f"Then {cross['requested']} limit orders through the API (the bench key), the "
-            "market moved across all of them at once, each order followed from its trigger "
-            "event (`pending`, data `triggered`) to its `routing` event (both `at`, written "
-            "by the worker). One evaluation quotes at most 500 candidates per pair. The "
+            "market moved across all of them at once, each order followed from the move to "
+            "its `routing` event (written by the trigger engine, which routes the order as it "
+            "triggers it: data `triggered` and the route decision) and on to the executor's "
+            "`building` event. One evaluation quotes at most 1,000 candidates per pair. The "
             "`triggers` row of the cost table above is this crossing, from the move to the "
             "last terminal order.",
             _table(["measure", "value"], cross_rows),

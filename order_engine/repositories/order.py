@@ -233,8 +233,9 @@ class OrderRepository:
     def claim_stale(self, stale_s: int, limit: int) -> list[uuid.UUID]:
         """Orders the queue may have lost, locked with SKIP LOCKED and marked as re-dispatched.
 
-        Two kinds: waiting (`pending`, no live lease) with no dispatch or planned retry in the
-        last `stale_s` seconds; and mid-flight orders whose executor's lease has expired.
+        Two kinds: waiting to run (`pending` with no live lease, or `routing` by the trigger
+        engine and never claimed) with no dispatch or planned retry in the last `stale_s`
+        seconds; and mid-flight orders whose executor's lease has expired.
         Concurrent reconcilers skip each other's rows, so no order is taken twice.
         """
         cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, stale_s)
@@ -242,7 +243,10 @@ class OrderRepository:
             func.coalesce(Order.dispatched_at, Order.created_at) < cutoff,
             or_(Order.next_attempt_at.is_(None), Order.next_attempt_at < cutoff),
         )
-        waiting = and_(Order.status == OrderStatus.PENDING.value, _lease_free())
+        waiting = or_(
+            and_(Order.status == OrderStatus.PENDING.value, _lease_free()),
+            _routed_unclaimed(),
+        )
         stuck = and_(
             Order.status.in_([s.value for s in IN_FLIGHT if s is not OrderStatus.PENDING]),
             Order.lease_until < func.now(),
@@ -314,6 +318,11 @@ def _lease_free():
     return or_(Order.lease_until.is_(None), Order.lease_until < func.now())
 
 
+def _routed_unclaimed():
+    """A triggered order the trigger engine routed and no executor has claimed yet."""
+    return and_(Order.status == OrderStatus.ROUTING.value, Order.lease_owner.is_(None))
+
+
 @dataclass(frozen=True)
 class LeaseExpiry:
     """A column value meaning "`seconds` from now" on the database's clock: every lease is
@@ -332,18 +341,20 @@ def _lease_until(lease_s: int) -> Any:
 
 _ORDER_COLUMNS = frozenset(cast(Table, Order.__table__).columns.keys())
 # The claim: one statement takes the lease, counts the attempt and returns the whole row.
+# Two kinds of order are waiting to run: a `pending` one (new, or a retry) and a `routing`
+# one that no executor has held yet: a limit or sniper order the trigger engine routed (its
+# compare-and-set counted the attempt). Every other `routing` order has a lease owner.
 _CLAIM_SQL = """
 UPDATE orders
    SET lease_owner = %(owner)s,
        lease_until = now() + make_interval(secs => %(lease_s)s),
        deliveries = deliveries + 1,
-       attempts = attempts + 1,
+       attempts = attempts + CASE WHEN status = 'pending' THEN 1 ELSE 0 END,
        next_attempt_at = NULL,
        updated_at = now()
  WHERE id = %(id)s
-   AND status = 'pending'
-   AND NOT waiting
-   AND (lease_until IS NULL OR lease_until < now())
+   AND ((status = 'pending' AND NOT waiting AND (lease_until IS NULL OR lease_until < now()))
+        OR (status = 'routing' AND lease_owner IS NULL))
 RETURNING *
 """
 

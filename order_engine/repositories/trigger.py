@@ -60,14 +60,17 @@ SELECT o.id, o.type, o.token_in, o.token_out, o.amount_in, o.limit_price, o.max_
 _TRIGGER_SQL = """
 WITH moved AS (
     UPDATE orders AS o
-       SET waiting = false, triggered_at = now(), dispatched_at = now(),
-           last_seq = o.last_seq + 1, updated_at = now()
+       SET status = 'routing', waiting = false, triggered_at = now(), dispatched_at = now(),
+           attempts = o.attempts + 1, last_seq = o.last_seq + 1, updated_at = now(),
+           dex = t.data::jsonb #>> '{decision,dex}',
+           route = t.data::jsonb -> 'decision',
+           quoted_amount_out = (t.data::jsonb #>> '{decision,amountOut}')::numeric
       FROM unnest(%(ids)s::uuid[], %(data)s::text[]) AS t(id, data)
      WHERE o.id = t.id AND o.waiting AND o.status = 'pending'
  RETURNING o.id, o.last_seq, o.attempts, t.data
 )
 INSERT INTO order_events (order_id, seq, status, attempt, data, at)
-SELECT id, last_seq, 'pending', attempts, data::jsonb, %(at)s FROM moved
+SELECT id, last_seq, 'routing', attempts, data::jsonb, %(at)s FROM moved
 RETURNING order_id, seq, attempt, data
 """
 
@@ -120,8 +123,10 @@ class TriggerRepository:
         return [Candidate(*row) for row in rows]
 
     def trigger(self, triggers: Sequence[tuple[uuid.UUID, dict[str, Any]]]) -> list[OrderEvent]:
-        """Compare-and-set each order from waiting to triggered (ready for the ordinary
-        execution task) with its `pending` event; returns the events of those that moved."""
+        """Compare-and-set each order from waiting to `routing` with its event (the trigger's
+        route decision: `data["decision"]` also fills the order's dex, route and quote), no
+        lease held, ready for the ordinary execution task to claim; returns the events of
+        those that moved."""
         if not triggers:
             return []
         at = datetime.now(UTC)
@@ -131,7 +136,7 @@ class TriggerRepository:
             "at": at,
         }
         rows = self.session.connection().exec_driver_sql(_TRIGGER_SQL, params).all()
-        return [_event(row, "pending", at) for row in rows]
+        return [_event(row, "routing", at) for row in rows]
 
     def expire(self, limit: int, error: dict[str, Any]) -> list[tuple[OrderEvent, str, datetime]]:
         """Fail the waiting orders whose expiry has passed (ORDER_EXPIRED): each one's event,

@@ -74,6 +74,11 @@ HAPPY_PATH = (
 )
 
 
+# The statuses an attempt can start from with nothing built yet: a `pending` claim, or a
+# `routing` one the trigger engine routed.
+_UNBUILT = frozenset({OrderStatus.PENDING, OrderStatus.ROUTING})
+
+
 class Outcome(enum.StrEnum):
     """What one delivery of `execute_order` did."""
 
@@ -204,7 +209,12 @@ class ExecutionService:
                 )
                 return None
         logs.bind(order_id=order.id, attempt=order.attempts)
-        if not recovering:
+        status = OrderStatus(order.status)
+        clock = metrics.StatusClock()
+        if status is OrderStatus.ROUTING and not recovering and order.triggered_at is not None:
+            # Routed by the trigger engine: its time in `routing` runs from the trigger.
+            clock.since -= max((datetime.now(UTC) - order.triggered_at).total_seconds(), 0.0)
+        elif not recovering:
             _observe_pending(order)
         # A sniper's token_out is a mint the registry does not list: its decimals are read
         # from the chain (once per process).
@@ -218,16 +228,17 @@ class ExecutionService:
             token_in,
             token_out,
             token_in.to_atoms(order.amount_in),
-            OrderStatus(order.status),
+            status,
             recovering,
             order.tx_last_valid_height,
+            clock=clock,
         )
 
     def _run(self, attempt: Attempt) -> Outcome:
         order = attempt.order
         decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
         floor = self._price_floor(attempt)
-        if decision.amount_out < floor and attempt.status is OrderStatus.PENDING:
+        if decision.amount_out < floor and attempt.status in _UNBUILT:
             # The market moved back between the trigger and this quote: wait again rather
             # than send a swap the limit would make the chain refuse.
             return self._rearm(attempt, decision.amount_out, floor)
@@ -254,35 +265,34 @@ class ExecutionService:
             "computeUnitLimit": COMPUTE_UNIT_LIMIT_PER_LEG * len(decision.legs),
             "computeUnitPriceMicroLamports": self.settings.compute_unit_price_micro_lamports,
         }
-        # Routing and building are one unit of work: quoting and signing are local and take a
-        # millisecond, so both transitions (and their events) commit together.
-        self._advance_many(
-            attempt,
-            [
-                (
-                    OrderStatus.ROUTING,
-                    routing_event,
-                    {
-                        "dex": decision.dex,
-                        "route": route,
-                        "quoted_amount_out": attempt.token_out.from_atoms(decision.amount_out),
-                    },
-                ),
-                (
-                    OrderStatus.BUILDING,
-                    building_event,
-                    {
-                        "min_amount_out": attempt.token_out.from_atoms(minimum),
-                        "tx_hash": signature,
-                        "signed_tx": encoded,
-                        "tx_last_valid_height": blockhash.last_valid_block_height,
-                        # A stalled executor that lost its lease must not send: the lease is
-                        # renewed in this same transition, right before the send.
-                        "lease_until": lease_expiry(self.settings.order_lease_s),
-                    },
-                ),
-            ],
-        )
+        routed = {
+            "dex": decision.dex,
+            "route": route,
+            "quoted_amount_out": attempt.token_out.from_atoms(decision.amount_out),
+        }
+        built = {
+            "min_amount_out": attempt.token_out.from_atoms(minimum),
+            "tx_hash": signature,
+            "signed_tx": encoded,
+            "tx_last_valid_height": blockhash.last_valid_block_height,
+            # A stalled executor that lost its lease must not send: the lease is renewed in
+            # this same transition, right before the send.
+            "lease_until": lease_expiry(self.settings.order_lease_s),
+        }
+        if attempt.status is OrderStatus.ROUTING:
+            # Routed by the trigger engine (its event holds that decision); the route built is
+            # this fresher one, which the `building` event and the order's columns record.
+            self._advance(attempt, OrderStatus.BUILDING, building_event, routed | built)
+        else:
+            # Routing and building are one unit of work: quoting and signing are local and
+            # take a millisecond, so both transitions (and their events) commit together.
+            self._advance_many(
+                attempt,
+                [
+                    (OrderStatus.ROUTING, routing_event, routed),
+                    (OrderStatus.BUILDING, building_event, built),
+                ],
+            )
         attempt.last_valid_height = blockhash.last_valid_block_height
         attempt.expires_at = time.monotonic() + _slots(slots_left).total_seconds()
         return self._send_and_settle(attempt, encoded, signature, decision.dex, decision.amount_out)
@@ -405,8 +415,9 @@ class ExecutionService:
         )
 
     def _rearm(self, attempt: Attempt, quoted: int, floor: int) -> Outcome:
-        """Put a triggered order back to waiting (the attempt is not counted): compare-and-set
-        on our lease, with a `pending` event saying what it waits for again."""
+        """Put a triggered order back to waiting (the attempt is not counted, the trigger's
+        route forgotten): compare-and-set on our lease, with a `pending` event saying what it
+        waits for again."""
         order = attempt.order
         data = {
             "waitingFor": waiting_for(
@@ -420,6 +431,9 @@ class ExecutionService:
         values = {
             "waiting": True,
             "triggered_at": None,
+            "dex": None,
+            "route": None,
+            "quoted_amount_out": None,
             "lease_owner": None,
             "lease_until": None,
             "attempts": max(order.attempts - 1, 0),
@@ -427,7 +441,7 @@ class ExecutionService:
         with unit_of_work(self.session):
             event = self.orders.transition(
                 order.id,
-                OrderStatus.PENDING,
+                attempt.status,
                 OrderStatus.PENDING,
                 event_data=data,
                 lease_owner=attempt.executor,

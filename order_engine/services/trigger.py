@@ -11,14 +11,16 @@ Each evaluation (a Celery beat task, about once per slot) does three things:
    can trigger; one indexed range query per pair finds them (`TriggerRepository.candidates`).
    A sniper is the same thing on a pair that did not exist: its `token_out` is the awaited
    mint, which joins the listed pairs when its pool appears.
-3. Confirm each candidate with its own exact quote for its whole amount (Router.route, fees
-   and price impact included), then trigger those that meet their limit with one
-   compare-and-set, and dispatch the ordinary `execute_order` task for each order moved.
+3. Route each candidate: its own exact quote for its whole amount over both venues
+   (Router.route, fees and price impact included). Those that meet their limit move to
+   `routing` with that route decision, by one compare-and-set per batch of TRIGGER_BATCH, and
+   the ordinary `execute_order` task of each order moved is sent. The executor claims a
+   `routing` order that no lease holds, quotes again in its own slot and builds from that.
 
 So the work per evaluation grows with the candidates (orders at or near their limit), not with
 the orders that wait. Exactly once: the compare-and-set moves an order once whoever runs it;
-an order triggered but not dispatched (a crash in between, Redis emptied) is a ready `pending`
-order the reconciler re-dispatches; the worker's claim runs it once.
+an order triggered but not dispatched (a crash in between, Redis emptied) is a `routing` order
+with no lease that the reconciler re-dispatches; the worker's claim runs it once.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ PRICE_QUANTUM = Decimal("1e-18")
 DLMM_FEE_PRECISION = 1_000_000_000
 # At most this many candidates per pair per evaluation are quoted (lowest trigger price
 # first); the rest are looked at in the next evaluation.
-CANDIDATES_PER_PAIR = 500
+CANDIDATES_PER_PAIR = 1_000
+# Triggered orders are committed, published and queued in batches of this many.
+TRIGGER_BATCH = 250
 EXPIRE_BATCH = 1_000
 
 
@@ -182,13 +186,17 @@ class TriggerService:
         with self.session.begin():
             candidates = self.triggers.candidates(bounds, CANDIDATES_PER_PAIR)
         result.candidates = len(candidates)
-        ready = []
+        ready: list[tuple[uuid.UUID, dict[str, Any]]] = []
         for candidate in candidates:
             data = self._confirm(candidate, tokens)
             result.quoted += 1
             if data is not None:
                 ready.append((candidate.id, data))
-        result.triggered = self.trigger(ready)
+            if len(ready) == TRIGGER_BATCH:
+                # Many orders crossing at once: the first ones start while the rest are quoted.
+                result.triggered += self.trigger(ready)
+                ready = []
+        result.triggered += self.trigger(ready)
         result.elapsed_ms = (time.perf_counter() - started) * 1000
         if result.triggered or result.expired:
             log.info(
@@ -230,7 +238,7 @@ class TriggerService:
         return bounds, tokens
 
     def trigger(self, ready: Sequence[tuple[uuid.UUID, dict[str, Any]]]) -> list[uuid.UUID]:
-        """Move the orders from waiting to ready (compare-and-set, one statement), publish
+        """Move the orders from waiting to `routing` (compare-and-set, one statement), publish
         their events, then send the execution task of each order that moved."""
         if not ready:
             return []
@@ -269,13 +277,15 @@ class TriggerService:
         )
         if not meets(decision.amount_out, required):
             return None
+        # This quote is the order's routing: the venues quoted for its whole amount and the
+        # best net route chosen, as a market order's `routing` event records it. The executor
+        # builds from a fresh quote of its own slot (its `building` event names that route).
         return {
             "triggered": waiting_for(
                 candidate.type, candidate.token_out, candidate.limit_price, candidate.max_price
             ),
-            "dex": decision.dex,
-            "quotedAmountOut": decimal_text(token_out.from_atoms(decision.amount_out)),
             "requiredAmountOut": decimal_text(token_out.from_atoms(required)),
+            **decision.as_event(),
         }
 
     def _expire(self) -> int:

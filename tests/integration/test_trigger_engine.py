@@ -3,16 +3,19 @@ cancel against trigger, expiry, and waiting orders kept away from the claim and 
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from solders.keypair import Keypair
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from order_engine.chain.pools import PoolIndex
+from order_engine.config import Settings
 from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
@@ -20,6 +23,7 @@ from order_engine.localnet.replay import REPLAY_START_MS, InProcessChain
 from order_engine.models import Order, OrderStatus
 from order_engine.repositories.order import OrderRepository
 from order_engine.routing import Router
+from order_engine.services.execution import ExecutionService, Outcome
 from order_engine.services.trigger import TriggerService
 from order_engine.tokens import resolve
 
@@ -122,10 +126,12 @@ def test_evaluation_triggers_exactly_the_limits_the_quote_meets(engine, clean_ta
     for order_id in above + far:
         assert tuple(row(engine, order_id))[:2] == ("pending", True)
     for order_id in below:
-        assert tuple(row(engine, order_id))[:2] == ("pending", False)
+        assert tuple(row(engine, order_id))[:2] == ("routing", False)
     triggered_events = [p for p in recorder.payloads if "triggered" in p["data"]]
     assert {p["orderId"] for p in triggered_events} == {str(i) for i in below}
-    assert all(p["seq"] == 2 and p["status"] == "pending" for p in triggered_events)
+    # The trigger's quote is the order's routing: its event carries the route decision.
+    assert all(p["seq"] == 2 and p["status"] == "routing" for p in triggered_events)
+    assert all(p["data"]["decision"]["legs"] for p in triggered_events)
 
 
 def test_two_concurrent_triggers_dispatch_an_order_once(engine, clean_tables, market):
@@ -170,7 +176,7 @@ def test_cancel_and_trigger_of_one_order_one_wins(engine, clean_tables, market):
         assert (
             repo.transition(
                 triggered_first,
-                OrderStatus.PENDING,
+                (OrderStatus.PENDING, OrderStatus.ROUTING),
                 OrderStatus.CANCELLED,
                 event_data={},
                 require_no_transaction=True,
@@ -201,3 +207,41 @@ def test_expired_waiting_orders_fail_with_order_expired(engine, clean_tables, ma
     (failed,) = [p for p in recorder.payloads if p["status"] == "failed"]
     assert failed["data"]["error"]["code"] == "ORDER_EXPIRED"
     assert failed["seq"] == 2
+
+
+def test_a_triggered_order_is_claimed_once_without_a_second_attempt(engine, clean_tables, market):
+    order_id = add_waiting(engine, "1")
+    assert service(engine, market, Recorder()).trigger([(order_id, {})]) == [order_id]
+    with Session(bind=engine) as session, session.begin():
+        repo = OrderRepository(session)
+        # Triggered and never sent (a crash, Redis emptied): the reconciler finds it ...
+        assert order_id in repo.claim_stale(0, 100)
+        claimed = repo.claim(order_id, "worker-1", 30)
+        assert claimed is not None
+        # ... and the claim takes it as routed, counting the trigger's attempt once.
+        assert (claimed.status, claimed.attempts, claimed.lease_owner) == ("routing", 1, "worker-1")
+        assert repo.claim(order_id, "worker-2", 30) is None
+        assert order_id not in repo.claim_stale(0, 100)
+
+
+def test_a_triggered_order_the_market_left_waits_again(engine, clean_tables, market, test_settings):
+    """The trigger routed it, then the executor's own quote falls short of the limit: it goes
+    back to waiting, its attempt uncounted and the trigger's route forgotten."""
+    router, chain = market
+    order_id = add_waiting(engine, "1000000")  # the market never pays this
+    recorder = Recorder()
+    assert service(engine, market, recorder).trigger([(order_id, {"triggered": {}})]) == [order_id]
+    wallet = Keypair.from_seed(hashlib.sha256(b"rearm-test").digest())
+    with Session(bind=engine, expire_on_commit=False) as session:
+        executor = ExecutionService(
+            session, router, chain, wallet, recorder, Settings.from_env(test_settings)
+        )
+        assert executor.execute(order_id, "worker-1") is Outcome.REARMED
+    with engine.connect() as conn:
+        order = conn.execute(
+            text("SELECT status, waiting, attempts, dex, route FROM orders WHERE id = :id"),
+            {"id": order_id},
+        ).one()
+    assert tuple(order) == ("pending", True, 0, None, None)
+    statuses = [(p["status"], "rearmed" in p["data"]) for p in recorder.payloads]
+    assert statuses == [("routing", False), ("pending", True)]

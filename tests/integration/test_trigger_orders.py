@@ -18,8 +18,8 @@ from tests.helpers import plant_faults, rpc, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
-# Waiting, triggered (a second `pending` saying so), then the usual lifecycle.
-TRIGGERED_PATH = ["pending", "pending", "routing", "building", "submitted", "confirmed"]
+# Waiting, then triggered: the trigger's quote is the order's `routing`, then the usual lifecycle.
+TRIGGERED_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_a_limit_order_waits_then_fills_at_or_better_than_its_limit(triggering_s
     first, triggered = result.events[0]["data"], result.events[1]["data"]
     assert first["waitingFor"] == {"limitPrice": "200"}
     assert triggered["triggered"] == {"limitPrice": "200"}
-    building, confirmed = result.events[3]["data"], result.events[-1]["data"]
+    building, confirmed = result.events[2]["data"], result.events[-1]["data"]
     assert Decimal(building["minAmountOut"]) >= Decimal("50")  # 0.25 × 200
     assert Decimal(confirmed["amountOut"]) >= Decimal("50")
     print(f"\nlimit: moved → confirmed in {time.monotonic() - moved_at:.2f}s")

@@ -2,8 +2,9 @@
 two schedulers at once, Redis emptied. The money rule: every limit order that the market
 crosses executes exactly once, and one that it does not cross keeps waiting.
 
-An order is "triggered" by one compare-and-set in PostgreSQL (`waiting` → false, a `pending`
-event whose data says `triggered`); its `execute_order` task is sent after that commit. So a
+An order is "triggered" by one compare-and-set in PostgreSQL (`waiting` → false, status
+`routing`, an event whose data says `triggered`); its `execute_order` task is sent after that
+commit. So a
 crash between the two, a lost message or two schedulers racing must all end in one execution:
 the reconciler re-dispatches a triggered order nobody runs, and the claim runs it once.
 """
@@ -83,7 +84,7 @@ def confirmed_once(stack: Stack, order_ids: list[str]) -> None:
     for order_id in order_ids:
         statuses = stack.statuses(order_id)
         # A take-over after a kill resumes the same attempt; a retry adds pending/routing/...
-        assert statuses[:2] == ["pending", "pending"], (order_id, statuses)
+        assert statuses[:2] == ["pending", "routing"], (order_id, statuses)
         assert statuses[-1] == "confirmed", (order_id, statuses)
 
 
