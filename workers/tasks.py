@@ -7,6 +7,7 @@ the keyword argument `order_id`.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 
 from celery import shared_task
@@ -56,8 +57,20 @@ def reconcile_orders() -> int:
     return len(ReconcilerService(get_session(), settings, get_redis()).run())
 
 
+# One evaluation at a time per worker process: beat sends one every TRIGGER_INTERVAL_MS, and
+# one that outlasts the interval (a thousand orders crossing at once) would otherwise share
+# the event loop with the next, both quoting the same candidates. The one skipped loses
+# nothing: the running one sees the same market, and another comes within the interval.
+_evaluating = threading.Lock()
+
+
 @shared_task(name=dispatch.EVALUATE_TRIGGERS, ignore_result=True, acks_late=False)
 def evaluate_triggers() -> int:
     """Trigger the limit and sniper orders the market now meets, expire the overdue ones; run
     by beat about once per slot. Safe to run twice at once: triggering is compare-and-set."""
-    return len(trigger_service().evaluate().triggered)
+    if not _evaluating.acquire(blocking=False):
+        return 0
+    try:
+        return len(trigger_service().evaluate().triggered)
+    finally:
+        _evaluating.release()

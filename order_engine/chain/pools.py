@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from solders.pubkey import Pubkey
 
@@ -23,6 +24,8 @@ from order_engine.chain.programs import METEORA_DLMM_PROGRAM, RAYDIUM_CPMM_PROGR
 from order_engine.venues.errors import RpcUnavailable
 from order_engine.venues.math.cpmm import ConstantProductPool
 from order_engine.venues.math.dlmm import DlmmPool
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class PoolView:
     dlmm: DlmmPool | None = None
     lb_pair: accounts.LbPair | None = None
     bin_array_indexes: tuple[int, ...] = field(default=())
+    bin_arrays: tuple[accounts.BinArray, ...] = field(default=(), repr=False)
 
     def bin_arrays_for_swap(self, swap_for_y: bool) -> tuple[int, ...]:
         """The bin arrays a swap walks, from the active bin's array in the swap's direction."""
@@ -96,6 +100,7 @@ class PoolIndex:
         self._discovered_at: float | None = None
         self._failed_at: float | None = None
         self._views: dict[str, PoolView] = {}
+        self._decoded = _DecodedAccounts()
         self._lock = threading.Lock()
         self._read_locks: dict[frozenset[str], threading.Lock] = {}
 
@@ -204,21 +209,24 @@ class PoolIndex:
         self, ref: PoolRef, data: dict[str, bytes | None], read_at: float, slot: int
     ) -> PoolView:
         config_key, vault_0, vault_1 = self._extra_keys[ref.address]
-        state = accounts.CpmmPoolState.decode(_required(data, ref.address))
+        decoded = self._decoded.decode
+        state = decoded(ref.address, _required(data, ref.address), accounts.CpmmPoolState.decode)
         pool = accounts.cpmm_pool(
             state,
-            accounts.AmmConfig.decode(_required(data, config_key)),
-            accounts.TokenAccount.decode(_required(data, vault_0)),
-            accounts.TokenAccount.decode(_required(data, vault_1)),
+            decoded(config_key, _required(data, config_key), accounts.AmmConfig.decode),
+            decoded(vault_0, _required(data, vault_0), accounts.TokenAccount.decode),
+            decoded(vault_1, _required(data, vault_1), accounts.TokenAccount.decode),
         )
         return PoolView(ref, read_at, slot, cpmm=pool, cpmm_state=state)
 
     def _dlmm_view(
         self, ref: PoolRef, data: dict[str, bytes | None], read_at: float, slot: int
     ) -> PoolView:
-        pair = accounts.LbPair.decode(_required(data, ref.address))
+        pair = self._decoded.decode(
+            ref.address, _required(data, ref.address), accounts.LbPair.decode
+        )
         indexes = tuple(accounts.bitmap_indexes(pair.bin_array_bitmap))
-        arrays = {}
+        arrays: dict[int, tuple[str, bytes]] = {}
         missing = []
         for index in indexes:
             key = str(accounts.dlmm_bin_array_address(Pubkey.from_string(ref.address), index))
@@ -226,16 +234,35 @@ class PoolIndex:
             if raw is None:
                 missing.append((index, key))
             else:
-                arrays[index] = raw
+                arrays[index] = (key, raw)
         if missing:
             # The active bin moved into arrays this process has not read yet: one more read.
             _, fetched = self.chain.multiple_accounts([key for _, key in missing])
-            for (index, _), raw in zip(missing, fetched, strict=True):
+            for (index, key), raw in zip(missing, fetched, strict=True):
                 if raw is not None:
-                    arrays[index] = raw
-        decoded = [accounts.BinArray.decode(raw) for raw in arrays.values()]
-        pool = accounts.dlmm_pool(pair, decoded)
-        return PoolView(ref, read_at, slot, dlmm=pool, lb_pair=pair, bin_array_indexes=indexes)
+                    arrays[index] = (key, raw)
+        decoded = tuple(
+            self._decoded.decode(key, raw, accounts.BinArray.decode) for key, raw in arrays.values()
+        )
+        previous = self._views.get(ref.address)
+        if (
+            previous is not None
+            and previous.dlmm is not None
+            and previous.lb_pair is pair
+            and previous.bin_arrays == decoded
+        ):
+            pool = previous.dlmm  # not one byte changed: the same pool
+        else:
+            pool = accounts.dlmm_pool(pair, list(decoded))
+        return PoolView(
+            ref,
+            read_at,
+            slot,
+            dlmm=pool,
+            lb_pair=pair,
+            bin_array_indexes=indexes,
+            bin_arrays=decoded,
+        )
 
     def _known_arrays(self, ref: PoolRef) -> list[str]:
         view = self._views.get(ref.address)
@@ -243,6 +270,24 @@ class PoolIndex:
             return []
         address = Pubkey.from_string(ref.address)
         return [str(accounts.dlmm_bin_array_address(address, i)) for i in view.bin_array_indexes]
+
+
+class _DecodedAccounts:
+    """Decoded accounts by address, reused while their bytes stay the same. Most of a slot's
+    accounts are unchanged from the last slot's (AMM configs always; the bin arrays a swap did
+    not cross), and decoding them is most of a pool read's CPU. Decoders are pure and their
+    results frozen, so sharing them is safe."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[bytes, Any]] = {}
+
+    def decode(self, key: str, raw: bytes, decoder: Callable[[bytes], _T]) -> _T:
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == raw:
+            return cast(_T, entry[1])
+        value = decoder(raw)
+        self._entries[key] = (raw, value)
+        return value
 
 
 def _required(data: dict[str, bytes | None], key: str) -> bytes:

@@ -13,8 +13,8 @@ Each evaluation (a Celery beat task, about once per slot) does three things:
    mint, which joins the listed pairs when its pool appears.
 3. Route each candidate: its own exact quote for its whole amount over both venues
    (Router.route, fees and price impact included). Those that meet their limit move to
-   `routing` with that route decision, by one compare-and-set per batch of TRIGGER_BATCH, and
-   the ordinary `execute_order` task of each order moved is sent. The executor claims a
+   `routing` with that route decision, by one compare-and-set for all of them, and the
+   ordinary `execute_order` task of each order moved is sent. The executor claims a
    `routing` order that no lease holds, quotes again in its own slot and builds from that.
 
 So the work per evaluation grows with the candidates (orders at or near their limit), not with
@@ -57,8 +57,6 @@ DLMM_FEE_PRECISION = 1_000_000_000
 # At most this many candidates per pair per evaluation are quoted (lowest trigger price
 # first); the rest are looked at in the next evaluation.
 CANDIDATES_PER_PAIR = 1_000
-# Triggered orders are committed, published and queued in batches of this many.
-TRIGGER_BATCH = 250
 EXPIRE_BATCH = 1_000
 
 
@@ -186,17 +184,15 @@ class TriggerService:
         with self.session.begin():
             candidates = self.triggers.candidates(bounds, CANDIDATES_PER_PAIR)
         result.candidates = len(candidates)
-        ready: list[tuple[uuid.UUID, dict[str, Any]]] = []
+        ready = []
         for candidate in candidates:
             data = self._confirm(candidate, tokens)
             result.quoted += 1
             if data is not None:
                 ready.append((candidate.id, data))
-            if len(ready) == TRIGGER_BATCH:
-                # Many orders crossing at once: the first ones start while the rest are quoted.
-                result.triggered += self.trigger(ready)
-                ready = []
-        result.triggered += self.trigger(ready)
+        # One compare-and-set for all: committing in batches would let the first batch's
+        # executions (on this worker's event loop) hold up the quotes of the rest.
+        result.triggered = self.trigger(ready)
         result.elapsed_ms = (time.perf_counter() - started) * 1000
         if result.triggered or result.expired:
             log.info(
