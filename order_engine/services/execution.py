@@ -22,19 +22,15 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import random
 import socket
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from solders.hash import Hash
 from solders.keypair import Keypair
-from solders.pubkey import Pubkey
 from sqlalchemy.orm import Session
 
 from order_engine import logs, metrics
@@ -43,11 +39,14 @@ from order_engine.chain.client import Chain, SignatureStatus, program_error
 from order_engine.chain.mints import token_for
 from order_engine.config import Settings
 from order_engine.db import unit_of_work
-from order_engine.events import Publisher, app_publisher, event_payload, format_timestamp
+from order_engine.events import Publisher, app_publisher, event_payload
 from order_engine.models import Order, OrderStatus
 from order_engine.repositories.order import IN_FLIGHT, OrderRepository, lease_expiry
-from order_engine.routing import RouteDecision, Router
-from order_engine.services.trigger import required_out_atoms, waiting_for
+from order_engine.routing import Router
+from order_engine.services import amounts, event_data
+from order_engine.services.retry_policy import retry_countdown
+from order_engine.services.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap
+from order_engine.services.trigger import waiting_for
 from order_engine.tokens import WSOL_MINT, Token, decimal_text
 from order_engine.venues.errors import (
     AttemptsExhausted,
@@ -62,8 +61,6 @@ from order_engine.venues.errors import (
 
 log = logging.getLogger(__name__)
 
-BPS = 10_000
-COMPUTE_UNIT_LIMIT_PER_LEG = 200_000
 SLOT_S = 0.4
 HAPPY_PATH = (
     OrderStatus.PENDING,
@@ -120,29 +117,6 @@ class Attempt:
     expires_at: float | None = None
     # Times the statuses this executor moves the order through (metrics only).
     clock: metrics.StatusClock = field(default_factory=metrics.StatusClock)
-
-
-def min_amount_out(quoted_out: int, slippage_bps: int) -> int:
-    """floor(quotedOut × (10000 − slippageBps) / 10000), the least the swap may pay out."""
-    return quoted_out * (BPS - slippage_bps) // BPS
-
-
-def leg_minimums(total_minimum: int, leg_outputs: list[int]) -> list[int]:
-    """Spread the order's minimum over its legs in proportion to their quotes, summing to it
-    exactly, so the legs together never pay less than the client's minimum."""
-    quoted = sum(leg_outputs)
-    minimums = [total_minimum * out // quoted for out in leg_outputs[:-1]] if quoted else []
-    return [*minimums, total_minimum - sum(minimums)]
-
-
-def backoff_seconds(settings: Settings, attempt: int, rng: random.Random) -> float:
-    """Exponential backoff with "equal jitter": half fixed, half random, never zero-ish.
-
-    Full jitter can draw a 0 s retry (research/reliability.md §1.4), which hammers a node that
-    is down; keeping half of the delay fixed avoids that while still spreading retries.
-    """
-    ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** (attempt - 1))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
 def new_executor_id() -> str:
@@ -237,7 +211,7 @@ class ExecutionService:
     def _run(self, attempt: Attempt) -> Outcome:
         order = attempt.order
         decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
-        floor = self._price_floor(attempt)
+        floor = amounts.price_floor(order, attempt.token_out)
         if decision.amount_out < floor and attempt.status in _UNBUILT:
             # The market moved back between the trigger and this quote: wait again rather
             # than send a swap the limit would make the chain refuse.
@@ -246,25 +220,36 @@ class ExecutionService:
         route = routing_event["decision"]
         if (order.route or {}).get("requoted"):
             route["requoted"] = True  # at most one re-quote per order, across attempts
-        minimum = self._minimum_out(attempt, decision)
+        minimum = amounts.minimum_out(order, attempt.token_out, decision.amount_out)
         blockhash = self.chain.latest_blockhash()
-        tx = self._build(attempt, decision, minimum, blockhash.value)
+        tx = build_swap(
+            wallet=self.wallet,
+            token_in=attempt.token_in,
+            token_out=attempt.token_out,
+            amount_in=attempt.amount_in,
+            decision=decision,
+            minimum=minimum,
+            blockhash=blockhash.value,
+            memo=order.client_order_id or str(order.id),
+            compute_unit_price=self.settings.compute_unit_price_micro_lamports,
+        )
         signature = transactions.signature_of(tx)
         encoded = transactions.encode_transaction(tx)
         slots_left = blockhash.last_valid_block_height - blockhash.slot + 1
-        building_event = {
-            "dex": decision.dex,
-            "legs": route["legs"],
-            "quotedAmountOut": decimal_text(attempt.token_out.from_atoms(decision.amount_out)),
-            "minAmountOut": decimal_text(attempt.token_out.from_atoms(minimum)),
-            "slippageBps": order.slippage_bps,
-            "txHash": signature,
-            "blockhash": blockhash.value,
-            "lastValidBlockHeight": blockhash.last_valid_block_height,
-            "blockhashExpiresAt": format_timestamp(self.now() + _slots(slots_left)),
-            "computeUnitLimit": COMPUTE_UNIT_LIMIT_PER_LEG * len(decision.legs),
-            "computeUnitPriceMicroLamports": self.settings.compute_unit_price_micro_lamports,
-        }
+        building_event = event_data.building(
+            dex=decision.dex,
+            legs=route["legs"],
+            token_out=attempt.token_out,
+            quoted=decision.amount_out,
+            minimum=minimum,
+            slippage_bps=order.slippage_bps,
+            signature=signature,
+            blockhash=blockhash.value,
+            last_valid_block_height=blockhash.last_valid_block_height,
+            expires_at=self.now() + _slots(slots_left),
+            compute_unit_limit=COMPUTE_UNIT_LIMIT_PER_LEG * len(decision.legs),
+            compute_unit_price=self.settings.compute_unit_price_micro_lamports,
+        )
         routed = {
             "dex": decision.dex,
             "route": route,
@@ -353,81 +338,19 @@ class ExecutionService:
             log.info("order %s: re-broadcast not accepted (%s)", attempt.order.id, exc.code)
         return True
 
-    def _build(
-        self, attempt: Attempt, decision: RouteDecision, minimum: int, blockhash: str
-    ) -> Any:
-        input_mint = Pubkey.from_string(attempt.token_in.mint)
-        output_mint = Pubkey.from_string(attempt.token_out.mint)
-        minimums = leg_minimums(minimum, [leg.amount_out for leg in decision.legs])
-        legs = []
-        for leg, leg_minimum in zip(decision.legs, minimums, strict=True):
-            view = leg.view
-            assert view is not None  # the router quoted this leg on this view
-            swap_for_y = bool(view.ref.swaps(attempt.token_in.mint, attempt.token_out.mint))
-            legs.append(
-                transactions.SwapLeg(
-                    venue=leg.dex,
-                    pool=Pubkey.from_string(view.ref.address),
-                    amount_in=leg.amount_in,
-                    minimum_out=leg_minimum,
-                    input_mint=input_mint,
-                    output_mint=output_mint,
-                    cpmm_state=view.cpmm_state,
-                    lb_pair=view.lb_pair,
-                    bin_array_indexes=(
-                        view.bin_arrays_for_swap(swap_for_y) if view.lb_pair else ()
-                    ),
-                )
-            )
-        return transactions.build_swap_transaction(
-            payer=self.wallet,
-            blockhash=Hash.from_string(blockhash),
-            input_mint=input_mint,
-            output_mint=output_mint,
-            amount_in=attempt.amount_in,
-            legs=legs,
-            memo=attempt.order.client_order_id or str(attempt.order.id),
-            compute_unit_limit=COMPUTE_UNIT_LIMIT_PER_LEG * len(legs),
-            compute_unit_price=self.settings.compute_unit_price_micro_lamports,
-        )
-
-    def _minimum_out(self, attempt: Attempt, decision: RouteDecision) -> int:
-        """The least the swap may pay: from this quote, but never below what the client was
-        promised before a slippage re-quote."""
-        minimum = min_amount_out(decision.amount_out, attempt.order.slippage_bps)
-        order = attempt.order
-        floor = self._price_floor(attempt)
-        if floor:
-            # A limit (or a sniper's maximum price) is never filled worse, whatever the
-            # slippage; that price, not an earlier quote, is what the client was promised.
-            return max(minimum, floor)
-        if (order.route or {}).get("requoted") and order.min_amount_out is not None:
-            minimum = max(minimum, attempt.token_out.to_atoms(order.min_amount_out))
-        return minimum
-
-    def _price_floor(self, attempt: Attempt) -> int:
-        """The least output a limit or sniper order accepts (0 for a market order)."""
-        order = attempt.order
-        if order.limit_price is None and order.max_price is None:
-            return 0
-        return required_out_atoms(
-            order.amount_in, order.limit_price, order.max_price, attempt.token_out.decimals
-        )
-
     def _rearm(self, attempt: Attempt, quoted: int, floor: int) -> Outcome:
         """Put a triggered order back to waiting (the attempt is not counted, the trigger's
         route forgotten): compare-and-set on our lease, with a `pending` event saying what it
         waits for again."""
         order = attempt.order
-        data = {
-            "waitingFor": waiting_for(
+        data = event_data.rearmed(
+            waiting_for=waiting_for(
                 order.type, order.token_out, order.limit_price, order.max_price
             ),
-            "rearmed": {
-                "quotedAmountOut": decimal_text(attempt.token_out.from_atoms(quoted)),
-                "requiredAmountOut": decimal_text(attempt.token_out.from_atoms(floor)),
-            },
-        }
+            token_out=attempt.token_out,
+            quoted=quoted,
+            required=floor,
+        )
         values = {
             "waiting": True,
             "triggered_at": None,
@@ -467,26 +390,21 @@ class ExecutionService:
         received = balances.received(
             str(self.wallet.pubkey()), token_out.mint, native=token_out.mint == WSOL_MINT
         )
-        amount_out = token_out.from_atoms(received)
-        amount_in = token_in.from_atoms(attempt.amount_in)
-        price = (amount_out / amount_in).quantize(Decimal("1e-12"), rounding=ROUND_DOWN)
-        slippage = Decimal((quoted - received) * BPS) / Decimal(max(quoted, 1))
+        fill = amounts.Fill.of(token_in, token_out, attempt.amount_in, received, quoted)
         self._advance(
             attempt,
             OrderStatus.CONFIRMED,
+            event_data.confirmed(
+                dex=dex,
+                signature=status.signature,
+                slot=status.slot,
+                fill=fill,
+                token_out=token_out,
+                quoted=quoted,
+            ),
             {
-                "dex": dex,
-                "txHash": status.signature,
-                "slot": status.slot,
-                "amountIn": decimal_text(amount_in),
-                "amountOut": decimal_text(amount_out),
-                "executedPrice": format(price.normalize(), "f"),
-                "quotedAmountOut": decimal_text(token_out.from_atoms(quoted)),
-                "realisedSlippageBps": str(slippage.quantize(Decimal("0.01"))),
-            },
-            {
-                "amount_out": amount_out,
-                "executed_price": price,
+                "amount_out": fill.amount_out,
+                "executed_price": fill.price,
                 "lease_owner": None,
                 "lease_until": None,
             },
@@ -496,9 +414,9 @@ class ExecutionService:
             "order %s confirmed on %s: %s %s -> %s %s (%s)",
             attempt.order.id,
             dex,
-            amount_in,
+            fill.amount_in,
             token_in.symbol,
-            amount_out,
+            fill.amount_out,
             token_out.symbol,
             status.signature,
         )
@@ -682,7 +600,7 @@ class ExecutionService:
         order = attempt.order
         has_attempts_left = order.attempts < self.settings.order_max_attempts
         if error.retryable and has_attempts_left:
-            return self._schedule_retry(attempt, error, {}, countdown_s=self._countdown(error))
+            return self._schedule_retry(attempt, error, {})
         if isinstance(error, SlippageExceeded) and has_attempts_left:
             requote = self._requote_after_slippage(attempt)
             if requote is not None:
@@ -692,12 +610,7 @@ class ExecutionService:
             final = AttemptsExhausted(
                 f"gave up after {order.attempts} attempts; last error {error.code}: {error.message}"
             )
-        # One truth: the order and its `failed` event carry the same final code; the last
-        # attempt's own error is kept beside it when they differ.
-        error_data = final.as_dict()
-        if final is not error:
-            error_data["lastError"] = error.as_dict()
-        data = {"error": error_data, "attempts": order.attempts}
+        data = event_data.failed(final=final, last=error, attempts=order.attempts)
         values = {
             "failure_code": final.code,
             "failure_reason": final.message,
@@ -718,15 +631,6 @@ class ExecutionService:
         )
         return Outcome.FAILED
 
-    def _countdown(self, error: ExecutionError) -> float | None:
-        """An unconfirmed transaction is asked about again once it can no longer land, but
-        never later than the broker can hold a message (visibility timeout minus the lease):
-        an earlier look re-broadcasts it instead. None: the usual backoff."""
-        if not isinstance(error, TransactionUnconfirmed) or error.retry_after_s is None:
-            return None
-        longest = self.settings.visibility_timeout_s - self.settings.order_lease_s - 1
-        return max(0.0, min(error.retry_after_s, float(longest)))
-
     def _requote_after_slippage(self, attempt: Attempt) -> dict[str, Any] | None:
         """One fresh quote after a slippage revert: worth a retry only if it still pays at
         least the minimum the client accepted (research/dex.md §6.8). None otherwise.
@@ -735,7 +639,7 @@ class ExecutionService:
         while it has attempts, and its next attempt waits again if the market is now below its
         limit (`_run`), so a stale quote never fails an order whose limit still holds.
         """
-        floor = self._price_floor(attempt)
+        floor = amounts.price_floor(attempt.order, attempt.token_out)
         if floor:
             minimum = decimal_text(attempt.token_out.from_atoms(floor))
             return {"requote": {"clientMinimum": minimum, "limitHolds": True}}
@@ -768,16 +672,16 @@ class ExecutionService:
     ) -> Outcome:
         order = attempt.order
         if countdown_s is None:
-            rng = random.Random(f"{self.settings.dex_seed}:backoff:{order.id}:{order.attempts}")
-            countdown_s = backoff_seconds(self.settings, order.attempts, rng)
+            seed = f"{self.settings.dex_seed}:backoff:{order.id}:{order.attempts}"
+            countdown_s = retry_countdown(self.settings, error, seed, order.attempts)
         next_at = self.now() + timedelta(seconds=countdown_s)
-        data = {
-            "error": error.as_dict(),
-            "retryInMs": round(countdown_s * 1000),
-            "nextAttemptAt": format_timestamp(next_at),
-            "attemptsLeft": self.settings.order_max_attempts - order.attempts,
-            **extra,
-        }
+        data = event_data.retry_scheduled(
+            error=error,
+            countdown_s=countdown_s,
+            next_attempt_at=next_at,
+            attempts_left=self.settings.order_max_attempts - order.attempts,
+            extra=extra,
+        )
         values: dict[str, Any] = {
             "lease_owner": None,
             "lease_until": None,

@@ -45,6 +45,7 @@ from order_engine.events import Publisher, app_publisher, event_payload
 from order_engine.models import OrderType
 from order_engine.repositories.trigger import Candidate, PairBound, TriggerRepository
 from order_engine.routing import Router
+from order_engine.services.amounts import required_out_atoms
 from order_engine.tokens import Token, decimal_text
 from order_engine.venues.errors import ExecutionError
 from order_engine.venues.math import VenueMathError
@@ -65,23 +66,6 @@ class OrderExpired(ExecutionError):
 
 
 # -- the pure core --------------------------------------------------------------------------
-
-
-def ceil_div_fraction(value: Fraction) -> int:
-    return -((-value.numerator) // value.denominator)
-
-
-def required_out_atoms(
-    amount_in: Decimal, limit_price: Decimal | None, max_price: Decimal | None, decimals_out: int
-) -> int:
-    """The least output, in atoms, that honours the order's price: ceil(amount × limitPrice)
-    for a limit, ceil(amount / maxPrice) for a sniper with a maximum price, else 0."""
-    scale = 10**decimals_out
-    if limit_price is not None:
-        return ceil_div_fraction(Fraction(amount_in) * Fraction(limit_price) * scale)
-    if max_price is not None:
-        return ceil_div_fraction(Fraction(amount_in) / Fraction(max_price) * scale)
-    return 0
 
 
 def sniper_trigger_price(max_price: Decimal | None) -> Decimal:
