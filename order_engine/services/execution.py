@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -530,23 +530,34 @@ class ExecutionService:
         return attempt.token_out.to_atoms(quoted) if quoted is not None else 0
 
     def _advance(
-        self, attempt: Attempt, new: OrderStatus, data: dict[str, Any], values: dict[str, Any]
+        self,
+        attempt: Attempt,
+        new: OrderStatus,
+        data: dict[str, Any],
+        values: dict[str, Any],
+        *,
+        expected: Iterable[OrderStatus] | None = None,
     ) -> None:
-        self._advance_many(attempt, [(new, data, values)])
+        self._advance_many(attempt, [(new, data, values)], expected=expected)
 
     def _advance_many(
-        self, attempt: Attempt, steps: list[tuple[OrderStatus, dict[str, Any], dict[str, Any]]]
+        self,
+        attempt: Attempt,
+        steps: list[tuple[OrderStatus, dict[str, Any], dict[str, Any]]],
+        *,
+        expected: Iterable[OrderStatus] | None = None,
     ) -> None:
         """Commit consecutive transitions of an order we hold the lease of in one transaction,
         then publish their events in one round trip; LeaseLost (nothing committed) if the
-        lease is no longer ours."""
-        payloads = []
+        lease is no longer ours. The first step starts from the status this attempt moved
+        the order to, or from any of `expected` (a failure, from wherever it happened)."""
+        payloads: list[dict[str, Any]] = []
         status = attempt.status
         with unit_of_work(self.session, len(steps)):
             for new, data, values in steps:
                 event = self.orders.transition(
                     attempt.order.id,
-                    status,
+                    tuple(expected) if expected is not None and not payloads else status,
                     new,
                     event_data=data,
                     lease_owner=attempt.executor,
@@ -564,35 +575,6 @@ class ExecutionService:
             previous = new
         attempt.status = status
         self.publisher.publish_many(payloads)
-
-    def _record(
-        self,
-        attempt: Attempt,
-        expected: tuple[OrderStatus, ...],
-        new: OrderStatus,
-        data: dict[str, Any],
-        values: dict[str, Any],
-    ) -> bool:
-        """Commit one transition of an order we hold the lease of, then publish its event.
-
-        False when the lease is no longer ours: another executor owns the order.
-        """
-        with unit_of_work(self.session):
-            event = self.orders.transition(
-                attempt.order.id,
-                expected,
-                new,
-                event_data=data,
-                lease_owner=attempt.executor,
-                values=values,
-            )
-            if event is None:
-                return False
-            payload = event_payload(event)
-        if attempt.status is not OrderStatus.PENDING:
-            attempt.clock.left(attempt.status)
-        self.publisher.publish(payload)
-        return True
 
     # -- failures -------------------------------------------------------------------------
 
@@ -618,7 +600,9 @@ class ExecutionService:
             "lease_owner": None,
             "lease_until": None,
         }
-        if not self._record(attempt, IN_FLIGHT, OrderStatus.FAILED, data, values):
+        try:
+            self._advance(attempt, OrderStatus.FAILED, data, values, expected=IN_FLIGHT)
+        except LeaseLost:
             log.warning("order %s: lease lost before recording failure %s", order.id, error.code)
             return Outcome.LEASE_LOST
         metrics.order_finished(order.type, "failed", order.created_at, final.code)
@@ -689,7 +673,9 @@ class ExecutionService:
         }
         if "requote" in extra:
             values["route"] = {**(order.route or {}), "requoted": True}
-        if not self._record(attempt, IN_FLIGHT, OrderStatus.PENDING, data, values):
+        try:
+            self._advance(attempt, OrderStatus.PENDING, data, values, expected=IN_FLIGHT)
+        except LeaseLost:
             return Outcome.LEASE_LOST
         metrics.order_retried(error.code)
         log.info(
