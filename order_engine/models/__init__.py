@@ -3,6 +3,8 @@
 from order_engine.models.account import DEFAULT_ACCOUNT_ID, SCOPES, Account, ApiKey
 from order_engine.models.base import Base
 from order_engine.models.order import (
+    HAPPY_PATH,
+    IN_FLIGHT,
     TERMINAL_STATUSES,
     TRANSITIONS,
     Order,
@@ -16,6 +18,8 @@ __all__ = [
     "SCOPES",
     "Account",
     "ApiKey",
+    "HAPPY_PATH",
+    "IN_FLIGHT",
     "TERMINAL_STATUSES",
     "TRANSITIONS",
     "Base",

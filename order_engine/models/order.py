@@ -54,6 +54,15 @@ class OrderStatus(enum.StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({OrderStatus.CONFIRMED, OrderStatus.FAILED, OrderStatus.CANCELLED})
+# Unfinished: an executor (or the trigger engine, for a waiting order) may still move it.
+IN_FLIGHT = (
+    OrderStatus.PENDING,
+    OrderStatus.ROUTING,
+    OrderStatus.BUILDING,
+    OrderStatus.SUBMITTED,
+)
+# The way an attempt that succeeds goes, one transition per step.
+HAPPY_PATH = (*IN_FLIGHT, OrderStatus.CONFIRMED)
 
 # The state machine, in one place (DESIGN §3, §4): forward along the happy path; back to
 # `pending` when an attempt fails and another is scheduled; to `failed` from anything

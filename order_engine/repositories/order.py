@@ -20,18 +20,12 @@ from sqlalchemy.orm import Session
 
 from order_engine.models import (
     DEFAULT_ACCOUNT_ID,
+    IN_FLIGHT,
     TERMINAL_STATUSES,
     TRANSITIONS,
     Order,
     OrderEvent,
     OrderStatus,
-)
-
-IN_FLIGHT = (
-    OrderStatus.PENDING,
-    OrderStatus.ROUTING,
-    OrderStatus.BUILDING,
-    OrderStatus.SUBMITTED,
 )
 
 

@@ -40,8 +40,8 @@ from order_engine.chain.mints import token_for
 from order_engine.config import Settings
 from order_engine.db import unit_of_work
 from order_engine.events import Publisher, app_publisher, event_payload
-from order_engine.models import Order, OrderStatus
-from order_engine.repositories.order import IN_FLIGHT, OrderRepository, lease_expiry
+from order_engine.models import HAPPY_PATH, IN_FLIGHT, Order, OrderStatus
+from order_engine.repositories.order import OrderRepository, lease_expiry
 from order_engine.routing import Router
 from order_engine.services import amounts, event_data
 from order_engine.services.retry_policy import retry_countdown
@@ -62,13 +62,6 @@ from order_engine.venues.errors import (
 log = logging.getLogger(__name__)
 
 SLOT_S = 0.4
-HAPPY_PATH = (
-    OrderStatus.PENDING,
-    OrderStatus.ROUTING,
-    OrderStatus.BUILDING,
-    OrderStatus.SUBMITTED,
-    OrderStatus.CONFIRMED,
-)
 
 
 # The statuses an attempt can start from with nothing built yet: a `pending` claim, or a
@@ -483,7 +476,7 @@ class ExecutionService:
         transaction's blockhash has expired, when the reconciler's next delivery settles it."""
         order = attempt.order
         remaining_slots = (attempt.last_valid_height or 0) - self.chain.block_height() + 2
-        hold_s = max(1, int(remaining_slots * SLOT_S) + 1)
+        hold_s = max(1, int(_slots(remaining_slots).total_seconds()) + 1)
         with unit_of_work(self.session):
             self.orders.renew_lease(order.id, attempt.executor, hold_s)
         log.warning("order %s: %d deliveries; parked for %ss", order.id, order.deliveries, hold_s)
