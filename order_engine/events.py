@@ -27,19 +27,27 @@ ACTIVE_SNAPSHOT_TTL_S = 7 * 24 * 3600
 # KEYS[i] the order's snapshot key; ARGV[2i-1] the event JSON (which starts with its orderId
 # and seq), ARGV[2i] the snapshot's TTL in seconds. The snapshot is the latest event's JSON,
 # written only over an older one: a stale worker's late publish cannot move it backwards.
-# Per event: GET, SET … EX, PUBLISH (an older, hash-typed snapshot is simply replaced).
+# Per event: PUBLISH; per order in the call, for its last event: GET, SET … EX (one commit's
+# routing and building events write the snapshot once; a script runs atomically, so nobody
+# reads the snapshot between them). An older, hash-typed snapshot is simply replaced.
 _PUBLISH_SCRIPT = f"""
 local prefix = #'{SNAPSHOT_PREFIX}' + 1
+local last = {{}}
+for i, key in ipairs(KEYS) do
+  last[key] = i
+end
 for i, key in ipairs(KEYS) do
   local event, ttl = ARGV[2 * i - 1], ARGV[2 * i]
-  local seq = tonumber(string.match(event, '"seq":(%d+)'))
-  local current = redis.pcall('GET', key)
-  local current_seq = 0
-  if type(current) == 'string' then
-    current_seq = tonumber(string.match(current, '"seq":(%d+)')) or 0
-  end
-  if seq > current_seq then
-    redis.call('SET', key, event, 'EX', ttl)
+  if last[key] == i then
+    local seq = tonumber(string.match(event, '"seq":(%d+)'))
+    local current = redis.pcall('GET', key)
+    local current_seq = 0
+    if type(current) == 'string' then
+      current_seq = tonumber(string.match(current, '"seq":(%d+)')) or 0
+    end
+    if seq > current_seq then
+      redis.call('SET', key, event, 'EX', ttl)
+    end
   end
   redis.call('PUBLISH', '{CHANNEL_PREFIX}' .. string.sub(key, prefix), event)
 end

@@ -74,3 +74,25 @@ def test_a_snapshot_in_the_former_hash_shape_is_replaced(publisher, redis_client
     redis_client.hset(f"active_order:{order_id}", mapping={"seq": 1, "snapshot": "{}"})
     assert publisher.publish(event(order_id, 2, "routing"))
     assert json.loads(redis_client.get(f"active_order:{order_id}"))["seq"] == 2
+
+
+def test_one_call_writes_each_orders_snapshot_once_however_many_of_its_events_it_carries(
+    publisher, redis_client
+):
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    pubsub_first, pubsub_second = listen(redis_client, first), listen(redis_client, second)
+    with redis_client.monitor() as monitor:
+        events = [event(first, 2, "routing"), event(second, 2, "routing")]
+        assert publisher.publish_many([*events, event(first, 3, "building")])
+        writes: list[str] = []
+        for command in monitor.listen():  # the script's own commands, in order
+            text = command["command"]
+            if text.startswith("SET active_order:"):
+                writes.append(text.split()[1])
+            if text.startswith(f"PUBLISH order:{first}") and '"seq":3' in text:
+                break
+    assert sorted(writes) == sorted([f"active_order:{first}", f"active_order:{second}"])
+    assert received(pubsub_first) == [2, 3]
+    assert received(pubsub_second) == [2]
+    assert json.loads(redis_client.get(f"active_order:{first}"))["seq"] == 3
+    assert json.loads(redis_client.get(f"active_order:{second}"))["seq"] == 2
