@@ -41,6 +41,7 @@ from order_engine.chain.client import Chain
 from order_engine.chain.mints import symbol_of, token_for
 from order_engine.chain.pools import PoolView
 from order_engine.config import Settings
+from order_engine.db import unit_of_work
 from order_engine.events import Publisher, app_publisher, event_payload
 from order_engine.models import OrderType
 from order_engine.repositories.trigger import Candidate, PairBound, TriggerRepository
@@ -165,7 +166,7 @@ class TriggerService:
         result.expired = self._expire()
         bounds, tokens = self.pair_bounds()
         result.pairs = len(bounds)
-        with self.session.begin():
+        with unit_of_work(self.session):  # one statement: atomic alone
             candidates = self.triggers.candidates(bounds, CANDIDATES_PER_PAIR)
         result.candidates = len(candidates)
         ready = []
@@ -222,7 +223,7 @@ class TriggerService:
         their events, then send the execution task of each order that moved."""
         if not ready:
             return []
-        with self.session.begin():
+        with unit_of_work(self.session):
             events = self.triggers.trigger(ready)
         self.publisher.publish_many([event_payload(e) for e in events])
         moved = [e.order_id for e in events]
@@ -270,7 +271,7 @@ class TriggerService:
 
     def _expire(self) -> int:
         error = OrderExpired("the order reached its expiresAt before it triggered").as_dict()
-        with self.session.begin():
+        with unit_of_work(self.session):
             expired = self.triggers.expire(EXPIRE_BATCH, error)
         for _event, order_type, created_at in expired:
             metrics.order_finished(order_type, "failed", created_at, str(error["code"]))
