@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import queue
+import random
 import threading
 import time
 from collections import defaultdict
@@ -26,6 +27,7 @@ from typing import Any
 
 import redis
 import redis.client
+from sqlalchemy.exc import SQLAlchemyError
 
 from order_engine.events import CHANNEL_PREFIX, is_terminal
 
@@ -195,7 +197,12 @@ class OrderStream:
         # The history the caller already read after subscribing (it answered whether the order
         # exists); the first batch replays it instead of reading it again.
         self._first_history = first_history
-        self._quiet_since = time.monotonic()
+        self._resync_at = self._next_resync()
+
+    def _next_resync(self) -> float:
+        # Jittered (½ to 1½ × resync_after_s): sockets opened together, as a burst of orders
+        # opens them, would otherwise all re-read the database in the same instant.
+        return time.monotonic() + self.resync_after_s * random.uniform(0.5, 1.5)
 
     def next_batch(self) -> list[dict[str, Any]]:
         """Events to send now (possibly none); call until `finished`."""
@@ -210,12 +217,25 @@ class OrderStream:
                     continue  # already sent (replayed from history, or a late duplicate)
                 if payload["seq"] == self.last_seq + 1:
                     return self._accept([payload])
-                return self._accept(self.history(self.last_seq))  # a gap: fill from the DB
+                return self._accept(self._reread())  # a gap: fill from the DB
             reconnected = self.subscription.generation != self.hub.generation
-            if reconnected or time.monotonic() - self._quiet_since >= self.resync_after_s:
+            if reconnected or time.monotonic() >= self._resync_at:
                 self.subscription.generation = self.hub.generation
-                self._quiet_since = time.monotonic()
-                return self._accept(self.history(self.last_seq))
+                return self._accept(self._reread())
+            return []
+
+    def _reread(self) -> list[dict[str, Any]]:
+        """The history after the last event sent. A read that fails (the database slow or
+        briefly away) costs this socket nothing but time: nothing is sent out of order, and
+        the read is tried again within a second or two."""
+        self._resync_at = self._next_resync()
+        try:
+            return self.history(self.last_seq)
+        except SQLAlchemyError as exc:
+            log.warning(
+                "stream of %s: history read failed (%s); retrying", self.subscription.order_id, exc
+            )
+            self._resync_at = time.monotonic() + random.uniform(1.0, 2.0)
             return []
 
     def _accept(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -229,5 +249,5 @@ class OrderStream:
                 self.finished = True
                 break
         if accepted:
-            self._quiet_since = time.monotonic()
+            self._resync_at = self._next_resync()
         return accepted

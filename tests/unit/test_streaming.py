@@ -1,0 +1,69 @@
+"""An order's stream delivers every event once, in seq order, whatever pub/sub drops and even
+when a history read fails: it never sends past a gap, and reads again shortly."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from order_engine.streaming import OrderStream, Subscription
+
+ORDER = "3f2c1a9e-0000-4000-8000-000000000001"
+
+
+def event(seq: int, status: str = "routing") -> dict:
+    return {"orderId": ORDER, "seq": seq, "status": status, "data": {}}
+
+
+class History:
+    """The database's view of the order; `fail` reads raise like an exhausted pool."""
+
+    def __init__(self, events: list[dict], fail: int = 0) -> None:
+        self.events, self.fail, self.reads = events, fail, 0
+
+    def __call__(self, after: int) -> list[dict]:
+        self.reads += 1
+        if self.fail:
+            self.fail -= 1
+            raise PoolTimeout("QueuePool limit of size 20 overflow 0 reached")
+        return [e for e in self.events if e["seq"] > after]
+
+
+def drain(stream: OrderStream, deadline_s: float = 10.0) -> list[int]:
+    sent: list[int] = []
+    deadline = time.monotonic() + deadline_s
+    while not stream.finished and time.monotonic() < deadline:
+        sent += [e["seq"] for e in stream.next_batch()]
+    return sent
+
+
+def test_a_gap_whose_history_read_fails_is_filled_once_the_database_answers():
+    subscription = Subscription(ORDER, generation=0)
+    history = History([event(1, "pending"), event(2), event(3, "confirmed")], fail=1)
+    stream = OrderStream(
+        subscription,
+        history,
+        SimpleNamespace(generation=0),  # type: ignore[arg-type]
+        tick_s=0.05,
+        first_history=[event(1, "pending")],
+    )
+    subscription.queue.put(event(3, "confirmed"))  # seq 2 was lost by pub/sub
+    sent = drain(stream)
+    assert sent == [1, 2, 3]
+    assert history.reads == 2  # the failed read, then its retry
+
+
+def test_sockets_opened_together_do_not_resync_together():
+    streams = [
+        OrderStream(
+            Subscription(ORDER, 0),
+            History([]),
+            SimpleNamespace(generation=0),  # type: ignore[arg-type]
+            resync_after_s=20.0,
+        )
+        for _ in range(200)
+    ]
+    due = sorted(s._resync_at for s in streams)
+    assert due[-1] - due[0] > 10.0  # spread over the ½–1½ × 20 s window
