@@ -13,11 +13,17 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from order_engine import embedded
 from order_engine.config import ConfigError, Settings, _process_environment
 from order_engine.supervisor import Program, Supervisor
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from order_engine.services.access import AccessService
 
 log = logging.getLogger("order_engine.cli")
 
@@ -389,7 +395,7 @@ def cmd_run(_args: argparse.Namespace) -> int:
         lock.release()
 
 
-def _single(program_factory) -> int:
+def _single(program_factory: Callable[[Settings], Program]) -> int:
     with Environment() as environment:
         return Supervisor([program_factory(environment.settings)], environment.env).run()
 
@@ -440,7 +446,7 @@ def cmd_check_worker(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _access_service(settings: Settings):
+def _access_service(settings: Settings) -> tuple[Engine, AccessService]:
     from sqlalchemy.orm import Session
 
     from order_engine.db import make_engine

@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -305,7 +306,7 @@ def _signal_and_wait(pid: int, sig: signal.Signals, timeout_s: float) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _wait_for(condition, what: str, timeout_s: float) -> None:
+def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:

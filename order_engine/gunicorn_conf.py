@@ -8,6 +8,7 @@ another worker or host without losing an event.
 
 import json
 import signal
+from typing import Any
 
 import gunicorn.util
 
@@ -40,12 +41,12 @@ def _log_settings() -> tuple[str, str]:
 logconfig_dict = gunicorn_logconfig(*_log_settings())
 
 
-def post_worker_init(worker):
+def post_worker_init(worker: Any) -> None:
     from order_engine.streaming import shutting_down
 
     original = worker.handle_exit
 
-    def handle_exit(sig, frame):
+    def handle_exit(sig: int, frame: Any) -> None:
         shutting_down.set()
         original(sig, frame)
 
@@ -58,14 +59,14 @@ def post_worker_init(worker):
     warm_app_pool(worker.wsgi)  # the Flask app gunicorn loaded (order_engine.wsgi:app)
 
 
-def child_exit(_server, worker):
+def child_exit(_server: Any, worker: Any) -> None:
     # A dead worker's live gauges (open WebSockets) must not count any more.
     from order_engine.metrics import process_exited
 
     process_exited(worker.pid)
 
 
-def _write_json_error(sock, status_int, reason, mesg):
+def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str | None) -> None:
     """gunicorn answers requests it cannot parse (400, 414, 431, …) itself, before the app sees
     them, with an HTML page; every other error of this API is the JSON envelope (DESIGN §3),
     so these are too."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from celery import shared_task
+from celery import Task, shared_task
 from flask import current_app
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -39,7 +39,7 @@ INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
     retry_jitter=True,
     ignore_result=True,
 )
-def execute_order(self, order_id: str) -> str:
+def execute_order(self: Task, order_id: str) -> str:
     """Run the next attempt of one order (routing → building → submitted → confirmed)."""
     try:
         return execution_service().execute(uuid.UUID(order_id), new_executor_id())

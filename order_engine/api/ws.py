@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, current_app, g, request
-from simple_websocket import ConnectionClosed
+from simple_websocket import ConnectionClosed, Server
 
 from order_engine import logs, metrics
 from order_engine.api.access import current_principal, requires
@@ -47,19 +47,19 @@ class StreamClosed(Exception):
 
 @sock.route("/api/orders/execute", bp=bp)
 @requires("orders:read")
-def execute_stream(ws) -> None:
+def execute_stream(ws: Server) -> None:
     """Stream an order (`?orderId=`) or submit one from the first message and stream it."""
     _serve(ws, submit_allowed=True)
 
 
 @sock.route("/api/orders/execute/ws", bp=bp)
 @requires("orders:read")
-def execute_stream_alias(ws) -> None:
+def execute_stream_alias(ws: Server) -> None:
     """Alias of the streaming endpoint for clients of the service this one replaces."""
     _serve(ws, submit_allowed=False)
 
 
-def _serve(ws, submit_allowed: bool) -> None:
+def _serve(ws: Server, submit_allowed: bool) -> None:
     metrics.WEBSOCKETS_OPEN.inc()
     try:
         _serve_counted(ws, submit_allowed)
@@ -67,7 +67,7 @@ def _serve(ws, submit_allowed: bool) -> None:
         metrics.WEBSOCKETS_OPEN.dec()
 
 
-def _serve_counted(ws, submit_allowed: bool) -> None:
+def _serve_counted(ws: Server, submit_allowed: bool) -> None:
     from order_engine.api.orders import order_service
 
     service = order_service()
@@ -97,7 +97,7 @@ def _serve_counted(ws, submit_allowed: bool) -> None:
         _close(ws, CLOSE_UNAVAILABLE, body)
 
 
-def _order_to_stream(ws, service: OrderService, submit_allowed: bool) -> uuid.UUID:
+def _order_to_stream(ws: Server, service: OrderService, submit_allowed: bool) -> uuid.UUID:
     raw_id = request.args.get("orderId")
     if raw_id is None and submit_allowed:
         return _submit_first_message(ws, service)
@@ -131,7 +131,7 @@ def _order_to_stream(ws, service: OrderService, submit_allowed: bool) -> uuid.UU
     return order_id
 
 
-def _submit_first_message(ws, service: OrderService) -> uuid.UUID:
+def _submit_first_message(ws: Server, service: OrderService) -> uuid.UUID:
     from order_engine.api.orders import parse_submission, submit
 
     if not current_principal().can("orders:write"):
@@ -176,7 +176,7 @@ def _submit_first_message(ws, service: OrderService) -> uuid.UUID:
     return submitted.order.id
 
 
-def _stream(ws, service: OrderService, order_id: uuid.UUID) -> None:
+def _stream(ws: Server, service: OrderService, order_id: uuid.UUID) -> None:
     logs.bind(order_id=order_id)  # this socket's lines name its order
     hub = get_hub(current_app.config["SETTINGS"].redis_url)
     after_seq = _after_seq()
@@ -282,7 +282,7 @@ def _error(
     return body
 
 
-def _close(ws, code: int, body: dict[str, Any]) -> None:
+def _close(ws: Server, code: int, body: dict[str, Any]) -> None:
     try:
         ws.send(json.dumps(body))
         ws.close(reason=code, message=body["description"][:120])
