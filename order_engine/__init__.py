@@ -11,6 +11,7 @@ from flask import Flask
 
 from order_engine import logs
 from order_engine.config import Settings
+from order_engine.errors import envelope
 
 
 def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
@@ -72,11 +73,11 @@ class BoundedChunkedInput:
             body = environ["wsgi.input"].read(self.max_bytes + 1)
             if len(body) > self.max_bytes:
                 payload = json.dumps(
-                    {
-                        "code": 413,
-                        "message": "Request Entity Too Large",
-                        "description": f"The body is larger than {self.max_bytes} bytes.",
-                    }
+                    envelope(
+                        413,
+                        "Request Entity Too Large",
+                        f"The body is larger than {self.max_bytes} bytes.",
+                    )
                 ).encode()
                 start_response(
                     "413 Request Entity Too Large",

@@ -13,6 +13,7 @@ from typing import Any
 import gunicorn.util
 
 from order_engine.config import ConfigError, Settings, _process_environment
+from order_engine.errors import envelope
 from order_engine.logs import gunicorn_logconfig
 
 graceful_timeout = 15
@@ -70,9 +71,7 @@ def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str | None)
     """gunicorn answers requests it cannot parse (400, 414, 431, …) itself, before the app sees
     them, with an HTML page; every other error of this API is the JSON envelope (DESIGN §3),
     so these are too."""
-    body = json.dumps(
-        {"code": status_int, "message": reason, "description": mesg or reason}
-    ).encode()
+    body = json.dumps(envelope(status_int, reason, mesg or reason)).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"

@@ -24,8 +24,8 @@ from simple_websocket import ConnectionClosed, Server
 
 from order_engine import logs, metrics
 from order_engine.api.access import current_principal, requires
-from order_engine.api.orders import owner_filter
-from order_engine.errors import OrderEngineError
+from order_engine.api.intake import order_service, owner_filter, submit_order
+from order_engine.errors import OrderEngineError, envelope
 from order_engine.extensions import sock
 from order_engine.models import OrderStatus
 from order_engine.services.order import OrderService
@@ -68,8 +68,6 @@ def _serve(ws: Server, submit_allowed: bool) -> None:
 
 
 def _serve_counted(ws: Server, submit_allowed: bool) -> None:
-    from order_engine.api.orders import order_service
-
     service = order_service()
     order_id: uuid.UUID | None = None
     try:
@@ -132,8 +130,6 @@ def _order_to_stream(ws: Server, service: OrderService, submit_allowed: bool) ->
 
 
 def _submit_first_message(ws: Server, service: OrderService) -> uuid.UUID:
-    from order_engine.api.orders import parse_submission, submit
-
     if not current_principal().can("orders:write"):
         raise StreamClosed(
             CLOSE_FORBIDDEN,
@@ -159,8 +155,7 @@ def _submit_first_message(ws: Server, service: OrderService) -> uuid.UUID:
         )
     try:
         # The same validation and intake as POST /api/orders/execute.
-        order_data, key = parse_submission(message, request.headers.get("Idempotency-Key"))
-        submitted = submit(order_data, key)
+        submitted = submit_order(message, request.headers.get("Idempotency-Key"))
     except OrderEngineError as exc:
         code = CLOSE_TOO_MANY if exc.status == 429 else CLOSE_BAD_REQUEST
         raise StreamClosed(
@@ -271,15 +266,8 @@ def _after_seq() -> int:
 def _error(
     code: int, message: str, description: str, errors: dict[str, list[str]] | None = None
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "type": "error",
-        "code": code,
-        "message": message,
-        "description": description,
-    }
-    if errors:
-        body["errors"] = errors
-    return body
+    """The error envelope as a stream message: `type` tells it from the order's events."""
+    return {"type": "error", **envelope(code, message, description, errors)}
 
 
 def _close(ws: Server, code: int, body: dict[str, Any]) -> None:
