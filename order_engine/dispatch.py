@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import os
-import threading
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +30,8 @@ from flask import current_app
 from kombu.utils.json import dumps
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from order_engine.process import PROCESS
 
 EXECUTE_ORDER = "orders.execute_order"
 RECONCILE_ORDERS = "orders.reconcile_orders"
@@ -87,19 +88,10 @@ def broker_is_app_redis() -> bool:
     return (broker.hostname, broker.port) == (app_redis.hostname, app_redis.port)
 
 
-_senders: dict[tuple[int, int], RedisTaskSender | None] = {}
-_senders_lock = threading.Lock()
-
-
 def task_sender(celery_app: Celery) -> RedisTaskSender | None:
     """The direct sender for this Celery app in this process, or None if it cannot be used
     (not a plain Redis broker, a key prefix, priorities or a non-direct route)."""
-    key = (os.getpid(), id(celery_app))
-    sender = _senders.get(key, False)
-    if sender is False:
-        with _senders_lock:
-            sender = _senders[key] = RedisTaskSender.for_app(celery_app)
-    return sender  # type: ignore[return-value]
+    return PROCESS.get("task_sender", id(celery_app), lambda: RedisTaskSender.for_app(celery_app))
 
 
 class RedisTaskSender:

@@ -42,6 +42,14 @@ def _log_settings() -> tuple[str, str]:
 logconfig_dict = gunicorn_logconfig(*_log_settings())
 
 
+def post_fork(_server: Any, _worker: Any) -> None:
+    # The app is loaded in each worker after fork (no preload), so there is usually nothing
+    # to drop; with `--preload` the master's engines and clients would be inherited.
+    from order_engine.process import PROCESS
+
+    PROCESS.reset_after_fork()
+
+
 def post_worker_init(worker: Any) -> None:
     from order_engine.streaming import shutting_down
 
