@@ -32,10 +32,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from order_engine.process import PROCESS
+from order_engine.queues import EVALUATE_TRIGGERS, EXECUTE_ORDER, RECONCILE_ORDERS, is_redis
 
-EXECUTE_ORDER = "orders.execute_order"
-RECONCILE_ORDERS = "orders.reconcile_orders"
-EVALUATE_TRIGGERS = "orders.evaluate_triggers"
+__all__ = ["EVALUATE_TRIGGERS", "EXECUTE_ORDER", "RECONCILE_ORDERS", "RedisTaskSender"]
 
 # Same bounds as the Celery transport options (tasking.py): a frozen broker fails a send in
 # about 2 s instead of holding the request; one immediate retry covers a pooled connection
@@ -109,8 +108,6 @@ class RedisTaskSender:
 
     @classmethod
     def for_app(cls, celery_app: Celery) -> RedisTaskSender | None:
-        from order_engine.tasking import is_redis  # tasking imports this module's names
-
         conf = celery_app.conf
         options = conf.broker_transport_options or {}
         if not is_redis(conf.broker_url or "") or conf.task_routes.get(EXECUTE_ORDER):

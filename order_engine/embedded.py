@@ -28,11 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from order_engine.config import PROJECT_ROOT
+from order_engine.config import STATE_DIR
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = Path(os.environ.get("ORDER_ENGINE_STATE_DIR", PROJECT_ROOT / ".state"))
 DATABASE_NAME = "order_engine"
 OWNER_FILE = "servers.owner"
 RUN_LOCK_FILE = "run.lock"

@@ -18,8 +18,8 @@ from celery.signals import (
 
 from order_engine import create_app, logs
 from order_engine.db import WORKER_SESSION_TIMEOUTS_MS, warm_app_pool
-from order_engine.dispatch import EVALUATE_TRIGGERS, RECONCILE_ORDERS
 from order_engine.process import PROCESS
+from order_engine.queues import EVALUATE_TRIGGERS, EXECUTE_ORDER, RECONCILE_ORDERS
 
 
 @setup_logging.connect
@@ -97,7 +97,7 @@ def _stop_within_bound(**_kwargs: object) -> None:
 # Celery counts retries, the design counts attempts: max_retries = attempts - 1.
 _settings = flask_app.config["SETTINGS"]
 celery_app.conf.task_annotations = {
-    "orders.execute_order": {
+    EXECUTE_ORDER: {
         "max_retries": _settings.order_max_attempts - 1,
         "retry_backoff": max(1, _settings.retry_backoff_s),
         "retry_backoff_max": _settings.retry_backoff_max_s,
