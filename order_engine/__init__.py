@@ -37,7 +37,6 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
             "ping_interval": settings.ws_ping_interval_s or None,
             "max_message_size": settings.max_body_bytes,
         },
-        JSON_SORT_KEYS=False,
     )
     from order_engine.jsonio import MoneyJSONProvider
 

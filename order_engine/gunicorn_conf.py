@@ -1,9 +1,9 @@
 """gunicorn settings shared by every way the API is started (`--config python:...`).
 
-On SIGTERM a gthread worker stops accepting and waits `graceful_timeout` for open requests, but
-a WebSocket following an order may outlive that. So the worker also tells every open stream to
-close now, with code 1001 and the `afterSeq` to resume from, and the client reconnects to
-another worker or host without losing an event.
+On SIGTERM a worker (gevent by default, or gthread) stops accepting and waits
+`graceful_timeout` for open requests, but a WebSocket following an order may outlive that. So
+the worker also tells every open stream to close now, with code 1001 and the `afterSeq` to
+resume from, and the client reconnects to another worker or host without losing an event.
 """
 
 import json

@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 class SubmittedOrder:
     order: Order
     created: bool  # False when an Idempotency-Key replayed an earlier submission
-    first_event: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class OrderService:
             log.warning(
                 "order %s accepted; Redis is not answering, the reconciler will queue it", order.id
             )
-        return SubmittedOrder(order, True, first)
+        return SubmittedOrder(order, True)
 
     def get(self, order_id: uuid.UUID, account_id: uuid.UUID | None = None) -> OrderWithEvents:
         """The order with its events; another account's order is "not found" (None: any)."""
@@ -291,6 +290,9 @@ class OrderService:
             deliveries=0,
             created_at=now,
             updated_at=now,
+            # Intake sends the task right after this commit. The reconciler counts an order as
+            # possibly lost from its last dispatch, so it waits STALE_PENDING_AFTER_S from
+            # here before sending it again (and the row needs no UPDATE after the send).
             dispatched_at=now,
             **{"waiting": False, **(trigger or {})},
         )
@@ -341,8 +343,7 @@ class OrderService:
                 "This Idempotency-Key was used with a different request body.",
                 errors={"Idempotency-Key": ["Reused with a different body."]},
             )
-        first = self.orders.events(existing.id)[:1]
-        return SubmittedOrder(existing, False, event_payload(first[0]) if first else {})
+        return SubmittedOrder(existing, False)
 
     def _dispatch(self, order_id: uuid.UUID) -> None:
         try:
