@@ -11,6 +11,7 @@ from flask import Flask
 
 from order_engine import logs
 from order_engine.config import Settings
+from order_engine.errors import envelope
 
 
 def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
@@ -36,7 +37,6 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
             "ping_interval": settings.ws_ping_interval_s or None,
             "max_message_size": settings.max_body_bytes,
         },
-        JSON_SORT_KEYS=False,
     )
     from order_engine.jsonio import MoneyJSONProvider
 
@@ -72,11 +72,11 @@ class BoundedChunkedInput:
             body = environ["wsgi.input"].read(self.max_bytes + 1)
             if len(body) > self.max_bytes:
                 payload = json.dumps(
-                    {
-                        "code": 413,
-                        "message": "Request Entity Too Large",
-                        "description": f"The body is larger than {self.max_bytes} bytes.",
-                    }
+                    envelope(
+                        413,
+                        "Request Entity Too Large",
+                        f"The body is larger than {self.max_bytes} bytes.",
+                    )
                 ).encode()
                 start_response(
                     "413 Request Entity Too Large",

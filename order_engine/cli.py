@@ -13,11 +13,17 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from order_engine import embedded
-from order_engine.config import ConfigError, Settings, _process_environment
+from order_engine.config import ConfigError, Settings, _process_environment, startup_log_format
 from order_engine.supervisor import Program, Supervisor
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from order_engine.services.access import AccessService
 
 log = logging.getLogger("order_engine.cli")
 
@@ -35,8 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     from order_engine import logs
 
-    log_format = "json" if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text"
-    logs.configure("INFO", log_format)
+    logs.configure("INFO", startup_log_format())
     warnings.filterwarnings("ignore", module="platformdirs")
     _exit_on_signals()
     try:
@@ -325,13 +330,13 @@ def flower_program(settings: Settings) -> Program:
         "-A",
         CELERY_APP,
         "flower",
-        "--port=" + os.environ.get("FLOWER_PORT", "5555"),
+        f"--port={settings.flower_port}",
     ]
     # Flower can re-launch tasks; an order system keeps it read-only, and without credentials
     # it listens on loopback only (research/reliability.md §4).
     argv.append("--read_only=True")
-    basic_auth = os.environ.get("FLOWER_BASIC_AUTH", "")
-    address = os.environ.get("FLOWER_ADDRESS") or ("0.0.0.0" if basic_auth else "127.0.0.1")
+    basic_auth = settings.flower_basic_auth
+    address = settings.flower_address or ("0.0.0.0" if basic_auth else "127.0.0.1")
     if not _is_loopback(address) and ":" not in basic_auth:
         raise ConfigError(
             f"FLOWER_ADDRESS={address} is beyond loopback: set FLOWER_BASIC_AUTH=user:password "
@@ -389,7 +394,7 @@ def cmd_run(_args: argparse.Namespace) -> int:
         lock.release()
 
 
-def _single(program_factory) -> int:
+def _single(program_factory: Callable[[Settings], Program]) -> int:
     with Environment() as environment:
         return Supervisor([program_factory(environment.settings)], environment.env).run()
 
@@ -440,7 +445,7 @@ def cmd_check_worker(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _access_service(settings: Settings):
+def _access_service(settings: Settings) -> tuple[Engine, AccessService]:
     from sqlalchemy.orm import Session
 
     from order_engine.db import make_engine

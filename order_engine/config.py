@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -152,6 +152,12 @@ class Settings:
     # Observability (DESIGN §11): `json` lines for production, readable `text` in development.
     log_format: str = "text"
     log_control_tasks: bool = False
+    # Flower (`order-engine flower`): loopback only unless it has credentials (cli.py).
+    flower_port: int = 5555
+    flower_address: str = ""
+    flower_basic_auth: str = field(default="", repr=False)
+    # The benchmark's baseline endpoint (api/bench.py), only with BENCH_ENDPOINTS=1.
+    bench_endpoints: bool = False
 
     @property
     def public_ws_url(self) -> str:
@@ -281,6 +287,10 @@ class Settings:
                 "STREAM_TICKET_TTL_S", get("STREAM_TICKET_TTL_S", "30"), 1, 600
             ),
             api_key_cache_s=_parse_int("API_KEY_CACHE_S", get("API_KEY_CACHE_S", "5"), 0, 300),
+            flower_port=_parse_int("FLOWER_PORT", get("FLOWER_PORT", "5555"), 1, 65535),
+            flower_address=get("FLOWER_ADDRESS") or "",
+            flower_basic_auth=get("FLOWER_BASIC_AUTH") or "",
+            bench_endpoints=get("BENCH_ENDPOINTS") == "1",
         ).checked()
 
     @property
@@ -378,6 +388,12 @@ def _normalise_database_url(url: str) -> str:
     if url.startswith("postgresql://"):
         return "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
+
+
+def startup_log_format() -> str:
+    """The log format for a command's first lines, before its settings are read (a bad
+    LOG_FORMAT is then refused by `Settings.from_env`, in the format chosen here)."""
+    return "json" if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text"
 
 
 def _process_environment() -> dict[str, str]:

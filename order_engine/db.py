@@ -1,7 +1,8 @@
 """One SQLAlchemy engine per process, one session per app context.
 
-The engine is created lazily on first use, so a forked process (gunicorn worker, Celery child)
-never inherits a parent's pooled connections; `dispose_engine()` is also called after fork.
+The engine is created lazily on first use and held by `process.PROCESS`, which drops it after
+fork (disposed without closing the parent's connections), so a forked process (gunicorn
+worker, Celery child) never uses a parent's pooled connections.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from order_engine.process import PROCESS
+
 log = logging.getLogger(__name__)
 
-_engines: dict[str, Engine] = {}
+# In a forked child the parent's pooled connections are dropped, never closed: closing would
+# end the parent's sessions on the server (SQLAlchemy's pooling docs, "using with fork").
+PROCESS.on_fork("engine", lambda engine: engine.dispose(close=False))
 
 
 # The API's sessions (set in wsgi.py): a request never waits on PostgreSQL without bound — a
@@ -107,17 +112,18 @@ def get_engine(app: Flask | None = None) -> Engine:
     if override is not None:
         return override
     settings = app.config["SETTINGS"]
-    engine = _engines.get(settings.database_url)
-    if engine is None:
-        engine = _engines[settings.database_url] = make_engine(
+    return PROCESS.get(
+        "engine",
+        settings.database_url,
+        lambda: make_engine(
             settings.database_url,
             echo=settings.sql_echo,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             session_timeouts_ms=app.config.get("DB_SESSION_TIMEOUTS_MS"),
             pre_ping=bool(app.config.get("DB_PRE_PING", False)),
-        )
-    return engine
+        ),
+    )
 
 
 def warm_pool(engine: Engine, size: int) -> int:
@@ -145,12 +151,6 @@ def warm_app_pool(app: Flask) -> int:
     return warm_pool(get_engine(app), settings.db_pool_size)
 
 
-def dispose_engines() -> None:
-    """Drop inherited pooled connections; call in a child right after fork."""
-    for engine in _engines.values():
-        engine.dispose(close=False)
-
-
 def get_session() -> Session:
     """The session of the current app context (request or task), created on first use."""
     if "db_session" not in g:
@@ -161,15 +161,11 @@ def get_session() -> Session:
     return g.db_session
 
 
-_factories: dict[Engine, sessionmaker[Session]] = {}
-
-
 def _session_factory(engine: Engine) -> sessionmaker[Session]:
     # Built once per engine: a sessionmaker per request showed up in intake profiles.
-    factory = _factories.get(engine)
-    if factory is None:
-        factory = _factories[engine] = sessionmaker(bind=engine, expire_on_commit=False)
-    return factory
+    return PROCESS.get(
+        "session_factory", engine, lambda: sessionmaker(bind=engine, expire_on_commit=False)
+    )
 
 
 def close_session(_exc: BaseException | None = None) -> None:

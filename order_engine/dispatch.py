@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import os
-import threading
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,9 +31,10 @@ from kombu.utils.json import dumps
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-EXECUTE_ORDER = "orders.execute_order"
-RECONCILE_ORDERS = "orders.reconcile_orders"
-EVALUATE_TRIGGERS = "orders.evaluate_triggers"
+from order_engine.process import PROCESS
+from order_engine.queues import EVALUATE_TRIGGERS, EXECUTE_ORDER, RECONCILE_ORDERS, is_redis
+
+__all__ = ["EVALUATE_TRIGGERS", "EXECUTE_ORDER", "RECONCILE_ORDERS", "RedisTaskSender"]
 
 # Same bounds as the Celery transport options (tasking.py): a frozen broker fails a send in
 # about 2 s instead of holding the request; one immediate retry covers a pooled connection
@@ -87,19 +87,10 @@ def broker_is_app_redis() -> bool:
     return (broker.hostname, broker.port) == (app_redis.hostname, app_redis.port)
 
 
-_senders: dict[tuple[int, int], RedisTaskSender | None] = {}
-_senders_lock = threading.Lock()
-
-
 def task_sender(celery_app: Celery) -> RedisTaskSender | None:
     """The direct sender for this Celery app in this process, or None if it cannot be used
     (not a plain Redis broker, a key prefix, priorities or a non-direct route)."""
-    key = (os.getpid(), id(celery_app))
-    sender = _senders.get(key, False)
-    if sender is False:
-        with _senders_lock:
-            sender = _senders[key] = RedisTaskSender.for_app(celery_app)
-    return sender  # type: ignore[return-value]
+    return PROCESS.get("task_sender", id(celery_app), lambda: RedisTaskSender.for_app(celery_app))
 
 
 class RedisTaskSender:
@@ -117,8 +108,6 @@ class RedisTaskSender:
 
     @classmethod
     def for_app(cls, celery_app: Celery) -> RedisTaskSender | None:
-        from order_engine.tasking import is_redis  # tasking imports this module's names
-
         conf = celery_app.conf
         options = conf.broker_transport_options or {}
         if not is_redis(conf.broker_url or "") or conf.task_routes.get(EXECUTE_ORDER):

@@ -23,15 +23,15 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from order_engine.config import PROJECT_ROOT
+from order_engine.config import STATE_DIR
 
 log = logging.getLogger(__name__)
 
-STATE_DIR = Path(os.environ.get("ORDER_ENGINE_STATE_DIR", PROJECT_ROOT / ".state"))
 DATABASE_NAME = "order_engine"
 OWNER_FILE = "servers.owner"
 RUN_LOCK_FILE = "run.lock"
@@ -305,7 +305,7 @@ def _signal_and_wait(pid: int, sig: signal.Signals, timeout_s: float) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _wait_for(condition, what: str, timeout_s: float) -> None:
+def _wait_for(condition: Callable[[], bool], what: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:

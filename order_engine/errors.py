@@ -82,6 +82,17 @@ class DependencyUnavailableError(OrderEngineError):
         super().__init__(description, headers={"Retry-After": str(retry_after_s)})
 
 
+def envelope(
+    code: int, message: str, description: str, errors: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """The error body, the one shape of every refusal: REST answers, the WebSocket's last
+    message before it closes, the readiness probe, and what gunicorn answers itself."""
+    body: dict[str, Any] = {"code": code, "message": message, "description": description}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
 def error_response(
     status: int,
     message: str,
@@ -89,14 +100,27 @@ def error_response(
     errors: dict[str, list[str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body: dict[str, Any] = {"code": status, "message": message, "description": description}
-    if errors:
-        body["errors"] = errors
-    response = jsonify(body)
+    response = jsonify(envelope(status, message, description, errors))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def field_errors(messages: Any) -> dict[str, list[str]]:
+    """marshmallow's messages as the envelope's `errors`, field -> [reasons] (marshmallow
+    nests a list's errors by index)."""
+    if not isinstance(messages, dict):
+        return {"_schema": [str(messages)]}
+    flat: dict[str, list[str]] = {}
+    for field, value in messages.items():
+        if isinstance(value, dict):
+            flat[field] = [
+                str(m) for v in value.values() for m in (v if isinstance(v, list) else [v])
+            ]
+        else:
+            flat[field] = [str(m) for m in (value if isinstance(value, list) else [value])]
+    return flat
 
 
 def register_error_handlers(app: Flask) -> None:

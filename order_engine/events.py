@@ -113,20 +113,17 @@ class EventPublisher:
         return True
 
 
-_publishers: dict[str, EventPublisher] = {}
-
-
 def app_publisher() -> EventPublisher:
-    """The current app's publisher, one per process and Redis client (registering its script
+    """The current app's publisher, one per process and Redis URL (registering its script
     hashes it: per request, that was 1 % of the API's CPU)."""
     from flask import current_app
 
+    from order_engine.process import PROCESS
     from order_engine.redis_client import get_redis
 
     settings = current_app.config["SETTINGS"]
-    client = get_redis()
-    publisher = _publishers.get(settings.redis_url)
-    if publisher is None or publisher.client is not client:
-        publisher = EventPublisher(client, settings.active_order_ttl_s)
-        _publishers[settings.redis_url] = publisher
-    return publisher
+    return PROCESS.get(
+        "publisher",
+        settings.redis_url,
+        lambda: EventPublisher(get_redis(), settings.active_order_ttl_s),
+    )

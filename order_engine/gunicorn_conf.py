@@ -1,17 +1,19 @@
 """gunicorn settings shared by every way the API is started (`--config python:...`).
 
-On SIGTERM a gthread worker stops accepting and waits `graceful_timeout` for open requests, but
-a WebSocket following an order may outlive that. So the worker also tells every open stream to
-close now, with code 1001 and the `afterSeq` to resume from, and the client reconnects to
-another worker or host without losing an event.
+On SIGTERM a worker (gevent by default, or gthread) stops accepting and waits
+`graceful_timeout` for open requests, but a WebSocket following an order may outlive that. So
+the worker also tells every open stream to close now, with code 1001 and the `afterSeq` to
+resume from, and the client reconnects to another worker or host without losing an event.
 """
 
 import json
 import signal
+from typing import Any
 
 import gunicorn.util
 
 from order_engine.config import ConfigError, Settings, _process_environment
+from order_engine.errors import envelope
 from order_engine.logs import gunicorn_logconfig
 
 graceful_timeout = 15
@@ -40,12 +42,20 @@ def _log_settings() -> tuple[str, str]:
 logconfig_dict = gunicorn_logconfig(*_log_settings())
 
 
-def post_worker_init(worker):
+def post_fork(_server: Any, _worker: Any) -> None:
+    # The app is loaded in each worker after fork (no preload), so there is usually nothing
+    # to drop; with `--preload` the master's engines and clients would be inherited.
+    from order_engine.process import PROCESS
+
+    PROCESS.reset_after_fork()
+
+
+def post_worker_init(worker: Any) -> None:
     from order_engine.streaming import shutting_down
 
     original = worker.handle_exit
 
-    def handle_exit(sig, frame):
+    def handle_exit(sig: int, frame: Any) -> None:
         shutting_down.set()
         original(sig, frame)
 
@@ -58,20 +68,18 @@ def post_worker_init(worker):
     warm_app_pool(worker.wsgi)  # the Flask app gunicorn loaded (order_engine.wsgi:app)
 
 
-def child_exit(_server, worker):
+def child_exit(_server: Any, worker: Any) -> None:
     # A dead worker's live gauges (open WebSockets) must not count any more.
     from order_engine.metrics import process_exited
 
     process_exited(worker.pid)
 
 
-def _write_json_error(sock, status_int, reason, mesg):
+def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str | None) -> None:
     """gunicorn answers requests it cannot parse (400, 414, 431, …) itself, before the app sees
     them, with an HTML page; every other error of this API is the JSON envelope (DESIGN §3),
     so these are too."""
-    body = json.dumps(
-        {"code": status_int, "message": reason, "description": mesg or reason}
-    ).encode()
+    body = json.dumps(envelope(status_int, reason, mesg or reason)).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"

@@ -44,6 +44,8 @@ from prometheus_client import (  # noqa: E402 - after the folder exists
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 from prometheus_client.registry import Collector  # noqa: E402
 
+from order_engine.queues import QUEUES  # noqa: E402
+
 
 def process_id(pid: int | None = None) -> str:
     """How a process's files are named: host name and pid, so that containers sharing the
@@ -121,7 +123,6 @@ RPC_ERRORS = Counter(
 )
 
 FINAL_STATUSES = ("confirmed", "failed", "cancelled")
-QUEUES = ("orders", "control")
 
 
 def multiprocess_dir() -> str | None:

@@ -1,4 +1,5 @@
-"""One Redis connection pool per process, shared by every request and task.
+"""One Redis connection pool per process (held by `process.PROCESS`), shared by every request
+and task.
 
 Every call is bounded: a Redis that stops answering (frozen, half-open connection, network
 partition) costs a caller at most `REDIS_CALL_BOUND_S`, never a hang. redis-py's default
@@ -14,14 +15,13 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
 from order_engine.config import Settings
+from order_engine.process import PROCESS
 
 SOCKET_TIMEOUT_S = 1.5
 SOCKET_CONNECT_TIMEOUT_S = 1.0
 RETRIES = 1
 # The longest one call can take: every attempt may connect and then wait for its answer.
 REDIS_CALL_BOUND_S = (RETRIES + 1) * (SOCKET_CONNECT_TIMEOUT_S + SOCKET_TIMEOUT_S)
-
-_clients: dict[str, redis.Redis] = {}
 
 
 def make_redis(settings: Settings) -> redis.Redis:
@@ -38,12 +38,4 @@ def make_redis(settings: Settings) -> redis.Redis:
 
 def get_redis(app: Flask | None = None) -> redis.Redis:
     settings = (app or current_app).config["SETTINGS"]
-    client = _clients.get(settings.redis_url)
-    if client is None:
-        client = _clients[settings.redis_url] = make_redis(settings)
-    return client
-
-
-def reset_redis_clients() -> None:
-    """Forget pools inherited across fork."""
-    _clients.clear()
+    return PROCESS.get("redis", settings.redis_url, lambda: make_redis(settings))

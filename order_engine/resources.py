@@ -1,4 +1,5 @@
-"""Process-wide chain resources: created once per process (after any fork), shared by its tasks.
+"""Process-wide chain resources: created once per process (after any fork, held by
+`process.PROCESS`), shared by its tasks.
 
 The JSON-RPC connection pool, the pool index with its per-slot account cache, the router and
 the wallet hold no order state; every order the process runs shares them, which is what makes
@@ -7,8 +8,6 @@ a blockhash or a pool read cost one RPC per slot per process rather than one per
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from order_engine.chain.client import RpcChain
 from order_engine.chain.pools import PoolIndex
 from order_engine.chain.wallet import ensure_dev_keypair, load_keypair
 from order_engine.config import DEV_WALLET_PATH, Settings
+from order_engine.process import PROCESS
 from order_engine.routing import Router
 
 
@@ -29,21 +29,13 @@ class ChainResources:
     wallet: Keypair
 
 
-_resources: dict[tuple[int, str, str], ChainResources] = {}
-_lock = threading.Lock()
-
-
 def chain_resources(settings: Settings) -> ChainResources:
     """This process's chain client, pool index, router and wallet (built on first use)."""
-    key = (os.getpid(), settings.solana_rpc_url, settings.wallet_keypair)
-    found = _resources.get(key)
-    if found is not None:
-        return found
-    with _lock:
-        found = _resources.get(key)
-        if found is None:
-            found = _resources[key] = build_chain_resources(settings)
-        return found
+    return PROCESS.get(
+        "chain",
+        (settings.solana_rpc_url, settings.wallet_keypair),
+        lambda: build_chain_resources(settings),
+    )
 
 
 def build_chain_resources(settings: Settings) -> ChainResources:
@@ -100,7 +92,6 @@ STATIC_MAX_AMOUNT = {
     "RAY": 1_000_000_000,
 }
 FILLABLE_CACHE_S = 10.0
-_fillable: dict[tuple[int, str, str, str], tuple[float, int | None]] = {}
 
 
 def max_fillable_atoms(settings: Settings, mint_in: str, mint_out: str) -> int | None:
@@ -110,13 +101,15 @@ def max_fillable_atoms(settings: Settings, mint_in: str, mint_out: str) -> int |
     (cached per pair for a few seconds; reserves move far less than this bound is loose)."""
     import time as _time
 
-    key = (os.getpid(), settings.solana_rpc_url, mint_in, mint_out)
-    cached = _fillable.get(key)
+    cache: dict[tuple[str, str], tuple[float, int | None]] = PROCESS.get(
+        "fillable", settings.solana_rpc_url, dict
+    )
+    cached = cache.get((mint_in, mint_out))
     now = _time.monotonic()
     if cached is not None and now - cached[0] < FILLABLE_CACHE_S:
         return cached[1]
     found = _read_fillable(settings, mint_in, mint_out)
-    _fillable[key] = (now, found)
+    cache[(mint_in, mint_out)] = (now, found)
     return found
 
 

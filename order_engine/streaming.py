@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import random
 import threading
@@ -30,6 +29,7 @@ import redis.client
 from sqlalchemy.exc import SQLAlchemyError
 
 from order_engine.events import CHANNEL_PREFIX, is_terminal
+from order_engine.process import PROCESS
 
 log = logging.getLogger(__name__)
 
@@ -159,18 +159,10 @@ class EventHub:
             subscription.queue.put(payload)
 
 
-_hubs: dict[tuple[int, str], EventHub] = {}
-_hubs_lock = threading.Lock()
-
-
 def get_hub(redis_url: str) -> EventHub:
-    """The hub of this process (created after fork, on first use)."""
-    key = (os.getpid(), redis_url)
-    with _hubs_lock:
-        hub = _hubs.get(key)
-        if hub is None:
-            hub = _hubs[key] = EventHub(redis_url)
-        return hub
+    """The hub of this process (created after fork, on first use: its thread does not survive
+    a fork)."""
+    return PROCESS.get("hub", redis_url, lambda: EventHub(redis_url))
 
 
 class OrderStream:

@@ -23,8 +23,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 RESTART_DELAY_S = 1.0
 STOP_GRACE_S = 20.0
@@ -162,7 +163,7 @@ def _json_with_process(line: str, label: str) -> str | None:
     return json.dumps({"process": label, **record}, ensure_ascii=False)
 
 
-def _prctl():
+def _prctl() -> Any:
     global _PRCTL_FN
     if _PRCTL_FN is None:
         name = ctypes.util.find_library("c")
@@ -170,10 +171,11 @@ def _prctl():
     return _PRCTL_FN or None
 
 
-_PRCTL_FN = None
+# libc's prctl, looked up once: None before the first look, False where there is none.
+_PRCTL_FN: Any = None
 
 
-def _die_with_parent(parent_pid: int):
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
     """A preexec_fn asking the kernel to SIGTERM the child when this process dies (Linux).
 
     libc is resolved here, in the parent: the child runs only async-signal-safe calls.

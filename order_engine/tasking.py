@@ -14,25 +14,16 @@ from flask import Flask, has_app_context
 
 from order_engine import broker
 from order_engine.config import Settings
-from order_engine.dispatch import EVALUATE_TRIGGERS, RECONCILE_ORDERS
+from order_engine.queues import (
+    CONTROL_QUEUE,
+    EVALUATE_TRIGGERS,
+    RECONCILE_ORDERS,
+    TASK_QUEUE,
+    is_amqp,
+    is_redis,
+)
 
-TASK_QUEUE = "orders"
-CONTROL_QUEUE = "control"
-
-
-AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
-REDIS_SCHEMES = frozenset({"redis", "rediss"})
-
-
-def is_amqp(broker_url: str) -> bool:
-    """Whether the Celery broker is RabbitMQ (AMQP) rather than Redis."""
-    return broker_url.split(":", 1)[0] in AMQP_SCHEMES
-
-
-def is_redis(broker_url: str) -> bool:
-    """Whether the Celery broker is a Redis server over TCP (kombu's `redis` transport)."""
-    return broker_url.split(":", 1)[0] in REDIS_SCHEMES
-
+__all__ = ["CONTROL_QUEUE", "TASK_QUEUE", "celery_config", "celery_init_app", "is_amqp"]
 
 # How often the broker and a worker check each other over an idle AMQP connection. A worker
 # host that vanishes (crash, cut link) is noticed after about two missed beats, and RabbitMQ

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from order_engine.queues import NOOP_TASK
 from order_engine.redis_client import get_redis
 
 
-@shared_task(name="bench.noop", ignore_result=True)
+@shared_task(name=NOOP_TASK, ignore_result=True)
 def noop(order_id: str | None = None, counter: str | None = None) -> None:
     """Do nothing, or count one completion under `counter` (a Redis key) when given."""
     if counter:

@@ -17,9 +17,9 @@ from celery.signals import (
 )
 
 from order_engine import create_app, logs
-from order_engine.db import WORKER_SESSION_TIMEOUTS_MS, dispose_engines, warm_app_pool
-from order_engine.dispatch import EVALUATE_TRIGGERS, RECONCILE_ORDERS
-from order_engine.redis_client import reset_redis_clients
+from order_engine.db import WORKER_SESSION_TIMEOUTS_MS, warm_app_pool
+from order_engine.process import PROCESS
+from order_engine.queues import EVALUATE_TRIGGERS, EXECUTE_ORDER, RECONCILE_ORDERS
 
 
 @setup_logging.connect
@@ -58,9 +58,9 @@ celery_app.autodiscover_tasks(["workers"], related_name="bench_tasks", force=Tru
 
 @worker_process_init.connect
 def _forget_parent_connections(**_kwargs: object) -> None:
-    # Pooled connections must not cross fork() (SQLAlchemy pooling docs).
-    dispose_engines()
-    reset_redis_clients()
+    # Pooled connections must not cross fork() (SQLAlchemy pooling docs): every resource the
+    # parent built (engines, Redis clients, the chain's client) is dropped here, in one place.
+    PROCESS.reset_after_fork()
     warm_app_pool(flask_app)  # this child's pool, opened before its first task
 
 
@@ -97,7 +97,7 @@ def _stop_within_bound(**_kwargs: object) -> None:
 # Celery counts retries, the design counts attempts: max_retries = attempts - 1.
 _settings = flask_app.config["SETTINGS"]
 celery_app.conf.task_annotations = {
-    "orders.execute_order": {
+    EXECUTE_ORDER: {
         "max_retries": _settings.order_max_attempts - 1,
         "retry_backoff": max(1, _settings.retry_backoff_s),
         "retry_backoff_max": _settings.retry_backoff_max_s,

@@ -10,12 +10,12 @@ import logging
 import threading
 import uuid
 
-from celery import shared_task
+from celery import Task, shared_task
 from flask import current_app
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from order_engine import dispatch
+from order_engine import queues
 from order_engine.db import get_session
 from order_engine.redis_client import get_redis
 from order_engine.services.execution import RetryLater, execution_service, new_executor_id
@@ -31,7 +31,7 @@ INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
 
 @shared_task(
     bind=True,
-    name=dispatch.EXECUTE_ORDER,
+    name=queues.EXECUTE_ORDER,
     acks_late=True,
     reject_on_worker_lost=True,
     autoretry_for=INFRASTRUCTURE_ERRORS,
@@ -40,7 +40,7 @@ INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, RedisConnectionError)
     retry_jitter=True,
     ignore_result=True,
 )
-def execute_order(self, order_id: str) -> str:
+def execute_order(self: Task, order_id: str) -> str:
     """Run the next attempt of one order (routing → building → submitted → confirmed)."""
     try:
         return execution_service().execute(uuid.UUID(order_id), new_executor_id())
@@ -50,7 +50,7 @@ def execute_order(self, order_id: str) -> str:
         raise self.retry(exc=later.error, countdown=later.countdown_s) from later
 
 
-@shared_task(name=dispatch.RECONCILE_ORDERS, ignore_result=True, acks_late=False)
+@shared_task(name=queues.RECONCILE_ORDERS, ignore_result=True, acks_late=False)
 def reconcile_orders() -> int:
     """Re-queue orders nobody is working on (lost messages, dead workers); run by beat."""
     settings = current_app.config["SETTINGS"]
@@ -64,7 +64,7 @@ def reconcile_orders() -> int:
 _evaluating = threading.Lock()
 
 
-@shared_task(name=dispatch.EVALUATE_TRIGGERS, ignore_result=True, acks_late=False)
+@shared_task(name=queues.EVALUATE_TRIGGERS, ignore_result=True, acks_late=False)
 def evaluate_triggers() -> int:
     """Trigger the limit and sniper orders the market now meets, expire the overdue ones; run
     by beat about once per slot. Safe to run twice at once: triggering is compare-and-set."""

@@ -8,7 +8,6 @@ against this endpoint run in the same benchmark, because absolute rates drift on
 
 from __future__ import annotations
 
-import os
 import uuid
 from decimal import Decimal
 from typing import cast
@@ -18,16 +17,16 @@ from sqlalchemy import Table, insert
 
 from order_engine.db import get_engine
 from order_engine.models import Order
+from order_engine.queues import NOOP_TASK
 
 bp = Blueprint("bench", __name__, url_prefix="/bench")
 
-NOOP_TASK = "bench.noop"
 BASELINE_AMOUNT_IN = Decimal("0.01")
 
 
 def register(app: Flask) -> None:
     """Register the baseline endpoint, only when the environment asks for it."""
-    if os.environ.get("BENCH_ENDPOINTS") == "1":
+    if app.config["SETTINGS"].bench_endpoints:
         app.register_blueprint(bp)
 
 

@@ -14,7 +14,7 @@ import json
 import secrets
 
 from flask import Blueprint, Response, current_app, g, jsonify, render_template_string
-from simple_websocket import ConnectionClosed
+from simple_websocket import ConnectionClosed, Server
 
 from order_engine.api.access import operator_principal, requires
 from order_engine.api.dashboard_page import PAGE
@@ -61,7 +61,7 @@ def ticket() -> tuple[Response, int]:
 
 @sock.route("/api/dashboard/stream", bp=bp)
 @requires("admin")
-def stream(ws) -> None:
+def stream(ws: Server) -> None:
     """A snapshot now, then one a second, until the client leaves or the server stops."""
     slot = g.get("socket_slot")
     try:

@@ -6,6 +6,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from order_engine.db import get_engine
+from order_engine.errors import envelope
 from order_engine.redis_client import get_redis
 
 bp = Blueprint("health", __name__)
@@ -26,10 +27,12 @@ def readyz() -> tuple[Response, int]:
     if not down:
         return jsonify(status="ready", checks=body), 200
     return jsonify(
-        code=503,
-        message="Service Unavailable",
-        description=f"Not ready: {', '.join(down)} unreachable",
-        errors={name: [body[name]] for name in down},
+        envelope(
+            503,
+            "Service Unavailable",
+            f"Not ready: {', '.join(down)} unreachable",
+            {name: [body[name]] for name in down},
+        )
     ), 503
 
 

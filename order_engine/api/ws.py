@@ -20,12 +20,12 @@ import uuid
 from typing import Any
 
 from flask import Blueprint, current_app, g, request
-from simple_websocket import ConnectionClosed
+from simple_websocket import ConnectionClosed, Server
 
 from order_engine import logs, metrics
 from order_engine.api.access import current_principal, requires
-from order_engine.api.orders import owner_filter
-from order_engine.errors import OrderEngineError
+from order_engine.api.intake import order_service, owner_filter, submit_order
+from order_engine.errors import OrderEngineError, envelope
 from order_engine.extensions import sock
 from order_engine.models import OrderStatus
 from order_engine.services.order import OrderService
@@ -47,19 +47,19 @@ class StreamClosed(Exception):
 
 @sock.route("/api/orders/execute", bp=bp)
 @requires("orders:read")
-def execute_stream(ws) -> None:
+def execute_stream(ws: Server) -> None:
     """Stream an order (`?orderId=`) or submit one from the first message and stream it."""
     _serve(ws, submit_allowed=True)
 
 
 @sock.route("/api/orders/execute/ws", bp=bp)
 @requires("orders:read")
-def execute_stream_alias(ws) -> None:
+def execute_stream_alias(ws: Server) -> None:
     """Alias of the streaming endpoint for clients of the service this one replaces."""
     _serve(ws, submit_allowed=False)
 
 
-def _serve(ws, submit_allowed: bool) -> None:
+def _serve(ws: Server, submit_allowed: bool) -> None:
     metrics.WEBSOCKETS_OPEN.inc()
     try:
         _serve_counted(ws, submit_allowed)
@@ -67,9 +67,7 @@ def _serve(ws, submit_allowed: bool) -> None:
         metrics.WEBSOCKETS_OPEN.dec()
 
 
-def _serve_counted(ws, submit_allowed: bool) -> None:
-    from order_engine.api.orders import order_service
-
+def _serve_counted(ws: Server, submit_allowed: bool) -> None:
     service = order_service()
     order_id: uuid.UUID | None = None
     try:
@@ -97,7 +95,7 @@ def _serve_counted(ws, submit_allowed: bool) -> None:
         _close(ws, CLOSE_UNAVAILABLE, body)
 
 
-def _order_to_stream(ws, service: OrderService, submit_allowed: bool) -> uuid.UUID:
+def _order_to_stream(ws: Server, service: OrderService, submit_allowed: bool) -> uuid.UUID:
     raw_id = request.args.get("orderId")
     if raw_id is None and submit_allowed:
         return _submit_first_message(ws, service)
@@ -131,9 +129,7 @@ def _order_to_stream(ws, service: OrderService, submit_allowed: bool) -> uuid.UU
     return order_id
 
 
-def _submit_first_message(ws, service: OrderService) -> uuid.UUID:
-    from order_engine.api.orders import parse_submission, submit
-
+def _submit_first_message(ws: Server, service: OrderService) -> uuid.UUID:
     if not current_principal().can("orders:write"):
         raise StreamClosed(
             CLOSE_FORBIDDEN,
@@ -159,8 +155,7 @@ def _submit_first_message(ws, service: OrderService) -> uuid.UUID:
         )
     try:
         # The same validation and intake as POST /api/orders/execute.
-        order_data, key = parse_submission(message, request.headers.get("Idempotency-Key"))
-        submitted = submit(order_data, key)
+        submitted = submit_order(message, request.headers.get("Idempotency-Key"))
     except OrderEngineError as exc:
         code = CLOSE_TOO_MANY if exc.status == 429 else CLOSE_BAD_REQUEST
         raise StreamClosed(
@@ -176,7 +171,7 @@ def _submit_first_message(ws, service: OrderService) -> uuid.UUID:
     return submitted.order.id
 
 
-def _stream(ws, service: OrderService, order_id: uuid.UUID) -> None:
+def _stream(ws: Server, service: OrderService, order_id: uuid.UUID) -> None:
     logs.bind(order_id=order_id)  # this socket's lines name its order
     hub = get_hub(current_app.config["SETTINGS"].redis_url)
     after_seq = _after_seq()
@@ -271,18 +266,11 @@ def _after_seq() -> int:
 def _error(
     code: int, message: str, description: str, errors: dict[str, list[str]] | None = None
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "type": "error",
-        "code": code,
-        "message": message,
-        "description": description,
-    }
-    if errors:
-        body["errors"] = errors
-    return body
+    """The error envelope as a stream message: `type` tells it from the order's events."""
+    return {"type": "error", **envelope(code, message, description, errors)}
 
 
-def _close(ws, code: int, body: dict[str, Any]) -> None:
+def _close(ws: Server, code: int, body: dict[str, Any]) -> None:
     try:
         ws.send(json.dumps(body))
         ws.close(reason=code, message=body["description"][:120])

@@ -628,25 +628,31 @@ def _parse_filters(filters: Any) -> list[tuple[str, Any]]:
             parsed.append(("dataSize", int(item["dataSize"])))
         elif isinstance(item, dict) and isinstance(item.get("memcmp"), dict):
             memcmp = item["memcmp"]
-            encoded, encoding = memcmp.get("bytes"), memcmp.get("encoding", "base58")
-            if isinstance(encoded, list):
-                raw = bytes(encoded)
-            elif isinstance(encoded, str) and encoding == "base58":
-                if len(encoded) > 175:
-                    raise _invalid_params("encoded binary data should be less than 129 bytes")
-                raw = base58.b58decode(encoded)
-            elif isinstance(encoded, str) and encoding == "base64":
-                if len(encoded) > 172:
-                    raise _invalid_params("encoded binary data should be less than 129 bytes")
-                raw = base64.b64decode(encoded)
-            else:
-                raise _invalid_params("Invalid params: bad memcmp filter")
-            if len(raw) > MAX_MEMCMP_BYTES:
-                raise _invalid_params("encoded binary data should be less than 129 bytes")
+            raw = _memcmp_bytes(memcmp)
             parsed.append(("memcmp", (int(memcmp.get("offset", 0)), raw)))
         else:
             raise _invalid_params(f"Invalid params: unknown filter {item!r}")
     return parsed
+
+
+def _memcmp_bytes(memcmp: dict[str, Any]) -> bytes:
+    """A memcmp filter's bytes, bounded as the node bounds them (encoded and decoded)."""
+    encoded, encoding = memcmp.get("bytes"), memcmp.get("encoding", "base58")
+    if isinstance(encoded, list):
+        raw = bytes(encoded)
+    elif isinstance(encoded, str) and encoding == "base58":
+        if len(encoded) > 175:
+            raise _invalid_params("encoded binary data should be less than 129 bytes")
+        raw = base58.b58decode(encoded)
+    elif isinstance(encoded, str) and encoding == "base64":
+        if len(encoded) > 172:
+            raise _invalid_params("encoded binary data should be less than 129 bytes")
+        raw = base64.b64decode(encoded)
+    else:
+        raise _invalid_params("Invalid params: bad memcmp filter")
+    if len(raw) > MAX_MEMCMP_BYTES:
+        raise _invalid_params("encoded binary data should be less than 129 bytes")
+    return raw
 
 
 def _matches(rule: tuple[str, Any], data: bytes) -> bool:

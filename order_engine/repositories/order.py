@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Table, and_, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from order_engine.models import (
@@ -308,11 +308,11 @@ class OrderRepository:
         return OrderPage(rows, cursor)
 
 
-def _lease_free():
+def _lease_free() -> ColumnElement[bool]:
     return or_(Order.lease_until.is_(None), Order.lease_until < func.now())
 
 
-def _routed_unclaimed():
+def _routed_unclaimed() -> ColumnElement[bool]:
     """A triggered order the trigger engine routed and no executor has claimed yet."""
     return and_(Order.status == OrderStatus.ROUTING.value, Order.lease_owner.is_(None))
 

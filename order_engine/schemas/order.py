@@ -28,7 +28,6 @@ from order_engine.tokens import Token, UnknownTokenError, resolve
 
 U64_MAX = 2**64 - 1
 _PLAIN_DECIMAL = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?$")
-SUPPORTED_TYPES = {t.value for t in OrderType}
 PRICE_DECIMALS = 18  # numeric(38, 18)
 PRICE_MAX = Decimal(10) ** 20
 
@@ -315,12 +314,6 @@ class EventSchema(Schema):
     at = fields.String(metadata={"description": "ISO 8601 UTC, millisecond precision"})
     attempt = fields.Integer()
     data = fields.Dict()
-
-
-class OrderErrorSchema(Schema):
-    code = fields.String()
-    message = fields.String()
-    retryable = fields.Boolean()
 
 
 class OrderSchema(Schema):

@@ -34,6 +34,7 @@ from order_engine.errors import (
 )
 from order_engine.events import EventPublisher, event_payload, format_timestamp
 from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStatus, OrderType
+from order_engine.repositories.intake import IntakeRepository
 from order_engine.repositories.order import OrderRepository
 from order_engine.services.trigger import (
     meets,
@@ -50,7 +51,6 @@ log = logging.getLogger(__name__)
 class SubmittedOrder:
     order: Order
     created: bool  # False when an Idempotency-Key replayed an earlier submission
-    first_event: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class OrderService:
     ) -> None:
         self.session = session
         self.orders = OrderRepository(session)
+        self.intake = IntakeRepository(session)
         self.publisher = publisher
         # The engine's own quote (amount out, in atoms) for a limit order met at submission.
         self.quote = quote or _quote_now
@@ -105,7 +106,7 @@ class OrderService:
             log.warning(
                 "order %s accepted; Redis is not answering, the reconciler will queue it", order.id
             )
-        return SubmittedOrder(order, True, first)
+        return SubmittedOrder(order, True)
 
     def get(self, order_id: uuid.UUID, account_id: uuid.UUID | None = None) -> OrderWithEvents:
         """The order with its events; another account's order is "not found" (None: any)."""
@@ -130,13 +131,7 @@ class OrderService:
         """
         order_key = str(order_id)
         with unit_of_work(self.session):
-            rows = (
-                self.session.connection()
-                .exec_driver_sql(
-                    HISTORY, {"id": order_id, "after": after_seq, "account": account_id}
-                )
-                .all()
-            )
+            rows = self.intake.history(order_id, after_seq, account_id)
         if not rows:
             return None
         return [
@@ -291,6 +286,9 @@ class OrderService:
             deliveries=0,
             created_at=now,
             updated_at=now,
+            # Intake sends the task right after this commit. The reconciler counts an order as
+            # possibly lost from its last dispatch, so it waits STALE_PENDING_AFTER_S from
+            # here before sending it again (and the row needs no UPDATE after the send).
             dispatched_at=now,
             **{"waiting": False, **(trigger or {})},
         )
@@ -302,34 +300,10 @@ class OrderService:
             "attempt": 0,
             "data": {**_pending_data(order), **(trigger_data or {})},
         }
-        row = (
-            self.session.connection()
-            .exec_driver_sql(
-                INSERT_ORDER_WITH_FIRST_EVENT,
-                {
-                    "id": order.id,
-                    "account_id": order.account_id,
-                    "type": order.type,
-                    "token_in": order.token_in,
-                    "token_out": order.token_out,
-                    "amount_in": order.amount_in,
-                    "slippage_bps": order.slippage_bps,
-                    "client_order_id": order.client_order_id,
-                    "idempotency_key": key,
-                    "request_fingerprint": order.request_fingerprint,
-                    "now": now,
-                    "limit_price": order.limit_price,
-                    "max_price": order.max_price,
-                    "trigger_price": order.trigger_price,
-                    "expires_at": order.expires_at,
-                    "waiting": order.waiting,
-                    "triggered_at": order.triggered_at,
-                    "data": json.dumps(first["data"], separators=(",", ":")),
-                },
-            )
-            .first()
+        inserted = self.intake.insert_with_first_event(
+            order, key, now, json.dumps(first["data"], separators=(",", ":"))
         )
-        if row is None:
+        if not inserted:
             return None
         return order, first
 
@@ -341,8 +315,7 @@ class OrderService:
                 "This Idempotency-Key was used with a different request body.",
                 errors={"Idempotency-Key": ["Reused with a different body."]},
             )
-        first = self.orders.events(existing.id)[:1]
-        return SubmittedOrder(existing, False, event_payload(first[0]) if first else {})
+        return SubmittedOrder(existing, False)
 
     def _dispatch(self, order_id: uuid.UUID) -> None:
         try:
@@ -353,47 +326,6 @@ class OrderService:
 
 CANCELLABLE = (OrderStatus.PENDING, OrderStatus.ROUTING)
 IN_FLIGHT_SLACK = 32
-
-# Intake's one statement: the order row and its `pending` event (seq 1, so `last_seq` is 1
-# from the start), in one round trip with no read-back. Before, the ORM did INSERT … RETURNING,
-# a SELECT of the row, the event INSERT and an UPDATE of `last_seq` (four round trips), and
-# building the statements cost more CPU than running them (about half of intake's CPU under
-# yappi). Plain SQL text is parsed once per process, and psycopg prepares it server-side after
-# a few runs. ON CONFLICT DO NOTHING: a concurrent request with the same key waits on the
-# unique index until the first commits, then inserts nothing (no row comes back, so no event
-# either); it then replays that order. The event's foreign key is checked at the end of the
-# statement, when the order row exists.
-INSERT_ORDER_WITH_FIRST_EVENT = """\
-WITH new_order AS (
-    INSERT INTO orders (
-        id, account_id, type, status, token_in, token_out, amount_in, slippage_bps,
-        client_order_id,
-        idempotency_key, request_fingerprint, last_seq, attempts, deliveries,
-        created_at, updated_at, dispatched_at,
-        limit_price, max_price, trigger_price, expires_at, waiting, triggered_at
-    )
-    VALUES (
-        %(id)s, %(account_id)s, %(type)s, 'pending', %(token_in)s, %(token_out)s, %(amount_in)s,
-        %(slippage_bps)s, %(client_order_id)s, %(idempotency_key)s, %(request_fingerprint)s,
-        1, 0, 0, %(now)s, %(now)s, %(now)s,
-        %(limit_price)s, %(max_price)s, %(trigger_price)s, %(expires_at)s, %(waiting)s,
-        %(triggered_at)s
-    )
-    ON CONFLICT (account_id, idempotency_key) DO NOTHING
-    RETURNING id
-)
-INSERT INTO order_events (order_id, seq, status, attempt, data, at)
-SELECT id, 1, 'pending', 0, %(data)s::jsonb, %(now)s FROM new_order
-RETURNING order_id"""
-
-# An order's events after a seq, or one all-NULL row when it has none after it, or no row at
-# all when there is no such order (the LEFT JOIN keeps the order row without events).
-HISTORY = """\
-SELECT e.seq, e.status, e.at, e.attempt, e.data
-FROM orders o
-LEFT JOIN order_events e ON e.order_id = o.id AND e.seq > %(after)s
-WHERE o.id = %(id)s AND (%(account)s::uuid IS NULL OR o.account_id = %(account)s::uuid)
-ORDER BY e.seq"""
 
 
 def _why_not_cancellable(order: Order) -> str:

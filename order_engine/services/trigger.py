@@ -50,12 +50,12 @@ from order_engine.services.amounts import required_out_atoms
 from order_engine.tokens import Token, decimal_text
 from order_engine.venues.errors import ExecutionError
 from order_engine.venues.math import VenueMathError
+from order_engine.venues.math.dlmm import FEE_PRECISION
 
 log = logging.getLogger(__name__)
 
 # numeric(38, 18): prices are stored with 18 decimals.
 PRICE_QUANTUM = Decimal("1e-18")
-DLMM_FEE_PRECISION = 1_000_000_000
 # At most this many candidates per pair per evaluation are quoted (lowest trigger price
 # first); the rest are looked at in the next evaluation.
 CANDIDATES_PER_PAIR = 1_000
@@ -92,7 +92,7 @@ def pool_price_bound(view: PoolView, mint_in: str, mint_out: str) -> Fraction | 
             return Fraction(reserve_out, reserve_in) * keep
         if view.dlmm is not None:
             price = view.dlmm.spot_price()  # Y atoms per X atom in the active bin
-            keep = 1 - Fraction(view.dlmm.params.base_fee_rate(), DLMM_FEE_PRECISION)
+            keep = 1 - Fraction(view.dlmm.params.base_fee_rate(), FEE_PRECISION)
             return (price if swap_for_y else 1 / price) * keep
     except (VenueMathError, ValueError, ZeroDivisionError):
         return None

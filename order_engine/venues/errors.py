@@ -59,10 +59,6 @@ class AmountTooSmall(ExecutionError):
     code, retryable = "AMOUNT_TOO_SMALL", False
 
 
-class InsufficientFunds(ExecutionError):
-    code, retryable = "INSUFFICIENT_FUNDS", False
-
-
 class AttemptsExhausted(ExecutionError):
     code, retryable = "ATTEMPTS_EXHAUSTED", False
 

@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from order_engine import create_app, dispatch
-from order_engine.api.orders import order_service
+from order_engine.api.intake import order_service
 from order_engine.tasking import is_amqp
 
 pytestmark = pytest.mark.integration

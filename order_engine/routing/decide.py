@@ -1,26 +1,21 @@
-"""Route an order: quote every pool of the pair locally, then take the best net output for the
-client — one venue, or a split across both when it beats the best single venue by more than a
-threshold.
+"""The routing decision, a pure function: the pools' quotes in, the legs to swap out.
 
-Quotes are computed here, not asked of the venues: the pool index reads the pools' accounts
-from the chain once per slot and decodes them into the exact CPMM / DLMM state, and the same
-integer math the chain runs at landing gives each venue's output, fee and price impact
-(DESIGN §5). So "best" is simply the most `token_out` for the client. Outputs are concave in the
-input (constant product) or piecewise concave (DLMM bins), so the best split is where the two
-marginal outputs meet; `venues.math.split` finds it exactly (research/dex.md §6.7).
+No I/O here: the quotes are computed from pool states already read (`quote_pool` runs the same
+integer math the chain runs at landing), so "best" is simply the most `token_out` for the
+client. Outputs are concave in the input (constant product) or piecewise concave (DLMM bins),
+so the best split is where the two marginal outputs meet; `venues.math.split` finds it exactly
+(research/dex.md §6.7). `router.py` reads the pools and calls `decide`.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from order_engine.chain.pools import PoolIndex, PoolView
+from order_engine.chain.pools import PoolView
 from order_engine.tokens import Token, decimal_text
 from order_engine.venues.base import Quote
 from order_engine.venues.errors import (
@@ -31,12 +26,10 @@ from order_engine.venues.errors import (
     QuoteUnavailable,
 )
 from order_engine.venues.math import InsufficientLiquidity, VenueMathError, ZeroTradingTokens
+from order_engine.venues.math.dlmm import FEE_PRECISION
 from order_engine.venues.math.split import choose_allocation
 
-log = logging.getLogger(__name__)
-
 BPS = 10_000
-DLMM_FEE_PRECISION = 1_000_000_000
 # A split costs a second instruction and more compute units: only worth it above this gain.
 SPLIT_THRESHOLD_BPS = 3
 
@@ -92,88 +85,59 @@ class RouteDecision:
         }
 
 
-class Router:
-    def __init__(
-        self,
-        pools: PoolIndex,
-        split_threshold_bps: int = SPLIT_THRESHOLD_BPS,
-        now_s: Callable[[], int] = lambda: int(time.time()),
-        clock_ms: Callable[[], float] = lambda: time.perf_counter() * 1000,
-    ) -> None:
-        self.pools = pools
-        self.split_threshold_bps = split_threshold_bps
-        # The DLMM variable fee decays with time since the pool's last swap (unix seconds).
-        self.now_s = now_s
-        # Measures each quote's latency (a replay on virtual time passes its own clock).
-        self.clock_ms = clock_ms
+def decide(
+    token_in: Token,
+    token_out: Token,
+    amount_in: int,
+    quotes: Sequence[Quote],
+    errors: Mapping[str, ExecutionError],
+    split_threshold_bps: int = SPLIT_THRESHOLD_BPS,
+) -> RouteDecision:
+    """The best single venue, or a split across two when it beats that venue by more than
+    `split_threshold_bps`; raises the error that best explains why when nothing was quoted."""
+    if not quotes:
+        raise _no_quote_error(errors)
+    ranked = sorted(quotes, key=lambda q: (-q.amount_out, q.dex))
+    best = ranked[0]
+    legs = [Leg(best.dex, best.pool_id, amount_in, best.amount_out, best.view)]
+    reason = _single_reason(best, ranked[1:])
+    split = split_legs(ranked, amount_in, split_threshold_bps)
+    if split is not None:
+        legs, reason = split
+    failures = {name: error.as_dict() for name, error in errors.items()}
+    return RouteDecision(legs, quotes, failures, reason, token_in, token_out)
 
-    def route(self, token_in: Token, token_out: Token, amount_in: int) -> RouteDecision:
-        """Quote every pool of the pair and decide; raises when none can fill the order."""
-        quotes, errors = self._quote_all(token_in, token_out, amount_in)
-        if not quotes:
-            raise _no_quote_error(errors)
-        ranked = sorted(quotes, key=lambda q: (-q.amount_out, q.dex))
-        best = ranked[0]
-        legs = [Leg(best.dex, best.pool_id, amount_in, best.amount_out, best.view)]
-        reason = _single_reason(best, ranked[1:])
-        split = self._split(ranked, amount_in)
-        if split is not None:
-            legs, reason = split
-        failures = {name: error.as_dict() for name, error in errors.items()}
-        decision = RouteDecision(legs, quotes, failures, reason, token_in, token_out)
-        log.info("route %s->%s %s: %s", token_in.symbol, token_out.symbol, amount_in, reason)
-        return decision
 
-    def _quote_all(
-        self, token_in: Token, token_out: Token, amount_in: int
-    ) -> tuple[list[Quote], dict[str, ExecutionError]]:
-        started = self.clock_ms()
-        refs = self.pools.pools_for(token_in.mint, token_out.mint)
-        if not refs:
-            raise NoRoute(f"no venue lists a {token_in.symbol}/{token_out.symbol} pool")
-        views = self.pools.views(refs)
-        quotes: list[Quote] = []
-        errors: dict[str, ExecutionError] = {}
-        now_s = self.now_s()
-        for view in views:
-            try:
-                quote = quote_pool(view, token_in, token_out, amount_in, now_s)
-                latency = round(self.clock_ms() - started)
-                quotes.append(replace(quote, latency_ms=latency))
-            except ExecutionError as exc:
-                errors[view.ref.venue] = exc
-        return quotes, errors
-
-    def _split(self, ranked: list[Quote], amount_in: int) -> tuple[list[Leg], str] | None:
-        """Two legs when splitting beats the best venue by more than the threshold."""
-        if len(ranked) < 2 or any(q.curve is None for q in ranked[:2]):
-            return None
-        best, other = ranked[0], ranked[1]
-        # A split can gain at most about the best venue's own price impact; skip the search
-        # when that is below the threshold (most small orders).
-        if best.price_impact_bps < self.split_threshold_bps:
-            return None
-        try:
-            allocation = choose_allocation(
-                best.curve, other.curve, amount_in, self.split_threshold_bps
-            )
-        except VenueMathError:
-            return None
-        if not allocation.uses_both_venues:
-            return None
-        out_best = best.curve(allocation.amount_first) or 0
-        out_other = allocation.amount_out - out_best
-        gain_bps = (allocation.amount_out - best.amount_out) * 10_000 / best.amount_out
-        legs = [
-            Leg(best.dex, best.pool_id, allocation.amount_first, out_best, best.view),
-            Leg(other.dex, other.pool_id, allocation.amount_second, out_other, other.view),
-        ]
-        share = allocation.amount_first * 100 / amount_in
-        reason = (
-            f"split {share:.1f}% {best.dex} / {100 - share:.1f}% {other.dex} pays "
-            f"{allocation.amount_out} atoms, +{gain_bps:.2f} bps over {best.dex} alone"
-        )
-        return legs, reason
+def split_legs(
+    ranked: Sequence[Quote], amount_in: int, split_threshold_bps: int
+) -> tuple[list[Leg], str] | None:
+    """Two legs when splitting beats the best venue by more than the threshold."""
+    if len(ranked) < 2 or any(q.curve is None for q in ranked[:2]):
+        return None
+    best, other = ranked[0], ranked[1]
+    # A split can gain at most about the best venue's own price impact; skip the search
+    # when that is below the threshold (most small orders).
+    if best.price_impact_bps < split_threshold_bps:
+        return None
+    try:
+        allocation = choose_allocation(best.curve, other.curve, amount_in, split_threshold_bps)
+    except VenueMathError:
+        return None
+    if not allocation.uses_both_venues:
+        return None
+    out_best = best.curve(allocation.amount_first) or 0
+    out_other = allocation.amount_out - out_best
+    gain_bps = (allocation.amount_out - best.amount_out) * 10_000 / best.amount_out
+    legs = [
+        Leg(best.dex, best.pool_id, allocation.amount_first, out_best, best.view),
+        Leg(other.dex, other.pool_id, allocation.amount_second, out_other, other.view),
+    ]
+    share = allocation.amount_first * 100 / amount_in
+    reason = (
+        f"split {share:.1f}% {best.dex} / {100 - share:.1f}% {other.dex} pays "
+        f"{allocation.amount_out} atoms, +{gain_bps:.2f} bps over {best.dex} alone"
+    )
+    return legs, reason
 
 
 def _single_reason(best: Quote, others: Sequence[Quote]) -> str:
@@ -187,7 +151,7 @@ def _single_reason(best: Quote, others: Sequence[Quote]) -> str:
     )
 
 
-def _no_quote_error(errors: dict[str, ExecutionError]) -> ExecutionError:
+def _no_quote_error(errors: Mapping[str, ExecutionError]) -> ExecutionError:
     transient = [e for e in errors.values() if e.retryable]
     if transient:
         return QuoteUnavailable("; ".join(e.message for e in transient))
@@ -214,7 +178,7 @@ def quote_pool(
             at = max(now_s, view.dlmm.volatility.last_update_timestamp)
             dl = view.dlmm.swap_exact_in(amount_in, swap_for_y, at)
             amount_out, fee, impact = dl.amount_out, dl.fee, dl.price_impact_bps
-            fee_bps = Decimal(view.dlmm.fee_rate_at(at) * BPS) / DLMM_FEE_PRECISION
+            fee_bps = Decimal(view.dlmm.fee_rate_at(at) * BPS) / FEE_PRECISION
     except ZeroTradingTokens as exc:
         raise AmountTooSmall(str(exc)) from exc
     except (InsufficientLiquidity, VenueMathError) as exc:

@@ -1,0 +1,86 @@
+"""The one way an order comes in, whichever the transport: `POST /api/orders/execute` and the
+first message of a WebSocket on `/api/orders/execute` both call `submit_order`, so the same
+body and the same Idempotency-Key are accepted or refused alike (400 / 422), and the order is
+created the same way, for the caller's account and within its in-flight cap (429).
+
+Also the two things every order view and the stream need: the service on this request's
+session, and which account's orders the caller may see.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import current_app
+from marshmallow import ValidationError
+
+from order_engine import jsonio
+from order_engine.api.access import current_principal
+from order_engine.db import get_session
+from order_engine.errors import BadRequestError, UnprocessableError, field_errors
+from order_engine.events import app_publisher
+from order_engine.schemas.order import OrderCreateSchema
+from order_engine.services.order import OrderService, SubmittedOrder
+
+create_schema = OrderCreateSchema()
+IDEMPOTENCY_KEY_MAX = 255
+
+
+def order_service() -> OrderService:
+    """The order service on this request's (or socket's) session."""
+    return OrderService(get_session(), app_publisher())
+
+
+def owner_filter() -> uuid.UUID | None:
+    """The account whose orders the caller may see; None for an admin key (all accounts)."""
+    principal = current_principal()
+    return None if "admin" in principal.scopes else principal.account_id
+
+
+def submit_order(raw_body: str | bytes, raw_key: str | None) -> SubmittedOrder:
+    """Validate an order submission (the body: 400 / 422; the Idempotency-Key: 422) and
+    submit it for the caller's account, within its in-flight cap."""
+    order_data, key = parse_submission(raw_body, raw_key)
+    settings = current_app.config["SETTINGS"]
+    return order_service().submit(
+        order_data,
+        key,
+        account_id=current_principal().account_id,
+        max_in_flight=settings.max_orders_in_flight,
+    )
+
+
+def parse_submission(
+    raw_body: str | bytes, raw_key: str | None
+) -> tuple[dict[str, Any], str | None]:
+    """The body and the Idempotency-Key of a submission, validated; nothing is written."""
+    order_data = parse_order_body(raw_body)
+    return order_data, validate_idempotency_key(raw_key)
+
+
+def parse_order_body(raw: str | bytes) -> dict[str, Any]:
+    """Decode and validate an order body; raises 400 (malformed) or 422 (invalid fields)."""
+    try:
+        body = jsonio.loads(raw)
+    except ValueError as exc:
+        raise BadRequestError(f"The body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise BadRequestError("The body must be a JSON object.")
+    try:
+        return create_schema.load(body)
+    except ValidationError as exc:
+        raise UnprocessableError(
+            "The order has invalid fields.", errors=field_errors(exc.messages)
+        ) from None
+
+
+def validate_idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise UnprocessableError(
+            "Invalid Idempotency-Key.",
+            errors={"Idempotency-Key": [f"Must be 1-{IDEMPOTENCY_KEY_MAX} printable characters."]},
+        )
+    return key
