@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow test-rabbitmq test-cluster fuzz soak bench bench-cluster venue-report lint fmt typecheck clean
+.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow test-rabbitmq test-cluster fuzz soak bench bench-floors bench-cluster venue-report lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,6 +75,10 @@ soak: $(STAMP) ## 2,000 orders while the worker is killed, Redis emptied and Pos
 bench: $(STAMP) ## Benchmark intake, end to end, WebSockets, cost per order, triggers (BENCH_ARGS=--quick: a short run; "--preset peer": 1,000 orders over 50 connections, a WebSocket each; "--preset triggers": 100,000 waiting limit orders, 1,000 crossed at once; --profile: py-spy); report in bench/results/
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-floors: $(STAMP) ## CPU ms and Redis commands per operation of the machinery alone: a Celery no-op, a no-op request and WebSocket, an INSERT/UPDATE, EVALSHA/PUBLISH, a JSON-RPC call (BENCH_ARGS="--n 2000 --repeat 2"); bench/results/<run>/floors.md
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.floors $(BENCH_ARGS)
 
 bench-cluster: $(STAMP) ## Orders/s and CPU per order with 1 and 2 worker hosts in network namespaces (root; BENCH_ARGS="--workers 1 2 3 --rate 40 --seconds 15")
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

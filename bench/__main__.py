@@ -29,7 +29,6 @@ import logging
 import os
 import resource
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -40,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import machine, phases, procs, report
-from bench.monitor import Monitor, children_titled
+from bench.monitor import Monitor
 from bench.plan import DEFAULT_LATENCY, FULL, PRESETS, QUICK, ZERO_LATENCY, Plan
 from bench.profile import Profiler
-from bench.stack import Stack, StackError
+from bench.stack import Stack, StackError, free_port, monitor_groups
 
 log = logging.getLogger("bench")
 PHASES = ("intake", "celery", "e2e-zero", "e2e-default", "ws", "soak", "peer", "triggers")
@@ -62,14 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     _raise_file_limit()
     signal.signal(signal.SIGTERM, _interrupt)
     log.info("plan %s; results in %s", plan.name, run_dir)
-    stack = Stack(run_dir, args.port or _free_port(), args.wsgi_app)
+    stack = Stack(run_dir, args.port or free_port(), args.wsgi_app)
     results: dict[str, Any] = {
         "plan": asdict(plan),
         "phases": {},
         "errors": [],
         "started_at": time.time(),
     }
-    monitor = Monitor(_monitor_groups(stack), flat=("postgres_bench",))
+    monitor = Monitor(monitor_groups(stack), flat=("postgres_bench",))
     profiler = Profiler(run_dir, args.profile)
     if args.profile and not profiler.enabled:
         log.warning("--profile needs py-spy (the bench extra); running without profiles")
@@ -254,23 +253,6 @@ def _selected(args: argparse.Namespace, plan: Plan) -> set[str]:
     return chosen
 
 
-def _monitor_groups(stack: Stack) -> dict[str, Callable[[], list[int]]]:
-    """The process groups; PostgreSQL and Redis are the servers the stack uses (found from
-    the servers themselves), `postgres_bench` the backends connected to the bench database."""
-    return {
-        "api": lambda: stack.pids("api"),
-        "worker": lambda: stack.pids("worker"),
-        "scheduler": lambda: stack.pids("scheduler"),
-        "localnet": lambda: stack.pids("localnet"),
-        "postgres": lambda: stack.server_pids("postgres"),
-        "postgres_bench": lambda: children_titled(
-            stack.server_pids("postgres"), stack.database_name
-        ),
-        "redis": lambda: stack.server_pids("redis"),
-        "loadgen": procs.running_pids,
-    }
-
-
 def _raise_file_limit() -> None:
     """Thousands of sockets: the children inherit the raised soft limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -279,12 +261,6 @@ def _raise_file_limit() -> None:
         log.warning(
             "open-file limit %s (soft was %s) may be too low for the WebSocket run", hard, soft
         )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _interrupt(_signum: int, _frame: object) -> None:

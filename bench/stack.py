@@ -49,7 +49,8 @@ import redis
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 
-from bench import counters
+from bench import counters, procs
+from bench.monitor import RootPids, children_titled
 from order_engine import embedded, migrate
 from order_engine.chain.wallet import ensure_dev_keypair
 from order_engine.cli import api_program, localnet_program, scheduler_program, worker_program
@@ -82,7 +83,7 @@ class Stack:
         self.process_env: dict[str, dict[str, str]] = {}
         self.settings: dict[str, Settings] = {}
         self._celery: Any = None
-        self.localnet_port = _free_port()
+        self.localnet_port = free_port()
         self.localnet_state_dir = run_dir / "localnet"
         self.localnet_latency: dict[str, str] | None = None
         self.localnet_settings: LocalnetSettings | None = None
@@ -451,6 +452,23 @@ class Stack:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
+def monitor_groups(stack: Stack) -> dict[str, RootPids]:
+    """The process groups; PostgreSQL and Redis are the servers the stack uses (found from
+    the servers themselves), `postgres_bench` the backends connected to the bench database."""
+    return {
+        "api": lambda: stack.pids("api"),
+        "worker": lambda: stack.pids("worker"),
+        "scheduler": lambda: stack.pids("scheduler"),
+        "localnet": lambda: stack.pids("localnet"),
+        "postgres": lambda: stack.server_pids("postgres"),
+        "postgres_bench": lambda: children_titled(
+            stack.server_pids("postgres"), stack.database_name
+        ),
+        "redis": lambda: stack.server_pids("redis"),
+        "loadgen": procs.running_pids,
+    }
+
+
 def child_settings(env: dict[str, str]) -> Settings:
     """The settings a child will read: the `.env` file under its environment."""
     return Settings.from_env({**_process_environment(), **env})
@@ -490,7 +508,7 @@ def _redis_db(url: str, db: int) -> str:
     return f"{url.rstrip('/')}/{db}"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

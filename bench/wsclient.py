@@ -50,9 +50,10 @@ async def _subscribe_many(spec: dict[str, Any], connected_event: Any) -> dict[st
 
 
 class Subscriber:
-    def __init__(self, port: int, order_id: str) -> None:
+    def __init__(self, port: int, order_id: str, target: str | None = None) -> None:
         self.port = port
         self.order_id = order_id
+        self.target = target or f"/api/orders/execute?orderId={order_id}"
         self.opened: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.record: dict[str, Any] = {
             "orderId": order_id,
@@ -84,11 +85,10 @@ class Subscriber:
         started = time.monotonic()
         reader, writer = await asyncio.open_connection(HOST, self.port)
         ws = WSConnection(ConnectionType.CLIENT)
-        target = f"/api/orders/execute?orderId={self.order_id}"
         key = os.environ.get("BENCH_API_KEY", "")  # set by bench/stack.py (DESIGN §9)
         auth = [("Authorization", f"Bearer {key}")] if key else []
         writer.write(
-            ws.send(Request(host=f"{HOST}:{self.port}", target=target, extra_headers=auth))
+            ws.send(Request(host=f"{HOST}:{self.port}", target=self.target, extra_headers=auth))
         )
         while True:
             data = await reader.read(65536)
