@@ -149,8 +149,9 @@ class PoolIndex:
         """One `getProgramAccounts` per program: every pool, its venue and its mints."""
         refs: list[PoolRef] = []
         extra: dict[str, tuple[str, ...]] = {}
+        decoded = self._decoded.decode  # the same bytes as this slot's pool read: decoded once
         for address, data in self.chain.program_accounts(str(RAYDIUM_CPMM_PROGRAM), CPMM_POOL_SIZE):
-            state = accounts.CpmmPoolState.decode(data)
+            state = decoded(address, data, accounts.CpmmPoolState.decode)
             refs.append(PoolRef(RAYDIUM, address, str(state.token_0_mint), str(state.token_1_mint)))
             extra[address] = (
                 str(state.amm_config),
@@ -158,7 +159,7 @@ class PoolIndex:
                 str(state.token_1_vault),
             )
         for address, data in self.chain.program_accounts(str(METEORA_DLMM_PROGRAM), LB_PAIR_SIZE):
-            pair = accounts.LbPair.decode(data)
+            pair = decoded(address, data, accounts.LbPair.decode)
             refs.append(PoolRef(METEORA, address, str(pair.token_x_mint), str(pair.token_y_mint)))
         self._refs, self._extra_keys = refs, extra
         self._discovered_at = self.clock()
