@@ -34,8 +34,8 @@ from sqlalchemy import create_engine, text
 
 from bench.loadgen import ENGINE_PATH
 from bench.procs import Child
-from tests.clients import TEST_API_KEY
 from tests.support import cluster as netns
+from tests.support.clients import TEST_API_KEY
 
 log = logging.getLogger("bench.cluster")
 

@@ -31,16 +31,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import Localnet
-from tests.faults_harness import (
-    FAULT_TIMINGS,
-    LOCALNET_FAULT_TIMINGS,
-    TERMINAL,
-    Stack,
-    check_invariants,
-)
-from tests.helpers import wait_until
 from tests.support import cluster as netns
+from tests.support.invariants import TERMINAL, check_invariants
+from tests.support.stack import FAULT_TIMINGS, LOCALNET_FAULT_TIMINGS, UNLIMITED, Localnet, Stack
+from tests.support.watchers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -92,8 +86,6 @@ class ClusterStack(Stack):
 
 
 def _start_stack(c: netns.Cluster) -> tuple[ClusterStack, dict[str, netns.Host]]:
-    from tests.conftest import UNLIMITED
-
     settings = {
         **FAULT_TIMINGS,
         **UNLIMITED,
@@ -107,7 +99,6 @@ def _start_stack(c: netns.Cluster) -> tuple[ClusterStack, dict[str, netns.Host]]
         name="cluster",
         settings=deployment.settings,
         log_dir=c.work_dir,
-        redis_server=None,  # type: ignore[arg-type]
         port=API_PORT,
         localnet=Localnet(
             deployment.localnet_url, LOCALNET_PORT, c.work_dir, deployment.localnet_process

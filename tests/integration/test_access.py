@@ -10,13 +10,18 @@ import pytest
 
 from order_engine import create_app
 from order_engine.services.access import AccessService, redeem_ticket
-from tests.faults_harness import order_body
+from tests.support.clients import order_body
+from tests.support.factories import add_key
 
 pytestmark = pytest.mark.integration
 
 
 def new_key(db_session, account: str, scopes=("orders:read", "orders:write")) -> str:
-    return AccessService(db_session).create_key(account, "test", scopes).secret
+    """A key flushed by the factory, committed (a savepoint) before the app opens its own
+    transaction on the test's session."""
+    key = add_key(db_session, account, scopes)
+    db_session.commit()
+    return key
 
 
 def as_key(app, key: str):

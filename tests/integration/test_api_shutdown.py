@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session
 
 from order_engine.models import Order
 from order_engine.repositories.order import OrderRepository
-from tests.clients import _Client
-from tests.conftest import api_argv, start_process, stop_process
-from tests.helpers import free_port, wait_until
-from tests.integration.test_order_repository import make_order
+from tests.support.clients import WsClient
+from tests.support.factories import add_order
+from tests.support.processes import free_port, start_process, stop_process
+from tests.support.stack import api_argv
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,7 @@ def test_sigterm_closes_open_streams_with_1001_and_a_resume_point(
     engine = create_engine(test_settings["DATABASE_URL"])
     # An order nobody executes: its stream stays open until the server goes away.
     with Session(engine) as session, session.begin():
-        order = OrderRepository(session).add(make_order(client_order_id="never-dispatched"))
+        order = add_order(session, client_order_id="never-dispatched")
         OrderRepository(session).append_first_event(order, {})
         order_id = order.id
     port = free_port()
@@ -38,7 +39,7 @@ def test_sigterm_closes_open_streams_with_1001_and_a_resume_point(
             30,
             "the API to start",
         )
-        ws = _Client.connect(f"ws://127.0.0.1:{port}/api/orders/execute?orderId={order_id}")
+        ws = WsClient.connect(f"ws://127.0.0.1:{port}/api/orders/execute?orderId={order_id}")
         first = json.loads(ws.receive(timeout=10))
         assert (first["seq"], first["status"]) == (1, "pending")
         api.send_signal(signal.SIGTERM)

@@ -14,9 +14,10 @@ import psutil
 import pytest
 
 from order_engine.config import PROJECT_ROOT
-from tests.conftest import start_process, stop_process, worker_argv
-from tests.faults_harness import RedisServer
-from tests.helpers import wait_until
+from tests.support.processes import start_process, stop_process
+from tests.support.servers import RedisServer
+from tests.support.stack import worker_argv
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 

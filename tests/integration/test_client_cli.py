@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import helpers
-from tests.clients import TEST_API_KEY, request
-from tests.faults_harness import order_body
+from tests.support.clients import TEST_API_KEY, order_body, request
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +46,7 @@ def test_submit_watch_shows_each_status_and_the_fill_and_exits_0(live_stack):
 
 def test_a_failed_order_exits_non_zero_with_its_error_code(live_stack):
     tag = f"cli-fail-{uuid.uuid4()}"
-    helpers.plant_faults(live_stack.settings["SOLANA_RPC_URL"], tag, *["rpc_unavailable"] * 3)
+    live_stack.plant_faults(tag, *["rpc_unavailable"] * 3)
     done = run(
         live_stack,
         "submit", "SOL", "USDC", "0.15", "--slippage", "300", "--client-order-id", tag, "--watch",

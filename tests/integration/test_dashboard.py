@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.clients import TEST_API_KEY, _Client, request
-from tests.faults_harness import order_body
+from tests.support.clients import TEST_API_KEY, WsClient, order_body, request
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +73,7 @@ def test_the_stream_takes_a_ticket_for_an_admin_key_only(live_stack, admin_key):
     assert refused.status == 403
     issued = request("POST", f"{live_stack.base_url}/dashboard/ticket", headers=basic(admin_key))
     assert issued.status == 201
-    ws = _Client.connect(
+    ws = WsClient.connect(
         f"{live_stack.ws_url}/api/dashboard/stream?ticket={issued.body['ticket']}",
         headers={"Authorization": ""},
     )
@@ -89,14 +88,14 @@ def test_the_stream_takes_a_ticket_for_an_admin_key_only(live_stack, admin_key):
     assert set(snapshot["inFlight"]) == {"pending", "routing", "building", "submitted"}
     # a ticket is used once
     with pytest.raises(Exception, match="401"):
-        _Client.connect(
+        WsClient.connect(
             f"{live_stack.ws_url}/api/dashboard/stream?ticket={issued.body['ticket']}",
             headers={"Authorization": ""},
         )
     # an orders:read ticket is not an admin's
     reader_ticket = request("POST", f"{live_stack.base_url}/api/stream-tickets").body["ticket"]
     with pytest.raises(Exception, match="403"):
-        _Client.connect(
+        WsClient.connect(
             f"{live_stack.ws_url}/api/dashboard/stream?ticket={reader_ticket}",
             headers={"Authorization": ""},
         )

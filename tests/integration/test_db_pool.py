@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import event, text
 
 from order_engine.db import make_engine, warm_pool
-from tests.helpers import wait_until
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,10 @@ from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
 from order_engine.localnet.replay import REPLAY_START_MS, InProcessChain
-from order_engine.models import Order, OrderStatus
-from order_engine.repositories.order import OrderRepository
 from order_engine.routing import Router
 from order_engine.services.execution import ExecutionService, Outcome, RetryLater
 from order_engine.venues.errors import RpcUnavailable
+from tests.support.factories import add_order
 
 pytestmark = pytest.mark.integration
 
@@ -83,23 +82,10 @@ def rig(engine, test_settings, clean_tables):
 
 
 def new_order(session: Session, memo: str) -> uuid.UUID:
-    order = Order(
-        id=uuid.uuid4(),
-        type="market",
-        status=OrderStatus.PENDING.value,
-        token_in="SOL",
-        token_out="USDC",
-        amount_in=Decimal("2"),
-        slippage_bps=100,
-        client_order_id=memo,
-        last_seq=0,
-        attempts=0,
-        deliveries=0,
-    )
     with session.begin():
-        repo = OrderRepository(session)
-        repo.add(order)
-        repo.append_first_event(order, {})
+        order = add_order(
+            session, first_event={}, amount_in=Decimal("2"), slippage_bps=100, client_order_id=memo
+        )
     return order.id
 
 

@@ -20,10 +20,10 @@ import simple_websocket
 from sqlalchemy.orm import Session
 
 from order_engine.services.access import AccessService
-from tests.clients import _Client, request
-from tests.conftest import api_argv, start_process, stop_process
-from tests.faults_harness import order_body
-from tests.helpers import free_port, wait_until
+from tests.support.clients import WsClient, order_body, request
+from tests.support.processes import free_port, start_process, stop_process
+from tests.support.stack import api_argv
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +144,7 @@ def test_sockets_past_the_cap_are_refused_while_healthz_answers(limited_api):
 
     def open_one(_n: int):
         try:
-            return _Client.connect(url, headers=headers)
+            return WsClient.connect(url, headers=headers)
         except simple_websocket.ConnectionError as exc:
             return str(exc)
 

@@ -11,11 +11,9 @@ import uuid
 
 import pytest
 
-from tests import helpers
-from tests.clients import request
-from tests.conftest import start_process, stop_process
-from tests.faults_harness import order_body
-from tests.helpers import free_port, wait_until
+from tests.support.clients import order_body, request
+from tests.support.processes import free_port, start_process, stop_process
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +50,7 @@ def test_an_orders_tasks_and_retries_are_found_in_flower_by_its_id(live_stack, t
 
         def submit() -> str:
             tag = f"flower-{uuid.uuid4()}"
-            helpers.plant_faults(live_stack.settings["SOLANA_RPC_URL"], tag, "rpc_unavailable")
+            live_stack.plant_faults(tag, "rpc_unavailable")
             body = order_body(clientOrderId=tag)
             return request("POST", f"{live_stack.base_url}/api/orders/execute", body).body[
                 "orderId"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clients import TEST_API_KEY
+from tests.support.clients import TEST_API_KEY
 
 pytestmark = pytest.mark.integration
 

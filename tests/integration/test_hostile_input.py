@@ -12,8 +12,7 @@ from urllib.parse import quote
 import pytest
 import simple_websocket
 
-from tests.clients import TEST_API_KEY, _Client, request, stream
-from tests.faults_harness import order_body
+from tests.support.clients import TEST_API_KEY, WsClient, order_body, request, stream
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +133,7 @@ def test_a_long_idempotency_key_on_the_websocket_is_4400_as_over_rest(live_stack
         {"Idempotency-Key": key},
     )
     assert rest.status == 422
-    ws = _Client.connect(
+    ws = WsClient.connect(
         f"{live_stack.ws_url}/api/orders/execute", headers={"Idempotency-Key": key}
     )
     ws.send(json.dumps(order_body()))
@@ -165,7 +164,7 @@ def test_after_seq_at_a_finished_orders_last_event_closes_the_stream(live_stack)
 
 
 def test_a_one_megabyte_frame_is_closed_with_1009(live_stack):
-    ws = _Client.connect(f"{live_stack.ws_url}/api/orders/execute")
+    ws = WsClient.connect(f"{live_stack.ws_url}/api/orders/execute")
     try:
         ws.send("x" * 1_000_000)
         while True:
@@ -247,17 +246,17 @@ def test_others_orders_are_4404_on_the_websocket_and_tickets_are_one_use(live_st
     first = stream(url, headers={"Authorization": ""}, timeout_s=60)
     assert first.close_code == 1000
     with pytest.raises(simple_websocket.ConnectionError, match="401"):
-        _Client.connect(url, headers={"Authorization": ""})
+        WsClient.connect(url, headers={"Authorization": ""})
 
 
 def test_the_websocket_needs_a_key_and_an_allowed_origin(live_stack):
     url = f"{live_stack.ws_url}/api/orders/execute"
     with pytest.raises(simple_websocket.ConnectionError, match="401"):
-        _Client.connect(url, headers={"Authorization": ""})
+        WsClient.connect(url, headers={"Authorization": ""})
     with pytest.raises(simple_websocket.ConnectionError, match="403"):
-        _Client.connect(url, headers={"Origin": "https://evil.example"})
+        WsClient.connect(url, headers={"Origin": "https://evil.example"})
     allowed = live_stack.settings.get(
         "PUBLIC_BASE_URL", f"http://localhost:{live_stack.settings['PORT']}"
     )
-    ws = _Client.connect(url, headers={"Origin": allowed})
+    ws = WsClient.connect(url, headers={"Origin": allowed})
     ws.close()

@@ -18,7 +18,8 @@ from solders.keypair import Keypair
 from order_engine.chain import accounts as layouts
 from order_engine.chain.programs import RAYDIUM_CPMM_PROGRAM
 from order_engine.tokens import resolve
-from tests.helpers import free_port, wait_until
+from tests.support.processes import free_port
+from tests.support.watchers import wait_until
 from tests.unit.localnet.support import (
     Call,
     RpcFailure,

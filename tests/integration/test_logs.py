@@ -9,10 +9,8 @@ import uuid
 
 import pytest
 
-from tests import helpers
-from tests.clients import TEST_API_KEY, request, stream
-from tests.faults_harness import order_body
-from tests.helpers import wait_until
+from tests.support.clients import TEST_API_KEY, order_body, request, stream
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -41,19 +39,19 @@ def test_order_lines_carry_their_ids_and_no_line_carries_a_secret(live_stack):
     assert refused.status == 401
     # An order whose first attempt fails and is retried: two attempts, two tasks.
     tag = f"logs-{uuid.uuid4()}"
-    helpers.plant_faults(live_stack.settings["SOLANA_RPC_URL"], tag, "rpc_unavailable")
+    live_stack.plant_faults(tag, "rpc_unavailable")
     submitted = request("POST", f"{base}/api/orders/execute", order_body(clientOrderId=tag))
     order_id = submitted.body["orderId"]
     result = stream(f"{live_stack.ws_url}/api/orders/execute?ticket={ticket}&orderId={order_id}")
     assert result.statuses[-1] == "confirmed", live_stack.logs()
 
-    worker_log = live_stack.log_dir / "worker.log"
+    worker_log = live_stack.log_path("worker")
     confirmed_line = f"order {order_id} confirmed"
     wait_until(
         lambda: confirmed_line in worker_log.read_text(), 10, "the worker to log the confirmation"
     )
     worker = json_lines(worker_log)
-    api = json_lines(live_stack.log_dir / "api.log")
+    api = json_lines(live_stack.log_path("api"))
 
     about_order = [r for r in worker if order_id in r["message"] or r["order_id"] == order_id]
     assert about_order, "the worker said nothing about the order"
@@ -72,8 +70,7 @@ def test_order_lines_carry_their_ids_and_no_line_carries_a_secret(live_stack):
 
     wallet = load_keypair(live_stack.settings["WALLET_KEYPAIR"])
     everything = "\n".join(
-        (live_stack.log_dir / name).read_text(errors="replace")
-        for name in ("api.log", "worker.log")
+        live_stack.log_path(name).read_text(errors="replace") for name in ("api", "worker")
     )
     secret_part = TEST_API_KEY.rsplit("_", 1)[1]
     for secret in (secret_part, ticket, str(wallet), json.dumps(list(bytes(wallet)))):

@@ -10,11 +10,9 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import helpers
-from tests.clients import request, stream
-from tests.faults_harness import order_body
-from tests.helpers import wait_until
-from tests.integration.test_access import new_key
+from tests.support.clients import order_body, request, stream
+from tests.support.factories import add_key
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +51,7 @@ def test_metrics_move_as_orders_confirm_fail_and_retry(live_stack):
         assert response.status == 202, response.body
         confirmed_ids.append(response.body["orderId"])
     tag = f"metrics-fail-{uuid.uuid4()}"
-    helpers.plant_faults(live_stack.settings["SOLANA_RPC_URL"], tag, *["rpc_unavailable"] * 3)
+    live_stack.plant_faults(tag, *["rpc_unavailable"] * 3)
     failing = request(
         "POST", f"{live_stack.base_url}/api/orders/execute", order_body(clientOrderId=tag)
     )
@@ -95,12 +93,12 @@ def test_metrics_move_as_orders_confirm_fail_and_retry(live_stack):
 
 
 def test_open_websockets_are_counted_while_open(live_stack):
-    from tests.clients import _Client
+    from tests.support.clients import WsClient
 
     before, _ = scrape(live_stack.base_url)
     response = request("POST", f"{live_stack.base_url}/api/orders/execute", order_body())
     order_id = response.body["orderId"]
-    ws = _Client.connect(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}")
+    ws = WsClient.connect(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}")
     try:
         wait_until(
             lambda: (
@@ -122,7 +120,8 @@ def test_metrics_need_an_admin_key_beyond_loopback(client, anonymous_client, db_
     assert refused.headers["WWW-Authenticate"].startswith("Basic")
     # a key without the admin scope
     assert client.get("/metrics", environ_base=remote).status_code == 403
-    admin = new_key(db_session, "operators", scopes=("admin",))
+    admin = add_key(db_session, "operators", scopes=("admin",))
+    db_session.commit()  # a savepoint: the app opens its own transaction on this session
     allowed = anonymous_client.get(
         "/metrics", environ_base=remote, headers={"Authorization": f"Bearer {admin}"}
     )

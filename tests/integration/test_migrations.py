@@ -5,7 +5,7 @@ from sqlalchemy import create_engine, inspect
 
 from order_engine import migrate
 from order_engine.models import Base
-from tests.conftest import recreate_database
+from tests.support.servers import recreate_database
 
 pytestmark = pytest.mark.integration
 

@@ -10,14 +10,11 @@ from decimal import Decimal
 
 import pytest
 
-from tests import helpers
-from tests.clients import request, stream
-from tests.faults_harness import order_body
-from tests.helpers import rpc, wait_until
+from tests.support.clients import order_body, request, rpc, stream
+from tests.support.invariants import HAPPY_PATH
+from tests.support.watchers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
-
-HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 
 
 def submit(stack, **overrides) -> str:
@@ -36,10 +33,6 @@ def wait_terminal(stack, order_id, timeout_s=30):
         timeout_s,
         f"order {order_id} to finish",
     )
-
-
-def plant_faults(stack, client_order_id: str, *faults: str) -> None:
-    helpers.plant_faults(stack.settings["SOLANA_RPC_URL"], client_order_id, *faults)
 
 
 def assert_contiguous(events):
@@ -93,7 +86,7 @@ def test_subscriber_mid_flight_and_after_confirmation_get_the_whole_history_once
 
 def test_transient_failure_twice_confirms_on_the_third_attempt(live_stack):
     tag = f"transient-2-{uuid.uuid4()}"
-    plant_faults(live_stack, tag, "rpc_unavailable", "rpc_unavailable")
+    live_stack.plant_faults(tag, "rpc_unavailable", "rpc_unavailable")
     order_id = submit(live_stack, clientOrderId=tag)
     result = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}")
     assert result.statuses == [
@@ -118,7 +111,7 @@ def test_transient_failure_twice_confirms_on_the_third_attempt(live_stack):
 
 def test_transient_failure_three_times_fails_once_with_the_reason_stored(live_stack):
     tag = f"transient-3-{uuid.uuid4()}"
-    plant_faults(live_stack, tag, "rpc_unavailable", "rpc_unavailable", "rpc_unavailable")
+    live_stack.plant_faults(tag, "rpc_unavailable", "rpc_unavailable", "rpc_unavailable")
     order_id = submit(live_stack, clientOrderId=tag)
     result = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}")
     assert result.statuses.count("failed") == 1
@@ -138,7 +131,7 @@ def test_transient_failure_three_times_fails_once_with_the_reason_stored(live_st
 
 def test_a_passing_price_spike_is_requoted_once_and_fills(live_stack):
     tag = f"spike-{uuid.uuid4()}"
-    plant_faults(live_stack, tag, "price_jump")
+    live_stack.plant_faults(tag, "price_jump")
     order_id = submit(live_stack, clientOrderId=tag, slippageBps=30)
     order = wait_terminal(live_stack, order_id)
     assert order["status"] == "confirmed"
@@ -155,7 +148,7 @@ def test_a_passing_price_spike_is_requoted_once_and_fills(live_stack):
 
 def test_a_lasting_slippage_breach_fails_after_at_most_one_requote(live_stack):
     tag = f"slippage-{uuid.uuid4()}"
-    plant_faults(live_stack, tag, "price_jump", "price_jump", "price_jump")
+    live_stack.plant_faults(tag, "price_jump", "price_jump", "price_jump")
     order_id = submit(live_stack, clientOrderId=tag, slippageBps=30)
     order = wait_terminal(live_stack, order_id)
     assert order["status"] == "failed"
@@ -219,7 +212,7 @@ def landed_transactions(stack, memo: str) -> list[tuple[str, str]]:
 
 def test_a_lost_send_response_is_recovered_from_the_chain_not_sent_again(live_stack):
     tag = f"lost-response-{uuid.uuid4()}"
-    plant_faults(live_stack, tag, "lost_response")
+    live_stack.plant_faults(tag, "lost_response")
     order_id = submit(live_stack, clientOrderId=tag)
     result = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}")
     assert result.statuses[-1] == "confirmed"

@@ -1,32 +1,15 @@
 import threading
-import uuid
-from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from order_engine.models import Order, OrderStatus
+from order_engine.models import OrderStatus
 from order_engine.repositories.order import OrderRepository
+from tests.support.factories import build_order
 
 pytestmark = pytest.mark.integration
-
-
-def make_order(**overrides) -> Order:
-    fields = {
-        "type": "market",
-        "status": "pending",
-        "token_in": "SOL",
-        "token_out": "USDC",
-        "amount_in": Decimal("1.5"),
-        "slippage_bps": 50,
-        "attempts": 0,
-        "deliveries": 0,
-        "last_seq": 0,
-    }
-    fields.update(overrides)
-    return Order(id=uuid.uuid4(), **fields)
 
 
 @pytest.fixture
@@ -35,7 +18,7 @@ def repo(db_session: Session) -> OrderRepository:
 
 
 def test_transition_moves_the_status_and_appends_the_next_seq(repo):
-    order = repo.add(make_order())
+    order = repo.add(build_order())
     repo.append_first_event(order, {})
     event = repo.transition(
         order.id, OrderStatus.PENDING, OrderStatus.ROUTING, event_data={"why": "test"}
@@ -46,7 +29,7 @@ def test_transition_moves_the_status_and_appends_the_next_seq(repo):
 
 
 def test_transition_from_the_wrong_status_changes_nothing(repo):
-    order = repo.add(make_order(status="confirmed", last_seq=5))
+    order = repo.add(build_order(status="confirmed", last_seq=5))
     assert (
         repo.transition(order.id, OrderStatus.PENDING, OrderStatus.ROUTING, event_data={}) is None
     )
@@ -56,7 +39,7 @@ def test_transition_from_the_wrong_status_changes_nothing(repo):
 
 
 def test_transition_checks_the_lease_owner(repo):
-    order = repo.add(make_order(lease_owner="worker-a"))
+    order = repo.add(build_order(lease_owner="worker-a"))
     assert (
         repo.transition(
             order.id,
@@ -80,14 +63,14 @@ def test_transition_checks_the_lease_owner(repo):
 
 
 def test_claim_takes_a_free_lease_once_and_counts_the_attempt(repo):
-    order = repo.add(make_order())
+    order = repo.add(build_order())
     claimed = repo.claim(order.id, "worker-a", lease_s=30)
     assert (claimed.lease_owner, claimed.attempts) == ("worker-a", 1)
     assert repo.claim(order.id, "worker-b", lease_s=30) is None
 
 
 def test_claim_takes_over_an_expired_lease(repo, db_session):
-    order = repo.add(make_order())
+    order = repo.add(build_order())
     repo.claim(order.id, "worker-a", lease_s=30)
     db_session.execute(
         text("UPDATE orders SET lease_until = now() - interval '1 second' WHERE id = :id"),
@@ -99,7 +82,7 @@ def test_claim_takes_over_an_expired_lease(repo, db_session):
 
 def test_concurrent_transitions_let_exactly_one_writer_win(engine, clean_tables):
     with Session(engine) as session, session.begin():
-        order_id = OrderRepository(session).add(make_order()).id
+        order_id = OrderRepository(session).add(build_order()).id
     results: list[bool] = []
     barrier = threading.Barrier(8)
 
@@ -133,7 +116,7 @@ def test_database_refuses_non_positive_or_nan_amounts(db_session, amount):
 
 
 def test_event_seq_is_unique_per_order(repo, db_session):
-    order = repo.add(make_order())
+    order = repo.add(build_order())
     repo.append_first_event(order, {})
     with pytest.raises(IntegrityError, match="uq_order_events_order_id_seq"):
         db_session.execute(

@@ -23,11 +23,11 @@ from order_engine.config import Settings
 from order_engine.models import Order
 from order_engine.repositories.order import OrderRepository
 from order_engine.tasking import TASK_QUEUE, is_amqp
-from tests.clients import TEST_API_KEY
-from tests.conftest import start_process, stop_process
-from tests.helpers import free_port, wait_until
-from tests.integration.test_order_repository import make_order
 from tests.support.brokers import private_broker_url, queue_depth
+from tests.support.clients import TEST_API_KEY
+from tests.support.factories import build_order
+from tests.support.processes import free_port, start_process, stop_process
+from tests.support.watchers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
@@ -76,7 +76,7 @@ def _lost_order(database_url: str) -> uuid.UUID:
     try:
         with Session(engine) as session, session.begin():
             repo = OrderRepository(session)
-            order = repo.add(make_order(amount_in=1, created_at=an_hour_ago))
+            order = repo.add(build_order(amount_in=1, created_at=an_hour_ago))
             repo.append_first_event(order, {})
             order.dispatched_at = an_hour_ago
             return order.id
@@ -115,7 +115,7 @@ def test_the_reconciler_runs_on_the_control_queue_and_requeues_a_lost_order(
 
 def test_flower_shows_each_task_with_its_order_id(live_stack, tmp_path, clean_tables):
     from order_engine.cli import flower_program
-    from tests.faults_harness import order_body
+    from tests.support.clients import order_body
 
     port = free_port()
     env = {
@@ -136,7 +136,7 @@ def test_flower_shows_each_task_with_its_order_id(live_stack, tmp_path, clean_ta
         # event queue is bound, which its HTTP side does not wait for: an order whose events
         # went by before that is not shown, so another is submitted every few seconds until
         # one is (the test is about what Flower shows, not about when it starts listening).
-        from tests.clients import request
+        from tests.support.clients import request
 
         submitted: dict[str, float] = {}
 

@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from order_engine.services.reconciler import HEARTBEAT_KEY
-from tests.helpers import free_port, wait_until
+from tests.support.processes import free_port
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -20,12 +20,13 @@ from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
 from order_engine.localnet.replay import REPLAY_START_MS, InProcessChain
-from order_engine.models import Order, OrderStatus
+from order_engine.models import OrderStatus
 from order_engine.repositories.order import OrderRepository
 from order_engine.routing import Router
 from order_engine.services.execution import ExecutionService, Outcome
 from order_engine.services.trigger import TriggerService
 from order_engine.tokens import resolve
+from tests.support.factories import add_order
 
 pytestmark = pytest.mark.integration
 
@@ -66,29 +67,17 @@ def service(engine, market, recorder: Recorder) -> TriggerService:
 
 
 def add_waiting(engine, limit: str, amount: str = "1", **overrides) -> uuid.UUID:
-    order_id = uuid.uuid4()
     fields = {
-        "id": order_id,
         "type": "limit",
-        "status": "pending",
-        "token_in": "SOL",
-        "token_out": "USDC",
         "amount_in": Decimal(amount),
-        "slippage_bps": 50,
-        "attempts": 0,
-        "deliveries": 0,
-        "last_seq": 0,
         "limit_price": Decimal(limit),
         "trigger_price": Decimal(limit),
         "waiting": True,
         **overrides,
     }
     with Session(bind=engine, expire_on_commit=False) as session, session.begin():
-        order = Order(**fields)
-        session.add(order)
-        session.flush()
-        OrderRepository(session).append_first_event(order, {"waitingFor": {"limitPrice": limit}})
-    return order_id
+        waiting_for = {"waitingFor": {"limitPrice": limit}}
+        return add_order(session, first_event=waiting_for, **fields).id
 
 
 def row(engine, order_id):

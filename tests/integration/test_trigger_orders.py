@@ -3,7 +3,6 @@ engine) + the localnet, moved and launched through its admin RPC; streams follow
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -12,9 +11,8 @@ from decimal import Decimal
 import pytest
 from solders.keypair import Keypair
 
-from tests.clients import request, stream
-from tests.conftest import start_process, stop_process
-from tests.helpers import plant_faults, rpc, wait_until
+from tests.support.clients import request, rpc, stream
+from tests.support.watchers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
@@ -23,20 +21,13 @@ TRIGGERED_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 
 
 @pytest.fixture(scope="module")
-def triggering_stack(live_stack, tmp_path_factory):
+def triggering_stack(live_stack):
     """The live stack plus a Celery beat, which sends the trigger evaluation every 0.5 s."""
-    from order_engine.cli import scheduler_program
-    from order_engine.config import Settings
-
-    state = tmp_path_factory.mktemp("beat")
-    settings = {**live_stack.settings, "TRIGGER_INTERVAL_MS": "500"}
-    argv = list(scheduler_program(Settings.from_env(settings)).argv)
-    argv[argv.index("--schedule") + 1] = str(state / "celerybeat-schedule")
-    beat = start_process(argv, {**os.environ, **settings}, state / "beat.log")
+    live_stack.start_beat(overrides={"TRIGGER_INTERVAL_MS": "500"})
     try:
         yield live_stack
     finally:
-        stop_process(beat)
+        live_stack.stop("beat")
         move(live_stack, "150")  # the localnet's reference price, for the tests after these
 
 
@@ -120,7 +111,7 @@ def test_a_limit_order_whose_swaps_slip_is_tried_again_at_its_limit(triggering_s
     stack = triggering_stack
     move(stack, "150")
     tag = f"limit-slips-{uuid.uuid4()}"
-    plant_faults(stack.settings["SOLANA_RPC_URL"], tag, "price_jump", "price_jump")
+    stack.plant_faults(tag, "price_jump", "price_jump")
     body = {
         "type": "limit",
         "tokenIn": "SOL",

@@ -9,7 +9,7 @@ from order_engine import migrate
 from order_engine.config import Settings
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.replay import ReplayOrder, mixed_orders, replay
-from tests.conftest import recreate_database
+from tests.support.servers import recreate_database
 
 pytestmark = pytest.mark.integration
 

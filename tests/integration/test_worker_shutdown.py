@@ -10,10 +10,11 @@ from sqlalchemy.orm import Session
 from order_engine import create_app, dispatch
 from order_engine.models import Order
 from order_engine.repositories.order import OrderRepository
-from tests.conftest import start_localnet, start_process, stop_process, worker_argv
-from tests.helpers import wait_until
-from tests.integration.test_order_repository import make_order
 from tests.support.brokers import private_broker_url
+from tests.support.factories import add_order
+from tests.support.processes import start_process, stop_process
+from tests.support.stack import start_localnet, worker_argv
+from tests.support.watchers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
@@ -25,7 +26,7 @@ def test_sigterm_lets_the_running_swap_finish(test_settings, tmp_path):
     settings = {**test_settings, "CELERY_BROKER_URL": broker_url, "SOLANA_RPC_URL": localnet.url}
     engine = create_engine(settings["DATABASE_URL"])
     with Session(engine) as session, session.begin():
-        order = OrderRepository(session).add(make_order(amount_in=1))
+        order = add_order(session, amount_in=1)
         OrderRepository(session).append_first_event(order, {})
         order_id = order.id
     settings["WORKER_POOL"], settings["WORKER_CONCURRENCY"] = "threads", "4"

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from order_engine.embedded import pid_alive
-from tests.conftest import start_process
-from tests.helpers import wait_until
+from tests.support.processes import start_process
+from tests.support.watchers import wait_until
 
 PREFIX = "oec"
 
@@ -343,8 +343,14 @@ def deploy(
 
     from order_engine import migrate
     from order_engine.chain.wallet import ensure_dev_keypair
-    from tests.conftest import api_argv, install_test_key, worker_argv
-    from tests.helpers import rpc
+    from tests.support.clients import rpc
+    from tests.support.servers import install_test_key
+    from tests.support.stack import (
+        api_argv,
+        localnet_program_argv,
+        scheduler_argv,
+        worker_argv,
+    )
 
     hosts = {"servers": c.add_host("srv", 1)}
     hosts |= {f"api{n}": c.add_host(f"api{n}", 10 + n) for n in range(1, apis + 1)}
@@ -366,8 +372,7 @@ def deploy(
         "LOCALNET_PORT": str(LOCALNET_PORT),
         "LOCALNET_STATE_DIR": str(c.work_dir / "localnet"),
     }
-    localnet_argv = [sys.executable, "-m", "order_engine.localnet", "serve"]
-    localnet_process = c.start(servers, "localnet", localnet_argv, localnet_env)
+    localnet_process = c.start(servers, "localnet", localnet_program_argv(), localnet_env)
     localnet_url = f"http://{servers.ip}:{LOCALNET_PORT}"
     wait_until(lambda: rpc(localnet_url, "getHealth", timeout_s=1) == "ok", 60, "the localnet")
 
@@ -391,9 +396,7 @@ def deploy(
     for name, host in hosts.items():
         if name.startswith("worker"):
             c.start(host, "worker", worker_argv(settings, name), env)
-    beat = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat"]
-    beat += ["--schedule", str(c.work_dir / "beat-schedule"), "--loglevel", "INFO"]
-    c.start(hosts["sched"], "beat", beat, env)
+    c.start(hosts["sched"], "beat", scheduler_argv(settings, c.work_dir / "beat-schedule"), env)
     for host in deployment.hosts_named("api"):
         wait_until(lambda h=host: c.reachable(h, API_PORT), 60, f"{host.name} to listen", 0.2)
     for host in deployment.hosts_named("worker"):

@@ -9,30 +9,31 @@ a failed test prints the processes' logs.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
-from order_engine import migrate
 from order_engine.chain.wallet import ensure_dev_keypair
-from tests.conftest import Servers, install_test_key, recreate_database, start_localnet
-from tests.faults_harness import (
+from tests.support.processes import free_port
+from tests.support.servers import (
+    PostgresServer,
+    RedisServer,
+    Servers,
+    drop_database,
+    migrated_database,
+)
+from tests.support.stack import (
     FAULT_TIMINGS,
     LOCALNET_FAULT_TIMINGS,
     LOCALNET_SETTINGS,
     SENDER_FAULTS_APP,
     WORKER_APP,
-    PostgresServer,
-    RedisServer,
     Stack,
+    start_localnet,
 )
-from tests.helpers import free_port
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -51,13 +52,6 @@ def _database_name(request: pytest.FixtureRequest) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())
     # A random part: other sessions may run this suite on the same server at the same time.
     return f"oe_faults_{uuid.uuid4().hex[:8]}_{slug}"[:63]
-
-
-def _drop_database(url: str) -> None:
-    admin = make_url(url).set(drivername="postgresql", database="postgres")
-    conninfo = admin.render_as_string(hide_password=False)
-    with contextlib.suppress(psycopg.Error), psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -115,12 +109,8 @@ def make_stack(
         **settings: str,
     ) -> Stack:
         name = _database_name(request)
-        if postgres is not None:
-            database_url = postgres.create_database(name)
-        else:
-            database_url = recreate_database(servers, name)
-            migrate.upgrade(database_url)
-        install_test_key(database_url)
+        server_url = postgres.url(name) if postgres is not None else servers.database_url(name)
+        database_url = migrated_database(server_url)
         databases.append(database_url)
         redis_server = redis_server or redis_factory()
         log_dir = tmp_path / f"stack-{len(stacks) + 1}"
@@ -142,20 +132,25 @@ def make_stack(
                 "SOLANA_RPC_URL": localnet.url,
                 "WALLET_KEYPAIR": str(ensure_dev_keypair(log_dir / "wallet.json")),
                 "SENDER_FAULTS_DIR": str(log_dir / "sender-faults"),
+                # What `make run` gives every process (order_engine.cli.Environment).
+                "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
+                "WEB_CONCURRENCY": str(api_workers),
+                "WORKER_POOL": worker or "threads",
+                "WORKER_CONCURRENCY": str(concurrency),
                 **engine_settings,
             },
             log_dir=log_dir,
-            redis_server=redis_server,
             port=port,
             localnet=localnet,
+            redis_server=redis_server,
             worker_app=SENDER_FAULTS_APP if sender_faults else WORKER_APP,
         )
         stacks.append(stack)
         # Start everything, then wait: the three processes import the app in parallel.
         if api:
-            stack.start_api(workers=api_workers, wait=False)
+            stack.start_api(wait=False)
         if worker:
-            stack.start_worker(pool=worker, concurrency=concurrency, wait=False)
+            stack.start_worker(wait=False)
         if beat:
             stack.start_beat(wait=False)
         if api:
@@ -173,4 +168,4 @@ def make_stack(
         if failed:
             print(f"\n===== logs of {stack.name} =====\n{stack.logs()}")
     for url in databases:
-        _drop_database(url)
+        drop_database(url)

@@ -13,10 +13,11 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.clients import _Client, request, stream
-from tests.conftest import LIVE_LATENCIES, api_argv, start_process, stop_process
-from tests.faults_harness import RedisServer, order_body
-from tests.helpers import free_port, wait_until
+from tests.support.clients import WsClient, order_body, request, stream
+from tests.support.processes import free_port, start_process, stop_process
+from tests.support.servers import RedisServer
+from tests.support.stack import LIVE_LATENCIES, api_argv
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,7 @@ def test_post_and_websocket_answer_within_a_bound_while_redis_is_frozen(
         assert before.status == 202, before.body
         existing = before.body["orderId"]
         # The process's pub/sub hub is connected and streaming before the freeze.
-        warm = _Client.connect(f"{ws_base}/api/orders/execute?orderId={existing}")
+        warm = WsClient.connect(f"{ws_base}/api/orders/execute?orderId={existing}")
         assert json.loads(warm.receive(timeout=10))["status"] == "pending"
         warm.close()
 

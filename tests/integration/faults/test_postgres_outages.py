@@ -8,9 +8,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.clients import request
-from tests.faults_harness import HAPPY_PATH, check_invariants, order_body, unique_tag
-from tests.helpers import wait_until
+from tests.support.clients import order_body, request, unique_tag
+from tests.support.invariants import HAPPY_PATH, check_invariants
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from tests.faults_harness import check_invariants, order_body, unique_tag
+from tests.support.clients import order_body, unique_tag
+from tests.support.invariants import check_invariants
 
 pytestmark = pytest.mark.integration
 

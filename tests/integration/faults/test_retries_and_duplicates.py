@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import text
 
-from tests.faults_harness import HAPPY_PATH, check_invariants, order_body, unique_tag
-from tests.helpers import wait_until
+from tests.support.clients import order_body, unique_tag
+from tests.support.invariants import HAPPY_PATH, check_invariants
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 

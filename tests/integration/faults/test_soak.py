@@ -20,7 +20,8 @@ from collections import Counter
 import pytest
 from sqlalchemy import text
 
-from tests.faults_harness import check_invariants, landed_twice, order_body
+from tests.support.clients import order_body
+from tests.support.invariants import check_invariants, landed_twice
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.soak]
 

@@ -13,8 +13,8 @@ import signal
 
 import pytest
 
-from tests.faults_harness import check_invariants
-from tests.helpers import wait_until
+from tests.support.invariants import check_invariants
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 

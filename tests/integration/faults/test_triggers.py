@@ -16,8 +16,10 @@ import signal
 import pytest
 from sqlalchemy import text
 
-from tests.faults_harness import Stack, check_invariants, order_body, unique_tag
-from tests.helpers import wait_until
+from tests.support.clients import order_body, unique_tag
+from tests.support.invariants import check_invariants
+from tests.support.stack import Stack
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,9 @@ import signal
 
 import pytest
 
-from tests.faults_harness import HAPPY_PATH, check_invariants, unique_tag
-from tests.helpers import wait_until
+from tests.support.clients import unique_tag
+from tests.support.invariants import HAPPY_PATH, check_invariants
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 

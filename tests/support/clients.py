@@ -1,4 +1,5 @@
-"""HTTP and WebSocket clients for tests against a running stack (stdlib + simple-websocket)."""
+"""Clients for tests against running processes (stdlib + simple-websocket): HTTP and WebSocket
+with the suite's API key, JSON-RPC to the localnet, and the bodies of the orders they send."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import simple_websocket
 
-# The suite's API key, stored in every test database by tests.conftest.install_test_key (the
+# The suite's API key, stored in every test database by tests.support.servers.install_test_key (the
 # default account; orders:read and orders:write). Every request and socket below sends it
 # unless told otherwise.
 TEST_API_KEY_PREFIX = "7e570000"
@@ -47,7 +49,7 @@ def request(
         return HttpResponse(error.code, json.load(error), dict(error.headers))
 
 
-class _Client(simple_websocket.Client):
+class WsClient(simple_websocket.Client):
     """simple-websocket's client reads the handshake response with a single recv(); frames that
     arrive in the same TCP segment (a server that answers and closes at once) stay queued in
     wsproto until a next recv that never returns data, so they are lost. Drain them here.
@@ -90,7 +92,7 @@ def stream(
 ) -> StreamResult:
     """Connect, optionally send a first message, and read until the server closes."""
     result = StreamResult()
-    ws = _Client.connect(url, headers=headers)
+    ws = WsClient.connect(url, headers=headers)
     try:
         if first_message is not None:
             ws.send(first_message if isinstance(first_message, str) else json.dumps(first_message))
@@ -110,3 +112,33 @@ def stream(
         with contextlib.suppress(simple_websocket.ConnectionClosed):
             ws.close()
     return result
+
+
+def rpc(url: str, method: str, params: list | None = None, timeout_s: float = 10) -> object:
+    """One JSON-RPC call to a Solana-style node (the localnet); raises on an error object."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []})
+    req = urllib.request.Request(
+        url, data=body.encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=timeout_s) as response:
+        reply = json.load(response)
+    if "error" in reply:
+        raise RuntimeError(f"{method}: {reply['error']}")
+    return reply["result"]
+
+
+def order_body(**overrides: Any) -> dict[str, Any]:
+    # Wide slippage: the seeded market has occasional jumps of up to 2 %, which must not fail
+    # orders in tests about something else.
+    return {
+        "type": "market",
+        "tokenIn": "SOL",
+        "tokenOut": "USDC",
+        "amount": "0.25",
+        "slippageBps": 300,
+        **overrides,
+    }
+
+
+def unique_tag(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
