@@ -238,3 +238,22 @@ def test_no_cancel_once_a_transaction_was_built(rig):
     assert order_row(session, order_id).status == "pending"
     with pytest.raises(ConflictError, match="may land"):
         OrderService(session, _NullPublisher()).cancel(order_id)
+
+
+def test_a_passing_price_spike_is_requoted_once_it_has_passed_and_fills(rig):
+    """The swap reverts on a spike in its own slot; by the time the revert is confirmed the
+    spike is arbitraged away, so the re-quote still pays the client's minimum, the order is
+    tried once more and fills."""
+    service, _chain, node, clock, session = rig
+    order_id = new_order(session, "spike")
+    reply = node.handle(
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "localnet_planFaults",
+            "params": [{"memo": "spike", "faults": ["price_jump"]}],
+        }
+    )
+    assert "error" not in reply, reply
+    assert run_until_done(service, clock, order_id) == ["retry:SLIPPAGE_EXCEEDED", "confirmed"]
+    assert [e["status"] for e in ledger(node, "spike")] == ["failed", "landed"]
