@@ -173,7 +173,10 @@ class Stack:
             redis.Redis.from_url(self.broker_url).flushdb()
         else:
             with self.celery().connection_for_write() as conn:
-                conn.default_channel.queue_purge(TASK_QUEUE)
+                try:
+                    conn.default_channel.queue_purge(TASK_QUEUE)
+                except conn.channel_errors as exc:  # a fresh vhost: no queue to empty yet
+                    log.info("%s not purged: %s", TASK_QUEUE, exc)
 
     @property
     def server_kind(self) -> str:
