@@ -142,16 +142,22 @@ def test_a_lost_answer_is_settled_from_the_chain_and_lands_once(rig):
     assert order_row(session, order_id).tx_hash == entry["signature"]
 
 
-def plan_drops(node: Localnet, memo: str, count: int) -> None:
-    """The next `count` transactions of `memo` to arrive at the node never reach a leader."""
-    node.handle(
+def plan_faults(node: Localnet, memo: str, faults: list[str]) -> None:
+    """The next transactions of `memo` to arrive at the node meet these faults, in order."""
+    reply = node.handle(
         {
             "jsonrpc": "2.0",
             "id": 1,
             "method": "localnet_planFaults",
-            "params": [{"memo": memo, "faults": ["drop"] * count}],
+            "params": [{"memo": memo, "faults": faults}],
         }
     )
+    assert "error" not in reply, reply
+
+
+def plan_drops(node: Localnet, memo: str, count: int) -> None:
+    """The next `count` transactions of `memo` to arrive at the node never reach a leader."""
+    plan_faults(node, memo, ["drop"] * count)
 
 
 def test_a_dropped_transaction_is_re_broadcast_and_lands_once(rig):
@@ -246,14 +252,6 @@ def test_a_passing_price_spike_is_requoted_once_it_has_passed_and_fills(rig):
     tried once more and fills."""
     service, _chain, node, clock, session = rig
     order_id = new_order(session, "spike")
-    reply = node.handle(
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "localnet_planFaults",
-            "params": [{"memo": "spike", "faults": ["price_jump"]}],
-        }
-    )
-    assert "error" not in reply, reply
+    plan_faults(node, "spike", ["price_jump"])
     assert run_until_done(service, clock, order_id) == ["retry:SLIPPAGE_EXCEEDED", "confirmed"]
     assert [e["status"] for e in ledger(node, "spike")] == ["failed", "landed"]
