@@ -255,3 +255,42 @@ def test_a_passing_price_spike_is_requoted_once_it_has_passed_and_fills(rig):
     plan_faults(node, "spike", ["price_jump"])
     assert run_until_done(service, clock, order_id) == ["retry:SLIPPAGE_EXCEEDED", "confirmed"]
     assert [e["status"] for e in ledger(node, "spike")] == ["failed", "landed"]
+
+
+def test_a_limit_order_whose_swaps_slip_is_tried_again_at_its_limit_in_process(rig):
+    """The deterministic twin of the live test of the same name: two planted spikes revert two
+    swaps; a limit order's promise is its price, so each revert is retried at the limit (a
+    market order gets one re-quote), and the third attempt fills, never below the limit."""
+    service, _chain, node, clock, session = rig
+    with session.begin():
+        order = add_order(
+            session,
+            first_event={},
+            type="limit",
+            amount_in=Decimal("2"),
+            slippage_bps=100,
+            limit_price=Decimal("1"),
+            trigger_price=Decimal("1"),
+            client_order_id="limit-slips",
+        )
+    plan_faults(node, "limit-slips", ["price_jump", "price_jump"])
+    assert run_until_done(service, clock, order.id) == [
+        "retry:SLIPPAGE_EXCEEDED",
+        "retry:SLIPPAGE_EXCEEDED",
+        "confirmed",
+    ]
+    with session.begin():
+        minimums = (
+            session.execute(
+                text(
+                    "SELECT (data->>'minAmountOut')::numeric FROM order_events "
+                    "WHERE order_id = :id AND status = 'building' ORDER BY seq"
+                ),
+                {"id": order.id},
+            )
+            .scalars()
+            .all()
+        )
+    assert len(minimums) == 3
+    assert min(minimums) >= Decimal("2")  # 2 SOL × limitPrice 1
+    assert [e["status"] for e in ledger(node, "limit-slips")] == ["failed", "failed", "landed"]
