@@ -1,15 +1,18 @@
 """Lifecycle events: their wire shape, and their publication to Redis.
 
-After each transition commits, the worker writes the order's live snapshot under
-`active_order:<id>` and publishes the event on `order:<id>`, in one atomic script that refuses
-to move the snapshot backwards (a stale worker's late publish cannot overwrite a newer state).
-Pub/sub is at-most-once, so subscribers also replay from PostgreSQL by `seq`.
+After each transition commits, its event is published on `order:<id>` and appended to the
+order's live record under `active_order:<id>`, in one atomic script that refuses to move the
+record backwards (a stale worker's late publish cannot overwrite a newer state). While the order
+is active that record holds every event so far, so a socket opening on it replays from Redis;
+once the order ends it keeps only the last one. Pub/sub is at-most-once, so subscribers still
+re-read PostgreSQL by `seq` when anything is missing.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -23,33 +26,59 @@ CHANNEL_PREFIX = "order:"
 SNAPSHOT_PREFIX = "active_order:"
 ACTIVE_SNAPSHOT_TTL_S = 7 * 24 * 3600
 
-# One call publishes any number of committed events (in seq order). For each i:
-# KEYS[i] the order's snapshot key; ARGV[2i-1] the event JSON (which starts with its orderId
-# and seq), ARGV[2i] the snapshot's TTL in seconds. The snapshot is the latest event's JSON,
-# written only over an older one: a stale worker's late publish cannot move it backwards.
-# Per event: PUBLISH; per order in the call, for its last event: GET, SET … EX (one commit's
-# routing and building events write the snapshot once; a script runs atomically, so nobody
-# reads the snapshot between them). An older, hash-typed snapshot is simply replaced.
+# The live record of an order: `{"accountId": "<owner or empty>", "seq": <latest>, "events":
+# [<event JSON>, ...]}`, the events in the order they were appended.
+#
+# One call publishes any number of committed events (in seq order). For each i: KEYS[i] the
+# order's record key; ARGV[4i-3] the event JSON (which starts with its orderId and seq),
+# ARGV[4i-2] the record's TTL in seconds, ARGV[4i-1] the order's account if the caller knows it
+# (the intake does; '' otherwise), ARGV[4i] '1' for a terminal event. Per event: PUBLISH; per
+# order in the call: one GET and at most one SET … EX (one commit's routing and building events
+# write the record once; a script runs atomically, so nobody reads it between them).
+# An event at or below the record's seq is published but not recorded. One past it is
+# appended. A record that is missing, or in a former shape, starts afresh from the event, so
+# it may begin after seq 1 or have a gap: its readers check (`recorded_events`).
+# A terminal event leaves only itself in the record: a finished order is rarely streamed
+# again, and its history would hold Redis memory for ACTIVE_ORDER_TTL_S.
 _PUBLISH_SCRIPT = f"""
 local prefix = #'{SNAPSHOT_PREFIX}' + 1
-local last = {{}}
+local HEAD = '^({{"accountId":"([^"]*)","seq":(%d+),"events":%[)'
+local records, written = {{}}, {{}}
 for i, key in ipairs(KEYS) do
-  last[key] = i
-end
-for i, key in ipairs(KEYS) do
-  local event, ttl = ARGV[2 * i - 1], ARGV[2 * i]
-  if last[key] == i then
-    local seq = tonumber(string.match(event, '"seq":(%d+)'))
+  local event, ttl = ARGV[4 * i - 3], ARGV[4 * i - 2]
+  local owner, terminal = ARGV[4 * i - 1], ARGV[4 * i]
+  local seq = tonumber(string.match(event, '^{{"orderId":"[^"]*","seq":(%d+)'))
+  local record = records[key]
+  if record == nil then
+    record = {{owner = owner, seq = 0, events = nil, ttl = ttl, dirty = false}}
     local current = redis.pcall('GET', key)
-    local current_seq = 0
     if type(current) == 'string' then
-      current_seq = tonumber(string.match(current, '"seq":(%d+)')) or 0
+      local head, known, last = string.match(current, HEAD)
+      if head ~= nil then
+        record.owner, record.seq = known, tonumber(last)
+        record.events = string.sub(current, #head + 1, -3)
+      end
     end
-    if seq > current_seq then
-      redis.call('SET', key, event, 'EX', ttl)
+    records[key] = record
+    table.insert(written, key)
+  end
+  if record.owner == '' then record.owner = owner end
+  if seq > record.seq then
+    if terminal == '1' or record.events == nil then
+      record.events = event
+    else
+      record.events = record.events .. ',' .. event
     end
+    record.seq, record.ttl, record.dirty = seq, ttl, true
   end
   redis.call('PUBLISH', '{CHANNEL_PREFIX}' .. string.sub(key, prefix), event)
+end
+for _, key in ipairs(written) do
+  local r = records[key]
+  if r.dirty then
+    local head = '{{"accountId":"' .. r.owner .. '","seq":' .. r.seq .. ',"events":['
+    redis.call('SET', key, head .. r.events .. ']}}', 'EX', r.ttl)
+  end
 end
 return #KEYS
 """
@@ -87,23 +116,28 @@ class EventPublisher:
         self.terminal_ttl_s = terminal_ttl_s
         self._script = client.register_script(_PUBLISH_SCRIPT)
 
-    def publish(self, payload: dict[str, Any]) -> bool:
-        """Publish one committed event; False (logged) if Redis is unreachable.
+    def publish(self, payload: dict[str, Any], account_id: uuid.UUID | None = None) -> bool:
+        """Publish one committed event; False (logged) if Redis is unreachable. `account_id`,
+        the order's owner, is recorded with it (the intake passes it with the first event).
 
         Never raises: the event is already durable in PostgreSQL, and subscribers replay from
         there, so a Redis outage must not fail the order.
         """
-        return self.publish_many([payload])
+        return self.publish_many([payload], account_id)
 
-    def publish_many(self, payloads: list[dict[str, Any]]) -> bool:
+    def publish_many(
+        self, payloads: list[dict[str, Any]], account_id: uuid.UUID | None = None
+    ) -> bool:
         """Publish committed events in seq order, in one script call; False (logged) if Redis
         is unreachable. Never raises, for the reason `publish` gives."""
         keys: list[str] = []
         args: list[str | int] = []
+        owner = "" if account_id is None else str(account_id)
         for payload in payloads:
             keys.append(f"{SNAPSHOT_PREFIX}{payload['orderId']}")
-            ttl = self.terminal_ttl_s if is_terminal(payload) else ACTIVE_SNAPSHOT_TTL_S
-            args += [json.dumps(payload, separators=(",", ":")), ttl]
+            terminal = is_terminal(payload)
+            ttl = self.terminal_ttl_s if terminal else ACTIVE_SNAPSHOT_TTL_S
+            args += [json.dumps(payload, separators=(",", ":")), ttl, owner, int(terminal)]
         try:
             self._script(keys=keys, args=args)
         except redis.RedisError as exc:
@@ -111,6 +145,32 @@ class EventPublisher:
             log.warning("could not publish %s seq %s: %s", first["orderId"], first["seq"], exc)
             return False
         return True
+
+    def recorded_events(
+        self, order_id: uuid.UUID, account_id: uuid.UUID | None
+    ) -> list[dict[str, Any]] | None:
+        """Every event of the order so far, from its live record, if that record is whole:
+        it names its owner, who is `account_id` (None: any account), and holds seq 1 to its
+        latest without a gap. None otherwise (no record, a finished order's, an unreachable
+        Redis): PostgreSQL has the answer then."""
+        try:
+            raw = self.client.get(f"{SNAPSHOT_PREFIX}{order_id}")
+        except redis.RedisError as exc:
+            log.info("live record of %s unreadable (%s); reading the database", order_id, exc)
+            return None
+        if not isinstance(raw, str | bytes):
+            return None
+        try:
+            record = json.loads(raw)
+            owner, events = record["accountId"], record["events"]
+            seqs = [event["seq"] for event in events]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not owner or (account_id is not None and owner != str(account_id)):
+            return None
+        if seqs != list(range(1, len(seqs) + 1)):
+            return None
+        return list(events)
 
 
 def app_publisher() -> EventPublisher:

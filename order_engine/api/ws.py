@@ -181,7 +181,7 @@ def _stream(ws: Server, service: OrderService, order_id: uuid.UUID) -> None:
     with hub.subscribe(str(order_id)) as subscription:
         # Subscribed first; the history read below cannot miss an event published meanwhile.
         # It also tells an unknown order (no row at all) without a query of its own.
-        history = service.history(order_id, after_seq, owner_filter())
+        history = service.opening_history(order_id, after_seq, owner_filter())
         if history is None:
             raise StreamClosed(
                 CLOSE_NOT_FOUND,

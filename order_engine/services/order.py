@@ -97,7 +97,7 @@ class OrderService:
             order, first = inserted
         metrics.order_submitted(order.type)
         logs.bind(order_id=order.id, attempt=order.attempts)
-        published = self.publisher.publish(first)
+        published = self.publisher.publish(first, account_id)
         if order.waiting:
             log.info("order %s waits for its trigger", order.id)  # the trigger engine sends it
         elif published or not dispatch.broker_is_app_redis():
@@ -115,6 +115,19 @@ class OrderService:
             if order is None:
                 raise NotFoundError(f"No order {order_id}.")
             return OrderWithEvents(order, self.orders.events(order_id))
+
+    def opening_history(
+        self, order_id: uuid.UUID, after_seq: int = 0, account_id: uuid.UUID | None = None
+    ) -> list[dict[str, Any]] | None:
+        """`history` for a stream that opens: from the order's live record in Redis when that
+        is whole (an active order's usually is: a socket opened right after the submission
+        costs no database read), else from PostgreSQL. None if there is no such order for
+        `account_id`. Later re-reads (a gap, a quiet spell) go to PostgreSQL, the record of
+        truth."""
+        events = self.publisher.recorded_events(order_id, account_id)
+        if events is None:
+            return self.history(order_id, after_seq, account_id)
+        return [event for event in events if event["seq"] > after_seq]
 
     def events_after(self, order_id: uuid.UUID, seq: int) -> list[dict[str, Any]]:
         return self.history(order_id, seq) or []

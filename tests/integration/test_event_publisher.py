@@ -1,5 +1,6 @@
-"""Publishing committed events to Redis: the `active_order:<id>` snapshot and the `order:<id>`
-channel, several events in one script call, never moving a snapshot backwards."""
+"""Publishing committed events to Redis: the `active_order:<id>` live record and the
+`order:<id>` channel, several events in one script call, never moving a record backwards; and
+reading a record back for a stream that opens, only when it is whole."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import json
 import uuid
 
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from order_engine.events import EventPublisher
 
@@ -45,20 +49,32 @@ def received(pubsub) -> list[int]:
     return seqs
 
 
-def test_many_events_in_one_call_publish_each_and_keep_the_latest_snapshot(publisher, redis_client):
-    order_id = str(uuid.uuid4())
+def record(redis_client, order_id: str) -> dict:
+    return json.loads(redis_client.get(f"active_order:{order_id}"))
+
+
+def seqs_of(record_: dict) -> list[int]:
+    return [e["seq"] for e in record_["events"]]
+
+
+def test_many_events_in_one_call_publish_each_and_append_to_the_record(publisher, redis_client):
+    order_id, owner = str(uuid.uuid4()), uuid.uuid4()
     pubsub = listen(redis_client, order_id)
+    assert publisher.publish(event(order_id, 1, "pending"), owner)
     assert publisher.publish_many([event(order_id, 2, "routing"), event(order_id, 3, "building")])
-    assert received(pubsub) == [2, 3]
-    snapshot = json.loads(redis_client.get(f"active_order:{order_id}"))
-    assert (snapshot["seq"], snapshot["status"]) == (3, "building")
+    assert received(pubsub) == [1, 2, 3]
+    live = record(redis_client, order_id)
+    assert (live["accountId"], live["seq"], seqs_of(live)) == (str(owner), 3, [1, 2, 3])
+    assert live["events"][2] == event(order_id, 3, "building")
     assert redis_client.ttl(f"active_order:{order_id}") > TERMINAL_TTL_S  # still active
 
-    assert publisher.publish(event(order_id, 5, "confirmed"))
+    assert publisher.publish(event(order_id, 4, "confirmed"))
+    finished = record(redis_client, order_id)
+    assert (finished["accountId"], seqs_of(finished)) == (str(owner), [4])  # only the last
     assert 0 < redis_client.ttl(f"active_order:{order_id}") <= TERMINAL_TTL_S
 
 
-def test_a_late_publish_of_an_older_event_is_delivered_but_never_rewinds_the_snapshot(
+def test_a_late_publish_of_an_older_event_is_delivered_but_never_rewinds_the_record(
     publisher, redis_client
 ):
     order_id = str(uuid.uuid4())
@@ -66,17 +82,28 @@ def test_a_late_publish_of_an_older_event_is_delivered_but_never_rewinds_the_sna
     pubsub = listen(redis_client, order_id)
     assert publisher.publish(event(order_id, 3, "building"))  # a stale worker, late
     assert received(pubsub) == [3]  # subscribers drop it by seq themselves
-    assert json.loads(redis_client.get(f"active_order:{order_id}"))["seq"] == 4
+    assert (record(redis_client, order_id)["seq"], seqs_of(record(redis_client, order_id))) == (
+        4,
+        [4],
+    )
 
 
-def test_a_snapshot_in_the_former_hash_shape_is_replaced(publisher, redis_client):
+@pytest.mark.parametrize(
+    "former",
+    [
+        lambda client, key: client.hset(key, mapping={"seq": 1, "snapshot": "{}"}),
+        lambda client, key: client.set(key, json.dumps(event(key[13:], 1, "pending"))),
+    ],
+    ids=["hash", "latest-event-only"],
+)
+def test_a_record_in_a_former_shape_is_replaced(publisher, redis_client, former):
     order_id = str(uuid.uuid4())
-    redis_client.hset(f"active_order:{order_id}", mapping={"seq": 1, "snapshot": "{}"})
+    former(redis_client, f"active_order:{order_id}")
     assert publisher.publish(event(order_id, 2, "routing"))
-    assert json.loads(redis_client.get(f"active_order:{order_id}"))["seq"] == 2
+    assert seqs_of(record(redis_client, order_id)) == [2]
 
 
-def test_one_call_writes_each_orders_snapshot_once_however_many_of_its_events_it_carries(
+def test_one_call_writes_each_orders_record_once_however_many_of_its_events_it_carries(
     publisher, redis_client
 ):
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
@@ -89,10 +116,60 @@ def test_one_call_writes_each_orders_snapshot_once_however_many_of_its_events_it
             text = command["command"]
             if text.startswith("SET active_order:"):
                 writes.append(text.split()[1])
-            if text.startswith(f"PUBLISH order:{first}") and '"seq":3' in text:
-                break
+            if text.startswith(f"SET active_order:{second}"):
+                break  # written after every publish
     assert sorted(writes) == sorted([f"active_order:{first}", f"active_order:{second}"])
     assert received(pubsub_first) == [2, 3]
     assert received(pubsub_second) == [2]
-    assert json.loads(redis_client.get(f"active_order:{first}"))["seq"] == 3
-    assert json.loads(redis_client.get(f"active_order:{second}"))["seq"] == 2
+    assert seqs_of(record(redis_client, first)) == [2, 3]
+    assert seqs_of(record(redis_client, second)) == [2]
+
+
+def test_a_whole_record_is_read_back_for_its_owner_only(publisher, redis_client):
+    order_id, owner = uuid.uuid4(), uuid.uuid4()
+    events = [event(str(order_id), seq, status) for seq, status in enumerate(STATUSES, 1)]
+    publisher.publish(events[0], owner)
+    publisher.publish_many(events[1:])
+    assert publisher.recorded_events(order_id, owner) == events
+    assert publisher.recorded_events(order_id, None) == events  # an admin key: any owner's
+    assert publisher.recorded_events(order_id, uuid.uuid4()) is None  # the database decides
+    assert publisher.recorded_events(uuid.uuid4(), owner) is None  # no record
+
+
+@pytest.mark.parametrize(
+    "publish",
+    [
+        # Begun after seq 1 (Redis lost the order's earlier events) and nobody named the owner.
+        lambda p, oid, owner: p.publish_many([event(oid, 2, "routing"), event(oid, 3, "building")]),
+        # Begun after seq 1, even though the owner is known.
+        lambda p, oid, owner: p.publish(event(oid, 2, "routing"), owner),
+        # A gap: seq 2's publish never happened (Redis was away a moment).
+        lambda p, oid, owner: (
+            p.publish(event(oid, 1, "pending"), owner),
+            p.publish(event(oid, 3, "building")),
+        ),
+        # A finished order keeps only its last event.
+        lambda p, oid, owner: (
+            p.publish(event(oid, 1, "pending"), owner),
+            p.publish(event(oid, 2, "failed")),
+        ),
+    ],
+    ids=["no-owner", "no-first-event", "gap", "finished"],
+)
+def test_a_record_that_is_not_whole_is_not_read_back(publisher, redis_client, publish):
+    order_id, owner = uuid.uuid4(), uuid.uuid4()
+    publish(publisher, str(order_id), owner)
+    assert redis_client.exists(f"active_order:{order_id}")
+    assert publisher.recorded_events(order_id, owner) is None
+
+
+def test_an_unreachable_redis_reads_as_no_record():
+    publisher = EventPublisher(
+        redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)),
+        TERMINAL_TTL_S,
+    )
+    assert publisher.recorded_events(uuid.uuid4(), None) is None
+    assert publisher.publish(event(str(uuid.uuid4()), 1, "pending")) is False
+
+
+STATUSES = ["pending", "routing", "building", "submitted"]

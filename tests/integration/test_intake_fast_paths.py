@@ -6,9 +6,11 @@ import uuid
 
 import pytest
 import redis
+from sqlalchemy import Engine, event
 
 from order_engine import create_app, dispatch
 from order_engine.api.intake import order_service
+from order_engine.models import DEFAULT_ACCOUNT_ID
 from order_engine.tasking import is_amqp
 
 pytestmark = pytest.mark.integration
@@ -134,3 +136,28 @@ def test_history_tells_an_unknown_order_from_one_without_later_events(app, clien
     assert (pending["seq"], pending["status"], pending["attempt"]) == (1, "pending", 0)
     assert pending["data"]["amount"] == "1.5"
     assert pending == client.get(f"/api/orders/{order_id}").get_json()["events"][0]
+
+
+def test_a_stream_opening_on_an_active_order_replays_its_live_record_without_a_query(app, client):
+    order_id = uuid.UUID(client.post("/api/orders/execute", json=VALID).get_json()["orderId"])
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        if not statement.startswith(("SAVEPOINT", "RELEASE")):  # the test's rolled-back session
+            statements.append(statement)
+
+    with app.test_request_context():
+        service = order_service()
+        from_database = service.history(order_id)
+        event.listen(Engine, "before_cursor_execute", count)
+        try:
+            replayed = service.opening_history(order_id, 0, DEFAULT_ACCOUNT_ID)
+            assert statements == []  # Redis answered
+            assert service.opening_history(order_id, 1, None) == []  # an admin's, resumed
+            assert statements == []
+            assert service.opening_history(order_id, 0, uuid.uuid4()) is None  # not theirs
+            assert len(statements) == 1  # the database said so
+        finally:
+            event.remove(Engine, "before_cursor_execute", count)
+    assert replayed == from_database
+    assert [e["status"] for e in replayed] == ["pending"]
