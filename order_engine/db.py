@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import select
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
+import psycopg
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DisconnectionError
@@ -71,14 +73,46 @@ def make_engine(
     engine = create_engine(
         url,
         echo=echo,
-        pool_pre_ping=pre_ping,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_timeout=10,
         connect_args=connect_args,
     )
     event.listen(engine, "checkout", _refuse_if_closed_by_server)
+    if pre_ping:
+        event.listen(engine, "checkin", _note_checkin)
+        event.listen(engine, "checkout", _ping_if_idle)
     return engine
+
+
+# A connection back in use within this long is not pinged at checkout: HikariCP's
+# `aliveBypassWindowMs` (500 ms by default) makes the same trade. Under load every pooled
+# connection comes round again well within it, so the pings (a round trip, and a transaction
+# on the server, each: two per order before) are only paid after a quiet spell, when a
+# restarted or terminated server is most likely to have ended the session anyway.
+PING_AFTER_IDLE_S = 0.5
+
+
+def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """`pool_pre_ping` for a connection idle in the pool longer than PING_AFTER_IDLE_S (a new
+    connection was just opened: no ping). Raising DisconnectionError makes the pool take
+    another connection, as a failed pre-ping does."""
+    checked_in_at = record.info.get("checked_in_at")
+    if checked_in_at is None or time.monotonic() - checked_in_at < PING_AFTER_IDLE_S:
+        return
+    autocommit = dbapi_connection.autocommit
+    try:
+        dbapi_connection.autocommit = True  # an empty query, outside any transaction
+        dbapi_connection.execute(";")
+    except psycopg.Error as exc:
+        raise DisconnectionError(f"the connection failed its ping: {exc}") from exc
+    finally:
+        with suppress(psycopg.Error):
+            dbapi_connection.autocommit = autocommit
 
 
 def _refuse_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -94,7 +128,8 @@ def _refuse_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any
     A session ended a moment ago may not have said so yet (the FATAL is still on its way), so
     a statement can still meet a dead connection: the worker's step then fails and its task
     retries it (the order's state is in its row, guarded by its lease). The API, which answers
-    clients, also pings at checkout (`pre_ping`, DB_PRE_PING in wsgi.py): two per order.
+    clients, also pings a connection that sat idle in the pool (`pre_ping`, DB_PRE_PING in
+    wsgi.py; `_ping_if_idle`).
     """
     if dbapi_connection.closed:
         raise DisconnectionError("the connection is closed")

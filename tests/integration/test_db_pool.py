@@ -2,9 +2,11 @@
 
 import threading
 
+import psycopg
 import pytest
 from sqlalchemy import event, text
 
+from order_engine import db
 from order_engine.db import make_engine, warm_pool
 from tests.support.watchers import wait_until
 
@@ -65,5 +67,40 @@ def test_a_session_the_server_ended_is_replaced_at_checkout_without_a_ping(datab
         with engine.connect() as conn:
             assert conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != first_pid
         assert not [s for s in statements if "pg_backend_pid" not in s]
+    finally:
+        engine.dispose()
+
+
+def test_a_pinging_pool_pings_only_connections_idle_past_the_window(database_url, monkeypatch):
+    pings: list[int] = []
+    failing: list[bool] = []
+    execute = psycopg.Connection.execute
+
+    def watched(self, query, *args, **kwargs):
+        if query == ";":
+            pings.append(self.info.backend_pid)
+            if failing:
+                failing.pop()
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", watched)
+    engine = make_engine(database_url, pool_size=1, max_overflow=0, pre_ping=True)
+
+    def backend() -> int:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+    try:
+        first = backend()  # a new connection: no ping
+        assert backend() == first  # back within the window: no ping
+        assert pings == []
+        monkeypatch.setattr(db, "PING_AFTER_IDLE_S", 0.0)  # every connection is idle now
+        assert backend() == first  # pinged and healthy: kept
+        assert pings == [first]
+        failing.append(True)
+        replaced = backend()  # its ping failed: a new connection instead, and no error
+        assert replaced != first
+        assert pings == [first, first]  # the new one, just opened, was not pinged
     finally:
         engine.dispose()
