@@ -230,7 +230,9 @@ def live_updates(
     """Connection failures, complete streams, and the lag of every live event.
 
     With the Redis tap's receipt times, each lag splits into `at` → Redis (worker side) and
-    Redis → socket (API side).
+    Redis → socket (API side); `tap` says how much of the stream the tap saw, and why not all.
+    An event the client had before the tap read it shows the tap's own delay, by which
+    Redis → socket reads low.
     """
     subscribers = [s for result in results for s in result.get("subscribers", [])]
     errors = [r["error"] for r in [*results, tapped] if "error" in r]
@@ -266,6 +268,15 @@ def live_updates(
         "lag_redis_to_socket_ms": summary(api_side, 1),
         "lag_samples_ms": [round(v, 1) for v in lags],
         "load_generator_errors": errors,
+        "tap": {
+            "events": len(published),
+            "reconnects": tapped.get("reconnects"),
+            "reconnect_cause": tapped.get("reconnect_cause"),
+            "unreadable": tapped.get("unreadable"),
+            "error": tapped.get("error"),
+            "after_client": sum(1 for v in api_side if v < 0),
+            "after_client_max_ms": round(max(0.0, -min(api_side, default=0.0)), 1),
+        },
         "worker_started_at": worker_started,
     }
 

@@ -27,6 +27,7 @@ from bench.monitor import Monitor
 from bench.plan import DEFAULT_LATENCY, ZERO_LATENCY, Plan
 from bench.profile import Profiler
 from bench.stack import Stack, child_settings
+from order_engine.events import CHANNEL_PREFIX
 
 ENDPOINTS = {"baseline": BASELINE_PATH, "engine": ENGINE_PATH}
 WARMUP_S = 2.0
@@ -389,7 +390,7 @@ def live_updates(run: Run) -> dict[str, Any]:
     run.monitor.set_phase("ws_connect")
     connect_started = time.time()
     children, events = _start_subscribers(run, order_ids)
-    tap = _start_tap(run, order_ids)
+    tap, tap_stop = _start_tap(run, order_ids)
     for event in events:
         event.wait(90)
     connected_s = time.time() - connect_started
@@ -398,6 +399,7 @@ def live_updates(run: Run) -> dict[str, Any]:
     run.profiler.start("api-ws", stack.child_pids("api"), min(30, plan.ws_deadline_s))
     stack.start_worker(run.worker_overrides, wait_ready=False)
     results = procs.wait_all(children, plan.ws_deadline_s + 30)
+    tap_stop.set()
     tapped = tap.result(30)
     summary = analysis.live_updates(results, tapped, worker_started)
     summary["profile"] = run.profiler.finish("api-ws")
@@ -430,17 +432,19 @@ def _start_subscribers(run: Run, order_ids: list[str]) -> tuple[list[procs.Child
     return children, events
 
 
-def _start_tap(run: Run, order_ids: list[str]) -> procs.Child:
-    ready = procs.new_event()
+def _start_tap(run: Run, order_ids: list[str]) -> tuple[procs.Child, Any]:
+    """The Redis tap (`bench.wsclient.tap`) and the event that stops it once the sockets are
+    done. Left to stop at the last terminal event, a tap that missed one (or counted someone
+    else's) outlived the 30 s wait for it and was killed with all it had."""
+    ready, stop = procs.new_event(), procs.new_event()
     spec = {
         "redis_url": run.stack.redis_url,
-        "pattern": "order:*",
-        "order_ids": order_ids,
+        "channels": [f"{CHANNEL_PREFIX}{order_id}" for order_id in order_ids],
         "deadline_s": run.plan.ws_deadline_s,
     }
-    child = run.child("ws-tap", "bench.wsclient.tap", spec, ready)
+    child = run.child("ws-tap", "bench.wsclient.tap", spec, ready, stop)
     ready.wait(30)
-    return child
+    return child, stop
 
 
 def _peak_threads(monitor: Monitor, phase: str) -> list[int]:

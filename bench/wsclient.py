@@ -29,6 +29,8 @@ from bench.httpclient import HOST
 
 CONNECT_TIMEOUT_S = 30.0
 HANDSHAKES_IN_FLIGHT = 32
+# Once stopped, the tap reads on until its socket has been quiet this long.
+TAP_QUIET_S = 0.2
 
 
 def subscribe_many(spec: dict[str, Any], connected_event: Any) -> dict[str, Any]:
@@ -145,28 +147,96 @@ class Subscriber:
             self.record["error"] = f"server message: {message.get('description', message)}"[:200]
 
 
-def tap(spec: dict[str, Any], ready_event: Any) -> dict[str, Any]:
+def tap(spec: dict[str, Any], ready_event: Any, stop_event: Any) -> dict[str, Any]:
     """A bare Redis subscriber beside the sockets: when each event left the worker.
 
     Its receipt time splits an event's lag in two: `at` → Redis (the worker committing and
-    publishing) and Redis → socket (the API's hub, the socket's thread, the network).
+    publishing) and Redis → socket (the API's hub, the socket's greenlet, the network); the
+    target is judged on the second. The loop only stores each message's bytes and arrival time
+    (parsed after it), so the tap keeps up: one that fell behind would make Redis → socket read
+    low. It follows the orders' own channels, not `order:*`: pub/sub ignores the database
+    number, so anyone else's events on the same server would reach it too. It stops when
+    `stop_event` is set (every socket is done, so all they saw was published) and its socket is
+    quiet; a dropped connection is resubscribed and counted, and after any other error it
+    returns what it has, with the error.
     """
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    pubsub = redis.Redis.from_url(spec["redis_url"]).pubsub(ignore_subscribe_messages=True)
-    pubsub.psubscribe(spec["pattern"])
-    ready_event.set()
+    # No retries inside redis-py: each reconnect may have lost events, so the loop counts it.
+    client = redis.Redis.from_url(spec["redis_url"], retry=Retry(NoBackoff(), 0))
     deadline = time.monotonic() + spec["deadline_s"]
-    wanted, finished = set(spec["order_ids"]), set[str]()
+    raw: list[tuple[bytes, float]] = []
+    pubsub = None
+    reconnects, reconnect_cause, error = 0, None, None
+    try:
+        while time.monotonic() < deadline:
+            stopping = stop_event.is_set()
+            try:
+                if pubsub is None:
+                    if stopping:
+                        break
+                    pubsub = _subscribe(client, spec["channels"], raw)
+                    ready_event.set()
+                message = pubsub.get_message(timeout=TAP_QUIET_S if stopping else 0.5)
+            except (redis.ConnectionError, redis.TimeoutError, TimeoutError) as exc:
+                reconnects += 1
+                reconnect_cause = f"{type(exc).__name__}: {exc}"[:200]
+                if pubsub is not None:
+                    pubsub.close()
+                pubsub = None
+                time.sleep(0.1)
+                continue
+            if message is not None:
+                raw.append((message["data"], time.time()))
+            elif stopping:
+                break
+    except Exception as exc:  # noqa: BLE001 - keep what was received; the report shows why
+        error = f"Redis tap stopped early: {type(exc).__name__}: {exc}"[:300]
+    finally:
+        if pubsub is not None:
+            pubsub.close()
+    received, unreadable = _parse_tapped(raw)
+    result: dict[str, Any] = {
+        "received": received,
+        "unreadable": unreadable,
+        "reconnects": reconnects,
+        "reconnect_cause": reconnect_cause,
+    }
+    if error:
+        result["error"] = error
+    return result
+
+
+def _subscribe(client: Any, channels: list[str], raw: list[tuple[bytes, float]]) -> Any:
+    """Subscribe, and return once Redis has confirmed every channel: no event is missed after."""
+    pubsub = client.pubsub()
+    try:
+        pubsub.subscribe(*channels)
+        confirmed, deadline = 0, time.monotonic() + CONNECT_TIMEOUT_S
+        while confirmed < len(channels):
+            message = pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+            if message is None:
+                raise TimeoutError(f"{confirmed} of {len(channels)} subscriptions confirmed")
+            if message["type"] == "subscribe":
+                confirmed += 1
+            else:
+                raw.append((message["data"], time.time()))
+    except Exception:
+        pubsub.close()
+        raise
+    return pubsub
+
+
+def _parse_tapped(raw: list[tuple[bytes, float]]) -> tuple[list[list[Any]], int]:
+    """[orderId, seq, receipt time] of every event, and how many messages were not events."""
     received: list[list[Any]] = []
-    while time.monotonic() < deadline and finished != wanted:
-        message = pubsub.get_message(timeout=0.5)
-        if message is None or message["type"] != "pmessage":
-            continue
-        now = time.time()
-        event = json.loads(message["data"])
-        received.append([event["orderId"], event["seq"], now])
-        if event["status"] in ("confirmed", "failed", "cancelled"):
-            finished.add(event["orderId"])
-    pubsub.close()
-    return {"received": received}
+    unreadable = 0
+    for data, received_at in raw:
+        try:
+            event = json.loads(data)
+            received.append([event["orderId"], event["seq"], received_at])
+        except (ValueError, TypeError, KeyError):
+            unreadable += 1
+    return received, unreadable
