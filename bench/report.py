@@ -270,18 +270,12 @@ def _ws_targets(ws: dict[str, Any] | None) -> list[dict[str, str]]:
         return [_row("2,000 WebSocket subscribers, lag p99 < 100 ms", "not run", None)]
     short = ws["requested"] < TARGET_WS
     note = f"only {ws['requested']} subscribers (--quick)" if short else ""
-    p99 = ws["lag_ms"]["p99"]
     # Served means connected and streamed to the terminal event, not just a handshake.
     served = ws["complete_streams"]
     all_served = served >= TARGET_WS and ws["connection_failures"] == 0
     closes = ", ".join(
         f"{n} × {'no close frame' if code == 'None' else code}"
         for code, n in ws["close_codes"].items()
-    )
-    lag = (
-        "no live event reached a client"
-        if p99 is None
-        else f"p99 {p99} ms (p50 {ws['lag_ms']['p50']} ms, {ws['live_events']} live events)"
     )
     return [
         _row(
@@ -291,13 +285,50 @@ def _ws_targets(ws: dict[str, Any] | None) -> list[dict[str, str]]:
             None if short and served == ws["requested"] else all_served,
             note,
         ),
-        _row(
-            "Event delivery lag p99 < 100 ms from the worker's publish",
-            lag,
-            p99 is not None and p99 < 100,
-            note,
-        ),
+        _ws_lag_target(ws, note),
     ]
+
+
+def _ws_lag_target(ws: dict[str, Any], note: str) -> dict[str, str]:
+    """Judged from the publish, as DESIGN §7 asks: the Redis tap's receipt → the client's.
+
+    `at` is stamped before the worker commits and publishes, so `at` → client also counts the
+    worker's side; it is shown beside the figure, never judged. Without the tap's times there
+    is no verdict, whatever `at` → client says.
+    """
+    target = "Event delivery lag p99 < 100 ms from the worker's publish"
+    whole, worker, api = ws["lag_ms"], ws["lag_at_to_redis_ms"], ws["lag_redis_to_socket_ms"]
+    tap = ws["tap"]
+    if whole["p99"] is None:
+        return _row(target, "no live event reached a client", False, note)
+    beside = f"`at` → client p99 {whole['p99']} ms"
+    if api["p99"] is None:
+        # The last line: a traceback from `bench.procs` would break the table.
+        why = (tap["error"] or tap["reconnect_cause"] or "no error reported").strip()
+        why = why.splitlines()[-1]
+        figure = f"not measured: the Redis tap recorded no event ({why}); {beside}"
+        return _row(target, figure, None, _join(note, "Redis tap failed"))
+    figure = (
+        f"p99 {api['p99']} ms from the publish (p50 {api['p50']} ms; {beside}, of which "
+        f"the worker's commit+publish p99 {worker['p99']} ms), {ws['live_events']} live events"
+    )
+    gaps = []
+    if api["count"] < ws["live_events"]:
+        gaps.append(f"the tap saw {api['count']} of the {ws['live_events']} live events")
+    if tap["reconnects"]:
+        gaps.append(f"{tap['reconnects']} tap reconnect(s)")
+    if tap["error"]:
+        gaps.append("tap error (see §4)")
+    if tap["after_client"]:
+        gaps.append(
+            f"the tap read {tap['after_client']} events after their client did (by up to "
+            f"{tap['after_client_max_ms']} ms), so the figure reads up to that much low"
+        )
+    return _row(target, figure, api["p99"] < 100, _join(note, "; ".join(gaps)))
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
 
 
 def _trigger_targets(triggers: dict[str, Any] | None) -> list[dict[str, str]]:

@@ -459,6 +459,7 @@ def _cell(text: str) -> str:
 def _ws(ws: dict[str, Any] | None, images: dict[str, str]) -> str:
     if not ws:
         return ""
+    tap = ws["tap"]
     rows = [
         ["subscribers requested / orders created", f"{ws['requested']} / {ws['orders_created']}"],
         ["connected / failed to connect", f"{ws['connected']} / {ws['connection_failures']}"],
@@ -470,7 +471,11 @@ def _ws(ws: dict[str, Any] | None, images: dict[str, str]) -> str:
         ["live events", ws["live_events"]],
         ["lag ms, `at` → client", _pcts(ws["lag_ms"]) + f" / max {ws['lag_ms']['max']}"],
         ["… of which `at` → Redis (worker commits, publishes)", _pcts(ws["lag_at_to_redis_ms"])],
-        ["… of which Redis → client (API hub, socket thread)", _pcts(ws["lag_redis_to_socket_ms"])],
+        [
+            "… of which Redis → client (API hub, socket handler; the target's measure)",
+            _pcts(ws["lag_redis_to_socket_ms"]) + f" / max {ws['lag_redis_to_socket_ms']['max']}",
+        ],
+        ["Redis tap: events received / reconnects", _tap(tap)],
         ["API settings", ws["api_settings"]],
         ["threads per gunicorn process at peak", ws["api_threads_peak"]],
     ]
@@ -479,15 +484,40 @@ def _ws(ws: dict[str, Any] | None, images: dict[str, str]) -> str:
         "## 4. Live updates over WebSockets",
         "The worker is stopped while the orders are created and every socket connects, then "
         f"started (localnet latency {ws['worker_latency']}); an event's lag is the client's "
-        "receipt time minus its `at` (`at` has ms precision, so lags read up to 1 ms high). A "
-        "bare Redis subscriber beside the clients splits the lag in two. Each socket holds "
-        "a gthread thread plus simple-websocket's reader thread.",
+        "receipt time minus its `at` (`at` has ms precision, so lags read up to 1 ms high). `at` "
+        "is stamped before the worker commits and publishes, so a bare Redis subscriber beside "
+        "the clients (the tap) splits the lag in two, and the target is judged from its receipt: "
+        "Redis → client. Each socket holds a gthread thread plus simple-websocket's reader "
+        "thread.",
         _table(["measure", "value"], rows),
         _table(["status", *PCTS], by_status),
     ]
+    if ws["load_generator_errors"]:
+        parts.append(
+            "**Load generator errors** (subscribers, tap):\n\n```\n"
+            + "\n".join(ws["load_generator_errors"])
+            + "\n```"
+        )
     if "ws" in images:
         parts.append(f"![lag]({images['ws']})")
     return "\n\n".join(parts)
+
+
+def _tap(tap: dict[str, Any]) -> str:
+    reconnects = "n/a" if tap["reconnects"] is None else tap["reconnects"]
+    cells = [f"{tap['events']} / {reconnects}"]
+    if tap["reconnect_cause"]:
+        cells.append(f"last reconnect after {_cell(tap['reconnect_cause'])}")
+    if tap["after_client"]:
+        cells.append(
+            f"{tap['after_client']} read after their client had them (by up to "
+            f"{tap['after_client_max_ms']} ms: Redis → client reads that much low)"
+        )
+    if tap["unreadable"]:
+        cells.append(f"{tap['unreadable']} messages not events")
+    if tap["error"]:
+        cells.append("failed (see the errors below)")
+    return "; ".join(cells)
 
 
 def _memory(memory: dict[str, Any], images: dict[str, str]) -> str:
