@@ -408,6 +408,7 @@ def live_updates(run: Run) -> dict[str, Any]:
         orders_created=len(order_ids),
         connect_phase_s=round(connected_s, 1),
         api_settings={**api_settings, "worker_connections": threads + 100},
+        api_worker_class=stack.settings["api"].api_worker_class,
         api_threads_peak=_peak_threads(run.monitor, "ws_stream"),
         worker_latency=ZERO_LATENCY,
     )

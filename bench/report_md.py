@@ -487,8 +487,7 @@ def _ws(ws: dict[str, Any] | None, images: dict[str, str]) -> str:
         "receipt time minus its `at` (`at` has ms precision, so lags read up to 1 ms high). `at` "
         "is stamped before the worker commits and publishes, so a bare Redis subscriber beside "
         "the clients (the tap) splits the lag in two, and the target is judged from its receipt: "
-        "Redis → client. Each socket holds a gthread thread plus simple-websocket's reader "
-        "thread.",
+        f"Redis → client. {_socket_cost(ws['api_worker_class'])}",
         _table(["measure", "value"], rows),
         _table(["status", *PCTS], by_status),
     ]
@@ -518,6 +517,19 @@ def _tap(tap: dict[str, Any]) -> str:
     if tap["error"]:
         cells.append("failed (see the errors below)")
     return "; ".join(cells)
+
+
+def _socket_cost(worker_class: str) -> str:
+    """What one socket costs in the API that ran (`API_WORKER_CLASS`, gevent by default)."""
+    if worker_class == "gevent":
+        return (
+            "The API runs gevent workers: each socket is a pair of greenlets (its handler and "
+            "simple-websocket's reader), not OS threads."
+        )
+    return (
+        f"The API runs {worker_class} workers: each socket holds an OS thread (its handler) plus "
+        "simple-websocket's reader thread."
+    )
 
 
 def _memory(memory: dict[str, Any], images: dict[str, str]) -> str:
