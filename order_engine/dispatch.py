@@ -43,10 +43,15 @@ BROKER_SOCKET_TIMEOUT_S = 2
 BROKER_CONNECT_TIMEOUT_S = 1
 
 
-def enqueue_execute_order(order_id: uuid.UUID, countdown_s: float | None = None) -> None:
-    """Queue the execution of one order. Duplicates are harmless: the worker claims the row."""
+def enqueue_execute_order(
+    order_id: uuid.UUID, countdown_s: float | None = None, copy: dict[str, Any] | None = None
+) -> None:
+    """Queue the execution of one order, with intake's `copy` of it if given (task_copy.py).
+    Duplicates are harmless: the worker claims the row."""
     celery_app: Celery = current_app.extensions["celery"]
-    kwargs = {"order_id": str(order_id)}
+    kwargs: dict[str, Any] = {"order_id": str(order_id)}
+    if copy is not None:
+        kwargs["order"] = copy
     if countdown_s is None:
         sender = task_sender(celery_app)
         if sender is not None:

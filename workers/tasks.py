@@ -43,10 +43,14 @@ EXECUTE_ORDER_OPTIONS: dict[str, Any] = {
 
 
 @shared_task(bind=True, name=queues.EXECUTE_ORDER, **EXECUTE_ORDER_OPTIONS)
-def execute_order(self: Task, order_id: str) -> str:
-    """Run the next attempt of one order (routing → building → submitted → confirmed)."""
+def execute_order(self: Task, order_id: str, order: dict[str, Any] | None = None) -> str:
+    """Run the next attempt of one order (routing → building → submitted → confirmed).
+
+    `order`: intake's copy of a new market order (services/task_copy.py), used by the first
+    run only; a retry reads the row, which its earlier attempt changed."""
+    copy = order if self.request.retries == 0 else None
     try:
-        return execution_service().execute(uuid.UUID(order_id), new_executor_id())
+        return execution_service().execute(uuid.UUID(order_id), new_executor_id(), copy)
     except RetryLater as later:
         # Venue-level transient failure: the service already recorded `pending` with the
         # next attempt's time, so retry with exactly that countdown.

@@ -123,6 +123,7 @@ class OrderRepository:
         require_no_transaction: bool = False,
         values: dict[str, Any] | None = None,
         require_waiting: bool | None = None,
+        claim_lease_s: int | None = None,
     ) -> OrderEvent | None:
         """Move an order from one of `expected` to `new` and append its event.
 
@@ -131,6 +132,10 @@ class OrderRepository:
         `values` sets other columns in the same statement; a `LeaseExpiry` value means "that
         many seconds from now" on the database's clock. `require_waiting` (when not None)
         also requires the order's `waiting` flag to be that value.
+
+        With `claim_lease_s`, the transition is also the claim of a fresh order (`_FRESH`:
+        never claimed, never built for, runnable): it takes the lease for `lease_owner`, which
+        need not hold it yet, and counts the first attempt and delivery.
         """
         expected_set = [expected] if isinstance(expected, OrderStatus) else list(expected)
         illegal = [s for s in expected_set if new not in TRANSITIONS[s]]
@@ -143,9 +148,10 @@ class OrderRepository:
             tuple(sorted(s.value for s in expected_set)),
             plain,
             leases,
-            lease_owner is not None,
+            lease_owner is not None and claim_lease_s is None,
             require_no_transaction,
             require_waiting,
+            claim_lease_s is not None,
         )
         at = datetime.now(UTC)
         params: dict[str, Any] = {
@@ -154,6 +160,7 @@ class OrderRepository:
             "owner": lease_owner,
             "data": Jsonb(event_data),
             "at": at,
+            "claim_lease_s": claim_lease_s,
         }
         for name, value in values.items():
             if isinstance(value, LeaseExpiry):
@@ -353,6 +360,23 @@ RETURNING *
 """
 
 
+# A transition that claims (the executor's first one for a fresh market order, which it routed
+# and built from the task's copy of the order before touching the row): the claim's columns…
+_CLAIM_ASSIGNMENTS = [
+    "lease_owner = %(owner)s",
+    "lease_until = now() + make_interval(secs => %(claim_lease_s)s)",
+    "deliveries = deliveries + 1",
+    "attempts = attempts + 1",
+    "next_attempt_at = NULL",
+]
+# …and "fresh": no attempt or delivery counted yet, so no transaction was ever built for it
+# and its row still holds what the task's copy says; runnable; no live lease.
+_FRESH = (
+    "attempts = 0 AND deliveries = 0 AND tx_hash IS NULL AND NOT waiting"
+    " AND (lease_until IS NULL OR lease_until < now())"
+)
+
+
 @functools.cache
 def _transition_sql(
     expected: tuple[str, ...],
@@ -361,6 +385,7 @@ def _transition_sql(
     by_owner: bool,
     no_transaction: bool,
     waiting: bool | None = None,
+    claim: bool = False,
 ) -> str:
     """The compare-and-set UPDATE feeding the event INSERT through a CTE, written once per
     shape: one round trip, and no SQL built per call on the hot path. Under READ COMMITTED a
@@ -382,6 +407,9 @@ def _transition_sql(
         conditions.append("tx_hash IS NULL")
     if waiting is not None:
         conditions.append("waiting" if waiting else "NOT waiting")
+    if claim:
+        assignments += _CLAIM_ASSIGNMENTS
+        conditions.append(_FRESH)
     return (
         "WITH moved AS (UPDATE orders SET "
         + ", ".join(assignments)

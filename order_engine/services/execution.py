@@ -46,6 +46,7 @@ from order_engine.routing import Router
 from order_engine.services import amounts, event_data
 from order_engine.services.retry_policy import retry_countdown
 from order_engine.services.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap
+from order_engine.services.task_copy import as_claimed
 from order_engine.services.trigger import waiting_for
 from order_engine.tokens import WSOL_MINT, Token, decimal_text
 from order_engine.venues.errors import (
@@ -95,6 +96,10 @@ class LeaseLost(ExecutionError):
     code, retryable = "LEASE_LOST", False
 
 
+class NotClaimed(Exception):
+    """A fresh order's claiming transition matched nothing: it is not fresh any more."""
+
+
 @dataclass
 class Attempt:
     order: Order
@@ -110,6 +115,8 @@ class Attempt:
     expires_at: float | None = None
     # Times the statuses this executor moves the order through (metrics only).
     clock: metrics.StatusClock = field(default_factory=metrics.StatusClock)
+    # Whether the order is ours: claimed (or taken over) before, or by its first transition.
+    claimed: bool = False
 
 
 def new_executor_id() -> str:
@@ -137,8 +144,20 @@ class ExecutionService:
         self.publisher = publisher
         self.settings = settings
 
-    def execute(self, order_id: uuid.UUID, executor: str) -> Outcome:
-        """Run one attempt of the order if it is ours to run; return what happened."""
+    def execute(
+        self, order_id: uuid.UUID, executor: str, copy: dict[str, Any] | None = None
+    ) -> Outcome:
+        """Run one attempt of the order if it is ours to run; return what happened.
+
+        `copy`: the task's copy of a new market order (`task_copy`). The order is then routed
+        and built first and claimed by the statement that records `routing`, if it is still
+        fresh; if it is not (claimed elsewhere, cancelled, or an earlier delivery got further),
+        or routing it failed before that, it is run the usual way: claimed, then routed."""
+        if copy is not None:
+            order = as_claimed(order_id, copy)
+            outcome = None if order is None else self._execute_fresh(order, executor)
+            if outcome is not None:
+                return outcome
         attempt = self._claim(order_id, executor)
         if attempt is None:
             return Outcome.SKIPPED
@@ -160,6 +179,24 @@ class ExecutionService:
         except ExecutionError as error:
             return self._fail_attempt(attempt, error)
 
+    def _execute_fresh(self, order: Order, executor: str) -> Outcome | None:
+        """Route, build and claim-with-`routing` a fresh order, then go on as usual; None if it
+        was not claimed here (nothing was written)."""
+        attempt: Attempt | None = None
+        try:
+            attempt = self._attempt(order, executor, recovering=False)
+            return self._run(attempt, claiming=True)
+        except NotClaimed:
+            log.info("order %s: not fresh; claiming it the usual way", order.id)
+            return None
+        except LeaseLost as lost:
+            log.warning("%s; stopping without side effects", lost)
+            return Outcome.LEASE_LOST
+        except ExecutionError as error:
+            if attempt is None or not attempt.claimed:
+                return None  # the usual way claims it and meets (or records) this again
+            return self._fail_attempt(attempt, error)
+
     # -- the happy path -------------------------------------------------------------------
 
     def _claim(self, order_id: uuid.UUID, executor: str) -> Attempt | None:
@@ -175,6 +212,12 @@ class ExecutionService:
                     "order %s: not runnable by %s (claimed, done or unknown)", order_id, executor
                 )
                 return None
+        attempt = self._attempt(order, executor, recovering)
+        attempt.claimed = True
+        return attempt
+
+    def _attempt(self, order: Order, executor: str, recovering: bool) -> Attempt:
+        """An attempt at `order` as its claim (or take-over) returned it."""
         logs.bind(order_id=order.id, attempt=order.attempts)
         status = OrderStatus(order.status)
         clock = metrics.StatusClock()
@@ -201,7 +244,9 @@ class ExecutionService:
             clock=clock,
         )
 
-    def _run(self, attempt: Attempt) -> Outcome:
+    def _run(self, attempt: Attempt, claiming: bool = False) -> Outcome:
+        """Route, build, send and settle. `claiming`: the order is not claimed yet, and the
+        transition to `routing` claims it (NotClaimed, with nothing written, if it cannot)."""
         order = attempt.order
         decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
         floor = amounts.price_floor(order, attempt.token_out)
@@ -270,6 +315,7 @@ class ExecutionService:
                     (OrderStatus.ROUTING, routing_event, routed),
                     (OrderStatus.BUILDING, building_event, built),
                 ],
+                claiming=claiming,
             )
         attempt.last_valid_height = blockhash.last_valid_block_height
         attempt.expires_at = time.monotonic() + _slots(slots_left).total_seconds()
@@ -539,15 +585,19 @@ class ExecutionService:
         steps: list[tuple[OrderStatus, dict[str, Any], dict[str, Any]]],
         *,
         expected: Iterable[OrderStatus] | None = None,
+        claiming: bool = False,
     ) -> None:
         """Commit consecutive transitions of an order we hold the lease of in one transaction,
         then publish their events in one round trip; LeaseLost (nothing committed) if the
         lease is no longer ours. The first step starts from the status this attempt moved
-        the order to, or from any of `expected` (a failure, from wherever it happened)."""
+        the order to, or from any of `expected` (a failure, from wherever it happened).
+        `claiming`: the first step also claims the order, which must be fresh (NotClaimed,
+        nothing committed, if it is not)."""
         payloads: list[dict[str, Any]] = []
         status = attempt.status
         with unit_of_work(self.session, len(steps)):
             for new, data, values in steps:
+                claim = claiming and not payloads
                 event = self.orders.transition(
                     attempt.order.id,
                     tuple(expected) if expected is not None and not payloads else status,
@@ -555,11 +605,15 @@ class ExecutionService:
                     event_data=data,
                     lease_owner=attempt.executor,
                     values=values,
+                    claim_lease_s=self.settings.order_lease_s if claim else None,
                 )
+                if event is None and claim:
+                    raise NotClaimed(f"order {attempt.order.id} is not fresh")
                 if event is None:
                     raise LeaseLost(f"order {attempt.order.id}: lost the lease before {new}")
                 payloads.append(event_payload(event))
                 status = new
+        attempt.claimed = True
         previous = attempt.status
         for new, _data, _values in steps:
             # `pending` was timed when the order was claimed.

@@ -36,6 +36,7 @@ from order_engine.events import EventPublisher, event_payload, format_timestamp
 from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStatus, OrderType
 from order_engine.repositories.intake import IntakeRepository
 from order_engine.repositories.order import OrderRepository
+from order_engine.services.task_copy import task_copy
 from order_engine.services.trigger import (
     meets,
     required_out_atoms,
@@ -101,7 +102,7 @@ class OrderService:
         if order.waiting:
             log.info("order %s waits for its trigger", order.id)  # the trigger engine sends it
         elif published or not dispatch.broker_is_app_redis():
-            self._dispatch(order.id)
+            self._dispatch(order.id, task_copy(order))
         else:
             log.warning(
                 "order %s accepted; Redis is not answering, the reconciler will queue it", order.id
@@ -330,9 +331,9 @@ class OrderService:
             )
         return SubmittedOrder(existing, False)
 
-    def _dispatch(self, order_id: uuid.UUID) -> None:
+    def _dispatch(self, order_id: uuid.UUID, copy: dict[str, Any] | None = None) -> None:
         try:
-            dispatch.enqueue_execute_order(order_id)
+            dispatch.enqueue_execute_order(order_id, copy=copy)
         except Exception as exc:  # noqa: BLE001 - any broker failure; the reconciler covers it
             log.warning("order %s accepted but not queued (%s); the reconciler will", order_id, exc)
 

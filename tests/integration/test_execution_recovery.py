@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from solders.keypair import Keypair
-from sqlalchemy import text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 
 from order_engine.chain.pools import PoolIndex
@@ -22,6 +23,7 @@ from order_engine.localnet.node import Localnet
 from order_engine.localnet.replay import REPLAY_START_MS, InProcessChain
 from order_engine.routing import Router
 from order_engine.services.execution import ExecutionService, Outcome, RetryLater
+from order_engine.services.task_copy import task_copy
 from order_engine.venues.errors import RpcUnavailable
 from tests.support.factories import add_order
 
@@ -294,3 +296,148 @@ def test_a_limit_order_whose_swaps_slip_is_tried_again_at_its_limit_in_process(r
     assert len(minimums) == 3
     assert min(minimums) >= Decimal("2")  # 2 SOL × limitPrice 1
     assert [e["status"] for e in ledger(node, "limit-slips")] == ["failed", "failed", "landed"]
+
+
+# -- a new market order claimed by its `routing` transition (the task's copy of it) -----------
+
+
+def fresh_order(session: Session, memo: str) -> tuple[uuid.UUID, dict]:
+    """A new market order as intake writes it, and the copy its first task carries."""
+    with session.begin():
+        order = add_order(
+            session,
+            first_event={},
+            amount_in=Decimal("2"),
+            slippage_bps=100,
+            client_order_id=memo,
+            created_at=datetime.now(UTC),
+            last_seq=0,
+        )
+        copy = task_copy(order)
+    assert copy is not None
+    return order.id, copy
+
+
+@contextmanager
+def statements_run():
+    """The statements sent to PostgreSQL meanwhile (not the session's BEGIN/COMMIT)."""
+    statements: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", note)
+    try:
+        yield statements
+    finally:
+        event.remove(Engine, "before_cursor_execute", note)
+
+
+def lifecycle(session: Session, order_id: uuid.UUID) -> list[tuple[str, int]]:
+    with session.begin():
+        rows = session.execute(
+            text("SELECT status, attempt FROM order_events WHERE order_id = :id ORDER BY seq"),
+            {"id": order_id},
+        )
+        return [(status, attempt) for status, attempt in rows]
+
+
+def test_a_fresh_order_is_claimed_by_its_routing_transition_one_statement_sooner(rig):
+    service, chain, node, clock, session = rig
+    fresh_id, copy = fresh_order(session, "fresh")
+    usual_id, _ = fresh_order(session, "usual")
+    with statements_run() as by_copy:
+        assert service.execute(fresh_id, "executor-a", copy) == Outcome.CONFIRMED
+    with statements_run() as usual:
+        assert service.execute(usual_id, "executor-b") == Outcome.CONFIRMED
+    assert len(by_copy) == len(usual) - 1
+    assert not any(s.lstrip().startswith("UPDATE orders") for s in by_copy)  # no lone claim
+    assert (
+        lifecycle(session, fresh_id)
+        == lifecycle(session, usual_id)
+        == [
+            ("pending", 0),
+            ("routing", 1),
+            ("building", 1),
+            ("submitted", 1),
+            ("confirmed", 1),
+        ]
+    )
+    with session.begin():
+        row = session.execute(
+            text("SELECT attempts, deliveries, lease_owner FROM orders WHERE id = :id"),
+            {"id": fresh_id},
+        ).one()
+    assert tuple(row) == (1, 1, None)
+    assert len(ledger(node, "fresh")) == 1
+
+
+def test_a_copy_of_an_order_claimed_elsewhere_changes_nothing(rig):
+    service, chain, node, clock, session = rig
+    order_id, copy = fresh_order(session, "claimed-elsewhere")
+    with session.begin():
+        assert service.orders.claim(order_id, "other-executor", 60) is not None
+    assert service.execute(order_id, "executor", copy) == Outcome.SKIPPED
+    assert chain.sent == []
+    assert lifecycle(session, order_id) == [("pending", 0)]
+    with session.begin():
+        row = session.execute(
+            text("SELECT attempts, deliveries, lease_owner FROM orders WHERE id = :id"),
+            {"id": order_id},
+        ).one()
+    assert tuple(row) == (1, 1, "other-executor")
+
+
+def test_a_copy_of_a_cancelled_order_sends_nothing(rig):
+    from order_engine.services.order import OrderService
+
+    service, chain, node, clock, session = rig
+    order_id, copy = fresh_order(session, "cancelled-first")
+    OrderService(session, _NullPublisher()).cancel(order_id)
+    assert service.execute(order_id, "executor", copy) == Outcome.SKIPPED
+    assert chain.sent == []
+    assert order_row(session, order_id).status == "cancelled"
+
+
+def test_a_copy_of_an_order_an_earlier_attempt_changed_is_run_from_the_row(rig):
+    service, chain, node, clock, session = rig
+    order_id, copy = fresh_order(session, "tried-before")
+    chain.plan = ["refuse"]
+    with pytest.raises(RetryLater) as later:
+        service.execute(order_id, "first-executor", copy)
+    clock.advance_ms(int(later.value.countdown_s * 1000) + 1)
+    # A duplicate of the first message, redelivered: the order is not fresh any more, so the
+    # copy is set aside and the recorded transaction is settled first (the same bytes again).
+    assert service.execute(order_id, "second-executor", copy) == Outcome.CONFIRMED
+    assert chain.sent[0] == chain.sent[1]
+    assert order_row(session, order_id).attempts == 2
+    assert len(ledger(node, "tried-before")) == 1
+
+
+def test_a_fresh_order_whose_routing_fails_before_its_claim_is_run_from_the_row(rig):
+    service, chain, node, clock, session = rig
+    order_id, copy = fresh_order(session, "route-failed")
+    route, calls = service.router.route, []
+
+    def fails_once(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RpcUnavailable("the pools' read timed out")
+        return route(*args)
+
+    service.router.route = fails_once
+    assert service.execute(order_id, "executor", copy) == Outcome.CONFIRMED
+    assert len(calls) == 2  # the usual way claimed it and routed it again
+    assert order_row(session, order_id).attempts == 1  # the failure before the claim: no attempt
+
+
+@pytest.mark.parametrize(
+    "copy", [{}, {"accountId": "not-a-uuid"}, {"amount": "NaN?"}], ids=["empty", "id", "amount"]
+)
+def test_a_copy_that_is_not_one_of_ours_is_ignored(rig, copy):
+    service, chain, node, clock, session = rig
+    order_id, good = fresh_order(session, f"odd-copy-{len(copy)}")
+    assert service.execute(order_id, "executor", {**good, **copy} if copy else {}) == (
+        Outcome.CONFIRMED
+    )
+    assert order_row(session, order_id).attempts == 1

@@ -122,7 +122,12 @@ def test_intake_queues_one_task_for_its_order(client, broker):
     (raw,) = broker.lrange("orders", 0, -1)
     message = _decode(raw)
     assert message["headers"]["task"] == dispatch.EXECUTE_ORDER
-    assert message["body"][1] == {"order_id": response.get_json()["orderId"]}
+    kwargs = message["body"][1]
+    assert kwargs["order_id"] == response.get_json()["orderId"]
+    # The copy of the new market order its executor routes from before touching the row.
+    copy = kwargs["order"]
+    assert (copy["tokenIn"], copy["tokenOut"], copy["amount"]) == ("SOL", "USDC", "1.5")
+    assert copy["accountId"] == str(DEFAULT_ACCOUNT_ID)
 
 
 def test_history_tells_an_unknown_order_from_one_without_later_events(app, client):
