@@ -1,11 +1,12 @@
 """Order intake and queries: the unit of work behind the REST and WebSocket endpoints.
 
-`submit` commits the order row and its `pending` event in one transaction, then (only after
-the commit) publishes the event and queues the execution task. If queueing fails — the broker
-is down — the order is still safe in PostgreSQL and the reconciler dispatches it later, so the
-client gets its 202 either way. Both steps are bounded by their clients' timeouts, and a send
-to a broker that is the Redis server that just failed to answer is skipped, so a frozen Redis
-delays the answer by one Redis timeout, not several.
+`submit` commits the order row and its `pending` event together (one statement, or near the
+account's in-flight cap one transaction), then (only after the commit) publishes the event and
+queues the execution task. If queueing fails — the broker is down — the order is still safe
+in PostgreSQL and the reconciler dispatches it later, so the client gets its 202 either way.
+Both steps are bounded by their clients' timeouts, and a send to a broker that is the Redis
+server that just failed to answer is skipped, so a frozen Redis delays the answer by one Redis
+timeout, not several.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from order_engine.errors import (
 )
 from order_engine.events import EventPublisher, event_payload, format_timestamp
 from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStatus, OrderType
-from order_engine.repositories.intake import IntakeRepository
+from order_engine.repositories.intake import Intake, IntakeRepository
 from order_engine.repositories.order import OrderRepository
 from order_engine.services.task_copy import task_copy
 from order_engine.services.trigger import (
@@ -86,16 +87,25 @@ class OrderService:
         many unfinished orders gets a 429 instead (a replay of an earlier key still answers)."""
         fingerprint = _fingerprint(order_data)
         trigger, trigger_data = self._trigger_fields(order_data)
-        with self.session.begin():
-            if max_in_flight:  # None or 0: no cap
-                self._check_in_flight(account_id, max_in_flight, idempotency_key, fingerprint)
-            inserted = self._insert(
-                order_data, idempotency_key, fingerprint, account_id, trigger, trigger_data
-            )
-            if inserted is None:
-                existing = self.orders.get_by_idempotency_key(idempotency_key or "", account_id)
-                return self._replay(existing, fingerprint)
-            order, first = inserted
+        fields = (order_data, idempotency_key, fingerprint, account_id, trigger, trigger_data)
+        # Far from the cap, or with none, one statement on an autocommit connection counts (if
+        # there is a cap) and inserts: one round trip, where BEGIN, the count, the insert and
+        # COMMIT took four. Within IN_FLIGHT_SLACK of the cap, the locked path below.
+        far = max_in_flight - IN_FLIGHT_SLACK if max_in_flight else None
+        order, first = self._new_order(*fields)
+        outcome = Intake.NEAR_CAP
+        if far is None or far > 0:
+            with unit_of_work(self.session):
+                outcome = self._insert(order, first, far)
+        if outcome is Intake.NEAR_CAP:
+            with self.session.begin():
+                self._check_in_flight(account_id, max_in_flight or 0, idempotency_key)
+                order, first = self._new_order(*fields)  # its times from after the lock
+                if self._insert(order, first) is Intake.KEY_TAKEN:
+                    return self._replay(idempotency_key, account_id, fingerprint)
+        elif outcome is Intake.KEY_TAKEN:
+            with unit_of_work(self.session):
+                return self._replay(idempotency_key, account_id, fingerprint)
         metrics.order_submitted(order.type)
         logs.bind(order_id=order.id, attempt=order.attempts)
         published = self.publisher.publish(first, account_id)
@@ -249,14 +259,10 @@ class OrderService:
                 }
         return values, extra
 
-    def _check_in_flight(
-        self, account_id: uuid.UUID, cap: int, key: str | None, fingerprint: str
-    ) -> None:
-        # Far from the cap, one count is enough; near it, the account's submissions queue on
-        # an advisory lock and count again, so concurrent ones cannot all slip past it.
-        far = cap - IN_FLIGHT_SLACK
-        if far > 0 and self.orders.count_unfinished(account_id, far) < far:
-            return
+    def _check_in_flight(self, account_id: uuid.UUID, cap: int, key: str | None) -> None:
+        # Near the cap the account's submissions queue on an advisory lock and count again, so
+        # concurrent ones cannot all slip past it (far from it, the count that goes with the
+        # insert is enough: IN_FLIGHT_SLACK covers the submissions it cannot see).
         self.orders.lock_account(account_id)
         if self.orders.count_unfinished(account_id, cap) < cap:
             return
@@ -270,7 +276,7 @@ class OrderService:
             headers={"Retry-After": "2"},
         )
 
-    def _insert(
+    def _new_order(
         self,
         data: dict[str, Any],
         key: str | None,
@@ -278,10 +284,10 @@ class OrderService:
         account_id: uuid.UUID = DEFAULT_ACCOUNT_ID,
         trigger: dict[str, Any] | None = None,
         trigger_data: dict[str, Any] | None = None,
-    ) -> tuple[Order, dict[str, Any]] | None:
-        """Insert the order and its `pending` event (seq 1) in one statement; None on a key
-        conflict. Every value is known here, so nothing is read back: the row object returned
-        is built from the values written."""
+    ) -> tuple[Order, dict[str, Any]]:
+        """The order row to insert and its `pending` event (seq 1). Every value is known here,
+        so nothing is read back after the insert: the row object is built from the values
+        written."""
         now = datetime.now(UTC)
         order = Order(
             id=uuid.uuid4(),
@@ -314,14 +320,24 @@ class OrderService:
             "attempt": 0,
             "data": {**_pending_data(order), **(trigger_data or {})},
         }
-        inserted = self.intake.insert_with_first_event(
-            order, key, now, json.dumps(first["data"], separators=(",", ":"))
-        )
-        if not inserted:
-            return None
         return order, first
 
-    def _replay(self, existing: Order | None, fingerprint: str) -> SubmittedOrder:
+    def _insert(self, order: Order, first: dict[str, Any], far: int | None = None) -> Intake:
+        """Insert the order and its `pending` event in one statement: INSERTED, or KEY_TAKEN
+        on a key conflict. With `far`, the same statement counts the account's unfinished
+        orders first and inserts nothing if they reach it (NEAR_CAP)."""
+        key, now = order.idempotency_key, order.created_at
+        first_data = json.dumps(first["data"], separators=(",", ":"))
+        if far is not None:
+            return self.intake.insert_unless_near_cap(order, key, now, first_data, far)
+        if self.intake.insert_with_first_event(order, key, now, first_data):
+            return Intake.INSERTED
+        return Intake.KEY_TAKEN
+
+    def _replay(self, key: str | None, account_id: uuid.UUID, fingerprint: str) -> SubmittedOrder:
+        """The order an earlier submission created under `key` (its Idempotency-Key conflicted
+        with ours), or a 422 if that submission's body was another."""
+        existing = self.orders.get_by_idempotency_key(key or "", account_id)
         if existing is None:  # the conflicting row vanished (cannot happen: orders are kept)
             raise BadRequestError("Idempotency-Key conflict; retry the request.")
         if existing.request_fingerprint != fingerprint:

@@ -2,16 +2,26 @@
 
 import base64
 import json
+import time
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
 import redis
-from sqlalchemy import Engine, event
+from psycopg.pq import TransactionStatus
+from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy.orm import Session
 
 from order_engine import create_app, dispatch
-from order_engine.api.intake import order_service
-from order_engine.models import DEFAULT_ACCOUNT_ID
+from order_engine.api.intake import order_service, parse_order_body
+from order_engine.errors import OrderEngineError, TooManyRequestsError, UnprocessableError
+from order_engine.models import DEFAULT_ACCOUNT_ID, Order
+from order_engine.services.order import IN_FLIGHT_SLACK, SubmittedOrder
 from order_engine.tasking import is_amqp
+from tests.support.factories import add_account, add_order, build_order
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +176,239 @@ def test_a_stream_opening_on_an_active_order_replays_its_live_record_without_a_q
             event.remove(Engine, "before_cursor_execute", count)
     assert replayed == from_database
     assert [e["status"] for e in replayed] == ["pending"]
+
+
+# -- intake's one statement ------------------------------------------------------------------
+
+CAP = 200  # the shipped MAX_ORDERS_IN_FLIGHT; far from it is the common case
+# What the tests' rolled-back sessions add around each unit of work.
+SAVEPOINTS = ("SAVEPOINT", "RELEASE", "ROLLBACK TO")
+
+
+@dataclass(frozen=True)
+class Ran:
+    sql: str
+    autocommit: bool  # on an autocommit connection: psycopg sent no BEGIN and no COMMIT
+    idle_after: bool  # and the server had no transaction open once it had run
+
+    @property
+    def counted_insert(self) -> bool:
+        return self.sql.startswith("WITH unfinished")
+
+    @property
+    def locked(self) -> bool:
+        return "pg_advisory_xact_lock" in self.sql
+
+
+@contextmanager
+def statements_run() -> Iterator[list[Ran]]:
+    """The statements every engine runs while inside, SAVEPOINT bookkeeping left out."""
+    ran: list[Ran] = []
+
+    def note(_conn, cursor, statement, *_args) -> None:
+        if not statement.startswith(SAVEPOINTS):
+            idle = cursor.connection.info.transaction_status == TransactionStatus.IDLE
+            ran.append(Ran(statement, cursor.connection.autocommit, idle))
+
+    event.listen(Engine, "after_cursor_execute", note)
+    try:
+        yield ran
+    finally:
+        event.remove(Engine, "after_cursor_execute", note)
+
+
+def submit(account_id: uuid.UUID, cap: int, key: str | None = None, **change) -> SubmittedOrder:
+    """What intake does with a valid body (VALID, changed by `change`), for `account_id`."""
+    body = parse_order_body(json.dumps({**VALID, **change}))
+    return order_service().submit(body, key, account_id=account_id, max_in_flight=cap)
+
+
+def pending_orders(session: Session, account_id: uuid.UUID) -> int:
+    with session.begin():
+        return session.scalar(
+            select(func.count()).where(Order.account_id == account_id, Order.status == "pending")
+        )
+
+
+@pytest.fixture
+def committed_account(engine) -> Iterator[uuid.UUID]:
+    """A new account for tests whose app runs on its own engine (the units of work commit for
+    real, on autocommit connections): its orders and itself are deleted after."""
+    account_id = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO accounts (id, name) VALUES (:id, :name)"),
+            {"id": account_id, "name": f"intake-{account_id.hex[:12]}"},
+        )
+    yield account_id
+    with engine.begin() as conn:
+        for statement in (
+            "DELETE FROM order_events WHERE order_id IN "
+            "(SELECT id FROM orders WHERE account_id = :id)",
+            "DELETE FROM orders WHERE account_id = :id",
+            "DELETE FROM accounts WHERE id = :id",
+        ):
+            conn.execute(text(statement), {"id": account_id})
+
+
+@pytest.mark.parametrize("cap", [CAP, 0], ids=["capped", "no-cap"])
+def test_far_from_the_cap_a_submission_is_one_statement_outside_any_transaction(
+    test_settings, redis_client, engine, committed_account, cap
+):
+    app = create_app(test_settings)  # its own engine, as in production: autocommit applies
+    with app.test_request_context():
+        submit(committed_account, cap)  # the pool's first connection is not what is measured
+    with app.test_request_context(), statements_run() as ran:
+        submitted = submit(committed_account, cap)
+    (only,) = ran  # before: BEGIN, the count, the insert, COMMIT (no count without a cap)
+    assert only.autocommit
+    assert only.idle_after
+    assert only.counted_insert == bool(cap)
+    assert ("count(*)" in only.sql) == bool(cap)
+    assert submitted.created
+    # Committed by then: another connection sees the order with its first event.
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT o.status, e.seq, e.status FROM orders o JOIN order_events e "
+                "ON e.order_id = o.id WHERE o.id = :id"
+            ),
+            {"id": submitted.order.id},
+        ).all()
+    assert [tuple(row) for row in rows] == [("pending", 1, "pending")]
+
+
+def test_near_the_cap_the_locked_path_counts_again_and_refuses_at_it(app, db_session):
+    cap = IN_FLIGHT_SLACK + 2  # `far` is 2: near the cap from 2 unfinished orders on
+    account_id = add_account(db_session).id
+    add_order(db_session, account_id=account_id)
+    db_session.commit()
+    with app.test_request_context():
+        with statements_run() as far_from_it:
+            first = submit(account_id, cap, key="near-1")  # 1 unfinished
+        with statements_run() as near_it:
+            submit(account_id, cap)  # 2 unfinished
+    for _ in range(cap - 4):
+        add_order(db_session, account_id=account_id)
+    db_session.commit()
+    assert pending_orders(db_session, account_id) == cap - 1
+    with app.test_request_context():
+        with statements_run() as under_it:
+            last = submit(account_id, cap)
+        with statements_run() as at_it, pytest.raises(TooManyRequestsError) as refused:
+            submit(account_id, cap)
+        replayed = submit(account_id, cap, key="near-1")  # creates nothing: still answered
+        replay = (replayed.order.id, replayed.created)  # (the 422's rollback expires the row)
+        with pytest.raises(UnprocessableError):
+            submit(account_id, cap, key="near-1", amount="2")
+    assert [(r.counted_insert, r.locked) for r in far_from_it] == [(True, False)]
+    for ran in (near_it, under_it, at_it):  # the counted insert said "near", then the lock
+        assert ran[0].counted_insert
+        assert ran[1].locked
+        assert not any(r.counted_insert for r in ran[1:])
+    assert len(near_it) == len(under_it) == 4  # + the count and the plain insert
+    assert first.created
+    assert last.created
+    assert refused.value.status == 429
+    assert refused.value.headers["Retry-After"] == "2"
+    assert replay == (first.order.id, False)
+    assert pending_orders(db_session, account_id) == cap
+
+
+def test_a_key_replay_far_from_the_cap_reads_the_order_after_the_counted_insert(app, db_session):
+    account_id = add_account(db_session).id
+    db_session.commit()
+    with app.test_request_context():
+        first = submit(account_id, CAP, key="again")
+        with statements_run() as replay_ran:
+            again = submit(account_id, CAP, key="again")
+        replay = (again.order.id, again.created)  # (the 422's rollback expires the row)
+        with statements_run() as refusal_ran, pytest.raises(UnprocessableError) as refused:
+            submit(account_id, CAP, key="again", amount="2")
+    assert first.created
+    assert replay == (first.order.id, False)
+    assert "Idempotency-Key" in refused.value.errors
+    for ran in (replay_ran, refusal_ran):  # the key's conflict, then the earlier order's read
+        assert [r.counted_insert for r in ran] == [True, False]
+        assert "idempotency_key" in ran[1].sql
+        assert not any(r.locked for r in ran)
+    assert pending_orders(db_session, account_id) == 1
+
+
+@contextmanager
+def account_row_held(engine, account_id: uuid.UUID) -> Iterator[None]:
+    """Hold the account's row FOR UPDATE: an order's INSERT then waits at the end of its
+    statement (its foreign key's FOR KEY SHARE check), after its snapshot and its count were
+    taken. Concurrent submissions pile up inside their statements instead of running one
+    after another."""
+    with engine.connect() as conn, conn.begin():
+        conn.execute(text("SELECT 1 FROM accounts WHERE id = :id FOR UPDATE"), {"id": account_id})
+        yield
+
+
+def wait_for_lock_waiters(engine, n: int, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.scalar(query) >= n:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"{n} submissions never all waited on a lock")
+
+
+def submit_together(app, engine, account_id: uuid.UUID, cap: int, key: str | None) -> list:
+    """TOGETHER submissions at once, each on its own session (threads), held until all of them
+    wait on a lock (the account's row, or its advisory lock): what each returned or raised."""
+
+    def one() -> SubmittedOrder | OrderEngineError:
+        with app.app_context():
+            try:
+                return submit(account_id, cap, key)
+            except OrderEngineError as exc:
+                return exc
+
+    with ThreadPoolExecutor(TOGETHER) as pool:
+        with account_row_held(engine, account_id):
+            futures = [pool.submit(one) for _ in range(TOGETHER)]
+            wait_for_lock_waiters(engine, TOGETHER)
+        return [future.result(timeout=10) for future in futures]
+
+
+# DB_POOL_SIZE is 5 in the tests' settings: each submission holds a connection.
+TOGETHER = 5
+
+
+def test_concurrent_submissions_with_one_key_create_one_order(
+    test_settings, redis_client, engine, committed_account
+):
+    app = create_app(test_settings)
+    # The first waits on the account's row with its order inserted; the others wait on its
+    # key in the unique index, then insert nothing and replay it.
+    results = submit_together(app, engine, committed_account, CAP, "together")
+    assert all(isinstance(r, SubmittedOrder) for r in results), results
+    assert sum(r.created for r in results) == 1
+    assert len({r.order.id for r in results}) == 1
+    with Session(engine) as session:
+        assert pending_orders(session, committed_account) == 1
+
+
+def test_concurrent_submissions_near_the_cap_take_the_last_place_once(
+    test_settings, redis_client, engine, committed_account
+):
+    cap = IN_FLIGHT_SLACK + 2
+    with Session(engine) as session, session.begin():
+        session.add_all([build_order(account_id=committed_account) for _ in range(cap - 1)])
+    app = create_app(test_settings)
+    # Each counted insert finds the account near its cap, so all take the advisory lock: the
+    # first waits on the account's row with its order inserted, the others on the lock, and
+    # they count again once it is theirs.
+    results = submit_together(app, engine, committed_account, cap, None)
+    accepted = [r for r in results if isinstance(r, SubmittedOrder)]
+    refused = [r for r in results if isinstance(r, TooManyRequestsError)]
+    assert (len(accepted), len(refused)) == (1, TOGETHER - 1), results
+    with Session(engine) as session:
+        assert pending_orders(session, committed_account) == cap
