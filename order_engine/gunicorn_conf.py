@@ -51,12 +51,12 @@ def post_fork(_server: Any, _worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    from order_engine.streaming import shutting_down
+    from order_engine.streaming import stop_streams
 
     original = worker.handle_exit
 
     def handle_exit(sig: int, frame: Any) -> None:
-        shutting_down.set()
+        stop_streams()
         original(sig, frame)
 
     # gunicorn installed its handler before this hook runs: install ours in its place.

@@ -19,6 +19,7 @@ import queue
 import random
 import threading
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -37,9 +38,21 @@ log = logging.getLogger(__name__)
 # Set when this process is asked to stop (see gunicorn_conf.py): open streams close with 1001.
 shutting_down = threading.Event()
 
+# What a socket waits for between events: an event, a wake-up, or this long at most. Each
+# wait that ends empty costs a greenlet switch and a pass of the socket's loop: at 0.5 s that
+# was 4,000 a second for 2,000 idle sockets, most of an API process's CPU while they waited.
+# Whatever must be noticed at once wakes the sockets instead (`EventHub.wake_all`: a
+# reconnected subscription, a shutdown); what this still bounds is how soon a socket whose
+# client went away quietly lets go of its slot.
+STREAM_TICK_S = 5.0
+
 
 class HubUnavailable(Exception):
     """The process could not subscribe to Redis in time."""
+
+
+# Put in a subscription's queue to end its socket's wait with nothing to send.
+_WAKE: dict[str, Any] = {}
 
 
 class Subscription:
@@ -49,10 +62,15 @@ class Subscription:
         self.queue: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
 
     def get(self, timeout_s: float) -> dict[str, Any] | None:
+        """The next event, or None after `timeout_s` or a wake-up."""
         try:
-            return self.queue.get(timeout=timeout_s)
+            payload = self.queue.get(timeout=timeout_s)
         except queue.Empty:
             return None
+        return None if payload is _WAKE else payload
+
+    def wake(self) -> None:
+        self.queue.put(_WAKE)
 
 
 # The hub pings Redis when the subscription is quiet and counts it lost when nothing (message
@@ -120,6 +138,15 @@ class EventHub:
     def _connected(self) -> None:
         with self._lock:
             self.generation += 1
+        self.wake_all()  # every socket re-reads what the gap may have lost, now
+
+    def wake_all(self) -> None:
+        """End every socket's wait now, so that it looks at what changed (a reconnected
+        subscription, a shutdown) instead of noticing within STREAM_TICK_S."""
+        with self._lock:
+            subscriptions = [s for group in self._subscribers.values() for s in group]
+        for subscription in subscriptions:
+            subscription.wake()
 
     def _run(self) -> None:
         delay_s = 0.1
@@ -162,7 +189,22 @@ class EventHub:
 def get_hub(redis_url: str) -> EventHub:
     """The hub of this process (created after fork, on first use: its thread does not survive
     a fork)."""
-    return PROCESS.get("hub", redis_url, lambda: EventHub(redis_url))
+    return PROCESS.get("hub", redis_url, lambda: _track(EventHub(redis_url)))
+
+
+_hubs: weakref.WeakSet[EventHub] = weakref.WeakSet()
+
+
+def _track(hub: EventHub) -> EventHub:
+    _hubs.add(hub)
+    return hub
+
+
+def stop_streams() -> None:
+    """This process is stopping: every open stream closes (1001) at once."""
+    shutting_down.set()
+    for hub in list(_hubs):
+        hub.wake_all()
 
 
 class OrderStream:
@@ -174,7 +216,7 @@ class OrderStream:
         history: Callable[[int], list[dict[str, Any]]],
         hub: EventHub,
         resync_after_s: float = 20.0,
-        tick_s: float = 0.5,
+        tick_s: float = STREAM_TICK_S,
         after_seq: int = 0,
         first_history: list[dict[str, Any]] | None = None,
     ) -> None:
@@ -203,7 +245,9 @@ class OrderStream:
             first, self._first_history = self._first_history, None
             return self._accept(first if first is not None else self.history(self.last_seq))
         while True:
-            payload = self.subscription.get(self.tick_s)
+            # Never past the next re-read: it happens on time however quiet the order is.
+            wait_s = min(self.tick_s, max(self._resync_at - time.monotonic(), 0.0))
+            payload = self.subscription.get(wait_s)
             if payload is not None:
                 if payload["seq"] <= self.last_seq:
                     continue  # already sent (replayed from history, or a late duplicate)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from order_engine.models import Order
 from order_engine.repositories.order import OrderRepository
+from order_engine.streaming import STREAM_TICK_S
 from tests.support.clients import WsClient
 from tests.support.factories import add_order
 from tests.support.processes import free_port, start_process, stop_process
@@ -43,7 +44,8 @@ def test_sigterm_closes_open_streams_with_1001_and_a_resume_point(
         first = json.loads(ws.receive(timeout=10))
         assert (first["seq"], first["status"]) == (1, "pending")
         api.send_signal(signal.SIGTERM)
-        wait_until(lambda: not ws.connected, 15, "the server to close the stream")
+        # Woken at once, not at the end of the socket's wait (STREAM_TICK_S).
+        wait_until(lambda: not ws.connected, STREAM_TICK_S - 2, "the server to close the stream")
         assert ws.close_reason == 1001
         assert "afterSeq=1" in ws.close_message
         assert api.wait(timeout=20) == 0

@@ -3,6 +3,7 @@ when a history read fails: it never sends past a gap, and reads again shortly.""
 
 from __future__ import annotations
 
+import threading
 import time
 from types import SimpleNamespace
 
@@ -67,3 +68,39 @@ def test_sockets_opened_together_do_not_resync_together():
     ]
     due = sorted(s._resync_at for s in streams)
     assert due[-1] - due[0] > 10.0  # spread over the ½–1½ × 20 s window
+
+
+def test_a_waiting_socket_is_woken_at_once_to_re_read_after_its_hub_reconnected():
+    subscription = Subscription(ORDER, generation=0)
+    hub = SimpleNamespace(generation=0)
+    history = History([event(1, "pending"), event(2)])
+    stream = OrderStream(
+        subscription,
+        history,
+        hub,  # type: ignore[arg-type]
+        tick_s=30.0,
+        first_history=[event(1, "pending")],
+    )
+    assert [e["seq"] for e in stream.next_batch()] == [1]
+    hub.generation = 1  # the hub's subscription came back; seq 2 was published meanwhile
+    threading.Timer(0.2, subscription.wake).start()
+    started = time.monotonic()
+    assert [e["seq"] for e in stream.next_batch()] == [2]
+    assert time.monotonic() - started < 5.0  # woken, not at the end of its 30 s wait
+    assert history.reads == 1
+
+
+def test_a_quiet_socket_re_reads_on_time_however_long_its_wait():
+    history = History([event(1, "pending"), event(2)])
+    stream = OrderStream(
+        Subscription(ORDER, 0),
+        history,
+        SimpleNamespace(generation=0),  # type: ignore[arg-type]
+        resync_after_s=0.2,
+        tick_s=30.0,
+        first_history=[event(1, "pending")],
+    )
+    assert [e["seq"] for e in stream.next_batch()] == [1]
+    started = time.monotonic()
+    assert [e["seq"] for e in stream.next_batch()] == [2]  # pub/sub lost it; the re-read has it
+    assert time.monotonic() - started < 5.0
