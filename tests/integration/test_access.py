@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import uuid
 
 import pytest
 
 from order_engine import create_app
+from order_engine.limits import RateLimiter, lease_size
 from order_engine.services.access import AccessService, redeem_ticket
 from tests.support.clients import order_body
 from tests.support.factories import add_key
@@ -221,3 +224,40 @@ def test_keys_cli_creates_lists_and_revokes(test_settings):
         [*run, "create", "--scopes", "orders:everything"], env=env, capture_output=True, timeout=60
     )
     assert bad.returncode == 2
+
+
+class CountingLimiter(RateLimiter):
+    """A RateLimiter (one API process's) that counts its calls to Redis."""
+
+    calls = 0
+
+    def _take(self, account_id, wanted):
+        self.calls += 1
+        return super()._take(account_id, wanted)
+
+
+def test_wide_limits_are_taken_in_leases_and_never_grant_beyond_the_bucket(redis_client):
+    account = uuid.uuid4()
+    per_s, burst = 100.0, 200  # leases of 10
+    processes = [CountingLimiter(redis_client, per_s, burst) for _ in range(2)]
+    assert processes[0].lease_size == 10
+    started = time.monotonic()
+    decisions = [processes[n % 2].hit(account) for n in range(400)]
+    elapsed_s = time.monotonic() - started
+    allowed = sum(d.allowed for d in decisions)
+    # Never more than the bucket held plus what refilled meanwhile; at most a lease less per
+    # process than that (what each leaves unspent).
+    assert allowed <= burst + per_s * elapsed_s + 1
+    assert allowed >= burst - 2 * (processes[0].lease_size - 1)
+    assert not decisions[-1].allowed
+    assert decisions[-1].retry_after_s >= 1
+    # One call per lease while the bucket lasted (the last ones partial), then one per refused
+    # request: not one per request.
+    refused = len(decisions) - allowed
+    assert sum(p.calls for p in processes) - refused <= allowed / 10 + 4
+
+
+def test_narrow_limits_ask_redis_for_every_request():
+    assert lease_size(0.5, 3) == 1
+    assert lease_size(20, 100) == 2  # the shipped defaults
+    assert lease_size(1_000_000, 1_000_000) == 100
