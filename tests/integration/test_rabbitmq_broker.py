@@ -62,7 +62,9 @@ def test_intake_publishes_through_celery_with_publisher_confirms(test_settings, 
         with Connection(settings["CELERY_BROKER_URL"]) as conn:
             message = conn.default_channel.basic_get(TASK_QUEUE, no_ack=True)
         assert message.headers["task"] == dispatch.EXECUTE_ORDER
-        assert json.loads(message.body)[1] == {"order_id": order_id}
+        kwargs = json.loads(message.body)[1]
+        assert kwargs["order_id"] == order_id
+        assert kwargs["order"]["amount"] == "1.5"  # intake's copy for the first run
         assert message.properties["delivery_mode"] == 2  # persistent
     finally:
         with engine.begin() as conn:
