@@ -16,6 +16,7 @@ Any other broker, or a delayed task, goes through Celery's `send_task` as before
 from __future__ import annotations
 
 import base64
+import json
 import os
 import uuid
 from typing import Any
@@ -77,6 +78,15 @@ def enqueue_execute_orders(order_ids: list[uuid.UUID]) -> None:
             enqueue_execute_order(order_id)
         return
     sender.send_many(EXECUTE_ORDER, [{"order_id": str(order_id)} for order_id in order_ids])
+
+
+def oldest_queued_order() -> uuid.UUID | None:
+    """The order of the oldest `execute_order` message still waiting in a Redis broker's queue,
+    or None: an empty queue, another broker, a Redis error, another task at the head. The
+    queue is FIFO (LPUSH, and BRPOP from the other end), so every order sent after that one
+    is still queued behind it."""
+    sender = task_sender(current_app.extensions["celery"])
+    return None if sender is None else sender.oldest_queued_order()
 
 
 def broker_is_app_redis() -> bool:
@@ -152,6 +162,20 @@ class RedisTaskSender:
         task_ids = [self._queue(pipe, name, kwargs) for kwargs in kwargs_list]
         pipe.execute()
         return task_ids
+
+    def oldest_queued_order(self) -> uuid.UUID | None:
+        """See `oldest_queued_order`."""
+        try:
+            raw = self.client.lindex(self.queue, -1)
+            if raw is None:
+                return None
+            message = json.loads(raw)
+            if message["headers"].get("task") != EXECUTE_ORDER:
+                return None
+            _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            return uuid.UUID(kwargs["order_id"])
+        except (redis.RedisError, ValueError, KeyError, TypeError):
+            return None
 
     def _queue(self, pipe: Any, name: str, kwargs: dict[str, Any]) -> str:
         app = self.app

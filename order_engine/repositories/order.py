@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, Table, and_, func, not_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from order_engine.models import (
     DEFAULT_ACCOUNT_ID,
@@ -231,23 +231,44 @@ class OrderRepository:
             return None
         return self.get(order_id)
 
-    def claim_stale(self, stale_s: int, limit: int) -> list[uuid.UUID]:
+    def claim_stale(
+        self, stale_s: int, limit: int, queued_behind: uuid.UUID | None = None
+    ) -> list[uuid.UUID]:
         """Orders the queue may have lost, locked with SKIP LOCKED and marked as re-dispatched.
 
         Two kinds: waiting to run (`pending` with no live lease, or `routing` by the trigger
         engine and never claimed) with no dispatch or planned retry in the last `stale_s`
         seconds; and mid-flight orders whose executor's lease has expired.
         Concurrent reconcilers skip each other's rows, so no order is taken twice.
+
+        `queued_behind`: the order of the oldest message still in the task queue. A waiting
+        order dispatched after it (QUEUED_MARGIN_S aside) is still queued behind it, however
+        long ago that was: under a backlog, orders wait longer than `stale_s` without being
+        lost, and re-dispatching them only doubled the queue (6,800 refused duplicates in a
+        10-minute overload).
         """
         cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, stale_s)
+        dispatched = func.coalesce(Order.dispatched_at, Order.created_at)
         quiet = and_(
-            func.coalesce(Order.dispatched_at, Order.created_at) < cutoff,
+            dispatched < cutoff,
             or_(Order.next_attempt_at.is_(None), Order.next_attempt_at < cutoff),
         )
+        queued_since = None
+        if queued_behind is not None:
+            head = aliased(Order)
+            queued_since = (
+                select(func.coalesce(head.dispatched_at, head.created_at))
+                .where(head.id == queued_behind)
+                .scalar_subquery()
+            ) - func.make_interval(0, 0, 0, 0, 0, 0, QUEUED_MARGIN_S)
+            # The mid-flight kind is not affected: its executor is gone, whatever is queued.
         waiting = or_(
             and_(Order.status == OrderStatus.PENDING.value, _lease_free()),
             _routed_unclaimed(),
         )
+        if queued_behind is not None:
+            # No such order (the message outlived its row): no backlog to go by.
+            waiting = and_(waiting, dispatched < func.coalesce(queued_since, func.now()))
         stuck = and_(
             Order.status.in_([s.value for s in IN_FLIGHT if s is not OrderStatus.PENDING]),
             Order.lease_until < func.now(),
@@ -313,6 +334,11 @@ class OrderRepository:
         rows = rows[:limit]
         cursor = (rows[-1].created_at, rows[-1].id) if has_more and rows else None
         return OrderPage(rows, cursor)
+
+
+# Sends from several API processes reach the queue in about the order of their dispatch
+# times, not exactly: an order dispatched this much before the queue's oldest may still be in it.
+QUEUED_MARGIN_S = 5
 
 
 def _lease_free() -> ColumnElement[bool]:

@@ -39,8 +39,13 @@ class ReconcilerService:
     def run(self) -> list[uuid.UUID]:
         """Re-dispatch one batch of stale orders; return their ids."""
         started = time.monotonic()
+        # Read before the sweep: if the queue's head moves on meanwhile, the orders between
+        # are only left for the next sweep.
+        queued_behind = dispatch.oldest_queued_order()
         with self.session.begin():
-            stale = self.orders.claim_stale(self.settings.stale_pending_after_s, BATCH)
+            stale = self.orders.claim_stale(
+                self.settings.stale_pending_after_s, BATCH, queued_behind
+            )
         for order_id in stale:
             try:
                 dispatch.enqueue_execute_order(order_id)

@@ -1,4 +1,5 @@
-"""Intake's and streaming's fast paths do what the slower paths they replace did."""
+"""Intake's and streaming's fast paths do what the slower paths they replace did; the
+reconciler reads the direct sender's queue to tell a backlog from a lost message."""
 
 import base64
 import json
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -20,6 +22,7 @@ from order_engine.api.intake import order_service, parse_order_body
 from order_engine.errors import OrderEngineError, TooManyRequestsError, UnprocessableError
 from order_engine.models import DEFAULT_ACCOUNT_ID, Order
 from order_engine.services.order import IN_FLIGHT_SLACK, SubmittedOrder
+from order_engine.services.reconciler import ReconcilerService
 from order_engine.tasking import is_amqp
 from tests.support.factories import add_account, add_order, build_order
 
@@ -412,3 +415,34 @@ def test_concurrent_submissions_near_the_cap_take_the_last_place_once(
     assert (len(accepted), len(refused)) == (1, TOGETHER - 1), results
     with Session(engine) as session:
         assert pending_orders(session, committed_account) == cap
+
+
+def test_the_reconciler_leaves_the_orders_still_queued_behind_the_queues_head(
+    app, broker, db_session, redis_client
+):
+    """Under a backlog orders wait in the queue longer than STALE_PENDING_AFTER_S without being
+    lost: those sent after the oldest message still queued are not sent again."""
+    now = datetime.now(UTC)
+    with db_session.begin():
+        first, second, third = (
+            add_order(
+                db_session,
+                created_at=now - timedelta(seconds=age),
+                dispatched_at=now - timedelta(seconds=age),
+            ).id
+            for age in (300, 200, 100)  # all long past the 30 s a lost order is given
+        )
+    sender = dispatch.task_sender(app.extensions["celery"])
+    with app.app_context():
+        for queued in (second, third):  # `first` was taken off the queue, and lost
+            sender.send(dispatch.EXECUTE_ORDER, {"order_id": str(queued)})
+        assert sender.oldest_queued_order() == second
+        reconciler = ReconcilerService(db_session, app.config["SETTINGS"], redis_client)
+        resent = reconciler.run()
+        assert first in resent
+        assert second not in resent
+        assert third not in resent
+        broker.delete("orders")  # Redis restarted empty: nothing is queued any more
+        assert sender.oldest_queued_order() is None
+        resent = reconciler.run()
+    assert {second, third} <= set(resent)
