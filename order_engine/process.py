@@ -56,6 +56,14 @@ class ProcessResources:
                     found = held[key] = build()
         return found
 
+    def held(self, kind: str) -> list[Any]:
+        """Every `kind` resource this process has built (none yet, or since its fork: []).
+        Takes no lock: it is called from signal handlers (`streaming.stop_streams`), and
+        copying a dict's values is atomic under the GIL."""
+        if self._pid != os.getpid():
+            return []
+        return list(self._held.get(kind, {}).values())
+
     def on_fork(self, kind: str, release: Callable[[Any], None]) -> None:
         """How to let go of an inherited `kind` resource in a child (default: forget it)."""
         self._release[kind] = release

@@ -19,7 +19,6 @@ import queue
 import random
 import threading
 import time
-import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -189,21 +188,13 @@ class EventHub:
 def get_hub(redis_url: str) -> EventHub:
     """The hub of this process (created after fork, on first use: its thread does not survive
     a fork)."""
-    return PROCESS.get("hub", redis_url, lambda: _track(EventHub(redis_url)))
-
-
-_hubs: weakref.WeakSet[EventHub] = weakref.WeakSet()
-
-
-def _track(hub: EventHub) -> EventHub:
-    _hubs.add(hub)
-    return hub
+    return PROCESS.get("hub", redis_url, lambda: EventHub(redis_url))
 
 
 def stop_streams() -> None:
     """This process is stopping: every open stream closes (1001) at once."""
     shutting_down.set()
-    for hub in list(_hubs):
+    for hub in PROCESS.held("hub"):
         hub.wake_all()
 
 
