@@ -252,9 +252,11 @@ def test_wide_limits_are_taken_in_leases_and_never_grant_beyond_the_bucket(redis
     assert not decisions[-1].allowed
     assert decisions[-1].retry_after_s >= 1
     # One call per lease while the bucket lasted (the last ones partial), then one per refused
-    # request: not one per request.
+    # request, and at most one more per token that refilled meanwhile (a slow machine's run
+    # lasts long enough to refill some, each granted alone): not one per request.
     refused = len(decisions) - allowed
-    assert sum(p.calls for p in processes) - refused <= allowed / 10 + 4
+    refilled = per_s * elapsed_s
+    assert sum(p.calls for p in processes) - refused <= allowed / 10 + refilled + 4
 
 
 def test_narrow_limits_ask_redis_for_every_request():
