@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -137,11 +137,47 @@ class OrderRepository:
         never claimed, never built for, runnable): it takes the lease for `lease_owner`, which
         need not hold it yet, and counts the first attempt and delivery.
         """
+        events = self.transitions(
+            order_id,
+            expected,
+            [Step(new, event_data, values or {})],
+            lease_owner=lease_owner,
+            require_no_transaction=require_no_transaction,
+            require_waiting=require_waiting,
+            claim_lease_s=claim_lease_s,
+        )
+        return None if events is None else events[0]
+
+    def transitions(
+        self,
+        order_id: uuid.UUID,
+        expected: OrderStatus | Iterable[OrderStatus],
+        steps: Sequence[Step],
+        *,
+        lease_owner: str | None = None,
+        require_no_transaction: bool = False,
+        require_waiting: bool | None = None,
+        claim_lease_s: int | None = None,
+    ) -> list[OrderEvent] | None:
+        """`transition` through consecutive statuses in one statement: the order moves from
+        one of `expected` through each step's status to the last one's, with one event per
+        step (consecutive seqs, one timestamp), and the steps' `values` set together (a later
+        step's value for a column wins). The conditions are checked once, against the row as
+        it was: what two transitions in one transaction would do, in one round trip and
+        without BEGIN and COMMIT of its own. The events in seq order, or None (nothing
+        written) when the order was not in an expected status or its lease is another's."""
+        if not steps:
+            raise ValueError("no step to take")
         expected_set = [expected] if isinstance(expected, OrderStatus) else list(expected)
-        illegal = [s for s in expected_set if new not in TRANSITIONS[s]]
+        illegal = [s for s in expected_set if steps[0].status not in TRANSITIONS[s]]
         if illegal:
-            raise ValueError(f"no transition from {', '.join(illegal)} to {new}")
-        values = values or {}
+            raise ValueError(f"no transition from {', '.join(illegal)} to {steps[0].status}")
+        for before, after in zip(steps, steps[1:], strict=False):
+            if after.status not in TRANSITIONS[before.status]:
+                raise ValueError(f"no transition from {before.status} to {after.status}")
+        values: dict[str, Any] = {}
+        for step in steps:
+            values.update(step.values)
         plain = tuple(sorted(k for k, v in values.items() if not isinstance(v, LeaseExpiry)))
         leases = tuple(sorted(k for k, v in values.items() if isinstance(v, LeaseExpiry)))
         sql = _transition_sql(
@@ -152,32 +188,40 @@ class OrderRepository:
             require_no_transaction,
             require_waiting,
             claim_lease_s is not None,
+            len(steps),
         )
         at = datetime.now(UTC)
         params: dict[str, Any] = {
             "id": order_id,
-            "new": new.value,
+            "new": steps[-1].status.value,
             "owner": lease_owner,
-            "data": Jsonb(event_data),
+            "data": Jsonb(steps[-1].event_data),
             "at": at,
             "claim_lease_s": claim_lease_s,
         }
+        for index, step in enumerate(steps[:-1]):
+            params[f"status_{index}"] = step.status.value
+            params[f"data_{index}"] = Jsonb(step.event_data)
         for name, value in values.items():
             if isinstance(value, LeaseExpiry):
                 params[f"v_{name}"] = value.seconds
             else:
                 params[f"v_{name}"] = Jsonb(value) if isinstance(value, dict | list) else value
-        row = self.session.connection().exec_driver_sql(sql, params).first()
-        if row is None:
+        rows = self.session.connection().exec_driver_sql(sql, params).all()
+        if not rows:
             return None
-        return OrderEvent(
-            order_id=order_id,
-            seq=row.seq,
-            status=new.value,
-            attempt=row.attempt,
-            data=event_data,
-            at=at,
-        )
+        first_seq = min(row.seq for row in rows)
+        return [
+            OrderEvent(
+                order_id=order_id,
+                seq=row.seq,
+                status=steps[row.seq - first_seq].status.value,
+                attempt=row.attempt,
+                data=steps[row.seq - first_seq].event_data,
+                at=at,
+            )
+            for row in sorted(rows, key=lambda row: row.seq)
+        ]
 
     def claim(self, order_id: uuid.UUID, owner: str, lease_s: int) -> Order | None:
         """Take the execution lease of an order waiting to run, counting a new attempt.
@@ -351,6 +395,16 @@ def _routed_unclaimed() -> ColumnElement[bool]:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One status change of `OrderRepository.transitions`: the status moved to, its event's
+    data, and other columns it sets."""
+
+    status: OrderStatus
+    event_data: dict[str, Any]
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class LeaseExpiry:
     """A column value meaning "`seconds` from now" on the database's clock: every lease is
     compared with `now()` there, so no host's clock skew can make two executors hold one."""
@@ -388,13 +442,13 @@ RETURNING *
 
 # A transition that claims (the executor's first one for a fresh market order, which it routed
 # and built from the task's copy of the order before touching the row): the claim's columns…
-_CLAIM_ASSIGNMENTS = [
-    "lease_owner = %(owner)s",
-    "lease_until = now() + make_interval(secs => %(claim_lease_s)s)",
-    "deliveries = deliveries + 1",
-    "attempts = attempts + 1",
-    "next_attempt_at = NULL",
-]
+_CLAIM_ASSIGNMENTS = {
+    "lease_owner": "%(owner)s",
+    "lease_until": "now() + make_interval(secs => %(claim_lease_s)s)",
+    "deliveries": "deliveries + 1",
+    "attempts": "attempts + 1",
+    "next_attempt_at": "NULL",
+}
 # …and "fresh": no attempt or delivery counted yet, so no transaction was ever built for it
 # and its row still holds what the task's copy says; runnable; no live lease.
 _FRESH = (
@@ -412,17 +466,23 @@ def _transition_sql(
     no_transaction: bool,
     waiting: bool | None = None,
     claim: bool = False,
+    steps: int = 1,
 ) -> str:
     """The compare-and-set UPDATE feeding the event INSERT through a CTE, written once per
     shape: one round trip, and no SQL built per call on the hot path. Under READ COMMITTED a
     concurrent second UPDATE waits, re-checks the WHERE clause and matches nothing. The
     expected statuses are written into the SQL (they are the state machine's own names): as a
-    list parameter, psycopg's array dumping cost 2.5 % of the worker's CPU."""
+    list parameter, psycopg's array dumping cost 2.5 % of the worker's CPU.
+
+    With several `steps`, the row moves straight to the last status (`%(new)s`) and its seq by
+    as many; each earlier step's event (`%(status_i)s`, `%(data_i)s`) takes the seq before.
+    A statement cannot update one row twice, and nobody else can see the row between two
+    transitions of one transaction anyway."""
     unknown = set(columns + leases) - _ORDER_COLUMNS
     if unknown:
         raise ValueError(f"not columns of orders: {sorted(unknown)}")
     statuses = [OrderStatus(name).value for name in expected]  # a ValueError if not one
-    assignments = ["status = %(new)s", "last_seq = last_seq + 1", "updated_at = now()"]
+    assignments = ["status = %(new)s", f"last_seq = last_seq + {steps}", "updated_at = now()"]
     assignments += [f"{name} = %(v_{name})s" for name in columns]
     assignments += [f"{name} = now() + make_interval(secs => %(v_{name})s)" for name in leases]
     in_statuses = ", ".join(f"'{name}'" for name in statuses)
@@ -434,8 +494,19 @@ def _transition_sql(
     if waiting is not None:
         conditions.append("waiting" if waiting else "NOT waiting")
     if claim:
-        assignments += _CLAIM_ASSIGNMENTS
+        # A column the steps set too takes the steps' value: they come after the claim.
+        assignments += [
+            f"{name} = {value}"
+            for name, value in _CLAIM_ASSIGNMENTS.items()
+            if name not in columns + leases
+        ]
         conditions.append(_FRESH)
+    events = [
+        f"SELECT id, last_seq - {steps - 1 - index}, %(status_{index})s, attempts,"
+        f" %(data_{index})s, %(at)s FROM moved"
+        for index in range(steps - 1)
+    ]
+    events.append("SELECT id, last_seq, %(new)s, attempts, %(data)s, %(at)s FROM moved")
     return (
         "WITH moved AS (UPDATE orders SET "
         + ", ".join(assignments)
@@ -443,8 +514,8 @@ def _transition_sql(
         + " AND ".join(conditions)
         + " RETURNING id, last_seq, attempts) "
         "INSERT INTO order_events (order_id, seq, status, attempt, data, at) "
-        "SELECT id, last_seq, %(new)s, attempts, %(data)s, %(at)s FROM moved "
-        "RETURNING seq, attempt"
+        + " UNION ALL ".join(events)
+        + " RETURNING seq, attempt"
     )
 
 

@@ -41,7 +41,7 @@ from order_engine.config import Settings
 from order_engine.db import unit_of_work
 from order_engine.events import Publisher, app_publisher, event_payload
 from order_engine.models import HAPPY_PATH, IN_FLIGHT, Order, OrderStatus
-from order_engine.repositories.order import OrderRepository, lease_expiry
+from order_engine.repositories.order import OrderRepository, Step, lease_expiry
 from order_engine.routing import Router
 from order_engine.services import amounts, event_data
 from order_engine.services.retry_policy import retry_countdown
@@ -308,12 +308,12 @@ class ExecutionService:
             self._advance(attempt, OrderStatus.BUILDING, building_event, routed | built)
         else:
             # Routing and building are one unit of work: quoting and signing are local and
-            # take a millisecond, so both transitions (and their events) commit together.
+            # take a millisecond, so both transitions (and their events) are one statement.
             self._advance_many(
                 attempt,
                 [
-                    (OrderStatus.ROUTING, routing_event, routed),
-                    (OrderStatus.BUILDING, building_event, built),
+                    Step(OrderStatus.ROUTING, routing_event, routed),
+                    Step(OrderStatus.BUILDING, building_event, built),
                 ],
                 claiming=claiming,
             )
@@ -577,50 +577,43 @@ class ExecutionService:
         *,
         expected: Iterable[OrderStatus] | None = None,
     ) -> None:
-        self._advance_many(attempt, [(new, data, values)], expected=expected)
+        self._advance_many(attempt, [Step(new, data, values)], expected=expected)
 
     def _advance_many(
         self,
         attempt: Attempt,
-        steps: list[tuple[OrderStatus, dict[str, Any], dict[str, Any]]],
+        steps: list[Step],
         *,
         expected: Iterable[OrderStatus] | None = None,
         claiming: bool = False,
     ) -> None:
-        """Commit consecutive transitions of an order we hold the lease of in one transaction,
-        then publish their events in one round trip; LeaseLost (nothing committed) if the
-        lease is no longer ours. The first step starts from the status this attempt moved
-        the order to, or from any of `expected` (a failure, from wherever it happened).
-        `claiming`: the first step also claims the order, which must be fresh (NotClaimed,
-        nothing committed, if it is not)."""
-        payloads: list[dict[str, Any]] = []
-        status = attempt.status
-        with unit_of_work(self.session, len(steps)):
-            for new, data, values in steps:
-                claim = claiming and not payloads
-                event = self.orders.transition(
-                    attempt.order.id,
-                    tuple(expected) if expected is not None and not payloads else status,
-                    new,
-                    event_data=data,
-                    lease_owner=attempt.executor,
-                    values=values,
-                    claim_lease_s=self.settings.order_lease_s if claim else None,
-                )
-                if event is None and claim:
-                    raise NotClaimed(f"order {attempt.order.id} is not fresh")
-                if event is None:
-                    raise LeaseLost(f"order {attempt.order.id}: lost the lease before {new}")
-                payloads.append(event_payload(event))
-                status = new
+        """Commit consecutive transitions of an order we hold the lease of in one statement
+        (`OrderRepository.transitions`), then publish their events in one round trip;
+        LeaseLost (nothing committed) if the lease is no longer ours. The first step starts
+        from the status this attempt moved the order to, or from any of `expected` (a
+        failure, from wherever it happened). `claiming`: the first step also claims the
+        order, which must be fresh (NotClaimed, nothing committed, if it is not)."""
+        with unit_of_work(self.session):
+            events = self.orders.transitions(
+                attempt.order.id,
+                tuple(expected) if expected is not None else attempt.status,
+                steps,
+                lease_owner=attempt.executor,
+                claim_lease_s=self.settings.order_lease_s if claiming else None,
+            )
+        if events is None and claiming:
+            raise NotClaimed(f"order {attempt.order.id} is not fresh")
+        if events is None:
+            raise LeaseLost(f"order {attempt.order.id}: lost the lease before {steps[0].status}")
+        payloads = [event_payload(event) for event in events]
         attempt.claimed = True
         previous = attempt.status
-        for new, _data, _values in steps:
+        for step in steps:
             # `pending` was timed when the order was claimed.
             if previous is not OrderStatus.PENDING:
                 attempt.clock.left(previous)
-            previous = new
-        attempt.status = status
+            previous = step.status
+        attempt.status = previous
         self.publisher.publish_many(payloads)
 
     # -- failures -------------------------------------------------------------------------

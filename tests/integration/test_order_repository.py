@@ -6,7 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from order_engine.models import OrderStatus
-from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.order import OrderRepository, Step
 from tests.support.factories import build_order
 
 pytestmark = pytest.mark.integration
@@ -36,6 +36,44 @@ def test_transition_from_the_wrong_status_changes_nothing(repo):
     reloaded = repo.get(order.id)
     assert (reloaded.status, reloaded.last_seq) == ("confirmed", 5)
     assert repo.events(order.id) == []
+
+
+def test_transitions_take_several_steps_in_one_statement_with_an_event_each(repo):
+    order = repo.add(build_order(lease_owner="worker-a"))
+    repo.append_first_event(order, {})
+    events = repo.transitions(
+        order.id,
+        OrderStatus.PENDING,
+        [
+            Step(OrderStatus.ROUTING, {"step": "routed"}, {"dex": "raydium", "route": {"legs": 1}}),
+            Step(OrderStatus.BUILDING, {"step": "built"}, {"route": {"legs": 2}, "tx_hash": "sig"}),
+        ],
+        lease_owner="worker-a",
+    )
+    assert [(e.seq, e.status, e.data) for e in events] == [
+        (2, "routing", {"step": "routed"}),
+        (3, "building", {"step": "built"}),
+    ]
+    reloaded = repo.get(order.id)
+    # Both steps' columns are set; where two steps set one column, the later step's value wins.
+    assert (reloaded.status, reloaded.last_seq) == ("building", 3)
+    assert (reloaded.dex, reloaded.route, reloaded.tx_hash) == ("raydium", {"legs": 2}, "sig")
+    stored = [(e.seq, e.status, e.data) for e in repo.events(order.id)]
+    assert stored == [
+        (1, "pending", {}),
+        (2, "routing", {"step": "routed"}),
+        (3, "building", {"step": "built"}),
+    ]
+
+
+def test_transitions_refused_by_their_first_condition_write_nothing(repo):
+    order = repo.add(build_order(lease_owner="worker-a"))
+    repo.append_first_event(order, {})
+    steps = [Step(OrderStatus.ROUTING, {}), Step(OrderStatus.BUILDING, {})]
+    assert repo.transitions(order.id, OrderStatus.PENDING, steps, lease_owner="worker-b") is None
+    reloaded = repo.get(order.id)
+    assert (reloaded.status, reloaded.last_seq) == ("pending", 1)
+    assert [e.seq for e in repo.events(order.id)] == [1]
 
 
 def test_transition_checks_the_lease_owner(repo):

@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from order_engine.models import TERMINAL_STATUSES, TRANSITIONS, OrderStatus
-from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.order import OrderRepository, Step
 
 HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 
@@ -32,3 +32,10 @@ def test_the_repository_refuses_an_illegal_transition_before_touching_the_databa
     repository = OrderRepository(session=None)  # type: ignore[arg-type]  # never reached
     with pytest.raises(ValueError, match="no transition"):
         repository.transition(uuid.uuid4(), OrderStatus(before), OrderStatus(after), event_data={})
+
+
+def test_the_repository_refuses_an_illegal_step_between_two_transitions():
+    repository = OrderRepository(session=None)  # type: ignore[arg-type]  # never reached
+    steps = [Step(OrderStatus.ROUTING, {}), Step(OrderStatus.SUBMITTED, {})]  # skips building
+    with pytest.raises(ValueError, match="no transition from routing to submitted"):
+        repository.transitions(uuid.uuid4(), OrderStatus.PENDING, steps)
