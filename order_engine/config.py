@@ -243,7 +243,7 @@ class Settings:
                 "STALE_PENDING_AFTER_S", get("STALE_PENDING_AFTER_S", "30"), 1
             ),
             active_order_ttl_s=_parse_int(
-                "ACTIVE_ORDER_TTL_S", get("ACTIVE_ORDER_TTL_S", "3600"), 1
+                "ACTIVE_ORDER_TTL_S", get("ACTIVE_ORDER_TTL_S", "600"), 1
             ),
             ws_ping_interval_s=_parse_int("WS_PING_INTERVAL_S", get("WS_PING_INTERVAL_S", "25"), 0),
             max_body_bytes=_parse_int("MAX_BODY_BYTES", get("MAX_BODY_BYTES", "16384"), 256),

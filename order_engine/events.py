@@ -3,9 +3,9 @@
 After each transition commits, its event is published on `order:<id>` and appended to the
 order's live record under `active_order:<id>`, in one atomic script that refuses to move the
 record backwards (a stale worker's late publish cannot overwrite a newer state). While the order
-is active that record holds every event so far, so a socket opening on it replays from Redis;
-once the order ends it keeps only the last one. Pub/sub is at-most-once, so subscribers still
-re-read PostgreSQL by `seq` when anything is missing.
+and for ACTIVE_ORDER_TTL_S after it ends, that record holds every event so far, so a socket
+opening on it replays from Redis. Pub/sub is at-most-once, so subscribers still re-read
+PostgreSQL by `seq` when anything is missing.
 """
 
 from __future__ import annotations
@@ -30,23 +30,23 @@ ACTIVE_SNAPSHOT_TTL_S = 7 * 24 * 3600
 # [<event JSON>, ...]}`, the events in the order they were appended.
 #
 # One call publishes any number of committed events (in seq order). For each i: KEYS[i] the
-# order's record key; ARGV[4i-3] the event JSON (which starts with its orderId and seq),
-# ARGV[4i-2] the record's TTL in seconds, ARGV[4i-1] the order's account if the caller knows it
-# (the intake does; '' otherwise), ARGV[4i] '1' for a terminal event. Per event: PUBLISH; per
+# order's record key; ARGV[3i-2] the event JSON (which starts with its orderId and seq),
+# ARGV[3i-1] the record's TTL in seconds, ARGV[3i] the order's account if the caller knows it
+# (the intake does; '' otherwise). Per event: PUBLISH; per
 # order in the call: one GET and at most one SET … EX (one commit's routing and building events
 # write the record once; a script runs atomically, so nobody reads it between them).
 # An event at or below the record's seq is published but not recorded. One past it is
 # appended. A record that is missing, or in a former shape, starts afresh from the event, so
 # it may begin after seq 1 or have a gap: its readers check (`recorded_events`).
-# A terminal event leaves only itself in the record: a finished order is rarely streamed
-# again, and its history would hold Redis memory for ACTIVE_ORDER_TTL_S.
+# A finished order keeps its whole history for ACTIVE_ORDER_TTL_S (a terminal event shortens
+# the TTL): a socket opened just after the end (a slow client, a reconnect) still replays from
+# Redis. About 2 KB an order; that TTL bounds the memory.
 _PUBLISH_SCRIPT = f"""
 local prefix = #'{SNAPSHOT_PREFIX}' + 1
 local HEAD = '^({{"accountId":"([^"]*)","seq":(%d+),"events":%[)'
 local records, written = {{}}, {{}}
 for i, key in ipairs(KEYS) do
-  local event, ttl = ARGV[4 * i - 3], ARGV[4 * i - 2]
-  local owner, terminal = ARGV[4 * i - 1], ARGV[4 * i]
+  local event, ttl, owner = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
   local seq = tonumber(string.match(event, '^{{"orderId":"[^"]*","seq":(%d+)'))
   local record = records[key]
   if record == nil then
@@ -64,7 +64,7 @@ for i, key in ipairs(KEYS) do
   end
   if record.owner == '' then record.owner = owner end
   if seq > record.seq then
-    if terminal == '1' or record.events == nil then
+    if record.events == nil then
       record.events = event
     else
       record.events = record.events .. ',' .. event
@@ -137,7 +137,7 @@ class EventPublisher:
             keys.append(f"{SNAPSHOT_PREFIX}{payload['orderId']}")
             terminal = is_terminal(payload)
             ttl = self.terminal_ttl_s if terminal else ACTIVE_SNAPSHOT_TTL_S
-            args += [json.dumps(payload, separators=(",", ":")), ttl, owner, int(terminal)]
+            args += [json.dumps(payload, separators=(",", ":")), ttl, owner]
         try:
             self._script(keys=keys, args=args)
         except redis.RedisError as exc:
@@ -151,8 +151,8 @@ class EventPublisher:
     ) -> list[dict[str, Any]] | None:
         """Every event of the order so far, from its live record, if that record is whole:
         it names its owner, who is `account_id` (None: any account), and holds seq 1 to its
-        latest without a gap. None otherwise (no record, a finished order's, an unreachable
-        Redis): PostgreSQL has the answer then."""
+        latest without a gap. None otherwise (no record, an expired one, an unreachable Redis):
+        PostgreSQL has the answer then."""
         try:
             raw = self.client.get(f"{SNAPSHOT_PREFIX}{order_id}")
         except redis.RedisError as exc:
