@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from order_engine.process import PROCESS
@@ -227,3 +227,54 @@ def unit_of_work(session: Session, statements: int = 1) -> Iterator[None]:
         if statements == 1 and isinstance(session.get_bind(), Engine):
             session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield
+
+
+def run_statement(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run one prebuilt statement (psycopg's `%(name)s` parameters) and return its rows.
+
+    Inside the session's transaction it is part of that unit of work. Outside one, it is a unit
+    of work by itself (one statement is atomic in PostgreSQL): on a session bound to an engine
+    it runs on a pooled connection in autocommit through psycopg directly, because SQLAlchemy's
+    session, connection and result layers cost more client CPU than the statement (measured
+    under gevent: 640 µs per one-statement unit of work through the session, 290 µs this way).
+    It fails as it would through SQLAlchemy: psycopg's errors come wrapped in SQLAlchemy's
+    (OperationalError and the like, which tasks retry on), and a connection the failure broke
+    is invalidated rather than pooled again. A session bound to a connection (the tests' rolled
+    back sessions) takes the session's way.
+    """
+    bind = session.get_bind()
+    if session.in_transaction():
+        return _session_rows(session, sql, params)
+    if not isinstance(bind, Engine):
+        with unit_of_work(session):
+            return _session_rows(session, sql, params)
+    pooled = bind.raw_connection()  # checked out with the pool's checks (db.make_engine)
+    connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+    try:
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall() if cursor.description is not None else []
+        finally:
+            if not connection.closed:
+                # The pool hands it to sessions next, which expect transactions.
+                connection.autocommit = False
+    except psycopg.Error as exc:
+        broken = bind.dialect.is_disconnect(exc, connection, None)  # type: ignore[arg-type]
+        if broken:
+            pooled.invalidate(exc)
+        raise DBAPIError.instance(
+            sql,
+            params,
+            exc,
+            psycopg.Error,
+            connection_invalidated=broken,
+            dialect=bind.dialect,
+        ) from exc
+    finally:
+        pooled.close()  # back to the pool (or discarded, if invalidated)
+
+
+def _session_rows(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in session.connection().exec_driver_sql(sql, params)]

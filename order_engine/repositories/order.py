@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, Table, and_, func, not_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from order_engine.db import run_statement
 from order_engine.models import (
     DEFAULT_ACCOUNT_ID,
     IN_FLIGHT,
@@ -165,7 +166,8 @@ class OrderRepository:
         step's value for a column wins). The conditions are checked once, against the row as
         it was: what two transitions in one transaction would do, in one round trip and
         without BEGIN and COMMIT of its own. The events in seq order, or None (nothing
-        written) when the order was not in an expected status or its lease is another's."""
+        written) when the order was not in an expected status or its lease is another's.
+        Called outside a unit of work, the statement is one (`db.run_statement`)."""
         if not steps:
             raise ValueError("no step to take")
         expected_set = [expected] if isinstance(expected, OrderStatus) else list(expected)
@@ -207,20 +209,20 @@ class OrderRepository:
                 params[f"v_{name}"] = value.seconds
             else:
                 params[f"v_{name}"] = Jsonb(value) if isinstance(value, dict | list) else value
-        rows = self.session.connection().exec_driver_sql(sql, params).all()
+        rows = run_statement(self.session, sql, params)
         if not rows:
             return None
-        first_seq = min(row.seq for row in rows)
+        first_seq = min(seq for seq, _attempt in rows)
         return [
             OrderEvent(
                 order_id=order_id,
-                seq=row.seq,
-                status=steps[row.seq - first_seq].status.value,
-                attempt=row.attempt,
-                data=steps[row.seq - first_seq].event_data,
+                seq=seq,
+                status=steps[seq - first_seq].status.value,
+                attempt=attempt,
+                data=steps[seq - first_seq].event_data,
                 at=at,
             )
-            for row in sorted(rows, key=lambda row: row.seq)
+            for seq, attempt in sorted(rows)
         ]
 
     def claim(self, order_id: uuid.UUID, owner: str, lease_s: int) -> Order | None:

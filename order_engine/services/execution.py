@@ -593,14 +593,14 @@ class ExecutionService:
         from the status this attempt moved the order to, or from any of `expected` (a
         failure, from wherever it happened). `claiming`: the first step also claims the
         order, which must be fresh (NotClaimed, nothing committed, if it is not)."""
-        with unit_of_work(self.session):
-            events = self.orders.transitions(
-                attempt.order.id,
-                tuple(expected) if expected is not None else attempt.status,
-                steps,
-                lease_owner=attempt.executor,
-                claim_lease_s=self.settings.order_lease_s if claiming else None,
-            )
+        # One statement, so its own unit of work (no session transaction: db.run_statement).
+        events = self.orders.transitions(
+            attempt.order.id,
+            tuple(expected) if expected is not None else attempt.status,
+            steps,
+            lease_owner=attempt.executor,
+            claim_lease_s=self.settings.order_lease_s if claiming else None,
+        )
         if events is None and claiming:
             raise NotClaimed(f"order {attempt.order.id} is not fresh")
         if events is None:
