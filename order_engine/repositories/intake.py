@@ -1,7 +1,7 @@
 """The statements of the API's hot paths, as plain SQL: the order row with its first event at
 intake (with the account's in-flight count, when it has a cap), and an order's history for
-the streams. Takes a Session; never commits (the service's
-unit of work does).
+the streams. Takes a Session; never commits (the service's unit of work does, or a statement
+run outside one is its own: `db.run_statement`).
 
 Plain SQL text rather than ORM statements because each runs once per request: building an ORM
 statement cost more CPU than running it. The ORM's data access for orders is OrderRepository.
@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from order_engine.db import run_statement
 from order_engine.models import Order
 from order_engine.repositories.order import COUNT_UNFINISHED
 
@@ -38,14 +39,8 @@ class IntakeRepository:
     ) -> bool:
         """Insert `order` and its `pending` event (seq 1, data as JSON text) in one statement;
         False when the account already has an order under the same Idempotency-Key."""
-        row = (
-            self.session.connection()
-            .exec_driver_sql(
-                INSERT_ORDER_WITH_FIRST_EVENT, _insert_params(order, key, now, first_data)
-            )
-            .first()
-        )
-        return row is not None
+        params = _insert_params(order, key, now, first_data)
+        return bool(run_statement(self.session, INSERT_ORDER_WITH_FIRST_EVENT, params))
 
     def insert_unless_near_cap(
         self, order: Order, key: str | None, now: datetime, first_data: str, far: int
@@ -54,10 +49,8 @@ class IntakeRepository:
         unfinished orders: nothing is inserted when it reaches `far` (NEAR_CAP: the caller
         then takes the locked path) or when the Idempotency-Key is taken (KEY_TAKEN)."""
         params = {**_insert_params(order, key, now, first_data), "account": order.account_id}
-        unfinished, inserted = (
-            self.session.connection()
-            .exec_driver_sql(INSERT_ORDER_UNLESS_NEAR_CAP, {**params, "up_to": far})
-            .one()
+        [(unfinished, inserted)] = run_statement(
+            self.session, INSERT_ORDER_UNLESS_NEAR_CAP, {**params, "up_to": far}
         )
         if inserted is not None:
             return Intake.INSERTED

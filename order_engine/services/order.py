@@ -88,15 +88,14 @@ class OrderService:
         fingerprint = _fingerprint(order_data)
         trigger, trigger_data = self._trigger_fields(order_data)
         fields = (order_data, idempotency_key, fingerprint, account_id, trigger, trigger_data)
-        # Far from the cap, or with none, one statement on an autocommit connection counts (if
-        # there is a cap) and inserts: one round trip, where BEGIN, the count, the insert and
-        # COMMIT took four. Within IN_FLIGHT_SLACK of the cap, the locked path below.
+        # Far from the cap, or with none, one statement counts (if there is a cap) and inserts,
+        # a unit of work by itself (db.run_statement): one round trip, where BEGIN, the count,
+        # the insert and COMMIT took four. Within IN_FLIGHT_SLACK of the cap, the locked path.
         far = max_in_flight - IN_FLIGHT_SLACK if max_in_flight else None
         order, first = self._new_order(*fields)
         outcome = Intake.NEAR_CAP
         if far is None or far > 0:
-            with unit_of_work(self.session):
-                outcome = self._insert(order, first, far)
+            outcome = self._insert(order, first, far)
         if outcome is Intake.NEAR_CAP:
             with self.session.begin():
                 self._check_in_flight(account_id, max_in_flight or 0, idempotency_key)

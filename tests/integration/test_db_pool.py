@@ -108,44 +108,45 @@ def test_a_pinging_pool_pings_only_connections_idle_past_the_window(database_url
         engine.dispose()
 
 
-def test_a_statement_run_alone_commits_by_itself_and_leaves_the_connection_for_transactions(
-    database_url,
-):
+@pytest.fixture
+def engine_of_one(database_url):
+    """An engine whose pool holds one connection: every checkout gets the same one."""
     engine = make_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS alone (n int)"))
-        with Session(engine) as session:
-            assert db.run_statement(
-                session, "INSERT INTO alone VALUES (%(n)s) RETURNING n", {"n": 1}
-            ) == [(1,)]
-            assert not session.in_transaction()
-            # The same pooled connection (pool of one) is back in transaction mode: this
-            # insert is rolled back with its transaction.
-            with session.begin():
-                session.execute(text("INSERT INTO alone VALUES (2)"))
-                session.rollback()
-            assert db.run_statement(session, "SELECT n FROM alone ORDER BY n", {}) == [(1,)]
-    finally:
-        engine.dispose()
+    yield engine
+    engine.dispose()
+
+
+def test_a_statement_run_alone_commits_by_itself_and_leaves_the_connection_for_transactions(
+    engine_of_one,
+):
+    with engine_of_one.begin() as conn:
+        conn.execute(text("CREATE TEMP TABLE IF NOT EXISTS alone (n int)"))
+    with Session(engine_of_one) as session:
+        inserted = db.run_statement(
+            session, "INSERT INTO alone VALUES (%(n)s) RETURNING n", {"n": 1}
+        )
+        assert inserted == [(1,)]
+        assert not session.in_transaction()
+        # The same pooled connection is back in transaction mode: this insert is rolled back
+        # with its transaction.
+        with session.begin():
+            session.execute(text("INSERT INTO alone VALUES (2)"))
+            session.rollback()
+        assert db.run_statement(session, "SELECT n FROM alone ORDER BY n", {}) == [(1,)]
 
 
 def test_a_statement_run_alone_fails_as_through_sqlalchemy_and_drops_a_broken_connection(
-    database_url,
+    engine_of_one,
 ):
-    engine = make_engine(database_url, pool_size=1, max_overflow=0)
-    try:
-        with Session(engine) as session:
-            (pid,) = db.run_statement(session, "SELECT pg_backend_pid()", {})[0]
-            with pytest.raises(DataError) as refused:  # psycopg's error, wrapped
-                db.run_statement(session, "SELECT 1 / %(zero)s", {"zero": 0})
-            assert not refused.value.connection_invalidated
-            assert db.run_statement(session, "SELECT pg_backend_pid()", {}) == [(pid,)]
+    with Session(engine_of_one) as session:
+        (pid,) = db.run_statement(session, "SELECT pg_backend_pid()", {})[0]
+        with pytest.raises(DataError) as refused:  # psycopg's error, wrapped
+            db.run_statement(session, "SELECT 1 / %(zero)s", {"zero": 0})
+        assert not refused.value.connection_invalidated
+        assert db.run_statement(session, "SELECT pg_backend_pid()", {}) == [(pid,)]
 
-            with pytest.raises(OperationalError) as ended:  # what tasks retry on
-                db.run_statement(session, "SELECT pg_terminate_backend(pg_backend_pid())", {})
-            assert ended.value.connection_invalidated
-            # Not pooled again: the next statement runs on a new session of the server.
-            assert db.run_statement(session, "SELECT pg_backend_pid()", {}) != [(pid,)]
-    finally:
-        engine.dispose()
+        with pytest.raises(OperationalError) as ended:  # what tasks retry on
+            db.run_statement(session, "SELECT pg_terminate_backend(pg_backend_pid())", {})
+        assert ended.value.connection_invalidated
+        # Not pooled again: the next statement runs on a new session of the server.
+        assert db.run_statement(session, "SELECT pg_backend_pid()", {}) != [(pid,)]

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from solders.keypair import Keypair
-from sqlalchemy import Engine, event, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from order_engine.chain.pools import PoolIndex
@@ -26,6 +25,7 @@ from order_engine.services.execution import ExecutionService, Outcome, RetryLate
 from order_engine.services.task_copy import task_copy
 from order_engine.venues.errors import RpcUnavailable
 from tests.support.factories import add_order
+from tests.support.statements import statements_sent
 
 pytestmark = pytest.mark.integration
 
@@ -318,21 +318,6 @@ def fresh_order(session: Session, memo: str) -> tuple[uuid.UUID, dict]:
     return order.id, copy
 
 
-@contextmanager
-def statements_run():
-    """The statements sent to PostgreSQL meanwhile (not the session's BEGIN/COMMIT)."""
-    statements: list[str] = []
-
-    def note(_conn, _cursor, statement, *_args) -> None:
-        statements.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", note)
-    try:
-        yield statements
-    finally:
-        event.remove(Engine, "before_cursor_execute", note)
-
-
 def lifecycle(session: Session, order_id: uuid.UUID) -> list[tuple[str, int]]:
     with session.begin():
         rows = session.execute(
@@ -346,12 +331,12 @@ def test_a_fresh_order_is_claimed_by_its_routing_transition_one_statement_sooner
     service, chain, node, clock, session = rig
     fresh_id, copy = fresh_order(session, "fresh")
     usual_id, _ = fresh_order(session, "usual")
-    with statements_run() as by_copy:
+    with statements_sent() as by_copy:
         assert service.execute(fresh_id, "executor-a", copy) == Outcome.CONFIRMED
-    with statements_run() as usual:
+    with statements_sent() as usual:
         assert service.execute(usual_id, "executor-b") == Outcome.CONFIRMED
     assert len(by_copy) == len(usual) - 1
-    assert not any(s.lstrip().startswith("UPDATE orders") for s in by_copy)  # no lone claim
+    assert not any(s.sql.lstrip().startswith("UPDATE orders") for s in by_copy)  # no lone claim
     assert (
         lifecycle(session, fresh_id)
         == lifecycle(session, usual_id)

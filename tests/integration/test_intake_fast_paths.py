@@ -8,13 +8,11 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from psycopg.pq import TransactionStatus
-from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from order_engine import create_app, dispatch
@@ -25,6 +23,7 @@ from order_engine.services.order import IN_FLIGHT_SLACK, SubmittedOrder
 from order_engine.services.reconciler import ReconcilerService
 from order_engine.tasking import is_amqp
 from tests.support.factories import add_account, add_order, build_order
+from tests.support.statements import Sent, statements_sent
 
 pytestmark = pytest.mark.integration
 
@@ -158,25 +157,16 @@ def test_history_tells_an_unknown_order_from_one_without_later_events(app, clien
 
 def test_a_stream_opening_on_an_active_order_replays_its_live_record_without_a_query(app, client):
     order_id = uuid.UUID(client.post("/api/orders/execute", json=VALID).get_json()["orderId"])
-    statements: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:
-        if not statement.startswith(("SAVEPOINT", "RELEASE")):  # the test's rolled-back session
-            statements.append(statement)
-
     with app.test_request_context():
         service = order_service()
         from_database = service.history(order_id)
-        event.listen(Engine, "before_cursor_execute", count)
-        try:
+        with statements_sent() as statements:
             replayed = service.opening_history(order_id, 0, DEFAULT_ACCOUNT_ID)
             assert statements == []  # Redis answered
             assert service.opening_history(order_id, 1, None) == []  # an admin's, resumed
             assert statements == []
             assert service.opening_history(order_id, 0, uuid.uuid4()) is None  # not theirs
             assert len(statements) == 1  # the database said so
-        finally:
-            event.remove(Engine, "before_cursor_execute", count)
     assert replayed == from_database
     assert [e["status"] for e in replayed] == ["pending"]
 
@@ -184,16 +174,9 @@ def test_a_stream_opening_on_an_active_order_replays_its_live_record_without_a_q
 # -- intake's one statement ------------------------------------------------------------------
 
 CAP = 200  # the shipped MAX_ORDERS_IN_FLIGHT; far from it is the common case
-# What the tests' rolled-back sessions add around each unit of work.
-SAVEPOINTS = ("SAVEPOINT", "RELEASE", "ROLLBACK TO")
 
 
-@dataclass(frozen=True)
-class Ran:
-    sql: str
-    autocommit: bool  # on an autocommit connection: psycopg sent no BEGIN and no COMMIT
-    idle_after: bool  # and the server had no transaction open once it had run
-
+class Ran(Sent):
     @property
     def counted_insert(self) -> bool:
         return self.sql.startswith("WITH unfinished")
@@ -205,19 +188,11 @@ class Ran:
 
 @contextmanager
 def statements_run() -> Iterator[list[Ran]]:
-    """The statements every engine runs while inside, SAVEPOINT bookkeeping left out."""
+    """The statements sent meanwhile (tests/support/statements.py), as intake's."""
     ran: list[Ran] = []
-
-    def note(_conn, cursor, statement, *_args) -> None:
-        if not statement.startswith(SAVEPOINTS):
-            idle = cursor.connection.info.transaction_status == TransactionStatus.IDLE
-            ran.append(Ran(statement, cursor.connection.autocommit, idle))
-
-    event.listen(Engine, "after_cursor_execute", note)
-    try:
+    with statements_sent() as sent:
         yield ran
-    finally:
-        event.remove(Engine, "after_cursor_execute", note)
+    ran.extend(Ran(s.sql, s.autocommit, s.idle_after) for s in sent)
 
 
 def submit(account_id: uuid.UUID, cap: int, key: str | None = None, **change) -> SubmittedOrder:
