@@ -53,8 +53,11 @@ def execute_order(self: Task, order_id: str, order: dict[str, Any] | None = None
         return execution_service().execute(uuid.UUID(order_id), new_executor_id(), copy)
     except RetryLater as later:
         # Venue-level transient failure: the service already recorded `pending` with the
-        # next attempt's time, so retry with exactly that countdown.
-        raise self.retry(exc=later.error, countdown=later.countdown_s) from later
+        # next attempt's time, so retry with exactly that countdown. The retry reads the row,
+        # so its message carries the id alone, not intake's copy.
+        raise self.retry(
+            exc=later.error, countdown=later.countdown_s, kwargs={"order_id": order_id}
+        ) from later
 
 
 @shared_task(name=queues.RECONCILE_ORDERS, ignore_result=True, acks_late=False)
