@@ -374,13 +374,15 @@ def live_updates(run: Run) -> dict[str, Any]:
     """
     plan, stack = run.plan, run.stack
     n = plan.ws_subscribers
-    # One thread per socket, shared by 2 processes; the margin covers gunicorn's uneven
-    # accepts between its workers (threads are only created when needed).
-    threads = math.ceil(n * 0.55) + 64
+    # gevent: each process takes at most API_WORKER_CONNECTIONS sockets at once; the two
+    # share the subscribers unevenly (gunicorn's accepts), hence the margin.
+    per_process = math.ceil(n * 0.55) + 100
     stack.stop("worker", grace_s=5)
     stack.reset()
     _localnet(run, ZERO_LATENCY)
-    api_settings = {"WEB_CONCURRENCY": str(WS_WORKERS), "API_THREADS": str(threads)}
+    api_settings = {"WEB_CONCURRENCY": str(WS_WORKERS)}
+    if per_process > child_settings(stack.env()).api_worker_connections:
+        api_settings["API_WORKER_CONNECTIONS"] = str(per_process)
     run.commands["api_ws"] = stack.start_api(api_settings)
     run.monitor.set_phase("ws_create")
     created = run.http(
@@ -407,7 +409,10 @@ def live_updates(run: Run) -> dict[str, Any]:
         requested=n,
         orders_created=len(order_ids),
         connect_phase_s=round(connected_s, 1),
-        api_settings={**api_settings, "worker_connections": threads + 100},
+        api_settings={
+            **api_settings,
+            "worker_connections": stack.settings["api"].api_worker_connections,
+        },
         api_worker_class=stack.settings["api"].api_worker_class,
         api_threads_peak=_peak_threads(run.monitor, "ws_stream"),
         worker_latency=ZERO_LATENCY,

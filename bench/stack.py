@@ -63,7 +63,6 @@ BENCH_DATABASE = "order_engine_bench"
 APP_REDIS_DB, BROKER_REDIS_DB = 12, 13
 TASK_QUEUE = "orders"
 READY_TIMEOUT_S = 90
-GUNICORN_DEFAULT_CONNECTIONS = 1000
 
 
 class StackError(RuntimeError):
@@ -276,10 +275,6 @@ class Stack:
         settings = child_settings(env)
         argv = _with_option(list(api_program(settings).argv), "--bind", f"127.0.0.1:{self.port}")
         argv[argv.index("order_engine.wsgi:app")] = self.wsgi_app
-        # gthread accepts at most worker_connections sockets per process; each WebSocket holds
-        # one, so raise it when the threads (one per socket) outnumber gunicorn's default.
-        if settings.api_threads + 100 > GUNICORN_DEFAULT_CONNECTIONS:
-            argv += ["--worker-connections", str(settings.api_threads + 100)]
         self._start("api", argv, env)
         self.settings["api"] = settings
         self._wait("api", self._api_ready, "the API to answer /readyz")
