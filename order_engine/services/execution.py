@@ -184,7 +184,9 @@ class ExecutionService:
         was not claimed here (nothing was written)."""
         attempt: Attempt | None = None
         try:
-            attempt = self._attempt(order, executor, recovering=False)
+            # Its `pending` is timed by the claim (_advance_many): one not claimed here is
+            # claimed the usual way, or by someone else, who time it.
+            attempt = self._attempt(order, executor, recovering=False, claimed=False)
             return self._run(attempt, claiming=True)
         except NotClaimed:
             log.info("order %s: not fresh; claiming it the usual way", order.id)
@@ -216,15 +218,18 @@ class ExecutionService:
         attempt.claimed = True
         return attempt
 
-    def _attempt(self, order: Order, executor: str, recovering: bool) -> Attempt:
-        """An attempt at `order` as its claim (or take-over) returned it."""
+    def _attempt(
+        self, order: Order, executor: str, recovering: bool, claimed: bool = True
+    ) -> Attempt:
+        """An attempt at `order` as its claim (or take-over) returned it (`claimed` False: as
+        intake's copy says it is, to be claimed by its first transition)."""
         logs.bind(order_id=order.id, attempt=order.attempts)
         status = OrderStatus(order.status)
         clock = metrics.StatusClock()
         if status is OrderStatus.ROUTING and not recovering and order.triggered_at is not None:
             # Routed by the trigger engine: its time in `routing` runs from the trigger.
             clock.since -= max((datetime.now(UTC) - order.triggered_at).total_seconds(), 0.0)
-        elif not recovering:
+        elif not recovering and claimed:
             _observe_pending(order)
         # A sniper's token_out is a mint the registry does not list: its decimals are read
         # from the chain (once per process).
@@ -606,6 +611,8 @@ class ExecutionService:
         if events is None:
             raise LeaseLost(f"order {attempt.order.id}: lost the lease before {steps[0].status}")
         payloads = [event_payload(event) for event in events]
+        if claiming:
+            _observe_pending(attempt.order)
         attempt.claimed = True
         previous = attempt.status
         for step in steps:

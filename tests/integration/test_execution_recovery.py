@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from prometheus_client import REGISTRY
 from solders.keypair import Keypair
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -426,3 +427,35 @@ def test_a_copy_that_is_not_one_of_ours_is_ignored(rig, copy):
         Outcome.CONFIRMED
     )
     assert order_row(session, order_id).attempts == 1
+
+
+def pending_timed() -> float:
+    """How many times an order's `pending` has been timed in this process (the metric)."""
+    count = REGISTRY.get_sample_value(
+        "order_engine_order_status_seconds_count", {"status": "pending"}
+    )
+    return count or 0.0
+
+
+def test_a_fresh_orders_pending_is_timed_once_whichever_way_it_is_claimed(rig):
+    service, chain, node, clock, session = rig
+    by_copy, copy = fresh_order(session, "timed-by-copy")
+    before = pending_timed()
+    assert service.execute(by_copy, "executor-a", copy) == Outcome.CONFIRMED
+    assert pending_timed() == before + 1
+
+    elsewhere, copy = fresh_order(session, "timed-elsewhere")
+    with session.begin():
+        assert service.orders.claim(elsewhere, "other-executor", 60) is not None
+    before = pending_timed()
+    assert service.execute(elsewhere, "executor-b", copy) == Outcome.SKIPPED
+    assert pending_timed() == before  # not claimed here: its claimer times it
+
+    tried, copy = fresh_order(session, "timed-after-a-try")
+    chain.plan = ["refuse"]
+    with pytest.raises(RetryLater):
+        service.execute(tried, "executor-c", copy)
+    clock.advance_ms(60_000)
+    before = pending_timed()
+    assert service.execute(tried, "executor-d", copy) == Outcome.CONFIRMED  # the usual claim
+    assert pending_timed() == before + 1
