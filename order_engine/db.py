@@ -214,17 +214,16 @@ def init_app(app: Flask) -> None:
 
 
 @contextmanager
-def unit_of_work(session: Session, statements: int = 1) -> Iterator[None]:
-    """A unit of work of `statements` statements on `session`.
-
-    More than one run in a transaction, as `session.begin()` does. One statement is atomic by
-    itself in PostgreSQL, so it runs on an autocommit connection: psycopg sends BEGIN and
-    COMMIT as round trips of their own, so this saves two of every three (the worker's claim
-    and single transitions, the stream's history read). A session bound to a connection
-    already in a transaction (the tests' rolled-back sessions) keeps it.
+def unit_of_work(session: Session) -> Iterator[None]:
+    """A unit of work of one statement on `session` (or of statements each atomic alone, as a
+    claim and the take-over tried after it). One statement is atomic by itself in PostgreSQL,
+    so it runs on an autocommit connection: psycopg sends BEGIN and COMMIT as round trips of
+    their own, so this saves two of every three (the worker's claim, the stream's history
+    read). Statements that must commit together use `session.begin()`. A session bound to a
+    connection already in a transaction (the tests' rolled-back sessions) keeps it.
     """
     with session.begin():
-        if statements == 1 and isinstance(session.get_bind(), Engine):
+        if isinstance(session.get_bind(), Engine):
             session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield
 

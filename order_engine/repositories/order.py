@@ -209,20 +209,19 @@ class OrderRepository:
                 params[f"v_{name}"] = value.seconds
             else:
                 params[f"v_{name}"] = Jsonb(value) if isinstance(value, dict | list) else value
-        rows = run_statement(self.session, sql, params)
+        rows = sorted(run_statement(self.session, sql, params))  # RETURNING has no order
         if not rows:
             return None
-        first_seq = min(seq for seq, _attempt in rows)
         return [
             OrderEvent(
                 order_id=order_id,
                 seq=seq,
-                status=steps[seq - first_seq].status.value,
+                status=step.status.value,
                 attempt=attempt,
-                data=steps[seq - first_seq].event_data,
+                data=step.event_data,
                 at=at,
             )
-            for seq, attempt in sorted(rows)
+            for (seq, attempt), step in zip(rows, steps, strict=True)
         ]
 
     def claim(self, order_id: uuid.UUID, owner: str, lease_s: int) -> Order | None:
