@@ -8,7 +8,6 @@ worker, Celery child) never uses a parent's pooled connections.
 from __future__ import annotations
 
 import logging
-import select
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -16,6 +15,7 @@ from typing import Any
 
 import psycopg
 from flask import Flask, current_app, g
+from gevent.monkey import get_original
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from order_engine.process import PROCESS
 
 log = logging.getLogger(__name__)
+
+# The operating system's select(), even in a process gevent has patched: asked with a zero
+# timeout it never blocks, while gevent's cooperative one switches to the hub on every call (a
+# greenlet switch and an I/O watcher per pool checkout: 3 % of the worker's CPU by profile).
+_select_now = get_original("select", "select")
 
 # In a forked child the parent's pooled connections are dropped, never closed: closing would
 # end the parent's sessions on the server (SQLAlchemy's pooling docs, "using with fork").
@@ -134,7 +139,7 @@ def _refuse_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any
     if dbapi_connection.closed:
         raise DisconnectionError("the connection is closed")
     try:
-        readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+        readable, _, _ = _select_now([dbapi_connection.fileno()], [], [], 0)
     except (OSError, ValueError) as exc:
         raise DisconnectionError(f"the connection's socket is unusable: {exc}") from exc
     if readable:
