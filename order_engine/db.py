@@ -246,13 +246,28 @@ def run_statement(session: Session, sql: str, params: dict[str, Any]) -> list[tu
     is invalidated rather than pooled again. A session bound to a connection (the tests' rolled
     back sessions) takes the session's way.
     """
-    bind = session.get_bind()
+    engine = standalone_engine(session)
+    if engine is not None:
+        return run_on_engine(engine, sql, params)
     if session.in_transaction():
         return _session_rows(session, sql, params)
-    if not isinstance(bind, Engine):
-        with unit_of_work(session):
-            return _session_rows(session, sql, params)
-    pooled = bind.raw_connection()  # checked out with the pool's checks (db.make_engine)
+    with unit_of_work(session):
+        return _session_rows(session, sql, params)
+
+
+def standalone_engine(session: Session) -> Engine | None:
+    """The engine a statement of `session` would run on as a unit of work by itself (see
+    `run_statement`): None inside the session's transaction, or for a session bound to a
+    connection."""
+    if session.in_transaction():
+        return None
+    bind = session.get_bind()
+    return bind if isinstance(bind, Engine) else None
+
+
+def run_on_engine(engine: Engine, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """One statement on a pooled connection in autocommit, through psycopg (`run_statement`)."""
+    pooled = engine.raw_connection()  # checked out with the pool's checks (db.make_engine)
     connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
     try:
         connection.autocommit = True
@@ -265,7 +280,7 @@ def run_statement(session: Session, sql: str, params: dict[str, Any]) -> list[tu
                 # The pool hands it to sessions next, which expect transactions.
                 connection.autocommit = False
     except psycopg.Error as exc:
-        broken = bind.dialect.is_disconnect(exc, connection, None)  # type: ignore[arg-type]
+        broken = engine.dialect.is_disconnect(exc, connection, None)  # type: ignore[arg-type]
         if broken:
             pooled.invalidate(exc)
         raise DBAPIError.instance(
@@ -274,7 +289,7 @@ def run_statement(session: Session, sql: str, params: dict[str, Any]) -> list[tu
             exc,
             psycopg.Error,
             connection_invalidated=broken,
-            dialect=bind.dialect,
+            dialect=engine.dialect,
         ) from exc
     finally:
         pooled.close()  # back to the pool (or discarded, if invalidated)

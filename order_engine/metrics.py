@@ -110,6 +110,13 @@ WEBSOCKETS_OPEN = Gauge(
     "WebSockets open on the API processes.",
     multiprocess_mode="livesum",
 )
+BATCH_SIZE = Histogram(
+    PREFIX + "batch_size",
+    "Calls run together by one round trip (batching.GroupCommit), by what they are: "
+    "`transitions` (statements), `events` (publications).",
+    ["what"],
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 RPC_SECONDS = Histogram(
     PREFIX + "rpc_seconds",
     "Solana JSON-RPC call latency, by method.",

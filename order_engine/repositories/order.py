@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import ColumnElement, Table, and_, func, not_, or_, select, update
+from sqlalchemy import ColumnElement, Engine, Table, and_, func, not_, or_, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
-from order_engine.db import run_statement
+from order_engine.batching import MAX_BATCH, GroupCommit
+from order_engine.db import run_on_engine, run_statement, standalone_engine
 from order_engine.models import (
     DEFAULT_ACCOUNT_ID,
     IN_FLIGHT,
@@ -28,6 +31,7 @@ from order_engine.models import (
     OrderEvent,
     OrderStatus,
 )
+from order_engine.process import PROCESS
 
 
 @dataclass(frozen=True)
@@ -182,7 +186,7 @@ class OrderRepository:
             values.update(step.values)
         plain = tuple(sorted(k for k, v in values.items() if not isinstance(v, LeaseExpiry)))
         leases = tuple(sorted(k for k, v in values.items() if isinstance(v, LeaseExpiry)))
-        sql = _transition_sql(
+        shape = _Shape(
             tuple(sorted(s.value for s in expected_set)),
             plain,
             leases,
@@ -190,26 +194,29 @@ class OrderRepository:
             require_no_transaction,
             require_waiting,
             claim_lease_s is not None,
-            len(steps),
+            tuple(step.status.value for step in steps),
         )
         at = datetime.now(UTC)
-        params: dict[str, Any] = {
+        row: dict[str, Any] = {
             "id": order_id,
-            "new": steps[-1].status.value,
             "owner": lease_owner,
             "data": Jsonb(steps[-1].event_data),
             "at": at,
             "claim_lease_s": claim_lease_s,
         }
         for index, step in enumerate(steps[:-1]):
-            params[f"status_{index}"] = step.status.value
-            params[f"data_{index}"] = Jsonb(step.event_data)
+            row[f"data_{index}"] = Jsonb(step.event_data)
         for name, value in values.items():
             if isinstance(value, LeaseExpiry):
-                params[f"v_{name}"] = value.seconds
+                row[f"v_{name}"] = value.seconds
             else:
-                params[f"v_{name}"] = Jsonb(value) if isinstance(value, dict | list) else value
-        rows = sorted(run_statement(self.session, sql, params))  # RETURNING has no order
+                row[f"v_{name}"] = Jsonb(value) if isinstance(value, dict | list) else value
+        engine = standalone_engine(self.session)
+        if engine is None:  # part of the caller's transaction
+            rows = run_statement(self.session, _transition_sql(shape), shape.shared() | row)
+        else:  # a unit of work by itself, batched with other orders' of the same shape
+            rows = _transition_batches(engine).submit(shape, row)
+        rows = sorted(rows)  # RETURNING has no order
         if not rows:
             return None
         return [
@@ -443,9 +450,7 @@ RETURNING *
 
 # A transition that claims (the executor's first one for a fresh market order, which it routed
 # and built from the task's copy of the order before touching the row): the claim's columns…
-_CLAIM_ASSIGNMENTS = {
-    "lease_owner": "%(owner)s",
-    "lease_until": "now() + make_interval(secs => %(claim_lease_s)s)",
+_CLAIM_COUNTERS = {
     "deliveries": "deliveries + 1",
     "attempts": "attempts + 1",
     "next_attempt_at": "NULL",
@@ -458,65 +463,192 @@ _FRESH = (
 )
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """What makes two transitions one statement's text: those of one shape, from different
+    orders, can run as one batched statement."""
+
+    expected: tuple[str, ...]
+    columns: tuple[str, ...]
+    leases: tuple[str, ...]
+    by_owner: bool
+    no_transaction: bool
+    waiting: bool | None
+    claim: bool
+    statuses: tuple[str, ...]  # one per step, the last one the order's new status
+
+    def shared(self) -> dict[str, Any]:
+        """The parameters every order of the shape has in common: the steps' statuses."""
+        params = {f"status_{index}": status for index, status in enumerate(self.statuses[:-1])}
+        params["new"] = self.statuses[-1]
+        return params
+
+    def row_names(self) -> list[str]:
+        """The parameters of one order, with the SQL type of each (batched: arrays of it)."""
+        steps = len(self.statuses)
+        return (
+            ["id", "owner", "data", "at", "claim_lease_s"]
+            + [f"data_{index}" for index in range(steps - 1)]
+            + [f"v_{name}" for name in self.columns + self.leases]
+        )
+
+    def row_type(self, name: str) -> str:
+        if name.startswith("v_"):
+            column = name[2:]
+            return "integer" if column in self.leases else _COLUMN_TYPES[column]
+        return _ROW_TYPES.get(name, "jsonb")
+
+
+_COLUMN_TYPES = {
+    column.name: column.type.compile(dialect=postgresql.dialect())
+    for column in cast(Table, Order.__table__).columns
+}
+_ROW_TYPES = {
+    "id": "uuid",
+    "owner": "text",
+    "at": "timestamptz",
+    "claim_lease_s": "integer",
+}
+
+
+def _transition_batches(engine: Engine) -> GroupCommit[dict[str, Any], list[tuple[Any, ...]]]:
+    """This process's batcher of standalone transitions on `engine`."""
+    return PROCESS.get(
+        "transition_batches",
+        id(engine),
+        lambda: GroupCommit(
+            "transitions", functools.partial(_run_transitions, engine), max_batch=MAX_BATCH
+        ),
+    )
+
+
+def _run_transitions(
+    engine: Engine, shape: Hashable, rows: Sequence[dict[str, Any]]
+) -> list[list[tuple[Any, ...]] | BaseException]:
+    """Run same-shape transitions of different orders: alone, one statement; together, one
+    statement for all (one round trip and one commit), each order's compare-and-set checked
+    on its own row as before. If that statement fails on one order's data (it never should:
+    a constraint), each runs alone again, so that only that order hears of it; a failure of
+    the connection goes to every order of the batch, none of whose rows it changed."""
+    assert isinstance(shape, _Shape)
+    if len(rows) == 1:
+        return [run_on_engine(engine, _transition_sql(shape), shape.shared() | rows[0])]
+    params = shape.shared()
+    params["b_i"] = list(range(len(rows)))
+    for name in shape.row_names():
+        params[f"b_{name}"] = [row[name] for row in rows]
+    try:
+        found = run_on_engine(engine, _transition_sql(shape, batched=True), params)
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        outcomes: list[list[tuple[Any, ...]] | BaseException] = []
+        for row in rows:
+            try:
+                outcomes.append(run_on_engine(engine, _transition_sql(shape), shape.shared() | row))
+            except DBAPIError as alone:
+                outcomes.append(alone)
+        return outcomes
+    by_row: list[list[tuple[Any, ...]]] = [[] for _ in rows]
+    for index, seq, attempt in found:
+        by_row[index].append((seq, attempt))
+    return list(by_row)
+
+
 @functools.cache
-def _transition_sql(
-    expected: tuple[str, ...],
-    columns: tuple[str, ...],
-    leases: tuple[str, ...],
-    by_owner: bool,
-    no_transaction: bool,
-    waiting: bool | None = None,
-    claim: bool = False,
-    steps: int = 1,
-) -> str:
+def _transition_sql(shape: _Shape, batched: bool = False) -> str:
     """The compare-and-set UPDATE feeding the event INSERT through a CTE, written once per
     shape: one round trip, and no SQL built per call on the hot path. Under READ COMMITTED a
     concurrent second UPDATE waits, re-checks the WHERE clause and matches nothing. The
     expected statuses are written into the SQL (they are the state machine's own names): as a
     list parameter, psycopg's array dumping cost 2.5 % of the worker's CPU.
 
-    With several `steps`, the row moves straight to the last status (`%(new)s`) and its seq by
+    With several steps, the row moves straight to the last status (`%(new)s`) and its seq by
     as many; each earlier step's event (`%(status_i)s`, `%(data_i)s`) takes the seq before.
     A statement cannot update one row twice, and nobody else can see the row between two
-    transitions of one transaction anyway."""
-    unknown = set(columns + leases) - _ORDER_COLUMNS
+    transitions of one transaction anyway.
+
+    `batched`: the same for several orders, whose own parameters come as arrays (`%(b_id)s`
+    …, unnested into the rows of `b`, `b.i` numbering them); it returns each event's
+    (i, seq, attempt). Each row is checked on its own: the orders whose check fails are left
+    as they are, the others move. Two rows of `b` naming one order (one order delivered
+    twice, both copies in one batch) update it once: one of them wins, as two statements
+    would have it."""
+    unknown = set(shape.columns + shape.leases) - _ORDER_COLUMNS
     if unknown:
         raise ValueError(f"not columns of orders: {sorted(unknown)}")
-    statuses = [OrderStatus(name).value for name in expected]  # a ValueError if not one
+    statuses = [OrderStatus(name).value for name in shape.expected]  # a ValueError if not one
+    steps = len(shape.statuses)
+
+    def own(name: str) -> str:  # one order's parameter
+        return f"b.{name}" if batched else f"%({name})s"
+
     assignments = ["status = %(new)s", f"last_seq = last_seq + {steps}", "updated_at = now()"]
-    assignments += [f"{name} = %(v_{name})s" for name in columns]
-    assignments += [f"{name} = now() + make_interval(secs => %(v_{name})s)" for name in leases]
+    assignments += [f"{name} = {own('v_' + name)}" for name in shape.columns]
+    assignments += [
+        f"{name} = now() + make_interval(secs => {own('v_' + name)})" for name in shape.leases
+    ]
     in_statuses = ", ".join(f"'{name}'" for name in statuses)
-    conditions = ["id = %(id)s", f"status IN ({in_statuses})"]
-    if by_owner:
-        conditions.append("lease_owner = %(owner)s")
-    if no_transaction:
+    conditions = [f"orders.id = {own('id')}", f"status IN ({in_statuses})"]
+    if shape.by_owner:
+        conditions.append(f"lease_owner = {own('owner')}")
+    if shape.no_transaction:
         conditions.append("tx_hash IS NULL")
-    if waiting is not None:
-        conditions.append("waiting" if waiting else "NOT waiting")
-    if claim:
+    if shape.waiting is not None:
+        conditions.append("waiting" if shape.waiting else "NOT waiting")
+    if shape.claim:
         # A column the steps set too takes the steps' value: they come after the claim.
+        claim_assignments = {
+            "lease_owner": own("owner"),
+            "lease_until": f"now() + make_interval(secs => {own('claim_lease_s')})",
+            **_CLAIM_COUNTERS,
+        }
         assignments += [
             f"{name} = {value}"
-            for name, value in _CLAIM_ASSIGNMENTS.items()
-            if name not in columns + leases
+            for name, value in claim_assignments.items()
+            if name not in shape.columns + shape.leases
         ]
         conditions.append(_FRESH)
+
+    def carried(name: str) -> str:  # one order's parameter, in the INSERT from `moved`
+        return f"moved.{name}" if batched else f"%({name})s"
+
     events = [
-        f"SELECT id, last_seq - {steps - 1 - index}, %(status_{index})s, attempts,"
-        f" %(data_{index})s, %(at)s FROM moved"
+        f"SELECT moved.id, last_seq - {steps - 1 - index}, %(status_{index})s, attempts,"
+        f" {carried(f'data_{index}')}, {carried('at')} FROM moved"
         for index in range(steps - 1)
     ]
-    events.append("SELECT id, last_seq, %(new)s, attempts, %(data)s, %(at)s FROM moved")
+    events.append(
+        f"SELECT moved.id, last_seq, %(new)s, attempts, {carried('data')}, {carried('at')}"
+        " FROM moved"
+    )
+    update_sql = "UPDATE orders SET " + ", ".join(assignments)
+    if not batched:
+        return (
+            f"WITH moved AS ({update_sql} WHERE "
+            + " AND ".join(conditions)
+            + " RETURNING orders.id, last_seq, attempts) "
+            "INSERT INTO order_events (order_id, seq, status, attempt, data, at) "
+            + " UNION ALL ".join(events)
+            + " RETURNING seq, attempt"
+        )
+    names = ["i", *shape.row_names()]
+    arrays = ", ".join(
+        f"%(b_{name})s::{'integer' if name == 'i' else shape.row_type(name)}[]" for name in names
+    )
+    returned = ", ".join(
+        f"b.{name}" for name in ["i", "at", "data"] + [f"data_{i}" for i in range(steps - 1)]
+    )
     return (
-        "WITH moved AS (UPDATE orders SET "
-        + ", ".join(assignments)
-        + " WHERE "
+        f"WITH b AS (SELECT * FROM unnest({arrays}) AS b({', '.join(names)})), "
+        f"moved AS ({update_sql} FROM b WHERE "
         + " AND ".join(conditions)
-        + " RETURNING id, last_seq, attempts) "
-        "INSERT INTO order_events (order_id, seq, status, attempt, data, at) "
+        + f" RETURNING orders.id, orders.last_seq, orders.attempts, {returned}), "
+        "inserted AS (INSERT INTO order_events (order_id, seq, status, attempt, data, at) "
         + " UNION ALL ".join(events)
-        + " RETURNING seq, attempt"
+        + " RETURNING order_id, seq, attempt) "
+        "SELECT moved.i, inserted.seq, inserted.attempt FROM inserted"
+        " JOIN moved ON moved.id = inserted.order_id"
     )
 
 
