@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import redis
 
+from order_engine.batching import GroupCommit
 from order_engine.models import OrderEvent, OrderStatus
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,11 @@ class EventPublisher:
         self.client = client
         self.terminal_ttl_s = terminal_ttl_s
         self._script = client.register_script(_PUBLISH_SCRIPT)
+        # Publications that meet in flight (other orders' events, committed meanwhile) go in
+        # one script call: the script takes any number of orders' events.
+        self._batches: GroupCommit[tuple[list[str], list[str | int]], bool] = GroupCommit(
+            "events", self._run_publications
+        )
 
     def publish(self, payload: dict[str, Any], account_id: uuid.UUID | None = None) -> bool:
         """Publish one committed event; False (logged) if Redis is unreachable. `account_id`,
@@ -139,12 +146,22 @@ class EventPublisher:
             ttl = self.terminal_ttl_s if terminal else ACTIVE_SNAPSHOT_TTL_S
             args += [json.dumps(payload, separators=(",", ":")), ttl, owner]
         try:
-            self._script(keys=keys, args=args)
+            self._batches.submit(None, (keys, args))
         except redis.RedisError as exc:
             first = payloads[0]
             log.warning("could not publish %s seq %s: %s", first["orderId"], first["seq"], exc)
             return False
         return True
+
+    def _run_publications(
+        self, _kind: object, calls: Sequence[tuple[list[str], list[str | int]]]
+    ) -> list[bool]:
+        """One script call for every order's events in `calls` (each call's in seq order)."""
+        self._script(
+            keys=[key for keys, _ in calls for key in keys],
+            args=[arg for _, args in calls for arg in args],
+        )
+        return [True] * len(calls)
 
     def recorded_events(
         self, order_id: uuid.UUID, account_id: uuid.UUID | None
