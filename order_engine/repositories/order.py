@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, cast
 
 from psycopg.types.json import Jsonb
@@ -511,6 +512,15 @@ _ROW_TYPES = {
 }
 
 
+def _one_type(values: list[Any]) -> list[Any]:
+    """An array's values, of one Python type as psycopg needs: whole numbers given for a
+    numeric column beside decimals become decimals."""
+    kinds = {type(value) for value in values if value is not None}
+    if len(kinds) > 1 and kinds <= {int, Decimal}:
+        return [value if value is None else Decimal(value) for value in values]
+    return values
+
+
 def _transition_batches(engine: Engine) -> GroupCommit[dict[str, Any], list[tuple[Any, ...]]]:
     """This process's batcher of standalone transitions on `engine`."""
     return PROCESS.get(
@@ -536,7 +546,7 @@ def _run_transitions(
     params = shape.shared()
     params["b_i"] = list(range(len(rows)))
     for name in shape.row_names():
-        params[f"b_{name}"] = [row[name] for row in rows]
+        params[f"b_{name}"] = _one_type([row[name] for row in rows])
     try:
         found = run_on_engine(engine, _transition_sql(shape, batched=True), params)
     except DBAPIError as exc:
@@ -633,8 +643,10 @@ def _transition_sql(shape: _Shape, batched: bool = False) -> str:
             + " RETURNING seq, attempt"
         )
     names = ["i", *shape.row_names()]
+    # Binary (`%(…)b`): in text format every element of an array is escaped, and a JSON
+    # document is mostly quotes to escape (140 µs of client CPU an order, against 35).
     arrays = ", ".join(
-        f"%(b_{name})s::{'integer' if name == 'i' else shape.row_type(name)}[]" for name in names
+        f"%(b_{name})b::{'integer' if name == 'i' else shape.row_type(name)}[]" for name in names
     )
     returned = ", ".join(
         f"b.{name}" for name in ["i", "at", "data"] + [f"data_{i}" for i in range(steps - 1)]

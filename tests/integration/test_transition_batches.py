@@ -4,6 +4,7 @@ order's compare-and-set still its own."""
 import threading
 import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import Engine, delete, text
@@ -111,9 +112,18 @@ def held_then_batched(engine, first, others, steps, **kwargs):
     return results, [s.sql for s in sent if "UPDATE orders" in s.sql]
 
 
+def quoted(order_id):
+    # Whole numbers and decimals for one numeric column, as callers may pass them.
+    return 2 if order_id.int % 2 else Decimal("2.5")
+
+
 def route_and_build(order_id):
     return [
-        Step(OrderStatus.ROUTING, {"routed": str(order_id)}, {"dex": "raydium"}),
+        Step(
+            OrderStatus.ROUTING,
+            {"routed": str(order_id)},
+            {"dex": "raydium", "quoted_amount_out": quoted(order_id)},
+        ),
         Step(
             OrderStatus.BUILDING,
             {"built": str(order_id)},
@@ -137,6 +147,11 @@ def test_transitions_that_meet_in_flight_are_one_statement_with_each_orders_own_
             (3, "building", {"built": str(order_id)}),
         ]
         assert row_of(engine, order_id) == ("building", 3, "raydium", f"sig-{order_id}", "worker-a")
+        with engine.connect() as conn:
+            stored = conn.execute(
+                text("SELECT quoted_amount_out FROM orders WHERE id = :id"), {"id": order_id}
+            ).scalar()
+        assert stored == quoted(order_id)
         assert [(seq, status) for seq, status, _ in events_of(engine, order_id)] == [
             (1, "pending"),
             (2, "routing"),
