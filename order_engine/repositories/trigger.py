@@ -21,6 +21,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
 
+from order_engine.db import run_statement
 from order_engine.models import OrderEvent
 
 
@@ -43,6 +44,8 @@ class Candidate:
     limit_price: Decimal | None
     max_price: Decimal | None
 
+
+_ANY_WAITING_SQL = "SELECT EXISTS (SELECT 1 FROM orders WHERE waiting AND status = 'pending')"
 
 _CANDIDATES_SQL = """
 SELECT o.id, o.type, o.token_in, o.token_out, o.amount_in, o.limit_price, o.max_price
@@ -107,6 +110,12 @@ SELECT inserted.*, moved.type, moved.created_at
 class TriggerRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
+
+    def any_waiting(self) -> bool:
+        """Whether any order waits for its trigger: a look at the waiting orders' partial
+        index (migration 0007), which is empty when none waits."""
+        [(found,)] = run_statement(self.session, _ANY_WAITING_SQL, {})
+        return bool(found)
 
     def candidates(self, pairs: Sequence[PairBound], per_pair: int) -> list[Candidate]:
         """Waiting orders whose trigger price is at or below their pair's best price: the only

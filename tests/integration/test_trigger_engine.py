@@ -24,9 +24,10 @@ from order_engine.models import OrderStatus
 from order_engine.repositories.order import OrderRepository
 from order_engine.routing import Router
 from order_engine.services.execution import ExecutionService, Outcome
-from order_engine.services.trigger import TriggerService
+from order_engine.services.trigger import Evaluation, TriggerService
 from order_engine.tokens import resolve
 from tests.support.factories import add_order
+from tests.support.statements import statements_sent
 
 pytestmark = pytest.mark.integration
 
@@ -93,6 +94,23 @@ def sol_price(market) -> Decimal:
     sol, usdc = resolve("SOL"), resolve("USDC")
     decision = router.route(sol, usdc, sol.one)
     return usdc.from_atoms(decision.amount_out)
+
+
+def test_with_no_order_waiting_an_evaluation_reads_no_pool_and_sends_one_statement(
+    engine, clean_tables, market, monkeypatch
+):
+    router, _ = market
+    with Session(bind=engine) as session, session.begin():
+        add_order(session, first_event={})  # a market order: it waits for no trigger
+    read = []
+    monkeypatch.setattr(router.pools, "views", lambda refs: read.append(refs) or [])
+    with statements_sent() as sent:
+        assert service(engine, market, Recorder()).evaluate() == Evaluation()
+    assert read == []
+    assert len(sent) == 1
+    add_waiting(engine, "1000000")  # far above the market: it keeps waiting
+    service(engine, market, Recorder()).evaluate()
+    assert len(read) == 1  # now the pools are read
 
 
 def test_evaluation_triggers_exactly_the_limits_the_quote_meets(engine, clean_tables, market):
