@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import uuid
+from collections.abc import Hashable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +33,7 @@ from kombu.utils.json import dumps
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from order_engine.batching import GroupCommit
 from order_engine.process import PROCESS
 from order_engine.queues import EVALUATE_TRIGGERS, EXECUTE_ORDER, RECONCILE_ORDERS, is_redis
 
@@ -130,6 +132,9 @@ class RedisTaskSender:
         self.send_sent_event = bool(celery_app.conf.task_send_sent_event)
         # kombu's fanout topic for the event exchange: keyprefix_fanout + exchange/routing key.
         self.event_topic = f"/{db}.{celery_app.conf.event_exchange}/task.sent"
+        self._batches: GroupCommit[tuple[dict[str, Any], str], str] = GroupCommit(
+            "tasks", self._send_batch
+        )
 
     @classmethod
     def for_app(cls, celery_app: Celery) -> RedisTaskSender | None:
@@ -160,16 +165,19 @@ class RedisTaskSender:
         return cls(celery_app, client, queue, db)
 
     def send(self, name: str, kwargs: dict[str, Any]) -> str:
-        """Queue task `name`; returns its id. Raises redis.RedisError if the broker fails."""
-        pipe = self.client.pipeline(transaction=False)
-        task_id = self._queue(pipe, name, kwargs)
-        pipe.execute()
-        return task_id
+        """Queue task `name`; returns its id. Raises redis.RedisError if the broker fails.
+        Sends that meet in flight (concurrent requests' orders) share one pipelined round
+        trip (`batching.GroupCommit`)."""
+        # reply_to is the sending thread's (Celery's thread_oid), not the batch's flusher's.
+        return self._batches.submit(name, (kwargs, self.app.thread_oid))
 
     def send_many(self, name: str, kwargs_list: list[dict[str, Any]]) -> list[str]:
         """Queue one task `name` per kwargs, in one round trip; returns their ids."""
+        return self._send_batch(name, [(kwargs, self.app.thread_oid) for kwargs in kwargs_list])
+
+    def _send_batch(self, name: Hashable, calls: Sequence[tuple[dict[str, Any], str]]) -> list[str]:
         pipe = self.client.pipeline(transaction=False)
-        task_ids = [self._queue(pipe, name, kwargs) for kwargs in kwargs_list]
+        task_ids = [self._queue(pipe, str(name), kwargs, reply_to) for kwargs, reply_to in calls]
         pipe.execute()
         return task_ids
 
@@ -187,7 +195,7 @@ class RedisTaskSender:
         except (redis.RedisError, ValueError, KeyError, TypeError):
             return None
 
-    def _queue(self, pipe: Any, name: str, kwargs: dict[str, Any]) -> str:
+    def _queue(self, pipe: Any, name: str, kwargs: dict[str, Any], reply_to: str) -> str:
         app = self.app
         task_id = str(uuid.uuid4())
         # Celery's own message builder: the worker sees the same headers and body as from
@@ -198,7 +206,7 @@ class RedisTaskSender:
             (),
             kwargs,
             kwargsrepr=kwargs_repr(kwargs),
-            reply_to=app.thread_oid,
+            reply_to=reply_to,
             create_sent_event=self.send_sent_event,
             origin=self.hostname,
             ignore_result=None,  # what send_task passes when the caller sets none

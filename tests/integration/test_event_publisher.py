@@ -5,6 +5,7 @@ reading a record back for a stream that opens, only when it is whole."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 
 import pytest
@@ -13,6 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from order_engine.events import EventPublisher
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -169,3 +171,35 @@ def test_an_unreachable_redis_reads_as_no_record():
 
 
 STATUSES = ["pending", "routing", "building", "submitted"]
+
+
+def test_publications_that_meet_in_flight_share_one_script_call(publisher, redis_client):
+    calls: list[list[str]] = []
+    first_held, release = threading.Event(), threading.Event()
+    script = publisher._script
+
+    def held_script(keys, args):
+        calls.append(list(keys))
+        if len(calls) == 1:
+            first_held.set()
+            release.wait(5)
+        return script(keys=keys, args=args)
+
+    publisher._script = held_script
+    orders = [str(uuid.uuid4()) for _ in range(4)]
+    threads = [
+        threading.Thread(target=publisher.publish, args=(event(order_id, 1, "pending"),))
+        for order_id in orders
+    ]
+    threads[0].start()
+    assert first_held.wait(5)
+    for thread in threads[1:]:
+        thread.start()
+    wait_until(lambda: publisher._batches.queued() == 3, 5, "the other publications to queue")
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert len(calls) == 2
+    assert sorted(calls[1]) == sorted(f"active_order:{order_id}" for order_id in orders[1:])
+    for order_id in orders:
+        assert seqs_of(record(redis_client, order_id)) == [1]

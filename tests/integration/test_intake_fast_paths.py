@@ -3,6 +3,7 @@ reconciler reads the direct sender's queue to tell a backlog from a lost message
 
 import base64
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from order_engine.services.reconciler import ReconcilerService
 from order_engine.tasking import is_amqp
 from tests.support.factories import add_account, add_order, build_order
 from tests.support.statements import Sent, statements_sent
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -421,3 +423,52 @@ def test_the_reconciler_leaves_the_orders_still_queued_behind_the_queues_head(
         assert sender.oldest_queued_order() is None
         resent = reconciler.run()
     assert {second, third} <= set(resent)
+
+
+def test_sends_that_meet_in_flight_share_one_round_trip(app, broker):
+    sender = dispatch.task_sender(app.extensions["celery"])
+    assert sender is not None
+    batches: list[list[str]] = []  # the orders each pipeline carried
+    first_held, release = threading.Event(), threading.Event()
+    queue_one, pipeline = sender._queue, sender.client.pipeline
+
+    def noted_pipeline(*args, **kwargs):
+        batches.append([])
+        return pipeline(*args, **kwargs)
+
+    def held_queue(pipe, name, kwargs, reply_to):
+        batches[-1].append(kwargs["order_id"])
+        if not first_held.is_set():
+            first_held.set()
+            release.wait(5)
+        return queue_one(pipe, name, kwargs, reply_to)
+
+    sender._queue = held_queue  # type: ignore[method-assign]
+    sender.client.pipeline = noted_pipeline  # type: ignore[method-assign]
+    try:
+        order_ids = [str(uuid.uuid4()) for _ in range(5)]
+        ids: dict[str, str] = {}
+
+        def send(order_id: str) -> None:
+            ids[order_id] = sender.send(dispatch.EXECUTE_ORDER, {"order_id": order_id})
+
+        threads = [threading.Thread(target=send, args=(order_id,)) for order_id in order_ids]
+        threads[0].start()
+        assert first_held.wait(5)
+        for thread in threads[1:]:
+            thread.start()
+        wait_until(lambda: sender._batches.queued() == 4, 5, "the other sends to queue")
+        release.set()
+        for thread in threads:
+            thread.join(5)
+    finally:
+        del sender._queue, sender.client.pipeline
+    assert [len(orders) for orders in batches] == [1, 4]
+    queued = {
+        _decode(raw)["headers"]["id"]: json.loads(base64.b64decode(json.loads(raw)["body"]))[1]
+        for raw in broker.lrange("orders", 0, -1)
+    }
+    # Every order's own message, under the task id its caller was given.
+    assert {task_id: kwargs["order_id"] for task_id, kwargs in queued.items()} == {
+        task_id: order_id for order_id, task_id in ids.items()
+    }
