@@ -10,15 +10,21 @@ statement cost more CPU than running it. The ORM's data access for orders is Ord
 from __future__ import annotations
 
 import enum
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Engine, Table
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from order_engine.db import run_statement
+from order_engine.batching import GroupCommit
+from order_engine.db import run_on_engine, run_statement, standalone_engine
 from order_engine.models import Order
+from order_engine.process import PROCESS
 from order_engine.repositories.order import COUNT_UNFINISHED
 
 
@@ -40,6 +46,10 @@ class IntakeRepository:
         """Insert `order` and its `pending` event (seq 1, data as JSON text) in one statement;
         False when the account already has an order under the same Idempotency-Key."""
         params = _insert_params(order, key, now, first_data)
+        engine = standalone_engine(self.session)
+        if engine is not None:  # batched with concurrent requests' (group commit)
+            seen, inserted = _intake_batches(engine).submit(None, params)
+            return inserted
         return bool(run_statement(self.session, INSERT_ORDER_WITH_FIRST_EVENT, params))
 
     def insert_unless_near_cap(
@@ -48,11 +58,18 @@ class IntakeRepository:
         """As `insert_with_first_event`, in the same statement as the count of the account's
         unfinished orders: nothing is inserted when it reaches `far` (NEAR_CAP: the caller
         then takes the locked path) or when the Idempotency-Key is taken (KEY_TAKEN)."""
-        params = {**_insert_params(order, key, now, first_data), "account": order.account_id}
-        [(unfinished, inserted)] = run_statement(
-            self.session, INSERT_ORDER_UNLESS_NEAR_CAP, {**params, "up_to": far}
-        )
-        if inserted is not None:
+        params = _insert_params(order, key, now, first_data)
+        engine = standalone_engine(self.session)
+        if engine is not None:  # batched with concurrent requests' (group commit)
+            unfinished, inserted = _intake_batches(engine).submit(far, params)
+        else:
+            [(unfinished, order_id)] = run_statement(
+                self.session,
+                INSERT_ORDER_UNLESS_NEAR_CAP,
+                {**params, "account": order.account_id, "up_to": far},
+            )
+            inserted = order_id is not None
+        if inserted:
             return Intake.INSERTED
         return Intake.NEAR_CAP if unfinished >= far else Intake.KEY_TAKEN
 
@@ -89,6 +106,59 @@ def _insert_params(order: Order, key: str | None, now: datetime, first_data: str
         "triggered_at": order.triggered_at,
         "data": first_data,
     }
+
+
+def _intake_batches(engine: Engine) -> GroupCommit[dict[str, Any], tuple[int, bool]]:
+    """This process's batcher of intake statements on `engine`; a batch's kind is its cap's
+    `far` (None: no cap)."""
+    return PROCESS.get(
+        "intake_batches",
+        id(engine),
+        lambda: GroupCommit("intake", functools.partial(_run_intake, engine)),
+    )
+
+
+def _run_intake(
+    engine: Engine, far: Hashable, rows: Sequence[dict[str, Any]]
+) -> list[tuple[int, bool] | BaseException]:
+    """Concurrent requests' intake statements, one batch: alone, the one-order statement;
+    together, one statement for all (one round trip, one commit). Each returns (the account's
+    unfinished orders the order was counted against, whether it was inserted). A failure on
+    one order's data runs each alone again, so that only that request hears of it; a lost
+    connection fails them all, as it would have failed each."""
+    assert far is None or isinstance(far, int)
+    if len(rows) == 1:
+        return [_intake_alone(engine, far, rows[0])]
+    params: dict[str, Any] = {"b_i": list(range(len(rows))), "up_to": far}
+    for name in _BATCH_COLUMNS:
+        params[f"b_{name}"] = [row[name] for row in rows]
+    try:
+        found = run_on_engine(
+            engine, INSERT_ORDERS_BATCH if far is None else INSERT_ORDERS_BATCH_CAPPED, params
+        )
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+        outcomes: list[tuple[int, bool] | BaseException] = []
+        for row in rows:
+            try:
+                outcomes.append(_intake_alone(engine, far, row))
+            except DBAPIError as alone:
+                outcomes.append(alone)
+        return outcomes
+    by_row: list[tuple[int, bool]] = [(0, False)] * len(rows)
+    for index, seen, inserted in found:
+        by_row[index] = (seen, bool(inserted))
+    return list(by_row)
+
+
+def _intake_alone(engine: Engine, far: int | None, row: dict[str, Any]) -> tuple[int, bool]:
+    if far is None:
+        return 0, bool(run_on_engine(engine, INSERT_ORDER_WITH_FIRST_EVENT, row))
+    [(unfinished, order_id)] = run_on_engine(
+        engine, INSERT_ORDER_UNLESS_NEAR_CAP, {**row, "account": row["account_id"], "up_to": far}
+    )
+    return unfinished, order_id is not None
 
 
 # Intake's one statement: the order row and its `pending` event (seq 1, so `last_seq` is 1
@@ -160,6 +230,77 @@ WITH unfinished (n) AS (
 {_FIRST_EVENT}
 )
 SELECT n, (SELECT order_id FROM first_event) FROM unfinished"""
+
+# The same for several requests' orders in one statement (group commit, `_run_intake`): each
+# order's values are one element of an array parameter (binary: no escaping), unnested into
+# the rows of `b`. ON CONFLICT DO NOTHING also skips a second row of the batch with the same
+# key as a first (a client's retry racing its request): only the first is inserted. Each row
+# comes back as (b.i, the unfinished orders it was counted against, whether it was inserted).
+_BATCH_COLUMNS = (
+    "id", "account_id", "type", "token_in", "token_out", "amount_in", "slippage_bps",
+    "client_order_id", "idempotency_key", "request_fingerprint", "now", "limit_price",
+    "max_price", "trigger_price", "expires_at", "waiting", "triggered_at", "data",
+)  # fmt: skip
+
+
+def _batch_type(name: str) -> str:
+    if name == "now":
+        return "timestamptz"
+    if name == "data":
+        return "text"
+    column = cast(Table, Order.__table__).columns[name]
+    return str(column.type.compile(dialect=postgresql.dialect()))
+
+
+_BATCH_ROWS = (
+    "WITH b AS (SELECT * FROM unnest(%(b_i)b::integer[], "
+    + ", ".join(f"%(b_{name})b::{_batch_type(name)}[]" for name in _BATCH_COLUMNS)
+    + f") AS b(i, {', '.join(_BATCH_COLUMNS)}))"
+)
+_BATCH_VALUES = _ORDER_VALUES.replace("%(", "b.").replace(")s", "")
+_BATCH_FIRST_EVENTS = """first_event AS (
+    INSERT INTO order_events (order_id, seq, status, attempt, data, at)
+    SELECT b.id, 1, 'pending', 0, b.data::jsonb, b.now FROM new_order JOIN b ON b.id = new_order.id
+    RETURNING order_id
+)"""
+
+INSERT_ORDERS_BATCH = f"""{_BATCH_ROWS},
+new_order AS (
+    {_INSERT_ORDER}
+    SELECT
+{_BATCH_VALUES}
+    FROM b ORDER BY b.i
+    ON CONFLICT (account_id, idempotency_key) DO NOTHING
+    RETURNING id
+),
+{_BATCH_FIRST_EVENTS}
+SELECT b.i, 0, first_event.order_id IS NOT NULL
+FROM b LEFT JOIN first_event ON first_event.order_id = b.id"""
+
+# With the cap: each order is counted against its account's unfinished orders (as
+# COUNT_UNFINISHED counts them, up to `up_to`) plus the batch's earlier orders of the same
+# account, so a batch admits no more than the same requests one after the other would.
+INSERT_ORDERS_BATCH_CAPPED = f"""{_BATCH_ROWS},
+counted AS (
+    SELECT b.*, (
+        SELECT count(*) FROM (
+            SELECT 1 FROM orders o WHERE o.account_id = b.account_id
+            AND o.status NOT IN ('confirmed', 'failed', 'cancelled') LIMIT %(up_to)s
+        ) AS unfinished
+    ) + row_number() OVER (PARTITION BY b.account_id ORDER BY b.i) - 1 AS seen
+    FROM b
+),
+new_order AS (
+    {_INSERT_ORDER}
+    SELECT
+{_BATCH_VALUES.replace("b.", "counted.")}
+    FROM counted WHERE counted.seen < %(up_to)s ORDER BY counted.i
+    ON CONFLICT (account_id, idempotency_key) DO NOTHING
+    RETURNING id
+),
+{_BATCH_FIRST_EVENTS}
+SELECT b.i, counted.seen, first_event.order_id IS NOT NULL
+FROM b JOIN counted ON counted.i = b.i LEFT JOIN first_event ON first_event.order_id = b.id"""
 
 # An order's events after a seq, or one all-NULL row when it has none after it, or no row at
 # all when there is no such order (the LEFT JOIN keeps the order row without events).
