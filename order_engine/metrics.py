@@ -113,7 +113,8 @@ WEBSOCKETS_OPEN = Gauge(
 BATCH_SIZE = Histogram(
     PREFIX + "batch_size",
     "Calls run together by one round trip (batching.GroupCommit), by what they are: "
-    "`transitions` (statements), `events` (publications), `tasks` (Celery messages sent).",
+    "`transitions` (statements), `intake` (inserts), `events` (publications), `tasks` "
+    "(Celery messages sent).",
     ["what"],
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
