@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from flask import Flask, current_app, g
@@ -23,6 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from order_engine.process import PROCESS
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # The operating system's select(), even in a process gevent has patched: asked with a zero
 # timeout it never blocks, while gevent's cooperative one switches to the hub on every call (a
@@ -293,6 +296,27 @@ def run_on_engine(engine: Engine, sql: str, params: dict[str, Any]) -> list[tupl
         ) from exc
     finally:
         pooled.close()  # back to the pool (or discarded, if invalidated)
+
+
+def together_or_each_alone(
+    rows: Sequence[T], together: Callable[[], list[R]], alone: Callable[[T], R]
+) -> list[R | BaseException]:
+    """Group commit's fallback: `together()` runs one statement for every row and returns each
+    row's result. If it fails on some row's data (a constraint), it changed nothing, and each
+    row runs `alone` instead, so that only the rows at fault get their error; a failure that
+    broke the connection goes to every row, as it would have to each alone."""
+    try:
+        return list(together())
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise
+    outcomes: list[R | BaseException] = []
+    for row in rows:
+        try:
+            outcomes.append(alone(row))
+        except DBAPIError as failed:
+            outcomes.append(failed)
+    return outcomes
 
 
 def _session_rows(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:

@@ -12,6 +12,9 @@ What it holds, by kind (and who builds it):
 - `chain`: the JSON-RPC client, pool index, router and wallet (`resources.chain_resources`),
   and `fillable`, the pairs' fill bounds read from the chain (`resources.max_fillable_atoms`);
 - `task_sender`: the direct Redis task sender per Celery app (`dispatch.task_sender`).
+- `transition_batches`, `intake_batches`: the group-commit batchers of standalone transitions
+  and of intake's inserts per engine, with their flusher threads (`repositories/order.py`,
+  `repositories/intake.py`; `batching.GroupCommit`).
 
 Why one object: a forked child must not use what its parent built. Pooled connections would be
 shared by two processes (their replies interleave), and threads (the hub's reader) do not

@@ -12,17 +12,21 @@ from __future__ import annotations
 import enum
 import functools
 import uuid
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from order_engine.batching import GroupCommit
-from order_engine.db import run_on_engine, run_statement, standalone_engine
+from order_engine.db import (
+    run_on_engine,
+    run_statement,
+    standalone_engine,
+    together_or_each_alone,
+)
 from order_engine.models import Order
 from order_engine.process import PROCESS
 from order_engine.repositories.order import COUNT_UNFINISHED
@@ -45,12 +49,8 @@ class IntakeRepository:
     ) -> bool:
         """Insert `order` and its `pending` event (seq 1, data as JSON text) in one statement;
         False when the account already has an order under the same Idempotency-Key."""
-        params = _insert_params(order, key, now, first_data)
-        engine = standalone_engine(self.session)
-        if engine is not None:  # batched with concurrent requests' (group commit)
-            seen, inserted = _intake_batches(engine).submit(None, params)
-            return inserted
-        return bool(run_statement(self.session, INSERT_ORDER_WITH_FIRST_EVENT, params))
+        _unfinished, inserted = self._insert(_insert_params(order, key, now, first_data), None)
+        return inserted
 
     def insert_unless_near_cap(
         self, order: Order, key: str | None, now: datetime, first_data: str, far: int
@@ -58,20 +58,18 @@ class IntakeRepository:
         """As `insert_with_first_event`, in the same statement as the count of the account's
         unfinished orders: nothing is inserted when it reaches `far` (NEAR_CAP: the caller
         then takes the locked path) or when the Idempotency-Key is taken (KEY_TAKEN)."""
-        params = _insert_params(order, key, now, first_data)
-        engine = standalone_engine(self.session)
-        if engine is not None:  # batched with concurrent requests' (group commit)
-            unfinished, inserted = _intake_batches(engine).submit(far, params)
-        else:
-            [(unfinished, order_id)] = run_statement(
-                self.session,
-                INSERT_ORDER_UNLESS_NEAR_CAP,
-                {**params, "account": order.account_id, "up_to": far},
-            )
-            inserted = order_id is not None
+        unfinished, inserted = self._insert(_insert_params(order, key, now, first_data), far)
         if inserted:
             return Intake.INSERTED
         return Intake.NEAR_CAP if unfinished >= far else Intake.KEY_TAKEN
+
+    def _insert(self, params: dict[str, Any], far: int | None) -> tuple[int, bool]:
+        """Outside a transaction, batched with concurrent requests' (group commit); inside
+        one, as part of it."""
+        engine = standalone_engine(self.session)
+        if engine is not None:
+            return _intake_batches(engine).submit(far, params)
+        return _intake_alone(functools.partial(run_statement, self.session), far, params)
 
     def history(
         self, order_id: uuid.UUID, after_seq: int, account_id: uuid.UUID | None
@@ -127,36 +125,34 @@ def _run_intake(
     one order's data runs each alone again, so that only that request hears of it; a lost
     connection fails them all, as it would have failed each."""
     assert far is None or isinstance(far, int)
+
+    def together() -> list[tuple[int, bool]]:
+        params: dict[str, Any] = {"b_i": list(range(len(rows))), "up_to": far}
+        for name in _BATCH_COLUMNS:
+            params[f"b_{name}"] = [row[name] for row in rows]
+        sql = INSERT_ORDERS_BATCH if far is None else INSERT_ORDERS_BATCH_CAPPED
+        by_row: list[tuple[int, bool]] = [(0, False)] * len(rows)
+        for index, seen, inserted in run_on_engine(engine, sql, params):
+            by_row[index] = (seen, bool(inserted))
+        return by_row
+
+    alone = functools.partial(_intake_alone, functools.partial(run_on_engine, engine), far)
     if len(rows) == 1:
-        return [_intake_alone(engine, far, rows[0])]
-    params: dict[str, Any] = {"b_i": list(range(len(rows))), "up_to": far}
-    for name in _BATCH_COLUMNS:
-        params[f"b_{name}"] = [row[name] for row in rows]
-    try:
-        found = run_on_engine(
-            engine, INSERT_ORDERS_BATCH if far is None else INSERT_ORDERS_BATCH_CAPPED, params
-        )
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise
-        outcomes: list[tuple[int, bool] | BaseException] = []
-        for row in rows:
-            try:
-                outcomes.append(_intake_alone(engine, far, row))
-            except DBAPIError as alone:
-                outcomes.append(alone)
-        return outcomes
-    by_row: list[tuple[int, bool]] = [(0, False)] * len(rows)
-    for index, seen, inserted in found:
-        by_row[index] = (seen, bool(inserted))
-    return list(by_row)
+        return [alone(rows[0])]
+    return together_or_each_alone(rows, together, alone)
 
 
-def _intake_alone(engine: Engine, far: int | None, row: dict[str, Any]) -> tuple[int, bool]:
+def _intake_alone(
+    run: Callable[[str, dict[str, Any]], list[tuple[Any, ...]]],
+    far: int | None,
+    row: dict[str, Any],
+) -> tuple[int, bool]:
+    """One order's intake statement, run by `run(sql, params)`: (the account's unfinished
+    orders it was counted against, 0 without a cap; whether it was inserted)."""
     if far is None:
-        return 0, bool(run_on_engine(engine, INSERT_ORDER_WITH_FIRST_EVENT, row))
-    [(unfinished, order_id)] = run_on_engine(
-        engine, INSERT_ORDER_UNLESS_NEAR_CAP, {**row, "account": row["account_id"], "up_to": far}
+        return 0, bool(run(INSERT_ORDER_WITH_FIRST_EVENT, row))
+    [(unfinished, order_id)] = run(
+        INSERT_ORDER_UNLESS_NEAR_CAP, {**row, "account": row["account_id"], "up_to": far}
     )
     return unfinished, order_id is not None
 

@@ -18,11 +18,15 @@ from typing import Any, cast
 from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, Engine, Table, and_, func, not_, or_, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
 from order_engine.batching import MAX_BATCH, GroupCommit
-from order_engine.db import run_on_engine, run_statement, standalone_engine
+from order_engine.db import (
+    run_on_engine,
+    run_statement,
+    standalone_engine,
+    together_or_each_alone,
+)
 from order_engine.models import (
     DEFAULT_ACCOUNT_ID,
     IN_FLIGHT,
@@ -541,28 +545,25 @@ def _run_transitions(
     a constraint), each runs alone again, so that only that order hears of it; a failure of
     the connection goes to every order of the batch, none of whose rows it changed."""
     assert isinstance(shape, _Shape)
+
+    def alone(row: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return run_on_engine(engine, _transition_sql(shape), shape.shared() | row)
+
+    def together() -> list[list[tuple[Any, ...]]]:
+        params = shape.shared()
+        params["b_i"] = list(range(len(rows)))
+        for name in shape.row_names():
+            params[f"b_{name}"] = _one_type([row[name] for row in rows])
+        by_row: list[list[tuple[Any, ...]]] = [[] for _ in rows]
+        for index, seq, attempt in run_on_engine(
+            engine, _transition_sql(shape, batched=True), params
+        ):
+            by_row[index].append((seq, attempt))
+        return by_row
+
     if len(rows) == 1:
-        return [run_on_engine(engine, _transition_sql(shape), shape.shared() | rows[0])]
-    params = shape.shared()
-    params["b_i"] = list(range(len(rows)))
-    for name in shape.row_names():
-        params[f"b_{name}"] = _one_type([row[name] for row in rows])
-    try:
-        found = run_on_engine(engine, _transition_sql(shape, batched=True), params)
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise
-        outcomes: list[list[tuple[Any, ...]] | BaseException] = []
-        for row in rows:
-            try:
-                outcomes.append(run_on_engine(engine, _transition_sql(shape), shape.shared() | row))
-            except DBAPIError as alone:
-                outcomes.append(alone)
-        return outcomes
-    by_row: list[list[tuple[Any, ...]]] = [[] for _ in rows]
-    for index, seq, attempt in found:
-        by_row[index].append((seq, attempt))
-    return list(by_row)
+        return [alone(rows[0])]
+    return together_or_each_alone(rows, together, alone)
 
 
 @functools.cache
