@@ -31,18 +31,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from solders.keypair import Keypair
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from order_engine import logs, metrics
 from order_engine.chain import tx as transactions
-from order_engine.chain.client import Chain, SignatureStatus, program_error
+from order_engine.chain.client import Blockhash, Chain, SignatureStatus, program_error
 from order_engine.chain.mints import token_for
 from order_engine.config import Settings
 from order_engine.db import unit_of_work
 from order_engine.events import Publisher, app_publisher, event_payload
 from order_engine.models import HAPPY_PATH, IN_FLIGHT, Order, OrderStatus
 from order_engine.repositories.order import OrderRepository, Step, lease_expiry
-from order_engine.routing import Router
+from order_engine.routing import RouteDecision, Router
 from order_engine.services import amounts, event_data
 from order_engine.services.retry_policy import retry_countdown
 from order_engine.services.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap
@@ -117,6 +118,24 @@ class Attempt:
     clock: metrics.StatusClock = field(default_factory=metrics.StatusClock)
     # Whether the order is ours: claimed (or taken over) before, or by its first transition.
     claimed: bool = False
+
+
+@dataclass(frozen=True)
+class _Built:
+    """A signed swap, and what recording it writes: its `building` event and the columns."""
+
+    blockhash: Blockhash
+    signature: str
+    encoded: str
+    slots_left: int
+    event: dict[str, Any]
+    values: dict[str, Any]
+
+
+def _same_transaction_as_another(error: IntegrityError) -> bool:
+    """Whether `error` is another order holding the transaction this one tried to record."""
+    diag = getattr(error.orig, "diag", None)
+    return getattr(diag, "constraint_name", None) == "uq_orders_tx_hash"
 
 
 def new_executor_id() -> str:
@@ -264,6 +283,42 @@ class ExecutionService:
         if (order.route or {}).get("requoted"):
             route["requoted"] = True  # at most one re-quote per order, across attempts
         minimum = amounts.minimum_out(order, attempt.token_out, decision.amount_out)
+        routed = {
+            "dex": decision.dex,
+            "route": route,
+            "quoted_amount_out": attempt.token_out.from_atoms(decision.amount_out),
+        }
+        memo = order.client_order_id or str(order.id)
+        while True:
+            built = self._build(attempt, decision, route, minimum, memo)
+            try:
+                self._record_build(attempt, routing_event, routed, built, claiming)
+                break
+            except IntegrityError as error:
+                if memo == str(order.id) or not _same_transaction_as_another(error):
+                    raise
+                # Another order of this wallet (the same client id, pair and amount) built
+                # these very bytes on this blockhash. Nothing was written; this order's
+                # transaction carries its own id instead, which no other order's can.
+                log.info("order %s: its transaction was another order's; rebuilt", order.id)
+                memo = str(order.id)
+        attempt.last_valid_height = built.blockhash.last_valid_block_height
+        attempt.expires_at = time.monotonic() + _slots(built.slots_left).total_seconds()
+        return self._send_and_settle(
+            attempt, built.encoded, built.signature, decision.dex, decision.amount_out
+        )
+
+    def _build(
+        self,
+        attempt: Attempt,
+        decision: RouteDecision,
+        route: dict[str, Any],
+        minimum: int,
+        memo: str,
+    ) -> _Built:
+        """Sign the swap of `decision` on the newest blockhash, with its `building` event and
+        the order's columns to record with it."""
+        order = attempt.order
         blockhash = self.chain.latest_blockhash()
         tx = build_swap(
             wallet=self.wallet,
@@ -273,13 +328,13 @@ class ExecutionService:
             decision=decision,
             minimum=minimum,
             blockhash=blockhash.value,
-            memo=order.client_order_id or str(order.id),
+            memo=memo,
             compute_unit_price=self.settings.compute_unit_price_micro_lamports,
         )
         signature = transactions.signature_of(tx)
         encoded = transactions.encode_transaction(tx)
         slots_left = blockhash.last_valid_block_height - blockhash.slot + 1
-        building_event = event_data.building(
+        event = event_data.building(
             dex=decision.dex,
             legs=route["legs"],
             token_out=attempt.token_out,
@@ -293,12 +348,7 @@ class ExecutionService:
             compute_unit_limit=COMPUTE_UNIT_LIMIT_PER_LEG * len(decision.legs),
             compute_unit_price=self.settings.compute_unit_price_micro_lamports,
         )
-        routed = {
-            "dex": decision.dex,
-            "route": route,
-            "quoted_amount_out": attempt.token_out.from_atoms(decision.amount_out),
-        }
-        built = {
+        values = {
             "min_amount_out": attempt.token_out.from_atoms(minimum),
             "tx_hash": signature,
             "signed_tx": encoded,
@@ -307,10 +357,20 @@ class ExecutionService:
             # this same transition, right before the send.
             "lease_until": lease_expiry(self.settings.order_lease_s),
         }
+        return _Built(blockhash, signature, encoded, slots_left, event, values)
+
+    def _record_build(
+        self,
+        attempt: Attempt,
+        routing_event: dict[str, Any],
+        routed: dict[str, Any],
+        built: _Built,
+        claiming: bool,
+    ) -> None:
         if attempt.status is OrderStatus.ROUTING:
             # Routed by the trigger engine (its event holds that decision); the route built is
             # this fresher one, which the `building` event and the order's columns record.
-            self._advance(attempt, OrderStatus.BUILDING, building_event, routed | built)
+            self._advance(attempt, OrderStatus.BUILDING, built.event, routed | built.values)
         else:
             # Routing and building are one unit of work: quoting and signing are local and
             # take a millisecond, so both transitions (and their events) are one statement.
@@ -318,13 +378,10 @@ class ExecutionService:
                 attempt,
                 [
                     Step(OrderStatus.ROUTING, routing_event, routed),
-                    Step(OrderStatus.BUILDING, building_event, built),
+                    Step(OrderStatus.BUILDING, built.event, built.values),
                 ],
                 claiming=claiming,
             )
-        attempt.last_valid_height = blockhash.last_valid_block_height
-        attempt.expires_at = time.monotonic() + _slots(slots_left).total_seconds()
-        return self._send_and_settle(attempt, encoded, signature, decision.dex, decision.amount_out)
 
     def _send_and_settle(
         self, attempt: Attempt, encoded: str, signature: str, dex: str, quoted: int

@@ -252,3 +252,19 @@ def test_a_client_can_resume_a_stream_after_a_seq(live_stack):
     resumed = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}&afterSeq=3")
     assert resumed.seqs == [4, 5]
     assert resumed.close_code == 1000
+
+
+def test_orders_alike_to_the_byte_each_get_their_own_transaction(live_stack):
+    # One client id, one pair, one amount, sent together: built within one slot, their
+    # transactions would be the same bytes (the memo is the client's id). Each order must
+    # still get a transaction of its own, at once, not after a lease runs out.
+    tag = f"twin-{uuid.uuid4().hex[:8]}"
+
+    def post(_):
+        return submit(live_stack, clientOrderId=tag, amount="0.31")
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        order_ids = list(pool.map(post, range(6)))
+    orders = [wait_terminal(live_stack, order_id, timeout_s=30) for order_id in order_ids]
+    assert {o["status"] for o in orders} == {"confirmed"}, live_stack.logs()
+    assert len({o["txHash"] for o in orders}) == 6
