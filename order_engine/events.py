@@ -122,6 +122,9 @@ class EventPublisher:
         self._batches: GroupCommit[tuple[list[str], list[str | int]], bool] = GroupCommit(
             "events", self._run_publications
         )
+        # Sockets opening together (a burst of orders, each followed) read their records in
+        # one MGET.
+        self._reads: GroupCommit[str, Any] = GroupCommit("history", self._run_reads)
 
     def publish(self, payload: dict[str, Any], account_id: uuid.UUID | None = None) -> bool:
         """Publish one committed event; False (logged) if Redis is unreachable. `account_id`,
@@ -163,6 +166,9 @@ class EventPublisher:
         )
         return [True] * len(calls)
 
+    def _run_reads(self, _kind: object, keys: Sequence[str]) -> list[Any]:
+        return list(self.client.mget(keys))
+
     def recorded_events(
         self, order_id: uuid.UUID, account_id: uuid.UUID | None
     ) -> list[dict[str, Any]] | None:
@@ -171,7 +177,7 @@ class EventPublisher:
         latest without a gap. None otherwise (no record, an expired one, an unreachable Redis):
         PostgreSQL has the answer then."""
         try:
-            raw = self.client.get(f"{SNAPSHOT_PREFIX}{order_id}")
+            raw = self._reads.submit(None, f"{SNAPSHOT_PREFIX}{order_id}")
         except redis.RedisError as exc:
             log.info("live record of %s unreadable (%s); reading the database", order_id, exc)
             return None

@@ -5,8 +5,8 @@ reading a record back for a stream that opens, only when it is whole."""
 from __future__ import annotations
 
 import json
-import threading
 import uuid
+from functools import partial
 
 import pytest
 import redis
@@ -14,7 +14,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from order_engine.events import EventPublisher
-from tests.support.watchers import wait_until
+from tests.support.batches import HoldFirst
 
 pytestmark = pytest.mark.integration
 
@@ -174,32 +174,31 @@ STATUSES = ["pending", "routing", "building", "submitted"]
 
 
 def test_publications_that_meet_in_flight_share_one_script_call(publisher, redis_client):
-    calls: list[list[str]] = []
-    first_held, release = threading.Event(), threading.Event()
-    script = publisher._script
-
-    def held_script(keys, args):
-        calls.append(list(keys))
-        if len(calls) == 1:
-            first_held.set()
-            release.wait(5)
-        return script(keys=keys, args=args)
-
-    publisher._script = held_script
+    publisher._script = held = HoldFirst(publisher._script)
     orders = [str(uuid.uuid4()) for _ in range(4)]
-    threads = [
-        threading.Thread(target=publisher.publish, args=(event(order_id, 1, "pending"),))
-        for order_id in orders
-    ]
-    threads[0].start()
-    assert first_held.wait(5)
-    for thread in threads[1:]:
-        thread.start()
-    wait_until(lambda: publisher._batches.queued() == 3, 5, "the other publications to queue")
-    release.set()
-    for thread in threads:
-        thread.join(5)
-    assert len(calls) == 2
-    assert sorted(calls[1]) == sorted(f"active_order:{order_id}" for order_id in orders[1:])
+    held.run_together(
+        publisher._batches,
+        [partial(publisher.publish, event(order_id, 1, "pending")) for order_id in orders],
+    )
+    assert len(held.calls) == 2
+    assert sorted(held.calls[1]) == sorted(f"active_order:{order_id}" for order_id in orders[1:])
     for order_id in orders:
         assert seqs_of(record(redis_client, order_id)) == [1]
+
+
+def test_records_read_together_share_one_round_trip(publisher, redis_client):
+    orders, owner = [str(uuid.uuid4()) for _ in range(4)], uuid.uuid4()
+    for order_id in orders:
+        publisher.publish(event(order_id, 1, "pending"), owner)
+    publisher.client.mget = held = HoldFirst(publisher.client.mget)
+    results: dict[str, list | None] = {}
+
+    def read(order_id: str) -> None:
+        results[order_id] = publisher.recorded_events(uuid.UUID(order_id), owner)
+
+    held.run_together(publisher._reads, [partial(read, order_id) for order_id in orders])
+    assert len(held.calls) == 2
+    assert sorted(held.calls[1]) == sorted(f"active_order:{order_id}" for order_id in orders[1:])
+    assert {order_id: [e["seq"] for e in events or []] for order_id, events in results.items()} == {
+        order_id: [1] for order_id in orders
+    }

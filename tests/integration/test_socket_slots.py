@@ -1,0 +1,62 @@
+"""The per-account WebSocket cap on real Redis: slots taken and given back together."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from functools import partial
+
+import pytest
+
+from order_engine.limits import SOCKETS_PREFIX, SocketSlots
+from tests.support.batches import HoldFirst
+
+pytestmark = pytest.mark.integration
+
+
+def take_together(slots: SocketSlots, first: uuid.UUID, then: list[uuid.UUID]) -> list:
+    """Take a slot for `first`, holding its round trip until every one of `then` has queued
+    behind it; what each take returned, `first`'s first."""
+    slots._take = held = HoldFirst(slots._take)
+    results: list = [None] * (1 + len(then))
+
+    def take(n: int, account: uuid.UUID) -> None:
+        results[n] = slots.take(account)
+
+    held.run_together(
+        slots._batches, [partial(take, n, account) for n, account in enumerate([first, *then])]
+    )
+    assert len(held.calls) == 2  # the first alone, then all the others in one script call
+    return results
+
+
+def test_sockets_opening_together_share_one_call_and_the_cap_counts_each(redis_client):
+    slots = SocketSlots(redis_client, cap=3)
+    busy, other = uuid.uuid4(), uuid.uuid4()
+    results = take_together(slots, other, [busy] * 5 + [other])
+    assert results[0] is not None
+    assert results[-1] is not None
+    assert sum(slot is not None for slot in results[1:6]) == 3
+    assert redis_client.zcard(f"{SOCKETS_PREFIX}{busy}") == 3
+    assert redis_client.zcard(f"{SOCKETS_PREFIX}{other}") == 2
+
+
+def test_released_slots_are_free_again_and_an_expired_lease_frees_its_slot(redis_client):
+    slots = SocketSlots(redis_client, cap=2)
+    account = uuid.uuid4()
+    first, second = slots.take(account), slots.take(account)
+    assert first is not None
+    assert second is not None
+    assert slots.take(account) is None
+    closers = [threading.Thread(target=slot.release) for slot in (first, second)]
+    for closer in closers:
+        closer.start()
+    for closer in closers:
+        closer.join(5)
+    assert redis_client.zcard(f"{SOCKETS_PREFIX}{account}") == 0
+    # A socket of a killed process never releases; its lease (the score) runs out instead.
+    assert slots.take(account) is not None
+    redis_client.zadd(f"{SOCKETS_PREFIX}{account}", {"killed": time.time() - 1})
+    assert slots.take(account) is not None
+    assert slots.take(account) is None
