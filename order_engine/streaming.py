@@ -68,6 +68,19 @@ class Subscription:
             return None
         return None if payload is _WAKE else payload
 
+    def ready(self) -> list[dict[str, Any]]:
+        """The events queued already, without waiting (a wake-up among them stays queued)."""
+        ready: list[dict[str, Any]] = []
+        while True:
+            try:
+                payload = self.queue.get_nowait()
+            except queue.Empty:
+                return ready
+            if payload is _WAKE:
+                self.queue.put(_WAKE)
+                return ready
+            ready.append(payload)
+
     def wake(self) -> None:
         self.queue.put(_WAKE)
 
@@ -240,10 +253,17 @@ class OrderStream:
             wait_s = min(self.tick_s, max(self._resync_at - time.monotonic(), 0.0))
             payload = self.subscription.get(wait_s)
             if payload is not None:
-                if payload["seq"] <= self.last_seq:
-                    continue  # already sent (replayed from history, or a late duplicate)
-                if payload["seq"] == self.last_seq + 1:
-                    return self._accept([payload])
+                # Events queued behind it go out with it (one write to the socket).
+                fresh = sorted(
+                    (p for p in [payload, *self.subscription.ready()] if p["seq"] > self.last_seq),
+                    key=lambda p: p["seq"],
+                )
+                if not fresh:
+                    continue  # already sent (replayed from history, or late duplicates)
+                if [p["seq"] for p in fresh] == list(
+                    range(self.last_seq + 1, self.last_seq + 1 + len(fresh))
+                ):
+                    return self._accept(fresh)
                 return self._accept(self._reread())  # a gap: fill from the DB
             reconnected = self.subscription.generation != self.hub.generation
             if reconnected or time.monotonic() >= self._resync_at:

@@ -14,19 +14,20 @@ dependency is down. The handshake itself is refused with 401/403/429 (access.py)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
 from typing import Any
 
 from flask import Blueprint, current_app, g, request
-from simple_websocket import ConnectionClosed, Server
+from simple_websocket import ConnectionClosed
 
 from order_engine import logs, metrics
 from order_engine.api.access import current_principal, requires
 from order_engine.api.intake import order_service, owner_filter, submit_order
 from order_engine.errors import OrderEngineError, envelope
-from order_engine.extensions import sock
+from order_engine.extensions import BoundedServer, sock
 from order_engine.models import OrderStatus
 from order_engine.services.order import OrderService
 from order_engine.streaming import HubUnavailable, OrderStream, get_hub, shutting_down
@@ -47,19 +48,19 @@ class StreamClosed(Exception):
 
 @sock.route("/api/orders/execute", bp=bp)
 @requires("orders:read")
-def execute_stream(ws: Server) -> None:
+def execute_stream(ws: BoundedServer) -> None:
     """Stream an order (`?orderId=`) or submit one from the first message and stream it."""
     _serve(ws, submit_allowed=True)
 
 
 @sock.route("/api/orders/execute/ws", bp=bp)
 @requires("orders:read")
-def execute_stream_alias(ws: Server) -> None:
+def execute_stream_alias(ws: BoundedServer) -> None:
     """Alias of the streaming endpoint for clients of the service this one replaces."""
     _serve(ws, submit_allowed=False)
 
 
-def _serve(ws: Server, submit_allowed: bool) -> None:
+def _serve(ws: BoundedServer, submit_allowed: bool) -> None:
     metrics.WEBSOCKETS_OPEN.inc()
     try:
         _serve_counted(ws, submit_allowed)
@@ -67,7 +68,7 @@ def _serve(ws: Server, submit_allowed: bool) -> None:
         metrics.WEBSOCKETS_OPEN.dec()
 
 
-def _serve_counted(ws: Server, submit_allowed: bool) -> None:
+def _serve_counted(ws: BoundedServer, submit_allowed: bool) -> None:
     service = order_service()
     order_id: uuid.UUID | None = None
     try:
@@ -95,7 +96,7 @@ def _serve_counted(ws: Server, submit_allowed: bool) -> None:
         _close(ws, CLOSE_UNAVAILABLE, body)
 
 
-def _order_to_stream(ws: Server, service: OrderService, submit_allowed: bool) -> uuid.UUID:
+def _order_to_stream(ws: BoundedServer, service: OrderService, submit_allowed: bool) -> uuid.UUID:
     raw_id = request.args.get("orderId")
     if raw_id is None and submit_allowed:
         return _submit_first_message(ws, service)
@@ -129,7 +130,7 @@ def _order_to_stream(ws: Server, service: OrderService, submit_allowed: bool) ->
     return order_id
 
 
-def _submit_first_message(ws: Server, service: OrderService) -> uuid.UUID:
+def _submit_first_message(ws: BoundedServer, service: OrderService) -> uuid.UUID:
     if not current_principal().can("orders:write"):
         raise StreamClosed(
             CLOSE_FORBIDDEN,
@@ -171,7 +172,7 @@ def _submit_first_message(ws: Server, service: OrderService) -> uuid.UUID:
     return submitted.order.id
 
 
-def _stream(ws: Server, service: OrderService, order_id: uuid.UUID) -> None:
+def _stream(ws: BoundedServer, service: OrderService, order_id: uuid.UUID) -> None:
     logs.bind(order_id=order_id)  # this socket's lines name its order
     hub = get_hub(current_app.config["SETTINGS"].redis_url)
     after_seq = _after_seq()
@@ -202,11 +203,11 @@ def _stream(ws: Server, service: OrderService, order_id: uuid.UUID) -> None:
         while ws.connected:
             if slot is not None:
                 slot.renew()
-            for event in stream.next_batch():
-                ws.send(json.dumps(event, separators=(",", ":")))
+            texts = [json.dumps(event, separators=(",", ":")) for event in stream.next_batch()]
             if stream.finished:
-                ws.close(reason=CLOSE_NORMAL, message="order finished")
+                ws.send_all(texts, (CLOSE_NORMAL, "order finished"))
                 return
+            ws.send_all(texts)
             if shutting_down.is_set():
                 ws.close(
                     reason=CLOSE_GOING_AWAY,
@@ -270,9 +271,6 @@ def _error(
     return {"type": "error", **envelope(code, message, description, errors)}
 
 
-def _close(ws: Server, code: int, body: dict[str, Any]) -> None:
-    try:
-        ws.send(json.dumps(body))
-        ws.close(reason=code, message=body["description"][:120])
-    except ConnectionClosed:
-        pass
+def _close(ws: BoundedServer, code: int, body: dict[str, Any]) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        ws.send_all([json.dumps(body)], (code, body["description"][:120]))

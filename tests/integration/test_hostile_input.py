@@ -260,3 +260,86 @@ def test_the_websocket_needs_a_key_and_an_allowed_origin(live_stack):
     )
     ws = WsClient.connect(url, headers={"Origin": allowed})
     ws.close()
+
+
+def upgrade(stack, order_id: str, *headers: bytes) -> bytes:
+    """A WebSocket upgrade for `order_id`'s stream with the suite's key and `headers`."""
+    return (
+        f"GET /api/orders/execute?orderId={order_id} HTTP/1.1\r\nHost: x\r\n".encode()
+        + AUTH
+        + b"".join(h + b"\r\n" for h in headers)
+        + b"\r\n"
+    )
+
+
+def test_the_upgrade_is_answered_with_rfc_6455s_accept_and_no_extension(live_stack):
+    order_id = request("POST", f"{live_stack.base_url}/api/orders/execute", order_body()).body[
+        "orderId"
+    ]
+    with socket.create_connection(("127.0.0.1", port_of(live_stack)), timeout=10) as conn:
+        conn.sendall(
+            upgrade(
+                live_stack,
+                order_id,
+                b"Upgrade: WebSocket",
+                b"Connection: keep-alive, Upgrade",
+                b"Sec-WebSocket-Version: 13",
+                # RFC 6455 §1.3's example key and the accept it must produce
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits",
+            )
+        )
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += conn.recv(4096)
+    head = received.partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 101 ")
+    headers = _headers(head)
+    assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert headers["upgrade"].lower() == "websocket"
+    # Frames go uncompressed: deflating a few hundred bytes of JSON costs more than it saves.
+    assert "sec-websocket-extensions" not in headers
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ((b"Upgrade: websocket", b"Connection: Upgrade", b"Sec-WebSocket-Version: 13"), 400),
+        (
+            (
+                b"Upgrade: websocket",
+                b"Connection: Upgrade",
+                b"Sec-WebSocket-Version: 13",
+                b"Sec-WebSocket-Key: c2hvcnQ=",
+            ),
+            400,
+        ),
+        (
+            (
+                b"Upgrade: websocket",
+                b"Connection: Upgrade",
+                b"Sec-WebSocket-Version: 8",
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            ),
+            426,
+        ),
+        (
+            (
+                b"Upgrade: websocket",
+                b"Connection: close",
+                b"Sec-WebSocket-Version: 13",
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+            ),
+            426,  # not an upgrade: the plain GET's answer
+        ),
+    ],
+    ids=["no-key", "short-key", "old-version", "no-connection-upgrade"],
+)
+def test_a_malformed_upgrade_is_a_4xx_envelope(live_stack, headers, status):
+    got, answer_headers, answer = raw_http(
+        port_of(live_stack), upgrade(live_stack, str(uuid.uuid4()), *headers)
+    )
+    assert got == status, answer
+    assert json.loads(answer)["code"] == status
+    if b"Sec-WebSocket-Version: 8" in headers:
+        assert answer_headers["sec-websocket-version"] == "13"

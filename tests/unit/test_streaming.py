@@ -104,3 +104,26 @@ def test_a_quiet_socket_re_reads_on_time_however_long_its_wait():
     started = time.monotonic()
     assert [e["seq"] for e in stream.next_batch()] == [2]  # pub/sub lost it; the re-read has it
     assert time.monotonic() - started < 5.0
+
+
+def test_events_queued_together_go_out_in_one_batch_and_a_wake_up_is_kept():
+    subscription = Subscription(ORDER, generation=0)
+    history = History([])
+    stream = OrderStream(
+        subscription,
+        history,
+        SimpleNamespace(generation=0),  # type: ignore[arg-type]
+        tick_s=0.05,
+        first_history=[event(1, "pending")],
+    )
+    assert [e["seq"] for e in stream.next_batch()] == [1]
+    for payload in (event(3, "building"), event(2), event(1, "pending")):
+        subscription.queue.put(payload)  # out of order, with a duplicate
+    subscription.wake()
+    subscription.queue.put(event(4, "submitted"))
+    assert [e["seq"] for e in stream.next_batch()] == [2, 3]
+    assert [e["seq"] for e in stream.next_batch()] == [4]
+    # The wake-up is still queued, not lost: the next wait ends at once on it.
+    assert subscription.queue.qsize() == 1
+    assert subscription.get(5) is None
+    assert history.reads == 0
