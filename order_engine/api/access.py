@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
@@ -129,23 +130,44 @@ def _authenticate() -> Principal:
 _cache_lock = threading.Lock()
 
 
+@dataclass
+class _CachedKey:
+    at: float
+    principal: Principal
+    refreshing: bool = False
+
+
 def _cached_key(raw_key: str, ttl_s: int) -> Principal | None:
     """Valid keys are remembered for `API_KEY_CACHE_S` seconds (so a revocation takes at most
-    that long to reach every process); anything else is looked up every time."""
-    cache: dict[str, tuple[float, Principal]] = current_app.extensions.setdefault(
-        "order_engine.key_cache", {}
-    )
+    that long to reach every process); anything else is looked up every time.
+
+    Past half its life, an entry is looked up again by one request while the others go on
+    using it: had it simply expired, every request in flight at that moment (dozens, under
+    load) would have looked the key up at once (3 % of the API's CPU under the peer load)."""
+    cache: dict[str, _CachedKey] = current_app.extensions.setdefault("order_engine.key_cache", {})
     digest = hash_key(raw_key)
     now = time.monotonic()
     hit = cache.get(digest)
-    if hit is not None and now - hit[0] < ttl_s:
-        return hit[1]
-    principal = AccessService(get_session()).authenticate(raw_key)
-    if principal is not None and ttl_s > 0:
+    if hit is not None and now - hit.at < ttl_s:
+        if now - hit.at < ttl_s / 2:
+            return hit.principal
         with _cache_lock:
+            refreshing, hit.refreshing = hit.refreshing, True
+        if refreshing:
+            return hit.principal  # another request is looking it up
+    try:
+        principal = AccessService(get_session()).authenticate(raw_key)
+    except BaseException:
+        if hit is not None:
+            hit.refreshing = False  # the next request tries again
+        raise
+    with _cache_lock:
+        if principal is None or ttl_s <= 0:
+            cache.pop(digest, None)
+        else:
             if len(cache) >= KEY_CACHE_MAX:
                 cache.clear()
-            cache[digest] = (now, principal)
+            cache[digest] = _CachedKey(now, principal)
     return principal
 
 

@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from order_engine import create_app
+from order_engine.api import access
 from order_engine.limits import RateLimiter, lease_size
 from order_engine.services.access import AccessService, redeem_ticket
 from tests.support.clients import order_body
@@ -93,6 +94,68 @@ def test_a_revoked_key_is_refused(test_settings, db_session, redis_client):
     assert client.get("/api/orders").status_code == 200
     AccessService(db_session).revoke(key.split("_")[1])
     assert client.get("/api/orders").status_code == 401
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_cached_key_is_looked_up_again_by_one_request_past_half_its_life(
+    test_settings, db_session, monkeypatch
+):
+    app = make_app(test_settings, db_session, API_KEY_CACHE_S="10")
+    key = new_key(db_session, "cached")
+    client = as_key(app, key)
+    clock = Clock()
+    monkeypatch.setattr(access, "time", clock)
+    lookups = []
+    authenticate = AccessService.authenticate
+
+    def counted(self, raw_key):
+        lookups.append(clock.now)
+        return authenticate(self, raw_key)
+
+    monkeypatch.setattr(AccessService, "authenticate", counted)
+    assert client.get("/api/orders").status_code == 200
+    clock.now += 4
+    assert client.get("/api/orders").status_code == 200
+    assert lookups == [1000.0]  # within half its life: not looked up
+    clock.now += 2
+    assert client.get("/api/orders").status_code == 200
+    clock.now += 1
+    assert client.get("/api/orders").status_code == 200
+    assert lookups == [1000.0, 1006.0]  # looked up once, then fresh again
+    # A revocation reaches this process at the next look-up, within the cache's life.
+    AccessService(db_session).revoke(key.split("_")[1])
+    clock.now += 5.5
+    assert client.get("/api/orders").status_code == 401
+    assert client.get("/api/orders").status_code == 401
+
+
+def test_while_one_request_looks_a_key_up_again_the_others_use_the_cache(
+    test_settings, db_session, monkeypatch
+):
+    app = make_app(test_settings, db_session, API_KEY_CACHE_S="10")
+    client = as_key(app, new_key(db_session, "herd"))
+    clock = Clock()
+    monkeypatch.setattr(access, "time", clock)
+    assert client.get("/api/orders").status_code == 200
+    clock.now += 6
+    answers = []
+
+    def slow_lookup(self, raw_key):
+        # Requests arriving while this look-up is in flight are served from the cache.
+        answers.extend(client.get("/api/orders").status_code for _ in range(3))
+        return authenticate(self, raw_key)
+
+    authenticate = AccessService.authenticate
+    monkeypatch.setattr(AccessService, "authenticate", slow_lookup)
+    assert client.get("/api/orders").status_code == 200
+    assert answers == [200, 200, 200]
 
 
 def test_another_accounts_orders_do_not_exist_for_you(app, db_session):
