@@ -1,9 +1,11 @@
 """Optional sampling profiles (`--profile`) of a server process while it is under load.
 
 py-spy (the `bench` extra) attaches to a running process without stopping it (--nonblocking)
-and, with --gil, samples only the thread holding the GIL: in a Python server that is where
-the CPU goes. The summary groups the samples by library, which answers "what does a request
-spend its CPU on" in one table. In the run folder, for each profile:
+and samples the threads on a CPU (idle ones are left out: py-spy's default). Not `--gil`
+(the thread holding the GIL): under gevent the thread that holds the GIL is often one waiting
+in the hub at a switch point, and such profiles counted about twice the process's measured
+CPU. The summary groups the samples by library, which answers "what does a request spend its
+CPU on" in one table. In the run folder, for each profile:
 
 - `profile-<label>.txt`: the raw stacks, one collapsed stack per line with its count (the input
   of flamegraph.pl / inferno, and speedscope opens it too);
@@ -102,7 +104,6 @@ class Profiler:
             *(["--subprocesses"] if subprocesses else []),
             "--rate",
             str(RATE_HZ),
-            "--gil",
             "--nonblocking",
             "--format",
             "raw",
@@ -237,7 +238,7 @@ def top_text(raw: str, label: str, top: int = 30) -> str:
         libraries[_library(parts[-1])] += count
         for frame in set(frames):
             inclusive[frame] += count
-    lines = [f"py-spy profile {label}: {total} samples at {RATE_HZ} Hz (--gil: CPU in Python)", ""]
+    lines = [f"py-spy profile {label}: {total} samples at {RATE_HZ} Hz (threads on a CPU)", ""]
     for title, counter in (
         ("functions by own CPU (self)", own),
         ("functions by inclusive time (on the stack)", inclusive),

@@ -563,7 +563,7 @@ def _profiles(phases: dict[str, Any]) -> str:
     found = {k: v for k, v in found.items() if v and v.get("samples")}
     if not found:
         return ""
-    parts = ["## 6. Profiles (py-spy --gil: where the Python CPU went)"]
+    parts = ["## 6. Profiles (py-spy, threads on a CPU: where the Python CPU went)"]
     for label, profile in found.items():
         libraries = ", ".join(f"{n} {p} %" for n, p in profile["self_by_library_pct"][:10])
         files = ", ".join(f"`{f}`" for f in profile.get("files", []))

@@ -59,8 +59,13 @@ from order_engine.localnet.config import LocalnetSettings
 
 log = logging.getLogger("bench.stack")
 
-BENCH_DATABASE = "order_engine_bench"
-APP_REDIS_DB, BROKER_REDIS_DB = 12, 13
+# Its own database on the server (BENCH_DATABASE: two runs side by side on one server).
+BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "order_engine_bench")
+# The app's and the broker's Redis databases (BENCH_REDIS_DBS="12,13": two runs side by side
+# on one server need two pairs).
+APP_REDIS_DB, BROKER_REDIS_DB = (
+    int(db) for db in os.environ.get("BENCH_REDIS_DBS", "12,13").split(",", 1)
+)
 TASK_QUEUE = "orders"
 READY_TIMEOUT_S = 90
 
