@@ -32,7 +32,6 @@ from order_engine.events import CHANNEL_PREFIX
 ENDPOINTS = {"baseline": BASELINE_PATH, "engine": ENGINE_PATH}
 WARMUP_S = 2.0
 WARMUP_DRAIN_S = 15.0
-WS_WORKERS = 2
 # The trigger phase: the first evaluations after a start or after the book is written (the
 # worker's chain resources, cold index pages) are left out of the idle windows; the crossing
 # orders wait at 1.2x the SOL/USDC price and the market is moved to 1.5x.
@@ -374,14 +373,17 @@ def live_updates(run: Run) -> dict[str, Any]:
     """
     plan, stack = run.plan, run.stack
     n = plan.ws_subscribers
-    # gevent: each process takes at most API_WORKER_CONNECTIONS sockets at once; the two
-    # share the subscribers unevenly (gunicorn's accepts), hence the margin.
-    per_process = math.ceil(n * 0.55) + 100
+    # The API as configured (WEB_CONCURRENCY). gevent: each process takes at most
+    # API_WORKER_CONNECTIONS sockets at once; several share the subscribers unevenly
+    # (gunicorn's accepts), hence the margin.
+    settings = child_settings(stack.env())
+    workers = settings.api_workers
+    per_process = math.ceil(n / workers * (1.1 if workers > 1 else 1.0)) + 100
     stack.stop("worker", grace_s=5)
     stack.reset()
     _localnet(run, ZERO_LATENCY)
-    api_settings = {"WEB_CONCURRENCY": str(WS_WORKERS)}
-    if per_process > child_settings(stack.env()).api_worker_connections:
+    api_settings = {"WEB_CONCURRENCY": str(workers)}
+    if per_process > settings.api_worker_connections:
         api_settings["API_WORKER_CONNECTIONS"] = str(per_process)
     run.commands["api_ws"] = stack.start_api(api_settings)
     run.monitor.set_phase("ws_create")
