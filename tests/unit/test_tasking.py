@@ -1,6 +1,9 @@
 """The Celery configuration for each broker: Redis's visibility timeout, RabbitMQ's confirms."""
 
+import threading
+
 import pytest
+from celery import Celery
 
 from order_engine.config import Settings
 from order_engine.tasking import celery_config, is_amqp
@@ -48,3 +51,17 @@ def test_reliability_settings_hold_on_either_broker(url):
     assert conf["task_reject_on_worker_lost"] is True
     assert conf["worker_prefetch_multiplier"] == 1
     assert conf["task_routes"]["orders.reconcile_orders"]["queue"] == "control"
+
+
+def test_every_task_thread_shares_one_result_backend():
+    # Under gevent a thread-local is per greenlet, and each task runs in a greenlet of its own.
+    app = Celery("shared-backend", set_as_current=False)
+    app.conf.update(config("redis://localhost:6379/1"))
+    first, seen = app.backend, []
+    threads = [threading.Thread(target=lambda: seen.append(app.backend)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert len(seen) == 3
+    assert all(backend is first for backend in seen)
