@@ -410,10 +410,12 @@ def test_the_reconciler_leaves_the_orders_still_queued_behind_the_queues_head(
         first, second, third = (
             add_order(
                 db_session,
-                created_at=now - timedelta(seconds=age),
-                dispatched_at=now - timedelta(seconds=age),
+                created_at=now - timedelta(days=age),
+                dispatched_at=now - timedelta(days=age),
             ).id
-            for age in (300, 200, 100)  # all long past the 30 s a lost order is given
+            # All long past the 30 s a lost order is given, and older than any order another
+            # test left in the database: a sweep takes the oldest first, a batch at a time.
+            for age in (3, 2, 1)
         )
     sender = dispatch.task_sender(app.extensions["celery"])
     with app.app_context():
