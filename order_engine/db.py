@@ -304,7 +304,10 @@ def together_or_each_alone(
     """Group commit's fallback: `together()` runs one statement for every row and returns each
     row's result. If it fails on some row's data (a constraint), it changed nothing, and each
     row runs `alone` instead, so that only the rows at fault get their error; a failure that
-    broke the connection goes to every row, as it would have to each alone."""
+    broke the connection goes to every row, as it would have to each alone. A batch of one
+    row runs `alone`, the statement without arrays."""
+    if len(rows) == 1:
+        return [alone(rows[0])]
     try:
         return list(together())
     except DBAPIError as exc:

@@ -114,7 +114,8 @@ BATCH_SIZE = Histogram(
     PREFIX + "batch_size",
     "Calls run together by one round trip (batching.GroupCommit), by what they are: "
     "`transitions` (statements), `intake` (inserts), `events` (publications), `tasks` "
-    "(Celery messages sent).",
+    "(Celery messages sent), `socket-slots` (sockets' slot takes and releases), `history` "
+    "(sockets' live-record reads).",
     ["what"],
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )

@@ -253,17 +253,17 @@ class OrderStream:
             wait_s = min(self.tick_s, max(self._resync_at - time.monotonic(), 0.0))
             payload = self.subscription.get(wait_s)
             if payload is not None:
-                # Events queued behind it go out with it (one write to the socket).
-                fresh = sorted(
-                    (p for p in [payload, *self.subscription.ready()] if p["seq"] > self.last_seq),
-                    key=lambda p: p["seq"],
-                )
+                # Events queued behind it go out with it (one write to the socket); by seq, so
+                # a late duplicate counts once.
+                fresh = {
+                    p["seq"]: p
+                    for p in (payload, *self.subscription.ready())
+                    if p["seq"] > self.last_seq
+                }
                 if not fresh:
                     continue  # already sent (replayed from history, or late duplicates)
-                if [p["seq"] for p in fresh] == list(
-                    range(self.last_seq + 1, self.last_seq + 1 + len(fresh))
-                ):
-                    return self._accept(fresh)
+                if max(fresh) - self.last_seq == len(fresh):  # last_seq + 1 … max, no gap
+                    return self._accept(list(fresh.values()))
                 return self._accept(self._reread())  # a gap: fill from the DB
             reconnected = self.subscription.generation != self.hub.generation
             if reconnected or time.monotonic() >= self._resync_at:

@@ -137,8 +137,6 @@ def _run_intake(
         return by_row
 
     alone = functools.partial(_intake_alone, functools.partial(run_on_engine, engine), far)
-    if len(rows) == 1:
-        return [alone(rows[0])]
     return together_or_each_alone(rows, together, alone)
 
 

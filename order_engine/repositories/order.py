@@ -561,8 +561,6 @@ def _run_transitions(
             by_row[index].append((seq, attempt))
         return by_row
 
-    if len(rows) == 1:
-        return [alone(rows[0])]
     return together_or_each_alone(rows, together, alone)
 
 

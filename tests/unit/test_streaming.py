@@ -40,16 +40,21 @@ def drain(stream: OrderStream, deadline_s: float = 10.0) -> list[int]:
     return sent
 
 
-def test_a_gap_whose_history_read_fails_is_filled_once_the_database_answers():
-    subscription = Subscription(ORDER, generation=0)
-    history = History([event(1, "pending"), event(2), event(3, "confirmed")], fail=1)
-    stream = OrderStream(
+def opened(subscription: Subscription, history: History) -> OrderStream:
+    """A stream just opened on an order whose first event (seq 1) it has read."""
+    return OrderStream(
         subscription,
         history,
         SimpleNamespace(generation=0),  # type: ignore[arg-type]
         tick_s=0.05,
         first_history=[event(1, "pending")],
     )
+
+
+def test_a_gap_whose_history_read_fails_is_filled_once_the_database_answers():
+    subscription = Subscription(ORDER, generation=0)
+    history = History([event(1, "pending"), event(2), event(3, "confirmed")], fail=1)
+    stream = opened(subscription, history)
     subscription.queue.put(event(3, "confirmed"))  # seq 2 was lost by pub/sub
     sent = drain(stream)
     assert sent == [1, 2, 3]
@@ -109,16 +114,10 @@ def test_a_quiet_socket_re_reads_on_time_however_long_its_wait():
 def test_events_queued_together_go_out_in_one_batch_and_a_wake_up_is_kept():
     subscription = Subscription(ORDER, generation=0)
     history = History([])
-    stream = OrderStream(
-        subscription,
-        history,
-        SimpleNamespace(generation=0),  # type: ignore[arg-type]
-        tick_s=0.05,
-        first_history=[event(1, "pending")],
-    )
+    stream = opened(subscription, history)
     assert [e["seq"] for e in stream.next_batch()] == [1]
-    for payload in (event(3, "building"), event(2), event(1, "pending")):
-        subscription.queue.put(payload)  # out of order, with a duplicate
+    for payload in (event(3, "building"), event(2), event(1, "pending"), event(2)):
+        subscription.queue.put(payload)  # out of order, with duplicates
     subscription.wake()
     subscription.queue.put(event(4, "submitted"))
     assert [e["seq"] for e in stream.next_batch()] == [2, 3]
