@@ -251,7 +251,7 @@ class Settings:
                 "WORKER_POOL", get("WORKER_POOL", "gevent"), ("gevent", "threads", "prefork")
             ),
             worker_concurrency=_parse_int(
-                "WORKER_CONCURRENCY", get("WORKER_CONCURRENCY", "500"), 1, 10_000
+                "WORKER_CONCURRENCY", get("WORKER_CONCURRENCY", "1000"), 1, 10_000
             ),
             # One gevent process per host by default: on the reference machine (2 cores shared
             # with the worker, PostgreSQL, Redis and the localnet) a second one cost 13 % more
