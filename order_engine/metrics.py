@@ -115,7 +115,7 @@ BATCH_SIZE = Histogram(
     "Calls run together by one round trip (batching.GroupCommit), by what they are: "
     "`transitions` (statements), `intake` (inserts), `events` (publications), `tasks` "
     "(Celery messages sent), `socket-slots` (sockets' slot takes and releases), `history` "
-    "(sockets' live-record reads).",
+    "(sockets' live-record reads), `acks` (Celery messages acknowledged).",
     ["what"],
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )

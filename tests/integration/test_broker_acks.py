@@ -1,0 +1,85 @@
+"""The Redis transport's acks: those that meet in flight share one round trip, and each
+removes its own message's reservation and nothing else."""
+
+import base64
+import json
+import threading
+import uuid
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Queue
+
+from order_engine import broker
+from order_engine.tasking import is_amqp
+from tests.support.watchers import wait_until
+
+pytestmark = pytest.mark.integration
+
+# No worker of the test session consumes this database: its reservations are the test's own.
+PRIVATE_BROKER_DB = 12
+
+
+@pytest.fixture
+def private_broker(test_settings):
+    if is_amqp(test_settings["CELERY_BROKER_URL"]):
+        pytest.skip("the batched acks belong to the Redis transport")
+    url = test_settings["CELERY_BROKER_URL"].rsplit("/", 1)[0] + f"/{PRIVATE_BROKER_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+def test_acks_that_meet_in_flight_share_one_round_trip(private_broker):
+    name = f"acks-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
+    with Connection(private_broker, transport=broker.Transport) as conn:
+        channel = conn.channel()
+        producer = conn.Producer(channel)
+        for n in range(6):
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key=name, declare=[queue])
+        messages = [queue(channel).get(no_ack=False) for _ in range(6)]
+        assert all(message is not None for message in messages)
+        tags = [message.delivery_tag for message in messages]
+        qos = channel.qos
+        assert isinstance(qos, broker.QoS)
+        client = redis.Redis.from_url(private_broker)
+        assert set(client.hkeys(qos.unacked_key)) == {tag.encode() for tag in tags}
+
+        batches: list[list[str]] = []
+        held, go = threading.Event(), threading.Event()
+        remove = qos._remove_acked
+
+        def held_remove(kind, batch):
+            batches.append(list(batch))
+            if len(batches) == 1:
+                held.set()
+                go.wait(5)
+            return remove(kind, batch)
+
+        qos.acks._run_batch = held_remove
+        threads = [threading.Thread(target=message.ack) for message in messages[:5]]
+        threads[0].start()
+        assert held.wait(5), "the first ack never reached Redis"
+        for thread in threads[1:]:
+            thread.start()
+        wait_until(lambda: qos.acks.queued() == 4, 5, "the other acks to queue")
+        go.set()
+        for thread in threads:
+            thread.join(5)
+
+        assert batches == [tags[:1], tags[1:5]]
+        # Only the sixth, never acked, is still reserved (Redis would deliver it again).
+        assert client.hkeys(qos.unacked_key) == [tags[5].encode()]
+        assert client.zrange(qos.unacked_index_key, 0, -1) == [tags[5].encode()]
+        # Closing the channel (a worker's warm shutdown) gives back what is still unacked:
+        # the sixth message, and not one of the five.
+        channel.close()
+        back = [
+            json.loads(base64.b64decode(json.loads(raw)["body"]))
+            for raw in client.lrange(name, 0, -1)
+        ]
+        assert back == [{"n": 5}]
+        client.close()
