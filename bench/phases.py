@@ -27,7 +27,7 @@ from bench.monitor import Monitor
 from bench.plan import DEFAULT_LATENCY, ZERO_LATENCY, Plan
 from bench.profile import Profiler
 from bench.stack import Stack, child_settings
-from order_engine.events import CHANNEL_PREFIX
+from order_engine.events import EVENTS_CHANNEL
 
 ENDPOINTS = {"baseline": BASELINE_PATH, "engine": ENGINE_PATH}
 WARMUP_S = 2.0
@@ -447,7 +447,8 @@ def _start_tap(run: Run, order_ids: list[str]) -> tuple[procs.Child, Any]:
     ready, stop = procs.new_event(), procs.new_event()
     spec = {
         "redis_url": run.stack.redis_url,
-        "channels": [f"{CHANNEL_PREFIX}{order_id}" for order_id in order_ids],
+        "channel": EVENTS_CHANNEL,
+        "order_ids": order_ids,
         "deadline_s": run.plan.ws_deadline_s,
     }
     child = run.child("ws-tap", "bench.wsclient.tap", spec, ready, stop)

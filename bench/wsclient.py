@@ -154,8 +154,8 @@ def tap(spec: dict[str, Any], ready_event: Any, stop_event: Any) -> dict[str, An
     publishing) and Redis → socket (the API's hub, the socket's greenlet, the network); the
     target is judged on the second. The loop only stores each message's bytes and arrival time
     (parsed after it), so the tap keeps up: one that fell behind would make Redis → socket read
-    low. It follows the orders' own channels, not `order:*`: pub/sub ignores the database
-    number, so anyone else's events on the same server would reach it too. It stops when
+    low. It keeps the events of the orders it was given (`spec["order_ids"]`): pub/sub ignores
+    the database number, so anyone else's events on the same server reach it too. It stops when
     `stop_event` is set (every socket is done, so all they saw was published) and its socket is
     quiet; a dropped connection is resubscribed and counted, and after any other error it
     returns what it has, with the error.
@@ -177,7 +177,7 @@ def tap(spec: dict[str, Any], ready_event: Any, stop_event: Any) -> dict[str, An
                 if pubsub is None:
                     if stopping:
                         break
-                    pubsub = _subscribe(client, spec["channels"], raw)
+                    pubsub = _subscribe(client, [spec["channel"]], raw)
                     ready_event.set()
                 message = pubsub.get_message(timeout=TAP_QUIET_S if stopping else 0.5)
             except (redis.ConnectionError, redis.TimeoutError, TimeoutError) as exc:
@@ -197,7 +197,7 @@ def tap(spec: dict[str, Any], ready_event: Any, stop_event: Any) -> dict[str, An
     finally:
         if pubsub is not None:
             pubsub.close()
-    received, unreadable = _parse_tapped(raw)
+    received, unreadable = _parse_tapped(raw, set(spec["order_ids"]))
     result: dict[str, Any] = {
         "received": received,
         "unreadable": unreadable,
@@ -229,14 +229,22 @@ def _subscribe(client: Any, channels: list[str], raw: list[tuple[bytes, float]])
     return pubsub
 
 
-def _parse_tapped(raw: list[tuple[bytes, float]]) -> tuple[list[list[Any]], int]:
-    """[orderId, seq, receipt time] of every event, and how many messages were not events."""
+def _parse_tapped(
+    raw: list[tuple[bytes, float]], order_ids: set[str]
+) -> tuple[list[list[Any]], int]:
+    """[orderId, seq, receipt time] of every event of `order_ids`, and how many lines were not
+    events."""
+    from order_engine.events import published_events
+
     received: list[list[Any]] = []
     unreadable = 0
     for data, received_at in raw:
-        try:
-            event = json.loads(data)
-            received.append([event["orderId"], event["seq"], received_at])
-        except (ValueError, TypeError, KeyError):
-            unreadable += 1
+        text = data.decode() if isinstance(data, bytes) else data
+        for order_id, line in published_events(text):
+            if order_id not in order_ids:
+                continue
+            try:
+                received.append([order_id, json.loads(line)["seq"], received_at])
+            except (ValueError, TypeError, KeyError):
+                unreadable += 1
     return received, unreadable

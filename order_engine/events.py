@@ -1,8 +1,11 @@
 """Lifecycle events: their wire shape, and their publication to Redis.
 
-After each transition commits, its event is published on `order:<id>` and appended to the
-order's live record under `active_order:<id>`, in one atomic script that refuses to move the
-record backwards (a stale worker's late publish cannot overwrite a newer state). While the order
+After each transition commits, its event is published on the `order-events` channel and
+appended to the order's live record under `active_order:<id>`, in one atomic script that
+refuses to move the record backwards (a stale worker's late publish cannot overwrite a newer
+state). The events of one script call (the transitions of many orders that committed together)
+go out as one message, one event's JSON a line: one PUBLISH a batch instead of one an event, and
+every API process reads the one channel anyway (`streaming.EventHub`). While the order
 and for ACTIVE_ORDER_TTL_S after it ends, that record holds every event so far, so a socket
 opening on it replays from Redis. Pub/sub is at-most-once, so subscribers still re-read
 PostgreSQL by `seq` when anything is missing.
@@ -13,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -24,7 +27,7 @@ from order_engine.models import OrderEvent, OrderStatus
 
 log = logging.getLogger(__name__)
 
-CHANNEL_PREFIX = "order:"
+EVENTS_CHANNEL = "order-events"
 SNAPSHOT_PREFIX = "active_order:"
 ACTIVE_SNAPSHOT_TTL_S = 7 * 24 * 3600
 
@@ -34,7 +37,7 @@ ACTIVE_SNAPSHOT_TTL_S = 7 * 24 * 3600
 # One call publishes any number of committed events (in seq order). For each i: KEYS[i] the
 # order's record key; ARGV[3i-2] the event JSON (which starts with its orderId and seq),
 # ARGV[3i-1] the record's TTL in seconds, ARGV[3i] the order's account if the caller knows it
-# (the intake does; '' otherwise). Per event: PUBLISH; per
+# (the intake does; '' otherwise). Per call: one PUBLISH of every event, a line each; per
 # order in the call: one GET and at most one SET … EX (one commit's routing and building events
 # write the record once; a script runs atomically, so nobody reads it between them).
 # An event at or below the record's seq is published but not recorded. One past it is
@@ -44,9 +47,8 @@ ACTIVE_SNAPSHOT_TTL_S = 7 * 24 * 3600
 # the TTL): a socket opened just after the end (a slow client, a reconnect) still replays from
 # Redis. About 2 KB an order; that TTL bounds the memory.
 _PUBLISH_SCRIPT = f"""
-local prefix = #'{SNAPSHOT_PREFIX}' + 1
 local HEAD = '^({{"accountId":"([^"]*)","seq":(%d+),"events":%[)'
-local records, written = {{}}, {{}}
+local records, written, published = {{}}, {{}}, {{}}
 for i, key in ipairs(KEYS) do
   local event, ttl, owner = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
   local seq = tonumber(string.match(event, '^{{"orderId":"[^"]*","seq":(%d+)'))
@@ -73,8 +75,9 @@ for i, key in ipairs(KEYS) do
     end
     record.seq, record.ttl, record.dirty = seq, ttl, true
   end
-  redis.call('PUBLISH', '{CHANNEL_PREFIX}' .. string.sub(key, prefix), event)
+  published[i] = event
 end
+redis.call('PUBLISH', '{EVENTS_CHANNEL}', table.concat(published, '\\n'))
 for _, key in ipairs(written) do
   local r = records[key]
   if r.dirty then
@@ -84,6 +87,16 @@ for _, key in ipairs(written) do
 end
 return #KEYS
 """
+
+
+# Every event's JSON starts with its order's id (`event_payload`, serialised compactly).
+_ORDER_ID_AT = len('{"orderId":"')
+
+
+def published_events(message: str) -> Iterator[tuple[str, str]]:
+    """(order id, event JSON) of each event in a message of the events channel."""
+    for line in message.split("\n"):
+        yield line[_ORDER_ID_AT : line.find('"', _ORDER_ID_AT)], line
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -1,7 +1,8 @@
 """Live order events for WebSocket clients: one Redis subscription per process, fanned out.
 
-Each API process holds a single pattern subscription (`order:*`) read by one background
-thread, which hands every event to the local subscribers of that order. A socket therefore
+Each API process holds a single subscription (the `order-events` channel, where every event
+is published) read by one background thread, which hands each event to the local subscribers
+of its order and skips the others without parsing them. A socket therefore
 costs a queue, not a Redis connection (research/perf.md §3e: one connection carries ~50k
 messages/s).
 
@@ -28,7 +29,7 @@ import redis
 import redis.client
 from sqlalchemy.exc import SQLAlchemyError
 
-from order_engine.events import CHANNEL_PREFIX, is_terminal
+from order_engine.events import EVENTS_CHANNEL, is_terminal, published_events
 from order_engine.process import PROCESS
 
 log = logging.getLogger(__name__)
@@ -169,13 +170,13 @@ class EventHub:
                 on_connected=self._connected,
             )
             try:
-                pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
+                pubsub.subscribe(EVENTS_CHANNEL)
                 self._ready.set()
                 delay_s = 0.1
                 while True:
                     message = pubsub.get_message(timeout=HUB_PING_INTERVAL_S / 2)
-                    if message is not None and message["type"] == "pmessage":
-                        self._dispatch(message["channel"], message["data"])
+                    if message is not None and message["type"] == "message":
+                        self._dispatch(message["data"])
                     if time.monotonic() - pubsub.heard_at > HUB_SILENCE_S:
                         raise redis.TimeoutError(f"no answer from Redis in {HUB_SILENCE_S}s")
             except redis.RedisError as exc:
@@ -187,15 +188,17 @@ class EventHub:
                 with suppress(redis.RedisError):
                     pubsub.close()
 
-    def _dispatch(self, channel: str, data: str) -> None:
-        order_id = channel[len(CHANNEL_PREFIX) :]
+    def _dispatch(self, message: str) -> None:
         with self._lock:
-            subscribers = list(self._subscribers.get(order_id, ()))
-        if not subscribers:
-            return
-        payload = json.loads(data)
-        for subscription in subscribers:
-            subscription.queue.put(payload)
+            followed = [
+                (event, list(self._subscribers[order_id]))
+                for order_id, event in published_events(message)
+                if order_id in self._subscribers
+            ]
+        for event, subscribers in followed:
+            payload = json.loads(event)
+            for subscription in subscribers:
+                subscription.queue.put(payload)
 
 
 def get_hub(redis_url: str) -> EventHub:

@@ -1,5 +1,6 @@
 """Publishing committed events to Redis: the `active_order:<id>` live record and the
-`order:<id>` channel, several events in one script call, never moving a record backwards; and
+`order-events` channel, several events in one script call (and one message), never moving a
+record backwards; and
 reading a record back for a stream that opens, only when it is whole."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from order_engine.events import EventPublisher
+from order_engine.events import EVENTS_CHANNEL, EventPublisher, published_events
 from tests.support.batches import HoldFirst
 
 pytestmark = pytest.mark.integration
@@ -37,18 +38,39 @@ def publisher(redis_client):
     return EventPublisher(redis_client, TERMINAL_TTL_S)
 
 
-def listen(redis_client, order_id: str):
-    pubsub = redis_client.pubsub()
-    pubsub.subscribe(f"order:{order_id}")
-    assert pubsub.get_message(timeout=2)["type"] == "subscribe"
-    return pubsub
+class Listener:
+    """The events channel, as an API process's hub reads it: the messages that held events of
+    the orders followed, each as [(order id, seq), ...]. Other tests' events, published on the
+    same server meanwhile, are left out."""
+
+    def __init__(self, redis_client, *order_ids: str) -> None:
+        self.order_ids = set(order_ids)
+        self.pubsub = redis_client.pubsub()
+        self.pubsub.subscribe(EVENTS_CHANNEL)
+        assert self.pubsub.get_message(timeout=2)["type"] == "subscribe"
+
+    def messages(self) -> list[list[tuple[str, int]]]:
+        found = []
+        while (message := self.pubsub.get_message(timeout=0.5)) is not None:
+            data = message["data"]
+            ours = [
+                (order_id, json.loads(line)["seq"])
+                for order_id, line in published_events(
+                    data.decode() if isinstance(data, bytes) else data
+                )
+                if order_id in self.order_ids
+            ]
+            if ours:
+                found.append(ours)
+        return found
 
 
-def received(pubsub) -> list[int]:
-    seqs = []
-    while (message := pubsub.get_message(timeout=0.5)) is not None:
-        seqs.append(json.loads(message["data"])["seq"])
-    return seqs
+def received(listener: Listener) -> list[int]:
+    return [seq for message in listener.messages() for _, seq in message]
+
+
+def listen(redis_client, order_id: str) -> Listener:
+    return Listener(redis_client, order_id)
 
 
 def record(redis_client, order_id: str) -> dict:
@@ -110,7 +132,7 @@ def test_one_call_writes_each_orders_record_once_however_many_of_its_events_it_c
     publisher, redis_client
 ):
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
-    pubsub_first, pubsub_second = listen(redis_client, first), listen(redis_client, second)
+    listener = Listener(redis_client, first, second)
     with redis_client.monitor() as monitor:
         events = [event(first, 2, "routing"), event(second, 2, "routing")]
         assert publisher.publish_many([*events, event(first, 3, "building")])
@@ -122,8 +144,8 @@ def test_one_call_writes_each_orders_record_once_however_many_of_its_events_it_c
             if text.startswith(f"SET active_order:{second}"):
                 break  # written after every publish
     assert sorted(writes) == sorted([f"active_order:{first}", f"active_order:{second}"])
-    assert received(pubsub_first) == [2, 3]
-    assert received(pubsub_second) == [2]
+    # One message, the events in the call's order (each order's in seq order).
+    assert listener.messages() == [[(first, 2), (second, 2), (first, 3)]]
     assert seqs_of(record(redis_client, first)) == [2, 3]
     assert seqs_of(record(redis_client, second)) == [2]
 
