@@ -13,9 +13,9 @@ statistics at most once a second while it works and 10 s after it goes idle, so 
 reading waits `FLUSH_S` after the load first. The Redis and PostgreSQL figures are
 server-wide per database / per server: another client of the same Redis server (another
 session's tests) would be counted too, which is why the other clients seen are reported, and
-why a MONITOR tap (`RedisTap`) also counts, over the same window, only the commands sent to
-the stack's own Redis databases, split into those clients sent and those Lua scripts ran
-(`INFO commandstats` counts both: an EVALSHA and every call inside it).
+why a MONITOR tap (`RedisTap`, with `--redis-tap`) can also count, over the same window, only
+the commands sent to the stack's own Redis databases, split into those clients sent and those
+Lua scripts ran (`INFO commandstats` counts both: an EVALSHA and every call inside it).
 """
 
 from __future__ import annotations
@@ -174,8 +174,9 @@ def cost(
 class RedisTap:
     """MONITOR on each server, counting the commands sent to the stack's databases.
 
-    MONITOR costs the server a little per command (it formats each one for the tap), which
-    shows in Redis's CPU; at the benchmark's thousands of commands a second it is small."""
+    MONITOR costs the server per command (it formats each one for the tap) and the tap parses
+    each: about 1 ms of CPU per order between them at the benchmark's rates, so it runs only
+    when asked (`--redis-tap`)."""
 
     def __init__(self, servers: dict[str, redis.Redis], dbs: set[int]) -> None:
         self.servers, self.dbs = servers, dbs
@@ -235,8 +236,8 @@ class Window:
     """`start()` before the load, `load_done()` when the last order is terminal, then
     `finish(orders)` (which waits for PostgreSQL's statistics to be flushed)."""
 
-    def __init__(self, monitor: Any, stack: Any) -> None:
-        self.monitor, self.stack = monitor, stack
+    def __init__(self, monitor: Any, stack: Any, tap: bool = False) -> None:
+        self.monitor, self.stack, self.with_tap = monitor, stack, tap
         self.before: dict[str, Any] | None = None
         self.at_end: dict[str, Any] | None = None
         self.tap: RedisTap | None = None
@@ -244,7 +245,7 @@ class Window:
 
     def start(self) -> None:
         self.before = reading(self.monitor, self.stack)
-        if self.stack.redis_clients:
+        if self.with_tap and self.stack.redis_clients:
             self.tap = RedisTap(self.stack.redis_clients, self.stack.redis_dbs)
             self.tap.start()
             self.before["own"] = dict(self.stack.own_usage)  # after the tap's start

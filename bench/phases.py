@@ -181,7 +181,7 @@ def end_to_end(
     time.sleep(counters.FLUSH_S)  # the warm-up's statistics reach pg_stat_database first
     phase = f"e2e_{label}"
     run.monitor.set_phase(phase)
-    window = counters.Window(run.monitor, stack)
+    window = counters.Window(run.monitor, stack, tap=run.plan.redis_tap)
     window.start()
     timeline: list[dict[str, Any]] = []
     spec = {
@@ -253,7 +253,7 @@ def peer(run: Run) -> dict[str, Any]:
     _warm_up(run, "peer")
     time.sleep(counters.FLUSH_S)  # the warm-up's statistics reach pg_stat_database first
     run.monitor.set_phase("peer")
-    window = counters.Window(run.monitor, stack)
+    window = counters.Window(run.monitor, stack, tap=run.plan.redis_tap)
     window.start()
     spec = {
         "port": stack.port,
@@ -573,7 +573,7 @@ def _cross(run: Run, price: Decimal) -> dict[str, Any]:
     waiting_before = analysis.crossing_counts(stack.db, order_ids)["waiting"]
     time.sleep(TRIGGER_SETTLE_S)
     run.monitor.set_phase("triggers_cross")
-    window = counters.Window(run.monitor, stack)
+    window = counters.Window(run.monitor, stack, tap=run.plan.redis_tap)
     window.start()
     target = (price * TRIGGER_MOVE_FACTOR).quantize(Decimal("0.0001"))
     moved_at = time.time()

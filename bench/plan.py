@@ -24,7 +24,8 @@ class Plan:
     saturation_repeats: int
     # Bare Celery round trip.
     noop_tasks: int
-    # End to end, once at zero venue latency and once at the default latency.
+    # End to end, once at zero venue latency (offered `e2e_rate`: the capacity) and once at the
+    # default latency (offered `e2e_default_rate`: DESIGN §7's 100 orders/s for 60 s).
     e2e_rate: int
     e2e_window_s: float
     e2e_drain_s: float
@@ -33,6 +34,12 @@ class Plan:
     ws_subscribers: int
     ws_processes: int
     ws_deadline_s: float
+    e2e_default_rate: int = 100
+    # Count the commands sent to the stack's own Redis databases with a MONITOR tap, split into
+    # those clients sent and those scripts ran (`--redis-tap`). Off by default: MONITOR made
+    # Redis format every command for the tap and the tap parse it, about 1 ms of CPU per order
+    # between them, enough to tip this 2-core box off 100 orders/s (`docs/benchmark.md`).
+    redis_tap: bool = False
     # Optional worker-memory soak (DESIGN §7: 10 minutes); 0 rate = what the worker sustains.
     soak_minutes: float = 0.0
     soak_rate: int = 0

@@ -187,8 +187,9 @@ def _cost(phases: dict[str, Any]) -> str:
             "Per order: PostgreSQL transactions committed and rolled back in the bench "
             "database (`pg_stat_database`), Redis commands (`INFO commandstats`, summed over "
             "the servers the stack uses: server-wide, and it counts the calls inside Lua "
-            "scripts too) and, from a MONITOR tap, the commands the stack's clients sent to "
-            "its own Redis databases + those their scripts ran; over the window: PostgreSQL "
+            "scripts too) and, with `--redis-tap` (a MONITOR tap, off by default: it costs about 1 "
+            "ms of CPU per order), the commands the stack's clients sent to its own Redis "
+            "databases + those their scripts ran; over the window: PostgreSQL "
             "sessions opened (`pg_stat_database.sessions`), new bench-database backends the "
             "monitor saw, Redis connections received, and clients of other Redis databases (their "
             "commands would be counted too). The benchmark's own queries are left out.",
