@@ -39,7 +39,10 @@ ACTIVE_SNAPSHOT_TTL_S = 7 * 24 * 3600
 # ARGV[3i-1] the record's TTL in seconds, ARGV[3i] the order's account if the caller knows it
 # (the intake does; '' otherwise). Per call: one PUBLISH of every event, a line each; per
 # order in the call: one GET and at most one SET … EX (one commit's routing and building events
-# write the record once; a script runs atomically, so nobody reads it between them).
+# write the record once; a script runs atomically, so nobody reads it between them). An order's
+# first event (seq 1, intake's `pending`) starts its record with SET … NX and no GET: only if
+# the worker's later events got there first (the task can run before intake publishes) is the
+# record read and the event merged as any other.
 # An event at or below the record's seq is published but not recorded. One past it is
 # appended. A record that is missing, or in a former shape, starts afresh from the event, so
 # it may begin after seq 1 or have a gap: its readers check (`recorded_events`).
@@ -48,25 +51,17 @@ ACTIVE_SNAPSHOT_TTL_S = 7 * 24 * 3600
 # Redis. About 2 KB an order; that TTL bounds the memory.
 _PUBLISH_SCRIPT = f"""
 local HEAD = '^({{"accountId":"([^"]*)","seq":(%d+),"events":%[)'
-local records, written, published = {{}}, {{}}, {{}}
-for i, key in ipairs(KEYS) do
-  local event, ttl, owner = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
-  local seq = tonumber(string.match(event, '^{{"orderId":"[^"]*","seq":(%d+)'))
-  local record = records[key]
-  if record == nil then
-    record = {{owner = owner, seq = 0, events = nil, ttl = ttl, dirty = false}}
-    local current = redis.pcall('GET', key)
-    if type(current) == 'string' then
-      local head, known, last = string.match(current, HEAD)
-      if head ~= nil then
-        record.owner, record.seq = known, tonumber(last)
-        record.events = string.sub(current, #head + 1, -3)
-      end
+local function load(record, key)
+  local current = redis.pcall('GET', key)
+  if type(current) == 'string' then
+    local head, known, last = string.match(current, HEAD)
+    if head ~= nil then
+      if known ~= '' then record.owner = known end
+      record.seq, record.events = tonumber(last), string.sub(current, #head + 1, -3)
     end
-    records[key] = record
-    table.insert(written, key)
   end
-  if record.owner == '' then record.owner = owner end
+end
+local function add(record, event, seq, ttl)
   if seq > record.seq then
     if record.events == nil then
       record.events = event
@@ -75,14 +70,37 @@ for i, key in ipairs(KEYS) do
     end
     record.seq, record.ttl, record.dirty = seq, ttl, true
   end
+end
+local records, written, published = {{}}, {{}}, {{}}
+for i, key in ipairs(KEYS) do
+  local event, ttl, owner = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
+  local seq = tonumber(string.match(event, '^{{"orderId":"[^"]*","seq":(%d+)'))
+  local record = records[key]
+  if record == nil then
+    record = {{owner = owner, seq = 0, ttl = ttl, dirty = false, fresh = seq == 1, added = {{}}}}
+    if not record.fresh then load(record, key) end
+    records[key] = record
+    table.insert(written, key)
+  end
+  if record.owner == '' then record.owner = owner end
+  add(record, event, seq, ttl)
+  table.insert(record.added, {{event, seq, ttl}})
   published[i] = event
 end
 redis.call('PUBLISH', '{EVENTS_CHANNEL}', table.concat(published, '\\n'))
+local function value(r)
+  return '{{"accountId":"' .. r.owner .. '","seq":' .. r.seq .. ',"events":[' .. r.events .. ']}}'
+end
 for _, key in ipairs(written) do
   local r = records[key]
-  if r.dirty then
-    local head = '{{"accountId":"' .. r.owner .. '","seq":' .. r.seq .. ',"events":['
-    redis.call('SET', key, head .. r.events .. ']}}', 'EX', r.ttl)
+  if r.fresh and not redis.call('SET', key, value(r), 'EX', r.ttl, 'NX') then
+    r.seq, r.events, r.dirty = 0, nil, false
+    load(r, key)
+    for _, a in ipairs(r.added) do add(r, a[1], a[2], a[3]) end
+    r.fresh = false
+  end
+  if r.dirty and not r.fresh then
+    redis.call('SET', key, value(r), 'EX', r.ttl)
   end
 end
 return #KEYS

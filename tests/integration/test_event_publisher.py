@@ -121,11 +121,12 @@ def test_a_late_publish_of_an_older_event_is_delivered_but_never_rewinds_the_rec
     ],
     ids=["hash", "latest-event-only"],
 )
-def test_a_record_in_a_former_shape_is_replaced(publisher, redis_client, former):
+@pytest.mark.parametrize("seq", [1, 2], ids=["first-event", "later-event"])
+def test_a_record_in_a_former_shape_is_replaced(publisher, redis_client, former, seq):
     order_id = str(uuid.uuid4())
     former(redis_client, f"active_order:{order_id}")
-    assert publisher.publish(event(order_id, 2, "routing"))
-    assert seqs_of(record(redis_client, order_id)) == [2]
+    assert publisher.publish(event(order_id, seq, "routing"))
+    assert seqs_of(record(redis_client, order_id)) == [seq]
 
 
 def test_one_call_writes_each_orders_record_once_however_many_of_its_events_it_carries(
@@ -148,6 +149,34 @@ def test_one_call_writes_each_orders_record_once_however_many_of_its_events_it_c
     assert listener.messages() == [[(first, 2), (second, 2), (first, 3)]]
     assert seqs_of(record(redis_client, first)) == [2, 3]
     assert seqs_of(record(redis_client, second)) == [2]
+
+
+def test_an_orders_first_event_starts_its_record_without_reading_it(publisher, redis_client):
+    order_id, owner = str(uuid.uuid4()), uuid.uuid4()
+    key = f"active_order:{order_id}"
+    with redis_client.monitor() as monitor:
+        assert publisher.publish(event(order_id, 1, "pending"), owner)
+        ran: list[str] = []
+        for command in monitor.listen():  # the script's own commands, in order
+            if command.get("client_type") == "lua" and key in command["command"]:
+                ran.append(command["command"].split()[0])
+                if ran[-1] == "SET":
+                    break
+    assert ran == ["SET"]  # SET … NX: no GET before it
+    live = record(redis_client, order_id)
+    assert (live["accountId"], seqs_of(live)) == (str(owner), [1])
+
+
+def test_a_first_event_published_after_later_ones_never_rewinds_the_record(publisher, redis_client):
+    # The task ran and published before intake's publication of `pending` (the task is sent
+    # first): SET … NX finds the record there, and the event is merged as any other.
+    order_id, owner = str(uuid.uuid4()), uuid.uuid4()
+    publisher.publish_many([event(order_id, 2, "routing"), event(order_id, 3, "building")])
+    pubsub = listen(redis_client, order_id)
+    assert publisher.publish(event(order_id, 1, "pending"), owner)
+    assert received(pubsub) == [1]
+    late = record(redis_client, order_id)
+    assert (late["seq"], seqs_of(late)) == (3, [2, 3])
 
 
 def test_a_whole_record_is_read_back_for_its_owner_only(publisher, redis_client):
