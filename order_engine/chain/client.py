@@ -8,7 +8,8 @@ Cheap by construction, because every order of a process shares the same chain st
 - `latest_blockhash()` asks the node once per slot per process;
 - `wait_for_status()` registers the signature with one poller per process, which asks
   `getSignatureStatuses` for every in-flight signature of the process once per slot (at most
-  256 per call, research/solana-rpc.md §2) instead of one poll loop per order;
+  256 per call, research/solana-rpc.md §2) instead of one poll loop per order, and what the
+  landed ones moved in `getTransaction` batches (at most 100 a request);
 - account reads are batched into `getMultipleAccounts` (at most 100 keys per call) by the pool
   index (`chain/pools.py`), once per slot per pair.
 """
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 SLOT_MS = 400
 MAX_MULTIPLE_ACCOUNTS = 100  # [AGV-REQ] MAX_MULTIPLE_ACCOUNTS
 MAX_SIGNATURE_STATUSES = 256  # [AGV-RPC] MAX_GET_SIGNATURE_STATUSES_QUERY_ITEMS
+# A node refuses a request body over 50 KiB with HTTP 413 ([AGV-RPC] MAX_REQUEST_BODY_SIZE,
+# research/solana-rpc.md §1). One getTransaction of a batch is about 190 bytes, so 100 of them
+# (~19 KB) stay well under it; a slot in which more land takes one batch per 100.
+MAX_TRANSACTIONS_PER_BATCH = 100
 
 # JSON-RPC error codes (research/solana-rpc.md §3, [AGV-ERR]).
 PREFLIGHT_FAILURE = -32002
@@ -201,6 +206,11 @@ class RpcChain:
         try:
             return json.loads(response.data)
         except ValueError:
+            if response.status != 200:  # 413 for a body over the node's limit, 429, …
+                metrics.RPC_ERRORS.labels(what, f"http_{response.status}").inc()
+                raise RpcUnavailable(
+                    f"RPC node answered HTTP {response.status} to {what} ({len(body)} bytes)"
+                ) from None
             metrics.RPC_ERRORS.labels(what, "malformed").inc()
             raise RpcUnavailable(f"RPC node sent a non-JSON answer to {what}") from None
 
@@ -286,21 +296,20 @@ class RpcChain:
     def many_transaction_balances(
         self, signatures: Sequence[str]
     ) -> dict[str, TransactionBalances]:
-        """`getTransaction` for several signatures in one JSON-RPC batch (one HTTP round trip);
-        a signature the node cannot give yet is absent."""
-        if not signatures:
-            return {}
-        batch = [
-            {"jsonrpc": "2.0", "id": index, "method": "getTransaction", "params": params}
-            for index, params in enumerate(_get_transaction_params(s) for s in signatures)
-        ]
-        replies = self._post(batch, "getTransaction batch")
+        """`getTransaction` for several signatures in JSON-RPC batches (one HTTP round trip per
+        `MAX_TRANSACTIONS_PER_BATCH`); a signature the node cannot give yet is absent."""
         found = {}
-        for reply in replies if isinstance(replies, list) else []:
-            result = reply.get("result")
-            index = reply.get("id")
-            if result is not None and isinstance(index, int) and index < len(signatures):
-                found[signatures[index]] = _balances(result)
+        for chunk in _chunks(signatures, MAX_TRANSACTIONS_PER_BATCH):
+            batch = [
+                {"jsonrpc": "2.0", "id": index, "method": "getTransaction", "params": params}
+                for index, params in enumerate(_get_transaction_params(s) for s in chunk)
+            ]
+            replies = self._post(batch, "getTransaction batch")
+            for reply in replies if isinstance(replies, list) else []:
+                result = reply.get("result")
+                index = reply.get("id")
+                if result is not None and isinstance(index, int) and index < len(chunk):
+                    found[chunk[index]] = _balances(result)
         return found
 
     # -- writes -----------------------------------------------------------------------------

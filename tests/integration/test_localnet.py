@@ -12,10 +12,12 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import base58
 import pytest
 from solders.keypair import Keypair
 
 from order_engine.chain import accounts as layouts
+from order_engine.chain.client import RpcChain
 from order_engine.chain.programs import RAYDIUM_CPMM_PROGRAM
 from order_engine.tokens import resolve
 from tests.support.processes import free_port
@@ -129,6 +131,22 @@ def test_a_signed_swap_lands_confirmed(localnet):
     (entry,) = call("localnet_ledger", {"memo": "it-1"})
     assert entry["signature"] == signature
     assert entry["amountOut"] > 0
+
+
+def test_the_chain_client_reads_hundreds_of_transactions_within_the_nodes_body_limit(localnet):
+    # The signature poller asks what every transaction landed in a slot moved; with hundreds
+    # landing at once, one batch of them would pass the node's 50 KiB body limit (HTTP 413).
+    call = localnet.call
+    pool = pool_address(call, "raydium:SOL-USDC")
+    signature, encoded = swap_tx(call, Keypair(), [leg(call, pool, SOL, 10**8, 1)], memo="it-many")
+    send(call, encoded)
+    _landed(call, signature)
+    unknown = [base58.b58encode(os.urandom(64)).decode() for _ in range(400)]
+    chain = RpcChain(localnet.url)
+    found = chain.many_transaction_balances([*unknown[:200], signature, *unknown[200:]])
+    assert list(found) == [signature]
+    assert found[signature].err is None
+    assert found[signature].fee > 0
 
 
 def test_a_swap_below_its_minimum_fails_with_6005(localnet):
