@@ -4,9 +4,12 @@ import threading
 
 import pytest
 from celery import Celery
+from celery import _state as celery_state
+from celery.worker import loops
+from flask import Flask
 
 from order_engine.config import Settings
-from order_engine.tasking import celery_config, is_amqp
+from order_engine.tasking import celery_config, celery_init_app, is_amqp
 
 BASE = {"DATABASE_URL": "postgresql://u@localhost/db", "REDIS_URL": "redis://localhost:6379/0"}
 
@@ -65,3 +68,27 @@ def test_every_task_thread_shares_one_result_backend():
         thread.join(5)
     assert len(seen) == 3
     assert all(backend is first for backend in seen)
+
+
+def test_a_green_workers_loop_waits_on_the_event_connection_one_millisecond_not_a_tenth():
+    # With RabbitMQ, Celery's loop for green pools drains the event dispatcher's connection
+    # after every message: 0.1 s there capped a worker at ten tasks a second.
+    flask_app = Flask("drain")
+    flask_app.config["SETTINGS"] = Settings.from_env({**BASE, "CELERY_BROKER_URL": "amqp://r//"})
+    default = celery_state.default_app
+    try:
+        celery_init_app(flask_app)
+    finally:
+        celery_state.set_default_app(default)
+
+    class Connection:
+        def __init__(self) -> None:
+            self.timeouts: list[float] = []
+
+        def drain_events(self, timeout: float) -> None:
+            self.timeouts.append(timeout)
+
+    connection = Connection()
+    loops._quick_drain(connection)
+    loops._quick_drain(connection)
+    assert connection.timeouts == [0.001, 0.001]
