@@ -84,7 +84,7 @@ for i, key in ipairs(KEYS) do
   end
   if record.owner == '' then record.owner = owner end
   add(record, event, seq, ttl)
-  table.insert(record.added, {{event, seq, ttl}})
+  if record.fresh then table.insert(record.added, {{event, seq, ttl}}) end
   published[i] = event
 end
 redis.call('PUBLISH', '{EVENTS_CHANNEL}', table.concat(published, '\\n'))

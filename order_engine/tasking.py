@@ -123,9 +123,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 # Celery's loop for green pools (`celery.worker.loops.synloop`: gevent has no async hub), when
 # AMQP heartbeats are on, drains the event dispatcher's connection after every message it
-# takes, waiting up to 0.1 s there for the broker's heartbeat frames. Nothing else arrives on
-# that connection, so with RabbitMQ as the broker each message cost the loop 0.1 s: a worker
-# took ten tasks a second, whatever its concurrency (measured: 300 no-op tasks in 30 s; 1.3 s
+# takes, waiting up to 0.1 s there for the broker's heartbeat frames, which come seconds apart:
+# with RabbitMQ as the broker each message cost the loop 0.1 s, and a worker took ten tasks a
+# second, whatever its concurrency (measured: 300 no-op tasks in 30 s; 1.3 s
 # with the worker heartbeat off, which removes that drain). A 1 ms wait still reads a heartbeat
 # frame that is waiting. The Redis transport has no AMQP heartbeats and never takes this path.
 DISPATCHER_DRAIN_S = 0.001
