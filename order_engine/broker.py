@@ -17,25 +17,26 @@ An ack still returns only once its message is removed, and a failure reaches eve
 the batch, as it would have reached each alone: the message stays reserved and Redis
 delivers it again after the visibility timeout, which the engine's claims make harmless.
 
-Reservations and acks go as plain pipelines, not MULTI/EXEC transactions: two commands
-fewer a task (of about 20 an order under the peer load). Redis runs the commands of one write
-back to back, so MULTI bought isolation nobody needs (the visibility sweep only takes entries
-older than its timeout) and atomicity against a Redis crash between the two, which loses the
-queue anyway when Redis keeps nothing on disk. Each pipeline writes the index first: a crash
-between leaves an index entry without its message, which the sweep drops, never a message the
-sweep cannot find. A message lost that way, as one popped by BRPOP before its reservation (a
-window kombu has), is an order the reconciler sends again (Design, "Exactly once").
+Reservations, acks and rejects go as plain pipelines, not MULTI/EXEC transactions (kombu
+builds all three with `QoS.pipe_or_acquire`, overridden here): two commands fewer a task (of
+about 20 an order under the peer load). Redis runs the commands of one write back to back, so
+MULTI bought isolation nobody needs (the visibility sweep only takes entries older than its
+timeout) and atomicity against a Redis crash between the two, which loses the queue anyway
+when Redis keeps nothing on disk. A reservation writes the index first: a crash between
+leaves an index entry without its message, which the sweep drops, never a message the sweep
+cannot find; a removal split that way leaves only the body of a message already done. A
+message lost that way, as one popped by BRPOP before its reservation (a window kombu has), is
+an order the reconciler sends again (Design, "Exactly once").
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
-from kombu.utils.json import dumps
 
 from order_engine.batching import GroupCommit
 
@@ -45,24 +46,22 @@ class QoS(kombu_redis.QoS):
         super().__init__(*args, **kwargs)
         self.acks: GroupCommit[str, None] = GroupCommit("acks", self._remove_acked)
 
-    def append(self, message: Any, delivery_tag: str) -> None:
-        """Reserve a delivered message as kombu does (its body kept under its tag in `unacked`,
-        the tag scored by time in the index), in a plain pipeline."""
-        info = message.delivery_info
-        body = dumps([message._raw, info["exchange"], info["routing_key"]])
-        with self.channel.conn_or_acquire() as client:
-            pipe = client.pipeline(transaction=False)
-            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()})
-            pipe.hset(self.unacked_key, delivery_tag, body).execute()
-        virtual.QoS.append(self, message, delivery_tag)  # kombu's bookkeeping, past its own
+    @contextmanager
+    def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
+        """kombu's own pipeline for a reservation (`append`) or a removal (ack, reject), minus
+        MULTI/EXEC; a pipeline handed in (the restore's WATCH transaction) is used as it is."""
+        if pipe is not None:
+            yield pipe
+            return
+        with self.channel.conn_or_acquire(client) as acquired:
+            yield acquired.pipeline(transaction=False)
 
     def ack(self, delivery_tag: str) -> None:
         self.acks.submit(None, delivery_tag)
         virtual.QoS.ack(self, delivery_tag)  # kombu's bookkeeping, past its own removal
 
     def _remove_acked(self, _kind: Hashable, tags: Sequence[str]) -> list[None]:
-        with self.channel.conn_or_acquire() as client:
-            pipe = client.pipeline(transaction=False)
+        with self.pipe_or_acquire() as pipe:
             pipe.zrem(self.unacked_index_key, *tags).hdel(self.unacked_key, *tags).execute()
         return [None] * len(tags)
 
