@@ -85,7 +85,7 @@ bench-cluster: $(STAMP) ## Orders/s and CPU per order with 1 and 2 worker hosts 
 	$(BIN)/python -m bench.cluster $(BENCH_ARGS)
 
 venue-report: $(STAMP) ## Replay 1,000 seeded orders on virtual time and summarise routing, slippage and failures
-	$(BIN)/python -m order_engine.localnet.report --orders $(or $(n),1000) --seed $(or $(seed),7)
+	$(BIN)/python -m order_engine.tools.venue_report --orders $(or $(n),1000) --seed $(or $(seed),7)
 
 lint: $(STAMP) ## Lint with ruff and type-check with mypy
 	$(BIN)/ruff check .

@@ -62,8 +62,8 @@ def _loop(n: int, ready: Any, go: Any, operation: Callable[[int], object]) -> di
 def celery_sends(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:
     """`n` `bench.floor` tasks through the project's direct Redis sender (dispatch.py)."""
     os.environ.update(spec["env"])
-    from order_engine import create_app
-    from order_engine.dispatch import task_sender
+    from order_engine.app import create_app
+    from order_engine.tasking.dispatch import task_sender
 
     sender = task_sender(create_app().extensions["celery"])
     if sender is None:
@@ -116,7 +116,7 @@ def _sqlalchemy_statements(
     from sqlalchemy.engine import Engine
 
     from order_engine.config import Settings
-    from order_engine.db import WORKER_SESSION_TIMEOUTS_MS, make_engine, warm_pool
+    from order_engine.infra.db import WORKER_SESSION_TIMEOUTS_MS, make_engine, warm_pool
     from order_engine.models import Order
 
     settings = Settings.from_env()
@@ -148,10 +148,10 @@ def _sqlalchemy_statements(
 
 def redis_calls(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:
     """EVALSHA of a one-SET script, or PUBLISH to `channel` (the parent subscribes to it),
-    through a client built as the engine's (order_engine.redis_client)."""
+    through a client built as the engine's (order_engine.infra.redis_client)."""
     os.environ.update(spec["env"])
     from order_engine.config import Settings
-    from order_engine.redis_client import make_redis
+    from order_engine.infra.redis_client import make_redis
 
     client = make_redis(Settings.from_env())
     client.ping()  # connected (and its connection set up) before the loop

@@ -27,7 +27,7 @@ from bench.monitor import Monitor
 from bench.plan import DEFAULT_LATENCY, ZERO_LATENCY, Plan
 from bench.profile import Profiler
 from bench.stack import Stack, child_settings
-from order_engine.events import EVENTS_CHANNEL
+from order_engine.live.events import EVENTS_CHANNEL
 
 ENDPOINTS = {"baseline": BASELINE_PATH, "engine": ENGINE_PATH}
 WARMUP_S = 2.0

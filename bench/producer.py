@@ -21,7 +21,7 @@ WARMUP_TASKS = 20
 def noop_roundtrip(spec: dict[str, Any]) -> dict[str, Any]:
     """Send `count` no-op tasks; return tasks/s from first send to last completion."""
     os.environ.update(spec["env"])
-    from order_engine import create_app
+    from order_engine.app import create_app
 
     app = create_app()
     celery_app = app.extensions["celery"]

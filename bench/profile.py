@@ -35,7 +35,7 @@ PLUMBING = (
     "contextlib.py",
     "celery/app/trace.py",
     "celery/concurrency/",
-    "order_engine/tasking.py",
+    "order_engine/tasking/app.py",
     "celery/app/autoretry.py",
     "flask_sock/",
 )

@@ -3,7 +3,7 @@ gunicorn, a worker.
 
 Like `make run`, it uses the PostgreSQL and Redis named by DATABASE_URL / REDIS_URL, or else
 starts the embedded ones, and it builds the localnet, API and worker command lines with the
-same functions (`order_engine.cli.localnet_program` / `api_program` / `worker_program`). It then
+same functions (`order_engine.ops.cli.localnet_program` / `api_program` / `worker_program`). It then
 keeps the benchmark's data apart from anyone else's on those servers: its own database
 (recreated each run) and its own two Redis databases (app and broker), which it may empty
 between phases.
@@ -51,11 +51,11 @@ from sqlalchemy.engine import Engine, make_url
 
 from bench import counters, procs
 from bench.monitor import RootPids, children_titled
-from order_engine import embedded, migrate
 from order_engine.chain.wallet import ensure_dev_keypair
-from order_engine.cli import api_program, localnet_program, scheduler_program, worker_program
 from order_engine.config import Settings, _process_environment
 from order_engine.localnet.config import LocalnetSettings
+from order_engine.ops import embedded, migrate
+from order_engine.ops.cli import api_program, localnet_program, scheduler_program, worker_program
 
 log = logging.getLogger("bench.stack")
 
@@ -246,7 +246,7 @@ class Stack:
     def celery(self) -> Any:
         """The product's Celery app, for probes sent from this (non-load) process."""
         if self._celery is None:
-            from order_engine import create_app
+            from order_engine.app import create_app
 
             self._celery = create_app(self.env()).extensions["celery"]
         return self._celery

@@ -30,15 +30,15 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from order_engine import migrate
 from order_engine.chain.pools import PoolIndex
 from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
-from order_engine.localnet.replay import REPLAY_START_MS, InProcessChain
 from order_engine.models import DEFAULT_ACCOUNT_ID
+from order_engine.ops import migrate
 from order_engine.routing import Router
 from order_engine.services.trigger import TriggerService
+from order_engine.tools.replay import REPLAY_START_MS, InProcessChain
 
 
 class Sink:

@@ -234,7 +234,7 @@ def _parse_tapped(
 ) -> tuple[list[list[Any]], int]:
     """[orderId, seq, receipt time] of every event of `order_ids`, and how many lines were not
     events."""
-    from order_engine.events import published_events
+    from order_engine.live.events import published_events
 
     received: list[list[Any]] = []
     unreadable = 0

@@ -1,6 +1,6 @@
 """Alembic environment: online migrations with lock and statement timeouts.
 
-The URL is the `sqlalchemy.url` set by the caller (tests, `order_engine.migrate`) or else
+The URL is the `sqlalchemy.url` set by the caller (tests, `order_engine.ops.migrate`) or else
 DATABASE_URL from the environment.
 """
 

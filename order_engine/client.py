@@ -112,7 +112,7 @@ def _envelope(raw: bytes, status: int) -> dict[str, Any]:
 
 
 def add_commands(sub: Any) -> None:
-    """`submit` and `orders …`, added to `order-engine`'s subcommands (order_engine/cli.py)."""
+    """`submit` and `orders …`, added to `order-engine`'s subcommands (order_engine/ops/cli.py)."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--url",
@@ -402,7 +402,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """For `python -m order_engine.client`; `order-engine` is the installed command."""
-    from order_engine.cli import main as cli_main
+    from order_engine.ops.cli import main as cli_main
 
     return cli_main(argv)
 

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from order_engine import create_app
+from order_engine.app import create_app
 from tests.support.clients import TEST_API_KEY
 from tests.support.processes import stop_process
 from tests.support.servers import (

@@ -15,8 +15,8 @@ from typing import Any
 
 from celery import shared_task
 
-from order_engine.queues import NOOP_TASK
-from order_engine.redis_client import get_redis
+from order_engine.infra.queues import NOOP_TASK
+from order_engine.infra.redis_client import get_redis
 from workers.tasks import EXECUTE_ORDER_OPTIONS
 
 

@@ -16,16 +16,17 @@ from celery.signals import (
     worker_shutting_down,
 )
 
-from order_engine import create_app, logs
-from order_engine.db import WORKER_SESSION_TIMEOUTS_MS, warm_app_pool
-from order_engine.process import PROCESS
-from order_engine.queues import EVALUATE_TRIGGERS, EXECUTE_ORDER, RECONCILE_ORDERS
+from order_engine.app import create_app
+from order_engine.infra import logs
+from order_engine.infra.db import WORKER_SESSION_TIMEOUTS_MS, warm_app_pool
+from order_engine.infra.process import PROCESS
+from order_engine.infra.queues import EVALUATE_TRIGGERS, EXECUTE_ORDER, RECONCILE_ORDERS
 
 
 @setup_logging.connect
 def _our_logging(loglevel: object = None, **_kwargs: object) -> None:
     # Connected, this replaces Celery's own logging set-up: the worker's and beat's lines, and
-    # Celery's own, go through order_engine.logs (JSON with LOG_FORMAT=json), at the level of
+    # Celery's own, go through order_engine.infra.logs (JSON with LOG_FORMAT=json), at the level of
     # the command's --loglevel.
     settings = flask_app.config["SETTINGS"]
     level = loglevel if isinstance(loglevel, str | int) and loglevel else settings.log_level
@@ -66,10 +67,10 @@ def _forget_parent_connections(**_kwargs: object) -> None:
 
 @worker_process_shutdown.connect
 def _forget_live_gauges(pid: int | None = None, **_kwargs: object) -> None:
-    # A prefork child's live gauges go with it (order_engine/metrics.py).
+    # A prefork child's live gauges go with it (order_engine/infra/metrics.py).
     import os
 
-    from order_engine.metrics import process_exited
+    from order_engine.infra.metrics import process_exited
 
     process_exited(pid or os.getpid())
 

@@ -16,9 +16,9 @@ from flask import current_app
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from order_engine import queues
-from order_engine.db import get_session
-from order_engine.redis_client import get_redis
+from order_engine.infra import queues
+from order_engine.infra.db import get_session
+from order_engine.infra.redis_client import get_redis
 from order_engine.services.execution import RetryLater, execution_service, new_executor_id
 from order_engine.services.reconciler import ReconcilerService
 from order_engine.services.trigger import trigger_service

@@ -22,14 +22,14 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from order_engine.db import get_session
 from order_engine.errors import (
     ForbiddenError,
     TooManyRequestsError,
     UnauthorizedError,
 )
-from order_engine.limits import RateDecision, RateLimiter, SocketSlots
-from order_engine.redis_client import get_redis
+from order_engine.infra.db import get_session
+from order_engine.infra.redis_client import get_redis
+from order_engine.live.limits import RateDecision, RateLimiter, SocketSlots
 from order_engine.services.access import (
     AccessService,
     Principal,

@@ -15,9 +15,9 @@ from typing import cast
 from flask import Blueprint, Flask, Response, current_app, jsonify
 from sqlalchemy import Table, insert
 
-from order_engine.db import get_engine
+from order_engine.infra.db import get_engine
+from order_engine.infra.queues import NOOP_TASK
 from order_engine.models import Order
-from order_engine.queues import NOOP_TASK
 
 bp = Blueprint("bench", __name__, url_prefix="/bench")
 

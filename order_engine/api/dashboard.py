@@ -19,12 +19,12 @@ from simple_websocket import ConnectionClosed, Server
 from order_engine.api.access import operator_principal, requires
 from order_engine.api.dashboard_page import PAGE
 from order_engine.api.metrics import broker_client
-from order_engine.db import get_session
-from order_engine.extensions import sock
-from order_engine.redis_client import get_redis
+from order_engine.api.sock import sock
+from order_engine.infra.db import get_session
+from order_engine.infra.redis_client import get_redis
+from order_engine.live.streaming import shutting_down
 from order_engine.services.access import issue_ticket
 from order_engine.services.dashboard import REFRESH_S, DashboardService, feed
-from order_engine.streaming import shutting_down
 
 bp = Blueprint("dashboard", __name__)
 

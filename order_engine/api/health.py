@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from order_engine.db import get_engine
 from order_engine.errors import envelope
-from order_engine.redis_client import get_redis
+from order_engine.infra.db import get_engine
+from order_engine.infra.redis_client import get_redis
 
 bp = Blueprint("health", __name__)
 

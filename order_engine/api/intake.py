@@ -15,11 +15,11 @@ from typing import Any
 from flask import current_app
 from marshmallow import ValidationError
 
-from order_engine import jsonio
 from order_engine.api.access import current_principal
-from order_engine.db import get_session
 from order_engine.errors import BadRequestError, UnprocessableError, field_errors
-from order_engine.events import app_publisher
+from order_engine.infra.db import get_session
+from order_engine.live.events import app_publisher
+from order_engine.schemas import jsonio
 from order_engine.schemas.order import OrderCreateSchema
 from order_engine.services.order import OrderService, SubmittedOrder
 

@@ -15,9 +15,9 @@ import redis
 from flask import Blueprint, Flask, Response, current_app, g, request
 from sqlalchemy import text
 
-from order_engine import metrics
 from order_engine.api.access import operator_principal
-from order_engine.db import get_session
+from order_engine.infra import metrics
+from order_engine.infra.db import get_session
 
 bp = Blueprint("metrics", __name__)
 

@@ -19,7 +19,7 @@ from order_engine.errors import (
     UpgradeRequiredError,
     field_errors,
 )
-from order_engine.events import event_payload
+from order_engine.live.events import event_payload
 from order_engine.schemas.order import OrderListQuerySchema, OrderSchema
 from order_engine.services.order import SubmittedOrder
 

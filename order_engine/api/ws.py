@@ -23,14 +23,14 @@ from typing import Any
 from flask import Blueprint, current_app, g, request
 from simple_websocket import ConnectionClosed
 
-from order_engine import logs, metrics
 from order_engine.api.access import current_principal, requires
 from order_engine.api.intake import order_service, owner_filter, submit_order
+from order_engine.api.sock import BoundedServer, sock
 from order_engine.errors import OrderEngineError, envelope
-from order_engine.extensions import BoundedServer, sock
+from order_engine.infra import logs, metrics
+from order_engine.live.streaming import HubUnavailable, OrderStream, get_hub, shutting_down
 from order_engine.models import OrderStatus
 from order_engine.services.order import OrderService
-from order_engine.streaming import HubUnavailable, OrderStream, get_hub, shutting_down
 
 log = logging.getLogger(__name__)
 bp = Blueprint("order_streams", __name__)

@@ -28,8 +28,7 @@ from typing import Any, Protocol
 
 import urllib3
 
-from order_engine import metrics
-from order_engine.venues.errors import (
+from order_engine.domain.errors import (
     AmountTooSmall,
     BlockhashExpired,
     ExecutionError,
@@ -37,6 +36,7 @@ from order_engine.venues.errors import (
     RpcUnavailable,
     SlippageExceeded,
 )
+from order_engine.infra import metrics
 
 log = logging.getLogger(__name__)
 

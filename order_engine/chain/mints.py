@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 
 from order_engine.chain.client import Chain
-from order_engine.tokens import Token, UnknownTokenError, resolve
-from order_engine.venues.errors import NoRoute
+from order_engine.domain.errors import NoRoute
+from order_engine.domain.tokens import Token, UnknownTokenError, resolve
 
 MINT_SIZE = 82
 DECIMALS_OFFSET = 44

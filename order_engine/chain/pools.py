@@ -21,7 +21,7 @@ from solders.pubkey import Pubkey
 from order_engine.chain import accounts
 from order_engine.chain.client import Chain
 from order_engine.chain.programs import METEORA_DLMM_PROGRAM, RAYDIUM_CPMM_PROGRAM
-from order_engine.venues.errors import RpcUnavailable
+from order_engine.domain.errors import RpcUnavailable
 from order_engine.venues.math.cpmm import ConstantProductPool
 from order_engine.venues.math.dlmm import DlmmPool
 

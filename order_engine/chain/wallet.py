@@ -16,7 +16,7 @@ from pathlib import Path
 
 from solders.keypair import Keypair
 
-from order_engine import logs
+from order_engine.infra import logs
 
 
 class WalletError(ValueError):

@@ -14,5 +14,6 @@ engine reaches it only through Solana JSON-RPC, as it would a real node (DESIGN 
 * `server`     -- the gevent WSGI server; `cli` -- the command line.
 
 Nothing outside this package imports it; it may import the engine's pure modules
-(`order_engine.chain.accounts`, `.programs`, `order_engine.venues.math`, `order_engine.tokens`).
+(`order_engine.chain.accounts`, `.programs`, `order_engine.venues.math`,
+`order_engine.domain.tokens`).
 """

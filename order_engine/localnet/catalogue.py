@@ -16,9 +16,9 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from order_engine.domain.tokens import TOKENS, Token
 from order_engine.localnet import pools
 from order_engine.localnet.market import Market
-from order_engine.tokens import TOKENS, Token
 
 RAYDIUM = "raydium"
 METEORA = "meteora"

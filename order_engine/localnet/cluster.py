@@ -53,6 +53,7 @@ from order_engine.chain.programs import (
     WSOL_MINT,
     associated_token_address,
 )
+from order_engine.domain.tokens import TOKENS, Token
 from order_engine.localnet import catalogue, execution, pools
 from order_engine.localnet.catalogue import METEORA, RAYDIUM, PoolSpec
 from order_engine.localnet.clock import GENESIS_MS, slot_at, slot_start_ms
@@ -60,7 +61,6 @@ from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.execution import UserToken
 from order_engine.localnet.market import Market
 from order_engine.localnet.store import Batch, Store
-from order_engine.tokens import TOKENS, Token
 
 log = logging.getLogger(__name__)
 

@@ -20,15 +20,15 @@ from sqlalchemy import Engine, Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from order_engine.batching import GroupCommit
-from order_engine.db import (
+from order_engine.infra.batching import GroupCommit
+from order_engine.infra.db import (
     run_on_engine,
     run_statement,
     standalone_engine,
     together_or_each_alone,
 )
+from order_engine.infra.process import PROCESS
 from order_engine.models import Order
-from order_engine.process import PROCESS
 from order_engine.repositories.order import COUNT_UNFINISHED
 
 

@@ -20,13 +20,14 @@ from sqlalchemy import ColumnElement, Engine, Table, and_, func, not_, or_, sele
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 
-from order_engine.batching import MAX_BATCH, GroupCommit
-from order_engine.db import (
+from order_engine.infra.batching import MAX_BATCH, GroupCommit
+from order_engine.infra.db import (
     run_on_engine,
     run_statement,
     standalone_engine,
     together_or_each_alone,
 )
+from order_engine.infra.process import PROCESS
 from order_engine.models import (
     DEFAULT_ACCOUNT_ID,
     IN_FLIGHT,
@@ -36,7 +37,6 @@ from order_engine.models import (
     OrderEvent,
     OrderStatus,
 )
-from order_engine.process import PROCESS
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 from sqlalchemy.orm import Session
 
-from order_engine.db import run_statement
+from order_engine.infra.db import run_statement
 from order_engine.models import OrderEvent
 
 

@@ -16,15 +16,15 @@ from fractions import Fraction
 from typing import Any
 
 from order_engine.chain.pools import PoolView
-from order_engine.tokens import Token, decimal_text
-from order_engine.venues.base import Quote
-from order_engine.venues.errors import (
+from order_engine.domain.errors import (
     AmountTooSmall,
     ExecutionError,
     NoLiquidity,
     NoRoute,
     QuoteUnavailable,
 )
+from order_engine.domain.tokens import Token, decimal_text
+from order_engine.routing.quote import Quote
 from order_engine.venues.math import InsufficientLiquidity, VenueMathError, ZeroTradingTokens
 from order_engine.venues.math.dlmm import FEE_PRECISION
 from order_engine.venues.math.split import choose_allocation

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from order_engine.chain.pools import PoolIndex
+from order_engine.domain.errors import ExecutionError, NoRoute
+from order_engine.domain.tokens import Token
 from order_engine.routing.decide import SPLIT_THRESHOLD_BPS, RouteDecision, decide, quote_pool
-from order_engine.tokens import Token
-from order_engine.venues.base import Quote
-from order_engine.venues.errors import ExecutionError, NoRoute
+from order_engine.routing.quote import Quote
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from marshmallow import (
     validates_schema,
 )
 
-from order_engine.jsonio import NonFiniteNumber
+from order_engine.domain.tokens import Token, UnknownTokenError, resolve
 from order_engine.models import OrderStatus, OrderType
-from order_engine.tokens import Token, UnknownTokenError, resolve
+from order_engine.schemas.jsonio import NonFiniteNumber
 
 U64_MAX = 2**64 - 1
 _PLAIN_DECIMAL = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?$")
@@ -242,7 +242,7 @@ def _settings_value(name: str, default: int) -> int:
 def _mint_has_pool(mint: str) -> bool:
     from flask import current_app, has_app_context
 
-    from order_engine.resources import mint_has_pool
+    from order_engine.services.resources import mint_has_pool
 
     if not has_app_context():
         return False
@@ -252,7 +252,7 @@ def _mint_has_pool(mint: str) -> bool:
 def _pair_is_listed(token_in: Token, token_out: Token) -> bool:
     from flask import current_app, has_app_context
 
-    from order_engine.resources import pair_is_listed
+    from order_engine.services.resources import pair_is_listed
 
     if not has_app_context():
         return True
@@ -276,7 +276,7 @@ def _fillable_problem(amount: Decimal, token_in: Token, token_out: Token) -> str
     asked, beyond a static bound): an order for billions of SOL is a mistake, not a trade."""
     from flask import current_app, has_app_context
 
-    from order_engine.resources import STATIC_MAX_AMOUNT, max_fillable_atoms
+    from order_engine.services.resources import STATIC_MAX_AMOUNT, max_fillable_atoms
 
     if not has_app_context():
         return None
@@ -352,17 +352,17 @@ class OrderSchema(Schema):
         }
 
     def dump_expires(self, order: Any) -> str | None:
-        from order_engine.events import format_timestamp
+        from order_engine.live.events import format_timestamp
 
         return None if order.expires_at is None else format_timestamp(order.expires_at)
 
     def dump_created(self, order: Any) -> str:
-        from order_engine.events import format_timestamp
+        from order_engine.live.events import format_timestamp
 
         return format_timestamp(order.created_at)
 
     def dump_updated(self, order: Any) -> str:
-        from order_engine.events import format_timestamp
+        from order_engine.live.events import format_timestamp
 
         return format_timestamp(order.updated_at)
 

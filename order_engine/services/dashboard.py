@@ -1,7 +1,7 @@
 """What the operators' dashboard shows (DESIGN §11), built so that it costs nothing per order.
 
 Everything that would otherwise scale with the orders flowing is read from the Prometheus
-series the processes already keep (order_engine/metrics.py): orders per second from the
+series the processes already keep (order_engine/infra/metrics.py): orders per second from the
 submission counter, finished orders and failure codes from their counters, p50/p99 accept →
 confirmed from the duration histogram's buckets over the last minute. The database is asked
 two bounded questions — the unfinished orders by status (a partial index: grows with the
@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from order_engine import metrics
-from order_engine.events import format_timestamp
+from order_engine.infra import metrics
+from order_engine.live.events import format_timestamp
 from order_engine.models import OrderStatus
 from order_engine.repositories.order import OrderRepository
 

@@ -34,23 +34,12 @@ from solders.keypair import Keypair
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from order_engine import logs, metrics
 from order_engine.chain import tx as transactions
 from order_engine.chain.client import Blockhash, Chain, SignatureStatus, program_error
 from order_engine.chain.mints import token_for
 from order_engine.config import Settings
-from order_engine.db import unit_of_work
-from order_engine.events import Publisher, app_publisher, event_payload
-from order_engine.models import HAPPY_PATH, IN_FLIGHT, Order, OrderStatus
-from order_engine.repositories.order import OrderRepository, Step, lease_expiry
-from order_engine.routing import RouteDecision, Router
-from order_engine.services import amounts, event_data
-from order_engine.services.retry_policy import retry_countdown
-from order_engine.services.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap
-from order_engine.services.task_copy import as_claimed
-from order_engine.services.trigger import waiting_for
-from order_engine.tokens import WSOL_MINT, Token, decimal_text
-from order_engine.venues.errors import (
+from order_engine.domain import amounts, event_data
+from order_engine.domain.errors import (
     AttemptsExhausted,
     BlockhashExpired,
     DeliveriesExhausted,
@@ -60,6 +49,17 @@ from order_engine.venues.errors import (
     SlippageExceeded,
     TransactionUnconfirmed,
 )
+from order_engine.domain.tokens import WSOL_MINT, Token, decimal_text
+from order_engine.infra import logs, metrics
+from order_engine.infra.db import unit_of_work
+from order_engine.live.events import Publisher, app_publisher, event_payload
+from order_engine.models import HAPPY_PATH, IN_FLIGHT, Order, OrderStatus
+from order_engine.repositories.order import OrderRepository, Step, lease_expiry
+from order_engine.routing import RouteDecision, Router
+from order_engine.services.retry_policy import retry_countdown
+from order_engine.services.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap
+from order_engine.services.task_copy import as_claimed
+from order_engine.services.trigger import waiting_for
 
 log = logging.getLogger(__name__)
 
@@ -814,8 +814,8 @@ def execution_service() -> ExecutionService:
     """The service for the current app context (a task), on this process's chain resources."""
     from flask import current_app
 
-    from order_engine.db import get_session
-    from order_engine.resources import chain_resources
+    from order_engine.infra.db import get_session
+    from order_engine.services.resources import chain_resources
 
     settings: Settings = current_app.config["SETTINGS"]
     chain = chain_resources(settings)

@@ -24,8 +24,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from order_engine import dispatch, logs, metrics
-from order_engine.db import unit_of_work
+from order_engine.domain.tokens import Token, decimal_text
 from order_engine.errors import (
     BadRequestError,
     ConflictError,
@@ -33,7 +32,9 @@ from order_engine.errors import (
     TooManyRequestsError,
     UnprocessableError,
 )
-from order_engine.events import EventPublisher, event_payload, format_timestamp
+from order_engine.infra import logs, metrics
+from order_engine.infra.db import unit_of_work
+from order_engine.live.events import EventPublisher, event_payload, format_timestamp
 from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStatus, OrderType
 from order_engine.repositories.intake import Intake, IntakeRepository
 from order_engine.repositories.order import OrderRepository
@@ -44,7 +45,7 @@ from order_engine.services.trigger import (
     sniper_trigger_price,
     waiting_for,
 )
-from order_engine.tokens import Token, decimal_text
+from order_engine.tasking import dispatch
 
 log = logging.getLogger(__name__)
 
@@ -403,8 +404,8 @@ def _quote_now(token_in: Token, token_out: Token, amount_in: int) -> int | None:
 
     from order_engine.chain.accounts import AccountDecodeError
     from order_engine.chain.client import RpcError
-    from order_engine.resources import chain_resources
-    from order_engine.venues.errors import ExecutionError
+    from order_engine.domain.errors import ExecutionError
+    from order_engine.services.resources import chain_resources
 
     if not has_app_context():
         return None

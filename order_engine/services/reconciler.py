@@ -17,9 +17,9 @@ import uuid
 import redis
 from sqlalchemy.orm import Session
 
-from order_engine import dispatch
 from order_engine.config import Settings
 from order_engine.repositories.order import OrderRepository
+from order_engine.tasking import dispatch
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from order_engine.config import Settings
-from order_engine.venues.errors import ExecutionError, TransactionUnconfirmed
+from order_engine.domain.errors import ExecutionError, TransactionUnconfirmed
 
 
 def backoff_seconds(settings: Settings, attempt: int, rng: random.Random) -> float:

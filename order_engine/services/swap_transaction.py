@@ -9,9 +9,9 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from order_engine.chain import tx as transactions
+from order_engine.domain.amounts import leg_minimums
+from order_engine.domain.tokens import Token
 from order_engine.routing import RouteDecision
-from order_engine.services.amounts import leg_minimums
-from order_engine.tokens import Token
 
 COMPUTE_UNIT_LIMIT_PER_LEG = 200_000
 

@@ -36,19 +36,20 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from order_engine import dispatch, metrics
 from order_engine.chain.client import Chain
 from order_engine.chain.mints import symbol_of, token_for
 from order_engine.chain.pools import PoolView
 from order_engine.config import Settings
-from order_engine.db import unit_of_work
-from order_engine.events import Publisher, app_publisher, event_payload
+from order_engine.domain.amounts import required_out_atoms
+from order_engine.domain.errors import ExecutionError
+from order_engine.domain.tokens import Token, decimal_text
+from order_engine.infra import metrics
+from order_engine.infra.db import unit_of_work
+from order_engine.live.events import Publisher, app_publisher, event_payload
 from order_engine.models import OrderType
 from order_engine.repositories.trigger import Candidate, PairBound, TriggerRepository
 from order_engine.routing import Router
-from order_engine.services.amounts import required_out_atoms
-from order_engine.tokens import Token, decimal_text
-from order_engine.venues.errors import ExecutionError
+from order_engine.tasking import dispatch
 from order_engine.venues.math import VenueMathError
 from order_engine.venues.math.dlmm import FEE_PRECISION
 
@@ -289,8 +290,8 @@ def trigger_service() -> TriggerService:
     """The service for the current app context (the beat task), on this process's chain."""
     from flask import current_app
 
-    from order_engine.db import get_session
-    from order_engine.resources import chain_resources
+    from order_engine.infra.db import get_session
+    from order_engine.services.resources import chain_resources
 
     settings: Settings = current_app.config["SETTINGS"]
     chain = chain_resources(settings)

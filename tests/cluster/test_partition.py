@@ -189,7 +189,7 @@ def test_a_worker_host_cut_off_mid_flight_loses_nothing_and_executes_nothing_twi
     from celery import Celery
 
     from order_engine.config import Settings
-    from order_engine.tasking import celery_config
+    from order_engine.tasking.app import celery_config
 
     control = Celery("cluster-control", set_as_current=False)
     control.config_from_object(celery_config(Settings.from_env(stack.settings)))

@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from order_engine import create_app
 from order_engine.api import access
-from order_engine.limits import RateLimiter, lease_size
+from order_engine.app import create_app
+from order_engine.live.limits import RateLimiter, lease_size
 from order_engine.services.access import AccessService, redeem_ticket
 from tests.support.clients import order_body
 from tests.support.factories import add_key
@@ -264,7 +264,7 @@ def test_a_ticket_is_not_a_key_for_rest(anonymous_client, client, redis_client):
 
 def test_keys_cli_creates_lists_and_revokes(test_settings):
     env = {**os.environ, **test_settings}
-    run = [sys.executable, "-m", "order_engine.cli", "keys"]
+    run = [sys.executable, "-m", "order_engine.ops.cli", "keys"]
 
     created = subprocess.run(
         [*run, "create", "--account", "cli-test", "--name", "bot", "--scopes", "orders:read"],

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
+from order_engine.live.streaming import STREAM_TICK_S
 from order_engine.models import Order
 from order_engine.repositories.order import OrderRepository
-from order_engine.streaming import STREAM_TICK_S
 from tests.support.clients import WsClient
 from tests.support.factories import add_order
 from tests.support.processes import free_port, start_process, stop_process

@@ -48,7 +48,7 @@ while True:
 """
 CHATTY_SUPERVISOR = f"""
 import sys
-from order_engine.supervisor import Program, Supervisor
+from order_engine.ops.supervisor import Program, Supervisor
 
 chatty = [sys.executable, "-c", {CHATTY_CHILD!r}]
 sys.exit(Supervisor([Program("a", chatty), Program("b", chatty)], {{}}).run())

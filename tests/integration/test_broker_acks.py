@@ -10,8 +10,8 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
-from order_engine import broker
-from order_engine.tasking import is_amqp
+from order_engine.tasking import broker
+from order_engine.tasking.app import is_amqp
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration

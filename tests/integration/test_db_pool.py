@@ -8,8 +8,8 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session
 
-from order_engine import db
-from order_engine.db import make_engine, warm_pool
+from order_engine.infra import db
+from order_engine.infra.db import make_engine, warm_pool
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration

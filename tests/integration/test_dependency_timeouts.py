@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from order_engine import create_app
-from order_engine.db import API_SESSION_TIMEOUTS_MS, make_engine
-from order_engine.redis_client import make_redis
-from order_engine.tasking import celery_config
+from order_engine.app import create_app
+from order_engine.infra.db import API_SESSION_TIMEOUTS_MS, make_engine
+from order_engine.infra.redis_client import make_redis
+from order_engine.tasking.app import celery_config
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 OWNER_SCRIPT = """
 import signal, sys
 from pathlib import Path
-from order_engine import embedded
+from order_engine.ops import embedded
 
 def stop(*_):
     raise SystemExit(0)
@@ -90,7 +90,7 @@ def start_owner(state_dir: Path) -> tuple[subprocess.Popen[str], str]:
 
 def order_engine(state_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "order_engine.cli", *args],
+        [sys.executable, "-m", "order_engine.ops.cli", *args],
         env=embedded_env(state_dir, **env),
         capture_output=True,
         text=True,

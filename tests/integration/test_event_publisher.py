@@ -14,7 +14,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from order_engine.events import EVENTS_CHANNEL, EventPublisher, published_events
+from order_engine.live.events import EVENTS_CHANNEL, EventPublisher, published_events
 from tests.support.batches import HoldFirst
 
 pytestmark = pytest.mark.integration

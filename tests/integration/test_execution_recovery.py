@@ -17,14 +17,14 @@ from sqlalchemy.orm import Session
 
 from order_engine.chain.pools import PoolIndex
 from order_engine.config import Settings
+from order_engine.domain.errors import RpcUnavailable
 from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
-from order_engine.localnet.replay import REPLAY_START_MS, InProcessChain
 from order_engine.routing import Router
 from order_engine.services.execution import ExecutionService, Outcome, RetryLater
 from order_engine.services.task_copy import task_copy
-from order_engine.venues.errors import RpcUnavailable
+from order_engine.tools.replay import REPLAY_START_MS, InProcessChain
 from tests.support.factories import add_order
 from tests.support.statements import statements_sent
 

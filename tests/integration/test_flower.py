@@ -35,7 +35,7 @@ def test_an_orders_tasks_and_retries_are_found_in_flower_by_its_id(live_stack, t
         "FLOWER_UNAUTHENTICATED_API": "true",  # the test reads Flower's API; loopback only
     }
     flower = start_process(
-        [sys.executable, "-m", "order_engine.cli", "flower"], env, tmp_path / "flower.log"
+        [sys.executable, "-m", "order_engine.ops.cli", "flower"], env, tmp_path / "flower.log"
     )
     try:
 

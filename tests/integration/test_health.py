@@ -1,6 +1,6 @@
 import pytest
 
-from order_engine import create_app
+from order_engine.app import create_app
 
 pytestmark = pytest.mark.integration
 

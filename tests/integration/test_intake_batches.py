@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, delete, text
 from sqlalchemy.orm import Session
 
-from order_engine.db import make_engine
+from order_engine.infra.db import make_engine
 from order_engine.models import Account, Order, OrderEvent
 from order_engine.repositories.intake import Intake, IntakeRepository, _intake_batches
 from tests.support.factories import add_account, build_order

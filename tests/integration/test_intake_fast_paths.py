@@ -16,15 +16,16 @@ import redis
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from order_engine import create_app, dispatch
 from order_engine.api.intake import order_service, parse_order_body
-from order_engine.db import get_engine
+from order_engine.app import create_app
 from order_engine.errors import OrderEngineError, TooManyRequestsError, UnprocessableError
+from order_engine.infra.db import get_engine
 from order_engine.models import DEFAULT_ACCOUNT_ID, Order
 from order_engine.repositories.intake import _intake_batches
 from order_engine.services.order import IN_FLIGHT_SLACK, SubmittedOrder
 from order_engine.services.reconciler import ReconcilerService
-from order_engine.tasking import is_amqp
+from order_engine.tasking import dispatch
+from order_engine.tasking.app import is_amqp
 from tests.support.factories import add_account, add_order, build_order
 from tests.support.statements import Sent, statements_sent
 from tests.support.watchers import wait_until

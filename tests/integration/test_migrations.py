@@ -3,8 +3,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from order_engine import migrate
 from order_engine.models import Base
+from order_engine.ops import migrate
 from tests.support.servers import recreate_database
 
 pytestmark = pytest.mark.integration

@@ -18,11 +18,12 @@ from kombu import Connection
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from order_engine import create_app, dispatch
+from order_engine.app import create_app
 from order_engine.config import Settings
 from order_engine.models import Order
 from order_engine.repositories.order import OrderRepository
-from order_engine.tasking import TASK_QUEUE, is_amqp
+from order_engine.tasking import dispatch
+from order_engine.tasking.app import TASK_QUEUE, is_amqp
 from tests.support.brokers import private_broker_url, queue_depth
 from tests.support.clients import TEST_API_KEY
 from tests.support.factories import build_order
@@ -106,7 +107,7 @@ def test_the_reconciler_runs_on_the_control_queue_and_requeues_a_lost_order(
     # The worker consumed the control queue, so its health check passes.
     env = {**os.environ, **live_stack.settings}
     check = subprocess.run(
-        [sys.executable, "-m", "order_engine.cli", "check-worker"],
+        [sys.executable, "-m", "order_engine.ops.cli", "check-worker"],
         env=env,
         capture_output=True,
         text=True,
@@ -116,7 +117,7 @@ def test_the_reconciler_runs_on_the_control_queue_and_requeues_a_lost_order(
 
 
 def test_flower_shows_each_task_with_its_order_id(live_stack, tmp_path, clean_tables):
-    from order_engine.cli import flower_program
+    from order_engine.ops.cli import flower_program
     from tests.support.clients import order_body
 
     port = free_port()

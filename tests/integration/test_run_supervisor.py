@@ -32,7 +32,7 @@ def test_run_serves_readyz_refuses_a_second_run_and_ctrl_c_leaves_no_process_beh
     redis.Redis.from_url(test_settings["REDIS_URL"]).delete(HEARTBEAT_KEY)
     log = (tmp_path / "run.log").open("wb")
     run = subprocess.Popen(
-        [sys.executable, "-m", "order_engine.cli", "run"],
+        [sys.executable, "-m", "order_engine.ops.cli", "run"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -47,7 +47,7 @@ def test_run_serves_readyz_refuses_a_second_run_and_ctrl_c_leaves_no_process_beh
 
         # The scheduler's reconciler is consumed by the worker (its heartbeat is fresh).
         def worker_consumes() -> bool:
-            check = [sys.executable, "-m", "order_engine.cli", "check-worker"]
+            check = [sys.executable, "-m", "order_engine.ops.cli", "check-worker"]
             return subprocess.run(check, env=env, capture_output=True).returncode == 0
 
         wait_until(worker_consumes, 60, "the worker to run the reconciler", every_s=0.5)
@@ -59,7 +59,7 @@ def test_run_serves_readyz_refuses_a_second_run_and_ctrl_c_leaves_no_process_beh
 
         # A second run in the same folder is refused before it starts anything, naming the first.
         second = subprocess.run(
-            [sys.executable, "-m", "order_engine.cli", "run"],
+            [sys.executable, "-m", "order_engine.ops.cli", "run"],
             env={**env, "PORT": str(free_port())},
             capture_output=True,
             text=True,

@@ -9,7 +9,7 @@ from functools import partial
 
 import pytest
 
-from order_engine.limits import SOCKETS_PREFIX, SocketSlots
+from order_engine.live.limits import SOCKETS_PREFIX, SocketSlots
 from tests.support.batches import HoldFirst
 
 pytestmark = pytest.mark.integration

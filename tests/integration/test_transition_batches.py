@@ -11,7 +11,7 @@ from sqlalchemy import Engine, delete, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from order_engine.db import make_engine
+from order_engine.infra.db import make_engine
 from order_engine.models import Order, OrderEvent, OrderStatus
 from order_engine.repositories.order import (
     OrderRepository,

@@ -16,16 +16,16 @@ from sqlalchemy.orm import Session
 
 from order_engine.chain.pools import PoolIndex
 from order_engine.config import Settings
+from order_engine.domain.tokens import resolve
 from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
-from order_engine.localnet.replay import REPLAY_START_MS, InProcessChain
 from order_engine.models import OrderStatus
 from order_engine.repositories.order import OrderRepository
 from order_engine.routing import Router
 from order_engine.services.execution import ExecutionService, Outcome
 from order_engine.services.trigger import Evaluation, TriggerService
-from order_engine.tokens import resolve
+from order_engine.tools.replay import REPLAY_START_MS, InProcessChain
 from tests.support.factories import add_order
 from tests.support.statements import statements_sent
 

@@ -5,10 +5,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import create_engine
 
-from order_engine import migrate
 from order_engine.config import Settings
 from order_engine.localnet.config import LocalnetSettings
-from order_engine.localnet.replay import ReplayOrder, mixed_orders, replay
+from order_engine.ops import migrate
+from order_engine.tools.replay import ReplayOrder, mixed_orders, replay
 from tests.support.servers import recreate_database
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,10 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from order_engine import create_app, dispatch
+from order_engine.app import create_app
 from order_engine.models import Order
 from order_engine.repositories.order import OrderRepository
+from order_engine.tasking import dispatch
 from tests.support.brokers import private_broker_url
 from tests.support.factories import add_order
 from tests.support.processes import start_process, stop_process

@@ -4,7 +4,7 @@ files; everything they and the tests use lives here:
 - servers.py      which PostgreSQL and Redis a session uses (embedded or DATABASE_URL /
                   REDIS_URL), test databases made on them, private servers a test may break
 - stack.py        the one launcher: API, worker(s), beat and localnet started with production's
-                  command lines (order_engine.cli), and `Stack`, which drives and reads them
+                  command lines (order_engine.ops.cli), and `Stack`, which drives and reads them
 - processes.py    child processes started and always stopped; free ports
 - watchers.py     waiting with a deadline; WebSocket watchers following an order
 - invariants.py   the money invariants over a whole stack (state machine: order_engine.models)

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from order_engine.batching import GroupCommit
+from order_engine.infra.batching import GroupCommit
 from tests.support.watchers import wait_until
 
 

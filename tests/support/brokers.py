@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterator
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from order_engine.tasking import CONTROL_QUEUE, TASK_QUEUE, is_amqp
+from order_engine.tasking.app import CONTROL_QUEUE, TASK_QUEUE, is_amqp
 
 TEST_BROKER = os.environ.get("TEST_BROKER", "redis").strip().lower()
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")

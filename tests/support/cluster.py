@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from order_engine.embedded import pid_alive
+from order_engine.ops.embedded import pid_alive
 from tests.support.processes import start_process
 from tests.support.watchers import wait_until
 
@@ -341,8 +341,8 @@ def deploy(
     started exactly as `make run` starts it; returns once every one of them is ready."""
     import psycopg
 
-    from order_engine import migrate
     from order_engine.chain.wallet import ensure_dev_keypair
+    from order_engine.ops import migrate
     from tests.support.clients import rpc
     from tests.support.servers import install_test_key
     from tests.support.stack import (

@@ -1,7 +1,7 @@
 """The PostgreSQL and Redis servers tests run against, and the databases made on them.
 
 `select_servers()` picks the session's servers: the ones named by DATABASE_URL / REDIS_URL when
-both are set, else the embedded ones (`order_engine.embedded`, started for the session and
+both are set, else the embedded ones (`order_engine.ops.embedded`, started for the session and
 stopped at its end). `RedisServer` and `PostgresServer` are private servers that a fault test
 may stop, freeze or restart; nothing here touches a server it did not start.
 """
@@ -66,7 +66,7 @@ def select_servers() -> Iterator[Servers]:
     if database_url and redis_url:
         yield Servers(database_url, redis_url)
         return
-    from order_engine import embedded
+    from order_engine.ops import embedded
 
     warnings.filterwarnings("ignore", module="platformdirs")
     started = embedded.start()
@@ -98,7 +98,7 @@ def fresh_database(url: str) -> str:
 
 def migrated_database(url: str) -> str:
     """A fresh database at `url`, migrated to head, holding the suite's key; returns `url`."""
-    from order_engine import migrate
+    from order_engine.ops import migrate
 
     migrate.upgrade(fresh_database(url))
     install_test_key(url)

@@ -2,7 +2,7 @@
 processes, each started with the command line `make run` gives it.
 
 `api_argv`, `worker_argv` and `scheduler_argv` take production's programs from
-`order_engine.cli` (`api_program`, `worker_program`, `scheduler_program`: same interpreter, same
+`order_engine.ops.cli` (`api_program`, `worker_program`, `scheduler_program`: same interpreter, same
 gunicorn config module, pool, concurrency and queues from the same settings) and change only
 what a test stack must have differently, each said where it is done. `Stack` starts, kills and
 restarts those processes, reads the stack's database and chain, and submits and watches orders.
@@ -38,8 +38,8 @@ import psutil
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from order_engine.cli import CELERY_APP, api_program, scheduler_program, worker_program
 from order_engine.config import Settings
+from order_engine.ops.cli import CELERY_APP, api_program, scheduler_program, worker_program
 from tests.support.clients import HttpResponse, order_body, request, rpc
 from tests.support.invariants import TERMINAL
 from tests.support.processes import free_port, start_process, stop_process
@@ -165,14 +165,14 @@ def _with_option(argv: list[str], option: str, value: str) -> list[str]:
 
 
 def localnet_program_argv() -> list[str]:
-    from order_engine.cli import localnet_program
+    from order_engine.ops.cli import localnet_program
 
     # localnet_program ignores its settings (the localnet reads its own environment).
     return list(localnet_program(None).argv)  # type: ignore[arg-type]
 
 
 def api_argv(settings: dict[str, str], port: int) -> list[str]:
-    """gunicorn exactly as `make run` starts it (order_engine.cli), bound to loopback: a test
+    """gunicorn exactly as `make run` starts it (order_engine.ops.cli), bound to loopback: a test
     picks a free port and serves nobody else."""
     argv = api_program(Settings.from_env(settings)).argv
     return _with_option(list(argv), "--bind", f"127.0.0.1:{port}")
@@ -212,9 +212,9 @@ def scheduler_argv(settings: dict[str, str], schedule_file: Path) -> list[str]:
 @dataclass
 class Stack:
     """API (gunicorn), Celery worker(s) and beat as child processes, each started with the
-    command line `make run` gives it (order_engine.cli), against given servers and a localnet.
+    command line `make run` gives it (order_engine.ops.cli), against given servers and a localnet.
 
-    The processes are not run under `order_engine.supervisor`: it restarts a process that dies,
+    The processes are not run under `order_engine.ops.supervisor`: it restarts a process that dies,
     and the fault tests kill processes and decide themselves when one comes back.
     """
 
@@ -440,7 +440,7 @@ class Stack:
         from celery import Celery
 
         from order_engine.config import Settings
-        from order_engine.tasking import celery_config
+        from order_engine.tasking.app import celery_config
 
         app = Celery("faults-producer", set_as_current=False)
         app.config_from_object(celery_config(Settings.from_env(self.settings)))
@@ -543,7 +543,7 @@ def start_live_stack(settings: dict[str, str], localnet: Localnet, log_dir: Path
         # Production's log format, and the lines about each order (tests/integration/test_logs.py)
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
-        # The API's /metrics sums every process's series from here (order_engine/metrics.py).
+        # The API's /metrics sums every process's series from here (order_engine/infra/metrics.py).
         "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
     }
     purge_broker(settings["CELERY_BROKER_URL"])  # drop messages left by earlier sessions

@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from order_engine.config import Settings
+from order_engine.domain.amounts import Fill, leg_minimums, min_amount_out, minimum_out
+from order_engine.domain.errors import RpcUnavailable, TransactionUnconfirmed
+from order_engine.domain.tokens import resolve
 from order_engine.models import Order
-from order_engine.services.amounts import Fill, leg_minimums, min_amount_out, minimum_out
 from order_engine.services.retry_policy import retry_countdown
-from order_engine.tokens import resolve
-from order_engine.venues.errors import RpcUnavailable, TransactionUnconfirmed
 
 USDC = resolve("USDC")
 SERVERS = {"DATABASE_URL": "postgresql://u@localhost/db", "REDIS_URL": "redis://localhost:6379/0"}

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from order_engine.batching import GroupCommit
+from order_engine.infra.batching import GroupCommit
 from tests.support.watchers import wait_until
 
 

@@ -57,7 +57,7 @@ def test_engine_services_wait_for_healthy_databases_and_migrations():
 
 
 def test_compose_commands_are_real_cli_commands():
-    from order_engine.cli import _parser
+    from order_engine.ops.cli import _parser
 
     parser = _parser()
     for name in ENGINE_SERVICES:

@@ -8,7 +8,7 @@ import logging
 import pytest
 from solders.keypair import Keypair
 
-from order_engine import logs
+from order_engine.infra import logs
 
 API_KEY = "oe_1a2b3c4d_" + "S" * 43
 
@@ -101,7 +101,7 @@ def test_no_line_carries_a_secret():
 
 
 def test_make_run_labels_a_json_line_inside_it_and_prefixes_the_others():
-    from order_engine.supervisor import _json_with_process
+    from order_engine.ops.supervisor import _json_with_process
 
     line = json.dumps({"level": "INFO", "message": "hi", "order_id": "x"})
     labelled = json.loads(_json_with_process(line, "worker") or "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from order_engine.metrics import quantile
+from order_engine.infra.metrics import quantile
 
 INF = float("inf")
 # cumulative: 10 observations ≤ 1 s, 20 ≤ 2 s, 50 ≤ 3 s, 80 ≤ 4 s, 100 in all

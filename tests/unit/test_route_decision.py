@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 
 from order_engine.chain.pools import METEORA, RAYDIUM, PoolRef, PoolView
+from order_engine.domain.errors import NoLiquidity, NoRoute, QuoteUnavailable
+from order_engine.domain.tokens import resolve
 from order_engine.routing import decide, quote_pool
-from order_engine.tokens import resolve
-from order_engine.venues.errors import NoLiquidity, NoRoute, QuoteUnavailable
 from order_engine.venues.math.cpmm import ConstantProductPool
 
 SOL, USDC = resolve("SOL"), resolve("USDC")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from order_engine.chain.pools import PoolIndex
+from order_engine.domain.tokens import resolve
 from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
-from order_engine.localnet.replay import REPLAY_START_MS, InProcessChain
 from order_engine.routing import Router, output_function
-from order_engine.tokens import resolve
+from order_engine.tools.replay import REPLAY_START_MS, InProcessChain
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from order_engine.streaming import OrderStream, Subscription
+from order_engine.live.streaming import OrderStream, Subscription
 
 ORDER = "3f2c1a9e-0000-4000-8000-000000000001"
 

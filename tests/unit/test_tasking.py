@@ -9,7 +9,7 @@ from celery.worker import loops
 from flask import Flask
 
 from order_engine.config import Settings
-from order_engine.tasking import celery_config, celery_init_app, is_amqp
+from order_engine.tasking.app import celery_config, celery_init_app, is_amqp
 
 BASE = {"DATABASE_URL": "postgresql://u@localhost/db", "REDIS_URL": "redis://localhost:6379/0"}
 

@@ -10,10 +10,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from order_engine.chain.pools import RAYDIUM, PoolIndex, PoolRef, PoolView
+from order_engine.domain.errors import ExecutionError
+from order_engine.domain.tokens import resolve
 from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
-from order_engine.localnet.replay import REPLAY_START_MS, InProcessChain
 from order_engine.routing import Router, quote_pool
 from order_engine.services.trigger import (
     TriggerService,
@@ -24,8 +25,7 @@ from order_engine.services.trigger import (
     ui_price_bound,
     waiting_for,
 )
-from order_engine.tokens import resolve
-from order_engine.venues.errors import ExecutionError
+from order_engine.tools.replay import REPLAY_START_MS, InProcessChain
 from order_engine.venues.math.cpmm import ConstantProductPool
 
 SOL, USDC = resolve("SOL"), resolve("USDC")

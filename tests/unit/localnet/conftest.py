@@ -11,10 +11,10 @@ import pytest
 from solders.keypair import Keypair
 
 from order_engine.config import LatencyRange
+from order_engine.domain.tokens import resolve
 from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
-from order_engine.tokens import resolve
 from tests.unit.localnet.support import Call, in_process
 
 T0_MS = 1_780_000_000_000  # a slot boundary

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from order_engine.events import format_timestamp
-from order_engine.services.amounts import Fill
-from order_engine.tokens import Token, decimal_text
-from order_engine.venues.errors import ExecutionError
+from order_engine.domain.amounts import Fill
+from order_engine.domain.errors import ExecutionError
+from order_engine.domain.tokens import Token, decimal_text
+from order_engine.live.events import format_timestamp
 
 
 def building(

@@ -38,7 +38,7 @@ from typing import Any
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 
-from order_engine.batching import GroupCommit
+from order_engine.infra.batching import GroupCommit
 
 
 class QoS(kombu_redis.QoS):

@@ -33,9 +33,9 @@ from kombu.utils.json import dumps
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from order_engine.batching import GroupCommit
-from order_engine.process import PROCESS
-from order_engine.queues import EVALUATE_TRIGGERS, EXECUTE_ORDER, RECONCILE_ORDERS, is_redis
+from order_engine.infra.batching import GroupCommit
+from order_engine.infra.process import PROCESS
+from order_engine.infra.queues import EVALUATE_TRIGGERS, EXECUTE_ORDER, RECONCILE_ORDERS, is_redis
 
 __all__ = ["EVALUATE_TRIGGERS", "EXECUTE_ORDER", "RECONCILE_ORDERS", "RedisTaskSender"]
 

@@ -222,10 +222,10 @@ def gunicorn_logconfig(level: str, log_format: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "order_engine.logs.ContextFilter"}},
+        "filters": {"context": {"()": "order_engine.infra.logs.ContextFilter"}},
         "formatters": {
-            "json": {"()": "order_engine.logs.JsonFormatter"},
-            "text": {"()": "order_engine.logs.TextFormatter"},
+            "json": {"()": "order_engine.infra.logs.JsonFormatter"},
+            "text": {"()": "order_engine.infra.logs.TextFormatter"},
         },
         "handlers": {
             "console": {

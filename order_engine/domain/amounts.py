@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from fractions import Fraction
 
+from order_engine.domain.tokens import Token
 from order_engine.models import Order
-from order_engine.tokens import Token
 
 BPS = 10_000
 

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
-from order_engine.metrics import BATCH_SIZE
+from order_engine.infra.metrics import BATCH_SIZE
 
 T = TypeVar("T")
 R = TypeVar("R")

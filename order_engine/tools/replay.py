@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from order_engine.chain.client import Blockhash, RpcChain, SignatureStatus
 from order_engine.chain.pools import PoolIndex
 from order_engine.config import Settings
-from order_engine.events import event_payload
+from order_engine.live.events import event_payload
 from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet

@@ -44,7 +44,7 @@ from prometheus_client import (  # noqa: E402 - after the folder exists
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 from prometheus_client.registry import Collector  # noqa: E402
 
-from order_engine.queues import QUEUES  # noqa: E402
+from order_engine.infra.queues import QUEUES  # noqa: E402
 
 
 def process_id(pid: int | None = None) -> str:

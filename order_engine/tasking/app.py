@@ -14,9 +14,8 @@ from celery import Celery, Task
 from celery.worker import loops as celery_loops
 from flask import Flask, has_app_context
 
-from order_engine import broker
 from order_engine.config import Settings
-from order_engine.queues import (
+from order_engine.infra.queues import (
     CONTROL_QUEUE,
     EVALUATE_TRIGGERS,
     RECONCILE_ORDERS,
@@ -24,6 +23,7 @@ from order_engine.queues import (
     is_amqp,
     is_redis,
 )
+from order_engine.tasking import broker
 
 __all__ = ["CONTROL_QUEUE", "TASK_QUEUE", "celery_config", "celery_init_app", "is_amqp"]
 
@@ -65,7 +65,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     transport_options = broker_transport_options(settings)
     return {
         "broker_url": settings.celery_broker_url,
-        # kombu's Redis transport, minus a client built per call (order_engine/broker.py).
+        # kombu's Redis transport, minus a client built per call (order_engine/tasking/broker.py).
         "broker_transport": broker.TRANSPORT if is_redis(settings.celery_broker_url) else None,
         "broker_transport_options": transport_options,
         "broker_connection_timeout": 2,

@@ -1,6 +1,6 @@
 """Routing report: replay N seeded orders of mixed pairs and sizes, and summarise what happened.
 
-    python -m order_engine.localnet.report --orders 1000 --seed 7     (or `make venue-report`)
+    python -m order_engine.tools.venue_report --orders 1000 --seed 7     (or `make venue-report`)
 
 Runs the real execution service on virtual time against a scratch database on the configured
 (or embedded) PostgreSQL, with the default venue latencies and failure rates, and prints: the
@@ -20,11 +20,11 @@ from typing import Any
 
 from sqlalchemy import create_engine
 
-from order_engine import migrate
-from order_engine.cli import Environment
 from order_engine.config import PROJECT_ROOT, Settings
 from order_engine.localnet.config import LocalnetSettings
-from order_engine.localnet.replay import mixed_orders, replay
+from order_engine.ops import migrate
+from order_engine.ops.cli import Environment
+from order_engine.tools.replay import mixed_orders, replay
 
 DATABASE = "order_engine_venue_report"
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import redis
 
-from order_engine.batching import GroupCommit
+from order_engine.infra.batching import GroupCommit
 
 RATE_PREFIX = "ratelimit:"
 SOCKETS_PREFIX = "ws_open:"

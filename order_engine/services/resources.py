@@ -17,7 +17,7 @@ from order_engine.chain.client import RpcChain
 from order_engine.chain.pools import PoolIndex
 from order_engine.chain.wallet import ensure_dev_keypair, load_keypair
 from order_engine.config import DEV_WALLET_PATH, Settings
-from order_engine.process import PROCESS
+from order_engine.infra.process import PROCESS
 from order_engine.routing import Router
 
 
@@ -59,7 +59,7 @@ def pair_is_listed(settings: Settings, mint_in: str, mint_out: str) -> bool:
     """
     from order_engine.chain.accounts import AccountDecodeError
     from order_engine.chain.client import RpcError
-    from order_engine.venues.errors import ExecutionError
+    from order_engine.domain.errors import ExecutionError
 
     try:
         return bool(chain_resources(settings).pools.pools_for(mint_in, mint_out))
@@ -72,7 +72,7 @@ def mint_has_pool(settings: Settings, mint: str) -> bool:
     When the chain cannot be asked, False: a sniper then waits, and buys once a pool shows."""
     from order_engine.chain.accounts import AccountDecodeError
     from order_engine.chain.client import RpcError
-    from order_engine.venues.errors import ExecutionError
+    from order_engine.domain.errors import ExecutionError
 
     try:
         refs = chain_resources(settings).pools.all_pools(max_age_s=1.0)
@@ -118,7 +118,7 @@ def _read_fillable(settings: Settings, mint_in: str, mint_out: str) -> int | Non
 
     from order_engine.chain.accounts import AccountDecodeError
     from order_engine.chain.client import RpcError
-    from order_engine.venues.errors import ExecutionError
+    from order_engine.domain.errors import ExecutionError
     from order_engine.venues.math import VenueMathError
 
     try:

@@ -15,7 +15,7 @@ from redis.backoff import ConstantBackoff
 from redis.retry import Retry
 
 from order_engine.config import Settings
-from order_engine.process import PROCESS
+from order_engine.infra.process import PROCESS
 
 SOCKET_TIMEOUT_S = 1.5
 SOCKET_CONNECT_TIMEOUT_S = 1.0

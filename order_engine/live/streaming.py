@@ -29,8 +29,8 @@ import redis
 import redis.client
 from sqlalchemy.exc import SQLAlchemyError
 
-from order_engine.events import EVENTS_CHANNEL, is_terminal, published_events
-from order_engine.process import PROCESS
+from order_engine.infra.process import PROCESS
+from order_engine.live.events import EVENTS_CHANNEL, is_terminal, published_events
 
 log = logging.getLogger(__name__)
 

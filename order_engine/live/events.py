@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import redis
 
-from order_engine.batching import GroupCommit
+from order_engine.infra.batching import GroupCommit
 from order_engine.models import OrderEvent, OrderStatus
 
 log = logging.getLogger(__name__)
@@ -232,8 +232,8 @@ def app_publisher() -> EventPublisher:
     hashes it: per request, that was 1 % of the API's CPU)."""
     from flask import current_app
 
-    from order_engine.process import PROCESS
-    from order_engine.redis_client import get_redis
+    from order_engine.infra.process import PROCESS
+    from order_engine.infra.redis_client import get_redis
 
     settings = current_app.config["SETTINGS"]
     return PROCESS.get(

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
-from order_engine.process import PROCESS
+from order_engine.infra.process import PROCESS
 
 log = logging.getLogger(__name__)
 

@@ -16,16 +16,16 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from order_engine import embedded
 from order_engine.config import ConfigError, Settings, _process_environment, startup_log_format
-from order_engine.supervisor import Program, Supervisor
+from order_engine.ops import embedded
+from order_engine.ops.supervisor import Program, Supervisor
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from order_engine.services.access import AccessService
 
-log = logging.getLogger("order_engine.cli")
+log = logging.getLogger("order_engine.ops.cli")
 
 CELERY_APP = "workers.celery_app"
 
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return localnet_main(args_list[1:])
     parser = _parser()
     args = parser.parse_args(args_list)
-    from order_engine import logs
+    from order_engine.infra import logs
 
     logs.configure("INFO", startup_log_format())
     warnings.filterwarnings("ignore", module="platformdirs")
@@ -159,7 +159,7 @@ class Environment:
     def __init__(self, *, start_servers: bool = True) -> None:
         self.env = dict(os.environ)
         # Every process started from here writes its metrics where the API's /metrics reads
-        # them (order_engine/metrics.py).
+        # them (order_engine/infra/metrics.py).
         self.env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR))
         self.servers: embedded.EmbeddedServers | None = None
         configured = _process_environment()
@@ -205,7 +205,7 @@ class Environment:
 
 
 def _migrate(settings: Settings) -> None:
-    from order_engine import migrate
+    from order_engine.ops import migrate
 
     migrate.upgrade(settings.database_url)
     log.info("database migrated to head")
@@ -227,7 +227,7 @@ def api_program(settings: Settings) -> Program:
             "gunicorn",
             "order_engine.wsgi:app",
             "--config",
-            "python:order_engine.gunicorn_conf",
+            "python:order_engine.ops.gunicorn_conf",
             "--bind",
             f"0.0.0.0:{settings.port}",
             "--worker-class",
@@ -430,7 +430,7 @@ def cmd_localnet(args: argparse.Namespace) -> int:
 
 def cmd_check_worker(_args: argparse.Namespace) -> int:
     """Liveness of consumption, not just of the process: a wedged worker fails it."""
-    from order_engine.redis_client import make_redis
+    from order_engine.infra.redis_client import make_redis
     from order_engine.services.reconciler import heartbeat_age_s
 
     # The same servers `make run` uses: the URLs when set, else the running embedded ones.
@@ -448,7 +448,7 @@ def cmd_check_worker(_args: argparse.Namespace) -> int:
 def _access_service(settings: Settings) -> tuple[Engine, AccessService]:
     from sqlalchemy.orm import Session
 
-    from order_engine.db import make_engine
+    from order_engine.infra.db import make_engine
     from order_engine.services.access import AccessService
 
     engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
@@ -550,7 +550,7 @@ SCOPES_DEV = ("orders:read", "orders:write")
 def cmd_revision(args: argparse.Namespace) -> int:
     from alembic import command
 
-    from order_engine import migrate
+    from order_engine.ops import migrate
 
     with Environment() as environment:
         _migrate(environment.settings)

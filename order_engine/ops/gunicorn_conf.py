@@ -14,7 +14,7 @@ import gunicorn.util
 
 from order_engine.config import ConfigError, Settings, _process_environment
 from order_engine.errors import envelope
-from order_engine.logs import gunicorn_logconfig
+from order_engine.infra.logs import gunicorn_logconfig
 
 graceful_timeout = 15
 # Request line and headers are bounded by gunicorn itself (its defaults, stated here): a longer
@@ -45,13 +45,13 @@ logconfig_dict = gunicorn_logconfig(*_log_settings())
 def post_fork(_server: Any, _worker: Any) -> None:
     # The app is loaded in each worker after fork (no preload), so there is usually nothing
     # to drop; with `--preload` the master's engines and clients would be inherited.
-    from order_engine.process import PROCESS
+    from order_engine.infra.process import PROCESS
 
     PROCESS.reset_after_fork()
 
 
 def post_worker_init(worker: Any) -> None:
-    from order_engine.streaming import stop_streams
+    from order_engine.live.streaming import stop_streams
 
     original = worker.handle_exit
 
@@ -63,14 +63,14 @@ def post_worker_init(worker: Any) -> None:
     signal.signal(signal.SIGTERM, handle_exit)
 
     # Open this process's database pool now, not in the first burst of requests.
-    from order_engine.db import warm_app_pool
+    from order_engine.infra.db import warm_app_pool
 
     warm_app_pool(worker.wsgi)  # the Flask app gunicorn loaded (order_engine.wsgi:app)
 
 
 def child_exit(_server: Any, worker: Any) -> None:
     # A dead worker's live gauges (open WebSockets) must not count any more.
-    from order_engine.metrics import process_exited
+    from order_engine.infra.metrics import process_exited
 
     process_exited(worker.pid)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from order_engine.tokens import Token, decimal_text
+from order_engine.domain.tokens import Token, decimal_text
 
 
 @dataclass(frozen=True)
