@@ -65,7 +65,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     transport_options = broker_transport_options(settings)
     return {
         "broker_url": settings.celery_broker_url,
-        # kombu's Redis transport, minus a client built per call (order_engine/tasking/broker.py).
+        # kombu's Redis transport, minus a client built per call (order_engine/tasking/overrides.py).
         "broker_transport": broker.TRANSPORT if is_redis(settings.celery_broker_url) else None,
         "broker_transport_options": transport_options,
         "broker_connection_timeout": 2,
