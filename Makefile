@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow test-rabbitmq test-cluster fuzz soak bench bench-floors bench-cluster venue-report lint fmt typecheck clean
+.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow test-rabbitmq test-no-overrides test-cluster fuzz soak bench bench-floors bench-cluster venue-report lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,9 @@ test-rabbitmq: $(STAMP) ## Run the broker-sensitive tests with RabbitMQ as the C
 	else \
 		echo "test-rabbitmq SKIPPED: no RabbitMQ answers at $(RABBITMQ_URL) (set RABBITMQ_URL=amqp://user:pass@host:5672/vhost)"; \
 	fi
+
+test-no-overrides: $(STAMP) ## Run the suite on Celery and kombu as they come (CELERY_OVERRIDES=false; order_engine/tasking/overrides.py)
+	TEST_CELERY_OVERRIDES=false $(BIN)/python -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
 
 test-cluster: $(STAMP) ## Seven hosts in network namespaces (root; skipped where namespaces can't be made): a worker host cut off mid-flight
 	$(BIN)/python -m pytest -m cluster -s -p no:randomly tests/cluster $(PYTEST_ARGS)

@@ -401,10 +401,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """For `python -m order_engine.client`; `order-engine` is the installed command."""
-    from order_engine.ops.cli import main as cli_main
-
-    return cli_main(argv)
+    """`python -m order_engine.client submit …`: the same commands as `order-engine submit …`,
+    on a machine that has the client and nothing of the server."""
+    parser = argparse.ArgumentParser(prog="python -m order_engine.client", description=__doc__)
+    add_commands(parser.add_subparsers(required=True, metavar="command"))
+    args = parser.parse_args(argv)
+    result: int = args.handler(args)
+    return result
 
 
 if __name__ == "__main__":

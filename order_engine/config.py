@@ -152,6 +152,8 @@ class Settings:
     # Observability (DESIGN §11): `json` lines for production, readable `text` in development.
     log_format: str = "text"
     log_control_tasks: bool = False
+    # Celery's and kombu's internals replaced for speed (tasking/overrides.py); off: as they come.
+    celery_overrides: bool = True
     # Flower (`order-engine flower`): loopback only unless it has credentials (cli.py).
     flower_port: int = 5555
     flower_address: str = ""
@@ -270,6 +272,7 @@ class Settings:
             db_max_overflow=_parse_int("DB_MAX_OVERFLOW", get("DB_MAX_OVERFLOW", "0"), 0, 1_000),
             sql_echo=_parse_bool("SQL_ECHO", get("SQL_ECHO", "false")),
             task_events=_parse_bool("TASK_EVENTS", get("TASK_EVENTS", "false")),
+            celery_overrides=_parse_bool("CELERY_OVERRIDES", get("CELERY_OVERRIDES", "true")),
             limit_max_horizon_s=_parse_int(
                 "LIMIT_MAX_HORIZON_S", get("LIMIT_MAX_HORIZON_S", str(30 * 24 * 3600)), 1
             ),

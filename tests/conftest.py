@@ -86,6 +86,8 @@ def test_settings(
     servers: Servers, database_url: str, localnet: Localnet, wallet_file: str, broker_url: str
 ) -> dict[str, str]:
     """Environment-style settings for apps and child processes under test."""
+    from tests.support import brokers
+
     return {
         "SOLANA_RPC_URL": localnet.url,
         "WALLET_KEYPAIR": wallet_file,
@@ -103,6 +105,7 @@ def test_settings(
         "DB_POOL_SIZE": "5",
         "BROKER_VISIBILITY_TIMEOUT_S": "60",
         "LOG_LEVEL": "WARNING",
+        "CELERY_OVERRIDES": "true" if brokers.CELERY_OVERRIDES else "false",
         **UNLIMITED,
     }
 

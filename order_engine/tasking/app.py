@@ -1,17 +1,16 @@
 """The Celery app, bound to the Flask app so every task runs inside an app context.
 
-The reliability settings follow research/reliability.md §1.2: late acks, requeue when a worker
-dies, one message reserved per process, and a visibility timeout longer than any task can hold
-its message (checked in `Settings.checked`).
+The reliability settings (docs/reliability.md): late acks, requeue when a worker dies, one
+message reserved per process, and a visibility timeout longer than any task can hold its message
+(checked in `Settings.checked`). Where the engine replaces Celery's or kombu's internals, it does
+so in `overrides` alone, checked at start-up and switched off with CELERY_OVERRIDES=false.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from celery import Celery, Task
-from celery.worker import loops as celery_loops
 from flask import Flask, has_app_context
 
 from order_engine.config import Settings
@@ -23,7 +22,7 @@ from order_engine.infra.queues import (
     is_amqp,
     is_redis,
 )
-from order_engine.tasking import broker
+from order_engine.tasking import overrides
 
 __all__ = ["CONTROL_QUEUE", "TASK_QUEUE", "celery_config", "celery_init_app", "is_amqp"]
 
@@ -61,12 +60,13 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
+def celery_config(settings: Settings, transport: str | None = None) -> dict[str, Any]:
+    """Celery's settings; `transport` is the broker transport `overrides.install` returned
+    (None: kombu's own for the broker URL's scheme)."""
     transport_options = broker_transport_options(settings)
     return {
         "broker_url": settings.celery_broker_url,
-        # kombu's Redis transport, minus a client built per call (order_engine/tasking/broker.py).
-        "broker_transport": broker.TRANSPORT if is_redis(settings.celery_broker_url) else None,
+        "broker_transport": transport if is_redis(settings.celery_broker_url) else None,
         "broker_transport_options": transport_options,
         "broker_connection_timeout": 2,
         "broker_heartbeat": AMQP_HEARTBEAT_S,  # AMQP only; Redis ignores it
@@ -121,22 +121,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-# Celery's loop for green pools (`celery.worker.loops.synloop`: gevent has no async hub), when
-# AMQP heartbeats are on, drains the event dispatcher's connection after every message it
-# takes, waiting up to 0.1 s there for the broker's heartbeat frames, which come seconds apart:
-# with RabbitMQ as the broker each message cost the loop 0.1 s, and a worker took ten tasks a
-# second, whatever its concurrency (measured: 300 no-op tasks in 30 s; 1.3 s
-# with the worker heartbeat off, which removes that drain). A 1 ms wait still reads a heartbeat
-# frame that is waiting. The Redis transport has no AMQP heartbeats and never takes this path.
-DISPATCHER_DRAIN_S = 0.001
-
-
-def _shorten_dispatcher_drain() -> None:
-    drain = celery_loops._quick_drain
-    if getattr(drain, "keywords", {}).get("timeout") != DISPATCHER_DRAIN_S:
-        celery_loops._quick_drain = partial(drain, timeout=DISPATCHER_DRAIN_S)
-
-
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args: object, **kwargs: object) -> object:
@@ -147,9 +131,10 @@ def celery_init_app(app: Flask) -> Celery:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
-    _shorten_dispatcher_drain()
+    settings = app.config["SETTINGS"]
+    transport = overrides.install(settings.celery_overrides)
     celery_app = Celery(app.name, task_cls=FlaskTask)
-    celery_app.config_from_object(celery_config(app.config["SETTINGS"]))
+    celery_app.config_from_object(celery_config(settings, transport))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     return celery_app

@@ -10,7 +10,7 @@ import pytest
 import redis
 from kombu import Connection, Exchange, Queue
 
-from order_engine.tasking import broker
+from order_engine.tasking import overrides
 from order_engine.tasking.app import is_amqp
 from tests.support.watchers import wait_until
 
@@ -35,7 +35,7 @@ def private_broker(test_settings):
 def test_acks_that_meet_in_flight_share_one_round_trip(private_broker):
     name = f"acks-{uuid.uuid4().hex[:8]}"
     queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
-    with Connection(private_broker, transport=broker.Transport) as conn:
+    with Connection(private_broker, transport=overrides.Transport) as conn:
         channel = conn.channel()
         producer = conn.Producer(channel)
         for n in range(6):
@@ -44,7 +44,7 @@ def test_acks_that_meet_in_flight_share_one_round_trip(private_broker):
         assert all(message is not None for message in messages)
         tags = [message.delivery_tag for message in messages]
         qos = channel.qos
-        assert isinstance(qos, broker.QoS)
+        assert isinstance(qos, overrides.QoS)
         client = redis.Redis.from_url(private_broker)
         assert set(client.hkeys(qos.unacked_key)) == {tag.encode() for tag in tags}
 

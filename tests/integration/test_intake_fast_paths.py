@@ -26,6 +26,7 @@ from order_engine.services.order import IN_FLIGHT_SLACK, SubmittedOrder
 from order_engine.services.reconciler import ReconcilerService
 from order_engine.tasking import dispatch
 from order_engine.tasking.app import is_amqp
+from tests.support import brokers
 from tests.support.factories import add_account, add_order, build_order
 from tests.support.statements import Sent, statements_sent
 from tests.support.watchers import wait_until
@@ -72,11 +73,20 @@ def broker(test_settings):
     client.close()
 
 
+def direct_sender(app):
+    """The app's direct task sender; the test is skipped where the overrides are off (then
+    Celery sends, and `test_intake_queues_one_task_for_its_order` covers that)."""
+    if not brokers.CELERY_OVERRIDES:
+        pytest.skip("the direct task sender is one of the Celery overrides, which are off")
+    sender = dispatch.task_sender(app.extensions["celery"])
+    assert sender is not None
+    return sender
+
+
 def test_direct_sender_writes_the_task_and_event_celery_writes(test_settings, broker):
     app = create_app({**test_settings, "TASK_EVENTS": "true"})  # `task-sent` is written too
     celery_app = app.extensions["celery"]
-    sender = dispatch.task_sender(celery_app)
-    assert sender is not None
+    sender = direct_sender(app)
     events = broker.pubsub()
     events.psubscribe(sender.event_topic)
     assert events.get_message(timeout=2)["type"] == "psubscribe"
@@ -111,8 +121,7 @@ def test_direct_sender_writes_the_task_and_event_celery_writes(test_settings, br
 
 
 def test_no_task_sent_event_unless_task_events_are_on(app, broker):
-    sender = dispatch.task_sender(app.extensions["celery"])
-    assert sender is not None
+    sender = direct_sender(app)
     events = broker.pubsub()
     events.psubscribe(sender.event_topic)
     assert events.get_message(timeout=2)["type"] == "psubscribe"
@@ -418,7 +427,7 @@ def test_the_reconciler_leaves_the_orders_still_queued_behind_the_queues_head(
             # test left in the database: a sweep takes the oldest first, a batch at a time.
             for age in (3, 2, 1)
         )
-    sender = dispatch.task_sender(app.extensions["celery"])
+    sender = direct_sender(app)
     with app.app_context():
         for queued in (second, third):  # `first` was taken off the queue, and lost
             sender.send(dispatch.EXECUTE_ORDER, {"order_id": str(queued)})
@@ -435,8 +444,7 @@ def test_the_reconciler_leaves_the_orders_still_queued_behind_the_queues_head(
 
 
 def test_sends_that_meet_in_flight_share_one_round_trip(app, broker):
-    sender = dispatch.task_sender(app.extensions["celery"])
-    assert sender is not None
+    sender = direct_sender(app)
     batches: list[list[str]] = []  # the orders each pipeline carried
     first_held, release = threading.Event(), threading.Event()
     queue_one, pipeline = sender._queue, sender.client.pipeline
