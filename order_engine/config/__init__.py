@@ -1,163 +1,440 @@
 """Configuration, read once from the environment (and a `.env` file) into typed settings.
 
-Every knob the operators and the test harnesses rely on is named here, with its default. A value
-that does not parse stops start-up with a message naming the variable, so a typo in a deployment
-never silently falls back to a default.
+Every knob the operators and the test harnesses rely on is declared here once, as a field of
+`Settings`: its variable, parser, default and what it does (`options.py` says how; the
+localnet's own are in order_engine/localnet/config.py). The table in docs/configuration.md and
+`.env.example` are generated from these declarations (`make config-docs`). A value that does not
+parse stops start-up with a message naming the variable, so a typo in a deployment never
+silently falls back to a default.
 """
 
 from __future__ import annotations
 
-import os
-import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from string import Template
 
-from dotenv import dotenv_values
+from order_engine.config.environment import (
+    DEV_WALLET_PATH,
+    PROCESS_OPTIONS,
+    PROJECT_ROOT,
+    STATE_DIR,
+    process_environment,
+    startup_log_format,
+)
+from order_engine.config.groups import (
+    ACCESS,
+    API,
+    CHAIN,
+    EXECUTION,
+    GROUPS,
+    LOCALNET,
+    OBSERVABILITY,
+    PROCESSES,
+    SERVERS,
+    TRIGGERS,
+)
+from order_engine.config.options import Option, Required, Values, option, read
+from order_engine.config.parsers import (
+    ConfigError,
+    LatencyRange,
+    Parser,
+    base_url,
+    choice,
+    log_level,
+    origin_of,
+    origins,
+    per_second,
+    postgresql_url,
+    switch,
+    text,
+    url,
+    whole,
+)
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-STATE_DIR = Path(os.environ.get("ORDER_ENGINE_STATE_DIR", PROJECT_ROOT / ".state"))
-# Generated on first use when WALLET_KEYPAIR is unset (chain/wallet.py): a localnet key only.
-DEV_WALLET_PATH = STATE_DIR / "dev-wallet.json"
+__all__ = [
+    "DEV_WALLET_PATH",
+    "DEX_SEED",
+    "GROUPS",
+    "LOCALNET",
+    "LOCALNET_PORT",
+    "PROCESS_OPTIONS",
+    "PROJECT_ROOT",
+    "STATE_DIR",
+    "ConfigError",
+    "LatencyRange",
+    "Settings",
+    "_process_environment",
+    "process_environment",
+    "startup_log_format",
+]
 
+# The name the process commands (ops/, app.py) and bench/ import.
+_process_environment = process_environment
 
-class ConfigError(ValueError):
-    """A configuration value is missing or malformed; the message names the variable."""
-
-
-@dataclass(frozen=True)
-class LatencyRange:
-    """A simulated latency in milliseconds: a fixed value or a uniform `min-max` range."""
-
-    low_ms: int
-    high_ms: int
-
-    def sample_ms(self, rng: random.Random) -> int:
-        return rng.randint(self.low_ms, self.high_ms)
-
-    def __str__(self) -> str:
-        if self.low_ms == self.high_ms:
-            return str(self.low_ms)
-        return f"{self.low_ms}-{self.high_ms}"
-
-
-def _parse_url(name: str, raw: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(raw)
-    if parts.scheme not in schemes:
-        raise ConfigError(f"{name} must be a URL with scheme {' or '.join(schemes)}, got {raw!r}")
-    if not (parts.hostname or "host=" in parts.query or parts.path):
-        raise ConfigError(f"{name} has no host: {raw!r}")
-    return raw
-
-
-def _parse_int(name: str, raw: str, low: int, high: int | None = None) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"{name} must be {bound}, got {value}")
-    return value
-
-
-def _parse_rate(name: str, raw: str) -> Decimal:
-    try:
-        value = Decimal(raw.strip())
-    except InvalidOperation:
-        raise ConfigError(f"{name} must be a number between 0 and 1, got {raw!r}") from None
-    if not value.is_finite() or not Decimal(0) <= value <= Decimal(1):
-        raise ConfigError(f"{name} must be a number between 0 and 1, got {raw!r}")
-    return value
-
-
-def _parse_latency(name: str, raw: str) -> LatencyRange:
-    text = raw.strip()
-    low_text, sep, high_text = text.partition("-")
-    try:
-        low = int(low_text)
-        high = int(high_text) if sep else low
-    except ValueError:
-        raise ConfigError(
-            f"{name} must be milliseconds as a number or a 'min-max' range, got {raw!r}"
-        ) from None
-    if low < 0 or high < low:
-        raise ConfigError(f"{name} must be non-negative with min <= max, got {raw!r}")
-    return LatencyRange(low, high)
-
-
-def _parse_bool(name: str, raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+# Read by the engine and by the localnet (order_engine/localnet/config.py).
+LOCALNET_PORT = Option(
+    "LOCALNET_PORT",
+    whole(1, 65535),
+    "8899",  # solana-test-validator's RPC port
+    LOCALNET,
+    "the localnet's port; the engine's default SOLANA_RPC_URL follows it",
+)
+DEX_SEED = Option(
+    "DEX_SEED",
+    whole(0),
+    "7",
+    LOCALNET,
+    "seed of the simulated market (also seeds the engine's retry jitter)",
+)
 
 
-@dataclass(frozen=True)
+def _public_origin(earlier: Values) -> str:
+    return origin_of(str(earlier["PUBLIC_BASE_URL"]))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
-    """Typed settings; build with `Settings.from_env()`."""
+    """Typed settings; build with `Settings.from_env()`. Declaration order is reading order: a
+    default that names another setting comes after it."""
 
-    database_url: str
-    redis_url: str
-    celery_broker_url: str
-    port: int
-    log_level: str
-    dex_seed: int
-    solana_rpc_url: str
-    localnet_port: int
-    wallet_keypair: str
-    rpc_timeout_s: int
-    confirm_timeout_s: int
-    rebroadcast_interval_s: int
-    compute_unit_price_micro_lamports: int
-    order_max_attempts: int
-    order_max_deliveries: int
-    retry_backoff_s: int
-    retry_backoff_max_s: int
-    task_time_limit_s: int
-    order_lease_s: int
-    visibility_timeout_s: int
-    reconcile_interval_s: int
-    stale_pending_after_s: int
-    active_order_ttl_s: int
-    ws_ping_interval_s: int
-    max_body_bytes: int
-    worker_pool: str
-    worker_concurrency: int
-    api_workers: int
-    api_worker_class: str
-    api_threads: int
-    api_worker_connections: int
-    db_pool_size: int
-    db_max_overflow: int
-    sql_echo: bool
-    task_events: bool
-    # Limit and sniper orders (DESIGN §10): the latest `expiresAt` accepted, and how often the
-    # trigger engine evaluates the waiting orders (about one slot).
-    limit_max_horizon_s: int = 30 * 24 * 3600
-    trigger_interval_ms: int = 500
-    # Access (DESIGN §9).
-    public_base_url: str = "http://localhost:8000"
-    ws_allowed_origins: tuple[str, ...] = ()
-    rate_limit_per_s: float = 20.0
-    rate_limit_burst: int = 100
-    max_orders_in_flight: int = 200
-    max_websockets: int = 200
-    stream_ticket_ttl_s: int = 30
-    api_key_cache_s: int = 5
-    # Observability (DESIGN §11): `json` lines for production, readable `text` in development.
-    log_format: str = "text"
-    log_control_tasks: bool = False
-    # Flower (`order-engine flower`): loopback only unless it has credentials (cli.py).
-    flower_port: int = 5555
-    flower_address: str = ""
-    flower_basic_auth: str = field(default="", repr=False)
-    # The benchmark's baseline endpoint (api/bench.py), only with BENCH_ENDPOINTS=1.
-    bench_endpoints: bool = False
+    database_url: str = option(
+        "DATABASE_URL",
+        postgresql_url(),
+        Required("`make run` starts an embedded PostgreSQL when it is unset"),
+        SERVERS,
+        "PostgreSQL URL (`postgresql://…`; psycopg 3 is always used)",
+        shown="embedded",
+        example="postgresql://postgres@127.0.0.1:5432/order_engine",
+    )
+    redis_url: str = option(
+        "REDIS_URL",
+        url("redis", "rediss", "unix"),
+        Required("`make run` starts an embedded Redis when it is unset"),
+        SERVERS,
+        "Redis for live order state, pub/sub and the per-account limits",
+        shown="embedded",
+        example="redis://127.0.0.1:6379/0",
+    )
+    celery_broker_url: str = option(
+        "CELERY_BROKER_URL",
+        url("redis", "rediss", "unix", "amqp", "amqps", "pyamqp", "redis+socket"),
+        Template("${REDIS_URL}"),
+        SERVERS,
+        "Celery broker: Redis, or `amqp://…` for RabbitMQ",
+        example="amqp://guest:guest@127.0.0.1:5672//",
+    )
+    port: int = option("PORT", whole(1, 65535), "8000", API, "the API's port")
+    public_base_url: str = option(
+        "PUBLIC_BASE_URL",
+        base_url(),
+        Template("http://localhost:${PORT}"),
+        API,
+        "the API's public address: the `links` in answers are built from it, never from the "
+        "`Host` header",
+        example="https://api.example.com",
+    )
+    ws_allowed_origins: tuple[str, ...] = option(
+        "WS_ALLOWED_ORIGINS",
+        origins(),
+        _public_origin,
+        API,
+        "origins whose pages may open WebSockets (`*`: any); clients that send no `Origin` are "
+        "not browsers and pass",
+        shown="the origin of PUBLIC_BASE_URL",
+        example="https://app.example.com,https://admin.example.com",
+    )
+    ws_ping_interval_s: int = option(
+        "WS_PING_INTERVAL_S",
+        whole(0),
+        "25",
+        API,
+        "seconds between the server's pings on an idle WebSocket (0: none)",
+    )
+    max_body_bytes: int = option(
+        "MAX_BODY_BYTES",
+        whole(256),
+        "16384",
+        API,
+        "largest accepted request body or WebSocket message, in bytes",
+    )
+    rate_limit_per_s: float = option(
+        "RATE_LIMIT_PER_S", per_second(), "20", ACCESS, "sustained requests per second"
+    )
+    rate_limit_burst: int = option(
+        "RATE_LIMIT_BURST", whole(1), "100", ACCESS, "requests allowed at once above that rate"
+    )
+    max_orders_in_flight: int = option(
+        "MAX_ORDERS_IN_FLIGHT",
+        whole(0),
+        "200",
+        ACCESS,
+        "orders not yet confirmed, failed or cancelled, waiting limit and sniper orders included "
+        "(0: no cap, and no count per submission)",
+    )
+    max_websockets: int = option("MAX_WEBSOCKETS", whole(1), "200", ACCESS, "open WebSockets")
+    stream_ticket_ttl_s: int = option(
+        "STREAM_TICKET_TTL_S",
+        whole(1, 600),
+        "30",
+        ACCESS,
+        "seconds a stream ticket stays usable (once)",
+    )
+    api_key_cache_s: int = option(
+        "API_KEY_CACHE_S",
+        whole(0, 300),
+        "5",
+        ACCESS,
+        "seconds an API process trusts a key it checked: a revocation takes at most this long",
+    )
+    localnet_port: int = LOCALNET_PORT.field()
+    dex_seed: int = DEX_SEED.field()
+    solana_rpc_url: str = option(
+        "SOLANA_RPC_URL",
+        url("http", "https"),
+        Template("http://127.0.0.1:${LOCALNET_PORT}"),
+        CHAIN,
+        "the chain's JSON-RPC endpoint; when it is set, `make run` starts no localnet",
+        example="http://127.0.0.1:8899",
+    )
+    wallet_keypair: str = option(
+        "WALLET_KEYPAIR",
+        text(),
+        str(DEV_WALLET_PATH),
+        CHAIN,
+        "the engine's keypair: a Solana CLI keypair file or a base58 secret key",
+        shown="`.state/dev-wallet.json`, generated on first use",
+        example="/path/to/keypair.json",
+    )
+    rpc_timeout_s: int = option(
+        "RPC_TIMEOUT_S", whole(1, 60), "5", CHAIN, "seconds one JSON-RPC call may take"
+    )
+    confirm_timeout_s: int = option(
+        "CONFIRM_TIMEOUT_S",
+        whole(1, 600),
+        "75",
+        CHAIN,
+        "the longest a task waits for its transaction's confirmation, in seconds (it stops "
+        "earlier once the blockhash has expired, ~60 s after the transaction was built)",
+    )
+    rebroadcast_interval_s: int = option(
+        "REBROADCAST_INTERVAL_S",
+        whole(0, 60),
+        "3",
+        CHAIN,
+        "while a task waits, it sends the same signed transaction again this often, in "
+        "seconds (0: never)",
+    )
+    compute_unit_price_micro_lamports: int = option(
+        "COMPUTE_UNIT_PRICE_MICRO_LAMPORTS",
+        whole(0, 10**12),
+        "25000",
+        CHAIN,
+        "priority fee of every swap transaction, in micro-lamports per compute unit",
+    )
+    order_max_attempts: int = option(
+        "ORDER_MAX_ATTEMPTS",
+        whole(1, 10),
+        "3",
+        EXECUTION,
+        "attempts in total per order, not retries (Celery's `max_retries` is one less)",
+    )
+    order_max_deliveries: int = option(
+        "ORDER_MAX_DELIVERIES",
+        whole(1, 100),
+        "6",
+        EXECUTION,
+        "deliveries to workers before an order that keeps killing them fails",
+    )
+    retry_backoff_s: int = option(
+        "ORDER_RETRY_BACKOFF_S",
+        whole(0),
+        "1",
+        EXECUTION,
+        "seconds before the first retry, doubling with each retry, with jitter",
+    )
+    retry_backoff_max_s: int = option(
+        "ORDER_RETRY_BACKOFF_MAX_S",
+        whole(0),
+        "8",
+        EXECUTION,
+        "the longest delay before a retry, in seconds",
+    )
+    task_time_limit_s: int = option(
+        "TASK_TIME_LIMIT_S",
+        whole(1),
+        "100",
+        EXECUTION,
+        "seconds a task may run before its worker kills it",
+    )
+    order_lease_s: int = option(
+        "ORDER_LEASE_S",
+        whole(1),
+        "120",
+        EXECUTION,
+        "seconds a worker's claim on an order lasts; another may take the order over after",
+    )
+    visibility_timeout_s: int = option(
+        "BROKER_VISIBILITY_TIMEOUT_S",
+        whole(1),
+        "300",
+        EXECUTION,
+        "seconds after which a Redis broker redelivers a task its worker has not acknowledged",
+    )
+    reconcile_interval_s: int = option(
+        "RECONCILE_INTERVAL_S", whole(1), "5", EXECUTION, "seconds between reconciler runs"
+    )
+    stale_pending_after_s: int = option(
+        "STALE_PENDING_AFTER_S",
+        whole(1),
+        "30",
+        EXECUTION,
+        "seconds after which the reconciler counts a waiting order as lost (unless it is still "
+        "queued behind a backlog)",
+    )
+    active_order_ttl_s: int = option(
+        "ACTIVE_ORDER_TTL_S",
+        whole(1),
+        "600",
+        EXECUTION,
+        "seconds an order's events stay in Redis after it ends (about 2 KB an order): a socket "
+        "opened meanwhile replays from Redis, later ones from PostgreSQL",
+    )
+    limit_max_horizon_s: int = option(
+        "LIMIT_MAX_HORIZON_S",
+        whole(1),
+        str(30 * 24 * 3600),
+        TRIGGERS,
+        "the latest `expiresAt` a limit or sniper order may ask for, in seconds from now (30 days)",
+    )
+    trigger_interval_ms: int = option(
+        "TRIGGER_INTERVAL_MS",
+        whole(50, 60_000),
+        "500",
+        TRIGGERS,
+        "milliseconds between evaluations of the waiting orders (about one slot)",
+    )
+    # One gevent process per host by default: on the reference machine (2 cores shared with
+    # the worker, PostgreSQL, Redis and the localnet) a second one cost 13 % more API CPU per
+    # order and 20 % of the order rate (smaller group-commit batches, every event parsed by
+    # each process's hub); the API needs about half a core at 100 orders/s. Raise it where the
+    # API has cores of its own.
+    api_workers: int = option(
+        "WEB_CONCURRENCY",
+        whole(1, 64),
+        "1",
+        PROCESSES,
+        "gunicorn worker processes: one gevent process serves thousands of sockets and about 200 "
+        "orders/s on a core; add one per core the API has to itself",
+    )
+    api_worker_class: str = option(
+        "API_WORKER_CLASS",
+        choice("gevent", "gthread"),
+        "gevent",
+        PROCESSES,
+        "gunicorn worker class",
+    )
+    api_worker_connections: int = option(
+        "API_WORKER_CONNECTIONS",
+        whole(1, 100_000),
+        "2500",
+        PROCESSES,
+        "connections per gevent API process (each open WebSocket holds one)",
+    )
+    api_threads: int = option(
+        "API_THREADS",
+        whole(1, 10_000),
+        "64",
+        PROCESSES,
+        "threads per gthread API process: the most requests and sockets it serves at once",
+    )
+    worker_pool: str = option(
+        "WORKER_POOL",
+        choice("gevent", "threads", "prefork"),
+        "gevent",
+        PROCESSES,
+        "Celery worker pool",
+    )
+    worker_concurrency: int = option(
+        "WORKER_CONCURRENCY",
+        whole(1, 10_000),
+        "1000",
+        PROCESSES,
+        "task slots per worker: a task holds one until its order is confirmed, so slots ÷ "
+        "seconds per order bounds the orders/s a worker completes",
+    )
+    db_pool_size: int = option(
+        "DB_POOL_SIZE",
+        whole(1, 1_000),
+        "20",
+        PROCESSES,
+        "PostgreSQL connections per process, kept open; keep the total under the server's "
+        "`max_connections`",
+    )
+    db_max_overflow: int = option(
+        "DB_MAX_OVERFLOW",
+        whole(0, 1_000),
+        "0",
+        PROCESSES,
+        "connections a burst may open beyond the pool (0: it waits a moment for a pooled one "
+        "instead, sparing PostgreSQL a backend fork per extra connection)",
+    )
+    task_events: bool = option(
+        "TASK_EVENTS",
+        switch(),
+        "false",
+        PROCESSES,
+        "send Celery task events always (by default only while Flower runs, which turns them on)",
+    )
+    log_level: str = option(
+        "LOG_LEVEL", log_level(), "INFO", OBSERVABILITY, "the least severe level logged"
+    )
+    log_format: str = option(
+        "LOG_FORMAT",
+        choice("text", "json"),
+        "text",
+        OBSERVABILITY,
+        "`json`: one JSON object per line (production); `text`: readable lines (development)",
+    )
+    log_control_tasks: bool = option(
+        "LOG_CONTROL_TASKS",
+        switch(),
+        "false",
+        OBSERVABILITY,
+        "keep Celery's lines about the scheduler's own tasks (trigger evaluation, reconciler: "
+        "six a second); by default only what they did is logged",
+    )
+    sql_echo: bool = option(
+        "SQL_ECHO", switch(), "false", OBSERVABILITY, "log every SQL statement (SQLAlchemy's echo)"
+    )
+    flower_port: int = option(
+        "FLOWER_PORT", whole(1, 65535), "5555", OBSERVABILITY, "Flower's port"
+    )
+    flower_address: str = option(
+        "FLOWER_ADDRESS",
+        text(),
+        "",
+        OBSERVABILITY,
+        "Flower's address; beyond loopback it is refused without FLOWER_BASIC_AUTH",
+        shown="`127.0.0.1`; `0.0.0.0` with FLOWER_BASIC_AUTH",
+        example="0.0.0.0",
+    )
+    flower_basic_auth: str = option(
+        "FLOWER_BASIC_AUTH",
+        text(),
+        "",
+        OBSERVABILITY,
+        "`user:password` for Flower, which shows every order's task and its arguments",
+        example="operator:change-me",
+        secret=True,
+    )
+    bench_endpoints: bool = option(
+        "BENCH_ENDPOINTS",
+        Parser(lambda _name, raw: raw == "1", "`1`: on"),
+        "0",
+        OBSERVABILITY,
+        "`1` serves the benchmark's baseline endpoint (api/bench.py)",
+    )
 
     @property
     def public_ws_url(self) -> str:
@@ -167,136 +444,8 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read settings from `environ` (default: `.env` overlaid by the process environment)."""
-        env = dict(environ) if environ is not None else _process_environment()
-        get = env.get
-        database_url = get("DATABASE_URL") or ""
-        redis_url = get("REDIS_URL") or ""
-        if not database_url:
-            raise ConfigError(
-                "DATABASE_URL is not set; `make run` starts an embedded PostgreSQL when it is unset"
-            )
-        if not redis_url:
-            raise ConfigError(
-                "REDIS_URL is not set; `make run` starts an embedded Redis when it is unset"
-            )
-        localnet_port = _parse_int("LOCALNET_PORT", get("LOCALNET_PORT", "8899"), 1, 65535)
-        port = get("PORT", "8000")
-        public_base_url = _parse_base_url(
-            "PUBLIC_BASE_URL", get("PUBLIC_BASE_URL") or f"http://localhost:{port.strip()}"
-        )
-        return cls(
-            database_url=_normalise_database_url(
-                _parse_url("DATABASE_URL", database_url, ("postgresql", "postgresql+psycopg"))
-            ),
-            redis_url=_parse_url("REDIS_URL", redis_url, ("redis", "rediss", "unix")),
-            celery_broker_url=_parse_url(
-                "CELERY_BROKER_URL",
-                get("CELERY_BROKER_URL") or redis_url,
-                ("redis", "rediss", "unix", "amqp", "amqps", "pyamqp", "redis+socket"),
-            ),
-            port=_parse_int("PORT", get("PORT", "8000"), 1, 65535),
-            log_level=_parse_log_level(get("LOG_LEVEL", "INFO")),
-            log_format=_parse_choice("LOG_FORMAT", get("LOG_FORMAT", "text"), ("text", "json")),
-            log_control_tasks=_parse_bool("LOG_CONTROL_TASKS", get("LOG_CONTROL_TASKS", "false")),
-            dex_seed=_parse_int("DEX_SEED", get("DEX_SEED", "7"), 0),
-            solana_rpc_url=_parse_url(
-                "SOLANA_RPC_URL",
-                get("SOLANA_RPC_URL") or f"http://127.0.0.1:{localnet_port}",
-                ("http", "https"),
-            ),
-            localnet_port=localnet_port,
-            wallet_keypair=get("WALLET_KEYPAIR") or str(DEV_WALLET_PATH),
-            rpc_timeout_s=_parse_int("RPC_TIMEOUT_S", get("RPC_TIMEOUT_S", "5"), 1, 60),
-            confirm_timeout_s=_parse_int(
-                "CONFIRM_TIMEOUT_S", get("CONFIRM_TIMEOUT_S", "75"), 1, 600
-            ),
-            rebroadcast_interval_s=_parse_int(
-                "REBROADCAST_INTERVAL_S", get("REBROADCAST_INTERVAL_S", "3"), 0, 60
-            ),
-            compute_unit_price_micro_lamports=_parse_int(
-                "COMPUTE_UNIT_PRICE_MICRO_LAMPORTS",
-                get("COMPUTE_UNIT_PRICE_MICRO_LAMPORTS", "25000"),
-                0,
-                10**12,
-            ),
-            order_max_attempts=_parse_int(
-                "ORDER_MAX_ATTEMPTS", get("ORDER_MAX_ATTEMPTS", "3"), 1, 10
-            ),
-            order_max_deliveries=_parse_int(
-                "ORDER_MAX_DELIVERIES", get("ORDER_MAX_DELIVERIES", "6"), 1, 100
-            ),
-            retry_backoff_s=_parse_int(
-                "ORDER_RETRY_BACKOFF_S", get("ORDER_RETRY_BACKOFF_S", "1"), 0
-            ),
-            retry_backoff_max_s=_parse_int(
-                "ORDER_RETRY_BACKOFF_MAX_S", get("ORDER_RETRY_BACKOFF_MAX_S", "8"), 0
-            ),
-            task_time_limit_s=_parse_int("TASK_TIME_LIMIT_S", get("TASK_TIME_LIMIT_S", "100"), 1),
-            order_lease_s=_parse_int("ORDER_LEASE_S", get("ORDER_LEASE_S", "120"), 1),
-            visibility_timeout_s=_parse_int(
-                "BROKER_VISIBILITY_TIMEOUT_S", get("BROKER_VISIBILITY_TIMEOUT_S", "300"), 1
-            ),
-            reconcile_interval_s=_parse_int(
-                "RECONCILE_INTERVAL_S", get("RECONCILE_INTERVAL_S", "5"), 1
-            ),
-            stale_pending_after_s=_parse_int(
-                "STALE_PENDING_AFTER_S", get("STALE_PENDING_AFTER_S", "30"), 1
-            ),
-            active_order_ttl_s=_parse_int(
-                "ACTIVE_ORDER_TTL_S", get("ACTIVE_ORDER_TTL_S", "600"), 1
-            ),
-            ws_ping_interval_s=_parse_int("WS_PING_INTERVAL_S", get("WS_PING_INTERVAL_S", "25"), 0),
-            max_body_bytes=_parse_int("MAX_BODY_BYTES", get("MAX_BODY_BYTES", "16384"), 256),
-            worker_pool=_parse_choice(
-                "WORKER_POOL", get("WORKER_POOL", "gevent"), ("gevent", "threads", "prefork")
-            ),
-            worker_concurrency=_parse_int(
-                "WORKER_CONCURRENCY", get("WORKER_CONCURRENCY", "1000"), 1, 10_000
-            ),
-            # One gevent process per host by default: on the reference machine (2 cores shared
-            # with the worker, PostgreSQL, Redis and the localnet) a second one cost 13 % more
-            # API CPU per order and 20 % of the order rate (smaller group-commit batches, every
-            # event parsed by each process's hub); the API needs about half a core at 100
-            # orders/s. Raise it where the API has cores of its own.
-            api_workers=_parse_int("WEB_CONCURRENCY", get("WEB_CONCURRENCY", "1"), 1, 64),
-            api_worker_class=_parse_choice(
-                "API_WORKER_CLASS", get("API_WORKER_CLASS", "gevent"), ("gevent", "gthread")
-            ),
-            api_threads=_parse_int("API_THREADS", get("API_THREADS", "64"), 1, 10_000),
-            api_worker_connections=_parse_int(
-                "API_WORKER_CONNECTIONS", get("API_WORKER_CONNECTIONS", "2500"), 1, 100_000
-            ),
-            db_pool_size=_parse_int("DB_POOL_SIZE", get("DB_POOL_SIZE", "20"), 1, 1_000),
-            db_max_overflow=_parse_int("DB_MAX_OVERFLOW", get("DB_MAX_OVERFLOW", "0"), 0, 1_000),
-            sql_echo=_parse_bool("SQL_ECHO", get("SQL_ECHO", "false")),
-            task_events=_parse_bool("TASK_EVENTS", get("TASK_EVENTS", "false")),
-            limit_max_horizon_s=_parse_int(
-                "LIMIT_MAX_HORIZON_S", get("LIMIT_MAX_HORIZON_S", str(30 * 24 * 3600)), 1
-            ),
-            trigger_interval_ms=_parse_int(
-                "TRIGGER_INTERVAL_MS", get("TRIGGER_INTERVAL_MS", "500"), 50, 60_000
-            ),
-            public_base_url=public_base_url,
-            ws_allowed_origins=_parse_origins(
-                "WS_ALLOWED_ORIGINS", get("WS_ALLOWED_ORIGINS"), public_base_url
-            ),
-            rate_limit_per_s=float(
-                _parse_rate_per_s("RATE_LIMIT_PER_S", get("RATE_LIMIT_PER_S", "20"))
-            ),
-            rate_limit_burst=_parse_int("RATE_LIMIT_BURST", get("RATE_LIMIT_BURST", "100"), 1),
-            max_orders_in_flight=_parse_int(
-                "MAX_ORDERS_IN_FLIGHT", get("MAX_ORDERS_IN_FLIGHT", "200"), 0
-            ),
-            max_websockets=_parse_int("MAX_WEBSOCKETS", get("MAX_WEBSOCKETS", "200"), 1),
-            stream_ticket_ttl_s=_parse_int(
-                "STREAM_TICKET_TTL_S", get("STREAM_TICKET_TTL_S", "30"), 1, 600
-            ),
-            api_key_cache_s=_parse_int("API_KEY_CACHE_S", get("API_KEY_CACHE_S", "5"), 0, 300),
-            flower_port=_parse_int("FLOWER_PORT", get("FLOWER_PORT", "5555"), 1, 65535),
-            flower_address=get("FLOWER_ADDRESS") or "",
-            flower_basic_auth=get("FLOWER_BASIC_AUTH") or "",
-            bench_endpoints=get("BENCH_ENDPOINTS") == "1",
-        ).checked()
+        env = dict(environ) if environ is not None else process_environment()
+        return read(cls, env).checked()
 
     @property
     def worker_stop_bound_s(self) -> int:
@@ -308,10 +457,11 @@ class Settings:
     def checked(self) -> Settings:
         """Refuse timings under which a message could be redelivered while its task still runs.
 
-        Redis redelivers an unacknowledged message after the visibility timeout, so a task that
-        can still be running (time limit) or waiting on its retry countdown by then would run
-        twice. The database lease must outlive the task and expire before redelivery, so the
-        redelivered task finds it free (research/reliability.md §1.2, §2.2).
+        Redis redelivers an unacknowledged message after the visibility timeout (Celery's
+        documentation: "Using Redis", "Visibility timeout"), so a task that can still be running
+        (time limit) or waiting on its retry countdown by then would run twice. The database
+        lease must outlive the task and expire before redelivery, so the redelivered task finds
+        it free.
         """
         if self.retry_backoff_max_s < self.retry_backoff_s:
             raise ConfigError("ORDER_RETRY_BACKOFF_MAX_S must be >= ORDER_RETRY_BACKOFF_S")
@@ -335,74 +485,3 @@ class Settings:
                 f"ORDER_LEASE_S + ORDER_RETRY_BACKOFF_MAX_S ({longest_hold})"
             )
         return self
-
-
-def _parse_base_url(name: str, raw: str) -> str:
-    parts = urlsplit(raw.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
-        raise ConfigError(
-            f"{name} must be an http(s) URL such as https://api.example.com, got {raw!r}"
-        )
-    return raw.strip().rstrip("/")
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _parse_origins(name: str, raw: str | None, public_base_url: str) -> tuple[str, ...]:
-    """Origins allowed to open WebSockets: the public base URL's own by default; `*` any."""
-    if raw is None or not raw.strip():
-        return (_origin(public_base_url),)
-    origins = [o.strip() for o in raw.split(",") if o.strip()]
-    for origin in origins:
-        if origin != "*" and _origin(origin) != origin.lower().rstrip("/"):
-            raise ConfigError(
-                f"{name} must list origins like https://app.example.com, got {origin!r}"
-            )
-    return tuple(o if o == "*" else o.lower().rstrip("/") for o in origins)
-
-
-def _parse_rate_per_s(name: str, raw: str) -> Decimal:
-    try:
-        value = Decimal(raw.strip())
-    except InvalidOperation:
-        raise ConfigError(f"{name} must be a positive number, got {raw!r}") from None
-    if not value.is_finite() or not Decimal("0.01") <= value <= Decimal(1_000_000):
-        raise ConfigError(f"{name} must be between 0.01 and 1000000, got {raw!r}")
-    return value
-
-
-def _parse_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
-    value = raw.strip().lower()
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return value
-
-
-def _parse_log_level(raw: str) -> str:
-    level = raw.strip().upper()
-    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}")
-    return level
-
-
-def _normalise_database_url(url: str) -> str:
-    """Always talk to PostgreSQL through psycopg 3, whichever spelling the operator used."""
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
-
-
-def startup_log_format() -> str:
-    """The log format for a command's first lines, before its settings are read (a bad
-    LOG_FORMAT is then refused by `Settings.from_env`, in the format chosen here)."""
-    return "json" if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text"
-
-
-def _process_environment() -> dict[str, str]:
-    dotenv_file = PROJECT_ROOT / ".env"
-    values = {k: v for k, v in dotenv_values(dotenv_file).items() if v is not None}
-    values.update(os.environ)
-    return values
