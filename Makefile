@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow test-rabbitmq test-no-overrides test-cluster fuzz soak bench bench-floors bench-cluster venue-report lint fmt typecheck clean
+.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow test-rabbitmq test-no-overrides test-cluster fuzz soak bench bench-floors bench-cluster venue-report config-docs lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -89,6 +89,9 @@ bench-cluster: $(STAMP) ## Orders/s and CPU per order with 1 and 2 worker hosts 
 
 venue-report: $(STAMP) ## Replay 1,000 seeded orders on virtual time and summarise routing, slippage and failures
 	$(BIN)/python -m order_engine.tools.venue_report --orders $(or $(n),1000) --seed $(or $(seed),7)
+
+config-docs: $(STAMP) ## Regenerate docs/configuration.md and .env.example from the settings' declarations (order_engine/config)
+	$(BIN)/python -m order_engine.tools.config_docs
 
 lint: $(STAMP) ## Lint with ruff and type-check with mypy
 	$(BIN)/ruff check .

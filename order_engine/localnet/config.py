@@ -1,8 +1,9 @@
 """The localnet's settings, read once from the environment (and `.env`) into a typed dataclass.
 
-Same parsing rules as the engine's `order_engine.config` (whose helpers it reuses): a value that
-does not parse stops start-up with a message naming the variable. The localnet reads only its
-own variables, so it can run on a machine with no database or broker configured.
+Declared like the engine's (`order_engine.config`, which also holds LOCALNET_PORT and DEX_SEED,
+read by both): a value that does not parse stops start-up with a message naming the variable.
+The localnet reads only its own variables, so it can run on a machine with no database or
+broker configured.
 """
 
 from __future__ import annotations
@@ -14,58 +15,84 @@ from decimal import Decimal
 from pathlib import Path
 
 from order_engine.config import (
-    PROJECT_ROOT,
+    DEX_SEED,
+    LOCALNET,
+    LOCALNET_PORT,
     STATE_DIR,
     LatencyRange,
-    _parse_int,
-    _parse_latency,
-    _parse_rate,
-    _process_environment,
+    process_environment,
 )
+from order_engine.config.options import option, read
+from order_engine.config.parsers import fraction, latency, path, text, whole
 
-DEFAULT_PORT = 8899  # solana-test-validator's RPC port
 
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LocalnetSettings:
     """Typed settings; build with `LocalnetSettings.from_env()` or directly in tests."""
 
-    port: int = DEFAULT_PORT
-    state_dir: Path = PROJECT_ROOT / ".state" / "localnet"
-    seed: int = 7
-    rpc_latency: LatencyRange = LatencyRange(0, 0)
-    swap_latency: LatencyRange = LatencyRange(2000, 3000)
-    transient_failure_rate: Decimal = Decimal(0)
-    expiry_rate: Decimal = Decimal("0.002")
-    blockhash_validity_slots: int = 151
-    slot_ms: int = 400
-    host: str = "127.0.0.1"
+    port: int = LOCALNET_PORT.field()
+    state_dir: Path = option(
+        "LOCALNET_STATE_DIR",
+        path(),
+        str(STATE_DIR / "localnet"),
+        LOCALNET,
+        "where the localnet keeps its ledger (one SQLite file), across restarts",
+        shown="`.state/localnet`",
+        example="/var/lib/order-engine/localnet",
+    )
+    seed: int = DEX_SEED.field()
+    rpc_latency: LatencyRange = option(
+        "DEX_RPC_LATENCY_MS",
+        latency(),
+        "0",
+        LOCALNET,
+        "added to every RPC answer: milliseconds, or a `min-max` range",
+    )
+    swap_latency: LatencyRange = option(
+        "DEX_SWAP_LATENCY_MS",
+        latency(),
+        "2000-3000",
+        LOCALNET,
+        "from a transaction's send to its landing: milliseconds, or a `min-max` range",
+    )
+    transient_failure_rate: Decimal = option(
+        "DEX_TRANSIENT_FAILURE_RATE",
+        fraction(),
+        "0",
+        LOCALNET,
+        "share of sends refused as the node being unhealthy",
+    )
+    expiry_rate: Decimal = option(
+        "DEX_EXPIRY_RATE",
+        fraction(),
+        "0.002",
+        LOCALNET,
+        "share of sends accepted but never landed (each re-broadcast rolls again)",
+    )
+    # A blockhash is valid for 151 slots on Solana (solana.com/docs/advanced/confirmation).
+    blockhash_validity_slots: int = option(
+        "DEX_BLOCKHASH_VALIDITY_SLOTS",
+        whole(2),
+        "151",
+        LOCALNET,
+        "slots a blockhash stays valid (× LOCALNET_SLOT_MS)",
+    )
+    slot_ms: int = option(
+        "LOCALNET_SLOT_MS", whole(10, 60_000), "400", LOCALNET, "milliseconds per slot"
+    )
+    # Loopback by default; a container sets 0.0.0.0 so the engine's containers reach it.
+    host: str = option(
+        "LOCALNET_HOST",
+        text(),
+        "127.0.0.1",
+        LOCALNET,
+        "the localnet's address (0.0.0.0 in a container, for the engine's containers)",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalnetSettings:
-        env = dict(environ) if environ is not None else _process_environment()
-        get = env.get
-        state_dir = get("LOCALNET_STATE_DIR") or str(STATE_DIR / "localnet")
-        return cls(
-            port=_parse_int("LOCALNET_PORT", get("LOCALNET_PORT", str(DEFAULT_PORT)), 1, 65535),
-            state_dir=Path(state_dir),
-            seed=_parse_int("DEX_SEED", get("DEX_SEED", "7"), 0),
-            rpc_latency=_parse_latency("DEX_RPC_LATENCY_MS", get("DEX_RPC_LATENCY_MS", "0")),
-            swap_latency=_parse_latency(
-                "DEX_SWAP_LATENCY_MS", get("DEX_SWAP_LATENCY_MS", "2000-3000")
-            ),
-            transient_failure_rate=_parse_rate(
-                "DEX_TRANSIENT_FAILURE_RATE", get("DEX_TRANSIENT_FAILURE_RATE", "0")
-            ),
-            expiry_rate=_parse_rate("DEX_EXPIRY_RATE", get("DEX_EXPIRY_RATE", "0.002")),
-            # Solana: a blockhash is valid for 151 slots (research/solana-rpc.md §2).
-            blockhash_validity_slots=_parse_int(
-                "DEX_BLOCKHASH_VALIDITY_SLOTS", get("DEX_BLOCKHASH_VALIDITY_SLOTS", "151"), 2
-            ),
-            slot_ms=_parse_int("LOCALNET_SLOT_MS", get("LOCALNET_SLOT_MS", "400"), 10, 60_000),
-            # Loopback by default; a container sets 0.0.0.0 so the engine's containers reach it.
-            host=get("LOCALNET_HOST") or "127.0.0.1",
-        )
+        env = dict(environ) if environ is not None else process_environment()
+        return read(cls, env)
 
     def replace(self, **changes: object) -> LocalnetSettings:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -1,6 +1,9 @@
+import dataclasses
+
 import pytest
 
-from order_engine.config import ConfigError, Settings
+from order_engine.config import ConfigError, LatencyRange, Settings
+from order_engine.localnet.config import LocalnetSettings
 
 BASE = {"DATABASE_URL": "postgresql://u@localhost/db", "REDIS_URL": "redis://localhost:6379/0"}
 
@@ -75,3 +78,54 @@ def test_visibility_timeout_must_outlive_lease_plus_longest_retry_countdown():
             ORDER_RETRY_BACKOFF_MAX_S="30",
             BROKER_VISIBILITY_TIMEOUT_S="100",
         )
+
+
+def test_a_field_default_is_the_declared_default_the_environment_gets():
+    from_env = settings()
+    for field in dataclasses.fields(Settings):
+        if field.default is not dataclasses.MISSING:
+            assert getattr(from_env, field.name) == field.default, field.name
+    assert LocalnetSettings.from_env({}) == LocalnetSettings()
+
+
+def test_an_empty_url_or_path_means_unset_but_an_empty_number_is_refused():
+    blank = settings(CELERY_BROKER_URL="", SOLANA_RPC_URL="", PUBLIC_BASE_URL="", PORT="8080")
+    assert blank.celery_broker_url == BASE["REDIS_URL"]
+    assert blank.public_base_url == "http://localhost:8080"
+    assert blank.ws_allowed_origins == ("http://localhost:8080",)
+    assert LocalnetSettings.from_env({"LOCALNET_HOST": ""}).host == "127.0.0.1"
+    with pytest.raises(ConfigError, match="PORT must be a whole number, got ''"):
+        settings(PORT="")
+
+
+def test_the_public_base_url_decides_the_default_websocket_origin():
+    s = settings(PUBLIC_BASE_URL="https://API.example.com/v1/")
+    assert s.public_base_url == "https://API.example.com/v1"
+    assert s.ws_allowed_origins == ("https://api.example.com",)
+    assert s.public_ws_url == "wss://API.example.com/v1"
+
+
+def test_the_localnet_reads_its_own_variables_and_the_shared_port_and_seed():
+    env = {"LOCALNET_PORT": "9900", "DEX_SEED": "11", "DEX_SWAP_LATENCY_MS": "300-400"}
+    localnet = LocalnetSettings.from_env(env)
+    assert (localnet.port, localnet.seed) == (9900, 11)
+    assert localnet.swap_latency == LatencyRange(300, 400)
+    engine = settings(**env)
+    assert (engine.localnet_port, engine.dex_seed) == (9900, 11)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DEX_SWAP_LATENCY_MS", "400-300"),
+        ("DEX_EXPIRY_RATE", "1.5"),
+        ("LOCALNET_SLOT_MS", "9"),
+    ],
+)
+def test_a_bad_localnet_value_stops_it_naming_the_variable(name, value):
+    with pytest.raises(ConfigError, match=name):
+        LocalnetSettings.from_env({name: value})
+
+
+def test_a_secret_stays_out_of_the_settings_repr():
+    assert "s3cret" not in repr(settings(FLOWER_BASIC_AUTH="operator:s3cret"))

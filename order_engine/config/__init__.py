@@ -1,0 +1,495 @@
+"""Configuration, read once from the environment (and a `.env` file) into typed settings.
+
+Every knob the operators and the test harnesses rely on is declared here once, as a field of
+`Settings`: its variable, parser, default and what it does (`options.py` says how; the
+localnet's own are in order_engine/localnet/config.py). The table in docs/configuration.md and
+`.env.example` are generated from these declarations (`make config-docs`). A value that does not
+parse stops start-up with a message naming the variable, so a typo in a deployment never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from string import Template
+
+from order_engine.config.environment import (
+    DEV_WALLET_PATH,
+    PROCESS_OPTIONS,
+    PROJECT_ROOT,
+    STATE_DIR,
+    process_environment,
+    startup_log_format,
+)
+from order_engine.config.groups import (
+    ACCESS,
+    API,
+    CHAIN,
+    EXECUTION,
+    GROUPS,
+    LOCALNET,
+    OBSERVABILITY,
+    PROCESSES,
+    SERVERS,
+    TRIGGERS,
+)
+from order_engine.config.options import Option, Required, Values, option, read
+from order_engine.config.parsers import (
+    ConfigError,
+    LatencyRange,
+    Parser,
+    base_url,
+    choice,
+    log_level,
+    origin_of,
+    origins,
+    per_second,
+    postgresql_url,
+    switch,
+    text,
+    url,
+    whole,
+)
+
+__all__ = [
+    "DEV_WALLET_PATH",
+    "DEX_SEED",
+    "GROUPS",
+    "LOCALNET",
+    "LOCALNET_PORT",
+    "PROCESS_OPTIONS",
+    "PROJECT_ROOT",
+    "STATE_DIR",
+    "ConfigError",
+    "LatencyRange",
+    "Settings",
+    "_process_environment",
+    "process_environment",
+    "startup_log_format",
+]
+
+# The name the process commands (ops/, app.py) and bench/ import.
+_process_environment = process_environment
+
+# Read by the engine and by the localnet (order_engine/localnet/config.py).
+LOCALNET_PORT = Option(
+    "LOCALNET_PORT",
+    whole(1, 65535),
+    "8899",  # solana-test-validator's RPC port
+    LOCALNET,
+    "the localnet's port; the engine's default SOLANA_RPC_URL follows it",
+)
+DEX_SEED = Option(
+    "DEX_SEED",
+    whole(0),
+    "7",
+    LOCALNET,
+    "seed of the simulated market (also seeds the engine's retry jitter)",
+)
+
+
+def _public_origin(earlier: Values) -> str:
+    return origin_of(str(earlier["PUBLIC_BASE_URL"]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Typed settings; build with `Settings.from_env()`. Declaration order is reading order: a
+    default that names another setting comes after it."""
+
+    database_url: str = option(
+        "DATABASE_URL",
+        postgresql_url(),
+        Required("`make run` starts an embedded PostgreSQL when it is unset"),
+        SERVERS,
+        "PostgreSQL URL (`postgresql://…`; psycopg 3 is always used)",
+        shown="embedded",
+        example="postgresql://postgres@127.0.0.1:5432/order_engine",
+    )
+    redis_url: str = option(
+        "REDIS_URL",
+        url("redis", "rediss", "unix"),
+        Required("`make run` starts an embedded Redis when it is unset"),
+        SERVERS,
+        "Redis for live order state, pub/sub and the per-account limits",
+        shown="embedded",
+        example="redis://127.0.0.1:6379/0",
+    )
+    celery_broker_url: str = option(
+        "CELERY_BROKER_URL",
+        url("redis", "rediss", "unix", "amqp", "amqps", "pyamqp", "redis+socket"),
+        Template("${REDIS_URL}"),
+        SERVERS,
+        "Celery broker: Redis, or `amqp://…` for RabbitMQ",
+        example="amqp://guest:guest@127.0.0.1:5672//",
+    )
+    port: int = option("PORT", whole(1, 65535), "8000", API, "the API's port")
+    public_base_url: str = option(
+        "PUBLIC_BASE_URL",
+        base_url(),
+        Template("http://localhost:${PORT}"),
+        API,
+        "the API's public address: the `links` in answers are built from it, never from the "
+        "`Host` header",
+        example="https://api.example.com",
+    )
+    ws_allowed_origins: tuple[str, ...] = option(
+        "WS_ALLOWED_ORIGINS",
+        origins(),
+        _public_origin,
+        API,
+        "origins whose pages may open WebSockets (`*`: any); clients that send no `Origin` are "
+        "not browsers and pass",
+        shown="the origin of PUBLIC_BASE_URL",
+        example="https://app.example.com,https://admin.example.com",
+    )
+    ws_ping_interval_s: int = option(
+        "WS_PING_INTERVAL_S",
+        whole(0),
+        "25",
+        API,
+        "seconds between the server's pings on an idle WebSocket (0: none)",
+    )
+    max_body_bytes: int = option(
+        "MAX_BODY_BYTES",
+        whole(256),
+        "16384",
+        API,
+        "largest accepted request body or WebSocket message, in bytes",
+    )
+    rate_limit_per_s: float = option(
+        "RATE_LIMIT_PER_S", per_second(), "20", ACCESS, "sustained requests per second"
+    )
+    rate_limit_burst: int = option(
+        "RATE_LIMIT_BURST", whole(1), "100", ACCESS, "requests allowed at once above that rate"
+    )
+    max_orders_in_flight: int = option(
+        "MAX_ORDERS_IN_FLIGHT",
+        whole(0),
+        "200",
+        ACCESS,
+        "orders not yet confirmed, failed or cancelled, waiting limit and sniper orders included "
+        "(0: no cap, and no count per submission)",
+    )
+    max_websockets: int = option("MAX_WEBSOCKETS", whole(1), "200", ACCESS, "open WebSockets")
+    stream_ticket_ttl_s: int = option(
+        "STREAM_TICKET_TTL_S",
+        whole(1, 600),
+        "30",
+        ACCESS,
+        "seconds a stream ticket stays usable (once)",
+    )
+    api_key_cache_s: int = option(
+        "API_KEY_CACHE_S",
+        whole(0, 300),
+        "5",
+        ACCESS,
+        "seconds an API process trusts a key it checked: a revocation takes at most this long",
+    )
+    localnet_port: int = LOCALNET_PORT.field()
+    dex_seed: int = DEX_SEED.field()
+    solana_rpc_url: str = option(
+        "SOLANA_RPC_URL",
+        url("http", "https"),
+        Template("http://127.0.0.1:${LOCALNET_PORT}"),
+        CHAIN,
+        "the chain's JSON-RPC endpoint; when it is set, `make run` starts no localnet",
+        example="http://127.0.0.1:8899",
+    )
+    wallet_keypair: str = option(
+        "WALLET_KEYPAIR",
+        text(),
+        str(DEV_WALLET_PATH),
+        CHAIN,
+        "the engine's keypair: a Solana CLI keypair file or a base58 secret key",
+        shown="`.state/dev-wallet.json`, generated on first use",
+        example="/path/to/keypair.json",
+    )
+    rpc_timeout_s: int = option(
+        "RPC_TIMEOUT_S", whole(1, 60), "5", CHAIN, "seconds one JSON-RPC call may take"
+    )
+    confirm_timeout_s: int = option(
+        "CONFIRM_TIMEOUT_S",
+        whole(1, 600),
+        "75",
+        CHAIN,
+        "the longest a task waits for its transaction's confirmation, in seconds (it stops "
+        "earlier once the blockhash has expired, ~60 s after the transaction was built)",
+    )
+    rebroadcast_interval_s: int = option(
+        "REBROADCAST_INTERVAL_S",
+        whole(0, 60),
+        "3",
+        CHAIN,
+        "while a task waits, it sends the same signed transaction again this often, in "
+        "seconds (0: never)",
+    )
+    compute_unit_price_micro_lamports: int = option(
+        "COMPUTE_UNIT_PRICE_MICRO_LAMPORTS",
+        whole(0, 10**12),
+        "25000",
+        CHAIN,
+        "priority fee of every swap transaction, in micro-lamports per compute unit",
+    )
+    order_max_attempts: int = option(
+        "ORDER_MAX_ATTEMPTS",
+        whole(1, 10),
+        "3",
+        EXECUTION,
+        "attempts in total per order, not retries (Celery's `max_retries` is one less)",
+    )
+    order_max_deliveries: int = option(
+        "ORDER_MAX_DELIVERIES",
+        whole(1, 100),
+        "6",
+        EXECUTION,
+        "deliveries to workers before an order that keeps killing them fails",
+    )
+    retry_backoff_s: int = option(
+        "ORDER_RETRY_BACKOFF_S",
+        whole(0),
+        "1",
+        EXECUTION,
+        "seconds before the first retry, doubling with each retry, with jitter",
+    )
+    retry_backoff_max_s: int = option(
+        "ORDER_RETRY_BACKOFF_MAX_S",
+        whole(0),
+        "8",
+        EXECUTION,
+        "the longest delay before a retry, in seconds",
+    )
+    task_time_limit_s: int = option(
+        "TASK_TIME_LIMIT_S",
+        whole(1),
+        "100",
+        EXECUTION,
+        "seconds a task may run before its worker kills it",
+    )
+    order_lease_s: int = option(
+        "ORDER_LEASE_S",
+        whole(1),
+        "120",
+        EXECUTION,
+        "seconds a worker's claim on an order lasts; another may take the order over after",
+    )
+    visibility_timeout_s: int = option(
+        "BROKER_VISIBILITY_TIMEOUT_S",
+        whole(1),
+        "300",
+        EXECUTION,
+        "seconds after which a Redis broker redelivers a task its worker has not acknowledged",
+    )
+    reconcile_interval_s: int = option(
+        "RECONCILE_INTERVAL_S", whole(1), "5", EXECUTION, "seconds between reconciler runs"
+    )
+    stale_pending_after_s: int = option(
+        "STALE_PENDING_AFTER_S",
+        whole(1),
+        "30",
+        EXECUTION,
+        "seconds after which the reconciler counts a waiting order as lost (unless it is still "
+        "queued behind a backlog)",
+    )
+    active_order_ttl_s: int = option(
+        "ACTIVE_ORDER_TTL_S",
+        whole(1),
+        "600",
+        EXECUTION,
+        "seconds an order's events stay in Redis after it ends (about 2 KB an order): a socket "
+        "opened meanwhile replays from Redis, later ones from PostgreSQL",
+    )
+    limit_max_horizon_s: int = option(
+        "LIMIT_MAX_HORIZON_S",
+        whole(1),
+        str(30 * 24 * 3600),
+        TRIGGERS,
+        "the latest `expiresAt` a limit or sniper order may ask for, in seconds from now (30 days)",
+    )
+    trigger_interval_ms: int = option(
+        "TRIGGER_INTERVAL_MS",
+        whole(50, 60_000),
+        "500",
+        TRIGGERS,
+        "milliseconds between evaluations of the waiting orders (about one slot)",
+    )
+    # One gevent process per host by default: on the reference machine (2 cores shared with
+    # the worker, PostgreSQL, Redis and the localnet) a second one cost 13 % more API CPU per
+    # order and 20 % of the order rate (smaller group-commit batches, every event parsed by
+    # each process's hub); the API needs about half a core at 100 orders/s. Raise it where the
+    # API has cores of its own.
+    api_workers: int = option(
+        "WEB_CONCURRENCY",
+        whole(1, 64),
+        "1",
+        PROCESSES,
+        "gunicorn worker processes: one gevent process serves thousands of sockets and about 200 "
+        "orders/s on a core; add one per core the API has to itself",
+    )
+    api_worker_class: str = option(
+        "API_WORKER_CLASS",
+        choice("gevent", "gthread"),
+        "gevent",
+        PROCESSES,
+        "gunicorn worker class",
+    )
+    api_worker_connections: int = option(
+        "API_WORKER_CONNECTIONS",
+        whole(1, 100_000),
+        "2500",
+        PROCESSES,
+        "connections per gevent API process (each open WebSocket holds one)",
+    )
+    api_threads: int = option(
+        "API_THREADS",
+        whole(1, 10_000),
+        "64",
+        PROCESSES,
+        "threads per gthread API process: the most requests and sockets it serves at once",
+    )
+    worker_pool: str = option(
+        "WORKER_POOL",
+        choice("gevent", "threads", "prefork"),
+        "gevent",
+        PROCESSES,
+        "Celery worker pool",
+    )
+    worker_concurrency: int = option(
+        "WORKER_CONCURRENCY",
+        whole(1, 10_000),
+        "1000",
+        PROCESSES,
+        "task slots per worker: a task holds one until its order is confirmed, so slots ÷ "
+        "seconds per order bounds the orders/s a worker completes",
+    )
+    db_pool_size: int = option(
+        "DB_POOL_SIZE",
+        whole(1, 1_000),
+        "20",
+        PROCESSES,
+        "PostgreSQL connections per process, kept open; keep the total under the server's "
+        "`max_connections`",
+    )
+    db_max_overflow: int = option(
+        "DB_MAX_OVERFLOW",
+        whole(0, 1_000),
+        "0",
+        PROCESSES,
+        "connections a burst may open beyond the pool (0: it waits a moment for a pooled one "
+        "instead, sparing PostgreSQL a backend fork per extra connection)",
+    )
+    task_events: bool = option(
+        "TASK_EVENTS",
+        switch(),
+        "false",
+        PROCESSES,
+        "send Celery task events always (by default only while Flower runs, which turns them on)",
+    )
+    celery_overrides: bool = option(
+        "CELERY_OVERRIDES",
+        switch(),
+        "true",
+        PROCESSES,
+        "replace the Celery and kombu internals listed in tasking/overrides.py for speed "
+        "(checked at start-up); false: run on Celery and kombu as they come",
+    )
+    log_level: str = option(
+        "LOG_LEVEL", log_level(), "INFO", OBSERVABILITY, "the least severe level logged"
+    )
+    log_format: str = option(
+        "LOG_FORMAT",
+        choice("text", "json"),
+        "text",
+        OBSERVABILITY,
+        "`json`: one JSON object per line (production); `text`: readable lines (development)",
+    )
+    log_control_tasks: bool = option(
+        "LOG_CONTROL_TASKS",
+        switch(),
+        "false",
+        OBSERVABILITY,
+        "keep Celery's lines about the scheduler's own tasks (trigger evaluation, reconciler: "
+        "six a second); by default only what they did is logged",
+    )
+    sql_echo: bool = option(
+        "SQL_ECHO", switch(), "false", OBSERVABILITY, "log every SQL statement (SQLAlchemy's echo)"
+    )
+    flower_port: int = option(
+        "FLOWER_PORT", whole(1, 65535), "5555", OBSERVABILITY, "Flower's port"
+    )
+    flower_address: str = option(
+        "FLOWER_ADDRESS",
+        text(),
+        "",
+        OBSERVABILITY,
+        "Flower's address; beyond loopback it is refused without FLOWER_BASIC_AUTH",
+        shown="`127.0.0.1`; `0.0.0.0` with FLOWER_BASIC_AUTH",
+        example="0.0.0.0",
+    )
+    flower_basic_auth: str = option(
+        "FLOWER_BASIC_AUTH",
+        text(),
+        "",
+        OBSERVABILITY,
+        "`user:password` for Flower, which shows every order's task and its arguments",
+        example="operator:change-me",
+        secret=True,
+    )
+    bench_endpoints: bool = option(
+        "BENCH_ENDPOINTS",
+        Parser(lambda _name, raw: raw == "1", "`1`: on"),
+        "0",
+        OBSERVABILITY,
+        "`1` serves the benchmark's baseline endpoint (api/bench.py)",
+    )
+
+    @property
+    def public_ws_url(self) -> str:
+        """The public base URL with the WebSocket scheme (ws:// or wss://)."""
+        return "ws" + self.public_base_url.removeprefix("http")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from `environ` (default: `.env` overlaid by the process environment)."""
+        env = dict(environ) if environ is not None else process_environment()
+        return read(cls, env).checked()
+
+    @property
+    def worker_stop_bound_s(self) -> int:
+        """How long a worker may take to stop after a stop request: the task time limit, plus
+        a margin for the soft shutdown and for restoring unacknowledged messages. Past it the
+        worker stops itself hard (workers/celery_app.py)."""
+        return self.task_time_limit_s + 10
+
+    def checked(self) -> Settings:
+        """Refuse timings under which a message could be redelivered while its task still runs.
+
+        Redis redelivers an unacknowledged message after the visibility timeout (Celery's
+        documentation: "Using Redis", "Visibility timeout"), so a task that can still be running
+        (time limit) or waiting on its retry countdown by then would run twice. The database
+        lease must outlive the task and expire before redelivery, so the redelivered task finds
+        it free.
+        """
+        if self.retry_backoff_max_s < self.retry_backoff_s:
+            raise ConfigError("ORDER_RETRY_BACKOFF_MAX_S must be >= ORDER_RETRY_BACKOFF_S")
+        if not self.task_time_limit_s < self.order_lease_s:
+            raise ConfigError(
+                f"ORDER_LEASE_S ({self.order_lease_s}) must exceed "
+                f"TASK_TIME_LIMIT_S ({self.task_time_limit_s})"
+            )
+        # The longest wait inside a task: the confirmation of its transaction, plus the RPC
+        # calls around it (blockhash, send, accounts, balances), each bounded by its timeout.
+        longest_wait_s = self.confirm_timeout_s + 4 * self.rpc_timeout_s
+        if not longest_wait_s < self.task_time_limit_s:
+            raise ConfigError(
+                f"TASK_TIME_LIMIT_S ({self.task_time_limit_s}) must exceed CONFIRM_TIMEOUT_S + "
+                f"4 × RPC_TIMEOUT_S ({longest_wait_s}), the longest a task waits on the chain"
+            )
+        longest_hold = self.order_lease_s + self.retry_backoff_max_s
+        if not longest_hold < self.visibility_timeout_s:
+            raise ConfigError(
+                f"BROKER_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
+                f"ORDER_LEASE_S + ORDER_RETRY_BACKOFF_MAX_S ({longest_hold})"
+            )
+        return self

@@ -1,0 +1,37 @@
+"""The concerns the configuration table groups the settings under, in the table's order."""
+
+from __future__ import annotations
+
+from order_engine.config.options import Group
+
+SERVERS = Group(
+    "Servers",
+    "PostgreSQL, Redis and the Celery broker. With DATABASE_URL and REDIS_URL unset, `make run` "
+    "(`order-engine run`) starts an embedded PostgreSQL and Redis under `.state/`.",
+)
+API = Group("API", "The HTTP and WebSocket server and the addresses it answers for.")
+ACCESS = Group(
+    "Per-account limits",
+    "Each API key belongs to an account; these bound what one account can hold or send.",
+)
+CHAIN = Group("The chain", "The Solana JSON-RPC endpoint, the engine's wallet and its timings.")
+EXECUTION = Group(
+    "Execution and retries",
+    "Start-up refuses timings under which a task could run twice: CONFIRM_TIMEOUT_S + 4 × "
+    "RPC_TIMEOUT_S < TASK_TIME_LIMIT_S < ORDER_LEASE_S, ORDER_LEASE_S + "
+    "ORDER_RETRY_BACKOFF_MAX_S < BROKER_VISIBILITY_TIMEOUT_S, and ORDER_RETRY_BACKOFF_S ≤ "
+    "ORDER_RETRY_BACKOFF_MAX_S.",
+)
+TRIGGERS = Group("Limit and sniper orders", "Orders that wait for a price or a pool.")
+PROCESSES = Group(
+    "Processes",
+    "How many processes, threads and connections each part runs with, and where they keep "
+    "their files.",
+)
+OBSERVABILITY = Group("Logs and monitoring")
+LOCALNET = Group(
+    "The localnet",
+    "The simulated validator's own settings (`order-engine localnet serve`); of these the engine "
+    "reads LOCALNET_PORT and DEX_SEED only.",
+)
+GROUPS = (SERVERS, API, ACCESS, CHAIN, EXECUTION, TRIGGERS, PROCESSES, OBSERVABILITY, LOCALNET)
