@@ -22,6 +22,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from order_engine.domain.event_data import format_timestamp
 from order_engine.domain.tokens import Token, UnknownTokenError, resolve
 from order_engine.models import OrderStatus, OrderType
 from order_engine.schemas.jsonio import NonFiniteNumber
@@ -352,18 +353,12 @@ class OrderSchema(Schema):
         }
 
     def dump_expires(self, order: Any) -> str | None:
-        from order_engine.live.events import format_timestamp
-
         return None if order.expires_at is None else format_timestamp(order.expires_at)
 
     def dump_created(self, order: Any) -> str:
-        from order_engine.live.events import format_timestamp
-
         return format_timestamp(order.created_at)
 
     def dump_updated(self, order: Any) -> str:
-        from order_engine.live.events import format_timestamp
-
         return format_timestamp(order.updated_at)
 
 
