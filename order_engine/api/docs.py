@@ -91,7 +91,8 @@ def build_spec() -> dict[str, Any]:
     )
     plugin.map_to_openapi_type(ExactAmount, "string", "decimal")
     plugin.map_to_openapi_type(TokenField, "string", None)
-    spec.components.schema("OrderCreate", schema=OrderCreateSchema)
+    # The horizon bounds a value, not the shape: it does not show in the document.
+    spec.components.schema("OrderCreate", schema=OrderCreateSchema(limit_max_horizon_s=1))
     spec.components.schema("Order", schema=OrderSchema)
     spec.components.schema("Event", schema=EventSchema)
     spec.components.schema("OrderWithEvents", schema=OrderWithEventsSchema)
