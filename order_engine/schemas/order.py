@@ -124,8 +124,14 @@ class OrderCreateSchema(Schema):
     amount = ExactAmount(
         required=True,
         metadata={
-            "description": "amount of tokenIn to sell, as a decimal string",
+            "description": "amount of tokenIn to sell: a decimal string (or a plain JSON number)",
             "example": "1.5",
+            # What the field accepts (`_deserialize`): the JSON provider hands a plain number
+            # over as its literal text, so it is as exact as the string.
+            "anyOf": [
+                {"type": "string", "format": "decimal", "pattern": _PLAIN_DECIMAL.pattern},
+                {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+            ],
         },
     )
     slippageBps = fields.Integer(
@@ -311,6 +317,34 @@ class OrderWithEventsSchema(OrderSchema):
     view appends the events itself)."""
 
     events = fields.List(fields.Nested(EventSchema))
+
+
+class OrderLinksSchema(Schema):
+    self_ = fields.String(data_key="self", metadata={"description": "GET: the order"})
+    ws = fields.String(metadata={"description": "WebSocket: its events"})
+
+
+class OrderAcceptedSchema(Schema):
+    """202 to a submission (documentation only: the view builds it, on the hot path)."""
+
+    orderId = fields.UUID()
+    status = fields.String(
+        validate=validate.OneOf([s.value for s in OrderStatus]),
+        metadata={"description": "pending; a replay (same Idempotency-Key): its status now"},
+    )
+    links = fields.Nested(OrderLinksSchema)
+
+
+class PageLinksSchema(Schema):
+    next = fields.String(metadata={"description": "the next page, with the same filters"})
+
+
+class OrderPageSchema(Schema):
+    """GET /api/orders (documentation only: the view builds it)."""
+
+    orders = fields.List(fields.Nested(OrderSchema))
+    nextCursor = fields.String(allow_none=True)
+    links = fields.Nested(PageLinksSchema)  # only when there is a next page
 
 
 class OrderListQuerySchema(Schema):
