@@ -1,4 +1,4 @@
-"""Who may call what (DESIGN §9): API keys, scopes, stream tickets and per-account limits.
+"""Who may call what: API keys, scopes, stream tickets and per-account limits.
 
 Every `/api/*` request passes `guard()` before its view: the caller is identified by
 `Authorization: Bearer <key>` (or, on a WebSocket handshake only, a one-use `?ticket=`), the
@@ -292,7 +292,25 @@ def add_rate_headers(response: Response) -> Response:
 @bp.post("/api/stream-tickets")
 @requires("orders:read")
 def create_stream_ticket() -> tuple[Response, int]:
-    """A one-use ticket for a browser's WebSocket (`?ticket=`), valid a few seconds."""
+    """A one-use ticket for a browser's WebSocket (`?ticket=`), valid a few seconds.
+    ---
+    post:
+      summary: A one-use stream ticket for a browser's WebSocket
+      description: >-
+        Browsers cannot set headers on a WebSocket: open it with
+        ?ticket=<ticket> (plus orderId, afterSeq) within expiresInS seconds. The
+        ticket stands for this key, once.
+      responses:
+        "201":
+          description: The ticket
+          content:
+            application/json:
+              schema: StreamTicket
+        "401": Unauthorized
+        "403": Forbidden
+        "429": TooManyRequests
+        "503": Unavailable
+    """
     settings = current_app.config["SETTINGS"]
     ticket = issue_ticket(get_redis(), current_principal(), settings.stream_ticket_ttl_s)
     return jsonify(
@@ -308,7 +326,7 @@ def operator_principal(*, loopback_is_enough: bool) -> Principal | None:
     password (what a browser's login prompt and Prometheus's `basic_auth` send).
 
     With `loopback_is_enough`, a request from this host (a loopback peer, not relayed by a
-    proxy) needs no key: None is returned. Raises 401 / 403 otherwise (DESIGN §9: never open
+    proxy) needs no key: None is returned. Raises 401 / 403 otherwise (never open
     without credentials beyond loopback)."""
     header = request.headers.get("Authorization", "")
     if not header and loopback_is_enough and _from_loopback():

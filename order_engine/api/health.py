@@ -14,13 +14,28 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """The process is up and serving requests."""
+    """The process is up and serving requests.
+    ---
+    get:
+      summary: Process is up
+      security: []
+      responses:
+        "200": {description: ok}
+    """
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready when PostgreSQL and Redis both answer; 503 names whichever does not."""
+    """Ready when PostgreSQL and Redis both answer; 503 names whichever does not.
+    ---
+    get:
+      summary: PostgreSQL and Redis reachable
+      security: []
+      responses:
+        "200": {description: ready}
+        "503": Unavailable
+    """
     checks = {"postgres": _check_postgres(), "redis": _check_redis()}
     down = sorted(name for name, error in checks.items() if error)
     body = {name: ("ok" if not error else f"down: {error}") for name, error in checks.items()}

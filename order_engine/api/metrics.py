@@ -2,7 +2,7 @@
 
 `/metrics` answers a request from this host (a loopback peer, not relayed by a proxy) without a
 key, and anyone else only with an `admin` key (Bearer, or HTTP Basic with the key as the
-password): DESIGN §9 says it is never open without credentials beyond loopback.
+password): it is never open without credentials beyond loopback.
 """
 
 from __future__ import annotations
@@ -33,7 +33,25 @@ _OLDEST_READY_SQL = text(
 
 @bp.get("/metrics")
 def serve_metrics() -> Response:
-    """Every process's series, summed (multiprocess mode), plus the scrape-time gauges."""
+    """Every process's series, summed (multiprocess mode), plus the scrape-time gauges.
+    ---
+    get:
+      summary: Prometheus metrics of every process of the host
+      description: >-
+        Open to requests from the host itself (loopback, not relayed by a
+        proxy); anyone else needs a key with the `admin` scope (Bearer, or HTTP
+        Basic with the key as the password). Series: see the README,
+        Observability.
+      security: []
+      responses:
+        "200":
+          description: Prometheus text exposition format
+          content:
+            text/plain:
+              schema: {type: string}
+        "401": Unauthorized
+        "403": Forbidden
+    """
     operator_principal(loopback_is_enough=True)
     body, content_type = metrics.render(metrics.ScrapeCollector(broker_client(), _oldest_ready))
     return Response(body, content_type=content_type)

@@ -73,7 +73,47 @@ def submitted_body(submitted: SubmittedOrder) -> dict[str, Any]:
 @bp.post("/execute")
 @requires("orders:write")
 def execute_order() -> tuple[Response, int, dict[str, str]]:
-    """Submit a market order; 202 with its id and links, then follow it over the WebSocket."""
+    """Submit an order; 202 with its id and links, then follow it over the WebSocket.
+    ---
+    post:
+      operationId: submitOrder
+      summary: Submit an order (market, limit or sniper)
+      description: >-
+        Returns 202 at once; follow the order with a WebSocket upgrade on
+        GET /api/orders/execute?orderId=<id>. Events: pending, routing,
+        building, submitted, confirmed | failed.
+      parameters:
+        - name: Idempotency-Key
+          in: header
+          required: false
+          schema: {type: string, maxLength: 255}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: OrderCreate
+      responses:
+        "202":
+          description: Accepted
+          links:
+            GetOrder:
+              operationId: getOrder
+              parameters: {order_id: "$response.body#/orderId"}
+            CancelOrder:
+              operationId: cancelOrder
+              parameters: {order_id: "$response.body#/orderId"}
+          content:
+            application/json:
+              schema: OrderAccepted
+        "400": BadRequest
+        "401": Unauthorized
+        "403": Forbidden
+        "413": PayloadTooLarge
+        "415": UnsupportedMediaType
+        "422": Unprocessable
+        "429": TooManyRequests
+        "503": Unavailable
+    """
     if not request.is_json:
         raise UnsupportedMediaTypeError("Send the order as JSON (Content-Type: application/json).")
     submitted = submit_order(request.get_data(), request.headers.get("Idempotency-Key"))
@@ -99,7 +139,23 @@ def execute_without_upgrade() -> Response:
 @bp.get("/<order_id:order_id>")
 @requires("orders:read")
 def get_order(order_id: str) -> Response:
-    """One order with its full event history."""
+    """One order with its full event history.
+    ---
+    get:
+      operationId: getOrder
+      summary: An order with all its events
+      parameters: [OrderId]
+      responses:
+        "200":
+          description: The order
+          content:
+            application/json:
+              schema: OrderWithEvents
+        "401": Unauthorized
+        "403": Forbidden
+        "404": NotFound
+        "429": TooManyRequests
+    """
     found = order_service().get(parse_order_id(order_id), owner_filter())
     body = order_schema.dump(found.order)
     body["events"] = [event_payload(e) for e in found.events]
@@ -109,7 +165,24 @@ def get_order(order_id: str) -> Response:
 @bp.get("")
 @requires("orders:read")
 def list_orders() -> Response:
-    """Orders, newest first, filtered by status/type/creation time, with a cursor."""
+    """Orders, newest first, filtered by status/type/creation time, with a cursor.
+    ---
+    get:
+      summary: List orders, newest first
+      parameters:
+        - in: query
+          schema: OrderListQuerySchema
+      responses:
+        "200":
+          description: A page of orders (the caller's account's)
+          content:
+            application/json:
+              schema: OrderPage
+        "401": Unauthorized
+        "403": Forbidden
+        "422": Unprocessable
+        "429": TooManyRequests
+    """
     args: dict[str, Any] = {}
     for name, values in request.args.lists():
         if name in {"status", "type"}:
@@ -134,6 +207,28 @@ def list_orders() -> Response:
 @bp.delete("/<order_id:order_id>")
 @requires("orders:write")
 def cancel_order(order_id: str) -> Response:
-    """Cancel an order whose swap transaction has not been built (409 otherwise)."""
+    """Cancel an order whose swap transaction has not been built (409 otherwise).
+    ---
+    delete:
+      operationId: cancelOrder
+      summary: Cancel an order whose swap transaction has not been built
+      description: >-
+        Wins while the order is pending or routing and no transaction was ever
+        built for it: the worker then stops without sending anything. From
+        building on (or on a retry whose earlier transaction may still land) the
+        answer is 409 with the reason.
+      parameters: [OrderId]
+      responses:
+        "200":
+          description: Cancelled
+          content:
+            application/json:
+              schema: Order
+        "401": Unauthorized
+        "403": Forbidden
+        "404": NotFound
+        "409": Conflict
+        "429": TooManyRequests
+    """
     order = order_service().cancel(parse_order_id(order_id), owner_filter())
     return jsonify(order_schema.dump(order))

@@ -49,7 +49,43 @@ class StreamClosed(Exception):
 @sock.route("/api/orders/execute", bp=bp)
 @requires("orders:read")
 def execute_stream(ws: BoundedServer) -> None:
-    """Stream an order (`?orderId=`) or submit one from the first message and stream it."""
+    """Stream an order (`?orderId=`) or submit one from the first message and stream it.
+    ---
+    get:
+      summary: "WebSocket: stream an order, or submit one as the first message"
+      description: >-
+        Upgrade to WebSocket. With ?orderId= the server sends every event of
+        that order once, in seq order, then closes with 1000 after the terminal
+        one. Without it, send an OrderCreate body first. Errors: a JSON error
+        message, then close 4400 (bad id/body), 4404 (unknown order) or 1011
+        (dependency down).
+      parameters:
+        - name: orderId
+          in: query
+          required: false
+          schema: {type: string, format: uuid}
+          description: The order to follow; without it, the first message is an order body.
+        - name: afterSeq
+          in: query
+          required: false
+          schema: {type: integer, minimum: 0, maximum: 999999999}
+          description: "Resume: only events after this seq."
+        - name: ticket
+          in: query
+          required: false
+          schema: {type: string}
+          description: A one-use ticket from POST /api/stream-tickets (browsers).
+      responses:
+        "101":
+          description: Switching protocols; messages are Events
+          content:
+            application/json:
+              schema: Event
+        "401": Unauthorized
+        "403": Forbidden
+        "426": UpgradeRequired
+        "429": TooManyRequests
+    """
     _serve(ws, submit_allowed=True)
 
 

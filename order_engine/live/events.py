@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import redis
 
+from order_engine.domain.event_data import format_timestamp
 from order_engine.infra.batching import GroupCommit
 from order_engine.models import OrderEvent, OrderStatus
 
@@ -117,12 +118,8 @@ def published_events(message: str) -> Iterator[tuple[str, str]]:
         yield line[_ORDER_ID_AT : line.find('"', _ORDER_ID_AT)], line
 
 
-def format_timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def event_payload(event: OrderEvent) -> dict[str, Any]:
-    """The one event shape used on sockets, in history and on pub/sub (DESIGN §3)."""
+    """The one event shape used on sockets, in history and on pub/sub."""
     return {
         "orderId": str(event.order_id),
         "seq": event.seq,

@@ -21,7 +21,9 @@ from marshmallow import (
     validate,
     validates_schema,
 )
+from solders.pubkey import Pubkey
 
+from order_engine.domain.event_data import format_timestamp
 from order_engine.domain.tokens import Token, UnknownTokenError, resolve
 from order_engine.models import OrderStatus, OrderType
 from order_engine.schemas.jsonio import NonFiniteNumber
@@ -89,8 +91,6 @@ class TokenField(fields.Field):
 
 
 def _is_pubkey(value: str) -> bool:
-    from solders.pubkey import Pubkey
-
     try:
         Pubkey.from_string(value)
     except ValueError:
@@ -99,10 +99,20 @@ def _is_pubkey(value: str) -> bool:
 
 
 class OrderCreateSchema(Schema):
-    """Body of POST /api/orders/execute (and the first WebSocket message)."""
+    """Body of POST /api/orders/execute (and the first WebSocket message): its shape only.
+
+    Nothing here asks the chain or reads the app: whether a pool lists the pair, could fill
+    the amount or already trades a sniper's mint is asked by the intake service
+    (`services/market.py`), of the fields whose shape is valid. The one setting the shape
+    depends on, how far ahead `expiresAt` may be, is given to the constructor.
+    """
 
     class Meta:
         unknown = RAISE
+
+    def __init__(self, *, limit_max_horizon_s: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.horizon = timedelta(seconds=limit_max_horizon_s)
 
     type = fields.String(
         required=True,
@@ -114,8 +124,14 @@ class OrderCreateSchema(Schema):
     amount = ExactAmount(
         required=True,
         metadata={
-            "description": "amount of tokenIn to sell, as a decimal string",
+            "description": "amount of tokenIn to sell: a decimal string (or a plain JSON number)",
             "example": "1.5",
+            # What the field accepts (`_deserialize`): the JSON provider hands a plain number
+            # over as its literal text, so it is as exact as the string.
+            "anyOf": [
+                {"type": "string", "format": "decimal", "pattern": _PLAIN_DECIMAL.pattern},
+                {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+            ],
         },
     )
     slippageBps = fields.Integer(
@@ -153,39 +169,39 @@ class OrderCreateSchema(Schema):
 
     @validates_schema(skip_on_field_errors=False)
     def check_order(self, data: dict[str, Any], **kwargs: Any) -> None:
-        errors: dict[str, list[str]] = {}
-        order_type = data.get("type")
-        errors.update(_trigger_problems(data))
-        token_in, token_out = data.get("tokenIn"), data.get("tokenOut")
-        if isinstance(token_in, UnlistedMint):
-            errors["tokenIn"] = [token_in.problem]
-            token_in = None
-        if isinstance(token_out, UnlistedMint) and order_type != OrderType.SNIPER.value:
-            errors["tokenOut"] = [token_out.problem]
-            token_out = None
-        if order_type == OrderType.SNIPER.value and token_in and token_out:
-            problem = _sniper_target_problem(token_in, token_out)
-            if problem:
-                errors["tokenOut"] = [problem]
-        elif token_in and token_out:
-            if token_in.mint == token_out.mint:
-                errors["tokenOut"] = ["Must differ from tokenIn (SOL and wSOL are one token)."]
-            elif not _pair_is_listed(token_in, token_out):
-                errors["tokenOut"] = [
-                    f"No venue lists a {token_in.symbol}/{token_out.symbol} pool."
-                ]
-        amount = data.get("amount")
-        if token_in and amount is not None:
+        errors = {**_trigger_problems(data, self.horizon), **_token_problems(data)}
+        token_in, amount = data.get("tokenIn"), data.get("amount")
+        if token_in is not None and "tokenIn" not in errors and amount is not None:
             message = _amount_problem(amount, token_in)
-            if message is None and token_out and "tokenOut" not in errors:
-                message = _fillable_problem(amount, token_in, token_out)
             if message:
                 errors["amount"] = [message]
         if errors:
             raise ValidationError(errors)
 
 
-def _trigger_problems(data: dict[str, Any]) -> dict[str, list[str]]:
+def _token_problems(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Listed tokens, two different ones; a sniper's tokenOut is instead a mint the registry
+    does not list (it waits for that mint's first pool: a listed token is a market order's
+    business)."""
+    errors: dict[str, list[str]] = {}
+    is_sniper = data.get("type") == OrderType.SNIPER.value
+    token_in, token_out = data.get("tokenIn"), data.get("tokenOut")
+    if isinstance(token_in, UnlistedMint):
+        errors["tokenIn"] = [token_in.problem]
+        token_in = None
+    if isinstance(token_out, UnlistedMint) and not is_sniper:
+        errors["tokenOut"] = [token_out.problem]
+        token_out = None
+    if token_in is None or token_out is None:
+        return errors
+    if is_sniper and not isinstance(token_out, UnlistedMint):
+        errors["tokenOut"] = [f"{token_out.symbol} is already listed; use a market order."]
+    elif token_in.mint == token_out.mint:
+        errors["tokenOut"] = ["Must differ from tokenIn (SOL and wSOL are one token)."]
+    return errors
+
+
+def _trigger_problems(data: dict[str, Any], horizon: timedelta) -> dict[str, list[str]]:
     """limitPrice, maxPrice and expiresAt: each only where its order type uses it."""
     errors: dict[str, list[str]] = {}
     order_type = data.get("type")
@@ -211,7 +227,6 @@ def _trigger_problems(data: dict[str, Any]) -> dict[str, list[str]]:
     expires_at = data.get("expiresAt")
     if expires_at is not None and "expiresAt" not in errors:
         now = datetime.now(UTC)
-        horizon = timedelta(seconds=_settings_value("limit_max_horizon_s", 30 * 24 * 3600))
         if expires_at <= now:
             errors["expiresAt"] = ["Must be in the future."]
         elif expires_at > now + horizon:
@@ -219,44 +234,6 @@ def _trigger_problems(data: dict[str, Any]) -> dict[str, list[str]]:
                 f"Must be at most {int(horizon.total_seconds())} s (LIMIT_MAX_HORIZON_S) ahead."
             ]
     return errors
-
-
-def _sniper_target_problem(token_in: Token, token_out: Token) -> str | None:
-    """A sniper waits for a mint that has no pool yet; anything tradable now is a market
-    order's business."""
-    if not isinstance(token_out, UnlistedMint):
-        return f"{token_out.symbol} is already listed; use a market order."
-    if _mint_has_pool(token_out.mint):
-        return f"Mint {token_out.mint} already has a pool; use a market order."
-    return None
-
-
-def _settings_value(name: str, default: int) -> int:
-    from flask import current_app, has_app_context
-
-    if not has_app_context():
-        return default
-    return int(getattr(current_app.config["SETTINGS"], name, default))
-
-
-def _mint_has_pool(mint: str) -> bool:
-    from flask import current_app, has_app_context
-
-    from order_engine.services.resources import mint_has_pool
-
-    if not has_app_context():
-        return False
-    return mint_has_pool(current_app.config["SETTINGS"], mint)
-
-
-def _pair_is_listed(token_in: Token, token_out: Token) -> bool:
-    from flask import current_app, has_app_context
-
-    from order_engine.services.resources import pair_is_listed
-
-    if not has_app_context():
-        return True
-    return pair_is_listed(current_app.config["SETTINGS"], token_in.mint, token_out.mint)
 
 
 def _storable_text(value: str) -> bool:
@@ -269,32 +246,6 @@ def _storable_text(value: str) -> bool:
     except UnicodeEncodeError:
         raise ValidationError("Must be valid Unicode text (no lone surrogates).") from None
     return True
-
-
-def _fillable_problem(amount: Decimal, token_in: Token, token_out: Token) -> str | None:
-    """Refuse amounts no pool of the pair could ever fill (or, when the chain cannot be
-    asked, beyond a static bound): an order for billions of SOL is a mistake, not a trade."""
-    from flask import current_app, has_app_context
-
-    from order_engine.services.resources import STATIC_MAX_AMOUNT, max_fillable_atoms
-
-    if not has_app_context():
-        return None
-    settings = current_app.config["SETTINGS"]
-    atoms = max_fillable_atoms(settings, token_in.mint, token_out.mint)
-    if atoms is not None:
-        most = token_in.from_atoms(atoms)
-        if amount > most:
-            return (
-                f"Exceeds what the {token_in.symbol}/{token_out.symbol} pools could ever fill: "
-                f"their whole {token_out.symbol} reserves are worth about "
-                f"{most:.{min(token_in.decimals, 4)}f} {token_in.symbol}."
-            )
-        return None
-    static = STATIC_MAX_AMOUNT.get(token_in.symbol)
-    if static is not None and amount > static:
-        return f"Exceeds the largest {token_in.symbol} order accepted ({static} {token_in.symbol})."
-    return None
 
 
 def _amount_problem(amount: Decimal, token: Token) -> str | None:
@@ -352,18 +303,12 @@ class OrderSchema(Schema):
         }
 
     def dump_expires(self, order: Any) -> str | None:
-        from order_engine.live.events import format_timestamp
-
         return None if order.expires_at is None else format_timestamp(order.expires_at)
 
     def dump_created(self, order: Any) -> str:
-        from order_engine.live.events import format_timestamp
-
         return format_timestamp(order.created_at)
 
     def dump_updated(self, order: Any) -> str:
-        from order_engine.live.events import format_timestamp
-
         return format_timestamp(order.updated_at)
 
 
@@ -372,6 +317,34 @@ class OrderWithEventsSchema(OrderSchema):
     view appends the events itself)."""
 
     events = fields.List(fields.Nested(EventSchema))
+
+
+class OrderLinksSchema(Schema):
+    self_ = fields.String(data_key="self", metadata={"description": "GET: the order"})
+    ws = fields.String(metadata={"description": "WebSocket: its events"})
+
+
+class OrderAcceptedSchema(Schema):
+    """202 to a submission (documentation only: the view builds it, on the hot path)."""
+
+    orderId = fields.UUID()
+    status = fields.String(
+        validate=validate.OneOf([s.value for s in OrderStatus]),
+        metadata={"description": "pending; a replay (same Idempotency-Key): its status now"},
+    )
+    links = fields.Nested(OrderLinksSchema)
+
+
+class PageLinksSchema(Schema):
+    next = fields.String(metadata={"description": "the next page, with the same filters"})
+
+
+class OrderPageSchema(Schema):
+    """GET /api/orders (documentation only: the view builds it)."""
+
+    orders = fields.List(fields.Nested(OrderSchema))
+    nextCursor = fields.String(allow_none=True)
+    links = fields.Nested(PageLinksSchema)  # only when there is a next page
 
 
 class OrderListQuerySchema(Schema):

@@ -8,17 +8,22 @@ a blockhash or a pool read cost one RPC per slot per process rather than one per
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from solders.keypair import Keypair
 
-from order_engine.chain.client import RpcChain
+from order_engine.chain.accounts import AccountDecodeError
+from order_engine.chain.client import RpcChain, RpcError
 from order_engine.chain.pools import PoolIndex
 from order_engine.chain.wallet import ensure_dev_keypair, load_keypair
 from order_engine.config import DEV_WALLET_PATH, Settings
+from order_engine.domain.errors import ExecutionError
 from order_engine.infra.process import PROCESS
 from order_engine.routing import Router
+from order_engine.venues.math import VenueMathError
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,6 @@ def pair_is_listed(settings: Settings, mint_in: str, mint_out: str) -> bool:
     When the chain cannot be asked, the order is given the benefit of the doubt: its
     execution fails with NO_ROUTE if no pool exists, and intake never depends on the node.
     """
-    from order_engine.chain.accounts import AccountDecodeError
-    from order_engine.chain.client import RpcError
-    from order_engine.domain.errors import ExecutionError
-
     try:
         return bool(chain_resources(settings).pools.pools_for(mint_in, mint_out))
     except (ExecutionError, RpcError, AccountDecodeError):
@@ -70,10 +71,6 @@ def pair_is_listed(settings: Settings, mint_in: str, mint_out: str) -> bool:
 def mint_has_pool(settings: Settings, mint: str) -> bool:
     """Whether some pool of either venue trades this mint (pools re-discovered within ~1 s).
     When the chain cannot be asked, False: a sniper then waits, and buys once a pool shows."""
-    from order_engine.chain.accounts import AccountDecodeError
-    from order_engine.chain.client import RpcError
-    from order_engine.domain.errors import ExecutionError
-
     try:
         refs = chain_resources(settings).pools.all_pools(max_age_s=1.0)
     except (ExecutionError, RpcError, AccountDecodeError):
@@ -99,13 +96,11 @@ def max_fillable_atoms(settings: Settings, mint_in: str, mint_out: str) -> int |
     reserves of `mint_out` are worth in `mint_in` at each pool's spot price. No fill, whatever
     the slippage, pays out more than the pools hold. None when the chain cannot be asked
     (cached per pair for a few seconds; reserves move far less than this bound is loose)."""
-    import time as _time
-
     cache: dict[tuple[str, str], tuple[float, int | None]] = PROCESS.get(
         "fillable", settings.solana_rpc_url, dict
     )
     cached = cache.get((mint_in, mint_out))
-    now = _time.monotonic()
+    now = time.monotonic()
     if cached is not None and now - cached[0] < FILLABLE_CACHE_S:
         return cached[1]
     found = _read_fillable(settings, mint_in, mint_out)
@@ -114,13 +109,6 @@ def max_fillable_atoms(settings: Settings, mint_in: str, mint_out: str) -> int |
 
 
 def _read_fillable(settings: Settings, mint_in: str, mint_out: str) -> int | None:
-    from fractions import Fraction
-
-    from order_engine.chain.accounts import AccountDecodeError
-    from order_engine.chain.client import RpcError
-    from order_engine.domain.errors import ExecutionError
-    from order_engine.venues.math import VenueMathError
-
     try:
         index = chain_resources(settings).pools
         refs = index.pools_for(mint_in, mint_out)

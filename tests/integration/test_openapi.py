@@ -55,3 +55,44 @@ def test_get_on_the_websocket_paths_explains_how_to_use_them(client, path):
     body = response.get_json()
     assert "WebSocket" in body["description"]
     assert "not an order id" not in body["description"]
+
+
+def test_every_view_that_declares_an_operation_is_in_the_document_with_nothing_else(client):
+    spec = client.get("/api/openapi.json").get_json()
+    operations = {(path, method) for path, item in spec["paths"].items() for method in item}
+    assert operations == {
+        ("/api/orders/execute", "post"),
+        ("/api/orders/execute", "get"),  # the WebSocket upgrade
+        ("/api/orders", "get"),
+        ("/api/orders/{order_id}", "get"),
+        ("/api/orders/{order_id}", "delete"),
+        ("/api/stream-tickets", "post"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+    }
+
+
+def test_every_refusal_documented_answers_with_the_one_error_envelope(client):
+    spec = client.get("/api/openapi.json").get_json()
+    responses = spec["components"]["responses"]
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if int(status) < 400:
+                    continue
+                name = response["$ref"].removeprefix("#/components/responses/")
+                schema = responses[name]["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Error"}, (path, method, status)
+
+
+def test_probes_and_metrics_need_no_key_and_everything_else_does(client):
+    spec = client.get("/api/openapi.json").get_json()
+    assert spec["security"] == [{"apiKey": []}]
+    open_ones = {
+        path
+        for path, item in spec["paths"].items()
+        for operation in item.values()
+        if operation.get("security") == []
+    }
+    assert open_ones == {"/healthz", "/readyz", "/metrics"}
