@@ -38,7 +38,16 @@ from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from order_engine.chain import accounts as layouts
+from order_engine.chain.layouts.pdas import (
+    amm_config_address,
+    cpmm_authority,
+    cpmm_observation_address,
+    cpmm_pool_address,
+    cpmm_vault_address,
+    dlmm_lb_pair_address,
+    dlmm_oracle_address,
+    dlmm_reserve_address,
+)
 from order_engine.chain.programs import (
     ATA_PROGRAM,
     COMPUTE_BUDGET_PROGRAM,
@@ -60,6 +69,7 @@ from order_engine.localnet.clock import GENESIS_MS, slot_at, slot_start_ms
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.execution import UserToken
 from order_engine.localnet.market import Market
+from order_engine.localnet.pool_accounts import cpmm_pool_accounts, dlmm_pool_accounts
 from order_engine.localnet.store import Batch, Store
 
 log = logging.getLogger(__name__)
@@ -740,7 +750,7 @@ class Cluster:
         built: dict[Pubkey, tuple[Pubkey, bytes]]
         if spec.venue == RAYDIUM:
             assert isinstance(record.pool, pools.ConstantProductPool)
-            built = layouts.cpmm_pool_accounts(
+            built = cpmm_pool_accounts(
                 record.pool,
                 spec.amm_config_index,
                 mint_x,
@@ -750,7 +760,7 @@ class Cluster:
             ).accounts()
         else:
             assert isinstance(record.pool, pools.DlmmPool)
-            built = layouts.dlmm_pool_accounts(
+            built = dlmm_pool_accounts(
                 record.pool, mint_x, mint_y, address=Pubkey.from_string(record.address)
             ).accounts()
         old = record.served or {}
@@ -775,23 +785,23 @@ class Cluster:
         spec = record.spec
         mint_x, mint_y = Pubkey.from_string(record.mint_x), Pubkey.from_string(record.mint_y)
         if spec.venue == RAYDIUM:
-            config = layouts.amm_config_address(spec.amm_config_index)
-            address = layouts.cpmm_pool_address(config, mint_x, mint_y)
+            config = amm_config_address(spec.amm_config_index)
+            address = cpmm_pool_address(config, mint_x, mint_y)
             record.expected = {
                 "pool": str(address),
                 "config": str(config),
-                "authority": str(layouts.cpmm_authority()),
-                "vault_x": str(layouts.cpmm_vault_address(address, mint_x)),
-                "vault_y": str(layouts.cpmm_vault_address(address, mint_y)),
-                "observation": str(layouts.cpmm_observation_address(address)),
+                "authority": str(cpmm_authority()),
+                "vault_x": str(cpmm_vault_address(address, mint_x)),
+                "vault_y": str(cpmm_vault_address(address, mint_y)),
+                "observation": str(cpmm_observation_address(address)),
             }
         else:
-            address = layouts.dlmm_lb_pair_address(mint_x, mint_y, spec.bin_step)
+            address = dlmm_lb_pair_address(mint_x, mint_y, spec.bin_step)
             record.expected = {
                 "pool": str(address),
-                "vault_x": str(layouts.dlmm_reserve_address(address, mint_x)),
-                "vault_y": str(layouts.dlmm_reserve_address(address, mint_y)),
-                "oracle": str(layouts.dlmm_oracle_address(address)),
+                "vault_x": str(dlmm_reserve_address(address, mint_x)),
+                "vault_y": str(dlmm_reserve_address(address, mint_y)),
+                "oracle": str(dlmm_oracle_address(address)),
             }
         record.address = str(address)
         self._by_address[record.address] = record

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from solders.pubkey import Pubkey
 
-from order_engine.chain import accounts as layouts
+from order_engine.chain.layouts.token import TokenAccount
 from order_engine.chain.programs import (
     LAMPORTS_PER_SIGNATURE,
     METEORA_DLMM_PROGRAM,
@@ -111,7 +111,7 @@ class UserToken:
     native: bool
 
     def encode(self) -> bytes:
-        return layouts.TokenAccount(
+        return TokenAccount(
             Pubkey.from_string(self.mint),
             Pubkey.from_string(self.owner),
             self.amount,

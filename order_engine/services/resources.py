@@ -57,8 +57,8 @@ def pair_is_listed(settings: Settings, mint_in: str, mint_out: str) -> bool:
     When the chain cannot be asked, the order is given the benefit of the doubt: its
     execution fails with NO_ROUTE if no pool exists, and intake never depends on the node.
     """
-    from order_engine.chain.accounts import AccountDecodeError
     from order_engine.chain.client import RpcError
+    from order_engine.chain.layouts.codec import AccountDecodeError
     from order_engine.domain.errors import ExecutionError
 
     try:
@@ -70,8 +70,8 @@ def pair_is_listed(settings: Settings, mint_in: str, mint_out: str) -> bool:
 def mint_has_pool(settings: Settings, mint: str) -> bool:
     """Whether some pool of either venue trades this mint (pools re-discovered within ~1 s).
     When the chain cannot be asked, False: a sniper then waits, and buys once a pool shows."""
-    from order_engine.chain.accounts import AccountDecodeError
     from order_engine.chain.client import RpcError
+    from order_engine.chain.layouts.codec import AccountDecodeError
     from order_engine.domain.errors import ExecutionError
 
     try:
@@ -116,8 +116,8 @@ def max_fillable_atoms(settings: Settings, mint_in: str, mint_out: str) -> int |
 def _read_fillable(settings: Settings, mint_in: str, mint_out: str) -> int | None:
     from fractions import Fraction
 
-    from order_engine.chain.accounts import AccountDecodeError
     from order_engine.chain.client import RpcError
+    from order_engine.chain.layouts.codec import AccountDecodeError
     from order_engine.domain.errors import ExecutionError
     from order_engine.venues.math import VenueMathError
 
