@@ -1,10 +1,11 @@
 """The pools as the engine sees them: found on the chain, read once per slot, quoted locally.
 
-This is how an aggregator quotes (DESIGN §5): it discovers the venues' pool accounts with
+This is how an aggregator quotes: it discovers the venues' pool accounts with
 `getProgramAccounts` (which is also how a new listing shows up), reads their state with one
 `getMultipleAccounts` per slot per pair, decodes it into the exact CPMM / DLMM state of
-`venues/math`, and runs the integer math itself. No database read and no JSON parsing per
-quote: every order of the process that quotes a pair in the same slot shares one read.
+`venues/math` (`cpmm_pool`, `dlmm_pool`), and runs the integer math itself. No database read
+and no JSON parsing per quote: every order of the process that quotes a pair in the same slot
+shares one read.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ _T = TypeVar("_T")
 log = logging.getLogger(__name__)
 
 RAYDIUM, METEORA = "raydium", "meteora"
-CPMM_POOL_SIZE = 637  # research/solana-rpc.md §7 ([RAY] states/pool.rs, checked by a test)
-LB_PAIR_SIZE = 904  # research/solana-rpc.md §8 ([MET] IDL v0.12.0)
+CPMM_POOL_SIZE = 637  # [RAY] states/pool.rs (keys in chain.layouts; checked by a test)
+LB_PAIR_SIZE = 904  # [MET] IDL v0.12.0
 FAILED_DISCOVERY_BACKOFF_S = 1.0
 # A DLMM swap passes the bin arrays it walks; the CLI passes 3 ([MET] cli swap_exact_in.rs).
 MAX_BIN_ARRAYS_PER_SWAP = 3
@@ -300,7 +301,7 @@ def _required(data: dict[str, bytes | None], key: str) -> bytes:
     return raw
 
 
-# --- accounts <-> pure math ---------------------------------------------------------------------
+# --- decoded accounts -> pure math --------------------------------------------------------------
 
 
 def cpmm_pool(

@@ -1,4 +1,10 @@
-"""The accounts the localnet serves for its pools, built from the pure pool math."""
+"""The accounts the localnet serves for its pools, built from its pure pool math objects.
+
+The reverse of the engine's `order_engine.chain.pools.cpmm_pool` / `dlmm_pool`: a pool of
+`order_engine.venues.math` becomes the program accounts a real cluster would hold for it, at the
+canonical PDAs, encoded with the chain's own layouts, so the engine decodes exactly what it
+would read from mainnet. Only the localnet serves these; the engine never builds them.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +21,12 @@ from order_engine.chain.layouts.meteora import (
     bitmap_with,
 )
 from order_engine.chain.layouts.pdas import (
-    _lb_pair_pda,
     amm_config_address,
     cpmm_authority,
     cpmm_pool_address,
     dlmm_bin_array_address,
     dlmm_lb_pair_address,
+    dlmm_lb_pair_bump,
     dlmm_oracle_address,
     dlmm_reserve_address,
 )
@@ -114,23 +120,12 @@ def lb_pair_and_arrays(
     oracle are its PDAs. `dlmm_pool(*lb_pair_and_arrays(...))` equals `pool` minus empty bins.
     Every bin of a served array carries its Q64.64 price, as the program stores it."""
     params = pool.params
-    pda, bump = _lb_pair_pda(token_x_mint, token_y_mint, params.bin_step)
+    pda = dlmm_lb_pair_address(token_x_mint, token_y_mint, params.bin_step)
     if address is None:
         address = pda
-    by_array: dict[int, list[tuple[int, int, int]]] = {}
-    for bin_id, current in pool.bins.items():
-        if not (current.amount_x or current.amount_y):
-            continue
-        index = bin_array_index(bin_id)
-        if index not in by_array:
-            by_array[index] = _empty_bins(index, params.bin_step)
-        price = price_q64_from_id(bin_id, params.bin_step)
-        by_array[index][bin_id - index * MAX_BIN_PER_ARRAY] = (
-            current.amount_x,
-            current.amount_y,
-            price,
-        )
+    by_array = _bins_by_array(pool)
     arrays = [BinArray(index, address, tuple(by_array[index])) for index in sorted(by_array)]
+    bump = dlmm_lb_pair_bump(token_x_mint, token_y_mint, params.bin_step)
     volatility = pool.volatility
     pair = LbPair(
         base_factor=params.base_factor,
@@ -161,6 +156,25 @@ def lb_pair_and_arrays(
         protocol_fee_y=protocol_fee_y,
     )
     return pair, arrays
+
+
+def _bins_by_array(pool: DlmmPool) -> dict[int, list[tuple[int, int, int]]]:
+    """(amount_x, amount_y, price Q64.64) of every bin of each array holding a non-empty bin."""
+    bin_step = pool.params.bin_step
+    by_array: dict[int, list[tuple[int, int, int]]] = {}
+    for bin_id, current in pool.bins.items():
+        if not (current.amount_x or current.amount_y):
+            continue
+        index = bin_array_index(bin_id)
+        if index not in by_array:
+            by_array[index] = _empty_bins(index, bin_step)
+        price = price_q64_from_id(bin_id, bin_step)
+        by_array[index][bin_id - index * MAX_BIN_PER_ARRAY] = (
+            current.amount_x,
+            current.amount_y,
+            price,
+        )
+    return by_array
 
 
 def _empty_bins(index: int, bin_step: int) -> list[tuple[int, int, int]]:

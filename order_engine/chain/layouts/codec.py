@@ -6,29 +6,28 @@ import struct
 
 from solders.pubkey import Pubkey
 
-_ZERO_KEY = Pubkey.default()
-_U64_MASK = (1 << 64) - 1
+ZERO_KEY = Pubkey.default()
 
 
 class AccountDecodeError(ValueError):
     """Account data that is not the expected layout: wrong size, discriminator or tag."""
 
 
-def _key(raw: bytes) -> Pubkey:
+def to_pubkey(raw: bytes) -> Pubkey:
     return Pubkey.from_bytes(raw)
 
 
-def _check_size(name: str, data: bytes, size: int) -> None:
+def check_size(name: str, data: bytes, size: int) -> None:
     if len(data) != size:
         raise AccountDecodeError(f"{name} is {size} bytes, got {len(data)}")
 
 
-def _check_discriminator(name: str, data: bytes, expected: bytes) -> None:
+def check_discriminator(name: str, data: bytes, expected: bytes) -> None:
     if data[:8] != expected:
         raise AccountDecodeError(f"not a {name}: discriminator {bytes(data[:8]).hex()}")
 
 
-def _pack(name: str, layout: struct.Struct, *values: object) -> bytes:
+def pack(name: str, layout: struct.Struct, *values: object) -> bytes:
     try:
         return layout.pack(*values)
     except struct.error as exc:  # an int out of its field's range

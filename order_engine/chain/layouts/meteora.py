@@ -1,4 +1,5 @@
-"""Meteora DLMM's account layouts: `LbPair`, `BinArray`, and the pair's bin-array bitmap."""
+"""Meteora DLMM's account layouts: `LbPair` (904 bytes), `BinArray` (10 136 bytes), and the
+pair's bin-array bitmap."""
 
 from __future__ import annotations
 
@@ -9,19 +10,20 @@ from dataclasses import dataclass
 from solders.pubkey import Pubkey
 
 from order_engine.chain.layouts.codec import (
-    _U64_MASK,
-    _ZERO_KEY,
-    _check_discriminator,
-    _check_size,
-    _key,
-    _pack,
+    ZERO_KEY,
+    check_discriminator,
+    check_size,
+    pack,
+    to_pubkey,
 )
 from order_engine.chain.programs import BIN_ARRAY_DISCRIMINATOR, LB_PAIR_DISCRIMINATOR
 from order_engine.venues.math.dlmm import Bin, DlmmParameters, VolatilityState
 
+_U64_MASK = (1 << 64) - 1
+
 # --- Meteora DLMM -------------------------------------------------------------------------------
 
-# [MET IDL v0.12.0] bytemuck repr(C), no alignment gaps (research §8), offsets with discriminator:
+# [MET IDL v0.12.0] bytemuck repr(C), no alignment gaps, offsets with the discriminator:
 #   @8  StaticParameters (32): base_factor u16, filter_period u16, decay_period u16,
 #       reduction_factor u16, variable_fee_control u32 @16, max_volatility_accumulator u32 @20,
 #       min_bin_id i32 @24, max_bin_id i32 @28, protocol_share u16 @32, base_fee_power_factor u8
@@ -88,8 +90,8 @@ class LbPair:
     protocol_fee_x: int = 0
     protocol_fee_y: int = 0
     last_updated_at: int = 0
-    base_key: Pubkey = _ZERO_KEY
-    creator: Pubkey = _ZERO_KEY
+    base_key: Pubkey = ZERO_KEY
+    creator: Pubkey = ZERO_KEY
     activation_point: int = 0
     token_mint_x_program_flag: int = 0
     token_mint_y_program_flag: int = 0
@@ -126,7 +128,7 @@ class LbPair:
         )
 
     def encode(self) -> bytes:
-        return _pack(
+        return pack(
             "LbPair",
             _LB_PAIR,
             LB_PAIR_DISCRIMINATOR,
@@ -166,7 +168,7 @@ class LbPair:
             bytes(self.oracle),
             *self.bin_array_bitmap,
             self.last_updated_at,
-            bytes(_ZERO_KEY),  # pre_activation_swap_address
+            bytes(ZERO_KEY),  # pre_activation_swap_address
             bytes(self.base_key),
             self.activation_point,
             0,  # pre_activation_duration
@@ -178,8 +180,8 @@ class LbPair:
 
     @classmethod
     def decode(cls, data: bytes) -> LbPair:
-        _check_size("LbPair", data, LB_PAIR_SIZE)
-        _check_discriminator("LbPair", data, LB_PAIR_DISCRIMINATOR)
+        check_size("LbPair", data, LB_PAIR_SIZE)
+        check_discriminator("LbPair", data, LB_PAIR_DISCRIMINATOR)
         v = _LB_PAIR.unpack(data)
         # Not modelled: v[11], v[12] function_type, collect_fee_mode; v[18] bin_step_seed;
         # v[23], v[24] base-factor seed; v[26] creator_pool_on_off_control;
@@ -205,18 +207,18 @@ class LbPair:
             bin_step=v[21],
             status=v[22],
             activation_type=v[25],
-            token_x_mint=_key(v[27]),
-            token_y_mint=_key(v[28]),
-            reserve_x=_key(v[29]),
-            reserve_y=_key(v[30]),
+            token_x_mint=to_pubkey(v[27]),
+            token_y_mint=to_pubkey(v[28]),
+            reserve_x=to_pubkey(v[29]),
+            reserve_y=to_pubkey(v[30]),
             protocol_fee_x=v[31],
             protocol_fee_y=v[32],
-            oracle=_key(v[33]),
+            oracle=to_pubkey(v[33]),
             bin_array_bitmap=v[34:50],
             last_updated_at=v[50],
-            base_key=_key(v[52]),
+            base_key=to_pubkey(v[52]),
             activation_point=v[53],
-            creator=_key(v[55]),
+            creator=to_pubkey(v[55]),
             token_mint_x_program_flag=v[56],
             token_mint_y_program_flag=v[57],
             version=v[58],
@@ -265,7 +267,7 @@ class BinArray:
                 yield first + offset, Bin(amount_x, amount_y)
 
     def encode(self) -> bytes:
-        header = _pack(
+        header = pack(
             "BinArray",
             _BIN_ARRAY_HEADER,
             BIN_ARRAY_DISCRIMINATOR,
@@ -280,20 +282,20 @@ class BinArray:
                 continue
             if not 0 <= price < 1 << 128:
                 raise ValueError(f"cannot encode BinArray: price {price} is not a u128")
-            parts.append(_pack("BinArray", _BIN, amount_x, amount_y, price.to_bytes(16, "little")))
+            parts.append(pack("BinArray", _BIN, amount_x, amount_y, price.to_bytes(16, "little")))
         return b"".join(parts)
 
     @classmethod
     def decode(cls, data: bytes) -> BinArray:
-        _check_size("BinArray", data, BIN_ARRAY_SIZE)
-        _check_discriminator("BinArray", data, BIN_ARRAY_DISCRIMINATOR)
+        check_size("BinArray", data, BIN_ARRAY_SIZE)
+        check_discriminator("BinArray", data, BIN_ARRAY_DISCRIMINATOR)
         _, index, version, lb_pair = _BIN_ARRAY_HEADER.unpack_from(data)
         view = memoryview(data)[_BIN_ARRAY_HEADER.size :]
         bins = tuple(
             (amount_x, amount_y, int.from_bytes(price, "little"))
             for amount_x, amount_y, price in _BIN.iter_unpack(view)
         )
-        return cls(index=index, lb_pair=_key(lb_pair), bins=bins, version=version)
+        return cls(index=index, lb_pair=to_pubkey(lb_pair), bins=bins, version=version)
 
 
 # --- bin arrays and the bitmap ------------------------------------------------------------------

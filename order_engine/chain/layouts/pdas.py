@@ -1,4 +1,9 @@
-"""The program-derived addresses of the pools' accounts."""
+"""The program-derived addresses (PDAs) of the pools' accounts, for both programs.
+
+Every derivation is cached: each is a bump search of up to 255 SHA-256 hashes, and the same few
+addresses are asked for on every order. Seeds are the programs' own ([RAY] states and
+instructions, [MET] commons/src/pda.rs; keys in `order_engine.chain.layouts`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from solders.pubkey import Pubkey
 
 from order_engine.chain.programs import METEORA_DLMM_PROGRAM, RAYDIUM_CPMM_PROGRAM
 
-# --- PDAs ---------------------------------------------------------------------------------------
+# --- Raydium CP-Swap ----------------------------------------------------------------------------
 
 
 @lru_cache(maxsize=1)
@@ -41,6 +46,11 @@ def amm_config_address(index: int) -> Pubkey:
     return _amm_config_pda(index)[0]
 
 
+def amm_config_bump(index: int) -> int:
+    """The config PDA's bump, stored as `AmmConfig.bump`."""
+    return _amm_config_pda(index)[1]
+
+
 @lru_cache(maxsize=4096)
 def cpmm_pool_address(amm_config: Pubkey, mint_0: Pubkey, mint_1: Pubkey) -> Pubkey:
     """PDA ["pool", amm_config, token_0_mint, token_1_mint] [RAY initialize.rs]."""
@@ -67,6 +77,9 @@ def cpmm_observation_address(pool: Pubkey) -> Pubkey:
     return Pubkey.find_program_address([b"observation", bytes(pool)], RAYDIUM_CPMM_PROGRAM)[0]
 
 
+# --- Meteora DLMM -------------------------------------------------------------------------------
+
+
 @lru_cache(maxsize=4096)
 def _lb_pair_pda(mint_x: Pubkey, mint_y: Pubkey, bin_step: int) -> tuple[Pubkey, int]:
     # The mints are sorted so that either order names the same pair [MET commons/src/pda.rs].
@@ -79,6 +92,11 @@ def _lb_pair_pda(mint_x: Pubkey, mint_y: Pubkey, bin_step: int) -> tuple[Pubkey,
 def dlmm_lb_pair_address(mint_x: Pubkey, mint_y: Pubkey, bin_step: int) -> Pubkey:
     """PDA [min(mint_x, mint_y), max(...), bin_step u16 LE] under the DLMM program."""
     return _lb_pair_pda(mint_x, mint_y, bin_step)[0]
+
+
+def dlmm_lb_pair_bump(mint_x: Pubkey, mint_y: Pubkey, bin_step: int) -> int:
+    """The pair PDA's bump, stored as `LbPair.bump_seed` of a pair at its canonical address."""
+    return _lb_pair_pda(mint_x, mint_y, bin_step)[1]
 
 
 @lru_cache(maxsize=4096)

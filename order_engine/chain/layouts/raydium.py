@@ -1,4 +1,4 @@
-"""Raydium CP-Swap's account layouts: `PoolState` and `AmmConfig`."""
+"""Raydium CP-Swap's account layouts: `PoolState` (637 bytes) and `AmmConfig` (236 bytes)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from solders.pubkey import Pubkey
 
 from order_engine.chain.layouts.codec import (
-    _ZERO_KEY,
-    _check_discriminator,
-    _check_size,
-    _key,
-    _pack,
+    ZERO_KEY,
+    check_discriminator,
+    check_size,
+    pack,
+    to_pubkey,
 )
 from order_engine.chain.layouts.pdas import (
-    _amm_config_pda,
+    amm_config_bump,
     cpmm_authority_bump,
     cpmm_lp_mint_address,
     cpmm_observation_address,
@@ -90,7 +90,7 @@ class CpmmPoolState:
         mint_0_decimals: int,
         mint_1_decimals: int,
         *,
-        pool_creator: Pubkey = _ZERO_KEY,
+        pool_creator: Pubkey = ZERO_KEY,
         lp_supply: int = 0,
         status: int = 0,
         open_time: int = 0,
@@ -128,7 +128,7 @@ class CpmmPoolState:
         return not self.status & POOL_STATUS_SWAP_DISABLED
 
     def encode(self) -> bytes:
-        return _pack(
+        return pack(
             "CpmmPoolState",
             _POOL_STATE,
             POOL_STATE_DISCRIMINATOR,
@@ -162,10 +162,10 @@ class CpmmPoolState:
 
     @classmethod
     def decode(cls, data: bytes) -> CpmmPoolState:
-        _check_size("CpmmPoolState", data, POOL_STATE_SIZE)
-        _check_discriminator("CpmmPoolState", data, POOL_STATE_DISCRIMINATOR)
+        check_size("CpmmPoolState", data, POOL_STATE_SIZE)
+        check_discriminator("CpmmPoolState", data, POOL_STATE_DISCRIMINATOR)
         values = _POOL_STATE.unpack(data)
-        keys = [_key(raw) for raw in values[1:11]]
+        keys = [to_pubkey(raw) for raw in values[1:11]]
         return cls(*keys, *values[11:])  # type: ignore[arg-type]  # fields in layout order
 
 
@@ -192,16 +192,16 @@ class AmmConfig:
     bump: int | None = None
     disable_create_pool: bool = False
     create_pool_fee: int = 0
-    protocol_owner: Pubkey = _ZERO_KEY
-    fund_owner: Pubkey = _ZERO_KEY
+    protocol_owner: Pubkey = ZERO_KEY
+    fund_owner: Pubkey = ZERO_KEY
     creator_fee_rate: int = 0
 
     def __post_init__(self) -> None:
         if self.bump is None:
-            object.__setattr__(self, "bump", _amm_config_pda(self.index)[1])
+            object.__setattr__(self, "bump", amm_config_bump(self.index))
 
     def encode(self) -> bytes:
-        return _pack(
+        return pack(
             "AmmConfig",
             _AMM_CONFIG,
             AMM_CONFIG_DISCRIMINATOR,
@@ -219,8 +219,8 @@ class AmmConfig:
 
     @classmethod
     def decode(cls, data: bytes) -> AmmConfig:
-        _check_size("AmmConfig", data, AMM_CONFIG_SIZE)
-        _check_discriminator("AmmConfig", data, AMM_CONFIG_DISCRIMINATOR)
+        check_size("AmmConfig", data, AMM_CONFIG_SIZE)
+        check_discriminator("AmmConfig", data, AMM_CONFIG_DISCRIMINATOR)
         (
             _,
             bump,
@@ -242,8 +242,8 @@ class AmmConfig:
             bump=bump,
             disable_create_pool=disable,
             create_pool_fee=create_fee,
-            protocol_owner=_key(protocol_owner),
-            fund_owner=_key(fund_owner),
+            protocol_owner=to_pubkey(protocol_owner),
+            fund_owner=to_pubkey(fund_owner),
             creator_fee_rate=creator,
         )
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from solders.pubkey import Pubkey
 
 from order_engine.chain.layouts.codec import (
-    _ZERO_KEY,
+    ZERO_KEY,
     AccountDecodeError,
-    _check_size,
-    _key,
-    _pack,
+    check_size,
+    pack,
+    to_pubkey,
 )
 
 # --- SPL Token account -------------------------------------------------------------------------
@@ -28,7 +28,7 @@ TOKEN_ACCOUNT_INITIALIZED = 1
 def _option_key(tag: int, raw: bytes) -> Pubkey | None:
     if tag not in (0, 1):
         raise AccountDecodeError(f"bad COption tag {tag}")
-    return _key(raw) if tag else None
+    return to_pubkey(raw) if tag else None
 
 
 @dataclass(frozen=True)
@@ -46,25 +46,25 @@ class TokenAccount:
     close_authority: Pubkey | None = None
 
     def encode(self) -> bytes:
-        return _pack(
+        return pack(
             "TokenAccount",
             _TOKEN_ACCOUNT,
             bytes(self.mint),
             bytes(self.owner),
             self.amount,
             0 if self.delegate is None else 1,
-            bytes(self.delegate or _ZERO_KEY),
+            bytes(self.delegate or ZERO_KEY),
             self.state,
             0 if self.is_native is None else 1,
             self.is_native or 0,
             self.delegated_amount,
             0 if self.close_authority is None else 1,
-            bytes(self.close_authority or _ZERO_KEY),
+            bytes(self.close_authority or ZERO_KEY),
         )
 
     @classmethod
     def decode(cls, data: bytes) -> TokenAccount:
-        _check_size("TokenAccount", data, TOKEN_ACCOUNT_SIZE)
+        check_size("TokenAccount", data, TOKEN_ACCOUNT_SIZE)
         (
             mint,
             owner,
@@ -81,8 +81,8 @@ class TokenAccount:
         if native_tag not in (0, 1):
             raise AccountDecodeError(f"bad COption tag {native_tag}")
         return cls(
-            mint=_key(mint),
-            owner=_key(owner),
+            mint=to_pubkey(mint),
+            owner=to_pubkey(owner),
             amount=amount,
             is_native=native if native_tag else None,
             delegate=_option_key(delegate_tag, delegate),
