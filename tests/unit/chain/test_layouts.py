@@ -1,5 +1,5 @@
-"""Account layouts (sizes, discriminators, byte offsets from research/solana-rpc.md §6-§8),
-PDAs, bitmap helpers and the bridge to the pure pool math."""
+"""Account layouts (sizes, discriminators, byte offsets from the programs' sources, keyed in
+`order_engine.chain.layouts`), PDAs, bitmap helpers and the decoded views' pool math."""
 
 from __future__ import annotations
 
@@ -39,7 +39,6 @@ from order_engine.chain.programs import (
     METEORA_DLMM_PROGRAM,
     POOL_STATE_DISCRIMINATOR,
     RAYDIUM_CPMM_PROGRAM,
-    TOKEN_PROGRAM,
     WSOL_MINT,
 )
 from order_engine.venues.math.dlmm import price_q64_from_id
@@ -441,19 +440,6 @@ def test_cpmm_pool_refuses_vaults_of_the_wrong_mints(cpmm):
         cpmm_pool(cpmm.state, cpmm.config, cpmm.vault_1, cpmm.vault_0)
 
 
-def test_cpmm_pool_accounts_are_canonical(cpmm):
-    config_address = amm_config_address(0)
-    assert cpmm.address == cpmm_pool_address(config_address, WSOL_MINT, USDC_MINT)
-    assert cpmm.state.amm_config == cpmm.config_address == config_address
-    assert cpmm.state.token_0_vault == cpmm_vault_address(cpmm.address, WSOL_MINT)
-    assert cpmm.vault_0.owner == cpmm.vault_1.owner == cpmm_authority()
-    assert cpmm.state.auth_bump == 253
-    served = cpmm.accounts()
-    assert served[cpmm.address] == (RAYDIUM_CPMM_PROGRAM, cpmm.state.encode())
-    assert served[cpmm.state.token_1_vault] == (TOKEN_PROGRAM, cpmm.vault_1.encode())
-    assert len(served) == 5
-
-
 def test_dlmm_pool_round_trips_through_accounts(dlmm):
     pure = sample_dlmm_pool()
     assert [array.index for array in dlmm.arrays] == [-29, -28, -27, -26]
@@ -467,27 +453,6 @@ def test_dlmm_pool_round_trips_through_accounts(dlmm):
         assert rebuilt.swap_exact_in(amount, swap_for_y, now) == pure.swap_exact_in(
             amount, swap_for_y, now
         )
-
-
-def test_dlmm_accounts_are_canonical(dlmm):
-    pure = sample_dlmm_pool()
-    assert dlmm.address == dlmm_lb_pair_address(WSOL_MINT, USDC_MINT, 10)
-    assert dlmm.pair.reserve_x == dlmm_reserve_address(dlmm.address, WSOL_MINT)
-    assert dlmm.pair.oracle == dlmm_oracle_address(dlmm.address)
-    assert dlmm.reserve_x.amount == sum(b.amount_x for b in pure.bins.values())
-    assert dlmm.reserve_y.amount == sum(b.amount_y for b in pure.bins.values())
-    assert dlmm.reserve_x.owner == dlmm.address
-    array = dlmm.arrays[1]
-    assert array.lb_pair == dlmm.address
-    # Every bin of a served array carries its price, empty or not.
-    prices = [price for _, _, price in array.bins]
-    assert prices == [price_q64_from_id(array.first_bin_id + i, 10) for i in range(70)]
-    served = dlmm.accounts()
-    assert served[dlmm_bin_array_address(dlmm.address, -28)] == (
-        METEORA_DLMM_PROGRAM,
-        array.encode(),
-    )
-    assert len(served) == 3 + 4
 
 
 def test_dlmm_pool_drops_empty_bins_and_refuses_duplicate_arrays(dlmm):
