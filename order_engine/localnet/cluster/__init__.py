@@ -27,9 +27,7 @@ import hashlib
 import heapq
 import logging
 import random
-import struct
 from collections import deque
-from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -52,7 +50,6 @@ from order_engine.chain.programs import (
     ATA_PROGRAM,
     COMPUTE_BUDGET_PROGRAM,
     DLMM_ORACLE_DISCRIMINATOR,
-    MAX_TRANSACTION_SIZE,
     MEMO_PROGRAM,
     METEORA_DLMM_PROGRAM,
     RAYDIUM_CPMM_PROGRAM,
@@ -66,6 +63,19 @@ from order_engine.domain.tokens import TOKENS, Token
 from order_engine.localnet import catalogue, execution, pools
 from order_engine.localnet.catalogue import METEORA, RAYDIUM, PoolSpec
 from order_engine.localnet.clock import GENESIS_MS, slot_at, slot_start_ms
+from order_engine.localnet.cluster.accounts import (
+    _MINT,
+    BPF_UPGRADEABLE_LOADER,
+    NATIVE_LOADER,
+    Account,
+    rent_exempt,
+)
+from order_engine.localnet.cluster.errors import RpcError, Stalled
+from order_engine.localnet.cluster.faults import FAULT_KINDS, PRICE_JUMP_BPS, _roll
+from order_engine.localnet.cluster.landing import Pending
+from order_engine.localnet.cluster.ledger import FINALIZED_DEPTH, LedgerEntry
+from order_engine.localnet.cluster.sending import _decode_sent, _memo_of
+from order_engine.localnet.cluster.state import PoolRecord
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.execution import UserToken
 from order_engine.localnet.market import Market
@@ -73,157 +83,6 @@ from order_engine.localnet.pool_accounts import cpmm_pool_accounts, dlmm_pool_ac
 from order_engine.localnet.store import Batch, Store
 
 log = logging.getLogger(__name__)
-
-FINALIZED_DEPTH = 32  # slots from processed to finalized (Tower BFT's 32-deep lockout)
-PRICE_JUMP_BPS = 500
-FAULT_KINDS = ("rpc_unavailable", "lost_response", "drop", "price_jump", "stall")
-RENT_LAMPORTS_PER_BYTE = 6_960  # 3480 lamports/byte-year × 2 years; 165-byte account = 2_039_280
-ACCOUNT_STORAGE_OVERHEAD = 128
-BPF_UPGRADEABLE_LOADER = "BPFLoaderUpgradeab1e11111111111111111111111"
-NATIVE_LOADER = "NativeLoader1111111111111111111111111111111"
-_MILLION = 1_000_000
-_MINT = struct.Struct("<I32sQB?I32s")  # SPL Mint, 82 bytes [SPL state.rs]
-
-
-def rent_exempt(size: int) -> int:
-    return (ACCOUNT_STORAGE_OVERHEAD + size) * RENT_LAMPORTS_PER_BYTE
-
-
-class RpcError(Exception):
-    """A JSON-RPC error: `code`, `message`, optional `data`; `http_status` for lost responses."""
-
-    def __init__(self, code: int, message: str, data: Any = None, http_status: int = 200) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
-        self.http_status = http_status
-
-
-class Stalled(RpcError):
-    """The `stall` fault: the server holds the request unanswered; nothing was accepted."""
-
-    def __init__(self) -> None:
-        super().__init__(-32005, "Node is unhealthy", {"numSlotsBehind": None}, 503)
-
-
-class Account:
-    """A served account; immutable once built. `cache` holds its encoded JSON fragments."""
-
-    __slots__ = ("owner", "lamports", "data", "executable", "cache")
-
-    def __init__(self, owner: str, lamports: int, data: bytes, executable: bool = False) -> None:
-        self.owner = owner
-        self.lamports = lamports
-        self.data = data
-        self.executable = executable
-        self.cache: dict[str, str] = {}
-
-
-@dataclass
-class PoolRecord:
-    """One pool: spec, math state, where it is served, and its cached accounts."""
-
-    spec: PoolSpec
-    pool: pools.Pool
-    market_at_ms: int
-    drained: bool = False
-    seq: int = 0
-    address: str = ""
-    expected: dict[str, str] = field(default_factory=dict)
-    served: dict[str, Account] | None = None  # None: stale, rebuild before serving
-
-    @property
-    def pool_id(self) -> str:
-        return self.spec.pool_id
-
-    @property
-    def venue(self) -> str:
-        return self.spec.venue
-
-    @property
-    def mint_x(self) -> str:
-        return self.spec.token_x.mint
-
-    @property
-    def mint_y(self) -> str:
-        return self.spec.token_y.mint
-
-    def mid_price(self) -> Decimal | None:
-        """Whole Y per whole X at the pool's mid."""
-        mid = pools.mid_price(self.pool)
-        if mid is None or (self.drained and self.venue == METEORA):
-            return None
-        whole = mid * self.spec.token_x.one / self.spec.token_y.one
-        return Decimal(whole.numerator) / Decimal(whole.denominator)
-
-
-@dataclass
-class Pending:
-    """An accepted transaction waiting for its landing instant."""
-
-    signature: str
-    tx: VersionedTransaction
-    instructions: list[Any] | None  # None: undecodable, lands failed
-    decode_error: Any
-    memo: str | None
-    last_valid: int
-    land_at_ms: int
-    fault: str | None  # drop | price_jump | congestion
-
-
-@dataclass
-class LedgerEntry:
-    signature: str
-    slot: int
-    err: Any
-    fee: int
-    memo: str | None
-    payer: str
-    input_mint: str | None
-    output_mint: str | None
-    amount_in: int
-    amount_out: int
-    legs: list[dict[str, Any]]
-    landed_ms: int
-    # What `getTransaction` reports: account keys with lamports and token balances around it.
-    balances: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "balances": self.balances,
-            "signature": self.signature,
-            "status": "landed" if self.err is None else "failed",
-            "slot": self.slot,
-            "err": self.err,
-            "fee": self.fee,
-            "memo": self.memo,
-            "payer": self.payer,
-            "inputMint": self.input_mint,
-            "outputMint": self.output_mint,
-            "amountIn": self.amount_in,
-            "amountOut": self.amount_out,
-            "legs": self.legs,
-            "landedMs": self.landed_ms,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> LedgerEntry:
-        return cls(
-            d["signature"],
-            d["slot"],
-            d["err"],
-            d["fee"],
-            d["memo"],
-            d["payer"],
-            d["inputMint"],
-            d["outputMint"],
-            d["amountIn"],
-            d["amountOut"],
-            d["legs"],
-            d["landedMs"],
-            d.get("balances"),
-        )
 
 
 class Cluster:
@@ -988,42 +847,3 @@ class Cluster:
         if memo is not None:
             entries = [e for e in entries if e.memo == memo]
         return entries
-
-
-def _memo_of(instructions: list[Any] | None) -> str | None:
-    for ix in instructions or ():
-        if type(ix).__name__ == "Memo":
-            return ix.text
-    return None
-
-
-def _decode_sent(raw: bytes) -> tuple[VersionedTransaction, list[Any] | None, Any]:
-    """A sent transaction, decoded and its signatures verified (RpcError as a node answers),
-    with its instructions, or None and the index of the first one that does not decode: that
-    is not an error of the send itself, but of the transaction when it runs."""
-    from order_engine.localnet import instructions as decoder
-
-    if len(raw) > MAX_TRANSACTION_SIZE:
-        raise RpcError(
-            -32602,
-            f"decoded solana_transaction::versioned::VersionedTransaction too large: "
-            f"{len(raw)} bytes (max: {MAX_TRANSACTION_SIZE} bytes)",
-        )
-    try:
-        tx = decoder.decode_transaction(raw)
-    except decoder.TransactionDecodeError as exc:
-        raise RpcError(
-            -32602,
-            f"failed to deserialize solana_transaction::versioned::VersionedTransaction: {exc}",
-        ) from None
-    if not tx.signatures or not all(tx.verify_with_results()):
-        raise RpcError(-32003, "Transaction signature verification failure")
-    try:
-        return tx, list(decoder.decode_instructions(tx)), None
-    except decoder.InstructionDecodeError as exc:
-        return tx, None, exc.index
-
-
-def _roll(rng: random.Random, rate: Decimal) -> bool:
-    """True with probability `rate`, from integers only."""
-    return rng.randrange(_MILLION) < int(rate * _MILLION)
