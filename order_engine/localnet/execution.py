@@ -220,7 +220,7 @@ class Leg:
 
 
 @dataclass
-class Outcome:
+class ExecutionResult:
     err: Any | None
     logs: list[str]
     units: int
@@ -255,7 +255,7 @@ def execute(
     instructions: Sequence[Any],
     now_s: int,
     program_ids: Sequence[str],
-) -> Outcome:
+) -> ExecutionResult:
     """Run the instructions in order; see the module docstring for the all-or-nothing rule.
 
     `program_ids[i]` is the base58 program id of instruction i (for the logs).
@@ -264,7 +264,7 @@ def execute(
     fee_layer = Overlay(state)
     balance = fee_layer.wallet(payer)
     if balance < fee:
-        return Outcome("InsufficientFundsForFee", [], 0, fee, [], fee_layer)
+        return ExecutionResult("InsufficientFundsForFee", [], 0, fee, [], fee_layer)
     fee_layer.lamports[payer] = balance - fee
     runner = _Runner(fee_layer.copy(), payer, signers, now_s)
     logs: list[str] = []
@@ -281,7 +281,7 @@ def execute(
             logs.extend(failure.logs)
             logs.append(_consumed(program, cost, limit - units + cost))
             logs.append(f"Program {program} failed: {_display_instruction_error(failure.error)}")
-            outcome = Outcome(failure.transaction_error, logs, units, fee, [], fee_layer)
+            outcome = ExecutionResult(failure.transaction_error, logs, units, fee, [], fee_layer)
             outcome.amount_in = runner.requested_in
             outcome.input_mint, outcome.output_mint = runner.mints()
             return outcome
@@ -291,7 +291,7 @@ def execute(
         logs.append(f"Program {program} success")
     input_mint, output_mint = runner.mints()
     amount_out = sum(leg.amount_out for leg in runner.legs if leg.output_mint == output_mint)
-    return Outcome(
+    return ExecutionResult(
         None,
         logs,
         units,

@@ -36,7 +36,10 @@ import base58
 
 from order_engine.localnet.catalogue import METEORA
 from order_engine.localnet.clock import WallClock
-from order_engine.localnet.cluster import Account, Cluster, PoolRecord, RpcError, Stalled
+from order_engine.localnet.cluster import Cluster
+from order_engine.localnet.cluster.accounts import Account
+from order_engine.localnet.cluster.bank import PoolRecord
+from order_engine.localnet.cluster.errors import NodeError, Stalled
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.store import Store
 
@@ -76,8 +79,8 @@ class Reply:
     stall_s: float = 0
 
 
-def _invalid_params(message: str) -> RpcError:
-    return RpcError(-32602, message)
+def _invalid_params(message: str) -> NodeError:
+    return NodeError(-32602, message)
 
 
 class Localnet:
@@ -113,7 +116,7 @@ class Localnet:
             "getHealth": lambda params: "ok",
             "getVersion": lambda params: {"solana-core": API_VERSION, "feature-set": FEATURE_SET},
             "getRecentPrioritizationFees": self._get_recent_prioritization_fees,
-            "getGenesisHash": lambda params: self.cluster.blockhash(0),
+            "getGenesisHash": lambda params: self.cluster.blockhashes.text(0),
             "localnet_move": self._admin_move,
             "localnet_launch": self._admin_launch,
             "localnet_drain": self._admin_drain,
@@ -138,7 +141,7 @@ class Localnet:
         """One JSON-RPC request object (or a batch list) in, the response object(s) out."""
         if isinstance(request, list):
             if not request:
-                return _error_obj(None, RpcError(-32600, "Invalid request"))
+                return _error_obj(None, NodeError(-32600, "Invalid request"))
             return [r for r in (self._handle_one(item)[0] for item in request) if r is not None]
         return self._handle_one(request)[0]
 
@@ -148,11 +151,11 @@ class Localnet:
         try:
             request = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            error = _error_obj(None, RpcError(-32700, "Parse error"))
+            error = _error_obj(None, NodeError(-32700, "Parse error"))
             return Reply(200, _DUMPS(error).encode(), delay_ms)
         if isinstance(request, list):
             if not request:
-                text = _DUMPS(_error_obj(None, RpcError(-32600, "Invalid request")))
+                text = _DUMPS(_error_obj(None, NodeError(-32600, "Invalid request")))
                 return Reply(200, text.encode(), delay_ms)
             parts: list[str] = []
             status, stall = 200, False
@@ -186,14 +189,14 @@ class Localnet:
     def _dispatch(self, request: Any) -> tuple[dict[str, Any] | None, Raw | None, int, bool]:
         """(response without a Raw result, the Raw result or None, HTTP status, stalled?)."""
         if not isinstance(request, dict):
-            return _error_obj(None, RpcError(-32600, "Invalid request")), None, 200, False
+            return _error_obj(None, NodeError(-32600, "Invalid request")), None, 200, False
         request_id = request.get("id")
         method = request.get("method")
         if request.get("jsonrpc") != "2.0" or not isinstance(method, str):
-            return _error_obj(request_id, RpcError(-32600, "Invalid request")), None, 200, False
+            return _error_obj(request_id, NodeError(-32600, "Invalid request")), None, 200, False
         handler = self._methods.get(method)
         if handler is None:
-            return _error_obj(request_id, RpcError(-32601, "Method not found")), None, 200, False
+            return _error_obj(request_id, NodeError(-32601, "Method not found")), None, 200, False
         params = request.get("params", [])
         if params is None:
             params = []
@@ -203,7 +206,7 @@ class Localnet:
             result = handler(params)
         except Stalled as exc:
             return _error_obj(request_id, exc), None, exc.http_status, True
-        except RpcError as exc:
+        except NodeError as exc:
             return _error_obj(request_id, exc), None, exc.http_status, False
         if "id" not in request:
             return None, None, 200, False  # a notification: no response
@@ -220,7 +223,7 @@ class Localnet:
         if config:
             minimum = config.get("minContextSlot")
             if minimum is not None and int(minimum) > slot:
-                raise RpcError(
+                raise NodeError(
                     -32016, "Minimum context slot has not been reached", {"contextSlot": slot}
                 )
         return slot
@@ -267,7 +270,7 @@ class Localnet:
             payload = '["' + base64.b64encode(data).decode() + '","base64"]'
         elif encoding in ("base58", "binary"):
             if len(data) > MAX_BASE58_BYTES:
-                raise RpcError(-32600, _BASE58_TOO_LARGE)
+                raise NodeError(-32600, _BASE58_TOO_LARGE)
             text = base58.b58encode(data).decode()
             payload = '"' + text + '"' if encoding == "binary" else '["' + text + '","base58"]'
         else:
@@ -294,7 +297,7 @@ class Localnet:
     def _lookup(self, address: Any) -> Account | None:
         if not isinstance(address, str):
             raise _invalid_params("Invalid params: expected a base58 pubkey string")
-        account = self.cluster.account(address)
+        account = self.cluster.accounts.get(address)
         if account is None:
             _check_pubkey(address)
         return account
@@ -306,7 +309,7 @@ class Localnet:
 
     def _get_latest_blockhash(self, params: list[Any]) -> dict[str, Any]:
         self._context_slot(self._config(params, 0))
-        blockhash, last_valid, slot = self.cluster.latest_blockhash()
+        blockhash, last_valid, slot = self.cluster.blockhashes.latest(self.cluster.current_slot())
         return {
             "context": self._context(slot),
             "value": {"blockhash": blockhash, "lastValidBlockHeight": last_valid},
@@ -321,7 +324,7 @@ class Localnet:
             raise _invalid_params("Invalid params: invalid blockhash") from None
         if len(digest) != 32:
             raise _invalid_params("Invalid params: invalid blockhash")
-        valid = self.cluster.blockhash_slot(digest) is not None
+        valid = self.cluster.blockhashes.slot_of(digest, self.cluster.current_slot()) is not None
         return {"context": self._context(slot), "value": valid}
 
     def _get_account_info(self, params: list[Any]) -> Raw:
@@ -359,7 +362,7 @@ class Localnet:
         slot = self._context_slot(config)
         filters = _parse_filters(config.get("filters") or [])
         entries = []
-        for address, account in self.cluster.program_accounts(program):
+        for address, account in self.cluster.accounts.of_program(program):
             if all(_matches(f, account.data) for f in filters):
                 entries.append(
                     '{"account":'
@@ -382,11 +385,11 @@ class Localnet:
     def _get_token_account_balance(self, params: list[Any]) -> dict[str, Any]:
         address = self._positional(params, 0, "pubkey")
         slot = self._context_slot(self._config(params, 1))
-        token = self.cluster.token_account(address) if isinstance(address, str) else None
+        token = self.cluster.bank.token_account(address) if isinstance(address, str) else None
         if token is None:
             raise _invalid_params("Invalid param: could not find account")
         decimals = next(
-            (t.decimals for t in self.cluster.tokens.values() if t.mint == token.mint), 0
+            (t.decimals for t in self.cluster.bank.tokens.values() if t.mint == token.mint), 0
         )
         ui = Decimal(token.amount).scaleb(-decimals)
         return {
@@ -438,7 +441,7 @@ class Localnet:
         if len(signatures) > MAX_SIGNATURE_STATUSES:
             raise _invalid_params(f"Too many inputs provided; max {MAX_SIGNATURE_STATUSES}")
         slot = self._context_slot(None)
-        status = self.cluster.signature_status
+        status = self.cluster.ledger.status
         return {"context": self._context(slot), "value": [status(s, slot) for s in signatures]}
 
     def _get_transaction(self, params: list[Any]) -> dict[str, Any] | None:
@@ -503,7 +506,7 @@ class Localnet:
             base, sep, quote = pair.partition("/")
             if not sep:
                 raise ValueError("pair must look like SOL/USDC")
-            moved = self.cluster.move(base, quote, Decimal(str(args["price"])))
+            moved = self.cluster.admin.move(base, quote, Decimal(str(args["price"])))
             pools = [_pool_json(r) for r in moved]
             return {"pair": pair, "price": str(args["price"]), "pools": pools}
 
@@ -513,7 +516,7 @@ class Localnet:
         args = self._object(params)
 
         def run() -> dict[str, Any]:
-            record = self.cluster.launch(
+            record = self.cluster.admin.launch(
                 mint=str(args["mint"]),
                 symbol=str(args["symbol"]),
                 decimals=int(args.get("decimals", 6)),
@@ -528,7 +531,7 @@ class Localnet:
 
     def _admin_drain(self, params: Any) -> dict[str, Any]:
         args = self._object(params)
-        return self._admin(lambda: _pool_json(self.cluster.drain(str(args["pool"]))))
+        return self._admin(lambda: _pool_json(self.cluster.admin.drain(str(args["pool"]))))
 
     def _admin_congest(self, params: Any) -> dict[str, Any]:
         args = self._object(params)
@@ -540,7 +543,7 @@ class Localnet:
             seconds = int(args["seconds"])
             if seconds <= 0:
                 raise ValueError("seconds must be positive")
-            start, end = self.cluster.congest(rate, seconds)
+            start, end = self.cluster.admin.congest(rate, seconds)
             return {"expiryRate": str(rate), "fromMs": start, "untilMs": end}
 
         return self._admin(run)
@@ -552,14 +555,15 @@ class Localnet:
             faults = args["faults"]
             if not isinstance(faults, list):
                 raise ValueError("faults must be a list")
-            planned = self.cluster.plan_faults(str(args["memo"]), [str(f) for f in faults])
+            planned = self.cluster.faults.plan(str(args["memo"]), [str(f) for f in faults])
             return {"memo": args["memo"], "planned": planned}
 
         return self._admin(run)
 
     def _admin_ledger(self, params: Any) -> list[dict[str, Any]]:
         args = self._object(params)
-        entries = self.cluster.ledger_entries(args.get("memo"), args.get("signature"))
+        self.cluster.advance()
+        entries = self.cluster.ledger.query(args.get("memo"), args.get("signature"))
         return [e.to_json() for e in entries]
 
     def _admin_status(self, params: Any) -> dict[str, Any]:
@@ -567,9 +571,9 @@ class Localnet:
         cluster = self.cluster
         return {
             "slot": cluster.current_slot(),
-            "pending": sum(1 for p in cluster.pending.values() if p.fault is None),
+            "pending": sum(1 for p in cluster.landing.pending.values() if p.fault is None),
             "landed": len(cluster.ledger),
-            "pools": [_pool_json(r) for r in cluster.records.values()],
+            "pools": [_pool_json(r) for r in cluster.bank.records.values()],
         }
 
 
@@ -598,7 +602,7 @@ def _pool_json(record: PoolRecord) -> dict[str, Any]:
     }
 
 
-def _error_obj(request_id: Any, error: RpcError) -> dict[str, Any]:
+def _error_obj(request_id: Any, error: NodeError) -> dict[str, Any]:
     body: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.data is not None:
         body["data"] = error.data

@@ -125,10 +125,10 @@ def test_encoded_accounts_are_cached_until_the_pool_changes(node):
     localnet, _, call = node
     raydium = pool_address(call, "raydium:SOL-USDC")
     call("getMultipleAccounts", [raydium])
-    account = localnet.cluster.account(raydium)
+    account = localnet.cluster.accounts.get(raydium)
     assert "base64" in account.cache
-    assert localnet.cluster.account(raydium) is account
-    localnet.cluster.drain("raydium:SOL-USDC")
+    assert localnet.cluster.accounts.get(raydium) is account
+    localnet.cluster.admin.drain("raydium:SOL-USDC")
     vault = str(CpmmPoolState.decode(account.data).token_0_vault)
     call("getMultipleAccounts", [vault])
     assert TokenAccount.decode(fetch(call, [vault])[0][1]).amount == 0  # type: ignore[index]
