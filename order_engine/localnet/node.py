@@ -28,19 +28,25 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import base58
 
-from order_engine.localnet.catalogue import METEORA
 from order_engine.localnet.clock import WallClock
 from order_engine.localnet.cluster import Cluster
 from order_engine.localnet.cluster.accounts import Account
-from order_engine.localnet.cluster.bank import PoolRecord
 from order_engine.localnet.cluster.errors import NodeError, Stalled
 from order_engine.localnet.config import LocalnetSettings
+from order_engine.localnet.rpc.admin import _pool_json
+from order_engine.localnet.rpc.wire import (
+    Raw,
+    _check_pubkey,
+    _invalid_params,
+    _matches,
+    _parse_filters,
+)
 from order_engine.localnet.store import Store
 
 API_VERSION = "2.2.0"
@@ -48,25 +54,14 @@ FEATURE_SET = 3_294_202_862
 RENT_EPOCH = 18_446_744_073_709_551_615  # u64::MAX: rent-exempt (research §2)
 MAX_MULTIPLE_ACCOUNTS = 100
 MAX_SIGNATURE_STATUSES = 256
-MAX_PROGRAM_ACCOUNT_FILTERS = 4
 MAX_BASE58_BYTES = 128
 MAX_BASE58_TX_CHARS = 1683
 MAX_BASE64_TX_CHARS = 1644
-MAX_MEMCMP_BYTES = 128
 STALL_S = 30
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
 _BASE58_TOO_LARGE = (
     "Encoded binary (base 58) data should be less than 128 bytes, please use Base64 encoding."
 )
-
-
-class Raw:
-    """A result already serialised as JSON text (assembled from cached fragments)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
 
 
 @dataclass
@@ -77,10 +72,6 @@ class Reply:
     body: bytes
     delay_ms: int = 0
     stall_s: float = 0
-
-
-def _invalid_params(message: str) -> NodeError:
-    return NodeError(-32602, message)
 
 
 class Localnet:
@@ -577,93 +568,8 @@ class Localnet:
         }
 
 
-def _pool_json(record: PoolRecord) -> dict[str, Any]:
-    from order_engine.localnet import pools
-
-    mid = record.mid_price()
-    reserve_x, reserve_y = pools.reserves(record.pool)
-    if mid is not None:
-        with localcontext() as ctx:
-            ctx.prec = 12
-            mid = +mid
-    return {
-        "poolId": record.pool_id,
-        "venue": record.venue,
-        "address": record.address,
-        "tokenX": record.spec.token_x.symbol,
-        "tokenY": record.spec.token_y.symbol,
-        "mintX": record.mint_x,
-        "mintY": record.mint_y,
-        "mid": None if mid is None else format(mid, "f"),
-        "reserveX": str(reserve_x),
-        "reserveY": str(reserve_y),
-        "drained": record.drained,
-        "binStep": record.spec.bin_step if record.venue == METEORA else None,
-    }
-
-
 def _error_obj(request_id: Any, error: NodeError) -> dict[str, Any]:
     body: dict[str, Any] = {"code": error.code, "message": error.message}
     if error.data is not None:
         body["data"] = error.data
     return {"jsonrpc": "2.0", "error": body, "id": request_id}
-
-
-def _check_pubkey(address: str) -> None:
-    try:
-        raw = base58.b58decode(address)
-    except ValueError:
-        raise _invalid_params("Invalid param: Invalid") from None
-    if len(raw) != 32:
-        raise _invalid_params("Invalid param: WrongSize")
-
-
-def _parse_filters(filters: Any) -> list[tuple[str, Any]]:
-    """getProgramAccounts filters [AGV-FILT]: dataSize, memcmp, tokenAccountState."""
-    if not isinstance(filters, list):
-        raise _invalid_params("Invalid params: filters must be an array")
-    if len(filters) > MAX_PROGRAM_ACCOUNT_FILTERS:
-        raise _invalid_params(f"Too many filters provided; max {MAX_PROGRAM_ACCOUNT_FILTERS}")
-    parsed: list[tuple[str, Any]] = []
-    for item in filters:
-        if item == "tokenAccountState":
-            parsed.append(("tokenAccountState", None))
-        elif isinstance(item, dict) and "dataSize" in item:
-            parsed.append(("dataSize", int(item["dataSize"])))
-        elif isinstance(item, dict) and isinstance(item.get("memcmp"), dict):
-            memcmp = item["memcmp"]
-            raw = _memcmp_bytes(memcmp)
-            parsed.append(("memcmp", (int(memcmp.get("offset", 0)), raw)))
-        else:
-            raise _invalid_params(f"Invalid params: unknown filter {item!r}")
-    return parsed
-
-
-def _memcmp_bytes(memcmp: dict[str, Any]) -> bytes:
-    """A memcmp filter's bytes, bounded as the node bounds them (encoded and decoded)."""
-    encoded, encoding = memcmp.get("bytes"), memcmp.get("encoding", "base58")
-    if isinstance(encoded, list):
-        raw = bytes(encoded)
-    elif isinstance(encoded, str) and encoding == "base58":
-        if len(encoded) > 175:
-            raise _invalid_params("encoded binary data should be less than 129 bytes")
-        raw = base58.b58decode(encoded)
-    elif isinstance(encoded, str) and encoding == "base64":
-        if len(encoded) > 172:
-            raise _invalid_params("encoded binary data should be less than 129 bytes")
-        raw = base64.b64decode(encoded)
-    else:
-        raise _invalid_params("Invalid params: bad memcmp filter")
-    if len(raw) > MAX_MEMCMP_BYTES:
-        raise _invalid_params("encoded binary data should be less than 129 bytes")
-    return raw
-
-
-def _matches(rule: tuple[str, Any], data: bytes) -> bool:
-    kind, value = rule
-    if kind == "dataSize":
-        return len(data) == value
-    if kind == "memcmp":
-        offset, raw = value
-        return offset + len(raw) <= len(data) and data[offset : offset + len(raw)] == raw
-    return len(data) == 165 and data[108] != 0  # tokenAccountState: an initialized account

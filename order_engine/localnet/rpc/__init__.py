@@ -1,0 +1,1 @@
+"""The JSON-RPC methods of the localnet's node."""
