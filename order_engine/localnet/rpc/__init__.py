@@ -1,1 +1,2 @@
-"""The JSON-RPC methods of the localnet's node."""
+"""The node's JSON-RPC methods: `methods` (Solana's), `admin` (the `localnet_*` ones) and `wire`
+(params in, results out, shared by both). `order_engine.localnet.node` dispatches to them."""
