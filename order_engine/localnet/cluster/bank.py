@@ -36,7 +36,7 @@ from order_engine.localnet import catalogue, execution, pools
 from order_engine.localnet.catalogue import METEORA, RAYDIUM, PoolSpec
 from order_engine.localnet.clock import GENESIS_MS
 from order_engine.localnet.config import LocalnetSettings
-from order_engine.localnet.execution import UserToken
+from order_engine.localnet.execution.state import Overlay, UserToken
 from order_engine.localnet.market import Market
 from order_engine.localnet.store import Batch, Snapshot, Store
 
@@ -214,7 +214,7 @@ class Bank:
             program_ids,
         )
 
-    def apply(self, overlay: execution.Overlay) -> None:
+    def apply(self, overlay: Overlay) -> None:
         for address, lamports in overlay.lamports.items():
             self.wallets[address] = lamports
             self.batch.wallets[address] = lamports

@@ -31,6 +31,7 @@ from order_engine.localnet.clock import slot_at, slot_start_ms
 from order_engine.localnet.cluster.bank import Bank
 from order_engine.localnet.cluster.faults import Faults, jump_against
 from order_engine.localnet.cluster.ledger import Ledger, LedgerEntry
+from order_engine.localnet.execution.state import Overlay
 
 DROPPED = ("drop", "congestion")  # accepted, but no leader includes them
 
@@ -156,7 +157,7 @@ class Landing:
         if pending.instructions is None:
             # Undecodable: it fails at its first bad instruction, paying the signatures' fee.
             fee, _ = execution.fee_for(len(tx.signatures), [])
-            overlay = execution.Overlay(self._bank)
+            overlay = Overlay(self._bank)
             overlay.lamports[payer] = self._bank.wallet_lamports(payer) - fee
             err = {"InstructionError": [pending.decode_error, "InvalidInstructionData"]}
             return execution.ExecutionResult(err, [], 0, fee, [], overlay)

@@ -17,7 +17,6 @@ from typing import Any
 from solders.transaction import VersionedTransaction
 
 from order_engine.chain.programs import MAX_TRANSACTION_SIZE
-from order_engine.localnet import execution
 from order_engine.localnet import instructions as decoder
 from order_engine.localnet.clock import slot_at
 from order_engine.localnet.cluster.bank import Bank
@@ -27,6 +26,7 @@ from order_engine.localnet.cluster.faults import Faults, roll
 from order_engine.localnet.cluster.landing import Landing, Pending
 from order_engine.localnet.cluster.ledger import Ledger
 from order_engine.localnet.config import LocalnetSettings
+from order_engine.localnet.execution.errors import display_transaction_error
 
 
 def _unhealthy(http_status: int = 200) -> NodeError:
@@ -128,7 +128,7 @@ class Sender:
 def preflight_error(err: Any, logs: list[str], units: int) -> NodeError:
     return NodeError(
         -32002,
-        f"Transaction simulation failed: {execution.display_transaction_error(err)}",
+        f"Transaction simulation failed: {display_transaction_error(err)}",
         {
             "err": err,
             "logs": logs,

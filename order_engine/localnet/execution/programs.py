@@ -1,202 +1,45 @@
-"""Executing a decoded transaction against the cluster's state, all or nothing.
-
-The localnet vendors no program binaries: each instruction the engine sends is emulated here
-with the programs' documented behaviour (research/solana-rpc.md §5–§8) and the exact pool math:
-compute budget (fees only), ATA CreateIdempotent, System Transfer, Token SyncNative and
-CloseAccount, Raydium CPMM `swap_base_input` (6005 below the minimum) and Meteora DLMM `swap`
-(6003 below the minimum), Memo.
-
-Writes go to an `Overlay` over the cluster's state. The fee is charged first in its own layer;
-if an instruction fails, only that layer is kept (a failed transaction still lands and still
-pays its fee, as on Solana), otherwise the whole overlay is applied by the caller.
-
-Token accounts start empty, as on Solana. Funds come from the localnet's faucet
-(`Cluster.fund_wallet`): a wallet seen for the first time gets `FAUCET_LAMPORTS` and a token
-account of every listed mint holding `FAUCET_TOKEN_ATOMS`, before its first transaction runs,
-so funds never run out in normal use while every transfer is tracked and balanced (and a
-transaction's balances show only what it moved).
-"""
+"""The emulated programs' instructions."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 from solders.pubkey import Pubkey
 
-from order_engine.chain.layouts.token import TokenAccount
-from order_engine.chain.programs import (
-    LAMPORTS_PER_SIGNATURE,
-    METEORA_DLMM_PROGRAM,
-    MICRO_LAMPORTS_PER_LAMPORT,
-    RAYDIUM_CPMM_PROGRAM,
-    TOKEN_ACCOUNT_RENT,
-    WSOL_MINT,
-    associated_token_address,
-)
+from order_engine.chain.programs import TOKEN_ACCOUNT_RENT, WSOL_MINT, associated_token_address
 from order_engine.localnet import pools
 from order_engine.localnet.catalogue import RAYDIUM
-from order_engine.localnet.pools import Pool
+from order_engine.localnet.execution.errors import (
+    ANCHOR_CONSTRAINT_ADDRESS,
+    ANCHOR_CONSTRAINT_HAS_ONE,
+    ANCHOR_CONSTRAINT_SEEDS,
+    ANCHOR_DISCRIMINATOR_MISMATCH,
+    ANCHOR_NOT_INITIALIZED,
+    CPMM,
+    CPMM_EXCEEDED_SLIPPAGE,
+    CPMM_INSUFFICIENT_VAULT,
+    CPMM_INVALID_INPUT,
+    CPMM_INVALID_VAULT,
+    CPMM_ZERO_TRADING_TOKENS,
+    DLMM,
+    DLMM_EXCEEDED_SLIPPAGE,
+    DLMM_INSUFFICIENT_OUT_AMOUNT,
+    DLMM_NO_LIQUIDITY,
+    SYSTEM_ACCOUNT_ALREADY_IN_USE,
+    SYSTEM_RESULT_WITH_NEGATIVE_LAMPORTS,
+    TOKEN_INSUFFICIENT_FUNDS,
+    TOKEN_MINT_MISMATCH,
+    TOKEN_NON_NATIVE_HAS_BALANCE,
+    TOKEN_NON_NATIVE_NOT_SUPPORTED,
+    TOKEN_OWNER_MISMATCH,
+    InstructionFailed,
+    _anchor,
+)
+from order_engine.localnet.execution.state import Overlay, PoolRef, UserToken
 
-FAUCET_LAMPORTS = 10**18  # a billion SOL; fits a u64
-FAUCET_TOKEN_ATOMS = 10**18
 WSOL = str(WSOL_MINT)
-CPMM = str(RAYDIUM_CPMM_PROGRAM)
-DLMM = str(METEORA_DLMM_PROGRAM)
-
-# Error codes. Anchor custom errors start at 6000 [ANC]; SPL Token and System program errors are
-# their enum indexes (research/solana-rpc.md §3 table).
-TOKEN_INSUFFICIENT_FUNDS = 1
-TOKEN_MINT_MISMATCH = 3
-TOKEN_OWNER_MISMATCH = 4
-TOKEN_NON_NATIVE_HAS_BALANCE = 11
-TOKEN_NON_NATIVE_NOT_SUPPORTED = 19
-SYSTEM_ACCOUNT_ALREADY_IN_USE = 0
-SYSTEM_RESULT_WITH_NEGATIVE_LAMPORTS = 1
-ANCHOR_CONSTRAINT_HAS_ONE = 2001
-ANCHOR_CONSTRAINT_SEEDS = 2006
-ANCHOR_CONSTRAINT_ADDRESS = 2012
-ANCHOR_DISCRIMINATOR_MISMATCH = 3002
-ANCHOR_NOT_INITIALIZED = 3012
-CPMM_NOT_APPROVED = 6000
-CPMM_INVALID_INPUT = 6003
-CPMM_EXCEEDED_SLIPPAGE = 6005  # [RAY error.rs] ExceededSlippage (0x1775)
-CPMM_ZERO_TRADING_TOKENS = 6006
-CPMM_INVALID_VAULT = 6008
-CPMM_INSUFFICIENT_VAULT = 6012
-DLMM_EXCEEDED_SLIPPAGE = 6003  # [MET IDL] ExceededAmountSlippageTolerance (0x1773)
-DLMM_NO_LIQUIDITY = 6012  # PairInsufficientLiquidity
-DLMM_INSUFFICIENT_OUT_AMOUNT = 6039
-
-_ERROR_NAMES = {
-    CPMM: {
-        6000: ("NotApproved", "Not approved"),
-        6003: ("InvalidInput", "Input account owner is not the program address"),
-        6005: ("ExceededSlippage", "Exceeds desired slippage limit"),
-        6006: ("ZeroTradingTokens", "Given pool token amount results in zero trading tokens"),
-        6008: ("InvalidVault", "Invalid vault"),
-        6012: ("InsufficientVault", "Insufficient vault"),
-    },
-    DLMM: {
-        6003: ("ExceededAmountSlippageTolerance", "Exceeded amount slippage tolerance"),
-        6012: ("PairInsufficientLiquidity", "Pair insufficient liquidity"),
-        6039: ("InsufficientOutAmount", "Insufficient out amount"),
-    },
-}
-
-# Rough compute-unit costs per instruction, for `unitsConsumed` and the logs.
-_UNITS = {
-    "ComputeUnitLimit": 150,
-    "ComputeUnitPrice": 150,
-    "CreateAssociatedTokenAccount": 4_500,
-    "SystemTransfer": 150,
-    "SyncNative": 3_000,
-    "CloseAccount": 2_900,
-    "CpmmSwapBaseInput": 38_000,
-    "DlmmSwap": 62_000,
-    "Memo": 600,
-}
-
-
-@dataclass(frozen=True)
-class UserToken:
-    """A token account outside the pools: a wallet's ATA. Native (wSOL) accounts keep
-    `lamports = rent + amount`; others hold `rent` lamports."""
-
-    mint: str
-    owner: str
-    amount: int
-    lamports: int
-    native: bool
-
-    def encode(self) -> bytes:
-        return TokenAccount(
-            Pubkey.from_string(self.mint),
-            Pubkey.from_string(self.owner),
-            self.amount,
-            TOKEN_ACCOUNT_RENT if self.native else None,
-        ).encode()
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "mint": self.mint,
-            "owner": self.owner,
-            "amount": str(self.amount),
-            "lamports": str(self.lamports),
-            "native": self.native,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> UserToken:
-        return cls(
-            data["mint"], data["owner"], int(data["amount"]), int(data["lamports"]), data["native"]
-        )
-
-
-class PoolRef(Protocol):
-    """What execution needs of a served pool (the cluster's `PoolRecord`)."""
-
-    pool: Pool
-    expected: dict[str, str]  # role -> address: config, vault_x, vault_y, observation, ...
-
-    @property
-    def pool_id(self) -> str: ...
-
-    @property
-    def venue(self) -> str: ...
-
-    @property
-    def mint_x(self) -> str: ...
-
-    @property
-    def mint_y(self) -> str: ...
-
-
-class State(Protocol):
-    def wallet_lamports(self, address: str) -> int: ...
-
-    def token_account(self, address: str) -> UserToken | None: ...
-
-    def pool_at(self, address: str) -> PoolRef | None: ...
-
-
-class InstructionFailed(Exception):
-    def __init__(self, index: int, error: Any, logs: Sequence[str] = ()) -> None:
-        super().__init__(f"instruction {index}: {error}")
-        self.index = index
-        self.error = error
-        self.logs = list(logs)
-
-    @property
-    def transaction_error(self) -> dict[str, Any]:
-        return {"InstructionError": [self.index, self.error]}
-
-
-@dataclass
-class Overlay:
-    """Pending writes over the cluster's state; `None` token account = closed."""
-
-    base: State
-    lamports: dict[str, int] = field(default_factory=dict)
-    tokens: dict[str, UserToken | None] = field(default_factory=dict)
-    pools: dict[str, Pool] = field(default_factory=dict)
-
-    def wallet(self, address: str) -> int:
-        if address in self.lamports:
-            return self.lamports[address]
-        return self.base.wallet_lamports(address)
-
-    def token(self, address: str) -> UserToken | None:
-        if address in self.tokens:
-            return self.tokens[address]
-        return self.base.token_account(address)
-
-    def pool(self, ref: PoolRef) -> Pool:
-        return self.pools.get(ref.pool_id, ref.pool)
-
-    def copy(self) -> Overlay:
-        return Overlay(self.base, dict(self.lamports), dict(self.tokens), dict(self.pools))
 
 
 @dataclass(frozen=True)
@@ -217,126 +60,6 @@ class Leg:
             "amountIn": self.amount_in,
             "amountOut": self.amount_out,
         }
-
-
-@dataclass
-class ExecutionResult:
-    err: Any | None
-    logs: list[str]
-    units: int
-    fee: int
-    legs: list[Leg]
-    overlay: Overlay  # what to apply: everything on success, the fee alone on failure
-    amount_in: int = 0
-    amount_out: int = 0
-    input_mint: str | None = None
-    output_mint: str | None = None
-
-
-def fee_for(num_signatures: int, instructions: Sequence[Any]) -> tuple[int, int]:
-    """(lamports fee, compute-unit limit): 5000 per signature plus the priority fee
-    ceil(price × limit / 1e6) [research §5]."""
-    limit, price = 200_000, 0
-    for ix in instructions:
-        name = type(ix).__name__
-        if name == "ComputeUnitLimit":
-            limit = ix.units
-        elif name == "ComputeUnitPrice":
-            price = ix.micro_lamports
-    priority = -(-price * limit // MICRO_LAMPORTS_PER_LAMPORT)
-    return num_signatures * LAMPORTS_PER_SIGNATURE + priority, limit
-
-
-def execute(
-    state: State,
-    payer: str,
-    signers: frozenset[str],
-    num_signatures: int,
-    instructions: Sequence[Any],
-    now_s: int,
-    program_ids: Sequence[str],
-) -> ExecutionResult:
-    """Run the instructions in order; see the module docstring for the all-or-nothing rule.
-
-    `program_ids[i]` is the base58 program id of instruction i (for the logs).
-    """
-    fee, limit = fee_for(num_signatures, instructions)
-    fee_layer = Overlay(state)
-    balance = fee_layer.wallet(payer)
-    if balance < fee:
-        return ExecutionResult("InsufficientFundsForFee", [], 0, fee, [], fee_layer)
-    fee_layer.lamports[payer] = balance - fee
-    runner = _Runner(fee_layer.copy(), payer, signers, now_s)
-    logs: list[str] = []
-    units = 0
-    for index, ix in enumerate(instructions):
-        name = type(ix).__name__
-        program = program_ids[index]
-        cost = _UNITS.get(name, 1_000)
-        logs.append(f"Program {program} invoke [1]")
-        try:
-            runner.run(index, name, ix, logs)
-        except InstructionFailed as failure:
-            units += cost
-            logs.extend(failure.logs)
-            logs.append(_consumed(program, cost, limit - units + cost))
-            logs.append(f"Program {program} failed: {_display_instruction_error(failure.error)}")
-            outcome = ExecutionResult(failure.transaction_error, logs, units, fee, [], fee_layer)
-            outcome.amount_in = runner.requested_in
-            outcome.input_mint, outcome.output_mint = runner.mints()
-            return outcome
-        units += cost
-        if name not in ("ComputeUnitLimit", "ComputeUnitPrice", "Memo"):
-            logs.append(_consumed(program, cost, limit - units + cost))
-        logs.append(f"Program {program} success")
-    input_mint, output_mint = runner.mints()
-    amount_out = sum(leg.amount_out for leg in runner.legs if leg.output_mint == output_mint)
-    return ExecutionResult(
-        None,
-        logs,
-        units,
-        fee,
-        runner.legs,
-        runner.overlay,
-        amount_in=runner.requested_in,
-        amount_out=amount_out,
-        input_mint=input_mint,
-        output_mint=output_mint,
-    )
-
-
-def _consumed(program: str, units: int, budget: int) -> str:
-    return f"Program {program} consumed {units} of {budget} compute units"
-
-
-def _display_instruction_error(error: Any) -> str:
-    if isinstance(error, dict) and "Custom" in error:
-        return f"custom program error: {error['Custom']:#x}"
-    return _INSTRUCTION_ERROR_TEXT.get(str(error), str(error))
-
-
-_INSTRUCTION_ERROR_TEXT = {
-    "InvalidInstructionData": "invalid instruction data",
-    "InvalidAccountData": "invalid account data for instruction",
-    "MissingRequiredSignature": "missing required signature for instruction",
-    "InvalidSeeds": "Provided seeds do not result in a valid address",
-    "IllegalOwner": "Provided owner is not allowed",
-    "UninitializedAccount": "instruction requires an initialized account",
-}
-
-
-def display_transaction_error(err: Any) -> str:
-    """TransactionError's Display text, for the -32002 message [SDK-TXE]."""
-    if isinstance(err, dict) and "InstructionError" in err:
-        index, inner = err["InstructionError"]
-        return f"Error processing Instruction {index}: {_display_instruction_error(inner)}"
-    return {
-        "BlockhashNotFound": "Blockhash not found",
-        "AlreadyProcessed": "This transaction has already been processed",
-        "InsufficientFundsForFee": "Insufficient funds for fee",
-        "AccountNotFound": "Attempt to debit an account but found no record of a prior credit.",
-        "SignatureFailure": "Transaction did not pass signature verification",
-    }.get(str(err), str(err))
 
 
 class _Runner:
@@ -612,24 +335,3 @@ def _ata_mint(owner: str, address: str, mint_x: str, mint_y: str) -> str | None:
 def _new_token_account(mint: str, owner: str) -> UserToken:
     """A freshly created token account: empty (rent only), as the Token program makes it."""
     return UserToken(mint, owner, 0, TOKEN_ACCOUNT_RENT, mint == WSOL)
-
-
-def _anchor(
-    index: int,
-    program: str,
-    code: int,
-    name: str | None = None,
-    left: int | None = None,
-    right: int | None = None,
-) -> InstructionFailed:
-    """An Anchor error with the program's log lines [ANC lang/src/error.rs]."""
-    known = _ERROR_NAMES.get(program, {}).get(code)
-    error_name, message = known or (name or f"Error{code}", name or "Anchor error")
-    source = "swap_base_input.rs" if program == CPMM else "swap.rs"
-    logs = [
-        f"Program log: AnchorError thrown in programs/{source}. Error Code: {error_name}. "
-        f"Error Number: {code}. Error Message: {message}."
-    ]
-    if left is not None:
-        logs += [f"Program log: Left: {left}", f"Program log: Right: {right}"]
-    return InstructionFailed(index, {"Custom": code}, logs)
