@@ -1,7 +1,8 @@
 """Executing a decoded transaction against the cluster's state, all or nothing.
 
 The localnet vendors no program binaries: each instruction the engine sends is emulated here
-with the programs' documented behaviour (research/solana-rpc.md §5–§8) and the exact pool math:
+with the programs' documented behaviour ([SPL], [RAY], [MET]; keys in `order_engine.localnet`)
+and the exact pool math:
 compute budget (fees only), ATA CreateIdempotent, System Transfer, Token SyncNative and
 CloseAccount, Raydium CPMM `swap_base_input` (6005 below the minimum) and Meteora DLMM `swap`
 (6003 below the minimum), Memo.
@@ -10,11 +11,14 @@ Writes go to an `Overlay` over the cluster's state. The fee is charged first in 
 if an instruction fails, only that layer is kept (a failed transaction still lands and still
 pays its fee, as on Solana), otherwise the whole overlay is applied by the caller.
 
-Token accounts start empty, as on Solana. Funds come from the localnet's faucet
-(`Cluster.fund_wallet`): a wallet seen for the first time gets `FAUCET_LAMPORTS` and a token
-account of every listed mint holding `FAUCET_TOKEN_ATOMS`, before its first transaction runs,
-so funds never run out in normal use while every transfer is tracked and balanced (and a
-transaction's balances show only what it moved).
+Token accounts start empty, as on Solana. Funds come from the localnet's faucet (the bank's
+`fund_wallet`): a wallet seen for the first time gets `FAUCET_LAMPORTS` and a token account of
+every listed mint holding `FAUCET_TOKEN_ATOMS`, before its first transaction runs, so funds
+never run out in normal use while every transfer is tracked and balanced (and a transaction's
+balances show only what it moved).
+
+Modules: `state` (token accounts, the `State` this reads, the `Overlay` it writes), `programs`
+(the runner: one handler per instruction), `errors` (the programs' error codes and texts).
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from order_engine.chain.programs import LAMPORTS_PER_SIGNATURE, MICRO_LAMPORTS_PER_LAMPORT
-from order_engine.localnet.execution.errors import InstructionFailed, _display_instruction_error
-from order_engine.localnet.execution.programs import Leg, _Runner
+from order_engine.localnet.execution.errors import InstructionFailed, display_instruction_error
+from order_engine.localnet.execution.programs import Leg, Runner
 from order_engine.localnet.execution.state import Overlay, State
 
 FAUCET_LAMPORTS = 10**18  # a billion SOL; fits a u64
@@ -61,7 +65,7 @@ class ExecutionResult:
 
 def fee_for(num_signatures: int, instructions: Sequence[Any]) -> tuple[int, int]:
     """(lamports fee, compute-unit limit): 5000 per signature plus the priority fee
-    ceil(price × limit / 1e6) [research §5]."""
+    ceil(price × limit / 1e6) (https://solana.com/docs/core/fees)."""
     limit, price = 200_000, 0
     for ix in instructions:
         name = type(ix).__name__
@@ -92,7 +96,7 @@ def execute(
     if balance < fee:
         return ExecutionResult("InsufficientFundsForFee", [], 0, fee, [], fee_layer)
     fee_layer.lamports[payer] = balance - fee
-    runner = _Runner(fee_layer.copy(), payer, signers, now_s)
+    runner = Runner(fee_layer.copy(), payer, signers, now_s)
     logs: list[str] = []
     units = 0
     for index, ix in enumerate(instructions):
@@ -106,7 +110,7 @@ def execute(
             units += cost
             logs.extend(failure.logs)
             logs.append(_consumed(program, cost, limit - units + cost))
-            logs.append(f"Program {program} failed: {_display_instruction_error(failure.error)}")
+            logs.append(f"Program {program} failed: {display_instruction_error(failure.error)}")
             outcome = ExecutionResult(failure.transaction_error, logs, units, fee, [], fee_layer)
             outcome.amount_in = runner.requested_in
             outcome.input_mint, outcome.output_mint = runner.mints()

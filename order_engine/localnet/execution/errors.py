@@ -1,4 +1,5 @@
-"""Program errors."""
+"""The emulated programs' errors: their codes, Anchor's log lines, and the Display texts a
+node puts in a failed simulation's message."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ CPMM = str(RAYDIUM_CPMM_PROGRAM)
 DLMM = str(METEORA_DLMM_PROGRAM)
 
 # Error codes. Anchor custom errors start at 6000 [ANC]; SPL Token and System program errors are
-# their enum indexes (research/solana-rpc.md §3 table).
+# their enum indexes ([SPL] token/program/src/error.rs; the System program's SystemError).
 TOKEN_INSUFFICIENT_FUNDS = 1
 TOKEN_MINT_MISMATCH = 3
 TOKEN_OWNER_MISMATCH = 4
@@ -63,7 +64,7 @@ class InstructionFailed(Exception):
         return {"InstructionError": [self.index, self.error]}
 
 
-def _display_instruction_error(error: Any) -> str:
+def display_instruction_error(error: Any) -> str:
     if isinstance(error, dict) and "Custom" in error:
         return f"custom program error: {error['Custom']:#x}"
     return _INSTRUCTION_ERROR_TEXT.get(str(error), str(error))
@@ -83,7 +84,7 @@ def display_transaction_error(err: Any) -> str:
     """TransactionError's Display text, for the -32002 message [SDK-TXE]."""
     if isinstance(err, dict) and "InstructionError" in err:
         index, inner = err["InstructionError"]
-        return f"Error processing Instruction {index}: {_display_instruction_error(inner)}"
+        return f"Error processing Instruction {index}: {display_instruction_error(inner)}"
     return {
         "BlockhashNotFound": "Blockhash not found",
         "AlreadyProcessed": "This transaction has already been processed",
@@ -93,7 +94,7 @@ def display_transaction_error(err: Any) -> str:
     }.get(str(err), str(err))
 
 
-def _anchor(
+def anchor_error(
     index: int,
     program: str,
     code: int,

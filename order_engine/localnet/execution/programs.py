@@ -1,4 +1,7 @@
-"""The emulated programs' instructions."""
+"""The emulated programs, one handler per decoded instruction: compute budget (fees only), ATA
+create, System transfer, Token SyncNative and CloseAccount, Raydium CPMM and Meteora DLMM
+swaps (checked against the pool's canonical accounts), Memo. Each writes to the overlay and
+raises `InstructionFailed` as the program would fail."""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ from order_engine.localnet.execution.errors import (
     TOKEN_NON_NATIVE_NOT_SUPPORTED,
     TOKEN_OWNER_MISMATCH,
     InstructionFailed,
-    _anchor,
+    anchor_error,
 )
 from order_engine.localnet.execution.state import Overlay, PoolRef, UserToken
 
@@ -62,7 +65,9 @@ class Leg:
         }
 
 
-class _Runner:
+class Runner:
+    """Runs one transaction's instructions in order over one overlay, collecting its legs."""
+
     def __init__(self, overlay: Overlay, payer: str, signers: frozenset[str], now_s: int) -> None:
         self.overlay = overlay
         self.payer = payer
@@ -204,18 +209,18 @@ class _Runner:
         ref = self._pool(index, str(ix.pool_state), RAYDIUM)
         expected = ref.expected
         if str(ix.amm_config) != expected["config"]:
-            raise _anchor(index, CPMM, ANCHOR_CONSTRAINT_HAS_ONE, "ConstraintHasOne")
+            raise anchor_error(index, CPMM, ANCHOR_CONSTRAINT_HAS_ONE, "ConstraintHasOne")
         if str(ix.authority) != expected["authority"]:
-            raise _anchor(index, CPMM, ANCHOR_CONSTRAINT_SEEDS, "ConstraintSeeds")
+            raise anchor_error(index, CPMM, ANCHOR_CONSTRAINT_SEEDS, "ConstraintSeeds")
         if str(ix.observation_state) != expected["observation"]:
-            raise _anchor(index, CPMM, ANCHOR_CONSTRAINT_ADDRESS, "ConstraintAddress")
+            raise anchor_error(index, CPMM, ANCHOR_CONSTRAINT_ADDRESS, "ConstraintAddress")
         vaults = {expected["vault_x"]: ref.mint_x, expected["vault_y"]: ref.mint_y}
         input_vault, output_vault = str(ix.input_vault), str(ix.output_vault)
         if input_vault not in vaults or output_vault not in vaults or input_vault == output_vault:
-            raise _anchor(index, CPMM, CPMM_INVALID_VAULT)
+            raise anchor_error(index, CPMM, CPMM_INVALID_VAULT)
         input_mint, output_mint = str(ix.input_mint), str(ix.output_mint)
         if input_mint != vaults[input_vault] or output_mint != vaults[output_vault]:
-            raise _anchor(index, CPMM, ANCHOR_CONSTRAINT_ADDRESS, "ConstraintAddress")
+            raise anchor_error(index, CPMM, ANCHOR_CONSTRAINT_ADDRESS, "ConstraintAddress")
         swap_for_y = input_vault == expected["vault_x"]
         self._swap(
             index,
@@ -240,9 +245,9 @@ class _Runner:
             or str(ix.reserve_y) != expected["vault_y"]
             or str(ix.oracle) != expected["oracle"]
         ):
-            raise _anchor(index, DLMM, ANCHOR_CONSTRAINT_HAS_ONE, "ConstraintHasOne")
+            raise anchor_error(index, DLMM, ANCHOR_CONSTRAINT_HAS_ONE, "ConstraintHasOne")
         if str(ix.token_x_mint) != ref.mint_x or str(ix.token_y_mint) != ref.mint_y:
-            raise _anchor(index, DLMM, ANCHOR_CONSTRAINT_ADDRESS, "ConstraintAddress")
+            raise anchor_error(index, DLMM, ANCHOR_CONSTRAINT_ADDRESS, "ConstraintAddress")
         user_in = self.overlay.token(str(ix.user_token_in))
         # The direction follows the user's input account, as in the program.
         input_mint = user_in.mint if user_in is not None else None
@@ -295,18 +300,18 @@ class _Runner:
         try:
             result = pools.swap(pool, amount_in, swap_for_y, self.now_s)
         except pools.ZeroTradingTokens:
-            raise _anchor(
+            raise anchor_error(
                 index, program, CPMM_ZERO_TRADING_TOKENS if cpmm else DLMM_INSUFFICIENT_OUT_AMOUNT
             ) from None
         except pools.InsufficientLiquidity:
-            raise _anchor(
+            raise anchor_error(
                 index, program, CPMM_INSUFFICIENT_VAULT if cpmm else DLMM_NO_LIQUIDITY
             ) from None
         except pools.VenueMathError:
-            raise _anchor(index, program, CPMM_INVALID_INPUT) from None
+            raise anchor_error(index, program, CPMM_INVALID_INPUT) from None
         if result.amount_out < minimum_out:
             code = CPMM_EXCEEDED_SLIPPAGE if cpmm else DLMM_EXCEEDED_SLIPPAGE
-            raise _anchor(index, program, code, left=result.amount_out, right=minimum_out)
+            raise anchor_error(index, program, code, left=result.amount_out, right=minimum_out)
         self._move_tokens(user_in_address, user_in, -amount_in)
         # Re-read: the output account may be the input one in a degenerate transaction.
         user_out = self.overlay.token(user_out_address) or user_out

@@ -1,4 +1,5 @@
-"""Accounts execution reads and writes."""
+"""What execution reads and writes: user token accounts, the cluster state it reads through
+(`State`, implemented by the cluster's bank) and the `Overlay` of pending writes over it."""
 
 from __future__ import annotations
 
