@@ -50,8 +50,11 @@ class AdminMethods:
             if not sep:
                 raise ValueError("pair must look like SOL/USDC")
             moved = self.cluster.admin.move(base, quote, Decimal(str(args["price"])))
-            pools = [pool_json(r) for r in moved]
-            return {"pair": pair, "price": str(args["price"]), "pools": pools}
+            return {
+                "pair": pair,
+                "price": str(args["price"]),
+                "pools": [pool_json(r) for r in moved],
+            }
 
         return self._admin(run)
 
