@@ -93,10 +93,12 @@ venue-report: $(STAMP) ## Replay 1,000 seeded orders on virtual time and summari
 config-docs: $(STAMP) ## Regenerate docs/configuration.md and .env.example from the settings' declarations (order_engine/config)
 	$(BIN)/python -m order_engine.tools.config_docs
 
-lint: $(STAMP) ## Lint with ruff and type-check with mypy
+lint: $(STAMP) ## Lint with ruff, type-check with mypy, check the import contracts (setup.cfg) and module/function sizes
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy order_engine workers
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m pytest -q -p no:randomly tests/unit/test_layout.py
 
 typecheck: $(STAMP) ## Type-check with mypy only
 	$(BIN)/mypy order_engine workers

@@ -38,7 +38,7 @@ from order_engine.models import DEFAULT_ACCOUNT_ID
 from order_engine.ops import migrate
 from order_engine.routing import Router
 from order_engine.services.trigger import TriggerService
-from order_engine.tools.replay import REPLAY_START_MS, InProcessChain
+from order_engine.tools.in_process import REPLAY_START_MS, InProcessChain
 
 
 class Sink:

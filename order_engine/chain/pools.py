@@ -1,10 +1,11 @@
 """The pools as the engine sees them: found on the chain, read once per slot, quoted locally.
 
-This is how an aggregator quotes (DESIGN §5): it discovers the venues' pool accounts with
+This is how an aggregator quotes: it discovers the venues' pool accounts with
 `getProgramAccounts` (which is also how a new listing shows up), reads their state with one
 `getMultipleAccounts` per slot per pair, decodes it into the exact CPMM / DLMM state of
-`venues/math`, and runs the integer math itself. No database read and no JSON parsing per
-quote: every order of the process that quotes a pair in the same slot shares one read.
+`venues/math` (`cpmm_pool`, `dlmm_pool`), and runs the integer math itself. No database read
+and no JSON parsing per quote: every order of the process that quotes a pair in the same slot
+shares one read.
 """
 
 from __future__ import annotations
@@ -12,26 +13,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from solders.pubkey import Pubkey
 
-from order_engine.chain import accounts
 from order_engine.chain.client import Chain
+from order_engine.chain.layouts.codec import AccountDecodeError
+from order_engine.chain.layouts.meteora import BinArray, LbPair, bin_array_index, bitmap_indexes
+from order_engine.chain.layouts.pdas import dlmm_bin_array_address
+from order_engine.chain.layouts.raydium import AmmConfig, CpmmPoolState
+from order_engine.chain.layouts.token import TokenAccount
 from order_engine.chain.programs import METEORA_DLMM_PROGRAM, RAYDIUM_CPMM_PROGRAM
 from order_engine.domain.errors import RpcUnavailable
 from order_engine.venues.math.cpmm import ConstantProductPool
-from order_engine.venues.math.dlmm import DlmmPool
+from order_engine.venues.math.dlmm import Bin, DlmmPool
 
 _T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
 RAYDIUM, METEORA = "raydium", "meteora"
-CPMM_POOL_SIZE = 637  # research/solana-rpc.md §7 ([RAY] states/pool.rs, checked by a test)
-LB_PAIR_SIZE = 904  # research/solana-rpc.md §8 ([MET] IDL v0.12.0)
+CPMM_POOL_SIZE = 637  # [RAY] states/pool.rs (keys in chain.layouts; checked by a test)
+LB_PAIR_SIZE = 904  # [MET] IDL v0.12.0
 FAILED_DISCOVERY_BACKOFF_S = 1.0
 # A DLMM swap passes the bin arrays it walks; the CLI passes 3 ([MET] cli swap_exact_in.rs).
 MAX_BIN_ARRAYS_PER_SWAP = 3
@@ -63,16 +68,16 @@ class PoolView:
     slot_read_at: float  # the index's clock when read: the view is fresh for one slot
     slot: int  # the chain's slot the state was read at
     cpmm: ConstantProductPool | None = None
-    cpmm_state: accounts.CpmmPoolState | None = None
+    cpmm_state: CpmmPoolState | None = None
     dlmm: DlmmPool | None = None
-    lb_pair: accounts.LbPair | None = None
+    lb_pair: LbPair | None = None
     bin_array_indexes: tuple[int, ...] = field(default=())
-    bin_arrays: tuple[accounts.BinArray, ...] = field(default=(), repr=False)
+    bin_arrays: tuple[BinArray, ...] = field(default=(), repr=False)
 
     def bin_arrays_for_swap(self, swap_for_y: bool) -> tuple[int, ...]:
         """The bin arrays a swap walks, from the active bin's array in the swap's direction."""
         assert self.lb_pair is not None
-        start = accounts.bin_array_index(self.lb_pair.active_id)
+        start = bin_array_index(self.lb_pair.active_id)
         if swap_for_y:  # X→Y: the price falls, the walk goes down
             walk = sorted((i for i in self.bin_array_indexes if i <= start), reverse=True)
         else:
@@ -151,7 +156,7 @@ class PoolIndex:
         extra: dict[str, tuple[str, ...]] = {}
         decoded = self._decoded.decode  # the same bytes as this slot's pool read: decoded once
         for address, data in self.chain.program_accounts(str(RAYDIUM_CPMM_PROGRAM), CPMM_POOL_SIZE):
-            state = decoded(address, data, accounts.CpmmPoolState.decode)
+            state = decoded(address, data, CpmmPoolState.decode)
             refs.append(PoolRef(RAYDIUM, address, str(state.token_0_mint), str(state.token_1_mint)))
             extra[address] = (
                 str(state.amm_config),
@@ -159,7 +164,7 @@ class PoolIndex:
                 str(state.token_1_vault),
             )
         for address, data in self.chain.program_accounts(str(METEORA_DLMM_PROGRAM), LB_PAIR_SIZE):
-            pair = decoded(address, data, accounts.LbPair.decode)
+            pair = decoded(address, data, LbPair.decode)
             refs.append(PoolRef(METEORA, address, str(pair.token_x_mint), str(pair.token_y_mint)))
         self._refs, self._extra_keys = refs, extra
         self._discovered_at = self.clock()
@@ -211,26 +216,24 @@ class PoolIndex:
     ) -> PoolView:
         config_key, vault_0, vault_1 = self._extra_keys[ref.address]
         decoded = self._decoded.decode
-        state = decoded(ref.address, _required(data, ref.address), accounts.CpmmPoolState.decode)
-        pool = accounts.cpmm_pool(
+        state = decoded(ref.address, _required(data, ref.address), CpmmPoolState.decode)
+        pool = cpmm_pool(
             state,
-            decoded(config_key, _required(data, config_key), accounts.AmmConfig.decode),
-            decoded(vault_0, _required(data, vault_0), accounts.TokenAccount.decode),
-            decoded(vault_1, _required(data, vault_1), accounts.TokenAccount.decode),
+            decoded(config_key, _required(data, config_key), AmmConfig.decode),
+            decoded(vault_0, _required(data, vault_0), TokenAccount.decode),
+            decoded(vault_1, _required(data, vault_1), TokenAccount.decode),
         )
         return PoolView(ref, read_at, slot, cpmm=pool, cpmm_state=state)
 
     def _dlmm_view(
         self, ref: PoolRef, data: dict[str, bytes | None], read_at: float, slot: int
     ) -> PoolView:
-        pair = self._decoded.decode(
-            ref.address, _required(data, ref.address), accounts.LbPair.decode
-        )
-        indexes = tuple(accounts.bitmap_indexes(pair.bin_array_bitmap))
+        pair = self._decoded.decode(ref.address, _required(data, ref.address), LbPair.decode)
+        indexes = tuple(bitmap_indexes(pair.bin_array_bitmap))
         arrays: dict[int, tuple[str, bytes]] = {}
         missing = []
         for index in indexes:
-            key = str(accounts.dlmm_bin_array_address(Pubkey.from_string(ref.address), index))
+            key = str(dlmm_bin_array_address(Pubkey.from_string(ref.address), index))
             raw = data.get(key)
             if raw is None:
                 missing.append((index, key))
@@ -243,7 +246,7 @@ class PoolIndex:
                 if raw is not None:
                     arrays[index] = (key, raw)
         decoded = tuple(
-            self._decoded.decode(key, raw, accounts.BinArray.decode) for key, raw in arrays.values()
+            self._decoded.decode(key, raw, BinArray.decode) for key, raw in arrays.values()
         )
         previous = self._views.get(ref.address)
         if (
@@ -254,7 +257,7 @@ class PoolIndex:
         ):
             pool = previous.dlmm  # not one byte changed: the same pool
         else:
-            pool = accounts.dlmm_pool(pair, list(decoded))
+            pool = dlmm_pool(pair, list(decoded))
         return PoolView(
             ref,
             read_at,
@@ -270,7 +273,7 @@ class PoolIndex:
         if view is None:
             return []
         address = Pubkey.from_string(ref.address)
-        return [str(accounts.dlmm_bin_array_address(address, i)) for i in view.bin_array_indexes]
+        return [str(dlmm_bin_array_address(address, i)) for i in view.bin_array_indexes]
 
 
 class _DecodedAccounts:
@@ -294,5 +297,46 @@ class _DecodedAccounts:
 def _required(data: dict[str, bytes | None], key: str) -> bytes:
     raw = data.get(key)
     if raw is None:
-        raise accounts.AccountDecodeError(f"account {key} does not exist")
+        raise AccountDecodeError(f"account {key} does not exist")
     return raw
+
+
+# --- decoded accounts -> pure math --------------------------------------------------------------
+
+
+def cpmm_pool(
+    state: CpmmPoolState, config: AmmConfig, vault_0: TokenAccount, vault_1: TokenAccount
+) -> ConstantProductPool:
+    """The constant-product pool the program's curve sees (x = token_0, y = token_1).
+
+    Reserves are the vault balances minus the protocol, fund and creator fees accrued on that
+    side (`vault_amount_without_fee` [RAY curve/calculator.rs]); the trade fee is
+    `trade_fee_rate / 1e6`. Raises `ValueError` if a vault holds the wrong mint or less than
+    the fees it owes.
+    """
+    if vault_0.mint != state.token_0_mint or vault_1.mint != state.token_1_mint:
+        raise ValueError("the vaults do not hold the pool's mints in token_0, token_1 order")
+    owed_0 = state.protocol_fees_token_0 + state.fund_fees_token_0 + state.creator_fees_token_0
+    owed_1 = state.protocol_fees_token_1 + state.fund_fees_token_1 + state.creator_fees_token_1
+    if vault_0.amount < owed_0 or vault_1.amount < owed_1:
+        raise ValueError("a vault holds less than the fees it owes")
+    return ConstantProductPool.raydium_cpmm(
+        vault_0.amount - owed_0,
+        vault_1.amount - owed_1,
+        trade_fee_rate=config.trade_fee_rate,
+        protocol_fee_rate=config.protocol_fee_rate,
+        fund_fee_rate=config.fund_fee_rate,
+    )
+
+
+def dlmm_pool(pair: LbPair, arrays: Iterable[BinArray]) -> DlmmPool:
+    """The DLMM pool the program sees: the pair's parameters, active bin and volatility state,
+    and every non-empty bin of the given arrays. Raises `ValueError` on a duplicate array."""
+    bins: dict[int, Bin] = {}
+    seen: set[int] = set()
+    for array in arrays:
+        if array.index in seen:
+            raise ValueError(f"bin array {array.index} given twice")
+        seen.add(array.index)
+        bins.update(array.non_empty_bins())
+    return DlmmPool(pair.parameters, pair.active_id, bins, pair.volatility)

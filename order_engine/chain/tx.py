@@ -32,13 +32,9 @@ from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from order_engine.chain.accounts import (
-    CpmmPoolState,
-    LbPair,
-    cpmm_authority,
-    dlmm_bin_array_address,
-    swap_bin_array_indexes,
-)
+from order_engine.chain.layouts.meteora import LbPair, swap_bin_array_indexes
+from order_engine.chain.layouts.pdas import cpmm_authority, dlmm_bin_array_address
+from order_engine.chain.layouts.raydium import CpmmPoolState
 from order_engine.chain.programs import (
     ATA_CREATE_IDEMPOTENT,
     ATA_PROGRAM,

@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve() -> int:
+    # Imported here: the admin commands are plain HTTP calls and need neither gevent nor the
+    # cluster, which take most of this command's start-up time.
     from order_engine.localnet.node import Localnet
     from order_engine.localnet.server import serve
 

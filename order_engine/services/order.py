@@ -403,8 +403,8 @@ def _quote_now(token_in: Token, token_out: Token, amount_in: int) -> int | None:
     now (the order then waits, and the trigger engine decides within a slot)."""
     from flask import current_app, has_app_context
 
-    from order_engine.chain.accounts import AccountDecodeError
     from order_engine.chain.client import RpcError
+    from order_engine.chain.layouts.codec import AccountDecodeError
     from order_engine.domain.errors import ExecutionError
     from order_engine.services.resources import chain_resources
 

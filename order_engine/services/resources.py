@@ -15,8 +15,8 @@ from pathlib import Path
 
 from solders.keypair import Keypair
 
-from order_engine.chain.accounts import AccountDecodeError
 from order_engine.chain.client import RpcChain, RpcError
+from order_engine.chain.layouts.codec import AccountDecodeError
 from order_engine.chain.pools import PoolIndex
 from order_engine.chain.wallet import ensure_dev_keypair, load_keypair
 from order_engine.config import DEV_WALLET_PATH, Settings

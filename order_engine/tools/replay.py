@@ -1,11 +1,11 @@
 """Replay a batch of orders through the real execution service, in process, on virtual time.
 
 A tool above both the engine and the simulator: the localnet runs in this process on a
-`VirtualClock` and the engine reaches it through `InProcessChain`, its ordinary JSON-RPC chain
-client with the HTTP hop replaced by a direct call (same requests, same answers). No broker,
-no sleeping: orders run one after another (retries inline), and order ids and wallet derive
-from the seed, so the same seed and batch give the same event streams byte for byte. Used by
-the determinism test and by the routing report (`make venue-report`).
+`VirtualClock` and the engine reaches it through `tools.in_process.InProcessChain`, its ordinary
+JSON-RPC chain client with the HTTP hop replaced by a direct call (same requests, same
+answers). No broker, no sleeping: orders run one after another (retries inline), and order ids
+and wallet derive from the seed, so the same seed and batch give the same event streams byte
+for byte. Used by the determinism test and by the routing report (`make venue-report`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from solders.keypair import Keypair
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from order_engine.chain.client import Blockhash, RpcChain, SignatureStatus
 from order_engine.chain.pools import PoolIndex
 from order_engine.config import Settings
 from order_engine.live.events import event_payload
@@ -34,9 +33,7 @@ from order_engine.models import Order, OrderStatus
 from order_engine.repositories.order import OrderRepository
 from order_engine.routing import Router
 from order_engine.services.execution import ExecutionService, Outcome, RetryLater
-
-SLOT_MS = 400
-REPLAY_START_MS = 1_798_761_600_000  # 2027-01-01T00:00:00Z: far from any wall-clock pool data
+from order_engine.tools.in_process import REPLAY_START_MS, InProcessChain
 
 
 @dataclass(frozen=True)
@@ -53,33 +50,6 @@ class _NullPublisher:
 
     def publish_many(self, payloads: list[dict[str, Any]]) -> bool:
         return True
-
-
-class InProcessChain(RpcChain):
-    """The engine's JSON-RPC client talking to an in-process localnet on virtual time."""
-
-    def __init__(self, node: Localnet, clock: VirtualClock) -> None:
-        super().__init__("in-process://localnet")
-        self.node, self.clock = node, clock
-
-    def _post(self, request: Any, what: str) -> Any:
-        """The HTTP hop replaced by a direct call: the same request objects, the same answers."""
-        return self.node.handle(request)
-
-    def latest_blockhash(self) -> Blockhash:
-        self._blockhash = None  # no wall-clock caching on virtual time
-        return super().latest_blockhash()
-
-    def wait_for_status(self, signature: str, timeout_s: float) -> SignatureStatus | None:
-        """Let virtual time pass one slot at a time until the transaction is confirmed."""
-        waited_ms = 0
-        while waited_ms <= timeout_s * 1000:
-            status = self.signature_statuses([signature]).get(signature)
-            if status is not None and status.is_confirmed:
-                return status
-            self.clock.advance_ms(SLOT_MS)
-            waited_ms += SLOT_MS
-        return None
 
 
 def mixed_orders(seed: int, count: int) -> Iterator[ReplayOrder]:

@@ -24,7 +24,7 @@ from order_engine.localnet.node import Localnet
 from order_engine.routing import Router
 from order_engine.services.execution import ExecutionService, Outcome, RetryLater
 from order_engine.services.task_copy import task_copy
-from order_engine.tools.replay import REPLAY_START_MS, InProcessChain
+from order_engine.tools.in_process import REPLAY_START_MS, InProcessChain
 from tests.support.factories import add_order
 from tests.support.statements import statements_sent
 

@@ -16,8 +16,10 @@ import base58
 import pytest
 from solders.keypair import Keypair
 
-from order_engine.chain import accounts as layouts
 from order_engine.chain.client import RpcChain
+from order_engine.chain.layouts.meteora import LbPair, bitmap_indexes
+from order_engine.chain.layouts.raydium import CpmmPoolState
+from order_engine.chain.layouts.token import TokenAccount
 from order_engine.chain.programs import RAYDIUM_CPMM_PROGRAM
 from order_engine.domain.tokens import resolve
 from tests.support.processes import free_port
@@ -113,11 +115,11 @@ def test_pool_accounts_decode(localnet):
     pool = pool_address(call, "raydium:SOL-USDC")
     ((owner, data),) = fetch(call, [pool])  # type: ignore[misc]
     assert owner == str(RAYDIUM_CPMM_PROGRAM)
-    state = layouts.CpmmPoolState.decode(data)
+    state = CpmmPoolState.decode(data)
     vaults = fetch(call, [str(state.token_0_vault), str(state.token_1_vault)])
-    assert all(layouts.TokenAccount.decode(v[1]).amount > 0 for v in vaults)  # type: ignore[index]
-    pair = layouts.LbPair.decode(fetch(call, [pool_address(call, "meteora:SOL-USDC")])[0][1])  # type: ignore[index]
-    assert layouts.bitmap_indexes(pair.bin_array_bitmap)
+    assert all(TokenAccount.decode(v[1]).amount > 0 for v in vaults)  # type: ignore[index]
+    pair = LbPair.decode(fetch(call, [pool_address(call, "meteora:SOL-USDC")])[0][1])  # type: ignore[index]
+    assert bitmap_indexes(pair.bin_array_bitmap)
 
 
 def test_a_signed_swap_lands_confirmed(localnet):

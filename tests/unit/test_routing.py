@@ -10,7 +10,7 @@ from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
 from order_engine.routing import Router, output_function
-from order_engine.tools.replay import REPLAY_START_MS, InProcessChain
+from order_engine.tools.in_process import REPLAY_START_MS, InProcessChain
 
 
 @pytest.fixture(scope="module")

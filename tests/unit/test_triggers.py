@@ -25,7 +25,7 @@ from order_engine.services.trigger import (
     ui_price_bound,
     waiting_for,
 )
-from order_engine.tools.replay import REPLAY_START_MS, InProcessChain
+from order_engine.tools.in_process import REPLAY_START_MS, InProcessChain
 from order_engine.venues.math.cpmm import ConstantProductPool
 
 SOL, USDC = resolve("SOL"), resolve("USDC")

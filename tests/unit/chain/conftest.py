@@ -10,8 +10,13 @@ from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from order_engine.chain import accounts
 from order_engine.chain.programs import WSOL_MINT
+from order_engine.localnet.pool_accounts import (
+    CpmmAccounts,
+    DlmmAccounts,
+    cpmm_pool_accounts,
+    dlmm_pool_accounts,
+)
 from order_engine.venues.math.cpmm import ConstantProductPool
 from order_engine.venues.math.dlmm import (
     Bin,
@@ -45,13 +50,13 @@ def sample_dlmm_pool() -> DlmmPool:
 
 
 @pytest.fixture(scope="session")
-def cpmm() -> accounts.CpmmAccounts:
-    return accounts.cpmm_pool_accounts(sample_cpmm_pool(), 0, WSOL_MINT, USDC_MINT, 9, 6)
+def cpmm() -> CpmmAccounts:
+    return cpmm_pool_accounts(sample_cpmm_pool(), 0, WSOL_MINT, USDC_MINT, 9, 6)
 
 
 @pytest.fixture(scope="session")
-def dlmm() -> accounts.DlmmAccounts:
-    return accounts.dlmm_pool_accounts(sample_dlmm_pool(), WSOL_MINT, USDC_MINT)
+def dlmm() -> DlmmAccounts:
+    return dlmm_pool_accounts(sample_dlmm_pool(), WSOL_MINT, USDC_MINT)
 
 
 @pytest.fixture(scope="session")

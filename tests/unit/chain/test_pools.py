@@ -7,7 +7,7 @@ from order_engine.chain.pools import PoolIndex
 from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
-from order_engine.tools.replay import REPLAY_START_MS, InProcessChain
+from order_engine.tools.in_process import REPLAY_START_MS, InProcessChain
 
 
 def _index(chain: InProcessChain, clock: VirtualClock) -> PoolIndex:

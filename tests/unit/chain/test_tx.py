@@ -12,7 +12,16 @@ from solders.message import to_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from order_engine.chain import accounts, tx
+from order_engine.chain import tx
+from order_engine.chain.layouts.pdas import (
+    amm_config_address,
+    cpmm_authority,
+    cpmm_observation_address,
+    cpmm_pool_address,
+    dlmm_bin_array_address,
+    dlmm_oracle_address,
+)
+from order_engine.chain.layouts.raydium import CpmmPoolState
 from order_engine.chain.programs import (
     CPMM_SWAP_BASE_INPUT_DISCRIMINATOR,
     DLMM_EVENT_AUTHORITY,
@@ -143,8 +152,8 @@ def raydium_swap(index: int, owner: Pubkey, cpmm, leg: tx.SwapLeg) -> tuple:
     user_out = associated_token_address(owner, leg.output_mint)
     decoded = CpmmSwapBaseInput(
         owner,
-        accounts.cpmm_authority(),
-        accounts.amm_config_address(0),
+        cpmm_authority(),
+        amm_config_address(0),
         cpmm.address,
         user_in,
         user_out,
@@ -161,8 +170,8 @@ def raydium_swap(index: int, owner: Pubkey, cpmm, leg: tx.SwapLeg) -> tuple:
     )
     refs = [
         S(owner),
-        R(accounts.cpmm_authority()),
-        R(accounts.amm_config_address(0)),
+        R(cpmm_authority()),
+        R(amm_config_address(0)),
         W(cpmm.address),
         W(user_in),
         W(user_out),
@@ -172,7 +181,7 @@ def raydium_swap(index: int, owner: Pubkey, cpmm, leg: tx.SwapLeg) -> tuple:
         R(TOKEN_PROGRAM),
         R(leg.input_mint),
         R(leg.output_mint),
-        W(accounts.cpmm_observation_address(cpmm.address)),
+        W(cpmm_observation_address(cpmm.address)),
     ]
     data = CPMM_SWAP_BASE_INPUT_DISCRIMINATOR + u64(leg.amount_in) + u64(leg.minimum_out)
     return decoded, data, refs
@@ -182,7 +191,7 @@ def meteora_swap(index: int, owner: Pubkey, dlmm, leg: tx.SwapLeg, arrays: list[
     pair = dlmm.pair
     user_in = associated_token_address(owner, leg.input_mint)
     user_out = associated_token_address(owner, leg.output_mint)
-    bin_arrays = tuple(accounts.dlmm_bin_array_address(dlmm.address, i) for i in arrays)
+    bin_arrays = tuple(dlmm_bin_array_address(dlmm.address, i) for i in arrays)
     program = METEORA_DLMM_PROGRAM
     decoded = DlmmSwap(
         dlmm.address,
@@ -193,7 +202,7 @@ def meteora_swap(index: int, owner: Pubkey, dlmm, leg: tx.SwapLeg, arrays: list[
         user_out,
         WSOL_MINT,
         USDC_MINT,
-        accounts.dlmm_oracle_address(dlmm.address),
+        dlmm_oracle_address(dlmm.address),
         program,
         owner,
         TOKEN_PROGRAM,
@@ -330,8 +339,8 @@ def test_usdc_to_sol_split_with_three_bin_arrays_fits_the_packet(payer, blockhas
 
 def test_a_token_to_token_order_neither_wraps_nor_unwraps(payer, blockhash):
     jup = Pubkey.from_string("JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN")
-    state = accounts.CpmmPoolState.create(accounts.amm_config_address(0), jup, USDC_MINT, 6, 6)
-    pool = accounts.cpmm_pool_address(accounts.amm_config_address(0), jup, USDC_MINT)
+    state = CpmmPoolState.create(amm_config_address(0), jup, USDC_MINT, 6, 6)
+    pool = cpmm_pool_address(amm_config_address(0), jup, USDC_MINT)
     leg = tx.SwapLeg.raydium(pool, state, USDC_MINT, 10**6, 1)
     built = tx.build_swap_transaction(
         payer, blockhash, USDC_MINT, jup, 10**6, [leg], None, CU_LIMIT, CU_PRICE

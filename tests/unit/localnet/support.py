@@ -16,8 +16,12 @@ from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from order_engine.chain import accounts as layouts
 from order_engine.chain import tx as txb
+from order_engine.chain.layouts.meteora import BinArray, LbPair, bitmap_indexes
+from order_engine.chain.layouts.pdas import dlmm_bin_array_address
+from order_engine.chain.layouts.raydium import AmmConfig, CpmmPoolState
+from order_engine.chain.layouts.token import TokenAccount
+from order_engine.chain.pools import cpmm_pool, dlmm_pool
 from order_engine.chain.programs import METEORA_DLMM_PROGRAM
 
 _ids = itertools.count(1)
@@ -92,25 +96,23 @@ def quote(call: Call, pool: str, input_mint: str, amount_in: int) -> int:
     now_s = (GENESIS_MS + call("getSlot") * 400) // 1000
     (owner, data), = fetch(call, [pool])  # fmt: skip
     if owner == str(METEORA_DLMM_PROGRAM):
-        pair = layouts.LbPair.decode(data)
-        indexes = layouts.bitmap_indexes(pair.bin_array_bitmap)
-        addresses = [
-            str(layouts.dlmm_bin_array_address(Pubkey.from_string(pool), i)) for i in indexes
-        ]
-        arrays = [layouts.BinArray.decode(d) for _, d in fetch(call, addresses)]  # type: ignore[misc]
-        dlmm = layouts.dlmm_pool(pair, arrays)
+        pair = LbPair.decode(data)
+        indexes = bitmap_indexes(pair.bin_array_bitmap)
+        addresses = [str(dlmm_bin_array_address(Pubkey.from_string(pool), i)) for i in indexes]
+        arrays = [BinArray.decode(d) for _, d in fetch(call, addresses)]  # type: ignore[misc]
+        dlmm = dlmm_pool(pair, arrays)
         swap_for_y = input_mint == str(pair.token_x_mint)
         at = max(now_s, dlmm.volatility.last_update_timestamp)
         return dlmm.swap_exact_in(amount_in, swap_for_y, at).amount_out
-    state = layouts.CpmmPoolState.decode(data)
+    state = CpmmPoolState.decode(data)
     config_raw, vault_0, vault_1 = fetch(
         call, [str(state.amm_config), str(state.token_0_vault), str(state.token_1_vault)]
     )
-    cp = layouts.cpmm_pool(
+    cp = cpmm_pool(
         state,
-        layouts.AmmConfig.decode(config_raw[1]),  # type: ignore[index]
-        layouts.TokenAccount.decode(vault_0[1]),  # type: ignore[index]
-        layouts.TokenAccount.decode(vault_1[1]),  # type: ignore[index]
+        AmmConfig.decode(config_raw[1]),  # type: ignore[index]
+        TokenAccount.decode(vault_0[1]),  # type: ignore[index]
+        TokenAccount.decode(vault_1[1]),  # type: ignore[index]
     )
     return cp.swap_exact_in(amount_in, input_mint == str(state.token_0_mint)).amount_out
 
@@ -119,10 +121,8 @@ def leg(call: Call, pool: str, input_mint: str, amount_in: int, minimum_out: int
     (owner, data), = fetch(call, [pool])  # fmt: skip
     key, mint = Pubkey.from_string(pool), Pubkey.from_string(input_mint)
     if owner == str(METEORA_DLMM_PROGRAM):
-        return txb.SwapLeg.meteora(key, layouts.LbPair.decode(data), mint, amount_in, minimum_out)
-    return txb.SwapLeg.raydium(
-        key, layouts.CpmmPoolState.decode(data), mint, amount_in, minimum_out
-    )
+        return txb.SwapLeg.meteora(key, LbPair.decode(data), mint, amount_in, minimum_out)
+    return txb.SwapLeg.raydium(key, CpmmPoolState.decode(data), mint, amount_in, minimum_out)
 
 
 def swap_tx(

@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 from solders.keypair import Keypair
 
-from order_engine.chain import accounts as layouts
+from order_engine.chain.layouts.raydium import CpmmPoolState
+from order_engine.chain.layouts.token import TokenAccount
 from order_engine.chain.programs import METEORA_DLMM_PROGRAM, RAYDIUM_CPMM_PROGRAM
 from tests.unit.localnet.conftest import SOL, USDC
 from tests.unit.localnet.support import (
@@ -111,11 +112,9 @@ def test_a_drained_pool_refuses_swaps(node, payer, pool_id, code):
 def test_drain_by_id_empties_the_vaults(node):
     _, _, call = node
     call("localnet_drain", {"pool": "raydium:SOL-USDC"})
-    state = layouts.CpmmPoolState.decode(
-        fetch(call, [pool_address(call, "raydium:SOL-USDC")])[0][1]
-    )
+    state = CpmmPoolState.decode(fetch(call, [pool_address(call, "raydium:SOL-USDC")])[0][1])
     vaults = fetch(call, [str(state.token_0_vault), str(state.token_1_vault)])
-    assert [layouts.TokenAccount.decode(v[1]).amount for v in vaults] == [0, 0]
+    assert [TokenAccount.decode(v[1]).amount for v in vaults] == [0, 0]
 
 
 def test_status_and_bad_admin_input(node):

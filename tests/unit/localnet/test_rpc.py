@@ -8,7 +8,11 @@ import pytest
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from order_engine.chain import accounts as layouts
+from order_engine.chain.layouts.meteora import BinArray, LbPair, bitmap_indexes
+from order_engine.chain.layouts.pdas import dlmm_bin_array_address
+from order_engine.chain.layouts.raydium import CpmmPoolState
+from order_engine.chain.layouts.token import TokenAccount
+from order_engine.chain.pools import dlmm_pool
 from order_engine.chain.programs import METEORA_DLMM_PROGRAM, RAYDIUM_CPMM_PROGRAM
 from tests.unit.localnet.conftest import SOL, T0_MS
 from tests.unit.localnet.support import RpcFailure, fetch, pool_address
@@ -96,20 +100,20 @@ def test_get_multiple_accounts_serves_decodable_pools(node):
     raydium = pool_address(call, "raydium:SOL-USDC")
     meteora = pool_address(call, "meteora:SOL-USDC")
     (_, pool_data), (_, pair_data) = fetch(call, [raydium, meteora])  # type: ignore[misc]
-    state = layouts.CpmmPoolState.decode(pool_data)
+    state = CpmmPoolState.decode(pool_data)
     assert str(state.token_0_mint) == SOL
-    pair = layouts.LbPair.decode(pair_data)
-    indexes = layouts.bitmap_indexes(pair.bin_array_bitmap)
+    pair = LbPair.decode(pair_data)
+    indexes = bitmap_indexes(pair.bin_array_bitmap)
     assert indexes
     key = Pubkey.from_string(meteora)
-    arrays = fetch(call, [str(layouts.dlmm_bin_array_address(key, i)) for i in indexes])
-    decoded = [layouts.BinArray.decode(a[1]) for a in arrays]  # type: ignore[index]
-    pool = layouts.dlmm_pool(pair, decoded)
+    arrays = fetch(call, [str(dlmm_bin_array_address(key, i)) for i in indexes])
+    decoded = [BinArray.decode(a[1]) for a in arrays]  # type: ignore[index]
+    pool = dlmm_pool(pair, decoded)
     assert pool.active_id == pair.active_id
     assert len(pool.bins) > 100
     unknown = str(Keypair().pubkey())
     vaults = fetch(call, [str(state.token_0_vault), str(state.token_1_vault), unknown])
-    assert layouts.TokenAccount.decode(vaults[0][1]).amount > 0  # type: ignore[index]
+    assert TokenAccount.decode(vaults[0][1]).amount > 0  # type: ignore[index]
     assert vaults[2] is None
     with pytest.raises(RpcFailure) as failure:
         call("getMultipleAccounts", [raydium] * 101)
@@ -121,13 +125,13 @@ def test_encoded_accounts_are_cached_until_the_pool_changes(node):
     localnet, _, call = node
     raydium = pool_address(call, "raydium:SOL-USDC")
     call("getMultipleAccounts", [raydium])
-    account = localnet.cluster.account(raydium)
+    account = localnet.cluster.accounts.get(raydium)
     assert "base64" in account.cache
-    assert localnet.cluster.account(raydium) is account
-    localnet.cluster.drain("raydium:SOL-USDC")
-    vault = str(layouts.CpmmPoolState.decode(account.data).token_0_vault)
+    assert localnet.cluster.accounts.get(raydium) is account
+    localnet.cluster.admin.drain("raydium:SOL-USDC")
+    vault = str(CpmmPoolState.decode(account.data).token_0_vault)
     call("getMultipleAccounts", [vault])
-    assert layouts.TokenAccount.decode(fetch(call, [vault])[0][1]).amount == 0  # type: ignore[index]
+    assert TokenAccount.decode(fetch(call, [vault])[0][1]).amount == 0  # type: ignore[index]
 
 
 def test_get_program_accounts_filters(node):

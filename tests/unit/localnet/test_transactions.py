@@ -8,8 +8,10 @@ from decimal import Decimal
 
 import pytest
 from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 
-from order_engine.chain import accounts as layouts
+from order_engine.chain.layouts.raydium import CpmmPoolState
+from order_engine.chain.layouts.token import TokenAccount
 from order_engine.chain.programs import associated_token_address
 from order_engine.config import LatencyRange
 from order_engine.localnet.execution import FAUCET_LAMPORTS, FAUCET_TOKEN_ATOMS
@@ -28,9 +30,9 @@ from tests.unit.localnet.support import (
 
 
 def _usdc_balance(call, payer: Keypair) -> int | None:
-    ata = associated_token_address(payer.pubkey(), layouts.Pubkey.from_string(USDC))
+    ata = associated_token_address(payer.pubkey(), Pubkey.from_string(USDC))
     found = fetch(call, [str(ata)])[0]
-    return None if found is None else layouts.TokenAccount.decode(found[1]).amount
+    return None if found is None else TokenAccount.decode(found[1]).amount
 
 
 def test_a_swap_lands_after_the_latency_and_its_status_advances(node, payer):
@@ -114,7 +116,7 @@ def test_two_legs_are_atomic(make_node, payer):
     clock.advance_ms(1_000)
     twin_clock.advance_ms(1_000)
     assert status(call, signature)["err"]["InstructionError"][1] == {"Custom": 6003}
-    state = layouts.CpmmPoolState.decode(fetch(call, [raydium])[0][1])
+    state = CpmmPoolState.decode(fetch(call, [raydium])[0][1])
     vaults = [str(state.token_0_vault), str(state.token_1_vault)]
     assert fetch(call, vaults) == fetch(twin, vaults)
     assert fetch(call, [meteora]) == fetch(twin, [meteora])

@@ -1,5 +1,5 @@
-"""Account layouts (sizes, discriminators, byte offsets from research/solana-rpc.md §6-§8),
-PDAs, bitmap helpers and the bridge to the pure pool math."""
+"""Account layouts (sizes, discriminators, byte offsets from the programs' sources, keyed in
+`order_engine.chain.layouts`), PDAs, bitmap helpers and the decoded views' pool math."""
 
 from __future__ import annotations
 
@@ -8,21 +8,37 @@ import dataclasses
 import pytest
 from solders.pubkey import Pubkey
 
-from order_engine.chain import accounts
-from order_engine.chain.accounts import (
-    AccountDecodeError,
-    AmmConfig,
+from order_engine.chain.layouts.codec import AccountDecodeError
+from order_engine.chain.layouts.meteora import (
     BinArray,
-    CpmmPoolState,
     LbPair,
-    TokenAccount,
+    bin_array_index,
+    bitmap_indexes,
+    bitmap_with,
+    swap_bin_array_indexes,
 )
+from order_engine.chain.layouts.pdas import (
+    amm_config_address,
+    cpmm_authority,
+    cpmm_authority_bump,
+    cpmm_lp_mint_address,
+    cpmm_observation_address,
+    cpmm_pool_address,
+    cpmm_vault_address,
+    dlmm_bin_array_address,
+    dlmm_bitmap_extension_address,
+    dlmm_lb_pair_address,
+    dlmm_oracle_address,
+    dlmm_reserve_address,
+)
+from order_engine.chain.layouts.raydium import AmmConfig, CpmmPoolState
+from order_engine.chain.layouts.token import TokenAccount
+from order_engine.chain.pools import cpmm_pool, dlmm_pool
 from order_engine.chain.programs import (
     LB_PAIR_DISCRIMINATOR,
     METEORA_DLMM_PROGRAM,
     POOL_STATE_DISCRIMINATOR,
     RAYDIUM_CPMM_PROGRAM,
-    TOKEN_PROGRAM,
     WSOL_MINT,
 )
 from order_engine.venues.math.dlmm import price_q64_from_id
@@ -187,7 +203,7 @@ def test_amm_config_bump_defaults_to_its_pda_bump():
     )
     assert config.bump == bump
     assert AmmConfig.decode(config.encode()) == config
-    assert accounts.amm_config_address(0) == address
+    assert amm_config_address(0) == address
 
 
 def test_amm_config_decode_refuses_a_pool_state():
@@ -223,7 +239,7 @@ def full_lb_pair() -> LbPair:
         reserve_x=reserve_x,
         reserve_y=reserve_y,
         oracle=oracle,
-        bin_array_bitmap=accounts.bitmap_with([-28, -27, 0, 511]),
+        bin_array_bitmap=bitmap_with([-28, -27, 0, 511]),
         bump_seed=254,
         pair_type=1,
         activation_type=1,
@@ -319,78 +335,76 @@ def test_bin_array_needs_seventy_bins_and_its_discriminator():
     ("bin_id", "index"), [(0, 0), (69, 0), (70, 1), (-1, -1), (-70, -1), (-71, -2), (-1899, -28)]
 )
 def test_bin_array_index_rounds_towards_minus_infinity(bin_id, index):
-    assert accounts.bin_array_index(bin_id) == index
+    assert bin_array_index(bin_id) == index
 
 
 def test_bitmap_bit_i_is_array_index_i_minus_512():
-    assert accounts.bitmap_with([-512]) == (1,) + (0,) * 15
-    assert accounts.bitmap_with([0]) == (0,) * 8 + (1,) + (0,) * 7
-    assert accounts.bitmap_with([511]) == (0,) * 15 + (1 << 63,)
+    assert bitmap_with([-512]) == (1,) + (0,) * 15
+    assert bitmap_with([0]) == (0,) * 8 + (1,) + (0,) * 7
+    assert bitmap_with([511]) == (0,) * 15 + (1 << 63,)
 
 
 def test_bitmap_round_trip_and_range():
     indexes = [-512, -300, -28, -1, 0, 1, 63, 64, 511]
-    assert accounts.bitmap_indexes(accounts.bitmap_with(reversed(indexes))) == indexes
-    assert accounts.bitmap_indexes(accounts.bitmap_with([])) == []
+    assert bitmap_indexes(bitmap_with(reversed(indexes))) == indexes
+    assert bitmap_indexes(bitmap_with([])) == []
     for outside in (-513, 512):
         with pytest.raises(ValueError, match="bitmap"):
-            accounts.bitmap_with([outside])
+            bitmap_with([outside])
 
 
 def test_swap_bin_array_indexes_walk_from_the_active_array():
     pair = dataclasses.replace(
-        full_lb_pair(), active_id=-1_899, bin_array_bitmap=accounts.bitmap_with(range(-32, -22))
+        full_lb_pair(), active_id=-1_899, bin_array_bitmap=bitmap_with(range(-32, -22))
     )
-    assert accounts.swap_bin_array_indexes(pair, swap_for_y=True) == [-28, -29, -30]
-    assert accounts.swap_bin_array_indexes(pair, swap_for_y=False) == [-28, -27, -26]
-    sparse = dataclasses.replace(pair, bin_array_bitmap=accounts.bitmap_with([-31, -25]))
-    assert accounts.swap_bin_array_indexes(sparse, swap_for_y=True) == [-31]
-    assert accounts.swap_bin_array_indexes(sparse, swap_for_y=False, limit=1) == [-25]
+    assert swap_bin_array_indexes(pair, swap_for_y=True) == [-28, -29, -30]
+    assert swap_bin_array_indexes(pair, swap_for_y=False) == [-28, -27, -26]
+    sparse = dataclasses.replace(pair, bin_array_bitmap=bitmap_with([-31, -25]))
+    assert swap_bin_array_indexes(sparse, swap_for_y=True) == [-31]
+    assert swap_bin_array_indexes(sparse, swap_for_y=False, limit=1) == [-25]
 
 
 # --- PDAs --------------------------------------------------------------------------------------
 
 
 def test_cpmm_authority_is_the_mainnet_pda():
-    assert str(accounts.cpmm_authority()) == "GpMZbSM2GgvTKHJirzeGfMFoaZ8UR2X7F4v8vHTvxFbL"
-    assert accounts.cpmm_authority_bump() == 253
+    assert str(cpmm_authority()) == "GpMZbSM2GgvTKHJirzeGfMFoaZ8UR2X7F4v8vHTvxFbL"
+    assert cpmm_authority_bump() == 253
 
 
 def test_amm_config_index_zero_is_the_mainnet_config():
-    assert str(accounts.amm_config_address(0)) == "D4FPEruKEHrG5TenZ2mpDGEfu1iUvTiqBxvpU8HLBvC2"
-    assert len({accounts.amm_config_address(i) for i in range(3)}) == 3
+    assert str(amm_config_address(0)) == "D4FPEruKEHrG5TenZ2mpDGEfu1iUvTiqBxvpU8HLBvC2"
+    assert len({amm_config_address(i) for i in range(3)}) == 3
 
 
 def test_cpmm_pdas_follow_their_seeds():
-    config = accounts.amm_config_address(0)
-    pool = accounts.cpmm_pool_address(config, WSOL_MINT, USDC_MINT)
+    config = amm_config_address(0)
+    pool = cpmm_pool_address(config, WSOL_MINT, USDC_MINT)
 
     def pda(*seeds: bytes) -> Pubkey:
         return Pubkey.find_program_address(list(seeds), RAYDIUM_CPMM_PROGRAM)[0]
 
     assert pool == pda(b"pool", bytes(config), bytes(WSOL_MINT), bytes(USDC_MINT))
-    assert pool != accounts.cpmm_pool_address(config, USDC_MINT, WSOL_MINT)
-    assert accounts.cpmm_vault_address(pool, USDC_MINT) == pda(
-        b"pool_vault", bytes(pool), bytes(USDC_MINT)
-    )
-    assert accounts.cpmm_observation_address(pool) == pda(b"observation", bytes(pool))
-    assert accounts.cpmm_lp_mint_address(pool) == pda(b"pool_lp_mint", bytes(pool))
+    assert pool != cpmm_pool_address(config, USDC_MINT, WSOL_MINT)
+    assert cpmm_vault_address(pool, USDC_MINT) == pda(b"pool_vault", bytes(pool), bytes(USDC_MINT))
+    assert cpmm_observation_address(pool) == pda(b"observation", bytes(pool))
+    assert cpmm_lp_mint_address(pool) == pda(b"pool_lp_mint", bytes(pool))
 
 
 def test_dlmm_pdas_follow_their_seeds():
-    pair = accounts.dlmm_lb_pair_address(WSOL_MINT, USDC_MINT, 10)
-    assert pair == accounts.dlmm_lb_pair_address(USDC_MINT, WSOL_MINT, 10)
-    assert pair != accounts.dlmm_lb_pair_address(WSOL_MINT, USDC_MINT, 20)
+    pair = dlmm_lb_pair_address(WSOL_MINT, USDC_MINT, 10)
+    assert pair == dlmm_lb_pair_address(USDC_MINT, WSOL_MINT, 10)
+    assert pair != dlmm_lb_pair_address(WSOL_MINT, USDC_MINT, 20)
     low, high = sorted((bytes(WSOL_MINT), bytes(USDC_MINT)))
 
     def pda(*seeds: bytes) -> Pubkey:
         return Pubkey.find_program_address(list(seeds), METEORA_DLMM_PROGRAM)[0]
 
     assert pair == pda(low, high, (10).to_bytes(2, "little"))
-    assert accounts.dlmm_reserve_address(pair, WSOL_MINT) == pda(bytes(pair), bytes(WSOL_MINT))
-    assert accounts.dlmm_oracle_address(pair) == pda(b"oracle", bytes(pair))
-    assert accounts.dlmm_bitmap_extension_address(pair) == pda(b"bitmap", bytes(pair))
-    assert accounts.dlmm_bin_array_address(pair, -28) == pda(
+    assert dlmm_reserve_address(pair, WSOL_MINT) == pda(bytes(pair), bytes(WSOL_MINT))
+    assert dlmm_oracle_address(pair) == pda(b"oracle", bytes(pair))
+    assert dlmm_bitmap_extension_address(pair) == pda(b"bitmap", bytes(pair))
+    assert dlmm_bin_array_address(pair, -28) == pda(
         b"bin_array", bytes(pair), (-28).to_bytes(8, "little", signed=True)
     )
 
@@ -400,7 +414,7 @@ def test_dlmm_pdas_follow_their_seeds():
 
 def test_cpmm_pool_from_accounts_quotes_like_the_pure_pool(cpmm):
     pure = sample_cpmm_pool()
-    from_accounts = accounts.cpmm_pool(cpmm.state, cpmm.config, cpmm.vault_0, cpmm.vault_1)
+    from_accounts = cpmm_pool(cpmm.state, cpmm.config, cpmm.vault_0, cpmm.vault_1)
     assert from_accounts == pure
     for amount, swap_for_y in ((10**9, True), (25 * 10**9, True), (3_000 * 10**6, False)):
         assert from_accounts.swap_exact_in(amount, swap_for_y) == pure.swap_exact_in(
@@ -418,34 +432,21 @@ def test_cpmm_pool_reserves_exclude_fees_owed(cpmm):
     )
     vault_0 = dataclasses.replace(cpmm.vault_0, amount=cpmm.vault_0.amount + 123)
     vault_1 = dataclasses.replace(cpmm.vault_1, amount=cpmm.vault_1.amount + 7)
-    assert accounts.cpmm_pool(state, cpmm.config, vault_0, vault_1) == sample_cpmm_pool()
+    assert cpmm_pool(state, cpmm.config, vault_0, vault_1) == sample_cpmm_pool()
 
 
 def test_cpmm_pool_refuses_vaults_of_the_wrong_mints(cpmm):
     with pytest.raises(ValueError, match="mints"):
-        accounts.cpmm_pool(cpmm.state, cpmm.config, cpmm.vault_1, cpmm.vault_0)
-
-
-def test_cpmm_pool_accounts_are_canonical(cpmm):
-    config_address = accounts.amm_config_address(0)
-    assert cpmm.address == accounts.cpmm_pool_address(config_address, WSOL_MINT, USDC_MINT)
-    assert cpmm.state.amm_config == cpmm.config_address == config_address
-    assert cpmm.state.token_0_vault == accounts.cpmm_vault_address(cpmm.address, WSOL_MINT)
-    assert cpmm.vault_0.owner == cpmm.vault_1.owner == accounts.cpmm_authority()
-    assert cpmm.state.auth_bump == 253
-    served = cpmm.accounts()
-    assert served[cpmm.address] == (RAYDIUM_CPMM_PROGRAM, cpmm.state.encode())
-    assert served[cpmm.state.token_1_vault] == (TOKEN_PROGRAM, cpmm.vault_1.encode())
-    assert len(served) == 5
+        cpmm_pool(cpmm.state, cpmm.config, cpmm.vault_1, cpmm.vault_0)
 
 
 def test_dlmm_pool_round_trips_through_accounts(dlmm):
     pure = sample_dlmm_pool()
     assert [array.index for array in dlmm.arrays] == [-29, -28, -27, -26]
-    assert accounts.bitmap_indexes(dlmm.pair.bin_array_bitmap) == [-29, -28, -27, -26]
+    assert bitmap_indexes(dlmm.pair.bin_array_bitmap) == [-29, -28, -27, -26]
     decoded_pair = LbPair.decode(dlmm.pair.encode())
     decoded_arrays = [BinArray.decode(array.encode()) for array in dlmm.arrays]
-    rebuilt = accounts.dlmm_pool(decoded_pair, decoded_arrays)
+    rebuilt = dlmm_pool(decoded_pair, decoded_arrays)
     assert rebuilt == pure
     now = pure.volatility.last_update_timestamp + 5
     for amount, swap_for_y in ((10**9, True), (400 * 10**9, True), (90_000 * 10**6, False)):
@@ -454,28 +455,7 @@ def test_dlmm_pool_round_trips_through_accounts(dlmm):
         )
 
 
-def test_dlmm_accounts_are_canonical(dlmm):
-    pure = sample_dlmm_pool()
-    assert dlmm.address == accounts.dlmm_lb_pair_address(WSOL_MINT, USDC_MINT, 10)
-    assert dlmm.pair.reserve_x == accounts.dlmm_reserve_address(dlmm.address, WSOL_MINT)
-    assert dlmm.pair.oracle == accounts.dlmm_oracle_address(dlmm.address)
-    assert dlmm.reserve_x.amount == sum(b.amount_x for b in pure.bins.values())
-    assert dlmm.reserve_y.amount == sum(b.amount_y for b in pure.bins.values())
-    assert dlmm.reserve_x.owner == dlmm.address
-    array = dlmm.arrays[1]
-    assert array.lb_pair == dlmm.address
-    # Every bin of a served array carries its price, empty or not.
-    prices = [price for _, _, price in array.bins]
-    assert prices == [price_q64_from_id(array.first_bin_id + i, 10) for i in range(70)]
-    served = dlmm.accounts()
-    assert served[accounts.dlmm_bin_array_address(dlmm.address, -28)] == (
-        METEORA_DLMM_PROGRAM,
-        array.encode(),
-    )
-    assert len(served) == 3 + 4
-
-
 def test_dlmm_pool_drops_empty_bins_and_refuses_duplicate_arrays(dlmm):
     with pytest.raises(ValueError, match="twice"):
-        accounts.dlmm_pool(dlmm.pair, [dlmm.arrays[0], dlmm.arrays[0]])
-    assert accounts.dlmm_pool(dlmm.pair, []).bins == {}
+        dlmm_pool(dlmm.pair, [dlmm.arrays[0], dlmm.arrays[0]])
+    assert dlmm_pool(dlmm.pair, []).bins == {}
