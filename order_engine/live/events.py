@@ -22,8 +22,9 @@ from typing import Any, Protocol
 
 import redis
 
+from order_engine.domain.status import OrderStatus
 from order_engine.infra.batching import GroupCommit
-from order_engine.models import OrderEvent, OrderStatus
+from order_engine.models import OrderEvent
 
 log = logging.getLogger(__name__)
 

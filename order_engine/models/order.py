@@ -32,60 +32,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from order_engine.domain.status import OrderStatus
 from order_engine.models.account import DEFAULT_ACCOUNT_ID
 from order_engine.models.base import Base
 
 # numeric(38, 18): wide enough for any SPL token amount in UI units (u64 atoms / 10^decimals).
 Amount = Numeric(38, 18)
-
-
-class OrderStatus(enum.StrEnum):
-    PENDING = "pending"
-    ROUTING = "routing"
-    BUILDING = "building"
-    SUBMITTED = "submitted"
-    CONFIRMED = "confirmed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES = frozenset({OrderStatus.CONFIRMED, OrderStatus.FAILED, OrderStatus.CANCELLED})
-# Unfinished: an executor (or the trigger engine, for a waiting order) may still move it.
-IN_FLIGHT = (
-    OrderStatus.PENDING,
-    OrderStatus.ROUTING,
-    OrderStatus.BUILDING,
-    OrderStatus.SUBMITTED,
-)
-# The way an attempt that succeeds goes, one transition per step.
-HAPPY_PATH = (*IN_FLIGHT, OrderStatus.CONFIRMED)
-
-# The state machine, in one place (DESIGN §3, §4): forward along the happy path; back to
-# `pending` when an attempt fails and another is scheduled; to `failed` from anything
-# unfinished; to `cancelled` only before a swap transaction is built. Terminal statuses have no
-# way out. `OrderRepository.transition` refuses anything else; the invariant checker of the
-# fault suite holds every recorded history to it.
-TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING: frozenset(
-        {OrderStatus.ROUTING, OrderStatus.PENDING, OrderStatus.FAILED, OrderStatus.CANCELLED}
-    ),
-    OrderStatus.ROUTING: frozenset(
-        {OrderStatus.BUILDING, OrderStatus.PENDING, OrderStatus.FAILED, OrderStatus.CANCELLED}
-    ),
-    OrderStatus.BUILDING: frozenset(
-        {OrderStatus.SUBMITTED, OrderStatus.PENDING, OrderStatus.FAILED}
-    ),
-    OrderStatus.SUBMITTED: frozenset(
-        {OrderStatus.CONFIRMED, OrderStatus.PENDING, OrderStatus.FAILED}
-    ),
-    OrderStatus.CONFIRMED: frozenset(),
-    OrderStatus.FAILED: frozenset(),
-    OrderStatus.CANCELLED: frozenset(),
-}
 
 
 class OrderType(enum.StrEnum):

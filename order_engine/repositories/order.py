@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Engine, Table, and_, func, not_, or_, sele
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session, aliased
 
+from order_engine.domain.status import IN_FLIGHT, TERMINAL_STATUSES, TRANSITIONS, OrderStatus
 from order_engine.infra.batching import MAX_BATCH, GroupCommit
 from order_engine.infra.db import (
     run_on_engine,
@@ -28,15 +29,7 @@ from order_engine.infra.db import (
     together_or_each_alone,
 )
 from order_engine.infra.process import PROCESS
-from order_engine.models import (
-    DEFAULT_ACCOUNT_ID,
-    IN_FLIGHT,
-    TERMINAL_STATUSES,
-    TRANSITIONS,
-    Order,
-    OrderEvent,
-    OrderStatus,
-)
+from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,12 @@ from order_engine.domain.errors import (
     SlippageExceeded,
     TransactionUnconfirmed,
 )
+from order_engine.domain.status import HAPPY_PATH, IN_FLIGHT, OrderStatus
 from order_engine.domain.tokens import WSOL_MINT, Token, decimal_text
 from order_engine.infra import logs, metrics
 from order_engine.infra.db import unit_of_work
 from order_engine.live.events import Publisher, app_publisher, event_payload
-from order_engine.models import HAPPY_PATH, IN_FLIGHT, Order, OrderStatus
+from order_engine.models import Order
 from order_engine.repositories.order import OrderRepository, Step, lease_expiry
 from order_engine.routing import RouteDecision, Router
 from order_engine.services.retry_policy import retry_countdown

@@ -5,7 +5,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from order_engine.models import OrderStatus
+from order_engine.domain.status import OrderStatus
 from order_engine.repositories.order import OrderRepository, Step
 from tests.support.factories import build_order
 

@@ -11,8 +11,9 @@ from sqlalchemy import Engine, delete, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from order_engine.domain.status import OrderStatus
 from order_engine.infra.db import make_engine
-from order_engine.models import Order, OrderEvent, OrderStatus
+from order_engine.models import Order, OrderEvent
 from order_engine.repositories.order import (
     OrderRepository,
     Step,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
-from order_engine.models import TERMINAL_STATUSES, TRANSITIONS
+from order_engine.domain.status import TERMINAL_STATUSES, TRANSITIONS
 
 if TYPE_CHECKING:
     from tests.support.stack import Stack

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from order_engine.models import TERMINAL_STATUSES, TRANSITIONS, OrderStatus
+from order_engine.domain.status import TERMINAL_STATUSES, TRANSITIONS, OrderStatus
 from order_engine.repositories.order import OrderRepository, Step
 
 HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
