@@ -31,7 +31,7 @@ IN_FLIGHT = (
 # The way an attempt that succeeds goes, one transition per step.
 HAPPY_PATH = (*IN_FLIGHT, OrderStatus.CONFIRMED)
 
-# The state machine, in one place (DESIGN §3, §4): forward along the happy path; back to
+# The state machine, in one place (docs/design.md): forward along the happy path; back to
 # `pending` when an attempt fails and another is scheduled; to `failed` from anything
 # unfinished; to `cancelled` only before a swap transaction is built. Terminal statuses have no
 # way out. `OrderRepository.transition` refuses anything else; the invariant checker of the

@@ -71,7 +71,7 @@ class Order(Base):
     amount_in: Mapped[Decimal] = mapped_column(Amount)
     slippage_bps: Mapped[int] = mapped_column(Integer)
     client_order_id: Mapped[str | None] = mapped_column(String(128))
-    # The owner (DESIGN §9); rows written outside the API belong to the default account.
+    # The owning account; rows written outside the API belong to the default account.
     account_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True),
         ForeignKey("accounts.id"),
@@ -102,7 +102,7 @@ class Order(Base):
     signed_tx: Mapped[str | None] = mapped_column(Text)
     tx_last_valid_height: Mapped[int | None] = mapped_column(BigInteger)
 
-    # Limit and sniper orders (DESIGN §10). `limit_price` is the client's least tokenOut per one
+    # Limit and sniper orders. `limit_price` is the client's least tokenOut per one
     # tokenIn, `max_price` a sniper's most tokenIn per one tokenOut. `trigger_price` is the key
     # the trigger engine's index ranges over: the least average price (tokenOut per tokenIn)
     # that can fill the order — the limit itself, or 1/maxPrice rounded down for a sniper (0
