@@ -12,8 +12,8 @@ from typing import Any
 
 from order_engine.domain.amounts import Fill
 from order_engine.domain.errors import ExecutionError
+from order_engine.domain.time import format_timestamp
 from order_engine.domain.tokens import Token, decimal_text
-from order_engine.live.events import format_timestamp
 
 
 def building(

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import redis
 
 from order_engine.domain.status import OrderStatus
+from order_engine.domain.time import format_timestamp
 from order_engine.infra.batching import GroupCommit
 from order_engine.models import OrderEvent
 
@@ -116,10 +117,6 @@ def published_events(message: str) -> Iterator[tuple[str, str]]:
     """(order id, event JSON) of each event in a message of the events channel."""
     for line in message.split("\n"):
         yield line[_ORDER_ID_AT : line.find('"', _ORDER_ID_AT)], line
-
-
-def format_timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def event_payload(event: OrderEvent) -> dict[str, Any]:

@@ -352,17 +352,17 @@ class OrderSchema(Schema):
         }
 
     def dump_expires(self, order: Any) -> str | None:
-        from order_engine.live.events import format_timestamp
+        from order_engine.domain.time import format_timestamp
 
         return None if order.expires_at is None else format_timestamp(order.expires_at)
 
     def dump_created(self, order: Any) -> str:
-        from order_engine.live.events import format_timestamp
+        from order_engine.domain.time import format_timestamp
 
         return format_timestamp(order.created_at)
 
     def dump_updated(self, order: Any) -> str:
-        from order_engine.live.events import format_timestamp
+        from order_engine.domain.time import format_timestamp
 
         return format_timestamp(order.updated_at)
 

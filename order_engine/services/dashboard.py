@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from order_engine.domain.time import format_timestamp
 from order_engine.infra import metrics
-from order_engine.live.events import format_timestamp
 from order_engine.models import OrderStatus
 from order_engine.repositories.order import OrderRepository
 

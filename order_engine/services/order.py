@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from order_engine.domain.time import format_timestamp
 from order_engine.domain.tokens import Token, decimal_text
 from order_engine.errors import (
     BadRequestError,
@@ -34,7 +35,7 @@ from order_engine.errors import (
 )
 from order_engine.infra import logs, metrics
 from order_engine.infra.db import unit_of_work
-from order_engine.live.events import EventPublisher, event_payload, format_timestamp
+from order_engine.live.events import EventPublisher, event_payload
 from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStatus, OrderType
 from order_engine.repositories.intake import Intake, IntakeRepository
 from order_engine.repositories.order import OrderRepository
