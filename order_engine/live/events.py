@@ -120,7 +120,7 @@ def published_events(message: str) -> Iterator[tuple[str, str]]:
 
 
 def event_payload(event: OrderEvent) -> dict[str, Any]:
-    """The one event shape used on sockets, in history and on pub/sub (DESIGN §3)."""
+    """The one event shape used on sockets, in history and on pub/sub (docs/design.md)."""
     return {
         "orderId": str(event.order_id),
         "seq": event.seq,
