@@ -55,7 +55,8 @@ from order_engine.infra import logs, metrics
 from order_engine.infra.db import unit_of_work
 from order_engine.live.events import Publisher, app_publisher, event_payload
 from order_engine.models import Order
-from order_engine.repositories.order import OrderRepository, Step, lease_expiry
+from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.transitions import Step, lease_expiry
 from order_engine.routing import RouteDecision, Router
 from order_engine.services.retry_policy import retry_countdown
 from order_engine.services.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap

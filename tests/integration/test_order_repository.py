@@ -6,7 +6,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from order_engine.domain.status import OrderStatus
-from order_engine.repositories.order import OrderRepository, Step
+from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.transitions import Step
 from tests.support.factories import build_order
 
 pytestmark = pytest.mark.integration

@@ -14,12 +14,8 @@ from sqlalchemy.orm import Session
 from order_engine.domain.status import OrderStatus
 from order_engine.infra.db import make_engine
 from order_engine.models import Order, OrderEvent
-from order_engine.repositories.order import (
-    OrderRepository,
-    Step,
-    _transition_batches,
-    lease_expiry,
-)
+from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.transitions import Step, _transition_batches, lease_expiry
 from tests.support.factories import build_order
 from tests.support.statements import statements_sent
 from tests.support.watchers import wait_until

@@ -5,7 +5,8 @@ import uuid
 import pytest
 
 from order_engine.domain.status import TERMINAL_STATUSES, TRANSITIONS, OrderStatus
-from order_engine.repositories.order import OrderRepository, Step
+from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.transitions import Step
 
 HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 
