@@ -2,7 +2,8 @@
 
 Status changes are compare-and-set: `UPDATE … WHERE status IN (:expected) RETURNING …`. Under
 READ COMMITTED a concurrent second UPDATE waits for the first, re-checks the WHERE clause and
-matches nothing, so a duplicated or redelivered task cannot move an order twice.
+matches nothing, so a duplicated or redelivered task cannot move an order twice. The
+transition's statement is `repositories.transitions`'; here it joins the caller's unit of work.
 """
 
 from __future__ import annotations
@@ -13,20 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, and_, func, not_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from order_engine.domain.status import IN_FLIGHT, TERMINAL_STATUSES, TRANSITIONS, OrderStatus
-from order_engine.infra.db import run_statement, standalone_engine
+from order_engine.domain.status import IN_FLIGHT, TERMINAL_STATUSES, OrderStatus
+from order_engine.infra.db import session_statement
 from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent
-from order_engine.repositories.transitions import (
-    LeaseExpiry,
-    Step,
-    _Shape,
-    _transition_batches,
-    _transition_sql,
-)
+from order_engine.repositories.transitions import Step, Transition
 
 
 @dataclass(frozen=True)
@@ -125,106 +119,33 @@ class OrderRepository:
         require_waiting: bool | None = None,
         claim_lease_s: int | None = None,
     ) -> OrderEvent | None:
-        """Move an order from one of `expected` to `new` and append its event.
+        """Move an order from one of `expected` to `new` and append its event, as part of the
+        caller's unit of work (`apply`).
 
         Returns the event, or None when the order was not in an expected status (or its lease
         belongs to someone else): the caller lost the race and must change nothing else.
-        `values` sets other columns in the same statement; a `LeaseExpiry` value means "that
-        many seconds from now" on the database's clock. `require_waiting` (when not None)
-        also requires the order's `waiting` flag to be that value.
-
-        With `claim_lease_s`, the transition is also the claim of a fresh order (`_FRESH`:
-        never claimed, never built for, runnable): it takes the lease for `lease_owner`, which
-        need not hold it yet, and counts the first attempt and delivery.
+        `values` sets other columns in the same statement; the conditions are `Transition`'s.
         """
-        events = self.transitions(
-            order_id,
-            expected,
-            [Step(new, event_data, values or {})],
-            lease_owner=lease_owner,
-            require_no_transaction=require_no_transaction,
-            require_waiting=require_waiting,
-            claim_lease_s=claim_lease_s,
+        step = Step(new, event_data, values or {})
+        events = self.apply(
+            Transition.of(
+                order_id,
+                expected,
+                [step],
+                lease_owner=lease_owner,
+                require_no_transaction=require_no_transaction,
+                require_waiting=require_waiting,
+                claim_lease_s=claim_lease_s,
+            )
         )
         return None if events is None else events[0]
 
-    def transitions(
-        self,
-        order_id: uuid.UUID,
-        expected: OrderStatus | Iterable[OrderStatus],
-        steps: Sequence[Step],
-        *,
-        lease_owner: str | None = None,
-        require_no_transaction: bool = False,
-        require_waiting: bool | None = None,
-        claim_lease_s: int | None = None,
-    ) -> list[OrderEvent] | None:
-        """`transition` through consecutive statuses in one statement: the order moves from
-        one of `expected` through each step's status to the last one's, with one event per
-        step (consecutive seqs, one timestamp), and the steps' `values` set together (a later
-        step's value for a column wins). The conditions are checked once, against the row as
-        it was: what two transitions in one transaction would do, in one round trip and
-        without BEGIN and COMMIT of its own. The events in seq order, or None (nothing
-        written) when the order was not in an expected status or its lease is another's.
-        Called outside a unit of work, the statement is one (`db.run_statement`)."""
-        if not steps:
-            raise ValueError("no step to take")
-        expected_set = [expected] if isinstance(expected, OrderStatus) else list(expected)
-        illegal = [s for s in expected_set if steps[0].status not in TRANSITIONS[s]]
-        if illegal:
-            raise ValueError(f"no transition from {', '.join(illegal)} to {steps[0].status}")
-        for before, after in zip(steps, steps[1:], strict=False):
-            if after.status not in TRANSITIONS[before.status]:
-                raise ValueError(f"no transition from {before.status} to {after.status}")
-        values: dict[str, Any] = {}
-        for step in steps:
-            values.update(step.values)
-        plain = tuple(sorted(k for k, v in values.items() if not isinstance(v, LeaseExpiry)))
-        leases = tuple(sorted(k for k, v in values.items() if isinstance(v, LeaseExpiry)))
-        shape = _Shape(
-            tuple(sorted(s.value for s in expected_set)),
-            plain,
-            leases,
-            lease_owner is not None and claim_lease_s is None,
-            require_no_transaction,
-            require_waiting,
-            claim_lease_s is not None,
-            tuple(step.status.value for step in steps),
-        )
-        at = datetime.now(UTC)
-        row: dict[str, Any] = {
-            "id": order_id,
-            "owner": lease_owner,
-            "data": Jsonb(steps[-1].event_data),
-            "at": at,
-            "claim_lease_s": claim_lease_s,
-        }
-        for index, step in enumerate(steps[:-1]):
-            row[f"data_{index}"] = Jsonb(step.event_data)
-        for name, value in values.items():
-            if isinstance(value, LeaseExpiry):
-                row[f"v_{name}"] = value.seconds
-            else:
-                row[f"v_{name}"] = Jsonb(value) if isinstance(value, dict | list) else value
-        engine = standalone_engine(self.session)
-        if engine is None:  # part of the caller's transaction
-            rows = run_statement(self.session, _transition_sql(shape), shape.shared() | row)
-        else:  # a unit of work by itself, batched with other orders' of the same shape
-            rows = _transition_batches(engine).submit(shape, row)
-        rows = sorted(rows)  # RETURNING has no order
-        if not rows:
-            return None
-        return [
-            OrderEvent(
-                order_id=order_id,
-                seq=seq,
-                status=step.status.value,
-                attempt=attempt,
-                data=step.event_data,
-                at=at,
-            )
-            for (seq, attempt), step in zip(rows, steps, strict=True)
-        ]
+    def apply(self, transition: Transition) -> list[OrderEvent] | None:
+        """Run `transition`'s statement on the session's connection: part of the caller's unit
+        of work, which commits it (this never does; `TransitionCommitter.commit` is the same
+        statement committed on its own). Its events in seq order, or None (nothing written)
+        when the order was not in an expected status or its lease is another's."""
+        return transition.events(session_statement(self.session, transition.sql, transition.params))
 
     def claim(self, order_id: uuid.UUID, owner: str, lease_s: int) -> Order | None:
         """Take the execution lease of an order waiting to run, counting a new attempt.

@@ -56,7 +56,12 @@ from order_engine.infra.db import unit_of_work
 from order_engine.live.events import Publisher, app_publisher, event_payload
 from order_engine.models import Order
 from order_engine.repositories.order import OrderRepository
-from order_engine.repositories.transitions import Step, lease_expiry
+from order_engine.repositories.transitions import (
+    Step,
+    Transition,
+    TransitionCommitter,
+    lease_expiry,
+)
 from order_engine.routing import RouteDecision, Router
 from order_engine.services.retry_policy import retry_countdown
 from order_engine.services.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap
@@ -154,11 +159,14 @@ class ExecutionService:
         publisher: Publisher,
         settings: Settings,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        committer: TransitionCommitter | None = None,
     ) -> None:
         # The clock of the event data's timestamps (a replay on virtual time passes its own).
         self.now = now
         self.session = session
         self.orders = OrderRepository(session)
+        # Every step commits on its own, at once (on the session's engine unless given).
+        self.committer = committer or TransitionCommitter.of_session(session)
         self.router = router
         self.chain = chain
         self.wallet = wallet
@@ -464,20 +472,18 @@ class ExecutionService:
             "lease_until": None,
             "attempts": max(order.attempts - 1, 0),
         }
-        with unit_of_work(self.session):
-            event = self.orders.transition(
+        events = self.committer.commit(
+            Transition.of(
                 order.id,
                 attempt.status,
-                OrderStatus.PENDING,
-                event_data=data,
+                [Step(OrderStatus.PENDING, data, values)],
                 lease_owner=attempt.executor,
-                values=values,
                 require_waiting=False,
             )
-            if event is None:
-                return Outcome.LEASE_LOST
-            payload = event_payload(event)
-        self.publisher.publish(payload)
+        )
+        if events is None:
+            return Outcome.LEASE_LOST
+        self.publisher.publish(event_payload(events[0]))
         log.info("order %s: quote %s below its floor %s; waiting again", order.id, quoted, floor)
         return Outcome.REARMED
 
@@ -652,18 +658,19 @@ class ExecutionService:
         claiming: bool = False,
     ) -> None:
         """Commit consecutive transitions of an order we hold the lease of in one statement
-        (`OrderRepository.transitions`), then publish their events in one round trip;
+        (`TransitionCommitter.commit`), then publish their events in one round trip;
         LeaseLost (nothing committed) if the lease is no longer ours. The first step starts
         from the status this attempt moved the order to, or from any of `expected` (a
         failure, from wherever it happened). `claiming`: the first step also claims the
         order, which must be fresh (NotClaimed, nothing committed, if it is not)."""
-        # One statement, so its own unit of work (no session transaction: db.run_statement).
-        events = self.orders.transitions(
-            attempt.order.id,
-            tuple(expected) if expected is not None else attempt.status,
-            steps,
-            lease_owner=attempt.executor,
-            claim_lease_s=self.settings.order_lease_s if claiming else None,
+        events = self.committer.commit(
+            Transition.of(
+                attempt.order.id,
+                tuple(expected) if expected is not None else attempt.status,
+                steps,
+                lease_owner=attempt.executor,
+                claim_lease_s=self.settings.order_lease_s if claiming else None,
+            )
         )
         if events is None and claiming:
             raise NotClaimed(f"order {attempt.order.id} is not fresh")
