@@ -108,6 +108,18 @@ class NotClaimed(Exception):
     """A fresh order's claiming transition matched nothing: it is not fresh any more."""
 
 
+class Entry(enum.Enum):
+    """How an attempt came to hold its order, which decides what its first transition checks."""
+
+    # Intake's copy of a new market order, the row not read: its first transition also claims
+    # it, if it is still fresh (NotClaimed, nothing written, if not).
+    FRESH = "fresh"
+    # Claimed by `OrderRepository.claim`: a `pending` order, or one the trigger engine routed.
+    CLAIMED = "claimed"
+    # Taken over mid-flight from an executor whose lease expired: that attempt is finished.
+    TAKEN_OVER = "taken over"
+
+
 @dataclass
 class Attempt:
     order: Order
@@ -116,15 +128,18 @@ class Attempt:
     token_out: Token
     amount_in: int
     status: OrderStatus
-    recovering: bool = False
+    # How it came to hold the order; FRESH becomes CLAIMED once its first transition claimed it.
+    entry: Entry
     # The blockhash expiry of the order's latest transaction (this attempt's once built), and
     # when that is on this process's monotonic clock (known only for a transaction built here).
     last_valid_height: int | None = None
     expires_at: float | None = None
     # Times the statuses this executor moves the order through (metrics only).
     clock: metrics.StatusClock = field(default_factory=metrics.StatusClock)
-    # Whether the order is ours: claimed (or taken over) before, or by its first transition.
-    claimed: bool = False
+
+    @property
+    def taken_over(self) -> bool:
+        return self.entry is Entry.TAKEN_OVER
 
 
 @dataclass(frozen=True)
@@ -197,7 +212,7 @@ class ExecutionService:
                 settled = self._settle_outstanding(attempt)
                 if settled is not None:
                     return settled
-            elif attempt.recovering:
+            elif attempt.taken_over:
                 self._check_delivery_budget(attempt)
                 raise ExecutorLost("the executor stopped before building a transaction")
             self._check_delivery_budget(attempt)
@@ -215,8 +230,8 @@ class ExecutionService:
         try:
             # Its `pending` is timed by the claim (_advance_many): one not claimed here is
             # claimed the usual way, or by someone else, who time it.
-            attempt = self._attempt(order, executor, recovering=False, claimed=False)
-            return self._run(attempt, claiming=True)
+            attempt = self._attempt(order, executor, Entry.FRESH)
+            return self._run(attempt)
         except NotClaimed:
             log.info("order %s: not fresh; claiming it the usual way", order.id)
             return None
@@ -224,7 +239,7 @@ class ExecutionService:
             log.warning("%s; stopping without side effects", lost)
             return Outcome.LEASE_LOST
         except ExecutionError as error:
-            if attempt is None or not attempt.claimed:
+            if attempt is None or attempt.entry is Entry.FRESH:
                 return None  # the usual way claims it and meets (or records) this again
             return self._fail_attempt(attempt, error)
 
@@ -234,31 +249,28 @@ class ExecutionService:
         lease_s = self.settings.order_lease_s
         with unit_of_work(self.session):  # a claim, else a take-over: each atomic alone
             order = self.orders.claim(order_id, executor, lease_s)
-            recovering = False
+            entry = Entry.CLAIMED
             if order is None:
                 order = self.orders.take_over(order_id, executor, lease_s)
-                recovering = order is not None
+                entry = Entry.TAKEN_OVER
             if order is None:
                 log.info(
                     "order %s: not runnable by %s (claimed, done or unknown)", order_id, executor
                 )
                 return None
-        attempt = self._attempt(order, executor, recovering)
-        attempt.claimed = True
-        return attempt
+        return self._attempt(order, executor, entry)
 
-    def _attempt(
-        self, order: Order, executor: str, recovering: bool, claimed: bool = True
-    ) -> Attempt:
-        """An attempt at `order` as its claim (or take-over) returned it (`claimed` False: as
-        intake's copy says it is, to be claimed by its first transition)."""
+    def _attempt(self, order: Order, executor: str, entry: Entry) -> Attempt:
+        """An attempt at `order` as its claim (or take-over) returned it, or as intake's copy
+        says it is (FRESH)."""
         logs.bind(order_id=order.id, attempt=order.attempts)
         status = OrderStatus(order.status)
         clock = metrics.StatusClock()
-        if status is OrderStatus.ROUTING and not recovering and order.triggered_at is not None:
+        claimed = entry is Entry.CLAIMED
+        if status is OrderStatus.ROUTING and claimed and order.triggered_at is not None:
             # Routed by the trigger engine: its time in `routing` runs from the trigger.
             clock.since -= max((datetime.now(UTC) - order.triggered_at).total_seconds(), 0.0)
-        elif not recovering and claimed:
+        elif claimed:
             _observe_pending(order)
         # A sniper's token_out is a mint the registry does not list: its decimals are read
         # from the chain (once per process).
@@ -273,13 +285,13 @@ class ExecutionService:
             token_out,
             token_in.to_atoms(order.amount_in),
             status,
-            recovering,
+            entry,
             order.tx_last_valid_height,
             clock=clock,
         )
 
-    def _run(self, attempt: Attempt, claiming: bool = False) -> Outcome:
-        """Route, build, send and settle. `claiming`: the order is not claimed yet, and the
+    def _run(self, attempt: Attempt) -> Outcome:
+        """Route, build, send and settle. A FRESH attempt's order is not claimed yet: the
         transition to `routing` claims it (NotClaimed, with nothing written, if it cannot)."""
         order = attempt.order
         decision = self.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
@@ -302,7 +314,7 @@ class ExecutionService:
         while True:
             built = self._build(attempt, decision, route, minimum, memo)
             try:
-                self._record_build(attempt, routing_event, routed, built, claiming)
+                self._record_build(attempt, routing_event, routed, built)
                 break
             except IntegrityError as error:
                 if memo == str(order.id) or not _same_transaction_as_another(error):
@@ -375,7 +387,6 @@ class ExecutionService:
         routing_event: dict[str, Any],
         routed: dict[str, Any],
         built: _Built,
-        claiming: bool,
     ) -> None:
         if attempt.status is OrderStatus.ROUTING:
             # Routed by the trigger engine (its event holds that decision); the route built is
@@ -390,7 +401,6 @@ class ExecutionService:
                     Step(OrderStatus.ROUTING, routing_event, routed),
                     Step(OrderStatus.BUILDING, built.event, built.values),
                 ],
-                claiming=claiming,
             )
 
     def _send_and_settle(
@@ -549,7 +559,7 @@ class ExecutionService:
                 if not order.signed_tx:  # recorded before signed bytes were kept: wait it out
                     return self._park(attempt)
                 return self._rebroadcast(attempt)
-            if attempt.recovering:
+            if attempt.taken_over:
                 self._check_delivery_budget(attempt)
                 raise ExecutorLost(f"{signature} never reached the chain and can no longer land")
             return None
@@ -562,7 +572,7 @@ class ExecutionService:
             data = {"recovered": True, "txHash": signature, "dex": order.dex}
             self._walk_to(attempt, OrderStatus.SUBMITTED, data)
             return self._settle(attempt, order.dex or "", self._quoted_atoms(attempt), status)
-        if attempt.recovering:
+        if attempt.taken_over:
             raise program_error(status.err)
         return None
 
@@ -655,14 +665,14 @@ class ExecutionService:
         steps: list[Step],
         *,
         expected: Iterable[OrderStatus] | None = None,
-        claiming: bool = False,
     ) -> None:
         """Commit consecutive transitions of an order we hold the lease of in one statement
         (`TransitionCommitter.commit`), then publish their events in one round trip;
         LeaseLost (nothing committed) if the lease is no longer ours. The first step starts
         from the status this attempt moved the order to, or from any of `expected` (a
-        failure, from wherever it happened). `claiming`: the first step also claims the
+        failure, from wherever it happened). A FRESH attempt's first step also claims the
         order, which must be fresh (NotClaimed, nothing committed, if it is not)."""
+        claiming = attempt.entry is Entry.FRESH
         events = self.committer.commit(
             Transition.of(
                 attempt.order.id,
@@ -679,7 +689,7 @@ class ExecutionService:
         payloads = [event_payload(event) for event in events]
         if claiming:
             _observe_pending(attempt.order)
-        attempt.claimed = True
+            attempt.entry = Entry.CLAIMED
         previous = attempt.status
         for step in steps:
             # `pending` was timed when the order was claimed.
