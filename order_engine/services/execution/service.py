@@ -63,8 +63,8 @@ from order_engine.repositories.transitions import (
     lease_expiry,
 )
 from order_engine.routing import RouteDecision, Router
-from order_engine.services.retry_policy import retry_countdown
-from order_engine.services.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap
+from order_engine.services.execution.retry_policy import retry_countdown
+from order_engine.services.execution.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap
 from order_engine.services.task_copy import as_claimed
 from order_engine.services.trigger import waiting_for
 
