@@ -125,7 +125,7 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
 
 def _refuse_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """A restarted or terminating PostgreSQL leaves dead connections in the pool; they are
-    replaced at checkout instead of failing the request (research/reliability.md §5.4).
+    replaced at checkout instead of failing the request.
 
     Without a round trip: an idle connection's socket has nothing to read unless the server
     has written to it, and a server that ends a session writes its FATAL message and closes

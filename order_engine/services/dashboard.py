@@ -1,4 +1,4 @@
-"""What the operators' dashboard shows (DESIGN §11), built so that it costs nothing per order.
+"""What the operators' dashboard shows, built so that it costs nothing per order.
 
 Everything that would otherwise scale with the orders flowing is read from the Prometheus
 series the processes already keep (order_engine/infra/metrics.py): orders per second from the
