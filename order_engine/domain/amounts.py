@@ -10,11 +10,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from fractions import Fraction
+from typing import Any, Protocol
 
 from order_engine.domain.tokens import Token
-from order_engine.models import Order
 
 BPS = 10_000
+
+
+class PricedOrder(Protocol):
+    """What the minimums read of an order (`models.Order` is one), so that this module needs
+    nothing above the domain."""
+
+    @property
+    def amount_in(self) -> Decimal: ...
+    @property
+    def slippage_bps(self) -> int: ...
+    @property
+    def limit_price(self) -> Decimal | None: ...
+    @property
+    def max_price(self) -> Decimal | None: ...
+    @property
+    def route(self) -> dict[str, Any] | None: ...
+    @property
+    def min_amount_out(self) -> Decimal | None: ...
 
 
 def min_amount_out(quoted_out: int, slippage_bps: int) -> int:
@@ -47,14 +65,14 @@ def required_out_atoms(
     return 0
 
 
-def price_floor(order: Order, token_out: Token) -> int:
+def price_floor(order: PricedOrder, token_out: Token) -> int:
     """The least output a limit or sniper order accepts (0 for a market order)."""
     return required_out_atoms(
         order.amount_in, order.limit_price, order.max_price, token_out.decimals
     )
 
 
-def minimum_out(order: Order, token_out: Token, quoted_out: int) -> int:
+def minimum_out(order: PricedOrder, token_out: Token, quoted_out: int) -> int:
     """The least this attempt's swap may pay: from its quote and the order's slippage, but
     never below the order's price (a limit or a sniper's maximum) nor, after a slippage
     re-quote, below the minimum the client was promised before it."""

@@ -7,17 +7,13 @@ floats). The routing event's data is the route decision's own (`RouteDecision.as
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from order_engine.domain.amounts import Fill
 from order_engine.domain.errors import ExecutionError
+from order_engine.domain.time import format_timestamp
 from order_engine.domain.tokens import Token, decimal_text
-
-
-def format_timestamp(moment: datetime) -> str:
-    """An instant as every API body and event writes it: UTC, milliseconds, a `Z`."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def building(

@@ -125,7 +125,7 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
 
 def _refuse_if_closed_by_server(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
     """A restarted or terminating PostgreSQL leaves dead connections in the pool; they are
-    replaced at checkout instead of failing the request (research/reliability.md §5.4).
+    replaced at checkout instead of failing the request.
 
     Without a round trip: an idle connection's socket has nothing to read unless the server
     has written to it, and a server that ends a session writes its FATAL message and closes
@@ -237,25 +237,26 @@ def unit_of_work(session: Session) -> Iterator[None]:
 
 
 def run_statement(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Run one prebuilt statement (psycopg's `%(name)s` parameters) and return its rows.
+    """Run one prebuilt statement (psycopg's `%(name)s` parameters) and return its rows, as a
+    unit of work by itself when the session has no transaction, else as part of it.
 
-    Inside the session's transaction it is part of that unit of work. Outside one, it is a unit
-    of work by itself (one statement is atomic in PostgreSQL): on a session bound to an engine
-    it runs on a pooled connection in autocommit through psycopg directly, because SQLAlchemy's
-    session, connection and result layers cost more client CPU than the statement (measured
-    under gevent: 640 µs per one-statement unit of work through the session, 290 µs this way).
-    It fails as it would through SQLAlchemy: psycopg's errors come wrapped in SQLAlchemy's
-    (OperationalError and the like, which tasks retry on), and a connection the failure broke
-    is invalidated rather than pooled again. A session bound to a connection (the tests' rolled
-    back sessions) takes the session's way.
+    Which of the two depends on the session's state, so only statements for which both mean
+    the same to their caller use this: a read (the trigger engine's look for waiting orders),
+    or intake's insert, whose service says which it wants by opening a transaction or not.
+    The executor's transitions do not: they commit through `TransitionCommitter` and join a
+    unit of work through `OrderRepository.apply`, two names for the two.
+
+    Outside a transaction, on a session bound to an engine, the statement goes through
+    `commit_statement`; on a session bound to a connection (the tests' rolled-back sessions)
+    it takes the session's way.
     """
     engine = standalone_engine(session)
     if engine is not None:
-        return run_on_engine(engine, sql, params)
+        return commit_statement(engine, sql, params)
     if session.in_transaction():
-        return _session_rows(session, sql, params)
+        return session_statement(session, sql, params)
     with unit_of_work(session):
-        return _session_rows(session, sql, params)
+        return session_statement(session, sql, params)
 
 
 def standalone_engine(session: Session) -> Engine | None:
@@ -268,8 +269,16 @@ def standalone_engine(session: Session) -> Engine | None:
     return bind if isinstance(bind, Engine) else None
 
 
-def run_on_engine(engine: Engine, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """One statement on a pooled connection in autocommit, through psycopg (`run_statement`)."""
+def commit_statement(engine: Engine, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run one statement as a unit of work of its own, committed when it returns: on a pooled
+    connection in autocommit (one statement is atomic in PostgreSQL), through psycopg directly,
+    because SQLAlchemy's session, connection and result layers cost more client CPU than the
+    statement (measured under gevent: 640 µs per one-statement unit of work through the
+    session, 290 µs this way).
+
+    It fails as it would through SQLAlchemy: psycopg's errors come wrapped in SQLAlchemy's
+    (OperationalError and the like, which tasks retry on), and a connection the failure broke
+    is invalidated rather than pooled again."""
     pooled = engine.raw_connection()  # checked out with the pool's checks (db.make_engine)
     connection: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
     try:
@@ -322,5 +331,7 @@ def together_or_each_alone(
     return outcomes
 
 
-def _session_rows(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+def session_statement(session: Session, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Run one prebuilt statement on the session's connection, as part of its unit of work
+    (begun now if none is): the caller commits."""
     return [tuple(row) for row in session.connection().exec_driver_sql(sql, params)]

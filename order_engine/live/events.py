@@ -22,9 +22,10 @@ from typing import Any, Protocol
 
 import redis
 
-from order_engine.domain.event_data import format_timestamp
+from order_engine.domain.status import OrderStatus
+from order_engine.domain.time import format_timestamp
 from order_engine.infra.batching import GroupCommit
-from order_engine.models import OrderEvent, OrderStatus
+from order_engine.models import OrderEvent
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def published_events(message: str) -> Iterator[tuple[str, str]]:
 
 
 def event_payload(event: OrderEvent) -> dict[str, Any]:
-    """The one event shape used on sockets, in history and on pub/sub."""
+    """The one event shape used on sockets, in history and on pub/sub (docs/design.md)."""
     return {
         "orderId": str(event.order_id),
         "seq": event.seq,

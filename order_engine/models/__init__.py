@@ -1,17 +1,15 @@
 """SQLAlchemy models; importing this package registers every table on `Base.metadata`."""
 
-from order_engine.models.account import DEFAULT_ACCOUNT_ID, SCOPES, Account, ApiKey
-from order_engine.models.base import Base
-from order_engine.models.order import (
+from order_engine.domain.status import (
     HAPPY_PATH,
     IN_FLIGHT,
     TERMINAL_STATUSES,
     TRANSITIONS,
-    Order,
-    OrderEvent,
     OrderStatus,
-    OrderType,
 )
+from order_engine.models.account import DEFAULT_ACCOUNT_ID, SCOPES, Account, ApiKey
+from order_engine.models.base import Base
+from order_engine.models.order import Order, OrderEvent, OrderType
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",

@@ -32,60 +32,12 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
+from order_engine.domain.status import OrderStatus
 from order_engine.models.account import DEFAULT_ACCOUNT_ID
 from order_engine.models.base import Base
 
 # numeric(38, 18): wide enough for any SPL token amount in UI units (u64 atoms / 10^decimals).
 Amount = Numeric(38, 18)
-
-
-class OrderStatus(enum.StrEnum):
-    PENDING = "pending"
-    ROUTING = "routing"
-    BUILDING = "building"
-    SUBMITTED = "submitted"
-    CONFIRMED = "confirmed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES = frozenset({OrderStatus.CONFIRMED, OrderStatus.FAILED, OrderStatus.CANCELLED})
-# Unfinished: an executor (or the trigger engine, for a waiting order) may still move it.
-IN_FLIGHT = (
-    OrderStatus.PENDING,
-    OrderStatus.ROUTING,
-    OrderStatus.BUILDING,
-    OrderStatus.SUBMITTED,
-)
-# The way an attempt that succeeds goes, one transition per step.
-HAPPY_PATH = (*IN_FLIGHT, OrderStatus.CONFIRMED)
-
-# The state machine, in one place (DESIGN §3, §4): forward along the happy path; back to
-# `pending` when an attempt fails and another is scheduled; to `failed` from anything
-# unfinished; to `cancelled` only before a swap transaction is built. Terminal statuses have no
-# way out. `OrderRepository.transition` refuses anything else; the invariant checker of the
-# fault suite holds every recorded history to it.
-TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.PENDING: frozenset(
-        {OrderStatus.ROUTING, OrderStatus.PENDING, OrderStatus.FAILED, OrderStatus.CANCELLED}
-    ),
-    OrderStatus.ROUTING: frozenset(
-        {OrderStatus.BUILDING, OrderStatus.PENDING, OrderStatus.FAILED, OrderStatus.CANCELLED}
-    ),
-    OrderStatus.BUILDING: frozenset(
-        {OrderStatus.SUBMITTED, OrderStatus.PENDING, OrderStatus.FAILED}
-    ),
-    OrderStatus.SUBMITTED: frozenset(
-        {OrderStatus.CONFIRMED, OrderStatus.PENDING, OrderStatus.FAILED}
-    ),
-    OrderStatus.CONFIRMED: frozenset(),
-    OrderStatus.FAILED: frozenset(),
-    OrderStatus.CANCELLED: frozenset(),
-}
 
 
 class OrderType(enum.StrEnum):
@@ -119,7 +71,7 @@ class Order(Base):
     amount_in: Mapped[Decimal] = mapped_column(Amount)
     slippage_bps: Mapped[int] = mapped_column(Integer)
     client_order_id: Mapped[str | None] = mapped_column(String(128))
-    # The owner (DESIGN §9); rows written outside the API belong to the default account.
+    # The owning account; rows written outside the API belong to the default account.
     account_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True),
         ForeignKey("accounts.id"),
@@ -150,7 +102,7 @@ class Order(Base):
     signed_tx: Mapped[str | None] = mapped_column(Text)
     tx_last_valid_height: Mapped[int | None] = mapped_column(BigInteger)
 
-    # Limit and sniper orders (DESIGN §10). `limit_price` is the client's least tokenOut per one
+    # Limit and sniper orders. `limit_price` is the client's least tokenOut per one
     # tokenIn, `max_price` a sniper's most tokenIn per one tokenOut. `trigger_price` is the key
     # the trigger engine's index ranges over: the least average price (tokenOut per tokenIn)
     # that can fill the order — the limit itself, or 1/maxPrice rounded down for a sniper (0

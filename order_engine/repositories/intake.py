@@ -1,7 +1,9 @@
 """The statements of the API's hot paths, as plain SQL: the order row with its first event at
 intake (with the account's in-flight count, when it has a cap), and an order's history for
-the streams. Takes a Session; never commits (the service's unit of work does, or a statement
-run outside one is its own: `db.run_statement`).
+the streams. Takes a Session and never commits, with one exception: an insert while the
+session has no transaction is a unit of work by itself, committed at once and batched with
+concurrent requests' (`db.run_statement`, group commit); inside the service's transaction it
+is part of that.
 
 Plain SQL text rather than ORM statements because each runs once per request: building an ORM
 statement cost more CPU than running it. The ORM's data access for orders is OrderRepository.
@@ -22,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from order_engine.infra.batching import GroupCommit
 from order_engine.infra.db import (
-    run_on_engine,
+    commit_statement,
     run_statement,
     standalone_engine,
     together_or_each_alone,
@@ -132,11 +134,11 @@ def _run_intake(
             params[f"b_{name}"] = [row[name] for row in rows]
         sql = INSERT_ORDERS_BATCH if far is None else INSERT_ORDERS_BATCH_CAPPED
         by_row: list[tuple[int, bool]] = [(0, False)] * len(rows)
-        for index, seen, inserted in run_on_engine(engine, sql, params):
+        for index, seen, inserted in commit_statement(engine, sql, params):
             by_row[index] = (seen, bool(inserted))
         return by_row
 
-    alone = functools.partial(_intake_alone, functools.partial(run_on_engine, engine), far)
+    alone = functools.partial(_intake_alone, functools.partial(commit_statement, engine), far)
     return together_or_each_alone(rows, together, alone)
 
 

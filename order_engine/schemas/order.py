@@ -23,7 +23,7 @@ from marshmallow import (
 )
 from solders.pubkey import Pubkey
 
-from order_engine.domain.event_data import format_timestamp
+from order_engine.domain.time import format_timestamp
 from order_engine.domain.tokens import Token, UnknownTokenError, resolve
 from order_engine.models import OrderStatus, OrderType
 from order_engine.schemas.jsonio import NonFiniteNumber

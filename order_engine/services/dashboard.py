@@ -1,4 +1,4 @@
-"""What the operators' dashboard shows (DESIGN §11), built so that it costs nothing per order.
+"""What the operators' dashboard shows, built so that it costs nothing per order.
 
 Everything that would otherwise scale with the orders flowing is read from the Prometheus
 series the processes already keep (order_engine/infra/metrics.py): orders per second from the
@@ -20,8 +20,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from order_engine.domain.time import format_timestamp
 from order_engine.infra import metrics
-from order_engine.live.events import format_timestamp
 from order_engine.models import OrderStatus
 from order_engine.repositories.order import OrderRepository
 

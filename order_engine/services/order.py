@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from order_engine.domain.event_data import format_timestamp
+from order_engine.domain.time import format_timestamp
 from order_engine.domain.tokens import Token, decimal_text
 from order_engine.errors import (
     BadRequestError,

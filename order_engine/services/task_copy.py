@@ -14,7 +14,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from order_engine.models import Order, OrderStatus, OrderType
+from order_engine.domain.status import OrderStatus
+from order_engine.models import Order, OrderType
 
 
 def task_copy(order: Order) -> dict[str, Any] | None:

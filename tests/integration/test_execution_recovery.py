@@ -200,10 +200,11 @@ def test_a_crash_after_signing_resends_the_recorded_transaction_on_take_over(rig
     order_id = new_order(session, "crashed")
     chain.plan = ["refuse"]
     # The first executor dies right after its send (its lease stays until it expires).
-    original = service._fail_attempt
-    service._fail_attempt = lambda attempt, error: Outcome.LEASE_LOST  # type: ignore[method-assign]
+    failures = service.failures
+    original = failures.fail_attempt
+    failures.fail_attempt = lambda attempt, error: Outcome.LEASE_LOST  # type: ignore[method-assign]
     assert service.execute(order_id, "dead-executor") == Outcome.LEASE_LOST
-    service._fail_attempt = original  # type: ignore[method-assign]
+    failures.fail_attempt = original  # type: ignore[method-assign]
     with session.begin():
         session.execute(
             text("UPDATE orders SET lease_until = now() - interval '1 second' WHERE id = :id"),

@@ -5,8 +5,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from order_engine.models import OrderStatus
-from order_engine.repositories.order import OrderRepository, Step
+from order_engine.domain.status import OrderStatus
+from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.transitions import Step, Transition
 from tests.support.factories import build_order
 
 pytestmark = pytest.mark.integration
@@ -41,15 +42,11 @@ def test_transition_from_the_wrong_status_changes_nothing(repo):
 def test_transitions_take_several_steps_in_one_statement_with_an_event_each(repo):
     order = repo.add(build_order(lease_owner="worker-a"))
     repo.append_first_event(order, {})
-    events = repo.transitions(
-        order.id,
-        OrderStatus.PENDING,
-        [
-            Step(OrderStatus.ROUTING, {"step": "routed"}, {"dex": "raydium", "route": {"legs": 1}}),
-            Step(OrderStatus.BUILDING, {"step": "built"}, {"route": {"legs": 2}, "tx_hash": "sig"}),
-        ],
-        lease_owner="worker-a",
-    )
+    steps = [
+        Step(OrderStatus.ROUTING, {"step": "routed"}, {"dex": "raydium", "route": {"legs": 1}}),
+        Step(OrderStatus.BUILDING, {"step": "built"}, {"route": {"legs": 2}, "tx_hash": "sig"}),
+    ]
+    events = repo.apply(Transition.of(order.id, OrderStatus.PENDING, steps, lease_owner="worker-a"))
     assert [(e.seq, e.status, e.data) for e in events] == [
         (2, "routing", {"step": "routed"}),
         (3, "building", {"step": "built"}),
@@ -70,7 +67,8 @@ def test_transitions_refused_by_their_first_condition_write_nothing(repo):
     order = repo.add(build_order(lease_owner="worker-a"))
     repo.append_first_event(order, {})
     steps = [Step(OrderStatus.ROUTING, {}), Step(OrderStatus.BUILDING, {})]
-    assert repo.transitions(order.id, OrderStatus.PENDING, steps, lease_owner="worker-b") is None
+    refused = Transition.of(order.id, OrderStatus.PENDING, steps, lease_owner="worker-b")
+    assert repo.apply(refused) is None
     reloaded = repo.get(order.id)
     assert (reloaded.status, reloaded.last_seq) == ("pending", 1)
     assert [e.seq for e in repo.events(order.id)] == [1]

@@ -1,5 +1,6 @@
-"""Standalone transitions of different orders that meet in flight run as one statement, each
-order's compare-and-set still its own."""
+"""Transitions committed on their own (`TransitionCommitter`, the executor's way) on committed
+rows: those of different orders that meet in flight run as one statement, each order's
+compare-and-set still its own."""
 
 import threading
 import uuid
@@ -11,12 +12,14 @@ from sqlalchemy import Engine, delete, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from order_engine.domain.status import OrderStatus
 from order_engine.infra.db import make_engine
-from order_engine.models import Order, OrderEvent, OrderStatus
-from order_engine.repositories.order import (
-    OrderRepository,
+from order_engine.models import Order, OrderEvent
+from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.transitions import (
     Step,
-    _transition_batches,
+    Transition,
+    TransitionCommitter,
     lease_expiry,
 )
 from tests.support.factories import build_order
@@ -52,17 +55,18 @@ def make_orders(engine: Engine, made: list[uuid.UUID], count: int, **overrides) 
 
 def transition_in_thread(engine, order_id, steps, results, owner="worker-a", claim=None):
     def run():
-        with Session(engine) as session:
-            try:
-                results[order_id] = OrderRepository(session).transitions(
+        try:
+            results[order_id] = TransitionCommitter(engine).commit(
+                Transition.of(
                     order_id,
                     OrderStatus.PENDING,
                     steps(order_id),
                     lease_owner=owner,
                     claim_lease_s=claim,
                 )
-            except Exception as exc:  # the test looks at it
-                results[order_id] = exc
+            )
+        except Exception as exc:  # the test looks at it
+            results[order_id] = exc
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -89,7 +93,7 @@ def held_then_batched(engine, first, others, steps, **kwargs):
     """Transition `first` while its row is locked elsewhere, so that its batch waits; queue the
     `others` meanwhile; release. Returns each order's result and the statements sent."""
     results: dict[uuid.UUID, object] = {}
-    batches = _transition_batches(engine)
+    batches = TransitionCommitter(engine)
     with statements_sent() as sent:
         with engine.connect() as locker:
             locker.execute(text("SELECT 1 FROM orders WHERE id = :id FOR UPDATE"), {"id": first})
@@ -181,7 +185,7 @@ def test_one_order_twice_in_a_batch_moves_once(committed):
         return [Step(OrderStatus.ROUTING, {"by": threading.current_thread().name})]
 
     results: dict[uuid.UUID, object] = {}
-    batches = _transition_batches(engine)
+    batches = TransitionCommitter(engine)
     with engine.connect() as locker:
         locker.execute(text("SELECT 1 FROM orders WHERE id = :id FOR UPDATE"), {"id": first})
         held = transition_in_thread(
@@ -199,9 +203,9 @@ def test_one_order_twice_in_a_batch_moves_once(committed):
         for owner in ("worker-b", "worker-c"):  # the same order delivered twice
 
             def run(owner=owner):
-                with Session(engine) as session:
-                    copies.append(
-                        OrderRepository(session).transitions(
+                copies.append(
+                    TransitionCommitter(engine).commit(
+                        Transition.of(
                             twice,
                             OrderStatus.PENDING,
                             claim_and_route(twice),
@@ -209,6 +213,7 @@ def test_one_order_twice_in_a_batch_moves_once(committed):
                             claim_lease_s=60,
                         )
                     )
+                )
 
             threads.append(threading.Thread(target=run))
             threads[-1].start()

@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from order_engine.chain.pools import PoolIndex
 from order_engine.config import Settings
+from order_engine.domain.status import OrderStatus
 from order_engine.domain.tokens import resolve
 from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
-from order_engine.models import OrderStatus
 from order_engine.repositories.order import OrderRepository
 from order_engine.routing import Router
 from order_engine.services.execution import ExecutionService, Outcome

@@ -1,8 +1,7 @@
 """The money invariants, checked over a whole stack after every fault scenario.
 
-research/reliability.md §7 describes the method: real processes on loopback, faults injected by
-signals, server commands and the localnet's admin methods, and after every scenario one checker
-of the money invariants:
+The method: real processes on loopback, faults injected by signals, server commands and the
+localnet's admin methods, and after every scenario one checker of the money invariants:
 
 - I1 at most one landed swap per order in the chain's ledger (the stack's own localnet, read
   with `localnet_ledger`; memo = clientOrderId or order id); a confirmed order's landed swap is
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
-from order_engine.models import TERMINAL_STATUSES, TRANSITIONS
+from order_engine.domain.status import TERMINAL_STATUSES, TRANSITIONS
 
 if TYPE_CHECKING:
     from tests.support.stack import Stack

@@ -14,7 +14,7 @@ from order_engine.domain.amounts import Fill, leg_minimums, min_amount_out, mini
 from order_engine.domain.errors import RpcUnavailable, TransactionUnconfirmed
 from order_engine.domain.tokens import resolve
 from order_engine.models import Order
-from order_engine.services.retry_policy import retry_countdown
+from order_engine.services.execution.retry_policy import retry_countdown
 
 USDC = resolve("USDC")
 SERVERS = {"DATABASE_URL": "postgresql://u@localhost/db", "REDIS_URL": "redis://localhost:6379/0"}

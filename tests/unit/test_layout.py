@@ -19,10 +19,6 @@ MAX_FUNCTION_LINES = 60
 KNOWN_OFFENDERS: frozenset[str] = frozenset(
     {
         "order_engine/ops/cli.py",
-        "order_engine/repositories/order.py",
-        "order_engine/repositories/order.py::OrderRepository.transitions",
-        "order_engine/repositories/order.py::_transition_sql",
-        "order_engine/services/execution.py",
         "order_engine/venues/math/dlmm.py",
     }
 )

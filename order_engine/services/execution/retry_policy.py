@@ -12,8 +12,9 @@ from order_engine.domain.errors import ExecutionError, TransactionUnconfirmed
 def backoff_seconds(settings: Settings, attempt: int, rng: random.Random) -> float:
     """Exponential backoff with "equal jitter": half fixed, half random, never zero-ish.
 
-    Full jitter can draw a 0 s retry (research/reliability.md §1.4), which hammers a node that
-    is down; keeping half of the delay fixed avoids that while still spreading retries.
+    Full jitter can draw a 0 s retry (the AWS Architecture Blog's "Exponential Backoff And
+    Jitter" compares the two), which hammers a node that is down; keeping half of the delay
+    fixed avoids that while still spreading retries.
     """
     ceiling = min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2 ** (attempt - 1))
     return ceiling / 2 + rng.uniform(0, ceiling / 2)

@@ -30,7 +30,7 @@ def build_swap(
 ) -> VersionedTransaction:
     """The signed transaction swapping `amount_in` along `decision`'s legs for at least
     `minimum` in all, with `memo` on chain (the client's order id, else ours: see
-    ExecutionService._run)."""
+    Runner.run)."""
     input_mint = Pubkey.from_string(token_in.mint)
     output_mint = Pubkey.from_string(token_out.mint)
     minimums = leg_minimums(minimum, [leg.amount_out for leg in decision.legs])

@@ -1,0 +1,316 @@
+"""The happy path of an attempt: route, build, send, settle (or wait again, for a triggered
+order the market left)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from order_engine.chain import tx as transactions
+from order_engine.chain.client import Blockhash, SignatureStatus, program_error
+from order_engine.domain import amounts, event_data
+from order_engine.domain.errors import (
+    BlockhashExpired,
+    ExecutionError,
+    RpcUnavailable,
+    TransactionUnconfirmed,
+)
+from order_engine.domain.status import OrderStatus
+from order_engine.domain.tokens import WSOL_MINT
+from order_engine.infra import metrics
+from order_engine.live.events import event_payload
+from order_engine.repositories.transitions import Step, Transition, lease_expiry
+from order_engine.routing import RouteDecision
+from order_engine.services.execution.attempt import Attempt, Outcome, slots
+from order_engine.services.execution.steps import Context, Steps
+from order_engine.services.execution.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap
+from order_engine.services.trigger import waiting_for
+
+log = logging.getLogger(__name__)
+
+# The statuses an attempt can start from with nothing built yet: a `pending` claim, or a
+# `routing` one the trigger engine routed.
+_UNBUILT = frozenset({OrderStatus.PENDING, OrderStatus.ROUTING})
+
+
+@dataclass(frozen=True)
+class _Built:
+    """A signed swap, and what recording it writes: its `building` event and the columns."""
+
+    blockhash: Blockhash
+    signature: str
+    encoded: str
+    slots_left: int
+    event: dict[str, Any]
+    values: dict[str, Any]
+
+
+def _same_transaction_as_another(error: IntegrityError) -> bool:
+    """Whether `error` is another order holding the transaction this one tried to record."""
+    diag = getattr(error.orig, "diag", None)
+    return getattr(diag, "constraint_name", None) == "uq_orders_tx_hash"
+
+
+class Runner:
+    """Runs an attempt that has nothing on its way to the chain: a new transaction is routed,
+    built, recorded with its `routing` and `building` events, sent and settled."""
+
+    def __init__(self, ctx: Context, steps: Steps) -> None:
+        self.ctx = ctx
+        self.steps = steps
+
+    def run(self, attempt: Attempt) -> Outcome:
+        """Route, build, send and settle. A FRESH attempt's order is not claimed yet: the
+        transition to `routing` claims it (NotClaimed, with nothing written, if it cannot)."""
+        order = attempt.order
+        decision = self.ctx.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
+        floor = amounts.price_floor(order, attempt.token_out)
+        if decision.amount_out < floor and attempt.status in _UNBUILT:
+            # The market moved back between the trigger and this quote: wait again rather
+            # than send a swap the limit would make the chain refuse.
+            return self._rearm(attempt, decision.amount_out, floor)
+        routing_event = decision.as_event()
+        route = routing_event["decision"]
+        if (order.route or {}).get("requoted"):
+            route["requoted"] = True  # at most one re-quote per order, across attempts
+        minimum = amounts.minimum_out(order, attempt.token_out, decision.amount_out)
+        routed = {
+            "dex": decision.dex,
+            "route": route,
+            "quoted_amount_out": attempt.token_out.from_atoms(decision.amount_out),
+        }
+        memo = order.client_order_id or str(order.id)
+        while True:
+            built = self._build(attempt, decision, route, minimum, memo)
+            try:
+                self._record_build(attempt, routing_event, routed, built)
+                break
+            except IntegrityError as error:
+                if memo == str(order.id) or not _same_transaction_as_another(error):
+                    raise
+                # Another order of this wallet (the same client id, pair and amount) built
+                # these very bytes on this blockhash. Nothing was written; this order's
+                # transaction carries its own id instead, which no other order's can.
+                log.info("order %s: its transaction was another order's; rebuilt", order.id)
+                memo = str(order.id)
+        attempt.last_valid_height = built.blockhash.last_valid_block_height
+        attempt.expires_at = time.monotonic() + slots(built.slots_left).total_seconds()
+        return self.send_and_settle(
+            attempt, built.encoded, built.signature, decision.dex, decision.amount_out
+        )
+
+    def _build(
+        self,
+        attempt: Attempt,
+        decision: RouteDecision,
+        route: dict[str, Any],
+        minimum: int,
+        memo: str,
+    ) -> _Built:
+        """Sign the swap of `decision` on the newest blockhash, with its `building` event and
+        the order's columns to record with it."""
+        order = attempt.order
+        blockhash = self.ctx.chain.latest_blockhash()
+        tx = build_swap(
+            wallet=self.ctx.wallet,
+            token_in=attempt.token_in,
+            token_out=attempt.token_out,
+            amount_in=attempt.amount_in,
+            decision=decision,
+            minimum=minimum,
+            blockhash=blockhash.value,
+            memo=memo,
+            compute_unit_price=self.ctx.settings.compute_unit_price_micro_lamports,
+        )
+        signature = transactions.signature_of(tx)
+        encoded = transactions.encode_transaction(tx)
+        slots_left = blockhash.last_valid_block_height - blockhash.slot + 1
+        event = event_data.building(
+            dex=decision.dex,
+            legs=route["legs"],
+            token_out=attempt.token_out,
+            quoted=decision.amount_out,
+            minimum=minimum,
+            slippage_bps=order.slippage_bps,
+            signature=signature,
+            blockhash=blockhash.value,
+            last_valid_block_height=blockhash.last_valid_block_height,
+            expires_at=self.ctx.now() + slots(slots_left),
+            compute_unit_limit=COMPUTE_UNIT_LIMIT_PER_LEG * len(decision.legs),
+            compute_unit_price=self.ctx.settings.compute_unit_price_micro_lamports,
+        )
+        values = {
+            "min_amount_out": attempt.token_out.from_atoms(minimum),
+            "tx_hash": signature,
+            "signed_tx": encoded,
+            "tx_last_valid_height": blockhash.last_valid_block_height,
+            # A stalled executor that lost its lease must not send: the lease is renewed in
+            # this same transition, right before the send.
+            "lease_until": lease_expiry(self.ctx.settings.order_lease_s),
+        }
+        return _Built(blockhash, signature, encoded, slots_left, event, values)
+
+    def _record_build(
+        self,
+        attempt: Attempt,
+        routing_event: dict[str, Any],
+        routed: dict[str, Any],
+        built: _Built,
+    ) -> None:
+        if attempt.status is OrderStatus.ROUTING:
+            # Routed by the trigger engine (its event holds that decision); the route built is
+            # this fresher one, which the `building` event and the order's columns record.
+            self.steps.advance(attempt, OrderStatus.BUILDING, built.event, routed | built.values)
+        else:
+            # Routing and building are one unit of work: quoting and signing are local and
+            # take a millisecond, so both transitions (and their events) are one statement.
+            self.steps.advance_many(
+                attempt,
+                [
+                    Step(OrderStatus.ROUTING, routing_event, routed),
+                    Step(OrderStatus.BUILDING, built.event, built.values),
+                ],
+            )
+
+    def send_and_settle(
+        self, attempt: Attempt, encoded: str, signature: str, dex: str, quoted: int
+    ) -> Outcome:
+        self.ctx.chain.send_transaction(encoded)
+        if attempt.status is OrderStatus.BUILDING:
+            submitted = {"dex": dex, "txHash": signature}
+            self.steps.advance(attempt, OrderStatus.SUBMITTED, submitted, {})
+        return self.settle(attempt, dex, quoted, self._confirmation(attempt, signature, encoded))
+
+    def _confirmation(self, attempt: Attempt, signature: str, encoded: str) -> SignatureStatus:
+        """Wait for the transaction's confirmation, at most until its blockhash has expired
+        (then it can never land) or CONFIRM_TIMEOUT_S, whichever comes first.
+
+        Meanwhile the same signed bytes are sent again every REBROADCAST_INTERVAL_S: a leader
+        may never have received them, and the engine sends with `maxRetries: 0`, so nobody
+        else re-sends them (Solana's documentation, "Retrying Transactions": a node otherwise
+        re-broadcasts on its own schedule, and `maxRetries` hands that to the application).
+        One signature lands at most once, however often it is sent.
+        """
+        last_valid = attempt.last_valid_height
+        timeout_s = float(self.ctx.settings.confirm_timeout_s)
+        if attempt.expires_at is not None:  # built in this attempt: no need to ask the chain
+            timeout_s = min(timeout_s, max(attempt.expires_at - time.monotonic(), 0.0) + 1.0)
+        elif last_valid is not None:
+            remaining = slots(last_valid - self.ctx.chain.block_height() + 1).total_seconds()
+            timeout_s = min(timeout_s, max(remaining, 0.0) + 1.0)
+        every_s = float(self.ctx.settings.rebroadcast_interval_s) or timeout_s
+        deadline, waited_s = time.monotonic() + timeout_s, 0.0
+        while True:
+            chunk_s = max(min(every_s, timeout_s - waited_s), 0.0)
+            status = self.ctx.chain.wait_for_status(signature, chunk_s)
+            if status is not None:
+                return status
+            waited_s += chunk_s
+            if waited_s >= timeout_s or time.monotonic() >= deadline:
+                break
+            if not self._resend(attempt, encoded):
+                break
+        height = self.ctx.chain.block_height()
+        if last_valid is None or height > last_valid:
+            raise BlockhashExpired(f"{signature} was not included before its blockhash expired")
+        raise TransactionUnconfirmed(
+            f"{signature} not confirmed within {timeout_s:.0f}s",
+            retry_after_s=slots(last_valid - height + 2).total_seconds(),
+        )
+
+    def _resend(self, attempt: Attempt, encoded: str) -> bool:
+        """Send the same signed bytes again; False once the node says their blockhash has
+        expired (they can never land). An unreachable node is asked again next time."""
+        try:
+            self.ctx.chain.send_transaction(encoded)
+        except BlockhashExpired:
+            return False
+        except ExecutionError as exc:
+            log.info("order %s: re-broadcast not accepted (%s)", attempt.order.id, exc.code)
+        return True
+
+    def _rearm(self, attempt: Attempt, quoted: int, floor: int) -> Outcome:
+        """Put a triggered order back to waiting (the attempt is not counted, the trigger's
+        route forgotten): compare-and-set on our lease, with a `pending` event saying what it
+        waits for again."""
+        order = attempt.order
+        data = event_data.rearmed(
+            waiting_for=waiting_for(
+                order.type, order.token_out, order.limit_price, order.max_price
+            ),
+            token_out=attempt.token_out,
+            quoted=quoted,
+            required=floor,
+        )
+        values = {
+            "waiting": True,
+            "triggered_at": None,
+            "dex": None,
+            "route": None,
+            "quoted_amount_out": None,
+            "lease_owner": None,
+            "lease_until": None,
+            "attempts": max(order.attempts - 1, 0),
+        }
+        events = self.ctx.committer.commit(
+            Transition.of(
+                order.id,
+                attempt.status,
+                [Step(OrderStatus.PENDING, data, values)],
+                lease_owner=attempt.executor,
+                require_waiting=False,
+            )
+        )
+        if events is None:
+            return Outcome.LEASE_LOST
+        self.ctx.publisher.publish(event_payload(events[0]))
+        log.info("order %s: quote %s below its floor %s; waiting again", order.id, quoted, floor)
+        return Outcome.REARMED
+
+    def settle(self, attempt: Attempt, dex: str, quoted: int, status: SignatureStatus) -> Outcome:
+        """Record the outcome of a transaction the chain has confirmed."""
+        if not status.succeeded:
+            # It landed, but a program refused the swap (and the chain charged the fee).
+            raise program_error(status.err)
+        balances = status.balances or self.ctx.chain.transaction_balances(status.signature)
+        if balances is None:
+            raise RpcUnavailable(f"the node has no record of confirmed {status.signature} yet")
+        token_in, token_out = attempt.token_in, attempt.token_out
+        received = balances.received(
+            str(self.ctx.wallet.pubkey()), token_out.mint, native=token_out.mint == WSOL_MINT
+        )
+        fill = amounts.Fill.of(token_in, token_out, attempt.amount_in, received, quoted)
+        self.steps.advance(
+            attempt,
+            OrderStatus.CONFIRMED,
+            event_data.confirmed(
+                dex=dex,
+                signature=status.signature,
+                slot=status.slot,
+                fill=fill,
+                token_out=token_out,
+                quoted=quoted,
+            ),
+            {
+                "amount_out": fill.amount_out,
+                "executed_price": fill.price,
+                "lease_owner": None,
+                "lease_until": None,
+            },
+        )
+        metrics.order_finished(attempt.order.type, "confirmed", attempt.order.created_at)
+        log.info(
+            "order %s confirmed on %s: %s %s -> %s %s (%s)",
+            attempt.order.id,
+            dex,
+            fill.amount_in,
+            token_in.symbol,
+            fill.amount_out,
+            token_out.symbol,
+            status.signature,
+        )
+        return Outcome.CONFIRMED
