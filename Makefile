@@ -7,6 +7,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 export PATH := $(abspath $(BIN)):$(PATH)
+# Each checkout its own pytest temp root: pytest keeps only the newest three session folders under
+# one root, so two checkouts testing at once on one machine would prune each other's, with the
+# private servers running in them.
+PYTEST_DEBUG_TEMPROOT ?= /tmp/order-engine-$(shell printf '%s' "$(CURDIR)" | cksum | cut -d' ' -f1)
+export PYTEST_DEBUG_TEMPROOT
+$(shell mkdir -p $(PYTEST_DEBUG_TEMPROOT))
 
 .DEFAULT_GOAL := help
 .PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow test-rabbitmq test-no-overrides test-cluster fuzz soak bench bench-floors bench-cluster venue-report config-docs lint fmt typecheck clean
