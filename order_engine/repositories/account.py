@@ -33,6 +33,9 @@ class AccountRepository:
     def key_by_prefix(self, prefix: str) -> ApiKey | None:
         return self.session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).first()
 
+    def key_by_id(self, key_id: uuid.UUID) -> ApiKey | None:
+        return self.session.scalars(select(ApiKey).where(ApiKey.id == key_id)).first()
+
     def keys(self) -> Sequence[tuple[ApiKey, Account]]:
         rows = self.session.execute(
             select(ApiKey, Account)

@@ -1,10 +1,11 @@
-"""API keys and stream tickets: who is calling, for which account, with which scopes (DESIGN §9).
+"""API keys and stream tickets: who is calling, for which account, with which scopes (see
+docs/design.md, "Access: keys, tickets, limits").
 
 A key looks like `oe_<prefix>_<secret>`: the prefix (8 hex digits) finds its row, the whole key
 is compared by its SHA-256 with `hmac.compare_digest`. Keys are shown once, at creation; the
 database only ever holds the hash. A stream ticket is for browsers, which cannot set headers on
 a WebSocket: a random one-use token kept in Redis for a few seconds, standing for the key that
-asked for it.
+asked for it, and only while that key stands.
 """
 
 from __future__ import annotations
@@ -111,6 +112,15 @@ class AccessService:
                 return None
             return Principal(key.id, key.account_id, frozenset(key.scopes))
 
+    def principal_of_key(self, key_id: uuid.UUID) -> Principal | None:
+        """The principal of the key with this id while it is unrevoked (a redeemed stream
+        ticket's key, checked again so that the ticket dies with it); None otherwise."""
+        with self.session.begin():
+            key = self.accounts.key_by_id(key_id)
+            if key is None or key.revoked_at is not None:
+                return None
+            return Principal(key.id, key.account_id, frozenset(key.scopes))
+
 
 def issue_ticket(client: redis.Redis, principal: Principal, ttl_s: int) -> str:
     """A one-use stream ticket standing for `principal` for `ttl_s` seconds."""
@@ -127,7 +137,8 @@ def issue_ticket(client: redis.Redis, principal: Principal, ttl_s: int) -> str:
 
 
 def redeem_ticket(client: redis.Redis, ticket: str) -> Principal | None:
-    """The ticket's principal, once: the ticket is deleted in the same step."""
+    """The ticket's principal as it was issued, once: the ticket is deleted in the same step.
+    Whether its key still stands is the caller's to check (`AccessService.principal_of_key`)."""
     if TICKET_PATTERN.match(ticket) is None:
         return None
     pipe = client.pipeline(transaction=True)

@@ -1,4 +1,4 @@
-"""API keys, scopes, ownership and per-account limits (DESIGN §9), in process."""
+"""API keys, scopes, ownership and per-account limits (docs/design.md), in process."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from order_engine.api import access
 from order_engine.app import create_app
+from order_engine.errors import UnauthorizedError
 from order_engine.live.limits import RateLimiter, lease_size
 from order_engine.services.access import AccessService, redeem_ticket
 from tests.support.clients import order_body
@@ -156,6 +157,31 @@ def test_while_one_request_looks_a_key_up_again_the_others_use_the_cache(
     monkeypatch.setattr(AccessService, "authenticate", slow_lookup)
     assert client.get("/api/orders").status_code == 200
     assert answers == [200, 200, 200]
+
+
+def open_with_ticket(app, ticket: str):
+    """A WebSocket handshake's pass through the guard: the principal its ticket stands for
+    (the socket slot it takes is given back when the request context ends)."""
+    path = f"/api/orders/execute?orderId={uuid.uuid4()}&ticket={ticket}"
+    with app.test_request_context(path, headers={"Upgrade": "websocket"}):
+        access.guard()
+        return access.current_principal()
+
+
+def test_a_ticket_dies_with_its_key_within_the_key_cache_life(
+    test_settings, db_session, redis_client, monkeypatch
+):
+    app = make_app(test_settings, db_session, API_KEY_CACHE_S="5")
+    key = new_key(db_session, "ticketed")
+    client = as_key(app, key)
+    clock = Clock()
+    monkeypatch.setattr(access, "time", clock)
+    first, second = (client.post("/api/stream-tickets").get_json()["ticket"] for _ in range(2))
+    assert open_with_ticket(app, first).scopes == {"orders:read", "orders:write"}
+    AccessService(db_session).revoke(key.split("_")[1])
+    clock.now += 6.5  # past API_KEY_CACHE_S after the revocation, within the ticket's 30 s
+    with pytest.raises(UnauthorizedError):
+        open_with_ticket(app, second)
 
 
 def test_another_accounts_orders_do_not_exist_for_you(app, db_session):
