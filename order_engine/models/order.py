@@ -186,10 +186,12 @@ class Order(Base):
         CheckConstraint("token_in <> token_out", name="distinct_tokens"),
         UniqueConstraint("account_id", "idempotency_key"),
         Index("ix_orders_account_created_at", "account_id", "created_at", "id"),
-        # Intake counts an account's unfinished orders (its in-flight cap) on this index.
+        # Intake counts an account's unfinished orders of one kind on this index: its waiting
+        # orders (their cap) or the others, in flight (theirs), each a range of its own.
         Index(
-            "ix_orders_account_unfinished",
+            "ix_orders_account_unfinished_waiting",
             "account_id",
+            "waiting",
             postgresql_where=text("status NOT IN ('confirmed', 'failed', 'cancelled')"),
         ),
         # Listing newest first and the reconciler's sweep both walk this index.

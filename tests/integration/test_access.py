@@ -271,6 +271,33 @@ def test_orders_in_flight_are_capped_per_account(test_settings, db_session, redi
     assert alice.post("/api/orders/execute", json=order_body()).status_code == 202
 
 
+def test_waiting_orders_have_their_own_cap_apart_from_orders_in_flight(
+    test_settings, db_session, redis_client
+):
+    app = make_app(test_settings, db_session, MAX_ORDERS_IN_FLIGHT="2", MAX_WAITING_ORDERS="3")
+    alice = as_key(app, new_key(db_session, "alice"))
+    waits = order_body(type="limit", limitPrice="1000000")  # far above the market: it waits
+    for _ in range(3):
+        assert alice.post("/api/orders/execute", json=waits).status_code == 202
+    refused = alice.post("/api/orders/execute", json=waits)
+    assert refused.status_code == 429
+    assert "waiting" in refused.get_json()["description"]
+    # Three waiting orders take no place from orders that run: market orders, and limit orders
+    # met at submission (they run at once), count against the in-flight cap alone.
+    assert alice.post("/api/orders/execute", json=order_body()).status_code == 202
+    met = alice.post("/api/orders/execute", json=order_body(type="limit", limitPrice="0.0001"))
+    assert met.status_code == 202
+    refused = alice.post("/api/orders/execute", json=order_body())
+    assert refused.status_code == 429
+    assert "in flight" in refused.get_json()["description"]
+    # Cancelling a waiting order frees a waiting place, not one in flight.
+    waiting = [o for o in alice.get("/api/orders").get_json()["orders"] if o.get("waiting")]
+    assert len(waiting) == 3
+    assert alice.delete(f"/api/orders/{waiting[0]['orderId']}").status_code == 200
+    assert alice.post("/api/orders/execute", json=order_body()).status_code == 429
+    assert alice.post("/api/orders/execute", json=waits).status_code == 202
+
+
 def test_stream_tickets_are_one_use(client, redis_client):
     response = client.post("/api/stream-tickets")
     assert response.status_code == 201
