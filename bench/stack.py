@@ -156,7 +156,7 @@ class Stack:
         return pids
 
     def _create_api_key(self) -> None:
-        """The load generators' API key (DESIGN §9), exported to every child process."""
+        """The load generators' API key (docs/api.md), exported to every child process."""
         from sqlalchemy.orm import Session
 
         from order_engine.services.access import AccessService

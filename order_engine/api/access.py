@@ -32,6 +32,7 @@ from order_engine.infra.redis_client import get_redis
 from order_engine.live.limits import RateDecision, RateLimiter, SocketSlots
 from order_engine.services.access import (
     AccessService,
+    AccountLimits,
     Principal,
     hash_key,
     issue_ticket,
@@ -63,6 +64,12 @@ def requires(scope: str) -> Callable[[F], F]:
 
 def current_principal() -> Principal:
     return g.principal
+
+
+def account_limits() -> AccountLimits:
+    """The caller's account's limits: its own where it has them (read with its key), else the
+    deployment's settings."""
+    return current_principal().limits.over(current_app.config["SETTINGS"])
 
 
 def is_websocket_handshake() -> bool:
@@ -202,8 +209,9 @@ def _rate_limit(principal: Principal) -> RateDecision | None:
         limiter = current_app.extensions["order_engine.rate_limiter"] = RateLimiter(
             _limits_redis(), settings.rate_limit_per_s, settings.rate_limit_burst
         )
+    own = principal.limits  # None: the limiter's own, the deployment's
     try:
-        return limiter.hit(principal.account_id)
+        return limiter.hit(principal.account_id, own.rate_limit_per_s, own.rate_limit_burst)
     except redis.RedisError as exc:
         _limiters_down(exc)
         return None
@@ -271,6 +279,7 @@ def _check_origin() -> None:
 
 def _take_socket_slot(principal: Principal) -> None:
     settings = current_app.config["SETTINGS"]
+    cap = account_limits().max_websockets
     slots: SocketSlots | None = current_app.extensions.get("order_engine.socket_slots")
     if slots is None:
         slots = current_app.extensions["order_engine.socket_slots"] = SocketSlots(
@@ -279,14 +288,14 @@ def _take_socket_slot(principal: Principal) -> None:
     if time.monotonic() < _limiter_down_until:
         return  # Redis just failed: no slot to take; the stream says if it cannot be served
     try:
-        slot = slots.take(principal.account_id)
+        slot = slots.take(principal.account_id, cap)
     except redis.RedisError as exc:
         _limiters_down(exc)
         return
     if slot is None:
         raise TooManyRequestsError(
-            f"This account already has {settings.max_websockets} WebSockets open "
-            "(MAX_WEBSOCKETS); close one first.",
+            f"This account already has {cap} WebSockets open (its limit, by default "
+            "MAX_WEBSOCKETS); close one first.",
             headers={"Retry-After": "5"},
         )
     g.socket_slot = slot

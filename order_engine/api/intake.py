@@ -17,7 +17,7 @@ from typing import Any
 from flask import current_app
 from marshmallow import ValidationError
 
-from order_engine.api.access import current_principal
+from order_engine.api.access import account_limits, current_principal
 from order_engine.errors import BadRequestError, UnprocessableError, field_errors
 from order_engine.infra.db import get_session
 from order_engine.live.events import app_publisher
@@ -44,13 +44,13 @@ def submit_order(raw_body: str | bytes, raw_key: str | None) -> SubmittedOrder:
     """Validate an order submission (the body: 400 / 422; the Idempotency-Key: 422) and
     submit it for the caller's account, within its caps."""
     order_data, key = parse_submission(raw_body, raw_key)
-    settings = current_app.config["SETTINGS"]
+    limits = account_limits()
     return order_service().submit(
         order_data,
         key,
         account_id=current_principal().account_id,
-        max_in_flight=settings.max_orders_in_flight,
-        max_waiting=settings.max_waiting_orders,
+        max_in_flight=limits.max_orders_in_flight,
+        max_waiting=limits.max_waiting_orders,
     )
 
 

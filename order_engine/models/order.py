@@ -64,11 +64,11 @@ IN_FLIGHT = (
 # The way an attempt that succeeds goes, one transition per step.
 HAPPY_PATH = (*IN_FLIGHT, OrderStatus.CONFIRMED)
 
-# The state machine, in one place (DESIGN §3, §4): forward along the happy path; back to
-# `pending` when an attempt fails and another is scheduled; to `failed` from anything
-# unfinished; to `cancelled` only before a swap transaction is built. Terminal statuses have no
-# way out. `OrderRepository.transition` refuses anything else; the invariant checker of the
-# fault suite holds every recorded history to it.
+# The state machine, in one place (docs/design.md, "The order lifecycle"): forward along the
+# happy path; back to `pending` when an attempt fails and another is scheduled; to `failed` from
+# anything unfinished; to `cancelled` only before a swap transaction is built. Terminal statuses
+# have no way out. `OrderRepository.transition` refuses anything else; the invariant checker of
+# the fault suite holds every recorded history to it.
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.PENDING: frozenset(
         {OrderStatus.ROUTING, OrderStatus.PENDING, OrderStatus.FAILED, OrderStatus.CANCELLED}
@@ -119,7 +119,8 @@ class Order(Base):
     amount_in: Mapped[Decimal] = mapped_column(Amount)
     slippage_bps: Mapped[int] = mapped_column(Integer)
     client_order_id: Mapped[str | None] = mapped_column(String(128))
-    # The owner (DESIGN §9); rows written outside the API belong to the default account.
+    # The owner (docs/design.md, "Access: keys, tickets, limits"); rows written outside the API
+    # belong to the default account.
     account_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True),
         ForeignKey("accounts.id"),
@@ -150,11 +151,12 @@ class Order(Base):
     signed_tx: Mapped[str | None] = mapped_column(Text)
     tx_last_valid_height: Mapped[int | None] = mapped_column(BigInteger)
 
-    # Limit and sniper orders (DESIGN §10). `limit_price` is the client's least tokenOut per one
-    # tokenIn, `max_price` a sniper's most tokenIn per one tokenOut. `trigger_price` is the key
-    # the trigger engine's index ranges over: the least average price (tokenOut per tokenIn)
-    # that can fill the order — the limit itself, or 1/maxPrice rounded down for a sniper (0
-    # without one). `waiting` is true until the order triggers; only then may it be claimed.
+    # Limit and sniper orders (docs/design.md, the trigger engine). `limit_price` is the client's
+    # least tokenOut per one tokenIn, `max_price` a sniper's most tokenIn per one tokenOut.
+    # `trigger_price` is the key the trigger engine's index ranges over: the least average price
+    # (tokenOut per tokenIn) that can fill the order — the limit itself, or 1/maxPrice rounded
+    # down for a sniper (0 without one). `waiting` is true until the order triggers; only then
+    # may it be claimed.
     limit_price: Mapped[Decimal | None] = mapped_column(Amount)
     max_price: Mapped[Decimal | None] = mapped_column(Amount)
     trigger_price: Mapped[Decimal | None] = mapped_column(Amount)

@@ -277,13 +277,14 @@ class OrderService:
                 return  # a replay creates nothing; _insert finds the conflict and replays
         if waiting:
             raise TooManyRequestsError(
-                f"This account has {cap} limit and sniper orders waiting (MAX_WAITING_ORDERS); "
-                "submit more once some have triggered, expired or been cancelled.",
+                f"This account has {cap} limit and sniper orders waiting (its limit, by default "
+                "MAX_WAITING_ORDERS); submit more once some have triggered, expired or been "
+                "cancelled.",
                 headers={"Retry-After": "2"},
             )
         raise TooManyRequestsError(
-            f"This account has {cap} orders in flight (MAX_ORDERS_IN_FLIGHT); submit more "
-            "once some have finished.",
+            f"This account has {cap} orders in flight (its limit, by default "
+            "MAX_ORDERS_IN_FLIGHT); submit more once some have finished.",
             headers={"Retry-After": "2"},
         )
 

@@ -7,12 +7,13 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
 from order_engine.api import access
 from order_engine.app import create_app
-from order_engine.errors import UnauthorizedError
+from order_engine.errors import TooManyRequestsError, UnauthorizedError
 from order_engine.live.limits import RateLimiter, lease_size
 from order_engine.services.access import AccessService, redeem_ticket
 from tests.support.clients import order_body
@@ -159,13 +160,20 @@ def test_while_one_request_looks_a_key_up_again_the_others_use_the_cache(
     assert answers == [200, 200, 200]
 
 
-def open_with_ticket(app, ticket: str):
-    """A WebSocket handshake's pass through the guard: the principal its ticket stands for
-    (the socket slot it takes is given back when the request context ends)."""
-    path = f"/api/orders/execute?orderId={uuid.uuid4()}&ticket={ticket}"
-    with app.test_request_context(path, headers={"Upgrade": "websocket"}):
+@contextmanager
+def handshake(app, ticket: str | None = None, key: str | None = None):
+    """A WebSocket handshake's pass through the guard, with a ticket or a key: the principal it
+    stands for, while its socket slot is held (given back when the request context ends)."""
+    path = f"/api/orders/execute?orderId={uuid.uuid4()}" + (f"&ticket={ticket}" if ticket else "")
+    headers = {"Upgrade": "websocket", **({"Authorization": f"Bearer {key}"} if key else {})}
+    with app.test_request_context(path, headers=headers):
         access.guard()
-        return access.current_principal()
+        yield access.current_principal()
+
+
+def open_with_ticket(app, ticket: str):
+    with handshake(app, ticket=ticket) as principal:
+        return principal
 
 
 def test_a_ticket_dies_with_its_key_within_the_key_cache_life(
@@ -298,6 +306,54 @@ def test_waiting_orders_have_their_own_cap_apart_from_orders_in_flight(
     assert alice.post("/api/orders/execute", json=waits).status_code == 202
 
 
+def test_an_accounts_own_limits_replace_the_defaults_within_the_key_cache_life(
+    test_settings, db_session, redis_client, monkeypatch
+):
+    app = make_app(
+        test_settings,
+        db_session,
+        API_KEY_CACHE_S="5",
+        RATE_LIMIT_PER_S="0.5",
+        RATE_LIMIT_BURST="3",
+        MAX_ORDERS_IN_FLIGHT="1",
+        MAX_WAITING_ORDERS="1",
+        MAX_WEBSOCKETS="5",
+    )
+    key = new_key(db_session, "acme")
+    acme = as_key(app, key)
+    clock = Clock()
+    monkeypatch.setattr(access, "time", clock)
+    assert acme.get("/api/orders").headers["RateLimit-Limit"] == "3"
+    own = {
+        "rate_limit_per_s": 100.0,
+        "rate_limit_burst": 50,
+        "max_orders_in_flight": 2,
+        "max_waiting_orders": 2,
+        "max_websockets": 1,
+    }
+    AccessService(db_session).set_limits("acme", own)
+    assert acme.get("/api/orders").headers["RateLimit-Limit"] == "3"  # the key as trusted
+    clock.now += 5.5  # past API_KEY_CACHE_S: the key and its account's limits read again
+    assert acme.get("/api/orders").headers["RateLimit-Limit"] == "50"
+    waits = order_body(type="limit", limitPrice="1000000")
+    for body in (order_body(), order_body(), waits, waits):
+        assert acme.post("/api/orders/execute", json=body).status_code == 202
+    assert acme.post("/api/orders/execute", json=order_body()).status_code == 429
+    assert acme.post("/api/orders/execute", json=waits).status_code == 429
+    # A second socket while the first is open:
+    with (
+        handshake(app, key=key),
+        pytest.raises(TooManyRequestsError) as refused,
+        handshake(app, key=key),
+    ):
+        pass
+    assert "1 WebSockets" in refused.value.description
+    # Cleared, each limit is the deployment's setting again.
+    AccessService(db_session).set_limits("acme", dict.fromkeys(own))
+    clock.now += 5.5
+    assert acme.get("/api/orders").headers["RateLimit-Limit"] == "3"
+
+
 def test_stream_tickets_are_one_use(client, redis_client):
     response = client.post("/api/stream-tickets")
     assert response.status_code == 201
@@ -342,14 +398,62 @@ def test_keys_cli_creates_lists_and_revokes(test_settings):
     assert bad.returncode == 2
 
 
+def test_accounts_cli_sets_shows_and_clears_an_accounts_limits(test_settings):
+    env = {**os.environ, **test_settings}
+    cli = [sys.executable, "-m", "order_engine.ops.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    key = run("keys", "create", "--account", "cli-limits").stdout.strip().splitlines()[-1]
+    assert key.startswith("oe_")
+    limits = ["--rate", "200", "--burst", "500", "--in-flight", "2000", "--waiting", "300"]
+    changed = run("accounts", "set-limits", "cli-limits", *limits, "--sockets", "1000")
+    assert changed.returncode == 0, changed.stderr
+    shown = run("accounts", "show", "cli-limits")
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split()[0]: line.split()[1:] for line in shown.stdout.splitlines()[1:]}
+    assert {name: values[0] for name, values in lines.items()} == {
+        "rate": "200/s",
+        "burst": "500",
+        "in-flight": "2000",
+        "waiting": "300",
+        "sockets": "1000",
+    }
+    app = create_app(test_settings)
+    assert as_key(app, key).get("/api/orders").headers["RateLimit-Limit"] == "500"
+    # One cleared: the deployment's setting again, and said so.
+    assert run("accounts", "set-limits", "cli-limits", "--burst", "default").returncode == 0
+    shown = run("accounts", "show", "cli-limits").stdout
+    burst = next(line for line in shown.splitlines() if line.split()[0] == "burst")
+    assert "RATE_LIMIT_BURST" in burst
+    assert burst.split()[1] == test_settings["RATE_LIMIT_BURST"]
+    listed = run("accounts", "list")
+    assert listed.returncode == 0
+    assert any(line.startswith("cli-limits ") for line in listed.stdout.splitlines())
+    # Bad input: a clear message, exit 2, nothing changed.
+    for bad in (
+        ["cli-limits", "--rate", "fast"],
+        ["cli-limits", "--burst", "0"],
+        ["cli-limits", "--sockets", "10", "--in-flight", "-1"],
+        ["cli-limits"],
+        ["no-such-account", "--rate", "5"],
+    ):
+        refused = run("accounts", "set-limits", *bad)
+        assert refused.returncode == 2, bad
+        assert refused.stderr.strip(), bad
+    assert run("accounts", "show", "cli-limits").stdout == shown
+    assert run("accounts", "show", "no-such-account").returncode == 2
+
+
 class CountingLimiter(RateLimiter):
     """A RateLimiter (one API process's) that counts its calls to Redis."""
 
     calls = 0
 
-    def _take(self, account_id, wanted):
+    def _take(self, account_id, wanted, *rate):
         self.calls += 1
-        return super()._take(account_id, wanted)
+        return super()._take(account_id, wanted, *rate)
 
 
 def test_wide_limits_are_taken_in_leases_and_never_grant_beyond_the_bucket(redis_client):
@@ -373,6 +477,20 @@ def test_wide_limits_are_taken_in_leases_and_never_grant_beyond_the_bucket(redis
     refused = len(decisions) - allowed
     refilled = per_s * elapsed_s
     assert sum(p.calls for p in processes) - refused <= allowed / 10 + refilled + 4
+
+
+def test_an_accounts_own_rate_replaces_the_default_and_its_lease(redis_client):
+    account = uuid.uuid4()
+    limiter = CountingLimiter(redis_client, 1.0, 2)  # the default: narrow, no leases
+    assert [limiter.hit(account).allowed for _ in range(3)] == [True, True, False]
+    own = {"per_s": 1000.0, "burst": 1000}  # wide: leases of 100
+    assert limiter.hit(account, **own).limit == 1000
+    calls = limiter.calls
+    assert all(limiter.hit(account, **own).allowed for _ in range(50))
+    assert limiter.calls == calls  # spent from its lease
+    # The account's rate changed: the lease taken at the other one is not spent.
+    assert limiter.hit(account, per_s=1.0, burst=2).limit == 2
+    assert limiter.calls == calls + 1
 
 
 def test_narrow_limits_ask_redis_for_every_request():

@@ -56,7 +56,7 @@ UNLIMITED = {
     "MAX_WEBSOCKETS": "100000",
 }
 
-# The localnet's own settings (DESIGN §5): fast landings, no random failures, so tests decide
+# The localnet's own settings (docs/localnet.md): fast landings, no random failures, so tests decide
 # every fault themselves (through the localnet's admin methods).
 LOCALNET_TIMINGS = {
     "DEX_SEED": "7",
@@ -79,7 +79,7 @@ LIVE_LATENCIES = {
 
 SLOT_S = 0.4  # the localnet's slot (LOCALNET_SLOT_MS default)
 
-# Test timings (research/reliability.md §7): fast landings, short blockhash lifetime, lease and
+# Test timings (docs/reliability.md, "Timings"): fast landings, short blockhash lifetime, lease and
 # visibility timeout, a reconciler every second. `Settings.checked` demands TASK_TIME_LIMIT_S >
 # CONFIRM_TIMEOUT_S + 4 × RPC_TIMEOUT_S, ORDER_LEASE_S > TASK_TIME_LIMIT_S and ORDER_LEASE_S +
 # ORDER_RETRY_BACKOFF_MAX_S < BROKER_VISIBILITY_TIMEOUT_S. The blockhash lifetime (15 slots,
