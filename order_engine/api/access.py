@@ -1,4 +1,5 @@
-"""Who may call what: API keys, scopes, stream tickets and per-account limits.
+"""Who may call what: API keys, scopes, stream tickets, per-account limits and a limit on
+failed authentications per client address.
 
 Every `/api/*` request passes `guard()` before its view: the caller is identified by
 `Authorization: Bearer <key>` (or, on a WebSocket handshake only, a one-use `?ticket=`), the
@@ -29,7 +30,7 @@ from order_engine.errors import (
 )
 from order_engine.infra.db import get_session
 from order_engine.infra.redis_client import get_redis
-from order_engine.live.limits import RateDecision, RateLimiter, SocketSlots
+from order_engine.live.limits import AuthFailures, RateDecision, RateLimiter, SocketSlots
 from order_engine.services.access import (
     AccessService,
     AccountLimits,
@@ -148,7 +149,9 @@ def _cached_key(raw_key: str, ttl_s: int) -> Principal | None:
     """The principal of a valid key, remembered for `API_KEY_CACHE_S` seconds (so a revocation
     takes at most that long to reach every process); anything else is looked up every time."""
     return _cached(
-        hash_key(raw_key), ttl_s, lambda: AccessService(get_session()).authenticate(raw_key)
+        hash_key(raw_key),
+        ttl_s,
+        lambda: _counted(lambda: AccessService(get_session()).authenticate(raw_key)),
     )
 
 
@@ -156,13 +159,61 @@ def _redeemed_ticket(ticket: str, ttl_s: int) -> Principal | None:
     """The principal a stream ticket stands for, while its key does: the key is checked again
     (cached as the key itself is), so a ticket issued before a revocation dies with its key
     within `API_KEY_CACHE_S`, not at the end of the ticket's own life."""
-    issued = redeem_ticket(get_redis(), ticket)
-    if issued is None:
+
+    def redeem() -> Principal | None:
+        issued = redeem_ticket(get_redis(), ticket)
+        if issued is None:
+            return None
+        key_id = issued.key_id
+        return _cached(
+            f"key-id:{key_id}",
+            ttl_s,
+            lambda: AccessService(get_session()).principal_of_key(key_id),
+        )
+
+    return _counted(redeem)
+
+
+def _counted(attempt: Callable[[], Principal | None]) -> Principal | None:
+    """`attempt()`, an authentication that costs a look-up, unless the caller's address has
+    failed AUTH_FAILURE_LIMIT times lately (429 until its window ends, across processes); a
+    failure (None) is counted against the address. The address is the peer's: behind a proxy,
+    the proxy's (docs/operating.md)."""
+    failures = _auth_failures()
+    if failures is None:
+        return attempt()
+    address = request.remote_addr or ""
+    try:
+        refused_for_s = failures.refused_for_s(address)
+    except redis.RedisError as exc:
+        _limiters_down(exc)
+        return attempt()
+    if refused_for_s:
+        raise TooManyRequestsError(
+            f"Too many failed authentications from this address; retry after {refused_for_s}s.",
+            headers={"Retry-After": str(refused_for_s)},
+        )
+    principal = attempt()
+    if principal is None:
+        try:
+            failures.failed(address)
+        except redis.RedisError as exc:
+            _limiters_down(exc)
+    return principal
+
+
+def _auth_failures() -> AuthFailures | None:
+    """This app's counter of failed authentications; None while there is no limit to apply
+    (AUTH_FAILURE_LIMIT 0, or Redis failed just now)."""
+    settings = current_app.config["SETTINGS"]
+    if not settings.auth_failure_limit or time.monotonic() < _limiter_down_until:
         return None
-    key_id = issued.key_id
-    return _cached(
-        f"key-id:{key_id}", ttl_s, lambda: AccessService(get_session()).principal_of_key(key_id)
-    )
+    failures: AuthFailures | None = current_app.extensions.get("order_engine.auth_failures")
+    if failures is None:
+        failures = current_app.extensions["order_engine.auth_failures"] = AuthFailures(
+            _limits_redis(), settings.auth_failure_limit, settings.auth_failure_window_s
+        )
+    return failures
 
 
 def _cached(name: str, ttl_s: int, look_up: Callable[[], Principal | None]) -> Principal | None:

@@ -196,6 +196,22 @@ class Settings:
         ACCESS,
         "seconds an API process trusts a key it checked: a revocation takes at most this long",
     )
+    auth_failure_limit: int = option(
+        "AUTH_FAILURE_LIMIT",
+        whole(0),
+        "20",
+        ACCESS,
+        "failed authentications (bad keys, bad stream tickets) one client address may make per "
+        "AUTH_FAILURE_WINDOW_S; past them its keys and tickets get 429 until the window ends (0: "
+        "no limit). The address is the peer's: behind a proxy, every client shares the proxy's",
+    )
+    auth_failure_window_s: int = option(
+        "AUTH_FAILURE_WINDOW_S",
+        whole(1, 86_400),
+        "60",
+        ACCESS,
+        "seconds of the window AUTH_FAILURE_LIMIT counts in, from an address's first failure",
+    )
     localnet_port: int = LOCALNET_PORT.field()
     dex_seed: int = DEX_SEED.field()
     solana_rpc_url: str = option(

@@ -15,6 +15,8 @@ call (None: the deployment's, given at construction), so accounts' limits differ
 - Open WebSockets: a sorted set per account of socket ids scored by a lease expiry; a socket
   renews its lease while it is open and removes itself when it closes, and the lease bounds
   what a killed process can leave behind.
+- Failed authentications, per client address rather than per account (a bad key has none): a
+  counter per address that lives one window from its first failure.
 
 The caps on orders in flight and on waiting orders are counted in PostgreSQL at intake
 (repositories/intake.py), where the orders are.
@@ -37,6 +39,7 @@ from order_engine.infra.batching import GroupCommit
 
 RATE_PREFIX = "ratelimit:"
 SOCKETS_PREFIX = "ws_open:"
+FAILURES_PREFIX = "auth_failures:"
 
 # KEYS[1]: the account's bucket. ARGV: emission interval (ms per request), burst, requests
 # wanted. Grants as many of them as fit now (at least one, or none: refused).
@@ -252,3 +255,39 @@ class SocketSlot:
 
     def release(self) -> None:
         self.slots.release(self)
+
+
+# KEYS[1]: the address's counter. ARGV[1]: the window (ms), from the first failure. Counts one
+# failure; an expiry lost (a counter without one) is set again rather than count for ever.
+_COUNT_FAILURE = """
+if redis.call('INCR', KEYS[1]) == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+"""
+
+
+class AuthFailures:
+    """At most `limit` failed authentications per client address in a window of `window_s`
+    from its first, across every API process; past them the address is refused until the
+    window ends. Only what a look-up costs is counted and checked: a valid key an API process
+    already trusts is served without either."""
+
+    def __init__(self, client: redis.Redis, limit: int, window_s: int) -> None:
+        self.client = client
+        self.limit = limit
+        self.window_ms = window_s * 1000
+        self._count = client.register_script(_COUNT_FAILURE)
+
+    def refused_for_s(self, address: str) -> int:
+        """Seconds until `address` may try again; 0: it may now."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(f"{FAILURES_PREFIX}{address}")
+        pipe.pttl(f"{FAILURES_PREFIX}{address}")
+        failures, left_ms = pipe.execute()
+        if failures is None or int(failures) < self.limit:
+            return 0
+        return max(1, math.ceil(int(left_ms) / 1000))
+
+    def failed(self, address: str) -> None:
+        """Count one failed authentication from `address`."""
+        self._count(keys=[f"{FAILURES_PREFIX}{address}"], args=[self.window_ms])

@@ -161,12 +161,13 @@ def test_while_one_request_looks_a_key_up_again_the_others_use_the_cache(
 
 
 @contextmanager
-def handshake(app, ticket: str | None = None, key: str | None = None):
+def handshake(app, ticket: str | None = None, key: str | None = None, address="127.0.0.1"):
     """A WebSocket handshake's pass through the guard, with a ticket or a key: the principal it
     stands for, while its socket slot is held (given back when the request context ends)."""
     path = f"/api/orders/execute?orderId={uuid.uuid4()}" + (f"&ticket={ticket}" if ticket else "")
     headers = {"Upgrade": "websocket", **({"Authorization": f"Bearer {key}"} if key else {})}
-    with app.test_request_context(path, headers=headers):
+    environ = {"REMOTE_ADDR": address}
+    with app.test_request_context(path, headers=headers, environ_base=environ):
         access.guard()
         yield access.current_principal()
 
@@ -190,6 +191,46 @@ def test_a_ticket_dies_with_its_key_within_the_key_cache_life(
     clock.now += 6.5  # past API_KEY_CACHE_S after the revocation, within the ticket's 30 s
     with pytest.raises(UnauthorizedError):
         open_with_ticket(app, second)
+
+
+def from_address(app, address: str, key: str | None = None):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    if key is not None:
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return client
+
+
+def test_an_address_that_keeps_failing_to_authenticate_gets_429_and_no_other_does(
+    test_settings, db_session, redis_client
+):
+    limits = {"AUTH_FAILURE_LIMIT": "4", "AUTH_FAILURE_WINDOW_S": "60"}
+    # Two API processes (their own key caches and limiters) count the same address's failures.
+    apps = [make_app(test_settings, db_session, **limits) for _ in range(2)]
+    bad_key = "oe_deadbeef_" + "x" * 43
+    attacker = [from_address(app, "203.0.113.7", bad_key) for app in apps]
+    assert [attacker[n % 2].get("/api/orders").status_code for n in range(3)] == [401] * 3
+    with pytest.raises(UnauthorizedError):  # a bad ticket is a failure too: the fourth
+        open_with_ticket_from(apps[1], "t" * 43, "203.0.113.7")
+    refused = attacker[0].get("/api/orders")
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "failed" in refused.get_json()["description"]
+    assert attacker[1].get("/api/orders").status_code == 429
+    # Over the limit, even a good key or ticket from that address is not looked up.
+    fresh = new_key(db_session, "late")
+    assert from_address(apps[0], "203.0.113.7", fresh).get("/api/orders").status_code == 429
+    with pytest.raises(TooManyRequestsError):
+        open_with_ticket_from(apps[1], "t" * 43, "203.0.113.7")
+    # Another address is not slowed: its keys are looked up and served as ever.
+    honest = from_address(apps[1], "198.51.100.9", new_key(db_session, "honest"))
+    assert honest.get("/api/orders").status_code == 200
+    assert from_address(apps[1], "198.51.100.9", bad_key).get("/api/orders").status_code == 401
+
+
+def open_with_ticket_from(app, ticket: str, address: str):
+    with handshake(app, ticket=ticket, address=address) as principal:
+        return principal
 
 
 def test_another_accounts_orders_do_not_exist_for_you(app, db_session):
