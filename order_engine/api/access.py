@@ -151,7 +151,8 @@ def _cached_key(raw_key: str, ttl_s: int) -> Principal | None:
     return _cached(
         hash_key(raw_key),
         ttl_s,
-        lambda: _counted(lambda: AccessService(get_session()).authenticate(raw_key)),
+        lambda: AccessService(get_session()).authenticate(raw_key),
+        gate=_counted,
     )
 
 
@@ -216,8 +217,15 @@ def _auth_failures() -> AuthFailures | None:
     return failures
 
 
-def _cached(name: str, ttl_s: int, look_up: Callable[[], Principal | None]) -> Principal | None:
+def _cached(
+    name: str,
+    ttl_s: int,
+    look_up: Callable[[], Principal | None],
+    gate: Callable[[Callable[[], Principal | None]], Principal | None] = lambda f: f(),
+) -> Principal | None:
     """`look_up()`'s principal, remembered under `name` for `ttl_s` seconds when there is one.
+    A look-up of what is not remembered (or no longer) goes through `gate(look_up)`; the
+    refresh of an entry still trusted does not.
 
     Past half its life, an entry is looked up again by one request while the others go on
     using it: had it simply expired, every request in flight at that moment (dozens, under
@@ -233,7 +241,7 @@ def _cached(name: str, ttl_s: int, look_up: Callable[[], Principal | None]) -> P
         if refreshing:
             return hit.principal  # another request is looking it up
     try:
-        principal = look_up()
+        principal = look_up() if hit is not None and now - hit.at < ttl_s else gate(look_up)
     except BaseException:
         if hit is not None:
             hit.refreshing = False  # the next request tries again

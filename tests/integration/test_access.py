@@ -202,11 +202,15 @@ def from_address(app, address: str, key: str | None = None):
 
 
 def test_an_address_that_keeps_failing_to_authenticate_gets_429_and_no_other_does(
-    test_settings, db_session, redis_client
+    test_settings, db_session, redis_client, monkeypatch
 ):
-    limits = {"AUTH_FAILURE_LIMIT": "4", "AUTH_FAILURE_WINDOW_S": "60"}
+    limits = {"AUTH_FAILURE_LIMIT": "4", "AUTH_FAILURE_WINDOW_S": "60", "API_KEY_CACHE_S": "10"}
     # Two API processes (their own key caches and limiters) count the same address's failures.
     apps = [make_app(test_settings, db_session, **limits) for _ in range(2)]
+    clock = Clock()
+    monkeypatch.setattr(access, "time", clock)
+    trusted = from_address(apps[0], "203.0.113.7", new_key(db_session, "trusted"))
+    assert trusted.get("/api/orders").status_code == 200  # accepted, now in the key cache
     bad_key = "oe_deadbeef_" + "x" * 43
     attacker = [from_address(app, "203.0.113.7", bad_key) for app in apps]
     assert [attacker[n % 2].get("/api/orders").status_code for n in range(3)] == [401] * 3
@@ -217,9 +221,14 @@ def test_an_address_that_keeps_failing_to_authenticate_gets_429_and_no_other_doe
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert "failed" in refused.get_json()["description"]
     assert attacker[1].get("/api/orders").status_code == 429
-    # Over the limit, even a good key or ticket from that address is not looked up.
+    # Over the limit, even a good key or ticket from that address is not looked up; a key the
+    # process already trusts is served, and refreshed, from its cache until it expires.
     fresh = new_key(db_session, "late")
     assert from_address(apps[0], "203.0.113.7", fresh).get("/api/orders").status_code == 429
+    clock.now += 6  # past half the key's life: looked up again, not refused
+    assert trusted.get("/api/orders").status_code == 200
+    clock.now += 11  # past its whole life since that look-up: a key to look up like any other
+    assert trusted.get("/api/orders").status_code == 429
     with pytest.raises(TooManyRequestsError):
         open_with_ticket_from(apps[1], "t" * 43, "203.0.113.7")
     # Another address is not slowed: its keys are looked up and served as ever.
