@@ -268,7 +268,7 @@ def _rate_limit(principal: Principal) -> RateDecision | None:
         limiter = current_app.extensions["order_engine.rate_limiter"] = RateLimiter(
             _limits_redis(), settings.rate_limit_per_s, settings.rate_limit_burst
         )
-    own = principal.limits  # None: the limiter's own, the deployment's
+    own = principal.limits  # the account's own; None: the limiter's, the deployment's
     try:
         return limiter.hit(principal.account_id, own.rate_limit_per_s, own.rate_limit_burst)
     except redis.RedisError as exc:

@@ -72,14 +72,11 @@ class AccountLimits:
 
     def over(self, settings: Settings) -> AccountLimits:
         """Every limit: the account's own where it has one, else the deployment's setting."""
-        return AccountLimits(
-            **{
-                name: getattr(settings, name)
-                if getattr(self, name) is None
-                else getattr(self, name)
-                for name in LIMITS
-            }
-        )
+        values = {}
+        for name in LIMITS:
+            own = getattr(self, name)
+            values[name] = getattr(settings, name) if own is None else own
+        return AccountLimits(**values)
 
 
 def parse_limit(name: str, raw: str, label: str) -> float | int | None:
@@ -204,7 +201,7 @@ class AccessService:
         with self.session.begin():
             rows = self.accounts.accounts_with_key_counts(name)
         if name is not None and not rows:
-            raise NotFoundError(f"No account {name!r} (`order-engine accounts list` lists them).")
+            raise _no_account(name)
         return [
             AccountSummary(account.name, account.created_at, AccountLimits.of(account), *keys)
             for account, *keys in rows
@@ -227,11 +224,13 @@ class AccessService:
         with self.session.begin():
             account = self.accounts.account_named(account_name)
             if account is None:
-                raise NotFoundError(
-                    f"No account {account_name!r} (`order-engine accounts list` lists them)."
-                )
+                raise _no_account(account_name)
             self.accounts.set_limits(account, exact)
             return AccountLimits.of(account)
+
+
+def _no_account(name: str) -> NotFoundError:
+    return NotFoundError(f"No account {name!r} (`order-engine accounts list` lists them).")
 
 
 def _principal(key: ApiKey, account: Account) -> Principal:
