@@ -156,7 +156,7 @@ class Stack:
         return pids
 
     def _create_api_key(self) -> None:
-        """The load generators' API key (DESIGN §9), exported to every child process."""
+        """The load generators' API key (docs/api.md), exported to every child process."""
         from sqlalchemy.orm import Session
 
         from order_engine.services.access import AccessService
@@ -218,6 +218,7 @@ class Stack:
             "RATE_LIMIT_PER_S": "1000000",
             "RATE_LIMIT_BURST": "1000000",
             "MAX_ORDERS_IN_FLIGHT": "0",  # no cap: no count per submission
+            "MAX_WAITING_ORDERS": "0",  # the trigger phase's book is far beyond the default
             "MAX_WEBSOCKETS": "100000",
             # The trigger phase counts and times evaluations from the worker's lines.
             "LOG_CONTROL_TASKS": "true",

@@ -1,4 +1,5 @@
-"""Who may call what: API keys, scopes, stream tickets and per-account limits.
+"""Who may call what: API keys, scopes, stream tickets, per-account limits and a limit on
+failed authentications per client address.
 
 Every `/api/*` request passes `guard()` before its view: the caller is identified by
 `Authorization: Bearer <key>` (or, on a WebSocket handshake only, a one-use `?ticket=`), the
@@ -29,9 +30,10 @@ from order_engine.errors import (
 )
 from order_engine.infra.db import get_session
 from order_engine.infra.redis_client import get_redis
-from order_engine.live.limits import RateDecision, RateLimiter, SocketSlots
+from order_engine.live.limits import AuthFailures, RateDecision, RateLimiter, SocketSlots
 from order_engine.services.access import (
     AccessService,
+    AccountLimits,
     Principal,
     hash_key,
     issue_ticket,
@@ -63,6 +65,12 @@ def requires(scope: str) -> Callable[[F], F]:
 
 def current_principal() -> Principal:
     return g.principal
+
+
+def account_limits() -> AccountLimits:
+    """The caller's account's limits: its own where it has them (read with its key), else the
+    deployment's settings."""
+    return current_principal().limits.over(current_app.config["SETTINGS"])
 
 
 def is_websocket_handshake() -> bool:
@@ -113,7 +121,7 @@ def _authenticate() -> Principal:
     if header:
         raise UnauthorizedError("Send the API key as `Authorization: Bearer <key>`.")
     if ticket is not None and is_websocket_handshake():
-        principal = redeem_ticket(get_redis(), ticket)
+        principal = _redeemed_ticket(ticket, settings.api_key_cache_s)
         if principal is None:
             raise UnauthorizedError(
                 "The stream ticket is not valid: unknown, expired or already used. Get a new "
@@ -138,16 +146,93 @@ class _CachedKey:
 
 
 def _cached_key(raw_key: str, ttl_s: int) -> Principal | None:
-    """Valid keys are remembered for `API_KEY_CACHE_S` seconds (so a revocation takes at most
-    that long to reach every process); anything else is looked up every time.
+    """The principal of a valid key, remembered for `API_KEY_CACHE_S` seconds (so a revocation
+    takes at most that long to reach every process); anything else is looked up every time."""
+    return _cached(
+        hash_key(raw_key),
+        ttl_s,
+        lambda: AccessService(get_session()).authenticate(raw_key),
+        gate=_counted,
+    )
+
+
+def _redeemed_ticket(ticket: str, ttl_s: int) -> Principal | None:
+    """The principal a stream ticket stands for, while its key does: the key is checked again
+    (cached as the key itself is), so a ticket issued before a revocation dies with its key
+    within `API_KEY_CACHE_S`, not at the end of the ticket's own life."""
+
+    def redeem() -> Principal | None:
+        issued = redeem_ticket(get_redis(), ticket)
+        if issued is None:
+            return None
+        key_id = issued.key_id
+        return _cached(
+            f"key-id:{key_id}",
+            ttl_s,
+            lambda: AccessService(get_session()).principal_of_key(key_id),
+        )
+
+    return _counted(redeem)
+
+
+def _counted(attempt: Callable[[], Principal | None]) -> Principal | None:
+    """`attempt()`, an authentication that costs a look-up, unless the caller's address has
+    failed AUTH_FAILURE_LIMIT times lately (429 until its window ends, across processes); a
+    failure (None) is counted against the address. The address is the peer's: behind a proxy,
+    the proxy's (docs/operating.md)."""
+    failures = _auth_failures()
+    if failures is None:
+        return attempt()
+    address = request.remote_addr or ""
+    try:
+        refused_for_s = failures.refused_for_s(address)
+    except redis.RedisError as exc:
+        _limiters_down(exc)
+        return attempt()
+    if refused_for_s:
+        raise TooManyRequestsError(
+            f"Too many failed authentications from this address; retry after {refused_for_s}s.",
+            headers={"Retry-After": str(refused_for_s)},
+        )
+    principal = attempt()
+    if principal is None:
+        try:
+            failures.failed(address)
+        except redis.RedisError as exc:
+            _limiters_down(exc)
+    return principal
+
+
+def _auth_failures() -> AuthFailures | None:
+    """This app's counter of failed authentications; None while there is no limit to apply
+    (AUTH_FAILURE_LIMIT 0, or Redis failed just now)."""
+    settings = current_app.config["SETTINGS"]
+    if not settings.auth_failure_limit or time.monotonic() < _limiter_down_until:
+        return None
+    failures: AuthFailures | None = current_app.extensions.get("order_engine.auth_failures")
+    if failures is None:
+        failures = current_app.extensions["order_engine.auth_failures"] = AuthFailures(
+            _limits_redis(), settings.auth_failure_limit, settings.auth_failure_window_s
+        )
+    return failures
+
+
+def _cached(
+    name: str,
+    ttl_s: int,
+    look_up: Callable[[], Principal | None],
+    gate: Callable[[Callable[[], Principal | None]], Principal | None] = lambda f: f(),
+) -> Principal | None:
+    """`look_up()`'s principal, remembered under `name` for `ttl_s` seconds when there is one.
+    A look-up of what is not remembered (or no longer) goes through `gate(look_up)`; the
+    refresh of an entry still trusted does not.
 
     Past half its life, an entry is looked up again by one request while the others go on
     using it: had it simply expired, every request in flight at that moment (dozens, under
     load) would have looked the key up at once (3 % of the API's CPU under the peer load)."""
     cache: dict[str, _CachedKey] = current_app.extensions.setdefault("order_engine.key_cache", {})
-    digest = hash_key(raw_key)
     now = time.monotonic()
-    hit = cache.get(digest)
+    hit = cache.get(name)
     if hit is not None and now - hit.at < ttl_s:
         if now - hit.at < ttl_s / 2:
             return hit.principal
@@ -156,18 +241,18 @@ def _cached_key(raw_key: str, ttl_s: int) -> Principal | None:
         if refreshing:
             return hit.principal  # another request is looking it up
     try:
-        principal = AccessService(get_session()).authenticate(raw_key)
+        principal = look_up() if hit is not None and now - hit.at < ttl_s else gate(look_up)
     except BaseException:
         if hit is not None:
             hit.refreshing = False  # the next request tries again
         raise
     with _cache_lock:
         if principal is None or ttl_s <= 0:
-            cache.pop(digest, None)
+            cache.pop(name, None)
         else:
             if len(cache) >= KEY_CACHE_MAX:
                 cache.clear()
-            cache[digest] = _CachedKey(now, principal)
+            cache[name] = _CachedKey(now, principal)
     return principal
 
 
@@ -183,8 +268,9 @@ def _rate_limit(principal: Principal) -> RateDecision | None:
         limiter = current_app.extensions["order_engine.rate_limiter"] = RateLimiter(
             _limits_redis(), settings.rate_limit_per_s, settings.rate_limit_burst
         )
+    own = principal.limits  # the account's own; None: the limiter's, the deployment's
     try:
-        return limiter.hit(principal.account_id)
+        return limiter.hit(principal.account_id, own.rate_limit_per_s, own.rate_limit_burst)
     except redis.RedisError as exc:
         _limiters_down(exc)
         return None
@@ -252,6 +338,7 @@ def _check_origin() -> None:
 
 def _take_socket_slot(principal: Principal) -> None:
     settings = current_app.config["SETTINGS"]
+    cap = account_limits().max_websockets
     slots: SocketSlots | None = current_app.extensions.get("order_engine.socket_slots")
     if slots is None:
         slots = current_app.extensions["order_engine.socket_slots"] = SocketSlots(
@@ -260,14 +347,14 @@ def _take_socket_slot(principal: Principal) -> None:
     if time.monotonic() < _limiter_down_until:
         return  # Redis just failed: no slot to take; the stream says if it cannot be served
     try:
-        slot = slots.take(principal.account_id)
+        slot = slots.take(principal.account_id, cap)
     except redis.RedisError as exc:
         _limiters_down(exc)
         return
     if slot is None:
         raise TooManyRequestsError(
-            f"This account already has {settings.max_websockets} WebSockets open "
-            "(MAX_WEBSOCKETS); close one first.",
+            f"This account already has {cap} WebSockets open (its limit, by default "
+            "MAX_WEBSOCKETS); close one first.",
             headers={"Retry-After": "5"},
         )
     g.socket_slot = slot

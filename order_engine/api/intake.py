@@ -1,7 +1,8 @@
 """The one way an order comes in, whichever the transport: `POST /api/orders/execute` and the
 first message of a WebSocket on `/api/orders/execute` both call `submit_order`, so the same
 body and the same Idempotency-Key are accepted or refused alike (400 / 422), and the order is
-created the same way, for the caller's account and within its in-flight cap (429).
+created the same way, for the caller's account and within its caps (429): orders in flight,
+or waiting limit and sniper orders.
 
 Also the two things every order view and the stream need: the service on this request's
 session, and which account's orders the caller may see.
@@ -16,7 +17,7 @@ from typing import Any
 from flask import current_app
 from marshmallow import ValidationError
 
-from order_engine.api.access import current_principal
+from order_engine.api.access import account_limits, current_principal
 from order_engine.errors import BadRequestError, UnprocessableError, field_errors
 from order_engine.infra.db import get_session
 from order_engine.live.events import app_publisher
@@ -41,14 +42,15 @@ def owner_filter() -> uuid.UUID | None:
 
 def submit_order(raw_body: str | bytes, raw_key: str | None) -> SubmittedOrder:
     """Validate an order submission (the body: 400 / 422; the Idempotency-Key: 422) and
-    submit it for the caller's account, within its in-flight cap."""
+    submit it for the caller's account, within its caps."""
     order_data, key = parse_submission(raw_body, raw_key)
-    settings = current_app.config["SETTINGS"]
+    limits = account_limits()
     return order_service().submit(
         order_data,
         key,
         account_id=current_principal().account_id,
-        max_in_flight=settings.max_orders_in_flight,
+        max_in_flight=limits.max_orders_in_flight,
+        max_waiting=limits.max_waiting_orders,
     )
 
 

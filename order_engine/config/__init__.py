@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from string import Template
 
+from order_engine.config.checks import check_timings
 from order_engine.config.environment import (
     DEV_WALLET_PATH,
     PROCESS_OPTIONS,
@@ -169,8 +170,16 @@ class Settings:
         whole(0),
         "200",
         ACCESS,
-        "orders not yet confirmed, failed or cancelled, waiting limit and sniper orders included "
-        "(0: no cap, and no count per submission)",
+        "orders not yet confirmed, failed or cancelled, waiting ones apart (market orders and "
+        "triggered limit and sniper orders; 0: no cap, and no count per submission)",
+    )
+    max_waiting_orders: int = option(
+        "MAX_WAITING_ORDERS",
+        whole(0),
+        "1000",
+        ACCESS,
+        "limit and sniper orders waiting for their trigger (0: no cap, and no count per "
+        "submission)",
     )
     max_websockets: int = option("MAX_WEBSOCKETS", whole(1), "200", ACCESS, "open WebSockets")
     stream_ticket_ttl_s: int = option(
@@ -186,6 +195,22 @@ class Settings:
         "5",
         ACCESS,
         "seconds an API process trusts a key it checked: a revocation takes at most this long",
+    )
+    auth_failure_limit: int = option(
+        "AUTH_FAILURE_LIMIT",
+        whole(0),
+        "20",
+        ACCESS,
+        "failed authentications (bad keys, bad stream tickets) one client address may make per "
+        "AUTH_FAILURE_WINDOW_S; past them its keys and tickets get 429 until the window ends (0: "
+        "no limit). The address is the peer's: behind a proxy, every client shares the proxy's",
+    )
+    auth_failure_window_s: int = option(
+        "AUTH_FAILURE_WINDOW_S",
+        whole(1, 86_400),
+        "60",
+        ACCESS,
+        "seconds of the window AUTH_FAILURE_LIMIT counts in, from an address's first failure",
     )
     localnet_port: int = LOCALNET_PORT.field()
     dex_seed: int = DEX_SEED.field()
@@ -463,33 +488,6 @@ class Settings:
         return self.task_time_limit_s + 10
 
     def checked(self) -> Settings:
-        """Refuse timings under which a message could be redelivered while its task still runs.
-
-        Redis redelivers an unacknowledged message after the visibility timeout (Celery's
-        documentation: "Using Redis", "Visibility timeout"), so a task that can still be running
-        (time limit) or waiting on its retry countdown by then would run twice. The database
-        lease must outlive the task and expire before redelivery, so the redelivered task finds
-        it free.
-        """
-        if self.retry_backoff_max_s < self.retry_backoff_s:
-            raise ConfigError("ORDER_RETRY_BACKOFF_MAX_S must be >= ORDER_RETRY_BACKOFF_S")
-        if not self.task_time_limit_s < self.order_lease_s:
-            raise ConfigError(
-                f"ORDER_LEASE_S ({self.order_lease_s}) must exceed "
-                f"TASK_TIME_LIMIT_S ({self.task_time_limit_s})"
-            )
-        # The longest wait inside a task: the confirmation of its transaction, plus the RPC
-        # calls around it (blockhash, send, accounts, balances), each bounded by its timeout.
-        longest_wait_s = self.confirm_timeout_s + 4 * self.rpc_timeout_s
-        if not longest_wait_s < self.task_time_limit_s:
-            raise ConfigError(
-                f"TASK_TIME_LIMIT_S ({self.task_time_limit_s}) must exceed CONFIRM_TIMEOUT_S + "
-                f"4 × RPC_TIMEOUT_S ({longest_wait_s}), the longest a task waits on the chain"
-            )
-        longest_hold = self.order_lease_s + self.retry_backoff_max_s
-        if not longest_hold < self.visibility_timeout_s:
-            raise ConfigError(
-                f"BROKER_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed "
-                f"ORDER_LEASE_S + ORDER_RETRY_BACKOFF_MAX_S ({longest_hold})"
-            )
+        """These settings, once `check_timings` (config/checks.py) has found no contradiction."""
+        check_timings(self)
         return self

@@ -12,7 +12,9 @@ SERVERS = Group(
 API = Group("API", "The HTTP and WebSocket server and the addresses it answers for.")
 ACCESS = Group(
     "Per-account limits",
-    "Each API key belongs to an account; these bound what one account can hold or send.",
+    "Each API key belongs to an account; these bound what one account can hold or send. The first "
+    "five are every account's defaults: `order-engine accounts set-limits` gives an account its "
+    "own (docs/api.md). The last two bound the failed authentications of one client address.",
 )
 CHAIN = Group("The chain", "The Solana JSON-RPC endpoint, the engine's wallet and its timings.")
 EXECUTION = Group(

@@ -71,7 +71,8 @@ class Order(Base):
     amount_in: Mapped[Decimal] = mapped_column(Amount)
     slippage_bps: Mapped[int] = mapped_column(Integer)
     client_order_id: Mapped[str | None] = mapped_column(String(128))
-    # The owning account; rows written outside the API belong to the default account.
+    # The owner (docs/design.md, "Access: keys, tickets, limits"); rows written outside the API
+    # belong to the default account.
     account_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True),
         ForeignKey("accounts.id"),
@@ -102,11 +103,12 @@ class Order(Base):
     signed_tx: Mapped[str | None] = mapped_column(Text)
     tx_last_valid_height: Mapped[int | None] = mapped_column(BigInteger)
 
-    # Limit and sniper orders. `limit_price` is the client's least tokenOut per one
-    # tokenIn, `max_price` a sniper's most tokenIn per one tokenOut. `trigger_price` is the key
-    # the trigger engine's index ranges over: the least average price (tokenOut per tokenIn)
-    # that can fill the order — the limit itself, or 1/maxPrice rounded down for a sniper (0
-    # without one). `waiting` is true until the order triggers; only then may it be claimed.
+    # Limit and sniper orders (docs/design.md, the trigger engine). `limit_price` is the client's
+    # least tokenOut per one tokenIn, `max_price` a sniper's most tokenIn per one tokenOut.
+    # `trigger_price` is the key the trigger engine's index ranges over: the least average price
+    # (tokenOut per tokenIn) that can fill the order — the limit itself, or 1/maxPrice rounded
+    # down for a sniper (0 without one). `waiting` is true until the order triggers; only then
+    # may it be claimed.
     limit_price: Mapped[Decimal | None] = mapped_column(Amount)
     max_price: Mapped[Decimal | None] = mapped_column(Amount)
     trigger_price: Mapped[Decimal | None] = mapped_column(Amount)
@@ -138,10 +140,12 @@ class Order(Base):
         CheckConstraint("token_in <> token_out", name="distinct_tokens"),
         UniqueConstraint("account_id", "idempotency_key"),
         Index("ix_orders_account_created_at", "account_id", "created_at", "id"),
-        # Intake counts an account's unfinished orders (its in-flight cap) on this index.
+        # Intake counts an account's unfinished orders of one kind on this index: its waiting
+        # orders (their cap) or the others, in flight (theirs), each a range of its own.
         Index(
-            "ix_orders_account_unfinished",
+            "ix_orders_account_unfinished_waiting",
             "account_id",
+            "waiting",
             postgresql_where=text("status NOT IN ('confirmed', 'failed', 'cancelled')"),
         ),
         # Listing newest first and the reconciler's sweep both walk this index.

@@ -13,11 +13,12 @@ import os
 import signal
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from order_engine.config import ConfigError, Settings, _process_environment, startup_log_format
-from order_engine.ops import embedded
+from order_engine.ops import accounts_cli, embedded
 from order_engine.ops.supervisor import Program, Supervisor
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
         "check-worker", help="exit 1 unless a worker ran the reconciler recently (healthcheck)"
     )
     check.set_defaults(handler=cmd_check_worker)
-    keys = sub.add_parser("keys", help="API keys: create, list, revoke (DESIGN §9)")
+    keys = sub.add_parser("keys", help="API keys: create, list, revoke (docs/api.md)")
     keys_sub = keys.add_subparsers(required=True, metavar="action")
     create = keys_sub.add_parser(
         "create", help="create a key (shown once, on the last line) for an account"
@@ -109,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its prefix (or the whole key)")
     revoke.add_argument("key", help="the key's prefix, as `keys list` shows it")
     revoke.set_defaults(handler=cmd_keys_revoke)
+    accounts_cli.add_commands(sub, access_service)  # accounts list|show|set-limits
     from order_engine import client
 
     client.add_commands(sub)  # submit, orders list|show|cancel|watch: the integrators' client
@@ -264,7 +266,7 @@ def runs_own_localnet() -> bool:
 
 def worker_program(settings: Settings) -> Program:
     # Tasks mostly wait on the venues (quotes, landing), so a gevent pool runs hundreds at
-    # once; two prefork children would run two (research/perf.md §3b).
+    # once; two prefork children would run two (docs/design.md, "Why gevent").
     return Program(
         "worker",
         [
@@ -333,7 +335,7 @@ def flower_program(settings: Settings) -> Program:
         f"--port={settings.flower_port}",
     ]
     # Flower can re-launch tasks; an order system keeps it read-only, and without credentials
-    # it listens on loopback only (research/reliability.md §4).
+    # it listens on loopback only (docs/operating.md, "Flower").
     argv.append("--read_only=True")
     basic_auth = settings.flower_basic_auth
     address = settings.flower_address or ("0.0.0.0" if basic_auth else "127.0.0.1")
@@ -455,12 +457,23 @@ def _access_service(settings: Settings) -> tuple[Engine, AccessService]:
     return engine, AccessService(Session(engine, expire_on_commit=False))
 
 
-def cmd_keys_create(args: argparse.Namespace) -> int:
-    from order_engine.errors import OrderEngineError
-
+@contextmanager
+def access_service() -> Iterator[tuple[Settings, AccessService]]:
+    """The settings and the access service on the migrated database (the embedded servers'
+    when DATABASE_URL/REDIS_URL are unset), for the `keys` and `accounts` commands."""
     with Environment() as environment:
         _migrate(environment.settings)
         engine, service = _access_service(environment.settings)
+        try:
+            yield environment.settings, service
+        finally:
+            engine.dispose()
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from order_engine.errors import OrderEngineError
+
+    with access_service() as (_settings, service):
         try:
             created = service.create_key(
                 args.account, args.name, [s.strip() for s in args.scopes.split(",") if s.strip()]
@@ -468,8 +481,6 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         except OrderEngineError as exc:
             print(f"refused: {exc.description}", file=sys.stderr)
             return 2
-        finally:
-            engine.dispose()
     print(
         f"Created API key {created.key.prefix} ({created.key.name!r}) for account "
         f"{created.account.name!r} with scopes {', '.join(created.key.scopes)}. It is shown "
@@ -480,13 +491,8 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(_args: argparse.Namespace) -> int:
-    with Environment() as environment:
-        _migrate(environment.settings)
-        engine, service = _access_service(environment.settings)
-        try:
-            rows = service.list_keys()
-        finally:
-            engine.dispose()
+    with access_service() as (_settings, service):
+        rows = service.list_keys()
     print(f"{'prefix':<10} {'account':<20} {'name':<20} {'scopes':<34} {'created':<20} state")
     for key, account in rows:
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
@@ -500,19 +506,15 @@ def cmd_keys_list(_args: argparse.Namespace) -> int:
 def cmd_keys_revoke(args: argparse.Namespace) -> int:
     from order_engine.errors import OrderEngineError
 
-    with Environment() as environment:
-        _migrate(environment.settings)
-        engine, service = _access_service(environment.settings)
+    with access_service() as (settings, service):
         try:
             key = service.revoke(args.key)
         except OrderEngineError as exc:
             print(f"refused: {exc.description}", file=sys.stderr)
             return 1
-        finally:
-            engine.dispose()
     print(
         f"Revoked API key {key.prefix} ({key.name!r}); every API process refuses it within "
-        f"API_KEY_CACHE_S ({environment.settings.api_key_cache_s} s)."
+        f"API_KEY_CACHE_S ({settings.api_key_cache_s} s)."
     )
     return 0
 

@@ -1,9 +1,13 @@
 """The statements of the API's hot paths, as plain SQL: the order row with its first event at
-intake (with the account's in-flight count, when it has a cap), and an order's history for
+intake (with the count its cap is on, when it has one), and an order's history for
 the streams. Takes a Session and never commits, with one exception: an insert while the
 session has no transaction is a unit of work by itself, committed at once and batched with
 concurrent requests' (`db.run_statement`, group commit); inside the service's transaction it
 is part of that.
+
+An order is counted against one of its account's two caps: a waiting limit or sniper order
+(`waiting`) against the waiting orders, any other (a market order, a triggered one) against the
+orders in flight, so that a book of waiting orders never blocks the orders that run.
 
 Plain SQL text rather than ORM statements because each runs once per request: building an ORM
 statement cost more CPU than running it. The ORM's data access for orders is OrderRepository.
@@ -31,14 +35,13 @@ from order_engine.infra.db import (
 )
 from order_engine.infra.process import PROCESS
 from order_engine.models import Order
-from order_engine.repositories.order import COUNT_UNFINISHED
 
 
 class Intake(enum.Enum):
     """What an intake statement did."""
 
     INSERTED = "inserted"
-    NEAR_CAP = "near cap"  # nothing inserted: the account has `far` unfinished orders or more
+    NEAR_CAP = "near cap"  # nothing inserted: the account has `far` orders of its kind or more
     KEY_TAKEN = "key taken"  # nothing inserted: an order under this Idempotency-Key exists
 
 
@@ -58,8 +61,9 @@ class IntakeRepository:
         self, order: Order, key: str | None, now: datetime, first_data: str, far: int
     ) -> Intake:
         """As `insert_with_first_event`, in the same statement as the count of the account's
-        unfinished orders: nothing is inserted when it reaches `far` (NEAR_CAP: the caller
-        then takes the locked path) or when the Idempotency-Key is taken (KEY_TAKEN)."""
+        unfinished orders of the order's kind (waiting or not): nothing is inserted when it
+        reaches `far` (NEAR_CAP: the caller then takes the locked path) or when the
+        Idempotency-Key is taken (KEY_TAKEN)."""
         unfinished, inserted = self._insert(_insert_params(order, key, now, first_data), far)
         if inserted:
             return Intake.INSERTED
@@ -68,10 +72,20 @@ class IntakeRepository:
     def _insert(self, params: dict[str, Any], far: int | None) -> tuple[int, bool]:
         """Outside a transaction, batched with concurrent requests' (group commit); inside
         one, as part of it."""
+        if far is not None:
+            params["up_to"] = far
         engine = standalone_engine(self.session)
         if engine is not None:
-            return _intake_batches(engine).submit(far, params)
-        return _intake_alone(functools.partial(run_statement, self.session), far, params)
+            return _intake_batches(engine).submit(far is not None, params)
+        return _intake_alone(functools.partial(run_statement, self.session), params)
+
+    def count_unfinished(self, account_id: uuid.UUID, waiting: bool, up_to: int) -> int:
+        """The account's unfinished orders that are waiting (or not), counted up to `up_to`
+        (the partial index ix_orders_account_unfinished_waiting; bounded, so a submission never
+        scans more than its cap however many orders are open)."""
+        params = {"account": account_id, "waiting": waiting, "up_to": up_to}
+        row = self.session.connection().exec_driver_sql(COUNT_UNFINISHED, params).one()
+        return int(row[0])
 
     def history(
         self, order_id: uuid.UUID, after_seq: int, account_id: uuid.UUID | None
@@ -109,8 +123,9 @@ def _insert_params(order: Order, key: str | None, now: datetime, first_data: str
 
 
 def _intake_batches(engine: Engine) -> GroupCommit[dict[str, Any], tuple[int, bool]]:
-    """This process's batcher of intake statements on `engine`; a batch's kind is its cap's
-    `far` (None: no cap)."""
+    """This process's batcher of intake statements on `engine`; a batch's kind is whether its
+    orders are counted against a cap (each row then carries its own `far` as `up_to`: accounts'
+    caps differ, and so do an account's two)."""
     return PROCESS.get(
         "intake_batches",
         id(engine),
@@ -119,42 +134,52 @@ def _intake_batches(engine: Engine) -> GroupCommit[dict[str, Any], tuple[int, bo
 
 
 def _run_intake(
-    engine: Engine, far: Hashable, rows: Sequence[dict[str, Any]]
+    engine: Engine, capped: Hashable, rows: Sequence[dict[str, Any]]
 ) -> list[tuple[int, bool] | BaseException]:
     """Concurrent requests' intake statements, one batch: alone, the one-order statement;
     together, one statement for all (one round trip, one commit). Each returns (the account's
     unfinished orders the order was counted against, whether it was inserted). A failure on
     one order's data runs each alone again, so that only that request hears of it; a lost
     connection fails them all, as it would have failed each."""
-    assert far is None or isinstance(far, int)
 
     def together() -> list[tuple[int, bool]]:
-        params: dict[str, Any] = {"b_i": list(range(len(rows))), "up_to": far}
-        for name in _BATCH_COLUMNS:
+        params: dict[str, Any] = {"b_i": list(range(len(rows)))}
+        for name in _BATCH_COLUMNS + (("up_to",) if capped else ()):
             params[f"b_{name}"] = [row[name] for row in rows]
-        sql = INSERT_ORDERS_BATCH if far is None else INSERT_ORDERS_BATCH_CAPPED
+        sql = INSERT_ORDERS_BATCH_CAPPED if capped else INSERT_ORDERS_BATCH
         by_row: list[tuple[int, bool]] = [(0, False)] * len(rows)
         for index, seen, inserted in commit_statement(engine, sql, params):
             by_row[index] = (seen, bool(inserted))
         return by_row
 
-    alone = functools.partial(_intake_alone, functools.partial(commit_statement, engine), far)
+    alone = functools.partial(_intake_alone, functools.partial(commit_statement, engine))
     return together_or_each_alone(rows, together, alone)
 
 
 def _intake_alone(
-    run: Callable[[str, dict[str, Any]], list[tuple[Any, ...]]],
-    far: int | None,
-    row: dict[str, Any],
+    run: Callable[[str, dict[str, Any]], list[tuple[Any, ...]]], row: dict[str, Any]
 ) -> tuple[int, bool]:
     """One order's intake statement, run by `run(sql, params)`: (the account's unfinished
-    orders it was counted against, 0 without a cap; whether it was inserted)."""
-    if far is None:
+    orders of its kind it was counted against, 0 without a cap (no `up_to`); whether it was
+    inserted)."""
+    if "up_to" not in row:
         return 0, bool(run(INSERT_ORDER_WITH_FIRST_EVENT, row))
     [(unfinished, order_id)] = run(
-        INSERT_ORDER_UNLESS_NEAR_CAP, {**row, "account": row["account_id"], "up_to": far}
+        INSERT_ORDER_UNLESS_NEAR_CAP, {**row, "account": row["account_id"]}
     )
     return unfinished, order_id is not None
+
+
+# The account's unfinished orders of one kind (waiting, or not: in flight), counted up to
+# `up_to`. Its WHERE is the partial index's predicate (migration 0008) and its equalities the
+# index's columns, so it is an index-only range scan of that kind's entries alone: an account's
+# waiting orders are never read to count its orders in flight. Among unfinished orders only a
+# `pending` one waits (triggering, expiring and cancelling all leave `waiting` or `pending`).
+COUNT_UNFINISHED = (
+    "SELECT count(*) FROM (SELECT 1 FROM orders WHERE account_id = %(account)s"
+    " AND waiting = %(waiting)s AND status NOT IN ('confirmed', 'failed', 'cancelled')"
+    " LIMIT %(up_to)s) AS unfinished"
+)
 
 
 # Intake's one statement: the order row and its `pending` event (seq 1, so `last_seq` is 1
@@ -196,8 +221,8 @@ WITH new_order AS (
 )
 {_FIRST_EVENT}"""
 
-# The same, with the in-flight count: intake's common case (an account with a cap, far from
-# it) in one statement on an autocommit connection, where it took four round trips before
+# The same, with the count of the order's kind: intake's common case (an account with a cap, far
+# from it) in one statement on an autocommit connection, where it took four round trips before
 # (BEGIN, the count, the insert, COMMIT). One row comes back: the unfinished orders counted up
 # to `far`, and the new order's id or NULL. NULL with a count under `far` can only be the
 # Idempotency-Key conflict (without a key nothing conflicts).
@@ -240,19 +265,22 @@ _BATCH_COLUMNS = (
 
 
 def _batch_type(name: str) -> str:
-    if name == "now":
-        return "timestamptz"
-    if name == "data":
-        return "text"
+    special = {"now": "timestamptz", "data": "text", "up_to": "integer"}
+    if name in special:
+        return special[name]
     column = cast(Table, Order.__table__).columns[name]
     return str(column.type.compile(dialect=postgresql.dialect()))
 
 
-_BATCH_ROWS = (
-    "WITH b AS (SELECT * FROM unnest(%(b_i)b::integer[], "
-    + ", ".join(f"%(b_{name})b::{_batch_type(name)}[]" for name in _BATCH_COLUMNS)
-    + f") AS b(i, {', '.join(_BATCH_COLUMNS)}))"
-)
+def _batch_rows(columns: Sequence[str]) -> str:
+    return (
+        "WITH b AS (SELECT * FROM unnest(%(b_i)b::integer[], "
+        + ", ".join(f"%(b_{name})b::{_batch_type(name)}[]" for name in columns)
+        + f") AS b(i, {', '.join(columns)}))"
+    )
+
+
+_BATCH_ROWS = _batch_rows(_BATCH_COLUMNS)
 _BATCH_VALUES = _ORDER_VALUES.replace("%(", "b.").replace(")s", "")
 _BATCH_FIRST_EVENTS = """first_event AS (
     INSERT INTO order_events (order_id, seq, status, attempt, data, at)
@@ -273,24 +301,25 @@ new_order AS (
 SELECT b.i, 0, first_event.order_id IS NOT NULL
 FROM b LEFT JOIN first_event ON first_event.order_id = b.id"""
 
-# With the cap: each order is counted against its account's unfinished orders (as
-# COUNT_UNFINISHED counts them, up to `up_to`) plus the batch's earlier orders of the same
-# account, so a batch admits no more than the same requests one after the other would.
-INSERT_ORDERS_BATCH_CAPPED = f"""{_BATCH_ROWS},
+# With the caps: each order is counted against its account's unfinished orders of its kind (as
+# COUNT_UNFINISHED counts them, up to the row's own `up_to`) plus the batch's earlier orders of
+# the same account and kind, so a batch admits no more than the same requests one after the
+# other would.
+INSERT_ORDERS_BATCH_CAPPED = f"""{_batch_rows(_BATCH_COLUMNS + ("up_to",))},
 counted AS (
     SELECT b.*, (
         SELECT count(*) FROM (
-            SELECT 1 FROM orders o WHERE o.account_id = b.account_id
-            AND o.status NOT IN ('confirmed', 'failed', 'cancelled') LIMIT %(up_to)s
+            SELECT 1 FROM orders o WHERE o.account_id = b.account_id AND o.waiting = b.waiting
+            AND o.status NOT IN ('confirmed', 'failed', 'cancelled') LIMIT b.up_to
         ) AS unfinished
-    ) + row_number() OVER (PARTITION BY b.account_id ORDER BY b.i) - 1 AS seen
+    ) + row_number() OVER (PARTITION BY b.account_id, b.waiting ORDER BY b.i) - 1 AS seen
     FROM b
 ),
 new_order AS (
     {_INSERT_ORDER}
     SELECT
 {_BATCH_VALUES.replace("b.", "counted.")}
-    FROM counted WHERE counted.seen < %(up_to)s ORDER BY counted.i
+    FROM counted WHERE counted.seen < counted.up_to ORDER BY counted.i
     ON CONFLICT (account_id, idempotency_key) DO NOTHING
     RETURNING id
 ),

@@ -55,17 +55,6 @@ class OrderRepository:
             return None
         return order
 
-    def count_unfinished(self, account_id: uuid.UUID, up_to: int) -> int:
-        """The account's orders not yet confirmed, failed or cancelled, counted up to `up_to`
-        (the partial index ix_orders_account_unfinished; bounded, so a submission never scans
-        more than the cap however many orders are open)."""
-        row = (
-            self.session.connection()
-            .exec_driver_sql(COUNT_UNFINISHED, {"account": account_id, "up_to": up_to})
-            .one()
-        )
-        return int(row[0])
-
     def count_unfinished_by_status(self) -> dict[str, int]:
         """Every account's unfinished orders by status (the dashboard): the work grows with the
         orders in flight, not with the history (a partial index on unfinished orders)."""
@@ -339,10 +328,3 @@ UPDATE orders
         OR (status = 'routing' AND lease_owner IS NULL))
 RETURNING *
 """
-
-
-# Its WHERE is the partial index's predicate (migration 0006), so the planner uses that index.
-COUNT_UNFINISHED = (
-    "SELECT count(*) FROM (SELECT 1 FROM orders WHERE account_id = %(account)s"
-    " AND status NOT IN ('confirmed', 'failed', 'cancelled') LIMIT %(up_to)s) AS unfinished"
-)

@@ -1,7 +1,7 @@
 """Order intake and queries: the unit of work behind the REST and WebSocket endpoints.
 
 `submit` commits the order row and its `pending` event together (one statement, or near the
-account's in-flight cap one transaction), then (only after the commit) publishes the event and
+account's cap one transaction), then (only after the commit) publishes the event and
 queues the execution task. If queueing fails — the broker is down — the order is still safe
 in PostgreSQL and the reconciler dispatches it later, so the client gets its 202 either way.
 Both steps are bounded by their clients' timeouts, and a send to a broker that is the Redis
@@ -83,24 +83,28 @@ class OrderService:
         idempotency_key: str | None,
         account_id: uuid.UUID = DEFAULT_ACCOUNT_ID,
         max_in_flight: int | None = None,
+        max_waiting: int | None = None,
     ) -> SubmittedOrder:
         """Create an order for `account_id` (or return the one it created earlier under the
-        same key) and queue it. With `max_in_flight` (not 0), an account that already has that
-        many unfinished orders gets a 429 instead (a replay of an earlier key still answers)."""
+        same key) and queue it. An order that waits for its trigger is counted against the
+        account's waiting orders, any other against its orders in flight: with that cap (not
+        0 or None), an account that already has that many gets a 429 instead (a replay of an
+        earlier key still answers)."""
         fingerprint = _fingerprint(order_data)
         trigger, trigger_data = self._trigger_fields(order_data)
         fields = (order_data, idempotency_key, fingerprint, account_id, trigger, trigger_data)
+        order, first = self._new_order(*fields)
+        cap = (max_waiting if order.waiting else max_in_flight) or 0
         # Far from the cap, or with none, one statement counts (if there is a cap) and inserts,
         # a unit of work by itself (db.run_statement): one round trip, where BEGIN, the count,
         # the insert and COMMIT took four. Within IN_FLIGHT_SLACK of the cap, the locked path.
-        far = max_in_flight - IN_FLIGHT_SLACK if max_in_flight else None
-        order, first = self._new_order(*fields)
+        far = cap - IN_FLIGHT_SLACK if cap else None
         outcome = Intake.NEAR_CAP
         if far is None or far > 0:
             outcome = self._insert(order, first, far)
         if outcome is Intake.NEAR_CAP:
             with self.session.begin():
-                self._check_in_flight(account_id, max_in_flight or 0, idempotency_key)
+                self._check_cap(account_id, order.waiting, cap, idempotency_key)
                 order, first = self._new_order(*fields)  # its times from after the lock
                 if self._insert(order, first) is Intake.KEY_TAKEN:
                     return self._replay(idempotency_key, account_id, fingerprint)
@@ -260,20 +264,27 @@ class OrderService:
                 }
         return values, extra
 
-    def _check_in_flight(self, account_id: uuid.UUID, cap: int, key: str | None) -> None:
+    def _check_cap(self, account_id: uuid.UUID, waiting: bool, cap: int, key: str | None) -> None:
         # Near the cap the account's submissions queue on an advisory lock and count again, so
         # concurrent ones cannot all slip past it (far from it, the count that goes with the
         # insert is enough: IN_FLIGHT_SLACK covers the submissions it cannot see).
         self.orders.lock_account(account_id)
-        if self.orders.count_unfinished(account_id, cap) < cap:
+        if self.intake.count_unfinished(account_id, waiting, cap) < cap:
             return
         if key is not None:
             existing = self.orders.get_by_idempotency_key(key, account_id)
             if existing is not None:
                 return  # a replay creates nothing; _insert finds the conflict and replays
+        if waiting:
+            raise TooManyRequestsError(
+                f"This account has {cap} limit and sniper orders waiting (its limit, by default "
+                "MAX_WAITING_ORDERS); submit more once some have triggered, expired or been "
+                "cancelled.",
+                headers={"Retry-After": "2"},
+            )
         raise TooManyRequestsError(
-            f"This account has {cap} orders in flight (MAX_ORDERS_IN_FLIGHT); submit more "
-            "once some have finished.",
+            f"This account has {cap} orders in flight (its limit, by default "
+            "MAX_ORDERS_IN_FLIGHT); submit more once some have finished.",
             headers={"Retry-After": "2"},
         )
 
@@ -326,7 +337,7 @@ class OrderService:
     def _insert(self, order: Order, first: dict[str, Any], far: int | None = None) -> Intake:
         """Insert the order and its `pending` event in one statement: INSERTED, or KEY_TAKEN
         on a key conflict. With `far`, the same statement counts the account's unfinished
-        orders first and inserts nothing if they reach it (NEAR_CAP)."""
+        orders of the order's kind first and inserts nothing if they reach it (NEAR_CAP)."""
         key, now = order.idempotency_key, order.created_at
         first_data = json.dumps(first["data"], separators=(",", ":"))
         if far is not None:

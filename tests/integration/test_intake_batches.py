@@ -42,13 +42,28 @@ def account(database_url) -> Iterator[tuple[Engine, uuid.UUID]]:
     engine.dispose()
 
 
-def new_order(account_id: uuid.UUID, key: str | None) -> Order:
+def new_order(account_id: uuid.UUID, key: str | None, *, waiting: bool = False) -> Order:
+    if not waiting:
+        return build_order(
+            account_id=account_id, idempotency_key=key, amount_in=Decimal("2"), waiting=False
+        )
+    limit = Decimal("1000000")  # a limit order that waits for it
     return build_order(
-        account_id=account_id, idempotency_key=key, amount_in=Decimal("2"), waiting=False
+        account_id=account_id,
+        idempotency_key=key,
+        amount_in=Decimal("2"),
+        type="limit",
+        limit_price=limit,
+        trigger_price=limit,
+        waiting=True,
     )
 
 
 def insert_in_thread(engine, order, results, far=None):
+    """`far`: the cap's `far` for every order, or a function of the order giving its own."""
+    if callable(far):
+        far = far(order)
+
     def run():
         with Session(engine) as session:
             intake = IntakeRepository(session)
@@ -147,3 +162,41 @@ def test_a_batch_counts_its_own_orders_against_the_in_flight_cap(account):
             text("SELECT count(*) FROM orders WHERE account_id = :a"), {"a": account_id}
         ).scalar()
     assert unfinished == far
+
+
+def test_a_waiting_order_is_counted_against_waiting_orders_only(account):
+    engine, account_id = account
+    with Session(engine) as session, session.begin():
+        session.add_all(new_order(account_id, f"running-{n}") for n in range(3))
+    waits = new_order(account_id, "waits", waiting=True)
+    with Session(engine) as session:
+        outcome = IntakeRepository(session).insert_unless_near_cap(
+            waits, waits.idempotency_key, datetime.now(UTC), "{}", 2
+        )
+    assert outcome is Intake.INSERTED  # 3 orders in flight, none waiting: far from 2
+
+
+def test_a_batch_counts_waiting_orders_apart_from_orders_in_flight(account):
+    engine, account_id = account
+    with Session(engine) as session, session.begin():
+        session.add_all(new_order(account_id, f"running-{n}") for n in range(2))
+        session.add_all(new_order(account_id, f"waiting-{n}", waiting=True) for n in range(3))
+    first = new_order(account_id, "first")
+    running = [new_order(account_id, f"r{n}") for n in range(3)]
+    waiting = [new_order(account_id, f"w{n}", waiting=True) for n in range(2)]
+    # In flight: 2 + the first = 3, one more fits under 4; waiting: 3, two more fit under 5.
+    results, inserts = held_then_batched(
+        engine,
+        account_id,
+        first,
+        [*running, *waiting],
+        far=lambda order: 5 if order.waiting else 4,
+    )
+    assert len(inserts) == 2  # the held one alone, then the five others together
+    assert results[first.id] is Intake.INSERTED
+    assert sorted(results[order.id].value for order in running) == [
+        "inserted",
+        "near cap",
+        "near cap",
+    ]
+    assert [results[order.id] for order in waiting] == [Intake.INSERTED, Intake.INSERTED]

@@ -42,6 +42,25 @@ def test_sockets_opening_together_share_one_call_and_the_cap_counts_each(redis_c
     assert redis_client.zcard(f"{SOCKETS_PREFIX}{other}") == 2
 
 
+def test_sockets_opening_together_each_meet_their_own_accounts_cap(redis_client):
+    slots = SocketSlots(redis_client, cap=3)
+    wide, narrow = uuid.uuid4(), uuid.uuid4()
+    slots._take = held = HoldFirst(slots._take)
+    results: list = [None] * 8
+    caps = [None] + [10] * 4 + [1] * 3  # the first and the wide account's, then the narrow's
+
+    def take(n: int, account: uuid.UUID) -> None:
+        results[n] = slots.take(account, caps[n])
+
+    accounts = [wide] * 5 + [narrow] * 3
+    held.run_together(slots._batches, [partial(take, n, a) for n, a in enumerate(accounts)])
+    assert len(held.calls) == 2
+    assert all(slot is not None for slot in results[:5])  # 5 under its own cap of 10
+    assert sum(slot is not None for slot in results[5:]) == 1
+    assert redis_client.zcard(f"{SOCKETS_PREFIX}{wide}") == 5
+    assert slots.take(wide) is None  # the default cap (3) for a socket given none
+
+
 def test_released_slots_are_free_again_and_an_expired_lease_frees_its_slot(redis_client):
     slots = SocketSlots(redis_client, cap=2)
     account = uuid.uuid4()

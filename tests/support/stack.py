@@ -47,15 +47,18 @@ from tests.support.servers import RedisServer
 from tests.support.watchers import Watcher, wait_until
 
 # The suite's own traffic is not what the per-account limits are about; the tests of the limits
-# set their own.
+# set their own. Nor is the limit on failed authentications: every test client is 127.0.0.1,
+# and the tests of bad keys and tickets add up within its window.
 UNLIMITED = {
     "RATE_LIMIT_PER_S": "100000",
     "RATE_LIMIT_BURST": "100000",
     "MAX_ORDERS_IN_FLIGHT": "0",
+    "MAX_WAITING_ORDERS": "0",
     "MAX_WEBSOCKETS": "100000",
+    "AUTH_FAILURE_LIMIT": "0",
 }
 
-# The localnet's own settings (DESIGN §5): fast landings, no random failures, so tests decide
+# The localnet's own settings (docs/localnet.md): fast landings, no random failures, so tests decide
 # every fault themselves (through the localnet's admin methods).
 LOCALNET_TIMINGS = {
     "DEX_SEED": "7",
@@ -78,7 +81,7 @@ LIVE_LATENCIES = {
 
 SLOT_S = 0.4  # the localnet's slot (LOCALNET_SLOT_MS default)
 
-# Test timings (research/reliability.md §7): fast landings, short blockhash lifetime, lease and
+# Test timings (docs/reliability.md, "Timings"): fast landings, short blockhash lifetime, lease and
 # visibility timeout, a reconciler every second. `Settings.checked` demands TASK_TIME_LIMIT_S >
 # CONFIRM_TIMEOUT_S + 4 × RPC_TIMEOUT_S, ORDER_LEASE_S > TASK_TIME_LIMIT_S and ORDER_LEASE_S +
 # ORDER_RETRY_BACKOFF_MAX_S < BROKER_VISIBILITY_TIMEOUT_S. The blockhash lifetime (15 slots,
