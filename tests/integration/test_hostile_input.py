@@ -13,39 +13,9 @@ import pytest
 import simple_websocket
 
 from tests.support.clients import TEST_API_KEY, WsClient, order_body, request, stream
+from tests.support.raw import header_map, port_of, raw_http
 
 pytestmark = pytest.mark.integration
-
-
-def raw_http(port: int, data: bytes, timeout_s: float = 10) -> tuple[int, dict[str, str], bytes]:
-    """Send raw bytes; return the status, headers and body of the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as conn:
-        conn.sendall(data)
-        received = b""
-        while True:
-            try:
-                chunk = conn.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            received += chunk
-            head, _, body = received.partition(b"\r\n\r\n")
-            headers = _headers(head)
-            if "content-length" in headers and len(body) >= int(headers["content-length"]):
-                break
-    head, _, body = received.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, _headers(head), body
-
-
-def _headers(head: bytes) -> dict[str, str]:
-    lines = head.decode("latin-1").split("\r\n")[1:]
-    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-
-
-def port_of(stack) -> int:
-    return int(stack.base_url.rsplit(":", 1)[1])
 
 
 AUTH = f"Authorization: Bearer {TEST_API_KEY}\r\n".encode()
@@ -294,7 +264,7 @@ def test_the_upgrade_is_answered_with_rfc_6455s_accept_and_no_extension(live_sta
             received += conn.recv(4096)
     head = received.partition(b"\r\n\r\n")[0]
     assert head.startswith(b"HTTP/1.1 101 ")
-    headers = _headers(head)
+    headers = header_map(head)
     assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
     assert headers["upgrade"].lower() == "websocket"
     # Frames go uncompressed: deflating a few hundred bytes of JSON costs more than it saves.
