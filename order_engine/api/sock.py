@@ -18,12 +18,28 @@ from order_engine.errors import BadRequestError, UpgradeRequiredError
 
 sock = Sock()
 
-# After refusing a message over `max_message_size` with close 1009, read and drop what the
-# client is still sending, for at most this long / this much, before closing the socket:
-# closing with unread bytes makes the kernel answer with a TCP reset, and the client would see
-# a reset instead of the 1009 close frame.
+# After an answer that leaves part of what the client sent unread (a 1009 close; an HTTP answer
+# given before the whole body was read), read and drop what the client is still sending, for at
+# most this long / this much, before closing the socket: closing with unread bytes makes the
+# kernel answer with a TCP reset, and the client could see the reset instead of the answer.
 LINGER_S = 2.0
 LINGER_BYTES = 8 * 1024 * 1024
+
+
+def drain_before_close(conn: socket.socket) -> None:
+    """Say we send nothing more, then read and drop what the client still sends, until it
+    closes its side or LINGER_S / LINGER_BYTES run out."""
+    deadline, drained = time.monotonic() + LINGER_S, 0
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            drained += len(chunk)
+    except OSError:
+        return
 
 
 # RFC 6455 §1.3: the accept token is the SHA-1 of the client's key and this GUID, in base64.
@@ -93,21 +109,8 @@ class BoundedServer(simple_websocket.Server):
             and self.max_message_size
             and self.incoming_message_len > self.max_message_size
         ):
-            self._drain_after_close()
+            drain_before_close(self.sock)
         return keep_going
-
-    def _drain_after_close(self) -> None:
-        deadline, drained = time.monotonic() + LINGER_S, 0
-        try:
-            self.sock.shutdown(socket.SHUT_WR)  # our close frame is sent; no more from us
-            while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
-                self.sock.settimeout(left)
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return
-                drained += len(chunk)
-        except OSError:
-            return
 
 
 # flask-sock builds `Server` from its module namespace for every socket.
