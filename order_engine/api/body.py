@@ -6,6 +6,7 @@ holds its connection (one of API_WORKER_CONNECTIONS) for as long as it likes. He
 
 - the access guard runs first (api/access.py): a request without a valid key is answered 401
   and its body never read; a route that takes no body (404, 405) is answered without it too;
+- a body in a `Content-Encoding` other than `identity` is refused unread (415);
 - a `Content-Length` over MAX_BODY_BYTES is refused unread; a chunked body is read up to one
   byte more than that, which is a 413 like any other oversized body;
 - the body must be in within BODY_TIMEOUT_S of the start of its read (408);
@@ -33,6 +34,7 @@ from order_engine.errors import (
     PayloadTooLargeError,
     RequestTimeoutError,
     TooManyRequestsError,
+    UnsupportedMediaTypeError,
 )
 
 
@@ -42,6 +44,7 @@ def read_body() -> None:
     declared = _declared_length(environ)
     if declared == 0 or request.routing_exception is not None or is_websocket_handshake():
         return  # no body, or answered without reading it
+    _refuse_encoded(request.headers.get("Content-Encoding", ""))
     settings = current_app.config["SETTINGS"]
     if declared is not None and declared > settings.max_body_bytes:
         raise _too_large(settings.max_body_bytes)
@@ -78,6 +81,20 @@ def _declared_length(environ: dict[str, Any]) -> int | None:
     digits = raw.lstrip("0")
     # Longer than any limit, and kept away from int()'s limit on digits.
     return int(digits or "0") if len(digits) <= 18 else 10**18
+
+
+def _refuse_encoded(header: str) -> None:
+    """Bodies are taken as sent: a compressed one would be read as JSON and fail, or be
+    executed without the server having looked at what it decodes to."""
+    codings = [c.strip().lower() for c in header.split(",")]
+    unknown = [c for c in codings if c not in ("", "identity")]
+    if unknown:
+        raise UnsupportedMediaTypeError(
+            f"The body's Content-Encoding {unknown[0]!r} is not accepted: send the body "
+            "uncompressed (no Content-Encoding, or identity).",
+            errors={"Content-Encoding": ["Only identity."]},
+            headers={"Accept-Encoding": "identity"},  # RFC 7694 §3
+        )
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:

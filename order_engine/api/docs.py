@@ -62,7 +62,7 @@ ERROR_RESPONSES = {
     "Conflict": "Illegal transition",
     "RequestTimeout": "The body did not arrive within BODY_TIMEOUT_S",
     "PayloadTooLarge": "Body too large",
-    "UnsupportedMediaType": "Not JSON",
+    "UnsupportedMediaType": "Not JSON, or a Content-Encoding other than identity",
     "Unprocessable": "Invalid field (see errors)",
     "UpgradeRequired": "Not a WebSocket handshake: this path streams orders over a WebSocket",
     "TooManyRequests": "Rate limited, or the account's orders in flight / WebSockets are at "

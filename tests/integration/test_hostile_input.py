@@ -1,9 +1,11 @@
-"""Nothing a client sends gets a 500 or a 1011, nor an HTML page (issue 11, item 5); against
-the real gunicorn API of `live_stack`."""
+"""Nothing a client sends gets a 500 or a 1011, nor an HTML page, nor an answer that speaks of
+the implementation rather than the API; against the real gunicorn API of `live_stack`. Slow
+bodies have their own module (test_slow_bodies.py)."""
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import socket
 import uuid
@@ -313,3 +315,36 @@ def test_a_malformed_upgrade_is_a_4xx_envelope(live_stack, headers, status):
     assert json.loads(answer)["code"] == status
     if b"Sec-WebSocket-Version: 8" in headers:
         assert answer_headers["sec-websocket-version"] == "13"
+
+
+def post_order_raw(stack, body: bytes, *headers: bytes) -> tuple[int, dict[str, str], bytes]:
+    """POST /api/orders/execute over a bare socket, with the suite's key and `headers`."""
+    return raw_http(
+        port_of(stack),
+        b"POST /api/orders/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + AUTH
+        + b"".join(h + b"\r\n" for h in headers)
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body,
+    )
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate", "GZIP, identity", "x-custom"])
+def test_a_body_in_an_encoding_the_api_does_not_decode_is_415_naming_it(live_stack, encoding):
+    plain = json.dumps(order_body()).encode()
+    body = gzip.compress(plain) if "gzip" in encoding.lower() else plain
+    status, headers, answer = post_order_raw(
+        live_stack, body, b"Content-Encoding: " + encoding.encode()
+    )
+    assert status == 415, answer
+    refusal = json.loads(answer)
+    assert refusal["code"] == 415
+    assert repr(encoding.split(",")[0].lower()) in refusal["description"]
+    assert "Content-Encoding" in refusal["errors"]
+    assert headers["accept-encoding"] == "identity"  # RFC 7694: what it does take
+
+
+def test_the_identity_encoding_is_the_body_as_it_is(live_stack):
+    body = json.dumps(order_body()).encode()
+    status, _, answer = post_order_raw(live_stack, body, b"Content-Encoding: identity")
+    assert status == 202, answer
