@@ -348,3 +348,20 @@ def test_the_identity_encoding_is_the_body_as_it_is(live_stack):
     body = json.dumps(order_body()).encode()
     status, _, answer = post_order_raw(live_stack, body, b"Content-Encoding: identity")
     assert status == 202, answer
+
+
+def test_a_binary_first_message_is_an_error_then_close_1003(live_stack):
+    ws = WsClient.connect(f"{live_stack.ws_url}/api/orders/execute")
+    messages = []
+    try:
+        ws.send(json.dumps(order_body()).encode())  # bytes: a binary frame
+        while True:
+            raw = ws.receive(timeout=10)
+            assert raw is not None, f"still open after 10 s: {messages}"
+            messages.append(json.loads(raw))
+    except simple_websocket.ConnectionClosed:
+        pass
+    assert ws.close_reason == 1003
+    assert [m["type"] for m in messages] == ["error"]  # no order was taken: no event
+    assert messages[0]["code"] == 1003
+    assert "binary" in messages[0]["description"].lower()
