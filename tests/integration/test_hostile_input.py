@@ -365,3 +365,51 @@ def test_a_binary_first_message_is_an_error_then_close_1003(live_stack):
     assert [m["type"] for m in messages] == ["error"]  # no order was taken: no event
     assert messages[0]["code"] == 1003
     assert "binary" in messages[0]["description"].lower()
+
+
+LONG = "9" * 5000  # past the 4,300 digits Python converts to an int
+
+
+def speaks_python(text: str | bytes) -> bool:
+    text = text if isinstance(text, str) else text.decode()
+    return "sys." in text or "int_max_str_digits" in text or "4300" in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"amount": LONG}, "amount"),
+        ({"amount": f'"{LONG}"'}, "amount"),
+        ({"amount": f'"0.{LONG}"'}, "amount"),
+        ({"slippageBps": LONG}, "slippageBps"),
+        ({"type": '"limit"', "limitPrice": LONG}, "limitPrice"),
+        ({"extra": LONG}, "extra"),
+    ],
+    ids=["amount", "amount-text", "amount-decimals", "slippage", "limit-price", "unknown"],
+)
+def test_a_5000_digit_number_is_a_field_error_over_rest_and_the_websocket(
+    live_stack, overrides, field
+):
+    fields = {"type": '"market"', "tokenIn": '"SOL"', "tokenOut": '"USDC"', "amount": '"1"'}
+    body = "{" + ", ".join(f'"{k}": {v}' for k, v in {**fields, **overrides}.items()) + "}"
+    status, _, answer = post_order_raw(live_stack, body.encode())
+    assert status == 422, answer[:300]
+    assert field in json.loads(answer)["errors"]
+    assert not speaks_python(answer)
+    result = stream(f"{live_stack.ws_url}/api/orders/execute", first_message=body)
+    assert result.close_code == 4400
+    assert field in result.messages[0]["errors"]
+    assert not speaks_python(json.dumps(result.messages))
+
+
+def test_long_numbers_in_the_query_are_field_errors(live_stack):
+    digits = "9" * 4000  # the longest that fits in gunicorn's request line
+    listed = request("GET", f"{live_stack.base_url}/api/orders?limit={digits}")
+    assert listed.status == 422
+    assert "limit" in listed.body["errors"]
+    order_id = uuid.uuid4()
+    result = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}&afterSeq={digits}")
+    assert result.close_code == 4400
+    assert "afterSeq" in result.messages[0]["errors"]
+    for answer in (listed.body, result.messages):
+        assert not speaks_python(json.dumps(answer))
