@@ -14,7 +14,7 @@ from flask_sock import Sock
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, TextMessage
 
-from order_engine.errors import BadRequestError, UpgradeRequiredError
+from order_engine.errors import BadRequestError, ClientGoneError, UpgradeRequiredError
 
 sock = Sock()
 
@@ -78,10 +78,15 @@ class BoundedServer(simple_websocket.Server):
                 errors={"Sec-WebSocket-Key": ["Not 16 bytes in base64."]},
             )
         accept = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest())
-        self.sock.sendall(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-        )
+        try:
+            self.sock.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+        except OSError as exc:  # reset or gone before its answer
+            raise ClientGoneError(
+                f"The client left during the WebSocket handshake: {exc}."
+            ) from None
         # The connection after the handshake: frames, as WSConnection would hand them on to.
         self.ws = Connection(ConnectionType.SERVER)
         self.connected = True
@@ -98,9 +103,10 @@ class BoundedServer(simple_websocket.Server):
         if out:
             try:
                 self.sock.sendall(out)
-            except BrokenPipeError:
+            except OSError:  # the client reset or left: its socket ends here, quietly
+                self.connected = False
                 if close is None:
-                    raise
+                    raise simple_websocket.ConnectionClosed(1006, "the client went away") from None
 
     def _handle_events(self) -> bool:
         keep_going = super()._handle_events()

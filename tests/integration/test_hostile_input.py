@@ -8,14 +8,17 @@ import contextlib
 import gzip
 import json
 import socket
+import struct
 import uuid
 from urllib.parse import quote
 
+import psutil
 import pytest
 import simple_websocket
 
 from tests.support.clients import TEST_API_KEY, WsClient, order_body, request, stream
 from tests.support.raw import header_map, port_of, raw_http
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -234,10 +237,12 @@ def test_the_websocket_needs_a_key_and_an_allowed_origin(live_stack):
     ws.close()
 
 
-def upgrade(stack, order_id: str, *headers: bytes) -> bytes:
-    """A WebSocket upgrade for `order_id`'s stream with the suite's key and `headers`."""
+def upgrade(stack, order_id: str | None, *headers: bytes) -> bytes:
+    """A WebSocket upgrade for `order_id`'s stream (None: to submit one) with the suite's key
+    and `headers`."""
+    query = "" if order_id is None else f"?orderId={order_id}"
     return (
-        f"GET /api/orders/execute?orderId={order_id} HTTP/1.1\r\nHost: x\r\n".encode()
+        f"GET /api/orders/execute{query} HTTP/1.1\r\nHost: x\r\n".encode()
         + AUTH
         + b"".join(h + b"\r\n" for h in headers)
         + b"\r\n"
@@ -413,3 +418,37 @@ def test_long_numbers_in_the_query_are_field_errors(live_stack):
     assert "afterSeq" in result.messages[0]["errors"]
     for answer in (listed.body, result.messages):
         assert not speaks_python(json.dumps(answer))
+
+
+def open_connections(stack, client_ports: set[int]) -> set[int]:
+    """Which of these client ports the API's worker still holds a connection from."""
+    workers = psutil.Process(stack.pid("api")).children()
+    held = {c.raddr.port for w in workers for c in w.net_connections("tcp") if c.raddr}
+    return held & client_ports
+
+
+def test_a_client_that_resets_after_its_upgrade_is_not_an_error_in_the_log(live_stack):
+    order_id = request("POST", f"{live_stack.base_url}/api/orders/execute", order_body()).body[
+        "orderId"
+    ]
+    log_start = len(live_stack.log("api"))
+    ports = set()
+    for path_id in (None, order_id) * 5:
+        with socket.create_connection(("127.0.0.1", port_of(live_stack)), timeout=10) as conn:
+            conn.sendall(
+                upgrade(
+                    live_stack,
+                    path_id,
+                    b"Upgrade: websocket",
+                    b"Connection: Upgrade",
+                    b"Sec-WebSocket-Version: 13",
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                )
+            )
+            ports.add(conn.getsockname()[1])
+            # Closed with a linger of 0: a reset, before the server's answer arrives.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    wait_until(lambda: not open_connections(live_stack, ports), 10, "the resets to be served")
+    log = live_stack.log("api")[log_start:]
+    assert '"level": "ERROR"' not in log
+    assert "Traceback" not in log
