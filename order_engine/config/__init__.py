@@ -135,8 +135,8 @@ class Settings:
         origins(),
         lambda earlier: origin_of(str(earlier["PUBLIC_BASE_URL"])),
         API,
-        "origins whose pages may open WebSockets (`*`: any); clients that send no `Origin` are "
-        "not browsers and pass",
+        "other origins whose pages may open WebSockets (`*`: any); a page of the origin the "
+        "request was sent to passes, and so do clients that send no `Origin` (not browsers)",
         shown="the origin of PUBLIC_BASE_URL",
         example="https://app.example.com,https://admin.example.com",
     )

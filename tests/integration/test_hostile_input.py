@@ -420,6 +420,32 @@ def test_long_numbers_in_the_query_are_field_errors(live_stack):
         assert not speaks_python(json.dumps(answer))
 
 
+def upgrade_status(stack, host: str, origin: str) -> int:
+    """The status a WebSocket handshake with this Host and Origin is answered with."""
+    with socket.create_connection(("127.0.0.1", port_of(stack)), timeout=10) as conn:
+        conn.sendall(
+            b"GET /api/orders/execute HTTP/1.1\r\n"
+            + AUTH
+            + f"Host: {host}\r\nOrigin: {origin}\r\n".encode()
+            + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += conn.recv(4096)
+    return int(received.split(b" ", 2)[1])
+
+
+def test_a_page_of_the_servers_own_origin_may_open_a_websocket(live_stack):
+    # PUBLIC_BASE_URL is left at its default (http://localhost:<port>); the page was served from
+    # 127.0.0.1:<port>, the Host a browser (or websocket-client) sends with the page's Origin.
+    host = f"127.0.0.1:{port_of(live_stack)}"
+    assert upgrade_status(live_stack, host, f"http://{host}") == 101
+    assert upgrade_status(live_stack, host, f"https://{host}") == 403  # another scheme
+    assert upgrade_status(live_stack, host, "http://127.0.0.1:1") == 403  # another port
+    assert upgrade_status(live_stack, "evil.example", f"http://{host}") == 403  # another host
+
+
 def open_connections(stack, client_ports: set[int]) -> set[int]:
     """Which of these client ports the API's worker still holds a connection from."""
     workers = psutil.Process(stack.pid("api")).children()
