@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Mapping
-from typing import Any
 
 from flask import Flask
 
 from order_engine.config import Settings
-from order_engine.errors import envelope
 from order_engine.infra import logs
 
 
@@ -49,45 +45,4 @@ def create_app(test_config: Mapping[str, str] | None = None) -> Flask:
     celery_init_app(app)
     register_error_handlers(app)
     register_blueprints(app)
-    app.wsgi_app = BoundedChunkedInput(  # type: ignore[method-assign]
-        app.wsgi_app, settings.max_body_bytes
-    )
     return app
-
-
-class BoundedChunkedInput:
-    """Read a chunked request body here, up to the body limit, and hand the app a body of
-    known length; a longer one is a 413 envelope like any other oversized body.
-
-    gunicorn decodes chunked bodies, but Werkzeug's limit on such a stream silently stops at
-    MAX_CONTENT_LENGTH bytes: an oversized chunked order was cut short and came back as a 400
-    "not JSON" instead of a 413."""
-
-    def __init__(self, wsgi_app: Any, max_bytes: int) -> None:
-        self.wsgi_app = wsgi_app
-        self.max_bytes = max_bytes
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            body = environ["wsgi.input"].read(self.max_bytes + 1)
-            if len(body) > self.max_bytes:
-                payload = json.dumps(
-                    envelope(
-                        413,
-                        "Request Entity Too Large",
-                        f"The body is larger than {self.max_bytes} bytes.",
-                    )
-                ).encode()
-                start_response(
-                    "413 Request Entity Too Large",
-                    [
-                        ("Content-Type", "application/json"),
-                        ("Content-Length", str(len(payload))),
-                        ("Connection", "close"),
-                    ],
-                )
-                return [payload]
-            environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
-            del environ["HTTP_TRANSFER_ENCODING"]
-        return self.wsgi_app(environ, start_response)

@@ -1,7 +1,8 @@
 """Error types and the single JSON error envelope of every non-2xx response.
 
 Body: `{"code": <http status>, "message": <short title>, "description": <sentence>,
-"errors": {<field>: [<reason>, ...]}}` (DESIGN §3). The status comes from the exception class.
+"errors": {<field>: [<reason>, ...]}}` (docs/api.md, "Errors"). The status comes from the exception
+class.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ class BadRequestError(OrderEngineError):
     status, message = 400, "Bad Request"
 
 
+class ClientGoneError(OrderEngineError):
+    """The client closed or reset its connection before it was answered: nothing the server
+    did wrong, so nothing is logged (its answer reaches nobody)."""
+
+    status, message = 400, "Bad Request"
+
+
 class UnauthorizedError(OrderEngineError):
     status, message = 401, "Unauthorized"
 
@@ -54,6 +62,14 @@ class NotFoundError(OrderEngineError):
 
 class ConflictError(OrderEngineError):
     status, message = 409, "Conflict"
+
+
+class RequestTimeoutError(OrderEngineError):
+    status, message = 408, "Request Timeout"
+
+
+class PayloadTooLargeError(OrderEngineError):
+    status, message = 413, "Request Entity Too Large"
 
 
 class UpgradeRequiredError(OrderEngineError):

@@ -322,17 +322,22 @@ def _tarpit(response: Response) -> None:
 
 def _check_origin() -> None:
     """Browsers send `Origin` on every WebSocket and apply no same-origin policy to it, so a
-    page anywhere could drive a visitor's socket; only the listed origins may. Clients that are
-    not browsers send no Origin and are let through (they hold a key or a ticket anyway)."""
+    page anywhere could drive a visitor's socket. A page of the origin the request was sent to
+    (its scheme and `Host`) may, as a page may call its own server; pages of other origins only
+    if listed. Clients that are not browsers send no Origin and are let through (they hold a key
+    or a ticket anyway)."""
     origin = request.headers.get("Origin")
     if origin is None:
         return
     allowed = current_app.config["SETTINGS"].ws_allowed_origins
-    if "*" in allowed or origin.lower().rstrip("/") in allowed:
+    origin = origin.lower().rstrip("/")
+    own = f"{request.scheme}://{request.host}".lower()
+    if origin == own or "*" in allowed or origin in allowed:
         return
     raise ForbiddenError(
-        f"Origin {origin!r} may not open WebSockets here (WS_ALLOWED_ORIGINS).",
-        errors={"Origin": ["Not in the allow-list."]},
+        f"Origin {origin!r} may not open WebSockets here: it is neither this server's origin nor "
+        "in WS_ALLOWED_ORIGINS.",
+        errors={"Origin": ["Not this server's origin, nor in the allow-list."]},
     )
 
 

@@ -60,12 +60,14 @@ ERROR_RESPONSES = {
     "Forbidden": "The API key lacks the scope this needs",
     "NotFound": "No such order (another account's orders included)",
     "Conflict": "Illegal transition",
+    "RequestTimeout": "The body did not arrive within BODY_TIMEOUT_S",
     "PayloadTooLarge": "Body too large",
-    "UnsupportedMediaType": "Not JSON",
+    "UnsupportedMediaType": "Not JSON, or a Content-Encoding other than identity",
     "Unprocessable": "Invalid field (see errors)",
     "UpgradeRequired": "Not a WebSocket handshake: this path streams orders over a WebSocket",
     "TooManyRequests": "Rate limited, or the account's orders in flight / WebSockets are at "
-    "their cap (Retry-After says when to retry)",
+    "their cap, or this address is sending too many bodies at once (Retry-After says when to "
+    "retry)",
     "Unavailable": "A dependency is down; retry (safe with the same Idempotency-Key)",
 }
 

@@ -108,6 +108,7 @@ def execute_order() -> tuple[Response, int, dict[str, str]]:
         "400": BadRequest
         "401": Unauthorized
         "403": Forbidden
+        "408": RequestTimeout
         "413": PayloadTooLarge
         "415": UnsupportedMediaType
         "422": Unprocessable

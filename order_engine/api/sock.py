@@ -14,16 +14,32 @@ from flask_sock import Sock
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, TextMessage
 
-from order_engine.errors import BadRequestError, UpgradeRequiredError
+from order_engine.errors import BadRequestError, ClientGoneError, UpgradeRequiredError
 
 sock = Sock()
 
-# After refusing a message over `max_message_size` with close 1009, read and drop what the
-# client is still sending, for at most this long / this much, before closing the socket:
-# closing with unread bytes makes the kernel answer with a TCP reset, and the client would see
-# a reset instead of the 1009 close frame.
+# After an answer that leaves part of what the client sent unread (a 1009 close; an HTTP answer
+# given before the whole body was read), read and drop what the client is still sending, for at
+# most this long / this much, before closing the socket: closing with unread bytes makes the
+# kernel answer with a TCP reset, and the client could see the reset instead of the answer.
 LINGER_S = 2.0
 LINGER_BYTES = 8 * 1024 * 1024
+
+
+def drain_before_close(conn: socket.socket) -> None:
+    """Say we send nothing more, then read and drop what the client still sends, until it
+    closes its side or LINGER_S / LINGER_BYTES run out."""
+    deadline, drained = time.monotonic() + LINGER_S, 0
+    try:
+        conn.shutdown(socket.SHUT_WR)
+        while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            drained += len(chunk)
+    except OSError:
+        return
 
 
 # RFC 6455 §1.3: the accept token is the SHA-1 of the client's key and this GUID, in base64.
@@ -62,10 +78,15 @@ class BoundedServer(simple_websocket.Server):
                 errors={"Sec-WebSocket-Key": ["Not 16 bytes in base64."]},
             )
         accept = base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest())
-        self.sock.sendall(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-        )
+        try:
+            self.sock.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+        except OSError as exc:  # reset or gone before its answer
+            raise ClientGoneError(
+                f"The client left during the WebSocket handshake: {exc}."
+            ) from None
         # The connection after the handshake: frames, as WSConnection would hand them on to.
         self.ws = Connection(ConnectionType.SERVER)
         self.connected = True
@@ -82,9 +103,10 @@ class BoundedServer(simple_websocket.Server):
         if out:
             try:
                 self.sock.sendall(out)
-            except BrokenPipeError:
+            except OSError:  # the client reset or left: its socket ends here, quietly
+                self.connected = False
                 if close is None:
-                    raise
+                    raise simple_websocket.ConnectionClosed(1006, "the client went away") from None
 
     def _handle_events(self) -> bool:
         keep_going = super()._handle_events()
@@ -93,21 +115,8 @@ class BoundedServer(simple_websocket.Server):
             and self.max_message_size
             and self.incoming_message_len > self.max_message_size
         ):
-            self._drain_after_close()
+            drain_before_close(self.sock)
         return keep_going
-
-    def _drain_after_close(self) -> None:
-        deadline, drained = time.monotonic() + LINGER_S, 0
-        try:
-            self.sock.shutdown(socket.SHUT_WR)  # our close frame is sent; no more from us
-            while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
-                self.sock.settimeout(left)
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return
-                drained += len(chunk)
-        except OSError:
-            return
 
 
 # flask-sock builds `Server` from its module namespace for every socket.

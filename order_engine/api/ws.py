@@ -6,10 +6,11 @@
 - `GET /api/orders/execute/ws?orderId=<id>`: alias kept for clients of the TypeScript service.
 
 Close codes: 1000 after the terminal event (at once when `afterSeq` is at or past a finished
-order's last event); 4400 malformed id, body or afterSeq, 4403 a key without `orders:write`
-submitting, 4404 unknown order (another account's included) and 4429 the account's in-flight
-cap (each after a JSON error message); 1009 a message over MAX_BODY_BYTES; 1011 when a
-dependency is down. The handshake itself is refused with 401/403/429 (access.py).
+order's last event); 1003 a binary frame (the API defines text frames only), 4400 malformed id,
+body or afterSeq, 4403 a key without `orders:write` submitting, 4404 unknown order (another
+account's included) and 4429 the account's in-flight cap (each after a JSON error message); 1009
+a message over MAX_BODY_BYTES; 1011 when a dependency is down. The handshake itself is refused
+with 401/403/429 (access.py).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("order_streams", __name__)
 
 FIRST_MESSAGE_TIMEOUT_S = 30
-CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_UNAVAILABLE = 1000, 1001, 1011
+CLOSE_NORMAL, CLOSE_GOING_AWAY, CLOSE_UNSUPPORTED, CLOSE_UNAVAILABLE = 1000, 1001, 1003, 1011
 CLOSE_BAD_REQUEST, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_TOO_MANY = 4400, 4403, 4404, 4429
 
 
@@ -56,9 +57,9 @@ def execute_stream(ws: BoundedServer) -> None:
       description: >-
         Upgrade to WebSocket. With ?orderId= the server sends every event of
         that order once, in seq order, then closes with 1000 after the terminal
-        one. Without it, send an OrderCreate body first. Errors: a JSON error
-        message, then close 4400 (bad id/body), 4404 (unknown order) or 1011
-        (dependency down).
+        one. Without it, send an OrderCreate body first, in a text frame.
+        Errors: a JSON error message, then close 1003 (a binary frame), 4400
+        (bad id/body), 4404 (unknown order) or 1011 (dependency down).
       parameters:
         - name: orderId
           in: query
@@ -178,18 +179,7 @@ def _submit_first_message(ws: BoundedServer, service: OrderService) -> uuid.UUID
                 "(?orderId=) but not submit them.",
             ),
         )
-    message = ws.receive(timeout=FIRST_MESSAGE_TIMEOUT_S)
-    if message is None:
-        raise StreamClosed(
-            CLOSE_BAD_REQUEST,
-            "no order",
-            _error(
-                CLOSE_BAD_REQUEST,
-                "Bad Request",
-                f"Send an order body as the first message within {FIRST_MESSAGE_TIMEOUT_S}s, "
-                "or connect with ?orderId=<id> to follow an existing order.",
-            ),
-        )
+    message = _first_message(ws)
     try:
         # The same validation and intake as POST /api/orders/execute.
         submitted = submit_order(message, request.headers.get("Idempotency-Key"))
@@ -206,6 +196,34 @@ def _submit_first_message(ws: BoundedServer, service: OrderService) -> uuid.UUID
             ),
         ) from None
     return submitted.order.id
+
+
+def _first_message(ws: BoundedServer) -> str:
+    """The order body: a text frame, within FIRST_MESSAGE_TIMEOUT_S."""
+    message = ws.receive(timeout=FIRST_MESSAGE_TIMEOUT_S)
+    if message is None:
+        raise StreamClosed(
+            CLOSE_BAD_REQUEST,
+            "no order",
+            _error(
+                CLOSE_BAD_REQUEST,
+                "Bad Request",
+                f"Send an order body as the first message within {FIRST_MESSAGE_TIMEOUT_S}s, "
+                "or connect with ?orderId=<id> to follow an existing order.",
+            ),
+        )
+    if isinstance(message, bytes):
+        raise StreamClosed(
+            CLOSE_UNSUPPORTED,
+            "binary frame",
+            _error(
+                CLOSE_UNSUPPORTED,
+                "Unsupported Data",
+                "Binary frames are not part of this API: send the order body as JSON in a text "
+                "frame.",
+            ),
+        )
+    return message
 
 
 def _stream(ws: BoundedServer, service: OrderService, order_id: uuid.UUID) -> None:

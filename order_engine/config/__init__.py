@@ -35,7 +35,7 @@ from order_engine.config.groups import (
     SERVERS,
     TRIGGERS,
 )
-from order_engine.config.options import Option, Required, Values, option, read
+from order_engine.config.options import Option, Required, option, read
 from order_engine.config.parsers import (
     ConfigError,
     LatencyRange,
@@ -90,10 +90,6 @@ DEX_SEED = Option(
 )
 
 
-def _public_origin(earlier: Values) -> str:
-    return origin_of(str(earlier["PUBLIC_BASE_URL"]))
-
-
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Typed settings; build with `Settings.from_env()`. Declaration order is reading order: a
@@ -138,10 +134,10 @@ class Settings:
     ws_allowed_origins: tuple[str, ...] = option(
         "WS_ALLOWED_ORIGINS",
         origins(),
-        _public_origin,
+        lambda earlier: origin_of(str(earlier["PUBLIC_BASE_URL"])),
         API,
-        "origins whose pages may open WebSockets (`*`: any); clients that send no `Origin` are "
-        "not browsers and pass",
+        "other origins whose pages may open WebSockets (`*`: any); a page of the origin the "
+        "request was sent to passes, and so do clients that send no `Origin` (not browsers)",
         shown="the origin of PUBLIC_BASE_URL",
         example="https://app.example.com,https://admin.example.com",
     )
@@ -158,6 +154,12 @@ class Settings:
         "16384",
         API,
         "largest accepted request body or WebSocket message, in bytes",
+    )
+    body_timeout_s: int = option(
+        "BODY_TIMEOUT_S", whole(1, 600), "10", API, "seconds a request body may take (then 408)"
+    )
+    max_bodies_per_address: int = option(
+        "MAX_BODIES_PER_ADDRESS", whole(1), "8", API, "bodies one address may send at once (429)"
     )
     rate_limit_per_s: float = option(
         "RATE_LIMIT_PER_S", per_second(), "20", ACCESS, "sustained requests per second"

@@ -9,7 +9,13 @@ SERVERS = Group(
     "PostgreSQL, Redis and the Celery broker. With DATABASE_URL and REDIS_URL unset, `make run` "
     "(`order-engine run`) starts an embedded PostgreSQL and Redis under `.state/`.",
 )
-API = Group("API", "The HTTP and WebSocket server and the addresses it answers for.")
+API = Group(
+    "API",
+    "The HTTP and WebSocket server and the addresses it answers for. A request body is read only "
+    "once the request's key is checked, and only for so long: a client that sends it slowly holds "
+    "its connection BODY_TIMEOUT_S at most, and one address at most MAX_BODIES_PER_ADDRESS such "
+    "connections per API process.",
+)
 ACCESS = Group(
     "Per-account limits",
     "Each API key belongs to an account; these bound what one account can hold or send. The first "

@@ -10,6 +10,7 @@ import json
 import signal
 from typing import Any
 
+import gunicorn.http.wsgi
 import gunicorn.util
 
 from order_engine.config import ConfigError, Settings, _process_environment
@@ -68,6 +69,18 @@ def post_worker_init(worker: Any) -> None:
     warm_app_pool(worker.wsgi)  # the Flask app gunicorn loaded (order_engine.wsgi:app)
 
 
+def post_request(_worker: Any, _req: Any, environ: dict[str, Any], _resp: Any) -> None:
+    # An answer given before its request's body was read closes the connection (api/body.py):
+    # half-close and drain what the client still sends first, so that it reads the answer, not
+    # a reset (the staged close of RFC 9112 §9.6).
+    from order_engine.api.body import UNREAD_BODY
+
+    if environ.get(UNREAD_BODY):
+        from order_engine.api.sock import drain_before_close
+
+        drain_before_close(environ["gunicorn.socket"])
+
+
 def child_exit(_server: Any, worker: Any) -> None:
     # A dead worker's live gauges (open WebSockets) must not count any more.
     from order_engine.infra.metrics import process_exited
@@ -77,8 +90,8 @@ def child_exit(_server: Any, worker: Any) -> None:
 
 def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str | None) -> None:
     """gunicorn answers requests it cannot parse (400, 414, 431, …) itself, before the app sees
-    them, with an HTML page; every other error of this API is the JSON envelope (DESIGN §3),
-    so these are too."""
+    them, with an HTML page; every other error of this API is the JSON envelope (docs/api.md,
+    "Errors"), so these are too."""
     body = json.dumps(envelope(status_int, reason, mesg or reason)).encode()
     head = (
         f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
@@ -90,3 +103,19 @@ def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str | None)
 # The workers call `util.write_error` through the module, so replacing it here (the config is
 # loaded before the workers fork) covers every worker class.
 gunicorn.util.write_error = _write_json_error
+
+
+_process_headers = gunicorn.http.wsgi.Response.process_headers
+
+
+def _process_headers_honouring_close(response: Any, headers: list[tuple[str, str]]) -> None:
+    """gunicorn drops an application's `Connection` header (hop-by-hop) and keeps the connection
+    open, so after an answer given before the request's body was read it would go on reading
+    that body, for as long as the client sends it, and parse the rest as the next request. An
+    application's `Connection: close` closes the connection here, as RFC 9112 §9.6 has it."""
+    _process_headers(response, headers)
+    if any(n.lower() == "connection" and v.strip().lower() == "close" for n, v in headers):
+        response.force_close()
+
+
+gunicorn.http.wsgi.Response.process_headers = _process_headers_honouring_close

@@ -15,7 +15,8 @@ from flask.json.provider import DefaultJSONProvider
 
 
 class JsonNumberLiteral(str):
-    """The literal text of a JSON number with a fraction or an exponent, e.g. "1.5", "1e400"."""
+    """The literal text of a JSON number with a fraction or an exponent, e.g. "1.5", "1e400",
+    or of a whole number too long for any field (see `_whole_number`)."""
 
 
 class NonFiniteNumber(str):
@@ -33,12 +34,26 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
+# No field takes a whole number near this long; int() refuses one over 4,300 digits
+# (sys.int_info.default_max_str_digits) with a message about a Python setting.
+LONGEST_WHOLE_NUMBER = 100
+
+
+def _whole_number(literal: str) -> int | JsonNumberLiteral:
+    """An integer literal as an int, or as its text when it is longer than any field takes:
+    the field then refuses it by its own rules, naming itself."""
+    if len(literal) > LONGEST_WHOLE_NUMBER:
+        return JsonNumberLiteral(literal)
+    return int(literal)
+
+
 def loads(text: str | bytes) -> Any:
     """Parse JSON exactly; ValueError for anything malformed, duplicated or nested too deeply."""
     try:
         return json.loads(
             text,
             parse_float=JsonNumberLiteral,
+            parse_int=_whole_number,
             parse_constant=NonFiniteNumber,
             object_pairs_hook=_unique_keys,
         )

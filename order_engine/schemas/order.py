@@ -30,6 +30,7 @@ from order_engine.schemas.jsonio import NonFiniteNumber
 
 U64_MAX = 2**64 - 1
 _PLAIN_DECIMAL = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?$")
+_DIGITS_AND_A_DOT = re.compile(r"[0-9]+(\.[0-9]+)?")
 PRICE_DECIMALS = 18  # numeric(38, 18)
 PRICE_MAX = Decimal(10) ** 20
 
@@ -54,6 +55,8 @@ class ExactAmount(fields.Field):
             )
         # fullmatch: `$` would also match before a trailing newline ("1.5\n").
         if not _PLAIN_DECIMAL.fullmatch(text):
+            if _DIGITS_AND_A_DOT.fullmatch(text):
+                raise ValidationError("At most 30 digits before the dot and 30 after it.")
             raise ValidationError('Must be a plain decimal like "1.5" (digits and one dot).')
         try:
             amount = Decimal(text)
@@ -138,6 +141,7 @@ class OrderCreateSchema(Schema):
         strict=True,
         load_default=50,
         validate=validate.Range(0, 5000),
+        error_messages={"invalid": "Must be an integer from 0 to 5000."},
         metadata={"description": "max slippage from the quote in basis points (default 50)"},
     )
     clientOrderId = fields.String(

@@ -125,7 +125,7 @@ def test_orders_appear_and_reach_confirmed_live_in_headless_chromium(live_stack,
         "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
     )
     chromium = chromium_or_skip()
-    # The page's origin must be the configured public one (WS_ALLOWED_ORIGINS defaults to it).
+    # The page's origin is the configured public one, as a browser would be sent to.
     page_url = f"http://localhost:{live_stack.settings['PORT']}/dashboard"
     TEST_OUTPUT.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as playwright:

@@ -1,51 +1,26 @@
-"""Nothing a client sends gets a 500 or a 1011, nor an HTML page (issue 11, item 5); against
-the real gunicorn API of `live_stack`."""
+"""Nothing a client sends gets a 500 or a 1011, nor an HTML page, nor an answer that speaks of
+the implementation rather than the API; against the real gunicorn API of `live_stack`. Slow
+bodies have their own module (test_slow_bodies.py)."""
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import socket
+import struct
 import uuid
 from urllib.parse import quote
 
+import psutil
 import pytest
 import simple_websocket
 
 from tests.support.clients import TEST_API_KEY, WsClient, order_body, request, stream
+from tests.support.raw import header_map, port_of, raw_http
+from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def raw_http(port: int, data: bytes, timeout_s: float = 10) -> tuple[int, dict[str, str], bytes]:
-    """Send raw bytes; return the status, headers and body of the answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as conn:
-        conn.sendall(data)
-        received = b""
-        while True:
-            try:
-                chunk = conn.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            received += chunk
-            head, _, body = received.partition(b"\r\n\r\n")
-            headers = _headers(head)
-            if "content-length" in headers and len(body) >= int(headers["content-length"]):
-                break
-    head, _, body = received.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, _headers(head), body
-
-
-def _headers(head: bytes) -> dict[str, str]:
-    lines = head.decode("latin-1").split("\r\n")[1:]
-    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
-
-
-def port_of(stack) -> int:
-    return int(stack.base_url.rsplit(":", 1)[1])
 
 
 AUTH = f"Authorization: Bearer {TEST_API_KEY}\r\n".encode()
@@ -262,10 +237,12 @@ def test_the_websocket_needs_a_key_and_an_allowed_origin(live_stack):
     ws.close()
 
 
-def upgrade(stack, order_id: str, *headers: bytes) -> bytes:
-    """A WebSocket upgrade for `order_id`'s stream with the suite's key and `headers`."""
+def upgrade(stack, order_id: str | None, *headers: bytes) -> bytes:
+    """A WebSocket upgrade for `order_id`'s stream (None: to submit one) with the suite's key
+    and `headers`."""
+    query = "" if order_id is None else f"?orderId={order_id}"
     return (
-        f"GET /api/orders/execute?orderId={order_id} HTTP/1.1\r\nHost: x\r\n".encode()
+        f"GET /api/orders/execute{query} HTTP/1.1\r\nHost: x\r\n".encode()
         + AUTH
         + b"".join(h + b"\r\n" for h in headers)
         + b"\r\n"
@@ -294,7 +271,7 @@ def test_the_upgrade_is_answered_with_rfc_6455s_accept_and_no_extension(live_sta
             received += conn.recv(4096)
     head = received.partition(b"\r\n\r\n")[0]
     assert head.startswith(b"HTTP/1.1 101 ")
-    headers = _headers(head)
+    headers = header_map(head)
     assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
     assert headers["upgrade"].lower() == "websocket"
     # Frames go uncompressed: deflating a few hundred bytes of JSON costs more than it saves.
@@ -343,3 +320,161 @@ def test_a_malformed_upgrade_is_a_4xx_envelope(live_stack, headers, status):
     assert json.loads(answer)["code"] == status
     if b"Sec-WebSocket-Version: 8" in headers:
         assert answer_headers["sec-websocket-version"] == "13"
+
+
+def post_order_raw(stack, body: bytes, *headers: bytes) -> tuple[int, dict[str, str], bytes]:
+    """POST /api/orders/execute over a bare socket, with the suite's key and `headers`."""
+    return raw_http(
+        port_of(stack),
+        b"POST /api/orders/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + AUTH
+        + b"".join(h + b"\r\n" for h in headers)
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body,
+    )
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate", "GZIP, identity", "x-custom"])
+def test_a_body_in_an_encoding_the_api_does_not_decode_is_415_naming_it(live_stack, encoding):
+    plain = json.dumps(order_body()).encode()
+    body = gzip.compress(plain) if "gzip" in encoding.lower() else plain
+    status, headers, answer = post_order_raw(
+        live_stack, body, b"Content-Encoding: " + encoding.encode()
+    )
+    assert status == 415, answer
+    refusal = json.loads(answer)
+    assert refusal["code"] == 415
+    assert repr(encoding.split(",")[0].lower()) in refusal["description"]
+    assert "Content-Encoding" in refusal["errors"]
+    assert headers["accept-encoding"] == "identity"  # RFC 7694: what it does take
+
+
+def test_the_identity_encoding_is_the_body_as_it_is(live_stack):
+    body = json.dumps(order_body()).encode()
+    status, _, answer = post_order_raw(live_stack, body, b"Content-Encoding: identity")
+    assert status == 202, answer
+
+
+def test_a_binary_first_message_is_an_error_then_close_1003(live_stack):
+    ws = WsClient.connect(f"{live_stack.ws_url}/api/orders/execute")
+    messages = []
+    try:
+        ws.send(json.dumps(order_body()).encode())  # bytes: a binary frame
+        while True:
+            raw = ws.receive(timeout=10)
+            assert raw is not None, f"still open after 10 s: {messages}"
+            messages.append(json.loads(raw))
+    except simple_websocket.ConnectionClosed:
+        pass
+    assert ws.close_reason == 1003
+    assert [m["type"] for m in messages] == ["error"]  # no order was taken: no event
+    assert messages[0]["code"] == 1003
+    assert "binary" in messages[0]["description"].lower()
+
+
+LONG = "9" * 5000  # past the 4,300 digits Python converts to an int
+
+
+def speaks_python(text: str | bytes) -> bool:
+    text = text if isinstance(text, str) else text.decode()
+    return "sys." in text or "int_max_str_digits" in text or "4300" in text
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"amount": LONG}, "amount"),
+        ({"amount": f'"{LONG}"'}, "amount"),
+        ({"amount": f'"0.{LONG}"'}, "amount"),
+        ({"slippageBps": LONG}, "slippageBps"),
+        ({"type": '"limit"', "limitPrice": LONG}, "limitPrice"),
+        ({"extra": LONG}, "extra"),
+    ],
+    ids=["amount", "amount-text", "amount-decimals", "slippage", "limit-price", "unknown"],
+)
+def test_a_5000_digit_number_is_a_field_error_over_rest_and_the_websocket(
+    live_stack, overrides, field
+):
+    fields = {"type": '"market"', "tokenIn": '"SOL"', "tokenOut": '"USDC"', "amount": '"1"'}
+    body = "{" + ", ".join(f'"{k}": {v}' for k, v in {**fields, **overrides}.items()) + "}"
+    status, _, answer = post_order_raw(live_stack, body.encode())
+    assert status == 422, answer[:300]
+    assert field in json.loads(answer)["errors"]
+    assert not speaks_python(answer)
+    result = stream(f"{live_stack.ws_url}/api/orders/execute", first_message=body)
+    assert result.close_code == 4400
+    assert field in result.messages[0]["errors"]
+    assert not speaks_python(json.dumps(result.messages))
+
+
+def test_long_numbers_in_the_query_are_field_errors(live_stack):
+    digits = "9" * 4000  # the longest that fits in gunicorn's request line
+    listed = request("GET", f"{live_stack.base_url}/api/orders?limit={digits}")
+    assert listed.status == 422
+    assert "limit" in listed.body["errors"]
+    order_id = uuid.uuid4()
+    result = stream(f"{live_stack.ws_url}/api/orders/execute?orderId={order_id}&afterSeq={digits}")
+    assert result.close_code == 4400
+    assert "afterSeq" in result.messages[0]["errors"]
+    for answer in (listed.body, result.messages):
+        assert not speaks_python(json.dumps(answer))
+
+
+def upgrade_status(stack, host: str, origin: str) -> int:
+    """The status a WebSocket handshake with this Host and Origin is answered with."""
+    with socket.create_connection(("127.0.0.1", port_of(stack)), timeout=10) as conn:
+        conn.sendall(
+            b"GET /api/orders/execute HTTP/1.1\r\n"
+            + AUTH
+            + f"Host: {host}\r\nOrigin: {origin}\r\n".encode()
+            + b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            + b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += conn.recv(4096)
+    return int(received.split(b" ", 2)[1])
+
+
+def test_a_page_of_the_servers_own_origin_may_open_a_websocket(live_stack):
+    # PUBLIC_BASE_URL is left at its default (http://localhost:<port>); the page was served from
+    # 127.0.0.1:<port>, the Host a browser (or websocket-client) sends with the page's Origin.
+    host = f"127.0.0.1:{port_of(live_stack)}"
+    assert upgrade_status(live_stack, host, f"http://{host}") == 101
+    assert upgrade_status(live_stack, host, f"https://{host}") == 403  # another scheme
+    assert upgrade_status(live_stack, host, "http://127.0.0.1:1") == 403  # another port
+    assert upgrade_status(live_stack, "evil.example", f"http://{host}") == 403  # another host
+
+
+def open_connections(stack, client_ports: set[int]) -> set[int]:
+    """Which of these client ports the API's worker still holds a connection from."""
+    workers = psutil.Process(stack.pid("api")).children()
+    held = {c.raddr.port for w in workers for c in w.net_connections("tcp") if c.raddr}
+    return held & client_ports
+
+
+def test_a_client_that_resets_after_its_upgrade_is_not_an_error_in_the_log(live_stack):
+    order_id = request("POST", f"{live_stack.base_url}/api/orders/execute", order_body()).body[
+        "orderId"
+    ]
+    log_start = len(live_stack.log("api"))
+    ports = set()
+    for path_id in (None, order_id) * 5:
+        with socket.create_connection(("127.0.0.1", port_of(live_stack)), timeout=10) as conn:
+            conn.sendall(
+                upgrade(
+                    live_stack,
+                    path_id,
+                    b"Upgrade: websocket",
+                    b"Connection: Upgrade",
+                    b"Sec-WebSocket-Version: 13",
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                )
+            )
+            ports.add(conn.getsockname()[1])
+            # Closed with a linger of 0: a reset, before the server's answer arrives.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    wait_until(lambda: not open_connections(live_stack, ports), 10, "the resets to be served")
+    log = live_stack.log("api")[log_start:]
+    assert '"level": "ERROR"' not in log
+    assert "Traceback" not in log
