@@ -19,7 +19,6 @@ MAX_FUNCTION_LINES = 60
 KNOWN_OFFENDERS: frozenset[str] = frozenset(
     {
         "order_engine/ops/cli.py",
-        "order_engine/venues/math/dlmm.py",
     }
 )
 

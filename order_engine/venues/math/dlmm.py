@@ -10,13 +10,10 @@ the walk moves to the next bin (down for X -> Y, up for Y -> X). The fee rate, a
 is `base + variable` capped at 10 %, where the variable part grows with the volatility
 accumulator `v_a`: 10_000 for every bin the price has moved away from the reference bin.
 
-Sources (MeteoraAg/dlmm-sdk):
-* commons/src/math/price_math.rs, commons/src/math/u64x64_math.rs -- `get_price_from_id`, `pow`
+Its prices are `dlmm_prices`, its fees `dlmm_fees`. Sources (MeteoraAg/dlmm-sdk):
 * commons/src/extensions/bin.rs -- per-bin swap, `get_amount_in` / `get_amount_out` rounding
-* commons/src/extensions/lb_pair.rs -- fee rates, `update_references`,
-  `update_volatility_accumulator`
 * commons/src/quote.rs -- the bin walk for ExactIn and ExactOut quotes
-and https://docs.meteora.ag/overview/products/dlmm/dlmm-formulas (collected in dex.md §2.5).
+and https://docs.meteora.ag/overview/products/dlmm/dlmm-formulas (docs/venues.md).
 
 Deliberate differences from the program, all in the simulator's favour of simplicity:
 * bins live in one mapping, not in 70-bin arrays, so there is no 3-array quote limit;
@@ -24,7 +21,7 @@ Deliberate differences from the program, all in the simulator's favour of simpli
 * an ExactIn swap that would return zero atoms raises `ZeroTradingTokens` (the program would take
   the dust and return nothing, which no router wants);
 * `update_references` decays with `v_a * reduction_factor / 10_000`, the canonical form; one SDK
-  revision has `checked_sub` there, which dex.md §2.5 treats as a typo.
+  revision has `checked_sub` there, which docs/venues.md treats as a typo.
 """
 
 from __future__ import annotations
@@ -33,7 +30,6 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from functools import lru_cache
 from types import MappingProxyType
 
 from order_engine.venues.math import (
@@ -42,210 +38,41 @@ from order_engine.venues.math import (
     ceil_div,
     require_positive_atoms,
 )
+from order_engine.venues.math.dlmm_fees import (
+    FEE_PRECISION,
+    MAX_FEE_RATE,
+    DlmmParameters,
+    VolatilityState,
+    fee_on_gross_amount,
+    fee_on_net_amount,
+)
+from order_engine.venues.math.dlmm_prices import (
+    BASIS_POINT_MAX,
+    MAX_BIN_ID,
+    MIN_BIN_ID,
+    ONE_Q64,
+    SCALE_OFFSET,
+    bin_id_at_or_below_price,
+    exact_price_from_id,
+    price_q64_from_id,
+    q64_to_fraction,
+)
 
-BASIS_POINT_MAX = 10_000
-FEE_PRECISION = 1_000_000_000
-MAX_FEE_RATE = 100_000_000  # 10 %
-# (v_a * bin_step)^2 * variable_fee_control is scaled down by 1e11 to reach 1e9 precision.
-VARIABLE_FEE_SCALE = 100_000_000_000
-MIN_BIN_ID = -443_636
-MAX_BIN_ID = 443_636
-MAX_BIN_STEP = 400
-
-SCALE_OFFSET = 64
-ONE_Q64 = 1 << SCALE_OFFSET
-U128_MAX = (1 << 128) - 1
-# 19 exponent bits cover every bin id; the program refuses larger exponents.
-_MAX_EXPONENT = 0x80000
-
-
-# --- prices ------------------------------------------------------------------------------------
-
-
-@lru_cache(maxsize=8192)  # pure and called for every bin of every quote
-def price_q64_from_id(bin_id: int, bin_step: int) -> int:
-    """Q64.64 price of bin `bin_id`: `(1 + bin_step / 10_000) ** bin_id` as the program computes it.
-
-    Checked against the program's own unit tests (MeteoraAg/dlmm-sdk:
-    programs/lb_clmm/src/math/price_math.rs, ids 5555 and -5555 at bin_step 10).
-    Raises `ValueError` for an id outside [MIN_BIN_ID, MAX_BIN_ID] or a price that rounds to 0.
-    """
-    if not MIN_BIN_ID <= bin_id <= MAX_BIN_ID:
-        raise ValueError(f"bin id {bin_id} is outside [{MIN_BIN_ID}, {MAX_BIN_ID}]")
-    # The step itself is floored to Q64.64 before exponentiation, as in price_math.rs.
-    base = ONE_Q64 + (bin_step << SCALE_OFFSET) // BASIS_POINT_MAX
-    return _pow_q64(base, bin_id)
-
-
-def _pow_q64(base: int, exponent: int) -> int:
-    """`base ** exponent` in Q64.64, following u64x64_math.rs::pow step for step.
-
-    A base above one is replaced by its reciprocal (`u128::MAX // base`) so every intermediate
-    product stays below 2**128 in the program; the result is inverted back at the end. Each
-    product is floored (`>> 64`), which is why the result can differ from the exact power in the
-    last bits.
-    """
-    if exponent == 0:
-        return ONE_Q64
-    invert = exponent < 0
-    power = abs(exponent)
-    if power >= _MAX_EXPONENT:
-        raise ValueError(f"exponent {exponent} overflows a Q64.64 price")
-    squared = base
-    if squared >= ONE_Q64:
-        squared = U128_MAX // squared
-        invert = not invert
-    result = ONE_Q64
-    bit = 1
-    while bit <= power:
-        if power & bit:
-            result = (result * squared) >> SCALE_OFFSET
-        bit <<= 1
-        squared = (squared * squared) >> SCALE_OFFSET
-    if result == 0:
-        raise ValueError(f"price for exponent {exponent} underflows Q64.64")
-    if invert:
-        result = U128_MAX // result
-    return result
-
-
-def exact_price_from_id(bin_id: int, bin_step: int) -> Fraction:
-    """The mathematically exact bin price `(1 + bin_step / 10_000) ** bin_id` (Y atoms per X)."""
-    return Fraction(BASIS_POINT_MAX + bin_step, BASIS_POINT_MAX) ** bin_id
-
-
-def q64_to_fraction(value_q64: int) -> Fraction:
-    """Read a Q64.64 integer as an exact `Fraction`."""
-    return Fraction(value_q64, ONE_Q64)
-
-
-def bin_id_at_or_below_price(price: Fraction, bin_step: int) -> int:
-    """The highest bin id whose Q64.64 price is <= `price` (Y atoms per X atom).
-
-    Found by bisection on the integer prices, so no logarithm (and no float) is involved. Use it
-    to seed a pool around a reference price, e.g. 150 USDC/SOL is 0.15 atoms -> id -1899 at
-    bin_step 10 (the bin just below; -1898 is the nearest).
-    """
-    if price <= 0:
-        raise ValueError("price must be positive")
-    target = price * ONE_Q64
-    low, high = MIN_BIN_ID, MAX_BIN_ID
-    if _price_or_zero(low, bin_step) > target:
-        raise ValueError("price is below the lowest bin")
-    # Invariant: price(low) <= target; bins above `high` are above target.
-    while low < high:
-        middle = (low + high + 1) // 2
-        if _price_or_zero(middle, bin_step) <= target:
-            low = middle
-        else:
-            high = middle - 1
-    return low
-
-
-def _price_or_zero(bin_id: int, bin_step: int) -> int:
-    try:
-        return price_q64_from_id(bin_id, bin_step)
-    except ValueError:
-        # Only the far ends fail: underflow below, overflow above.
-        return 0 if bin_id < 0 else U128_MAX + 1
-
-
-# --- fees --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DlmmParameters:
-    """A pair's static parameters (the program's `StaticParameters` plus its bin step).
-
-    Fee rates are at 1e9 precision (`FEE_PRECISION`). `filter_period` and `decay_period` are in
-    seconds, `reduction_factor` and `protocol_share` in basis points.
-    """
-
-    bin_step: int
-    base_factor: int
-    variable_fee_control: int = 0
-    filter_period: int = 30
-    decay_period: int = 600
-    reduction_factor: int = 5_000
-    max_volatility_accumulator: int = 350_000
-    protocol_share: int = 0
-    base_fee_power_factor: int = 0
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.bin_step <= MAX_BIN_STEP:
-            raise ValueError(f"bin_step must be in [1, {MAX_BIN_STEP}]")
-        if self.filter_period > self.decay_period:
-            raise ValueError("filter_period must not exceed decay_period")
-        if not 0 <= self.reduction_factor <= BASIS_POINT_MAX:
-            raise ValueError("reduction_factor is in basis points")
-        if not 0 <= self.protocol_share <= BASIS_POINT_MAX:
-            raise ValueError("protocol_share is in basis points")
-
-    def base_fee_rate(self) -> int:
-        """`base_factor * bin_step * 10 * 10**power` (lb_pair.rs `get_base_fee`)."""
-        return self.base_factor * self.bin_step * 10 * 10**self.base_fee_power_factor
-
-    def variable_fee_rate(self, volatility_accumulator: int) -> int:
-        """`ceil((v_a * bin_step)**2 * variable_fee_control / 1e11)`, zero when the control is 0."""
-        if self.variable_fee_control == 0:
-            return 0
-        squared = (volatility_accumulator * self.bin_step) ** 2
-        return ceil_div(squared * self.variable_fee_control, VARIABLE_FEE_SCALE)
-
-    def total_fee_rate(self, volatility_accumulator: int) -> int:
-        """Base plus variable fee, capped at `MAX_FEE_RATE` (10 %)."""
-        base = self.base_fee_rate()
-        return min(base + self.variable_fee_rate(volatility_accumulator), MAX_FEE_RATE)
-
-    def protocol_fee(self, fee: int) -> int:
-        """The protocol's floored share of a fee; the rest goes to the bin's LPs."""
-        return fee * self.protocol_share // BASIS_POINT_MAX
-
-
-def fee_on_net_amount(amount: int, fee_rate: int) -> int:
-    """Fee to add on top of a net amount: `ceil(amount * r / (1e9 - r))` (`compute_fee`)."""
-    return ceil_div(amount * fee_rate, FEE_PRECISION - fee_rate)
-
-
-def fee_on_gross_amount(amount: int, fee_rate: int) -> int:
-    """Fee included in a gross amount: `ceil(amount * r / 1e9)` (`compute_fee_from_amount`)."""
-    return ceil_div(amount * fee_rate, FEE_PRECISION)
-
-
-@dataclass(frozen=True)
-class VolatilityState:
-    """The program's `VariableParameters`: the state behind the variable fee."""
-
-    volatility_accumulator: int = 0
-    volatility_reference: int = 0
-    index_reference: int = 0
-    last_update_timestamp: int = 0
-
-    def with_references_updated(
-        self, params: DlmmParameters, active_id: int, now: int
-    ) -> VolatilityState:
-        """Once per swap, before the bin walk (lb_pair.rs `update_references`).
-
-        Within `filter_period` of the last swap nothing changes, so a burst of trades keeps
-        adding up. After it, the reference moves to the current bin and the accumulator decays
-        by `reduction_factor`; after `decay_period` it resets to zero.
-        """
-        elapsed = now - self.last_update_timestamp
-        if elapsed < params.filter_period:
-            return self
-        if elapsed < params.decay_period:
-            reference = self.volatility_accumulator * params.reduction_factor // BASIS_POINT_MAX
-        else:
-            reference = 0
-        return replace(self, index_reference=active_id, volatility_reference=reference)
-
-    def at_bin(self, params: DlmmParameters, active_id: int) -> VolatilityState:
-        """For every bin the walk visits (lb_pair.rs `update_volatility_accumulator`)."""
-        moved = abs(self.index_reference - active_id)
-        accumulator = min(
-            self.volatility_reference + moved * BASIS_POINT_MAX, params.max_volatility_accumulator
-        )
-        return replace(self, volatility_accumulator=accumulator)
+__all__ = [
+    "FEE_PRECISION",
+    "MAX_BIN_ID",
+    "MAX_FEE_RATE",
+    "MIN_BIN_ID",
+    "Bin",
+    "DlmmParameters",
+    "DlmmPool",
+    "DlmmSwapResult",
+    "VolatilityState",
+    "bin_id_at_or_below_price",
+    "exact_price_from_id",
+    "price_q64_from_id",
+    "q64_to_fraction",
+]
 
 
 # --- bins and pool -----------------------------------------------------------------------------
