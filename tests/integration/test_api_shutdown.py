@@ -11,11 +11,10 @@ from sqlalchemy.orm import Session
 
 from order_engine.live.streaming import STREAM_TICK_S
 from order_engine.models import Order
+from order_engine.ops.launch import api_argv, free_port, start_process, stop_process
 from order_engine.repositories.order import OrderRepository
 from tests.support.clients import WsClient
 from tests.support.factories import add_order
-from tests.support.processes import free_port, start_process, stop_process
-from tests.support.stack import api_argv
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration

@@ -14,9 +14,8 @@ import psutil
 import pytest
 
 from order_engine.config import PROJECT_ROOT
-from tests.support.processes import start_process, stop_process
+from order_engine.ops.launch import start_process, stop_process, worker_argv
 from tests.support.servers import RedisServer
-from tests.support.stack import worker_argv
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration

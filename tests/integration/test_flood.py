@@ -19,10 +19,9 @@ import pytest
 import simple_websocket
 from sqlalchemy.orm import Session
 
+from order_engine.ops.launch import api_argv, free_port, start_process, stop_process
 from order_engine.services.access import AccessService
 from tests.support.clients import WsClient, order_body, request
-from tests.support.processes import free_port, start_process, stop_process
-from tests.support.stack import api_argv
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
+from order_engine.ops.launch import free_port, start_process, stop_process
 from tests.support.clients import order_body, request
-from tests.support.processes import free_port, start_process, stop_process
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration

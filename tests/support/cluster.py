@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from order_engine.ops.embedded import pid_alive
-from tests.support.processes import start_process
+from order_engine.ops.launch import start_process
 from tests.support.watchers import wait_until
 
 PREFIX = "oec"
@@ -343,14 +343,14 @@ def deploy(
 
     from order_engine.chain.wallet import ensure_dev_keypair
     from order_engine.ops import migrate
-    from tests.support.clients import rpc
-    from tests.support.servers import install_test_key
-    from tests.support.stack import (
+    from order_engine.ops.launch import (
         api_argv,
         localnet_program_argv,
         scheduler_argv,
         worker_argv,
     )
+    from tests.support.clients import rpc
+    from tests.support.servers import install_test_key
 
     hosts = {"servers": c.add_host("srv", 1)}
     hosts |= {f"api{n}": c.add_host(f"api{n}", 10 + n) for n in range(1, apis + 1)}

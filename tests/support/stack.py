@@ -38,11 +38,18 @@ import psutil
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from order_engine.config import Settings
-from order_engine.ops.cli import CELERY_APP, api_program, scheduler_program, worker_program
+from order_engine.ops.cli import CELERY_APP
+from order_engine.ops.launch import (
+    api_argv,
+    free_port,
+    localnet_program_argv,
+    scheduler_argv,
+    start_process,
+    stop_process,
+    worker_argv,
+)
 from tests.support.clients import HttpResponse, order_body, request, rpc
 from tests.support.invariants import TERMINAL
-from tests.support.processes import free_port, start_process, stop_process
 from tests.support.servers import RedisServer
 from tests.support.watchers import Watcher, wait_until
 
@@ -153,57 +160,6 @@ def start_localnet(state_dir: Path, extra_env: dict[str, str] | None = None) -> 
         stop_process(process)
         raise AssertionError((state_dir / "localnet.log").read_text(errors="replace")) from None
     return localnet
-
-
-# -- production's command lines, with what a test stack needs changed --------------------------
-
-
-def _with_option(argv: list[str], option: str, value: str) -> list[str]:
-    argv = list(argv)
-    argv[argv.index(option) + 1] = value
-    return argv
-
-
-def localnet_program_argv() -> list[str]:
-    from order_engine.ops.cli import localnet_program
-
-    # localnet_program ignores its settings (the localnet reads its own environment).
-    return list(localnet_program(None).argv)  # type: ignore[arg-type]
-
-
-def api_argv(settings: dict[str, str], port: int) -> list[str]:
-    """gunicorn exactly as `make run` starts it (order_engine.ops.cli), bound to loopback: a test
-    picks a free port and serves nobody else."""
-    argv = api_program(Settings.from_env(settings)).argv
-    return _with_option(list(argv), "--bind", f"127.0.0.1:{port}")
-
-
-def worker_argv(
-    settings: dict[str, str],
-    name: str,
-    *,
-    app: str = CELERY_APP,
-    queues: str | None = None,
-) -> list[str]:
-    """The Celery worker exactly as `make run` starts it, but named `name@%h` (production runs
-    one worker per host; a test runs several on one), always logging at INFO (tests wait for
-    its " ready." line), optionally as another Celery app (the sender-fault test app, which
-    wraps production's) or on other queues (a control-only worker)."""
-    argv = list(worker_program(Settings.from_env(settings)).argv)
-    argv = _with_option(argv, "--loglevel", "INFO")
-    argv = _with_option(argv, "-A", app)
-    if queues is not None:
-        argv = _with_option(argv, "--queues", queues)
-    return _with_option(argv, "--hostname", f"{name}@%h")
-
-
-def scheduler_argv(settings: dict[str, str], schedule_file: Path) -> list[str]:
-    """Celery beat exactly as `make run` starts it, but with its own schedule file (production
-    keeps one in .state/, which two test stacks must not share) and at INFO (tests wait for its
-    "beat: Starting" line)."""
-    argv = list(scheduler_program(Settings.from_env(settings)).argv)
-    argv = _with_option(argv, "--schedule", str(schedule_file))
-    return _with_option(argv, "--loglevel", "INFO")
 
 
 # -- the stack ---------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import create_engine, text
 
+from order_engine.ops.launch import api_argv, free_port, start_process, stop_process
 from tests.support.clients import WsClient, order_body, request, stream
-from tests.support.processes import free_port, start_process, stop_process
 from tests.support.servers import RedisServer
-from tests.support.stack import LIVE_LATENCIES, api_argv
+from tests.support.stack import LIVE_LATENCIES
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
