@@ -146,7 +146,7 @@ class Floors:
     def api(self) -> None:
         stack = self.stack
         for kind in ("project", "bare"):
-            stack.wsgi_app = f"bench.floors_app:create('{kind}')"
+            stack.wsgi_app = f"bench.web:create('{kind}')"
             stack.start_api()
             http = {"port": stack.port, "path": "/floor/noop", "tag": "floor", "duration_s": 120}
             self._http({**http, "concurrency": self.connections, "count": WARMUP})
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     (run_dir / "logs").mkdir(parents=True)
     (run_dir / "raw").mkdir()
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    stack = Stack(run_dir, free_port(), "bench.floors_app:create('project')")
+    stack = Stack(run_dir, free_port(), "bench.web:create('project')")
     monitor = Monitor(monitor_groups(stack), flat=("postgres_bench",))
     floors = Floors(stack, monitor, args)
     failed = False

@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bench import analysis, counters, procs, stats
+from bench import counters, figures, procs, stats
 from bench import triggers as book
 from bench.loadgen import BASELINE_PATH, ENGINE_PATH
 from bench.monitor import Monitor
@@ -101,7 +101,7 @@ def intake(run: Run) -> dict[str, Any]:
                 concurrency=plan.saturation_concurrency,
                 duration_s=plan.saturation_s,
             )
-            saturation[endpoint].append(analysis.closed_loop_summary(result))
+            saturation[endpoint].append(figures.closed_loop_summary(result))
             run.stack.reset()
     profiles = _profile_intake(run) if run.profiler.enabled else {}
     open_loop: dict[str, dict[str, Any]] = {name: {} for name in ENDPOINTS}
@@ -115,9 +115,9 @@ def intake(run: Run) -> dict[str, Any]:
                 duration_s=plan.intake_step_s,
                 connections=plan.intake_connections,
             )
-            open_loop[endpoint][str(rate)] = analysis.open_loop_summary(result, rate)
+            open_loop[endpoint][str(rate)] = figures.open_loop_summary(result, rate)
             run.stack.reset()
-    return {**analysis.intake_result(saturation, open_loop, plan), "profiles": profiles}
+    return {**figures.intake_result(saturation, open_loop, plan), "profiles": profiles}
 
 
 def _profile_intake(run: Run) -> dict[str, Any]:
@@ -205,7 +205,7 @@ def end_to_end(
     run.monitor.set_phase(f"{phase}_drain")
     drained = _wait_sampling(lambda: _in_flight(stack) == 0, plan.e2e_drain_s, run, timeline)
     window.load_done()
-    summary = analysis.end_to_end(stack.db, accepted, result, started, window_s, rate, timeline)
+    summary = figures.end_to_end(stack.db, accepted, result, started, window_s, rate, timeline)
     run.monitor.set_phase(f"{phase}_flush")
     summary.update(
         cost=window.finish(summary["completed"]),
@@ -272,7 +272,7 @@ def peer(run: Run) -> dict[str, Any]:
     if "error" in result:
         raise RuntimeError(f"the peer load client failed: {result['error']}")
     run.monitor.set_phase("peer_flush")
-    summary = analysis.peer(stack.db, result)
+    summary = figures.peer(stack.db, result)
     summary.update(
         cost=window.finish(summary["completed"]),
         orders_requested=plan.peer_orders,
@@ -345,7 +345,7 @@ def _warm_up(run: Run, label: str) -> None:
 
 
 def _in_flight(stack: Stack) -> int:
-    return analysis.status_counts(stack.db).get("in_flight", 0)
+    return figures.status_counts(stack.db).get("in_flight", 0)
 
 
 def _wait_sampling(
@@ -354,7 +354,7 @@ def _wait_sampling(
     """Poll once a second until `done()`; record the queue and the orders' states each time."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        counts = analysis.status_counts(run.stack.db)
+        counts = figures.status_counts(run.stack.db)
         timeline.append({"t": time.time(), "queue": run.stack.queue_length(), **counts})
         if done():
             return True
@@ -405,7 +405,7 @@ def live_updates(run: Run) -> dict[str, Any]:
     results = procs.wait_all(children, plan.ws_deadline_s + 30)
     tap_stop.set()
     tapped = tap.result(30)
-    summary = analysis.live_updates(results, tapped, worker_started)
+    summary = figures.live_updates(results, tapped, worker_started)
     summary["profile"] = run.profiler.finish("api-ws")
     summary.update(
         requested=n,
@@ -545,7 +545,7 @@ def _idle_window(run: Run, phase: str) -> dict[str, Any]:
         "cpu_ms": {g: round(v, 1) for g, v in cpu_ms.items()},
         "cpu_ms_per_evaluation": {g: round(v / n, 2) for g, v in cpu_ms.items()},
         "cpu_pct_of_core": {g: round(v / 10 / seconds, 2) for g, v in cpu_ms.items()},
-        "triggered": analysis.triggered_count(run.stack.db),
+        "triggered": figures.triggered_count(run.stack.db),
     }
 
 
@@ -570,7 +570,7 @@ def _cross(run: Run, price: Decimal) -> dict[str, Any]:
     )
     records = submitted["records"]
     order_ids = [r[3] for r in records if r[2] == 202]
-    waiting_before = analysis.crossing_counts(stack.db, order_ids)["waiting"]
+    waiting_before = figures.crossing_counts(stack.db, order_ids)["waiting"]
     time.sleep(TRIGGER_SETTLE_S)
     run.monitor.set_phase("triggers_cross")
     window = counters.Window(run.monitor, stack, tap=run.plan.redis_tap)
@@ -580,20 +580,20 @@ def _cross(run: Run, price: Decimal) -> dict[str, Any]:
     stack.localnet_rpc("localnet_move", {"pair": "/".join(TRIGGER_PAIR), "price": str(target)})
     deadline_s = plan.triggers_deadline_s
     routed = _wait_sampling(
-        lambda: analysis.crossing_counts(stack.db, order_ids)["routed"] >= len(order_ids),
+        lambda: figures.crossing_counts(stack.db, order_ids)["routed"] >= len(order_ids),
         deadline_s,
         run,
         [],
     )
     run.monitor.set_phase("triggers_drain")
     drained = _wait_sampling(
-        lambda: analysis.crossing_counts(stack.db, order_ids)["terminal"] >= len(order_ids),
+        lambda: figures.crossing_counts(stack.db, order_ids)["terminal"] >= len(order_ids),
         deadline_s,
         run,
         [],
     )
     window.load_done()
-    result = analysis.triggers_crossing(stack.db, order_ids, moved_at)
+    result = figures.triggers_crossing(stack.db, order_ids, moved_at)
     run.monitor.set_phase("triggers_flush")
     result.update(
         requested=plan.triggers_crossing,

@@ -301,7 +301,7 @@ class Stack:
         settings = child_settings(env)
         argv = list(worker_program(settings).argv)
         argv = _with_option(argv, "--hostname", "bench@%h")
-        argv += ["--include", "workers.bench_tasks"]
+        argv += ["--include", "bench.worker"]
         self._start("worker", argv, env)
         self.settings["worker"] = settings
         if wait_ready:
