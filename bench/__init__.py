@@ -1,19 +1,23 @@
-"""`make bench`: the performance harness of DESIGN §7.
+"""`make bench`, `make bench-floors`: what the engine costs and how fast it goes, measured on the
+stack `make run` starts (embedded PostgreSQL/Redis unless DATABASE_URL / REDIS_URL are set).
 
-It starts the stack the way `make run` does (embedded PostgreSQL/Redis unless DATABASE_URL /
-REDIS_URL are set, migrations, gunicorn with BENCH_ENDPOINTS=1, a Celery worker), drives it
-from separate load-generator processes, and writes `result.json` and `report.md` with PNG
-plots under `bench/results/<timestamp>/`.
+- `python -m bench` (`__main__`, `phases`, `triggers`): intake beside a bare baseline, a bare
+  Celery round trip, end to end at zero and default venue latency, WebSocket subscribers, the
+  peer load, the trigger engine; `report` writes `result.json` and `report.md`.
+- `python -m bench.floors`: what the machinery under the engine costs per operation alone.
+- `stack`: the servers, the bench database and the engine's processes, started by the launcher
+  the tests use (`order_engine.ops.launch`); `web` and `worker` are the product's WSGI and Celery
+  apps with the bench's own endpoints and no-op tasks added.
+- `monitor`, `counters`: CPU of each process group, PostgreSQL's and Redis's own counters.
+- `loadgen`, `wsclient`, `peer`, `producer`, `floors_load`: load generators, each run in a
+  process of its own (`procs`).
 
-    python -m bench --quick            # about 3 minutes, for development
-    python -m bench                    # the full run, about 15 minutes
-    python -m bench --profile          # also py-spy profiles of the API and the worker
-    python -m bench --preset peer      # issue 10's load (1,000 orders, 50 conns, a WebSocket each)
-    python -m bench --soak-minutes 10  # add the worker-memory soak
-    python -m bench.report <run dir>   # re-render a report from its result.json
-
-The benchmark uses its own database (`order_engine_bench`, recreated each run) and Redis
-databases 12 and 13 on those servers. Plots and profiles need the `bench` extra
-(`pip install -e '.[bench]'`). `ORDER_ENGINE_STATE_DIR` puts the embedded servers elsewhere,
-so a run never stops servers another session started under `.state/`.
+The benchmark uses its own database (`BENCH_DATABASE`, default `order_engine_bench`, recreated
+each run) and Redis databases (`BENCH_REDIS_DBS`, default `12,13`) on those servers, so two runs
+can share them; results go to `bench/results/<timestamp>/`.
 """
+
+# The benchmark's own Celery tasks (bench/worker.py), sent by name from the baseline endpoint
+# (bench/web.py) and the load generators.
+NOOP_TASK = "bench.noop"
+FLOOR_TASK = "bench.floor"

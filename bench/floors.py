@@ -1,17 +1,17 @@
 """`python -m bench.floors [--n 2000]`: what the machinery under the engine costs per operation
-with the engine taken out (issue 10: "the measured floor that stops it").
+with the engine taken out: the measured floor under a cost-per-order target.
 
 Against the bench stack (`bench.stack`: the embedded servers, or DATABASE_URL / REDIS_URL), each
 floor is one operation repeated `n` times, and its cost is the difference of the process
 groups' own CPU counters (`bench.monitor`, user + system) and of Redis's `INFO commandstats`
 (`bench.counters`) before and after, divided by `n`; the client's CPU is what its own process
-used for the loop (`bench.floors_load`).
+used for the loop (`bench.floors_load`), and Redis's commands per operation.
 
 1. Celery: `bench.floor` (a no-op with `orders.execute_order`'s options) sent through the
    project's direct Redis sender (dispatch.py) to the project's worker (its command line, pool
    and concurrency, no scheduler): once as configured, once at LOG_LEVEL=WARNING, once with
    one `retry(countdown=…)` per task.
-2. API: the project's gunicorn command line serving `bench.floors_app`: POST /floor/noop (202)
+2. API: the project's gunicorn command line serving `bench.web`: POST /floor/noop (202)
    and a WebSocket that sends one message and closes, each through the project's app and
    through a bare Flask app, `--connections` at a time (the peer preset's 50).
 3. PostgreSQL: INSERT + COMMIT of an order row, and an autocommit UPDATE … RETURNING, through
@@ -43,10 +43,11 @@ from typing import Any
 import redis
 from sqlalchemy.engine import make_url
 
-from bench import counters, floors_report, machine, procs
-from bench.monitor import Monitor
+from bench import counters, procs
+from bench.monitor import Monitor, describe_machine
 from bench.plan import ZERO_LATENCY
-from bench.stack import Stack, StackError, free_port, monitor_groups
+from bench.stack import Stack, monitor_groups
+from order_engine.ops.launch import LaunchError, child_settings, free_port
 
 log = logging.getLogger("bench.floors")
 
@@ -78,9 +79,9 @@ class Floors:
             done = client.get("completed", client.get("n", 0))
             if "error" in client or not done:
                 raise RuntimeError(f"{label}: {client.get('error') or client}")
-            repeats.append(floors_report.per_operation(self._start, after, done, client))
+            repeats.append(per_operation(self._start, after, done, client))
         self.rows.append({"floor": label, "per": per, "repeats": repeats})
-        log.info("%s: %s", label, json.dumps(floors_report.lowest(repeats)))
+        log.info("%s: %s", label, json.dumps(lowest(repeats)))
 
     def loop(
         self,
@@ -279,32 +280,135 @@ def main(argv: list[str] | None = None) -> int:
     (run_dir / "logs").mkdir(parents=True)
     (run_dir / "raw").mkdir()
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    stack = Stack(run_dir, free_port(), "bench.web:create('project')")
+    stack = Stack(run_dir, free_port())
     monitor = Monitor(monitor_groups(stack), flat=("postgres_bench",))
     floors = Floors(stack, monitor, args)
     failed = False
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     try:
         stack.start_servers()
-        floors.machine = machine.describe(stack.engine, stack.redis_url)
+        floors.machine = describe_machine(stack.db, stack.redis_url)
         monitor.start()
         for name in FLOORS:
             if name in selected:
                 log.info("floor %s", name)
                 getattr(floors, name)()
-    except (KeyboardInterrupt, StackError, RuntimeError) as error:
+    except (KeyboardInterrupt, LaunchError, RuntimeError) as error:
         log.error("stopped: %r; writing what was measured", error)
         failed = True
     finally:
         procs.stop_all()
         monitor.stop()
         stack.close()
-    text = floors_report.report(floors.rows, stack, floors.machine, args, load_at_start)
+    text = report(floors.rows, stack, floors.machine, args, load_at_start)
     print(text)
     (run_dir / "floors.md").write_text(text + "\n")
     (run_dir / "floors.json").write_text(json.dumps(floors.rows, indent=1))
     log.info("wrote %s", run_dir / "floors.md")
     return 1 if failed else 0
+
+
+# The columns of the table: process groups of `bench.stack.monitor_groups`.
+SERVER_GROUPS = ("api", "worker", "postgres_bench", "postgres", "redis", "localnet")
+
+
+def per_operation(
+    before: dict[str, Any], after: dict[str, Any], done: int, client: dict[str, Any]
+) -> dict[str, Any]:
+    """CPU ms per operation of each server group and the client, Redis commands per operation."""
+    seconds = after["cpu"]["t"] - before["cpu"]["t"]
+    cpu0, cpu1 = before["cpu"]["cpu_s"], after["cpu"]["cpu_s"]
+    ms = {g: round((cpu1.get(g, 0) - cpu0.get(g, 0)) * 1000 / done, 4) for g in SERVER_GROUPS}
+    redis_cost = counters.cost(before, after, after, done).get("redis", {})
+    return {
+        "n": done,
+        "window_s": round(seconds, 2),
+        "ops_per_s": round(done / (client.get("wall_s") or seconds), 1),
+        "client_ms": round(client["client_cpu_s"] * 1000 / done, 4)
+        if "client_cpu_s" in client
+        else None,
+        "cpu_ms": ms,
+        "servers_ms": round(sum(v for g, v in ms.items() if g != "postgres_bench"), 4),
+        "redis_commands": redis_cost.get("commands_per_order"),
+        "redis_top": redis_cost.get("top", [])[:4],
+    }
+
+
+def lowest(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's lowest value over the repeats, and the spread of the servers' total."""
+    best = dict(repeats[0])
+    for key in ("client_ms", "servers_ms", "redis_commands"):
+        values = [r[key] for r in repeats if r[key] is not None]
+        best[key] = min(values) if values else None
+    best["cpu_ms"] = {g: min(r["cpu_ms"][g] for r in repeats) for g in SERVER_GROUPS}
+    totals = [r["servers_ms"] for r in repeats]
+    best["spread_pct"] = round((max(totals) / min(totals) - 1) * 100, 1) if min(totals) else None
+    return best
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| floor | per | n | client ms | API ms | worker ms | PG backend ms | PG all ms | Redis ms "
+        "| localnet ms | servers ms (spread) | Redis cmds |"
+    )
+    lines = [head, "|" + "---|" * 12]
+    for row in rows:
+        best = lowest(row["repeats"])
+        cpu = best["cpu_ms"]
+        cells = [
+            row["floor"],
+            row["per"],
+            str(best["n"]),
+            _ms(best["client_ms"]),
+            *(_ms(cpu[g]) for g in SERVER_GROUPS),
+            f"{_ms(best['servers_ms'])} ({best['spread_pct']} %)",
+            "–" if best["redis_commands"] is None else f"{best['redis_commands']:g}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def report(
+    rows: list[dict[str, Any]],
+    stack: Any,
+    about: dict[str, Any],
+    args: Any,
+    load_at_start: list[float],
+) -> str:
+    """The heading (plan, machine, versions, load) and the table."""
+    settings = child_settings(stack.env())
+    pool = f"{settings.worker_pool} ×{settings.worker_concurrency}"
+    versions = ", ".join(
+        f"{name} {about.get(key) or about.get('packages', {}).get(key)}"
+        for name, key in (
+            ("PostgreSQL", "postgresql"),
+            ("Redis", "redis_server"),
+            ("Python", "python"),
+            ("celery", "celery"),
+            ("gunicorn", "gunicorn"),
+            ("SQLAlchemy", "sqlalchemy"),
+            ("psycopg", "psycopg"),
+        )
+    )
+    return "\n".join(
+        [
+            f"# Floors: n = {args.n} per repeat, {args.repeat} repeats (lowest shown), "
+            f"{args.connections} connections",
+            "",
+            f"CPU ms per operation (user + system, each process's own counters); worker pool "
+            f"{pool}; servers: {stack.server_kind}; load average at start "
+            f"{load_at_start}, at end {[round(x, 2) for x in os.getloadavg()]}; "
+            f"{about.get('cpu_model')}, {about.get('logical_cores')} cores; {versions}. "
+            "'servers ms' adds every server group (API, worker, all of PostgreSQL, Redis, "
+            "localnet), not the client; its spread is max/min − 1 over the repeats.",
+            "",
+            table(rows),
+        ]
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -18,6 +18,8 @@ from typing import Any
 
 import psutil
 
+from bench import FLOOR_TASK
+
 # The row of an order as intake writes it (the baseline endpoint's values and a client id).
 ORDER_ROW = {
     "type": "market",
@@ -73,7 +75,7 @@ def celery_sends(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:
         spec["n"],
         ready,
         go,
-        lambda _i: sender.send("bench.floor", {"order_id": str(uuid.uuid4()), **extra}),
+        lambda _i: sender.send(FLOOR_TASK, {"order_id": str(uuid.uuid4()), **extra}),
     )
 
 

@@ -1,4 +1,5 @@
-"""Sample CPU and memory of every process group once a second, labelled by phase.
+"""Sample CPU and memory of every process group once a second, labelled by phase; describe the
+machine and the versions the figures depend on (`describe_machine`).
 
 This runs as a thread of the benchmark's own process, which generates no load (the load
 generators are separate processes), so the samples see the servers and the load generators
@@ -15,17 +16,27 @@ reading at an exact moment (a phase's start and end) instead of waiting for the 
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection
+from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import psutil
+import redis
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
 
 INTERVAL_S = 1.0
 
 # A group: a name and a function returning the pids at the root of its process trees.
 RootPids = Callable[[], list[int]]
+PACKAGES = ("celery", "kombu", "flask", "flask-sock", "simple-websocket", "sqlalchemy", "redis")
+PACKAGES += ("psycopg", "gunicorn", "marshmallow", "wsproto", "psutil", "gevent")
 
 
 class CpuCounter:
@@ -187,11 +198,6 @@ class Monitor:
         return process
 
 
-def processes_named(*names: str) -> list[int]:
-    """Pids of processes with one of these names (servers the benchmark did not start)."""
-    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] in names]
-
-
 def children_titled(root_pids: list[int], needle: str) -> list[int]:
     """Children of these roots whose process title has `needle`: a PostgreSQL server's
     backends connected to one database ("postgres: user dbname host(port) state")."""
@@ -209,3 +215,38 @@ def children_titled(root_pids: list[int], needle: str) -> list[int]:
             if f" {needle} " in f" {title} ":
                 found.append(child.pid)
     return found
+
+
+def describe_machine(engine: Engine, redis_url: str) -> dict[str, Any]:
+    """What the figures depend on: the machine, the versions, the servers' own versions."""
+    with engine.connect() as conn:
+        postgresql = conn.execute(text("SHOW server_version")).scalar_one()
+    cpu_model = next(
+        (line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if "model name" in line),
+        platform.processor() or "unknown",
+    )
+    return {
+        "cpu_model": cpu_model,
+        "logical_cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": sys.version.split()[0],
+        "postgresql": postgresql,
+        "redis_server": redis.Redis.from_url(redis_url).info("server").get("redis_version"),
+        "packages": {name: _version(name) for name in PACKAGES},
+    }
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None

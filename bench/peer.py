@@ -1,4 +1,4 @@
-"""The load of the side-by-side measurement in issue 10 (`--preset peer`), as one client.
+"""The peer load (`--preset peer`): the side-by-side measurement's load, as one client.
 
 One process posts `orders` market orders back to back over `connections` kept-alive HTTP
 connections (closed loop: each connection sends its next order as soon as the last one was
@@ -17,8 +17,7 @@ import json
 import time
 from typing import Any
 
-from bench.httpclient import NotSent, Pool
-from bench.loadgen import ENGINE_PATH, REQUEST_TIMEOUT_S, order_body
+from bench.loadgen import ENGINE_PATH, REQUEST_TIMEOUT_S, NotSent, Pool, order_body
 from bench.wsclient import Subscriber
 
 HANDSHAKES_IN_FLIGHT = 64

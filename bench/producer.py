@@ -14,6 +14,8 @@ from typing import Any
 
 import redis
 
+from bench import NOOP_TASK
+
 POLL_S = 0.005
 WARMUP_TASKS = 20
 
@@ -37,7 +39,7 @@ def noop_roundtrip(spec: dict[str, Any]) -> dict[str, Any]:
 def _send_and_wait(celery_app, counter: redis.Redis, key: str, count: int, timeout_s: float):
     started = time.monotonic()
     for _ in range(count):
-        celery_app.send_task("bench.noop", kwargs={"counter": key})
+        celery_app.send_task(NOOP_TASK, kwargs={"counter": key})
     sent_s = time.monotonic() - started
     deadline = started + timeout_s
     done = 0

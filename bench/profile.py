@@ -5,18 +5,12 @@ and samples the threads on a CPU (idle ones are left out: py-spy's default). Not
 (the thread holding the GIL): under gevent the thread that holds the GIL is often one waiting
 in the hub at a switch point, and such profiles counted about twice the process's measured
 CPU. The summary groups the samples by library, which answers "what does a request spend its
-CPU on" in one table. In the run folder, for each profile:
-
-- `profile-<label>.txt`: the raw stacks, one collapsed stack per line with its count (the input
-  of flamegraph.pl / inferno, and speedscope opens it too);
-- `profile-<label>.speedscope.json`: open it at https://www.speedscope.app (left heavy, sandwich);
-- `profile-<label>.top.txt`: the functions by own CPU (self) and by inclusive time, and the
-  libraries by own CPU.
+CPU on" in one table; the raw stacks stay in the run folder as `profile-<label>.txt`, one
+collapsed stack per line with its count (flamegraph.pl, inferno and speedscope open it).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import subprocess
@@ -27,42 +21,20 @@ from typing import Any
 
 RATE_HZ = 100
 # Frames on nearly every stack (thread pools, server loops, framework dispatch) say nothing.
-PLUMBING = (
-    "threading.py",
-    "concurrent/futures/",
-    "gunicorn/workers/",
-    "flask/app.py",
-    "contextlib.py",
-    "celery/app/trace.py",
-    "celery/concurrency/",
-    "order_engine/tasking/app.py",
-    "celery/app/autoretry.py",
-    "flask_sock/",
-)
+PLUMBING = ("threading.py", "concurrent/futures/", "gunicorn/workers/", "flask/app.py")
+PLUMBING += ("contextlib.py", "celery/app/trace.py", "celery/concurrency/", "flask_sock/")
+PLUMBING += ("order_engine/tasking/app.py", "celery/app/autoretry.py")
 TOP = 15
-LIBRARIES = (
-    ("order_engine/", "order_engine"),
-    ("workers/", "workers"),
-    ("sqlalchemy/", "sqlalchemy"),
-    ("psycopg", "psycopg"),
-    ("celery/", "celery"),
-    ("kombu/", "kombu"),
-    ("redis/", "redis-py"),
-    ("flask/", "flask"),
-    ("werkzeug/", "werkzeug"),
-    ("gunicorn/", "gunicorn"),
-    ("marshmallow/", "marshmallow"),
-    ("simple_websocket/", "simple-websocket"),
-    ("wsproto/", "wsproto"),
-    ("json/", "json"),
-    ("logging/", "logging"),
-    ("threading.py", "threading"),
-    ("queue.py", "queue"),
-    ("socket.py", "socket"),
-    ("selectors.py", "selectors"),
-    ("ssl.py", "ssl"),
-    ("uuid.py", "uuid"),
-)
+# A frame's file -> the library its own CPU counts in (the first that matches).
+LIBRARIES = [
+    (needle, needle.rstrip("/").removesuffix(".py"))
+    for needle in (
+        *("order_engine/", "workers/", "sqlalchemy/", "psycopg", "celery/", "kombu/", "flask/"),
+        *("werkzeug/", "gunicorn/", "marshmallow/", "wsproto/", "json/", "logging/"),
+        *("threading.py", "queue.py", "socket.py", "selectors.py", "ssl.py", "uuid.py"),
+    )
+] + [("redis/", "redis-py"), ("simple_websocket/", "simple-websocket")]
+PROJECT_ROOT = f"{Path(__file__).resolve().parents[1]}/"
 
 
 def py_spy() -> str | None:
@@ -129,16 +101,9 @@ class Profiler:
             process.wait()
         if not out.exists():
             return None
-        raw = out.read_text()
-        result = summarize(raw)
+        result = summarize(out.read_text())
         if result.get("samples"):
-            out.with_suffix(".speedscope.json").write_text(json.dumps(speedscope(raw, label)))
-            out.with_suffix(".top.txt").write_text(top_text(raw, label))
-            result["files"] = [
-                out.name,
-                out.with_suffix(".speedscope.json").name,
-                out.with_suffix(".top.txt").name,
-            ]
+            result["files"] = [out.name]
         self.results[label] = result
         return result
 
@@ -178,81 +143,6 @@ def summarize(raw: str) -> dict[str, Any]:
     }
 
 
-def speedscope(raw: str, name: str) -> dict[str, Any]:
-    """The collapsed stacks as a speedscope "sampled" profile (weights in samples)."""
-    index: dict[str, int] = {}
-    frames: list[dict[str, Any]] = []
-    samples: list[list[int]] = []
-    weights: list[int] = []
-    for line in raw.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        ids = []
-        for frame in stack.split(";"):
-            if frame not in index:
-                fname, _, where = frame.partition(" (")
-                file, _, line_no = where.rstrip(")").rpartition(":")
-                entry: dict[str, Any] = {"name": fname, "file": _short(file or where.rstrip(")"))}
-                if line_no.isdigit():
-                    entry["line"] = int(line_no)
-                index[frame] = len(frames)
-                frames.append(entry)
-            ids.append(index[frame])
-        samples.append(ids)
-        weights.append(int(count_text))
-    return {
-        "$schema": "https://www.speedscope.app/file-format-schema.json",
-        "shared": {"frames": frames},
-        "profiles": [
-            {
-                "type": "sampled",
-                "name": name,
-                "unit": "none",
-                "startValue": 0,
-                "endValue": sum(weights),
-                "samples": samples,
-                "weights": weights,
-            }
-        ],
-        "name": name,
-        "exporter": "bench.profile",
-    }
-
-
-def top_text(raw: str, label: str, top: int = 30) -> str:
-    """A plain-text top-N: functions by own CPU, by inclusive time, libraries by own CPU."""
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    libraries: Counter[str] = Counter()
-    total = 0
-    for line in raw.splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        parts = stack.split(";")
-        frames = [_function(frame) for frame in parts]
-        total += count
-        own[frames[-1]] += count
-        libraries[_library(parts[-1])] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-    lines = [f"py-spy profile {label}: {total} samples at {RATE_HZ} Hz (threads on a CPU)", ""]
-    for title, counter in (
-        ("functions by own CPU (self)", own),
-        ("functions by inclusive time (on the stack)", inclusive),
-        ("libraries by own CPU (self)", libraries),
-    ):
-        lines += [title, "-" * len(title)]
-        lines += [
-            f"{count * 100 / total:6.1f} %  {count:7d}  {name}"
-            for name, count in counter.most_common(top)
-        ]
-        lines.append("")
-    return "\n".join(lines)
-
-
 def _function(frame: str) -> str:
     """'execute (sqlalchemy/engine/base.py:1418)' -> 'execute (sqlalchemy/engine/base.py)'."""
     name, _, where = frame.partition(" (")
@@ -261,7 +151,7 @@ def _function(frame: str) -> str:
 
 
 def _short(path: str) -> str:
-    for marker in ("site-packages/", "/lib/python3.11/", "/work/main/"):
+    for marker in ("site-packages/", "/lib/python3.11/", PROJECT_ROOT):
         if marker in path:
             return path.split(marker, 1)[1]
     return path

@@ -1,12 +1,16 @@
-"""The WSGI app of the API floors (`python -m bench.floors`), served by the project's gunicorn
-command line in place of `order_engine.wsgi:app`.
+"""The benchmark's WSGI app, served by the product's gunicorn command line in place of
+`order_engine.wsgi:app` (`order_engine.ops.launch.api_argv(app=...)`), so nothing of the
+benchmark is in the product.
 
-`create("project")` is the engine's own app (every request hook, the error handlers, the
-JSON provider, flask-sock as configured) with two routes added outside `/api/` (so no key is
-checked); `create("bare")` is a plain Flask app with flask-sock and the same two routes, plus
-the two answers the bench stack waits for before it uses an API (`/readyz` 200 and
-`POST /bench/baseline` 202, both doing nothing).
+`create("project")` is the engine's own app (every request hook, the error handlers, the JSON
+provider, flask-sock as configured) with the bench's routes added outside `/api/` (so no key is
+checked); `create("bare")` is a plain Flask app with flask-sock, the floor routes and `/readyz`,
+for `python -m bench.floors` to set the framework's own cost beside the project's.
 
+- `POST /bench/baseline`: the least an order intake can do, to measure the real one against:
+  one INSERT of a fixed order row (SQLAlchemy Core) and one Celery send of `bench.noop`, and
+  nothing else (no validation, no event row, no publish). The intake target is a ratio against
+  this endpoint run in the same benchmark, because absolute rates drift on a shared machine.
 - `POST /floor/noop`: 202 and a small JSON body, nothing else.
 - `GET /floor/ws`: a WebSocket that sends one small event-shaped message and closes (1000).
 """
@@ -14,26 +18,57 @@ the two answers the bench stack waits for before it uses an API (`/readyz` 200 a
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, cast
 
-from flask import Blueprint, Flask, Response, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify
 from flask_sock import Sock
+from sqlalchemy import Table, insert
 
+from bench import NOOP_TASK
 from order_engine.config import Settings
 
-bp = Blueprint("floor", __name__, url_prefix="/floor")
+baseline_bp = Blueprint("bench", __name__, url_prefix="/bench")
+floor_bp = Blueprint("floor", __name__, url_prefix="/floor")
 probes = Blueprint("floor_probes", __name__)
 # flask-sock reads its server options from the serving app's config: any Sock can declare.
 sock = Sock()
 
 
-@bp.post("/noop")
+@baseline_bp.post("/baseline")
+def baseline() -> tuple[Response, int]:
+    """One INSERT and one Celery send; 202 like the real intake."""
+    from order_engine.infra.db import get_engine
+    from order_engine.models import Order
+
+    order_id = uuid.uuid4()
+    with get_engine().begin() as conn:
+        conn.execute(
+            insert(cast(Table, Order.__table__)).values(
+                id=order_id,
+                type="market",
+                status="pending",
+                token_in="SOL",
+                token_out="USDC",
+                amount_in=Decimal("0.01"),
+                slippage_bps=50,
+                last_seq=0,
+                attempts=0,
+                deliveries=0,
+            )
+        )
+    current_app.extensions["celery"].send_task(NOOP_TASK, kwargs={"order_id": str(order_id)})
+    return jsonify(orderId=str(order_id), status="pending"), 202
+
+
+@floor_bp.post("/noop")
 def noop() -> tuple[Response, int]:
     return jsonify(orderId="floor", status="pending"), 202
 
 
-@sock.route("/ws", bp=bp)
+@sock.route("/ws", bp=floor_bp)
 def one_message(ws: Any) -> None:
     at = datetime.now(UTC).isoformat()
     ws.send(json.dumps({"orderId": "floor", "seq": 1, "status": "pending", "at": at, "data": {}}))
@@ -45,22 +80,18 @@ def ready() -> tuple[Response, int]:
     return jsonify(status="ready"), 200
 
 
-@probes.post("/bench/baseline")
-def baseline() -> tuple[Response, int]:
-    return jsonify(status="pending"), 202
-
-
 def create(kind: str = "project") -> Flask:
-    """The floor app: "project" (the engine's app plus the floor routes) or "bare"."""
+    """The bench's app: "project" (the engine's app plus the bench's routes) or "bare"."""
     if kind == "project":
         from order_engine.wsgi import app
 
-        app.register_blueprint(bp)
+        app.register_blueprint(baseline_bp)
+        app.register_blueprint(floor_bp)
         return app
     app = Flask(__name__)
     # gunicorn_conf's post_worker_init opens the app's database pool: it needs the settings.
     app.config["SETTINGS"] = Settings.from_env()
     sock.init_app(app)
-    app.register_blueprint(bp)
+    app.register_blueprint(floor_bp)
     app.register_blueprint(probes)
     return app

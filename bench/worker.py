@@ -1,33 +1,35 @@
-"""Benchmark-only tasks: no-ops, so the benchmark can measure the bare Celery round trip.
+"""The benchmark's Celery app: `celery -A bench.worker worker`, the product's app
+(`workers.celery_app`: every task, signal handler and setting) with two no-op tasks added, so
+the benchmark's worker is the product's and nothing of the benchmark is in the product.
 
-`POST /bench/baseline` sends `bench.noop` for every order row it inserts (the baseline must pay
-for one send, not for any execution). The benchmark's framework-ceiling measurement sends it
-with a `counter` key: the task INCRs that Redis key, so the producer can tell when every task ran.
-
-`bench.floor` is the Celery floor of `python -m bench.floors`: declared with the delivery
-options of `orders.execute_order`, it does nothing, or retries itself once after
-`retry_countdown_s` (the cost of one Celery retry with a countdown).
+- `bench.noop`: sent by `POST /bench/baseline` for every row it inserts (the baseline pays for
+  one send, not for any execution), and by the bare Celery round trip (`bench.producer`) with a
+  `counter` key, which it INCRs so the producer can tell when every task ran.
+- `bench.floor`: the Celery floor of `python -m bench.floors`, declared with the delivery
+  options of `orders.execute_order`; it does nothing, or retries itself once after
+  `retry_countdown_s` (the cost of one Celery retry with a countdown).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
-
-from order_engine.infra.queues import NOOP_TASK
+from bench import FLOOR_TASK, NOOP_TASK
 from order_engine.infra.redis_client import get_redis
+from workers.celery_app import celery_app
 from workers.tasks import EXECUTE_ORDER_OPTIONS
 
+__all__ = ["celery_app"]
 
-@shared_task(name=NOOP_TASK, ignore_result=True)
+
+@celery_app.task(name=NOOP_TASK, ignore_result=True)
 def noop(order_id: str | None = None, counter: str | None = None) -> None:
     """Do nothing, or count one completion under `counter` (a Redis key) when given."""
     if counter:
         get_redis().incr(counter)
 
 
-@shared_task(bind=True, name="bench.floor", **EXECUTE_ORDER_OPTIONS)
+@celery_app.task(bind=True, name=FLOOR_TASK, **EXECUTE_ORDER_OPTIONS)
 def floor(self: Any, order_id: str, retry_countdown_s: float | None = None) -> None:
     """Nothing; with `retry_countdown_s`, one retry after that long first."""
     if retry_countdown_s is not None and not self.request.retries:

@@ -25,7 +25,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from bench.httpclient import HOST
+from bench.loadgen import HOST
 
 CONNECT_TIMEOUT_S = 30.0
 HANDSHAKES_IN_FLIGHT = 32
@@ -87,7 +87,7 @@ class Subscriber:
         started = time.monotonic()
         reader, writer = await asyncio.open_connection(HOST, self.port)
         ws = WSConnection(ConnectionType.CLIENT)
-        key = os.environ.get("BENCH_API_KEY", "")  # set by bench/stack.py (DESIGN §9)
+        key = os.environ.get("BENCH_API_KEY", "")  # set by bench/stack.py
         auth = [("Authorization", f"Bearer {key}")] if key else []
         writer.write(
             ws.send(Request(host=f"{HOST}:{self.port}", target=self.target, extra_headers=auth))
@@ -154,97 +154,42 @@ def tap(spec: dict[str, Any], ready_event: Any, stop_event: Any) -> dict[str, An
     publishing) and Redis → socket (the API's hub, the socket's greenlet, the network); the
     target is judged on the second. The loop only stores each message's bytes and arrival time
     (parsed after it), so the tap keeps up: one that fell behind would make Redis → socket read
-    low. It keeps the events of the orders it was given (`spec["order_ids"]`): pub/sub ignores
-    the database number, so anyone else's events on the same server reach it too. It stops when
-    `stop_event` is set (every socket is done, so all they saw was published) and its socket is
-    quiet; a dropped connection is resubscribed and counted, and after any other error it
-    returns what it has, with the error.
+    low. It keeps the events of the orders it was given (pub/sub ignores the database number, so
+    anyone else's events on the same server reach it too), and stops once `stop_event` is set
+    (every socket is done, so all they saw was published) and its socket is quiet; after an
+    error it returns what it has, with the error.
     """
     import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 
-    # No retries inside redis-py: each reconnect may have lost events, so the loop counts it.
-    client = redis.Redis.from_url(spec["redis_url"], retry=Retry(NoBackoff(), 0))
-    deadline = time.monotonic() + spec["deadline_s"]
+    from order_engine.live.events import published_events
+
     raw: list[tuple[bytes, float]] = []
-    pubsub = None
-    reconnects, reconnect_cause, error = 0, None, None
+    result: dict[str, Any] = {}
+    deadline = time.monotonic() + spec["deadline_s"]
+    pubsub = redis.Redis.from_url(spec["redis_url"]).pubsub()
     try:
+        pubsub.subscribe(spec["channel"])
+        confirm_by = time.monotonic() + CONNECT_TIMEOUT_S
+        while (m := pubsub.get_message(timeout=1.0)) is None or m["type"] != "subscribe":
+            if time.monotonic() > confirm_by:  # once confirmed, no event is missed
+                raise TimeoutError("the subscription was not confirmed")
+        ready_event.set()
         while time.monotonic() < deadline:
             stopping = stop_event.is_set()
-            try:
-                if pubsub is None:
-                    if stopping:
-                        break
-                    pubsub = _subscribe(client, [spec["channel"]], raw)
-                    ready_event.set()
-                message = pubsub.get_message(timeout=TAP_QUIET_S if stopping else 0.5)
-            except (redis.ConnectionError, redis.TimeoutError, TimeoutError) as exc:
-                reconnects += 1
-                reconnect_cause = f"{type(exc).__name__}: {exc}"[:200]
-                if pubsub is not None:
-                    pubsub.close()
-                pubsub = None
-                time.sleep(0.1)
-                continue
+            message = pubsub.get_message(timeout=TAP_QUIET_S if stopping else 0.5)
             if message is not None:
                 raw.append((message["data"], time.time()))
             elif stopping:
                 break
     except Exception as exc:  # noqa: BLE001 - keep what was received; the report shows why
-        error = f"Redis tap stopped early: {type(exc).__name__}: {exc}"[:300]
+        result["error"] = f"Redis tap stopped early: {type(exc).__name__}: {exc}"[:300]
     finally:
-        if pubsub is not None:
-            pubsub.close()
-    received, unreadable = _parse_tapped(raw, set(spec["order_ids"]))
-    result: dict[str, Any] = {
-        "received": received,
-        "unreadable": unreadable,
-        "reconnects": reconnects,
-        "reconnect_cause": reconnect_cause,
-    }
-    if error:
-        result["error"] = error
-    return result
-
-
-def _subscribe(client: Any, channels: list[str], raw: list[tuple[bytes, float]]) -> Any:
-    """Subscribe, and return once Redis has confirmed every channel: no event is missed after."""
-    pubsub = client.pubsub()
-    try:
-        pubsub.subscribe(*channels)
-        confirmed, deadline = 0, time.monotonic() + CONNECT_TIMEOUT_S
-        while confirmed < len(channels):
-            message = pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
-            if message is None:
-                raise TimeoutError(f"{confirmed} of {len(channels)} subscriptions confirmed")
-            if message["type"] == "subscribe":
-                confirmed += 1
-            else:
-                raw.append((message["data"], time.time()))
-    except Exception:
         pubsub.close()
-        raise
-    return pubsub
-
-
-def _parse_tapped(
-    raw: list[tuple[bytes, float]], order_ids: set[str]
-) -> tuple[list[list[Any]], int]:
-    """[orderId, seq, receipt time] of every event of `order_ids`, and how many lines were not
-    events."""
-    from order_engine.live.events import published_events
-
-    received: list[list[Any]] = []
-    unreadable = 0
-    for data, received_at in raw:
-        text = data.decode() if isinstance(data, bytes) else data
-        for order_id, line in published_events(text):
-            if order_id not in order_ids:
-                continue
-            try:
-                received.append([order_id, json.loads(line)["seq"], received_at])
-            except (ValueError, TypeError, KeyError):
-                unreadable += 1
-    return received, unreadable
+    wanted = set(spec["order_ids"])
+    result["received"] = [
+        [order_id, json.loads(line)["seq"], received_at]
+        for data, received_at in raw
+        for order_id, line in published_events(data.decode() if isinstance(data, bytes) else data)
+        if order_id in wanted
+    ]
+    return result

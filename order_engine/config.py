@@ -156,8 +156,6 @@ class Settings:
     flower_port: int = 5555
     flower_address: str = ""
     flower_basic_auth: str = field(default="", repr=False)
-    # The benchmark's baseline endpoint (api/bench.py), only with BENCH_ENDPOINTS=1.
-    bench_endpoints: bool = False
 
     @property
     def public_ws_url(self) -> str:
@@ -295,7 +293,6 @@ class Settings:
             flower_port=_parse_int("FLOWER_PORT", get("FLOWER_PORT", "5555"), 1, 65535),
             flower_address=get("FLOWER_ADDRESS") or "",
             flower_basic_auth=get("FLOWER_BASIC_AUTH") or "",
-            bench_endpoints=get("BENCH_ENDPOINTS") == "1",
         ).checked()
 
     @property
