@@ -1,19 +1,12 @@
 """`python -m bench [--quick] [--preset peer | triggers]`: measure the engine against its
 targets and write bench/results/<timestamp>/report.md and result.json.
 
-Each phase that runs orders end to end also reports its cost per order: CPU ms of each process
-group (API, worker, scheduler, localnet, PostgreSQL, Redis, the load client), PostgreSQL
-commits, rollbacks and connections opened, Redis commands (the top ones too).
-
+Each phase that runs orders end to end also reports its cost per order (`bench.monitor`).
 `--preset peer`: one client posts 1,000 orders back to back over 50 connections and opens one
 WebSocket per order, at the default swap latency (2-3 s). `--preset triggers`: the trigger
-engine's evaluation CPU over an idle window with no waiting order and again with 100,000
-waiting limit orders the market never reaches, then 1,000 limit orders crossed by one move of
-the localnet's market, timed from the move to each order's `routing` event. With --quick: 200
-peer orders; 10,000 waiting and 200 crossing.
-
+engine (`bench.triggers`). With --quick: 200 peer orders; 10,000 waiting and 200 crossing.
 Every server and load generator started here is stopped on the way out, whether the run ends,
-fails or is interrupted with Ctrl-C; a partial run still writes what it measured.
+fails or is interrupted; a partial run still writes what it measured.
 """
 
 from __future__ import annotations
@@ -22,22 +15,19 @@ import argparse
 import logging
 import os
 import resource
-import signal
 import sys
 import time
 import traceback
-from dataclasses import asdict
-from datetime import datetime
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from bench import phases, procs, report
-from bench.monitor import Monitor, describe_machine
+from bench import phases, report
+from bench.monitor import describe_machine
 from bench.plan import FULL, PRESETS, QUICK, ZERO_LATENCY, Plan
 from bench.profile import Profiler
-from bench.stack import Stack, monitor_groups
+from bench.stack import session
 from bench.triggers import triggers
-from order_engine.ops.launch import free_port
 
 log = logging.getLogger("bench")
 STEPS = {**phases.STEPS, "triggers": triggers}
@@ -45,64 +35,48 @@ STEPS = {**phases.STEPS, "triggers": triggers}
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for chatty in ("pgserver", "alembic"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
     plan, selected = _plan(args)
-    run_dir = Path(args.out) / datetime.now().strftime("%Y%m%d-%H%M%S")
-    (run_dir / "logs").mkdir(parents=True)
-    (run_dir / "raw").mkdir()
     _raise_file_limit()
-    signal.signal(signal.SIGTERM, _interrupt)
-    log.info("plan %s; results in %s", plan.name, run_dir)
-    stack = Stack(run_dir, args.port or free_port())
     results: dict[str, Any] = {"plan": asdict(plan), "phases": {}, "errors": []}
     results["started_at"] = time.time()
-    monitor = Monitor(monitor_groups(stack), flat=("postgres_bench",))
-    profiler = Profiler(run_dir, args.profile)
-    if args.profile and not profiler.enabled:
-        log.warning("--profile needs py-spy (the bench extra); running without profiles")
-    try:
-        _run(phases.Run(stack, monitor, plan, run_dir, profiler), results, selected, args)
-    except KeyboardInterrupt:
-        log.warning("interrupted: stopping everything and writing what was measured")
-        results["interrupted"] = True
-    except Exception:  # noqa: BLE001 - still stop everything and write what was measured
-        log.exception("the run failed")
-        results["errors"].append(traceback.format_exc(limit=6))
-    finally:
-        procs.stop_all()
-        profiler.stop_all()
-        monitor.stop()
-        stack.close()
+    with session(args.out) as (stack, monitor):
+        log.info("plan %s; results in %s", plan.name, stack.run_dir)
+        profiler = Profiler(stack.run_dir, args.profile)
+        if args.profile and not profiler.enabled:
+            log.warning("--profile needs py-spy (the bench extra); running without profiles")
+        try:
+            run = phases.Run(stack, monitor, plan, stack.run_dir, profiler)
+            _run(run, results, selected)
+        except KeyboardInterrupt:
+            log.warning("interrupted: stopping everything and writing what was measured")
+            results["interrupted"] = True
+        except Exception:  # noqa: BLE001 - still stop everything and write what was measured
+            log.exception("the run failed")
+            results["errors"].append(traceback.format_exc(limit=6))
+        finally:
+            profiler.stop_all()
     results["finished_at"] = time.time()
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["samples"] = monitor.samples
-    paths = report.write(run_dir, results)
+    paths = report.write(stack.run_dir, results)
     log.info("wrote %s", ", ".join(str(p) for p in paths))
     return 1 if results["errors"] or results.get("interrupted") else 0
 
 
-def _run(
-    run: phases.Run, results: dict[str, Any], selected: set[str], args: argparse.Namespace
-) -> None:
+def _run(run: phases.Run, results: dict[str, Any], selected: set[str]) -> None:
     stack = run.stack
     stack.start_servers()
     results["machine"] = describe_machine(stack.db, stack.redis_url)
     run.monitor.start()
-    if args.worker_concurrency:
-        run.worker_overrides["WORKER_CONCURRENCY"] = str(args.worker_concurrency)
-    results["settings"] = {"commands": run.commands, "env": stack.process_env}
-    for name, step in STEPS.items():
-        if name not in selected:
-            continue
+    results["settings"] = {"commands": stack.launcher.commands, "env": stack.process_env}
+    for name, step in ((n, s) for n, s in STEPS.items() if n in selected):
         log.info("phase %s", name)
         began = time.time()
         try:
             if not stack.pids("localnet"):  # the first phase, or an earlier one failed
-                run.commands["localnet"] = stack.start_localnet(ZERO_LATENCY)
+                stack.start_localnet(ZERO_LATENCY)
             if not stack.pids("api"):
-                run.commands["api"] = stack.start_api()
+                stack.start_api()
             results["phases"][name] = {**step(run), "began": began, "ended": time.time()}
         except Exception as error:  # noqa: BLE001 - one failed phase must not lose the others
             log.error("phase %s failed: %s", name, error)
@@ -121,15 +95,14 @@ def _parser() -> argparse.ArgumentParser:
     add("--triggers-waiting", type=int, help="waiting orders, triggers phase")
     add("--triggers-crossing", type=int, help="orders crossed at once, triggers phase")
     add("--e2e-rate", type=int, help="offered orders/s, both e2e phases (default 200, 100)")
-    add("--e2e-window", type=float, help="end-to-end window, seconds")
+    add("--e2e-window", type=float, dest="e2e_window_s", help="end-to-end window, seconds")
     add("--ws-subscribers", type=int, help="concurrent WebSocket subscribers")
     add("--soak-minutes", type=float, help="add a worker-memory soak this long (target: 10)")
-    add("--worker-concurrency", type=int, help="WORKER_CONCURRENCY (default: the environment's)")
-    add("--port", type=int, help="API port (default: a free one)")
     add("--out", default=str(Path(__file__).parent / "results"), help="results folder")
     add(
         "--redis-tap",
-        action="store_true",
+        action="store_const",
+        const=True,
         help="also count, with a MONITOR tap, the commands sent to the stack's own Redis "
         "databases, split into sent and run by scripts (costs Redis and the bench about 1 ms "
         "of CPU per order; without it the server-wide INFO commandstats counts alone)",
@@ -137,9 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     add(
         "--profile",
         action="store_true",
-        help="also sample the API and the worker with py-spy (extra intake runs; the worker "
-        "during e2e-zero, one API process during the WebSocket phase; the worker and every "
-        "API process during the peer phase)",
+        help="also sample with py-spy the worker during e2e-zero, one API process during the "
+        "WebSocket phase, the worker and every API process during the peer phase",
     )
     return parser
 
@@ -149,18 +121,9 @@ def _plan(args: argparse.Namespace) -> tuple[Plan, set[str]]:
     plan = QUICK if args.quick else FULL
     if args.preset:
         plan = plan.with_overrides(name=args.preset + (" (quick)" if args.quick else ""))
-    plan = plan.with_overrides(
-        e2e_rate=args.e2e_rate,
-        e2e_default_rate=args.e2e_rate,
-        redis_tap=args.redis_tap or None,
-        e2e_window_s=args.e2e_window,
-        ws_subscribers=args.ws_subscribers,
-        soak_minutes=args.soak_minutes,
-        peer_orders=args.peer_orders,
-        peer_connections=args.peer_connections,
-        triggers_waiting=args.triggers_waiting,
-        triggers_crossing=args.triggers_crossing,
-    )
+    # The options are named as the plan's fields; --e2e-rate sets both end-to-end rates.
+    plan = plan.with_overrides(**{f.name: getattr(args, f.name, None) for f in fields(Plan)})
+    plan = plan.with_overrides(e2e_default_rate=args.e2e_rate)
     chosen = set(PRESETS[args.preset]) if args.preset else set(STEPS)
     chosen = set(args.only.split(",")) if args.only else chosen
     if unknown := chosen - set(STEPS):
@@ -178,10 +141,6 @@ def _raise_file_limit() -> None:
         log.warning(
             "open-file limit %s (soft was %s) may be too low for the WebSockets", hard, soft
         )
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -19,7 +19,19 @@ from sqlalchemy.engine import Engine
 
 TERMINAL = ("confirmed", "failed", "cancelled")
 IN_FLIGHT = ("pending", "routing", "building", "submitted")
-RAMP_S = 5.0  # left out of the steady-state completion rate: the pipeline is still filling
+RAMP_S = 5.0
+EVENTS_SQL = text("SELECT order_id::text, status, extract(epoch FROM at)::float8 "
+                  "FROM order_events ORDER BY order_id, seq")  # fmt: skip
+ORDERS_SQL = text("SELECT id::text, status, attempts, extract(epoch FROM created_at)::float8, "
+                  "failure_code FROM orders")  # fmt: skip
+# An intake run's figures in the report: its rate (closed loop: req/s; open loop: achieved),
+# latency percentiles, errors (-1: never sent, no connection came free; 0: no answer in 30 s).
+RUN_FIGURES = (
+    "req_per_s",
+    "achieved_per_s",
+    "latency_ms",
+    "errors",
+)  # left out of the steady-state completion rate: the pipeline is still filling
 
 
 def percentile(ordered: Sequence[float], q: float) -> float | None:
@@ -65,57 +77,41 @@ def open_loop(result: dict[str, Any], rate: float) -> dict[str, Any]:
 
 
 def intake(saturation: dict[str, list[dict[str, Any]]], rates: dict[str, Any]) -> dict[str, Any]:
-    """Saturation medians, their ratio engine ÷ baseline, and the engine's p99 at 200 req/s."""
+    """Saturation medians, their ratio engine ÷ baseline, the engine's p99 at 200 req/s, and
+    every run's figures under a label (endpoint, run)."""
     medians = {
         name: percentile(sorted(run["req_per_s"] for run in runs), 50)
         for name, runs in saturation.items()
     }
     engine, baseline = medians.get("engine"), medians.get("baseline")
+    runs = {f"{n} saturation {i + 1}": r for n, rs in saturation.items() for i, r in enumerate(rs)}
+    runs |= {f"{n} at {rate}/s": step for n, steps in rates.items() for rate, step in steps.items()}
     return {
-        "saturation": saturation,
         "saturation_median_per_s": medians,
         "ratio_engine_to_baseline": round(engine / baseline, 3) if engine and baseline else None,
         "engine_p99_ms_at_200": rates["engine"].get("200", {}).get("latency_ms", {}).get("p99"),
-        "open_loop": rates,
+        **{label: {k: run[k] for k in RUN_FIGURES if k in run} for label, run in runs.items()},
     }
 
 
 # -- orders and their events ------------------------------------------------------------------
 
 
-def status_counts(engine: Engine) -> dict[str, Any]:
-    """Orders per status, and the sessions waiting on a row lock (contention evidence)."""
+def status_counts(engine: Engine) -> dict[str, int]:
+    """Orders per status, and how many are in flight and terminal."""
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT status, count(*) FROM orders GROUP BY status")).all()
-        waiting = conn.execute(
-            text(
-                "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-        ).scalars()
-        queries = list(waiting)
-    counts: dict[str, Any] = {status: int(n) for status, n in rows}
+    counts = {status: int(n) for status, n in rows}
     counts["in_flight"] = sum(counts.get(s, 0) for s in IN_FLIGHT)
     counts["terminal"] = sum(counts.get(s, 0) for s in TERMINAL)
-    return counts | {"lock_waits": len(queries), "lock_wait_queries": queries}
+    return counts
 
 
 def outcomes(engine: Engine, accepted: dict[str, float]) -> dict[str, Any]:
     """What became of the accepted orders ({orderId: wall time of its 202}), read from one
     snapshot of every row and event (the worker may still be running)."""
     with engine.execution_options(isolation_level="REPEATABLE READ").begin() as conn:
-        events = conn.execute(
-            text(
-                "SELECT order_id::text, status, extract(epoch FROM at)::float8 FROM order_events "
-                "ORDER BY order_id, seq"
-            )
-        ).all()
-        rows = conn.execute(
-            text(
-                "SELECT id::text, status, attempts, extract(epoch FROM created_at)::float8, "
-                "failure_code FROM orders"
-            )
-        ).all()
+        events, rows = conn.execute(EVENTS_SQL).all(), conn.execute(ORDERS_SQL).all()
     history: dict[str, list[tuple[str, float]]] = defaultdict(list)
     for order_id, status, at in events:
         history[order_id].append((status, at))
@@ -135,7 +131,6 @@ def outcomes(engine: Engine, accepted: dict[str, float]) -> dict[str, Any]:
         "accept_to_confirmed_ms": summary(tally["to_confirmed"], 1),
         "created_to_confirmed_ms": summary(tally["created_to_confirmed"], 1),
         "time_in_status_ms": {s: summary(v, 1) for s, v in tally["in_status"].items()},
-        "created_after": [row[2] for oid, row in orders.items() if oid not in accepted],
     }
 
 
@@ -180,18 +175,7 @@ def end_to_end(
         "completed": len(done),
         "steady_completed_per_s": None if steady is None else round(steady, 1),
         "overall_completed_per_s": round(len(done) / (max(done) - started), 1) if done else None,
-        # Orders the API created whose 202 the client never saw (it gave up waiting).
-        "created_without_reply": sum(1 for t in result.pop("created_after") if t >= started),
         **result,
-    }
-
-
-def lock_waits(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sessions waiting on a row lock, sampled each second, and the statements seen waiting."""
-    queries = Counter(q for s in samples for q in s.get("lock_wait_queries", []))
-    return {
-        "lock_waits": summary((s["lock_waits"] for s in samples), 1),
-        "lock_wait_queries": queries.most_common(5),
     }
 
 
@@ -205,19 +189,7 @@ def _exact(events: list[list[Any]]) -> bool:
 
 
 def streams(subscribers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Connections, exact streams, and why the others were not (a stream may have several)."""
-    faults: Counter[str] = Counter()
-    for s in subscribers:
-        events, seqs = s["events"], [e[0] for e in s["events"]]
-        if _exact(events):
-            continue
-        if not events:
-            faults["no event"] += 1
-            continue
-        faults["duplicate seq"] += len(set(seqs)) < len(seqs)
-        faults["missing seq"] += sorted(set(seqs)) != list(range(1, max(seqs) + 1))
-        faults["out of order"] += seqs != sorted(seqs)
-        faults["did not end with the terminal event"] += events[-1][1] not in TERMINAL
+    """Connections, exact streams, errors and close codes of WebSocket subscribers."""
     connected = [s for s in subscribers if s["connected"]]
     exact = sum(1 for s in subscribers if _exact(s["events"]))
     return {
@@ -225,16 +197,13 @@ def streams(subscribers: list[dict[str, Any]]) -> dict[str, Any]:
         "connected": len(connected),
         "streams_exact": exact,
         "streams_exact_pct": round(exact * 100 / len(subscribers), 1) if subscribers else None,
-        "stream_faults": {k: v for k, v in faults.items() if v},
         "stream_errors": dict(Counter(s["error"] for s in subscribers if s["error"])),
         "close_codes": dict(Counter(str(s["closeCode"]) for s in subscribers)),
         "connect_ms": summary((s["connectMs"] for s in connected), 1),
     }
 
 
-def live_updates(
-    results: list[dict[str, Any]], tapped: dict[str, Any], worker_started: float
-) -> dict[str, Any]:
+def live_updates(results: list[dict[str, Any]], tapped: dict[str, Any]) -> dict[str, Any]:
     """Streams, and the lag of every live event: `at` → client, split by the Redis tap's
     receipt into `at` → Redis (the worker commits and publishes) and Redis → client (the API's
     side, which the target judges). An event the client had before the tap read it shows the
@@ -262,7 +231,6 @@ def live_updates(
         "tap_error": tapped.get("error"),
         "tap_after_client": sum(1 for v in api_side if v < 0),
         "load_generator_errors": [r["error"] for r in [*results, tapped] if "error" in r],
-        "worker_started_at": worker_started,
     }
 
 
@@ -273,7 +241,6 @@ def peer(engine: Engine, result: dict[str, Any]) -> dict[str, Any]:
     accepted = {r[3]: r[4] for r in posts if r[2] == 202}
     figures = outcomes(engine, accepted)
     done = figures.pop("terminal_at")
-    figures.pop("created_after")
     span = max(done) - started if done else 0.0
     post_s = result["posted"] - started
     seen = [
@@ -294,79 +261,4 @@ def peer(engine: Engine, result: dict[str, Any]) -> dict[str, Any]:
         "accept_to_terminal_seen_ms": summary(seen, 1),
         **figures,
         **streams(result["subscribers"]),
-    }
-
-
-# -- the trigger engine ---------------------------------------------------------------------------
-
-
-def triggered_count(engine: Engine) -> int:
-    """Trigger events written so far (the `routing` event whose data says `triggered`)."""
-    with engine.connect() as conn:
-        query = text("SELECT count(*) FROM order_events WHERE data ? 'triggered'")
-        return int(conn.execute(query).scalar_one())
-
-
-def crossing_counts(engine: Engine, order_ids: list[str]) -> dict[str, int]:
-    """Of these orders: how many wait, have a `routing` event, are terminal."""
-    with engine.connect() as conn:
-        row = conn.execute(
-            text(
-                "SELECT count(*) FILTER (WHERE o.waiting), "
-                "count(*) FILTER (WHERE EXISTS (SELECT 1 FROM order_events e "
-                "WHERE e.order_id = o.id AND e.status = 'routing')), "
-                "count(*) FILTER (WHERE o.status IN ('confirmed', 'failed', 'cancelled')) "
-                "FROM orders o WHERE o.id = ANY(CAST(:ids AS uuid[]))"
-            ),
-            {"ids": order_ids},
-        ).one()
-    return {"waiting": row[0], "routed": row[1], "terminal": row[2]}
-
-
-def triggers_crossing(engine: Engine, order_ids: list[str], moved_at: float) -> dict[str, Any]:
-    """From the market's move to each order's `routing` event (the trigger engine routes the
-    order as it triggers it), and from its trigger to the executor's `building` event; the
-    evaluations that triggered them (one trigger statement writes one `at` for all its events);
-    the final statuses. An order re-armed by the worker (the market moved back before its
-    quote) is triggered again: its `building` latency runs from the trigger just before it."""
-    with engine.connect() as conn:
-        ids = {"ids": order_ids}
-        events = conn.execute(
-            text(
-                "SELECT order_id::text, status, extract(epoch FROM at)::float8, "
-                "data ? 'triggered', data ? 'rearmed' FROM order_events "
-                "WHERE order_id = ANY(CAST(:ids AS uuid[])) ORDER BY order_id, seq"
-            ),
-            ids,
-        ).all()
-        orders = conn.execute(
-            text("SELECT status, failure_code FROM orders WHERE id = ANY(CAST(:ids AS uuid[]))"),
-            ids,
-        ).all()
-    history: dict[str, list[tuple[str, float, bool, bool]]] = defaultdict(list)
-    for order_id, *step in events:
-        history[order_id].append(tuple(step))  # type: ignore[arg-type]
-    to_routing, to_building, evaluations, rearmed = [], [], Counter[float](), 0
-    for steps in history.values():
-        triggers = [at for _, at, triggered, _ in steps if triggered]
-        evaluations.update(triggers)
-        rearmed += sum(1 for *_, again in steps if again)
-        routing = next((at for status, at, _, _ in steps if status == "routing"), None)
-        if routing is None:
-            continue
-        to_routing.append((routing - moved_at) * 1000)
-        building = next((at for status, at, _, _ in steps if status == "building"), None)
-        before = [at for at in triggers if building is not None and at <= building]
-        if building is not None and before:
-            to_building.append((building - before[-1]) * 1000)
-    return {
-        "routed": len(to_routing),
-        "move_to_routing_ms": summary(to_routing, 1),
-        "routing_to_building_ms": summary(to_building, 1),
-        "evaluations": [
-            [round((at - moved_at) * 1000, 1), n] for at, n in sorted(evaluations.items())
-        ],
-        "rearmed": rearmed,
-        "final_status": dict(Counter(status for status, _ in orders)),
-        "failures": dict(Counter(code or "unknown" for s, code in orders if s == "failed")),
     }

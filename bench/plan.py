@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-# The localnet's settings for a phase (`order_engine.localnet.config.LocalnetSettings`): how
-# long a sent transaction takes to land, and each RPC call's own latency. There is no quote
-# latency: the worker computes quotes itself from the pool accounts it reads over RPC.
+# The localnet's settings for a phase: how long a sent transaction takes to land, and each RPC
+# call's own latency (the worker computes quotes itself from pool accounts read over RPC).
 ZERO_LATENCY = {"DEX_SWAP_LATENCY_MS": "0", "DEX_RPC_LATENCY_MS": "0"}
 DEFAULT_LATENCY = {"DEX_SWAP_LATENCY_MS": "2000-3000", "DEX_RPC_LATENCY_MS": "0"}
 
@@ -23,8 +22,6 @@ class Plan:
     saturation_s: float = 10
     saturation_concurrency: int = 32
     saturation_repeats: int = 3
-    # Bare Celery round trip.
-    noop_tasks: int = 5000
     # End to end, once at zero venue latency (offered `e2e_rate`: the capacity) and once at the
     # default latency (offered `e2e_default_rate`: the target's 100 orders/s for 60 s).
     e2e_rate: int = 200
@@ -36,22 +33,19 @@ class Plan:
     ws_subscribers: int = 2000
     ws_processes: int = 2
     ws_deadline_s: float = 300
-    # Count the commands sent to the stack's own Redis databases with a MONITOR tap
-    # (`--redis-tap`). Off by default: MONITOR made Redis format every command for the tap and
-    # the tap parse it, about 1 ms of CPU per order between them, enough to tip a 2-core
-    # machine off 100 orders/s (docs/benchmark.md).
+    # A MONITOR tap on the stack's own Redis databases (`--redis-tap`). Off by default: it cost
+    # Redis and the tap about 1 ms of CPU per order, enough to tip a 2-core machine off 100
+    # orders/s (docs/benchmark.md).
     redis_tap: bool = False
-    # Optional worker-memory soak (the target asks 10 minutes); rate 0: what the worker sustains.
+    # Optional worker-memory soak at `e2e_default_rate` (the target asks 10 minutes).
     soak_minutes: float = 0.0
-    soak_rate: int = 0
-    # The peer load (`--preset peer`): one client posts this many orders back to back over this
-    # many connections and follows each over its own WebSocket.
+    # The peer load (`--preset peer`): this many orders posted back to back over this many
+    # connections, each followed over its own WebSocket.
     peer_orders: int = 1000
     peer_connections: int = 50
     peer_deadline_s: float = 600
-    # The trigger engine (`--preset triggers`): CPU of the evaluation over an idle window with
-    # no waiting order, then with this many waiting limit orders the market never reaches; then
-    # this many more limit orders crossed by one move of the market.
+    # The trigger engine (`--preset triggers`): idle windows with none and with this many
+    # waiting limit orders, then this many more crossed by one move of the market.
     triggers_waiting: int = 100_000
     triggers_crossing: int = 1000
     triggers_idle_s: float = 20
@@ -67,7 +61,6 @@ QUICK = Plan(
     intake_step_s=3,
     saturation_s=3,
     saturation_repeats=1,
-    noop_tasks=1000,
     e2e_window_s=15,
     e2e_drain_s=10,
     ws_subscribers=200,

@@ -1,12 +1,8 @@
-"""Optional sampling profiles (`--profile`) of a server process while it is under load.
-
-py-spy (the `bench` extra) attaches to a running process without stopping it (--nonblocking)
-and samples the threads on a CPU (idle ones are left out: py-spy's default). Not `--gil`
-(the thread holding the GIL): under gevent the thread that holds the GIL is often one waiting
-in the hub at a switch point, and such profiles counted about twice the process's measured
-CPU. The summary groups the samples by library, which answers "what does a request spend its
-CPU on" in one table; the raw stacks stay in the run folder as `profile-<label>.txt`, one
-collapsed stack per line with its count (flamegraph.pl, inferno and speedscope open it).
+"""Optional sampling profiles (`--profile`): py-spy attaches to a server process under load
+(--nonblocking) and samples its threads on a CPU. Not `--gil`: under gevent the thread holding
+the GIL is often one waiting in the hub, and such profiles counted about twice the process's
+measured CPU. The summary groups own CPU by library ("what does a request spend its CPU on");
+the raw collapsed stacks stay in the run folder (flamegraph.pl and speedscope open them).
 """
 
 from __future__ import annotations
@@ -20,10 +16,6 @@ from pathlib import Path
 from typing import Any
 
 RATE_HZ = 100
-# Frames on nearly every stack (thread pools, server loops, framework dispatch) say nothing.
-PLUMBING = ("threading.py", "concurrent/futures/", "gunicorn/workers/", "flask/app.py")
-PLUMBING += ("contextlib.py", "celery/app/trace.py", "celery/concurrency/", "flask_sock/")
-PLUMBING += ("order_engine/tasking/app.py", "celery/app/autoretry.py")
 TOP = 15
 # A frame's file -> the library its own CPU counts in (the first that matches).
 LIBRARIES = [
@@ -37,75 +29,49 @@ LIBRARIES = [
 PROJECT_ROOT = f"{Path(__file__).resolve().parents[1]}/"
 
 
-def py_spy() -> str | None:
-    found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    return found if Path(found).exists() else None
-
-
 class Profiler:
+    """py-spy processes by label: `start` one per process under load, `finish` it for its
+    summary (or let it end at its `--duration`); `stop_all` on the way out."""
+
     def __init__(self, run_dir: Path, enabled: bool) -> None:
+        found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         self.run_dir = run_dir
-        self.binary = py_spy() if enabled else None
+        self.binary = found if enabled and Path(found).exists() else None
         self.running: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
-        self.results: dict[str, Any] = {}
 
     @property
     def enabled(self) -> bool:
         return self.binary is not None
 
     def start(
-        self,
-        label: str,
-        pids: list[int],
-        duration_s: float | None = None,
-        subprocesses: bool = False,
+        self, label: str, pids: list[int], duration_s: float = 0, subprocesses: bool = False
     ) -> None:
         """Sample the first of `pids` in the background, for `duration_s` or until `finish`
         (and its children too with `subprocesses`: all of gunicorn's workers)."""
         if self.binary is None or not pids:
             return
-        pid = pids[0]
         out = self.run_dir / f"profile-{label}.txt"
-        limit = ["--duration", str(int(duration_s))] if duration_s else []
-        argv = [
-            self.binary,
-            "record",
-            "--pid",
-            str(pid),
-            *limit,
-            *(["--subprocesses"] if subprocesses else []),
-            "--rate",
-            str(RATE_HZ),
-            "--nonblocking",
-            "--format",
-            "raw",
-            "--output",
-            str(out),
-        ]
-        log = (self.run_dir / "logs" / f"py-spy-{label}.log").open("wb")
-        self.running[label] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT), out)
-        log.close()
+        argv = [self.binary, "record", "--pid", str(pids[0]), "--rate", str(RATE_HZ)]
+        argv += ["--nonblocking", "--format", "raw", "--output", str(out)]
+        argv += ["--duration", str(int(duration_s))] if duration_s else []
+        argv += ["--subprocesses"] if subprocesses else []
+        with (self.run_dir / "logs" / f"py-spy-{label}.log").open("wb") as log:
+            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self.running[label] = (process, out)
 
     def finish(self, label: str, timeout_s: float = 30) -> dict[str, Any] | None:
-        entry = self.running.pop(label, None)
-        if entry is None:
+        if label not in self.running:
             return None
-        process, out = entry
-        if isinstance(process.args, list) and "--duration" not in process.args:
-            # open-ended: Ctrl-C makes py-spy write its output and stop
-            process.send_signal(signal.SIGINT)
+        process, out = self.running.pop(label)
+        if "--duration" not in process.args:  # type: ignore[operator]
+            process.send_signal(signal.SIGINT)  # py-spy then writes its output and stops
         try:
             process.wait(timeout_s)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if not out.exists():
-            return None
-        result = summarize(out.read_text())
-        if result.get("samples"):
-            result["files"] = [out.name]
-        self.results[label] = result
-        return result
+        result = summarize(out.read_text()) if out.exists() else None
+        return result and {**result, "files": [out.name]}
 
     def stop_all(self) -> None:
         for process, _ in self.running.values():
@@ -116,30 +82,22 @@ class Profiler:
 
 
 def summarize(raw: str) -> dict[str, Any]:
-    """Samples by library (self time) and the functions most often on the stack."""
+    """Samples by library and the functions with the most own CPU (the frame on top)."""
     by_library: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
-    total = 0
     for line in raw.splitlines():
         stack, _, count_text = line.rpartition(" ")
-        if not stack or not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [_function(frame) for frame in stack.split(";")]
-        total += count
-        by_library[_library(stack.split(";")[-1])] += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            if not any(part in frame for part in PLUMBING):
-                inclusive[frame] += count
+        if stack and count_text.isdigit():
+            top = stack.split(";")[-1]
+            by_library[_library(top)] += int(count_text)
+            own[_function(top)] += int(count_text)
+    total = sum(own.values())
     if not total:
         return {"samples": 0}
     return {
         "samples": total,
         "self_by_library_pct": _percent(by_library, total, len(by_library)),
         "self_top_pct": _percent(own, total, TOP),
-        "inclusive_top_pct": _percent(inclusive, total, TOP * 2),
     }
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from bench import figures
@@ -34,6 +35,18 @@ PAIR = ("SOL", "USDC")
 # Celery's trace line for each task run (`--loglevel INFO`): its wall time.
 EVALUATION_LINE = re.compile(r"orders\.evaluate_triggers\[[^\]]+\] succeeded in ([0-9.e-]+)s")
 
+# The crossing orders: how many wait, are routed, are terminal; their events and outcomes.
+ANY_ID = "ANY(CAST(:ids AS uuid[]))"
+COUNTS_SQL = text(
+    "SELECT count(*) FILTER (WHERE o.waiting), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM "
+    "order_events e WHERE e.order_id = o.id AND e.status = 'routing')), count(*) FILTER (WHERE "
+    f"o.status IN ('confirmed', 'failed', 'cancelled')) FROM orders o WHERE o.id = {ANY_ID}"
+)
+STEPS_SQL = text(
+    "SELECT order_id::text, status, extract(epoch FROM at)::float8, data ? 'triggered', data ? "
+    f"'rearmed' FROM order_events WHERE order_id = {ANY_ID} ORDER BY order_id, seq"
+)
+FINALS_SQL = text(f"SELECT status, failure_code FROM orders WHERE id = {ANY_ID}")
 # Pair i % P gets the order; its limit steps through 2x, 2.01x, ... 11.99x the pair's best price.
 _WAITING_BOOK_SQL = """
 WITH pairs AS (
@@ -103,14 +116,9 @@ def best_prices(pools: list[dict[str, Any]]) -> list[tuple[str, str, Decimal]]:
 
 
 def triggers(run: Run) -> dict[str, Any]:
-    """1. An idle window with no waiting order: the CPU each group spends on evaluations that
-       find nothing (the pools' read, one range query per pair, Celery's own work per task).
-    2. N waiting limit orders written by SQL (the bench API key's account), the same window
-       again: what the book adds, per evaluation and in % of one core.
-    3. M limit orders for SOL->USDC submitted through the API at 1.2x the price (they wait),
-       then one `localnet_move` to 1.5x: from the move (and from each order's trigger event)
-       to its `routing` event, the evaluations that triggered them, and their outcomes.
-    """
+    """An idle window with no waiting order (evaluations that find nothing), the same with N
+    waiting orders (what the book adds, per evaluation and in % of one core), then M limit
+    orders through the API crossed by one `localnet_move`: move → `routing`, and outcomes."""
     plan, stack = run.plan, run.stack
     run.restart_worker(DEFAULT_LATENCY)
     run.monitor.set_phase("triggers_settle")
@@ -125,18 +133,14 @@ def triggers(run: Run) -> dict[str, Any]:
     waiting = _idle_window(run, "triggers_idle_waiting")
     waiting |= {"orders": plan.triggers_waiting, "pair_directions": len(prices)}
     waiting["written_s"] = round(written_s, 1)
-    price = next(
-        p
-        for tin, tout, p in best_prices(stack.localnet_rpc("localnet_status")["pools"])
-        if (tin, tout) == PAIR
-    )
+    pools = best_prices(stack.localnet_rpc("localnet_status")["pools"])
+    price = next(p for tin, tout, p in pools if (tin, tout) == PAIR)
     try:
         crossing = _cross(run, price)
     finally:
-        stack.stop("worker", grace_s=5)
+        run.idle()
         # Back to the price the phase found (the market walks on from there).
         stack.localnet_rpc("localnet_move", {"pair": "/".join(PAIR), "price": str(price)})
-        stack.reset()
     return {
         "idle_empty": empty,
         "idle_waiting": waiting,
@@ -152,7 +156,7 @@ def triggers(run: Run) -> dict[str, Any]:
 def _idle_window(run: Run, phase: str) -> dict[str, Any]:
     """Every group's CPU over `triggers_idle_s`, per evaluation the worker ran meanwhile (its
     log's trace lines) and in % of one core; none may trigger."""
-    log_path = run.stack.log_path("worker")
+    log_path = run.stack.launcher.log_path("worker")
     offset = log_path.stat().st_size
     run.monitor.set_phase(phase)
     before = run.monitor.read()
@@ -174,7 +178,7 @@ def _idle_window(run: Run, phase: str) -> dict[str, Any]:
         "evaluation_wall_ms": figures.summary((r * 1000 for r in runs), 1),
         "cpu_ms_per_evaluation": {g: round(v / n, 2) for g, v in cpu_ms.items()},
         "cpu_pct_of_core": {g: round(v / 10 / seconds, 2) for g, v in cpu_ms.items()},
-        "triggered": figures.triggered_count(run.stack.db),
+        "triggered": triggered_count(run.stack.db),
     }
 
 
@@ -187,7 +191,7 @@ def _cross(run: Run, price: Decimal) -> dict[str, Any]:
     spec |= {"duration_s": 120, "order": {"type": "limit", "limitPrice": str(limit)}}
     records = run.http("triggers-submit", "closed_loop", **spec)["records"]
     order_ids = [r[3] for r in records if r[2] == 202]
-    waiting_before = figures.crossing_counts(stack.db, order_ids)["waiting"]
+    waiting_before = crossing_counts(stack.db, order_ids)["waiting"]
     time.sleep(SETTLE_S)
     run.monitor.set_phase("triggers_cross")
     window = run.window()
@@ -196,13 +200,13 @@ def _cross(run: Run, price: Decimal) -> dict[str, Any]:
     stack.localnet_rpc("localnet_move", {"pair": "/".join(PAIR), "price": str(target)})
 
     def reached(what: str) -> bool:
-        return figures.crossing_counts(stack.db, order_ids)[what] >= len(order_ids)
+        return crossing_counts(stack.db, order_ids)[what] >= len(order_ids)
 
-    routed = run.wait_sampling(lambda: reached("routed"), plan.triggers_deadline_s, [])
+    routed = run.wait(lambda: reached("routed"), plan.triggers_deadline_s)
     run.monitor.set_phase("triggers_drain")
-    drained = run.wait_sampling(lambda: reached("terminal"), plan.triggers_deadline_s, [])
+    drained = run.wait(lambda: reached("terminal"), plan.triggers_deadline_s)
     window.load_done()
-    result = figures.triggers_crossing(stack.db, order_ids, moved_at)
+    result = crossing(stack.db, order_ids, moved_at)
     run.monitor.set_phase("triggers_flush")
     return result | {
         "requested": plan.triggers_crossing,
@@ -216,4 +220,56 @@ def _cross(run: Run, price: Decimal) -> dict[str, Any]:
         "all_routed": routed,
         "drained": drained,
         "cost": window.finish(len(order_ids)),
+    }
+
+
+def triggered_count(engine: Engine) -> int:
+    """Trigger events written so far (the `routing` event whose data says `triggered`)."""
+    with engine.connect() as conn:
+        query = text("SELECT count(*) FROM order_events WHERE data ? 'triggered'")
+        return int(conn.execute(query).scalar_one())
+
+
+def crossing_counts(engine: Engine, order_ids: list[str]) -> dict[str, int]:
+    """Of these orders: how many wait, have a `routing` event, are terminal."""
+    with engine.connect() as conn:
+        row = conn.execute(COUNTS_SQL, {"ids": order_ids}).one()
+    return {"waiting": row[0], "routed": row[1], "terminal": row[2]}
+
+
+def crossing(engine: Engine, order_ids: list[str], moved_at: float) -> dict[str, Any]:
+    """From the market's move to each order's `routing` event (the trigger engine routes the
+    order as it triggers it), and from its trigger to the executor's `building` event; the
+    evaluations that triggered them (one trigger statement writes one `at` for all its events);
+    the final statuses. An order re-armed by the worker (the market moved back before its
+    quote) is triggered again: its `building` latency runs from the trigger just before it."""
+    with engine.connect() as conn:
+        events = conn.execute(STEPS_SQL, {"ids": order_ids}).all()
+        orders = conn.execute(FINALS_SQL, {"ids": order_ids}).all()
+    history: dict[str, list[tuple[str, float, bool, bool]]] = defaultdict(list)
+    for order_id, *step in events:
+        history[order_id].append(tuple(step))  # type: ignore[arg-type]
+    to_routing, to_building, evaluations, rearmed = [], [], Counter[float](), 0
+    for steps in history.values():
+        triggers = [at for _, at, triggered, _ in steps if triggered]
+        evaluations.update(triggers)
+        rearmed += sum(1 for *_, again in steps if again)
+        routing = next((at for status, at, _, _ in steps if status == "routing"), None)
+        if routing is None:
+            continue
+        to_routing.append((routing - moved_at) * 1000)
+        building = next((at for status, at, _, _ in steps if status == "building"), None)
+        before = [at for at in triggers if building is not None and at <= building]
+        if building is not None and before:
+            to_building.append((building - before[-1]) * 1000)
+    return {
+        "routed": len(to_routing),
+        "move_to_routing_ms": figures.summary(to_routing, 1),
+        "routing_to_building_ms": figures.summary(to_building, 1),
+        "evaluations": [
+            [round((at - moved_at) * 1000), n] for at, n in sorted(evaluations.items())
+        ],
+        "rearmed": rearmed,
+        "final_status": dict(Counter(status for status, _ in orders)),
+        "failures": dict(Counter(code or "unknown" for s, code in orders if s == "failed")),
     }

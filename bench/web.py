@@ -1,18 +1,12 @@
 """The benchmark's WSGI app, served by the product's gunicorn command line in place of
-`order_engine.wsgi:app` (`order_engine.ops.launch.api_argv(app=...)`), so nothing of the
-benchmark is in the product.
+`order_engine.wsgi:app`: `create("project")` is the engine's own app with the routes below added
+outside `/api/` (no key checked), `create("bare")` a plain Flask app with flask-sock and the
+floor routes, to set the framework's own cost beside the project's (`python -m bench.floors`).
 
-`create("project")` is the engine's own app (every request hook, the error handlers, the JSON
-provider, flask-sock as configured) with the bench's routes added outside `/api/` (so no key is
-checked); `create("bare")` is a plain Flask app with flask-sock, the floor routes and `/readyz`,
-for `python -m bench.floors` to set the framework's own cost beside the project's.
-
-- `POST /bench/baseline`: the least an order intake can do, to measure the real one against:
-  one INSERT of a fixed order row (SQLAlchemy Core) and one Celery send of `bench.noop`, and
-  nothing else (no validation, no event row, no publish). The intake target is a ratio against
-  this endpoint run in the same benchmark, because absolute rates drift on a shared machine.
-- `POST /floor/noop`: 202 and a small JSON body, nothing else.
-- `GET /floor/ws`: a WebSocket that sends one small event-shaped message and closes (1000).
+- `POST /bench/baseline`: the least an order intake can do (one INSERT of a fixed order row,
+  one Celery send of `bench.noop`); the intake target is a ratio against it in the same run,
+  because absolute rates drift on a shared machine.
+- `POST /floor/noop`: 202 and a small body; `GET /floor/ws`: one event-shaped message, closed.
 """
 
 from __future__ import annotations
@@ -35,6 +29,10 @@ floor_bp = Blueprint("floor", __name__, url_prefix="/floor")
 probes = Blueprint("floor_probes", __name__)
 # flask-sock reads its server options from the serving app's config: any Sock can declare.
 sock = Sock()
+# The row the baseline inserts, a fixed market order (the INSERT floor writes the same).
+ORDER_ROW = {"type": "market", "status": "pending", "token_in": "SOL", "token_out": "USDC"}
+ORDER_ROW |= {"amount_in": Decimal("0.01"), "slippage_bps": 50, "last_seq": 0, "attempts": 0}
+ORDER_ROW["deliveries"] = 0
 
 
 @baseline_bp.post("/baseline")
@@ -45,20 +43,7 @@ def baseline() -> tuple[Response, int]:
 
     order_id = uuid.uuid4()
     with get_engine().begin() as conn:
-        conn.execute(
-            insert(cast(Table, Order.__table__)).values(
-                id=order_id,
-                type="market",
-                status="pending",
-                token_in="SOL",
-                token_out="USDC",
-                amount_in=Decimal("0.01"),
-                slippage_bps=50,
-                last_seq=0,
-                attempts=0,
-                deliveries=0,
-            )
-        )
+        conn.execute(insert(cast(Table, Order.__table__)).values(id=order_id, **ORDER_ROW))
     current_app.extensions["celery"].send_task(NOOP_TASK, kwargs={"order_id": str(order_id)})
     return jsonify(orderId=str(order_id), status="pending"), 202
 

@@ -1,13 +1,10 @@
 """The benchmark's Celery app: `celery -A bench.worker worker`, the product's app
-(`workers.celery_app`: every task, signal handler and setting) with two no-op tasks added, so
-the benchmark's worker is the product's and nothing of the benchmark is in the product.
+(`workers.celery_app`: every task, signal handler and setting) with two no-op tasks added.
 
 - `bench.noop`: sent by `POST /bench/baseline` for every row it inserts (the baseline pays for
-  one send, not for any execution), and by the bare Celery round trip (`bench.producer`) with a
-  `counter` key, which it INCRs so the producer can tell when every task ran.
-- `bench.floor`: the Celery floor of `python -m bench.floors`, declared with the delivery
-  options of `orders.execute_order`; it does nothing, or retries itself once after
-  `retry_countdown_s` (the cost of one Celery retry with a countdown).
+  one send, not for an execution), and by the stack's readiness probe with a `counter` to INCR.
+- `bench.floor`: the Celery floor (`python -m bench.floors`), declared with `execute_order`'s
+  delivery options; a no-op, or one retry after `retry_countdown_s` first.
 """
 
 from __future__ import annotations
