@@ -1,5 +1,5 @@
-"""One account's flood must not starve another (issue 11, item 3), against a real gunicorn API
-with the default limits: the flooder gets 429s while the other account's p99 stays within 3×
+"""One account's flood must not starve another, against a real gunicorn API with the default
+limits: the flooder gets 429s while the other account's p99 stays within 3×
 its unloaded figure; sockets past the cap are refused while /healthz answers."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Operators find an order's tasks and retries in Flower by its order id (DESIGN §11): a real
+"""Operators find an order's tasks and retries in Flower by its order id: a real
 Flower, started as `make flower` starts it, watching the live stack's worker."""
 
 from __future__ import annotations
