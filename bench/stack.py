@@ -67,6 +67,8 @@ SETTING_PREFIXES += ("WS_", "LOG_", "PORT", "RECONCILE_INTERVAL_S")
 
 
 class Stack:
+    """The bench's servers, data and processes (a `Launcher`'s), and its own use of them."""
+
     def __init__(self, run_dir: Path, port: int, wsgi_app: str = "bench.web:create('project')"):
         self.run_dir, self.port, self.wsgi_app = run_dir, port, wsgi_app
         self.launcher = Launcher(run_dir / "logs")
