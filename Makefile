@@ -81,7 +81,7 @@ fuzz: $(STAMP) ## Schemathesis against the served API, every check, fixed seed, 
 soak: $(STAMP) ## 2,000 orders while the worker is killed, Redis emptied and PostgreSQL restarted (SOAK_ORDERS=n)
 	$(BIN)/python -m pytest -m soak -s -p no:randomly tests/integration/faults/test_soak.py $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Benchmark intake, end to end, WebSockets, cost per order, triggers (BENCH_ARGS=--quick: a short run; "--preset peer": 1,000 orders over 50 connections, a WebSocket each; "--preset triggers": 100,000 waiting limit orders, 1,000 crossed at once; --profile: py-spy); report in bench/results/
+bench: $(STAMP) ## Benchmark intake, end to end, WebSockets, cost per order, triggers (BENCH_ARGS=--quick: a short run; "--preset peer": 1,000 orders over 50 connections, a WebSocket each, --peer-orders N for fewer; "--preset triggers": 100,000 waiting limit orders, 1,000 crossed at once; --profile: py-spy); report in bench/results/
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
@@ -89,9 +89,8 @@ bench-floors: $(STAMP) ## CPU ms and Redis commands per operation of the machine
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.floors $(BENCH_ARGS)
 
-bench-cluster: $(STAMP) ## Orders/s and CPU per order with 1 and 2 worker hosts in network namespaces (root; BENCH_ARGS="--workers 1 2 3 --rate 40 --seconds 15")
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python -m bench.cluster $(BENCH_ARGS)
+bench-cluster: $(STAMP) ## Orders/s and CPU per order with 1 and 2 worker hosts in network namespaces (root; BENCH_ARGS="--workers 1 2 3 --rate 40 --seconds 15"); tests/cluster/test_scaling.py
+	BENCH_CLUSTER=1 BENCH_ARGS='$(BENCH_ARGS)' $(BIN)/python -m pytest -m cluster -s -p no:randomly tests/cluster/test_scaling.py $(PYTEST_ARGS)
 
 venue-report: $(STAMP) ## Replay 1,000 seeded orders on virtual time and summarise routing, slippage and failures
 	$(BIN)/python -m order_engine.tools.venue_report --orders $(or $(n),1000) --seed $(or $(seed),7)

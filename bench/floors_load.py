@@ -1,9 +1,8 @@
-"""The client side of `python -m bench.floors`: one loop of one operation per child process.
+"""Loops run in a child process of their own (`bench.loadgen.Child`), each of one operation.
 
-Each function runs in its own spawned process (`bench.procs`). It sets up (imports, connects,
-creates what it needs), sets `ready`, waits for `go` (the parent reads the servers' counters
-in between), then runs the operation `n` times and reports the CPU its own process used for
-the loop (user + system, from its own counters: the imports and the set-up are left out).
+A floor (`python -m bench.floors`) sets up, sets `ready`, waits for `go` (the parent reads the
+servers' counters in between), runs its operation `n` times and reports the CPU its own process
+used for the loop.
 """
 
 from __future__ import annotations
@@ -13,24 +12,15 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import psutil
 
+from bench import FLOOR_TASK
+from bench.web import ORDER_ROW as BASELINE_ROW
+
 # The row of an order as intake writes it (the baseline endpoint's values and a client id).
-ORDER_ROW = {
-    "type": "market",
-    "status": "pending",
-    "token_in": "SOL",
-    "token_out": "USDC",
-    "amount_in": Decimal("0.01"),
-    "slippage_bps": 50,
-    "client_order_id": "floor-0000000000",
-    "last_seq": 0,
-    "attempts": 0,
-    "deliveries": 0,
-}
+ORDER_ROW = {**BASELINE_ROW, "client_order_id": "floor-0000000000"}
 COLUMNS = ", ".join(["id", *ORDER_ROW])
 PLACEHOLDERS = ", ".join(["%s"] * (len(ORDER_ROW) + 1))
 INSERT_SQL = f"INSERT INTO orders ({COLUMNS}) VALUES ({PLACEHOLDERS})"  # noqa: S608 - fixed
@@ -73,55 +63,42 @@ def celery_sends(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:
         spec["n"],
         ready,
         go,
-        lambda _i: sender.send("bench.floor", {"order_id": str(uuid.uuid4()), **extra}),
+        lambda _i: sender.send(FLOOR_TASK, {"order_id": str(uuid.uuid4()), **extra}),
     )
 
 
 def pg_statements(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:
     """INSERT + COMMIT of an order row, or an autocommit UPDATE … RETURNING of one, through
-    psycopg directly (`driver` "psycopg") or the project's SQLAlchemy engine ("sqlalchemy")."""
-    os.environ.update(spec["env"])
-    ids = [uuid.uuid4() for _ in range(spec["n"])]
-    if spec["statement"] == "update":
-        _insert_rows(spec["libpq_url"], ids)
-    if spec["driver"] == "psycopg":
-        import psycopg
-
-        conn = psycopg.connect(spec["libpq_url"], autocommit=spec["statement"] == "update")
-
-        def insert(i: int) -> None:
-            conn.execute(INSERT_SQL, (ids[i], *ORDER_ROW.values()))
-            conn.commit()
-
-        def update(i: int) -> None:
-            conn.execute(UPDATE_SQL, (ids[i],)).fetchone()
-
-    else:
-        insert, update = _sqlalchemy_statements(spec["database_url"], ids)
-    return _loop(spec["n"], ready, go, insert if spec["statement"] == "insert" else update)
-
-
-def _insert_rows(libpq_url: str, ids: list[uuid.UUID]) -> None:
+    psycopg directly (`driver` "psycopg") or SQLAlchemy Core on an engine built as a worker's."""
     import psycopg
 
-    with psycopg.connect(libpq_url) as conn, conn.cursor() as cursor:
-        cursor.executemany(INSERT_SQL, [(i, *ORDER_ROW.values()) for i in ids])
+    os.environ.update(spec["env"])
+    ids = [uuid.uuid4() for _ in range(spec["n"])]
+    rows = [(i, *ORDER_ROW.values()) for i in ids]
+    if spec["statement"] == "update":
+        with psycopg.connect(spec["libpq_url"]) as conn, conn.cursor() as cursor:
+            cursor.executemany(INSERT_SQL, rows)
+    if spec["driver"] == "sqlalchemy":
+        operation = _sqlalchemy_statement(spec["database_url"], spec["statement"], ids)
+    elif spec["statement"] == "insert":
+        conn = psycopg.connect(spec["libpq_url"])
+        operation = lambda i: (conn.execute(INSERT_SQL, rows[i]), conn.commit())  # noqa: E731
+    else:
+        conn = psycopg.connect(spec["libpq_url"], autocommit=True)
+        operation = lambda i: conn.execute(UPDATE_SQL, (ids[i],)).fetchone()  # noqa: E731
+    return _loop(spec["n"], ready, go, operation)
 
 
-def _sqlalchemy_statements(
-    database_url: str, ids: list[uuid.UUID]
-) -> tuple[Callable[[int], None], Callable[[int], None]]:
-    """The same two statements through Core on an engine built as a worker's is."""
+def _sqlalchemy_statement(url: str, statement: str, ids: list[uuid.UUID]) -> Callable[[int], Any]:
     from sqlalchemy import Table, insert, update
-    from sqlalchemy.engine import Engine
 
     from order_engine.config import Settings
     from order_engine.infra.db import WORKER_SESSION_TIMEOUTS_MS, make_engine, warm_pool
     from order_engine.models import Order
 
     settings = Settings.from_env()
-    engine: Engine = make_engine(
-        database_url,
+    engine = make_engine(
+        url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         session_timeouts_ms=WORKER_SESSION_TIMEOUTS_MS,
@@ -129,21 +106,18 @@ def _sqlalchemy_statements(
     warm_pool(engine, 1)
     orders: Table = Order.__table__  # type: ignore[assignment]
 
-    def insert_row(i: int) -> None:
+    def run(i: int) -> None:
         with engine.begin() as conn:
-            conn.execute(insert(orders).values(id=ids[i], **ORDER_ROW))
+            if statement == "insert":
+                conn.execute(insert(orders).values(id=ids[i], **ORDER_ROW))
+                return
+            bump = {"status": "routing", "last_seq": orders.c.last_seq + 1}
+            where = orders.c.id == ids[i]
+            conn.execute(
+                update(orders).where(where).values(bump).returning(orders.c.last_seq)
+            ).one()
 
-    def update_row(i: int) -> None:
-        statement = (
-            update(orders)
-            .where(orders.c.id == ids[i])
-            .values(status="routing", last_seq=orders.c.last_seq + 1)
-            .returning(orders.c.last_seq)
-        )
-        with engine.begin() as conn:
-            conn.execute(statement).one()
-
-    return insert_row, update_row
+    return run
 
 
 def redis_calls(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, Any]:

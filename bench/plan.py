@@ -1,13 +1,13 @@
-"""How long and how hard each measurement runs: the full plan, and the short `--quick` one."""
+"""How long and how hard each measurement runs: the full plan, the short `--quick` one, and the
+presets that run one phase alone."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
 
-# The localnet's settings for a phase (`order_engine.localnet.config.LocalnetSettings`): how
-# long a sent transaction takes to land, and each RPC call's own latency. There is no quote
-# latency: the worker computes quotes itself from the pool accounts it reads over RPC.
+# The localnet's settings for a phase: how long a sent transaction takes to land, and each RPC
+# call's own latency (the worker computes quotes itself from pool accounts read over RPC).
 ZERO_LATENCY = {"DEX_SWAP_LATENCY_MS": "0", "DEX_RPC_LATENCY_MS": "0"}
 DEFAULT_LATENCY = {"DEX_SWAP_LATENCY_MS": "2000-3000", "DEX_RPC_LATENCY_MS": "0"}
 
@@ -16,41 +16,36 @@ DEFAULT_LATENCY = {"DEX_SWAP_LATENCY_MS": "2000-3000", "DEX_RPC_LATENCY_MS": "0"
 class Plan:
     name: str
     # Intake: open-loop steps at these offered rates, and closed-loop saturation runs.
-    intake_rates: tuple[int, ...]
-    intake_step_s: float
-    intake_connections: int
-    saturation_s: float
-    saturation_concurrency: int
-    saturation_repeats: int
-    # Bare Celery round trip.
-    noop_tasks: int
+    intake_rates: tuple[int, ...] = (100, 200, 400)
+    intake_step_s: float = 15
+    intake_connections: int = 64
+    saturation_s: float = 10
+    saturation_concurrency: int = 32
+    saturation_repeats: int = 3
     # End to end, once at zero venue latency (offered `e2e_rate`: the capacity) and once at the
-    # default latency (offered `e2e_default_rate`: DESIGN §7's 100 orders/s for 60 s).
-    e2e_rate: int
-    e2e_window_s: float
-    e2e_drain_s: float
-    e2e_connections: int
-    # Live updates.
-    ws_subscribers: int
-    ws_processes: int
-    ws_deadline_s: float
+    # default latency (offered `e2e_default_rate`: the target's 100 orders/s for 60 s).
+    e2e_rate: int = 200
     e2e_default_rate: int = 100
-    # Count the commands sent to the stack's own Redis databases with a MONITOR tap, split into
-    # those clients sent and those scripts ran (`--redis-tap`). Off by default: MONITOR made
-    # Redis format every command for the tap and the tap parse it, about 1 ms of CPU per order
-    # between them, enough to tip this 2-core box off 100 orders/s (`docs/benchmark.md`).
+    e2e_window_s: float = 60
+    e2e_drain_s: float = 120
+    e2e_connections: int = 64
+    # Live updates: this many WebSocket subscribers over this many client processes.
+    ws_subscribers: int = 2000
+    ws_processes: int = 2
+    ws_deadline_s: float = 300
+    # A MONITOR tap on the stack's own Redis databases (`--redis-tap`). Off by default: it cost
+    # Redis and the tap about 1 ms of CPU per order, enough to tip a 2-core machine off 100
+    # orders/s (docs/benchmark.md).
     redis_tap: bool = False
-    # Optional worker-memory soak (DESIGN §7: 10 minutes); 0 rate = what the worker sustains.
+    # Optional worker-memory soak at `e2e_default_rate` (the target asks 10 minutes).
     soak_minutes: float = 0.0
-    soak_rate: int = 0
-    # The side-by-side load of issue 10 (`--preset peer`): one client posts this many orders
-    # back to back over this many connections and follows each over its own WebSocket.
+    # The peer load (`--preset peer`): this many orders posted back to back over this many
+    # connections, each followed over its own WebSocket.
     peer_orders: int = 1000
     peer_connections: int = 50
     peer_deadline_s: float = 600
-    # The trigger engine (issue 13, `--preset triggers`): CPU of the evaluation over an idle
-    # window with no waiting order, then again with this many waiting limit orders that the
-    # market never reaches; then this many more limit orders crossed by one move of the market.
+    # The trigger engine (`--preset triggers`): idle windows with none and with this many
+    # waiting limit orders, then this many more crossed by one move of the market.
     triggers_waiting: int = 100_000
     triggers_crossing: int = 1000
     triggers_idle_s: float = 20
@@ -60,67 +55,23 @@ class Plan:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-FULL = Plan(
-    name="full",
-    intake_rates=(100, 200, 400),
-    intake_step_s=15,
-    intake_connections=64,
-    saturation_s=10,
-    saturation_concurrency=32,
-    saturation_repeats=3,
-    noop_tasks=5000,
-    e2e_rate=200,
-    e2e_window_s=60,
-    e2e_drain_s=120,
-    e2e_connections=64,
-    ws_subscribers=2000,
-    ws_processes=2,
-    ws_deadline_s=300,
-)
-
-# `--preset peer`: only the `peer` phase, at the default swap latency (issue 10's table).
-PEER = Plan(
-    name="peer",
-    intake_rates=(100, 200, 400),
-    intake_step_s=15,
-    intake_connections=64,
-    saturation_s=10,
-    saturation_concurrency=32,
-    saturation_repeats=3,
-    noop_tasks=5000,
-    e2e_rate=200,
-    e2e_window_s=60,
-    e2e_drain_s=120,
-    e2e_connections=64,
-    ws_subscribers=2000,
-    ws_processes=2,
-    ws_deadline_s=300,
-)
-# `--preset triggers`: only the `triggers` phase (the full plan's figures for it).
-TRIGGERS = PEER.with_overrides(name="triggers")
-PRESETS = {"peer": (PEER, ("peer",)), "triggers": (TRIGGERS, ("triggers",))}
-
+FULL = Plan(name="full")
 QUICK = Plan(
     name="quick",
-    intake_rates=(100, 200, 400),
     intake_step_s=3,
-    intake_connections=64,
     saturation_s=3,
-    saturation_concurrency=32,
     saturation_repeats=1,
-    noop_tasks=1000,
-    e2e_rate=200,
     e2e_window_s=15,
     e2e_drain_s=10,
-    e2e_connections=64,
     ws_subscribers=200,
     ws_processes=1,
     ws_deadline_s=45,
     peer_orders=200,
-    peer_connections=50,
     peer_deadline_s=180,
     triggers_waiting=10_000,
     triggers_crossing=200,
     triggers_idle_s=8,
     triggers_deadline_s=90,
 )
+# A preset runs one phase alone, with the full plan's figures for it (`--quick`: the quick's).
+PRESETS = {"peer": ("peer",), "triggers": ("triggers",)}

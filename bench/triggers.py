@@ -1,60 +1,52 @@
-"""The trigger engine's waiting book, and its evaluation measured in process.
+"""The trigger engine on the real stack (`--preset triggers`): what evaluating the waiting
+book costs, and how fast orders crossed at once are triggered.
 
-`insert_waiting` writes N waiting limit orders across the listed pairs, each with its first
-`pending` event, all with limits 2-12x the pair's best price (so a market that random-walks a
-few percent never reaches them), in one SQL statement. The `triggers` phase of `python -m bench`
-(`bench.phases.triggers`: the real stack, Celery beat and the worker) uses it, and so does the
-in-process measurement below, which isolates the evaluation from the queue:
-
-    python -m bench.triggers --database-url postgresql://... [--orders 10000] [--crossing 1000]
-
-On a scratch database (migrated here; its orders table is emptied first), against an
-in-process localnet on virtual time: N waiting limit orders, then evaluations timed (CPU of
-this process and wall, which includes PostgreSQL); then `--crossing` more orders whose limits
-the market meets, and the time of the evaluations that trigger them (candidates selected, each
-quoted, one compare-and-set). Dispatch and publishing are counted but not sent (no broker):
-this is the evaluation's own cost, without Celery's per-task work or the RPC round trip.
+The stack is the one `make run` starts: the worker, Celery beat sending
+`orders.evaluate_triggers` every TRIGGER_INTERVAL_MS to the control queue, the localnet at the
+default latency. `insert_waiting` writes the book: N waiting limit orders across the listed
+pairs, each with its first `pending` event, all with limits 2-12x the pair's best price (so a
+market that random-walks a few percent never reaches them), in one SQL statement.
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
+import re
 import time
 import uuid
-from datetime import UTC, datetime
+from collections import Counter, defaultdict
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
 
-from order_engine.chain.pools import PoolIndex
-from order_engine.localnet.clock import VirtualClock
-from order_engine.localnet.config import LocalnetSettings
-from order_engine.localnet.node import Localnet
+from bench import figures
+from bench.loadgen import ENGINE_PATH
+from bench.phases import Run
+from bench.plan import DEFAULT_LATENCY
 from order_engine.models import DEFAULT_ACCOUNT_ID
-from order_engine.ops import migrate
-from order_engine.routing import Router
-from order_engine.services.trigger import TriggerService
-from order_engine.tools.in_process import REPLAY_START_MS, InProcessChain
 
+# The first evaluations after a start or after the book is written (the worker's chain
+# resources, cold index pages) are left out of the idle windows; the crossing orders wait at
+# 1.2x the SOL/USDC price and the market is moved to 1.5x.
+SETTLE_S = 5.0
+LIMIT_FACTOR, MOVE_FACTOR = Decimal("1.2"), Decimal("1.5")
+PAIR = ("SOL", "USDC")
+# Celery's trace line for each task run (`--loglevel INFO`): its wall time.
+EVALUATION_LINE = re.compile(r"orders\.evaluate_triggers\[[^\]]+\] succeeded in ([0-9.e-]+)s")
 
-class Sink:
-    def __init__(self) -> None:
-        self.sent = 0
-
-    def publish(self, payload: object) -> bool:
-        return True
-
-    def publish_many(self, payloads: object) -> bool:
-        return True
-
-    def send_many(self, order_ids: list[uuid.UUID]) -> None:
-        self.sent += len(order_ids)
-
-
+# The crossing orders: how many wait, are routed, are terminal; their events and outcomes.
+ANY_ID = "ANY(CAST(:ids AS uuid[]))"
+COUNTS_SQL = text(
+    "SELECT count(*) FILTER (WHERE o.waiting), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM "
+    "order_events e WHERE e.order_id = o.id AND e.status = 'routing')), count(*) FILTER (WHERE "
+    f"o.status IN ('confirmed', 'failed', 'cancelled')) FROM orders o WHERE o.id = {ANY_ID}"
+)
+STEPS_SQL = text(
+    "SELECT order_id::text, status, extract(epoch FROM at)::float8, data ? 'triggered', data ? "
+    f"'rearmed' FROM order_events WHERE order_id = {ANY_ID} ORDER BY order_id, seq"
+)
+FINALS_SQL = text(f"SELECT status, failure_code FROM orders WHERE id = {ANY_ID}")
 # Pair i % P gets the order; its limit steps through 2x, 2.01x, ... 11.99x the pair's best price.
 _WAITING_BOOK_SQL = """
 WITH pairs AS (
@@ -123,102 +115,161 @@ def best_prices(pools: list[dict[str, Any]]) -> list[tuple[str, str, Decimal]]:
     return [(tin, tout, price) for (tin, tout), price in sorted(best.items())]
 
 
-def insert(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO orders (id, type, status, token_in, token_out, amount_in, "
-                "slippage_bps, last_seq, attempts, deliveries, limit_price, trigger_price, "
-                "waiting, created_at, updated_at) VALUES (:id, 'limit', 'pending', :tin, :tout, "
-                ":amount, 50, 1, 0, 0, :limit, :limit, true, now(), now())"
-            ),
-            rows,
-        )
+def triggers(run: Run) -> dict[str, Any]:
+    """An idle window with no waiting order (evaluations that find nothing), the same with N
+    waiting orders (what the book adds, per evaluation and in % of one core), then M limit
+    orders through the API crossed by one `localnet_move`: move → `routing`, and outcomes."""
+    plan, stack = run.plan, run.stack
+    run.restart_worker(DEFAULT_LATENCY)
+    run.monitor.set_phase("triggers_settle")
+    time.sleep(SETTLE_S)
+    empty = _idle_window(run, "triggers_idle_empty")
+    run.monitor.set_phase("triggers_book")
+    began = time.monotonic()
+    prices = best_prices(stack.localnet_rpc("localnet_status")["pools"])
+    insert_waiting(stack.db, prices, plan.triggers_waiting, stack.account_id)
+    written_s = time.monotonic() - began
+    time.sleep(SETTLE_S)
+    waiting = _idle_window(run, "triggers_idle_waiting")
+    waiting |= {"orders": plan.triggers_waiting, "pair_directions": len(prices)}
+    waiting["written_s"] = round(written_s, 1)
+    pools = best_prices(stack.localnet_rpc("localnet_status")["pools"])
+    price = next(p for tin, tout, p in pools if (tin, tout) == PAIR)
+    try:
+        crossing = _cross(run, price)
+    finally:
+        run.idle()
+        # Back to the price the phase found (the market walks on from there).
+        stack.localnet_rpc("localnet_move", {"pair": "/".join(PAIR), "price": str(price)})
+    return {
+        "idle_empty": empty,
+        "idle_waiting": waiting,
+        "crossing": crossing,
+        "cost": crossing.pop("cost"),
+        "interval_ms": stack.settings["worker"].trigger_interval_ms,
+        "latency": DEFAULT_LATENCY,
+        "worker_settings": stack.process_env["worker"],
+        "servers": stack.server_kind,
+    }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--database-url", required=True)
-    parser.add_argument("--orders", type=int, default=10_000)
-    parser.add_argument("--crossing", type=int, default=1_000)
-    parser.add_argument("--evaluations", type=int, default=50)
-    args = parser.parse_args()
-
-    migrate.upgrade(args.database_url)
-    engine = create_engine(args.database_url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE orders, order_events CASCADE"))
-
-    clock = VirtualClock(REPLAY_START_MS)
-    node = Localnet.in_memory(LocalnetSettings(seed=7), clock)
-    chain = InProcessChain(node, clock)
-    pools = PoolIndex(chain, clock=lambda: clock.now_ms() / 1000)
-    now_s = REPLAY_START_MS // 1000
-    router = Router(pools, now_s=lambda: now_s)
-    sink = Sink()
-    service = TriggerService(
-        Session(bind=engine, expire_on_commit=False),
-        router,
-        chain,
-        sink,
-        None,
-        send_many=sink.send_many,  # type: ignore[arg-type]
-    )
-    bounds, _ = service.pair_bounds()
-    print(f"{len(bounds)} listed pair directions")
-    insert_waiting(engine, [(b.token_in, b.token_out, b.best_price) for b in bounds], args.orders)
-
-    cpu, wall = [], []
-    for _ in range(args.evaluations):
-        clock.advance_ms(400)  # a new slot: pools re-read, the market drifts
-        c0, w0 = time.process_time(), time.perf_counter()
-        result = service.evaluate()
-        cpu.append((time.process_time() - c0) * 1000)
-        wall.append((time.perf_counter() - w0) * 1000)
-        assert not result.triggered, result
-    print(
-        f"{args.orders} waiting, none crossing: per evaluation CPU median "
-        f"{statistics.median(cpu):.2f} ms (p95 {sorted(cpu)[int(len(cpu) * 0.95) - 1]:.2f}), "
-        f"wall median {statistics.median(wall):.2f} ms; candidates {result.candidates}; "
-        f"at one evaluation per 0.5 s: {statistics.median(cpu) / 5:.2f} % of one core"
-    )
-
-    c0 = time.process_time()
-    for _ in range(args.evaluations):
-        clock.advance_ms(400)
-        service.pair_bounds()
-    bounds_ms = (time.process_time() - c0) * 1000 / args.evaluations
-    print(f"of which the pools' read and the pair bounds (in-process localnet): {bounds_ms:.2f} ms")
-
-    sol_usdc = next(b for b in bounds if (b.token_in, b.token_out) == ("SOL", "USDC"))
-    crossing = [
-        {
-            "id": uuid.uuid4(),
-            "tin": "SOL",
-            "tout": "USDC",
-            "amount": Decimal("0.1"),
-            "limit": (sol_usdc.best_price * Decimal("0.9")).quantize(Decimal("1e-6")),
-        }
-        for _ in range(args.crossing)
-    ]
-    insert(engine, crossing)
-    started = datetime.now(UTC)
-    c0, w0 = time.process_time(), time.perf_counter()
-    result = service.evaluate()
-    total = len(result.triggered)
-    while total < args.crossing and (time.perf_counter() - w0) < 60:
-        total += len(service.evaluate().triggered)
-    print(
-        f"{args.crossing} crossing at once: all triggered (and dispatched) in "
-        f"{(time.perf_counter() - w0) * 1000:.0f} ms wall, "
-        f"{(time.process_time() - c0) * 1000:.0f} ms CPU ({total} triggered, "
-        f"{sink.sent} sends) since {started:%H:%M:%S}"
-    )
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE orders, order_events CASCADE"))
+def _idle_window(run: Run, phase: str) -> dict[str, Any]:
+    """Every group's CPU over `triggers_idle_s`, per evaluation the worker ran meanwhile (its
+    log's trace lines) and in % of one core; none may trigger."""
+    log_path = run.stack.launcher.log_path("worker")
+    offset = log_path.stat().st_size
+    run.monitor.set_phase(phase)
+    before = run.monitor.read()
+    time.sleep(run.plan.triggers_idle_s)
+    after = run.monitor.read()
+    with log_path.open("rb") as log_file:
+        log_file.seek(offset)
+        runs = [float(m) for m in EVALUATION_LINE.findall(log_file.read().decode(errors="replace"))]
+    seconds = after["t"] - before["t"]
+    cpu_ms = {g: (after["cpu_s"][g] - before["cpu_s"][g]) * 1000 for g in after["cpu_s"]}
+    cpu_ms["engine"] = cpu_ms["worker"] + cpu_ms["scheduler"]
+    # Without trace lines (LOG_LEVEL above INFO), beat's rate stands in for the count.
+    interval_s = run.stack.settings["worker"].trigger_interval_ms / 1000
+    n = len(runs) or max(1, round(seconds / interval_s))
+    return {
+        "window_s": round(seconds, 1),
+        "evaluations": n,
+        "evaluations_counted": bool(runs),
+        "evaluation_wall_ms": figures.summary((r * 1000 for r in runs), 1),
+        "cpu_ms_per_evaluation": {g: round(v / n, 2) for g, v in cpu_ms.items()},
+        "cpu_pct_of_core": {g: round(v / 10 / seconds, 2) for g, v in cpu_ms.items()},
+        "triggered": triggered_count(run.stack.db),
+    }
 
 
-if __name__ == "__main__":
-    main()
+def _cross(run: Run, price: Decimal) -> dict[str, Any]:
+    """M limit orders through the API, then one move of the market across all of them."""
+    plan, stack = run.plan, run.stack
+    limit = (price * LIMIT_FACTOR).quantize(Decimal("0.0001"))
+    run.monitor.set_phase("triggers_submit")
+    spec = {"path": ENGINE_PATH, "concurrency": 16, "count": plan.triggers_crossing}
+    spec |= {"duration_s": 120, "order": {"type": "limit", "limitPrice": str(limit)}}
+    records = run.http("triggers-submit", "closed_loop", **spec)["records"]
+    order_ids = [r[3] for r in records if r[2] == 202]
+    waiting_before = crossing_counts(stack.db, order_ids)["waiting"]
+    time.sleep(SETTLE_S)
+    run.monitor.set_phase("triggers_cross")
+    window = run.window()
+    target = (price * MOVE_FACTOR).quantize(Decimal("0.0001"))
+    moved_at = time.time()
+    stack.localnet_rpc("localnet_move", {"pair": "/".join(PAIR), "price": str(target)})
+
+    def reached(what: str) -> bool:
+        return crossing_counts(stack.db, order_ids)[what] >= len(order_ids)
+
+    routed = run.wait(lambda: reached("routed"), plan.triggers_deadline_s)
+    run.monitor.set_phase("triggers_drain")
+    drained = run.wait(lambda: reached("terminal"), plan.triggers_deadline_s)
+    window.load_done()
+    result = crossing(stack.db, order_ids, moved_at)
+    run.monitor.set_phase("triggers_flush")
+    return result | {
+        "requested": plan.triggers_crossing,
+        "accepted": len(order_ids),
+        "http_errors": dict(Counter(str(r[2]) for r in records if r[2] != 202)),
+        "intake_latency_ms": figures.summary((r[1] for r in records if r[2] == 202), 1),
+        "waiting_before_move": waiting_before,
+        "price_before": str(price),
+        "limit_price": str(limit),
+        "moved_to": str(target),
+        "all_routed": routed,
+        "drained": drained,
+        "cost": window.finish(len(order_ids)),
+    }
+
+
+def triggered_count(engine: Engine) -> int:
+    """Trigger events written so far (the `routing` event whose data says `triggered`)."""
+    with engine.connect() as conn:
+        query = text("SELECT count(*) FROM order_events WHERE data ? 'triggered'")
+        return int(conn.execute(query).scalar_one())
+
+
+def crossing_counts(engine: Engine, order_ids: list[str]) -> dict[str, int]:
+    """Of these orders: how many wait, have a `routing` event, are terminal."""
+    with engine.connect() as conn:
+        row = conn.execute(COUNTS_SQL, {"ids": order_ids}).one()
+    return {"waiting": row[0], "routed": row[1], "terminal": row[2]}
+
+
+def crossing(engine: Engine, order_ids: list[str], moved_at: float) -> dict[str, Any]:
+    """From the market's move to each order's `routing` event (the trigger engine routes the
+    order as it triggers it), and from its trigger to the executor's `building` event; the
+    evaluations that triggered them (one trigger statement writes one `at` for all its events);
+    the final statuses. An order re-armed by the worker (the market moved back before its
+    quote) is triggered again: its `building` latency runs from the trigger just before it."""
+    with engine.connect() as conn:
+        events = conn.execute(STEPS_SQL, {"ids": order_ids}).all()
+        orders = conn.execute(FINALS_SQL, {"ids": order_ids}).all()
+    history: dict[str, list[tuple[str, float, bool, bool]]] = defaultdict(list)
+    for order_id, *step in events:
+        history[order_id].append(tuple(step))  # type: ignore[arg-type]
+    to_routing, to_building, evaluations, rearmed = [], [], Counter[float](), 0
+    for steps in history.values():
+        triggers = [at for _, at, triggered, _ in steps if triggered]
+        evaluations.update(triggers)
+        rearmed += sum(1 for *_, again in steps if again)
+        routing = next((at for status, at, _, _ in steps if status == "routing"), None)
+        if routing is None:
+            continue
+        to_routing.append((routing - moved_at) * 1000)
+        building = next((at for status, at, _, _ in steps if status == "building"), None)
+        before = [at for at in triggers if building is not None and at <= building]
+        if building is not None and before:
+            to_building.append((building - before[-1]) * 1000)
+    return {
+        "routed": len(to_routing),
+        "move_to_routing_ms": figures.summary(to_routing, 1),
+        "routing_to_building_ms": figures.summary(to_building, 1),
+        "evaluations": [
+            [round((at - moved_at) * 1000), n] for at, n in sorted(evaluations.items())
+        ],
+        "rearmed": rearmed,
+        "final_status": dict(Counter(status for status, _ in orders)),
+        "failures": dict(Counter(code or "unknown" for s, code in orders if s == "failed")),
+    }

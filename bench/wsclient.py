@@ -1,4 +1,5 @@
-"""WebSocket subscribers for the live-updates measurement: many sockets per process on asyncio.
+"""WebSocket clients: the live-updates measurement's subscribers (many sockets per process on
+asyncio), the peer load's client, and a Redis tap beside them.
 
 Each subscriber follows one order over `GET /api/orders/execute?orderId=<id>` and records
 every event with the wall time it arrived; the lag of an event is that time minus the event's
@@ -25,7 +26,7 @@ from wsproto.events import (
     TextMessage,
 )
 
-from bench.httpclient import HOST
+from bench.loadgen import ENGINE_PATH, HOST, Pool, order_body, post
 
 CONNECT_TIMEOUT_S = 30.0
 HANDSHAKES_IN_FLIGHT = 32
@@ -45,27 +46,28 @@ async def _subscribe_many(spec: dict[str, Any], connected_event: Any) -> dict[st
     tasks = [asyncio.create_task(s.run(handshakes, deadline)) for s in subscribers]
     await asyncio.wait([s.opened for s in subscribers], timeout=CONNECT_TIMEOUT_S * 2)
     connected_event.set()
-    await asyncio.wait(tasks, timeout=max(0.1, deadline - time.monotonic()) + 5)
-    for task in tasks:
-        task.cancel()
+    await _until(tasks, deadline)
     return {"subscribers": [s.record for s in subscribers]}
 
 
+async def _until(tasks: list[asyncio.Task[None]], deadline: float) -> None:
+    """Wait for the streams until the deadline (and 5 s), then cancel what is left."""
+    if tasks:
+        await asyncio.wait(tasks, timeout=max(0.1, deadline - time.monotonic()) + 5)
+    for task in tasks:
+        task.cancel()
+
+
 class Subscriber:
+    """One socket following one order; `record` is what the report reads."""
+
     def __init__(self, port: int, order_id: str, target: str | None = None) -> None:
-        self.port = port
-        self.order_id = order_id
+        self.port, self.order_id = port, order_id
         self.target = target or f"/api/orders/execute?orderId={order_id}"
         self.opened: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.record: dict[str, Any] = {
-            "orderId": order_id,
-            "connected": False,
-            "connectMs": None,
-            "openedAt": None,
-            "events": [],  # [seq, status, at, received wall time]
-            "closeCode": None,
-            "error": None,
-        }
+        self.record: dict[str, Any] = {"orderId": order_id, "connected": False}
+        self.record |= {"connectMs": None, "openedAt": None, "closeCode": None, "error": None}
+        self.record["events"] = []  # [seq, status, at, received wall time]
 
     async def run(self, handshakes: asyncio.Semaphore, deadline: float) -> None:
         writer = None
@@ -87,11 +89,10 @@ class Subscriber:
         started = time.monotonic()
         reader, writer = await asyncio.open_connection(HOST, self.port)
         ws = WSConnection(ConnectionType.CLIENT)
-        key = os.environ.get("BENCH_API_KEY", "")  # set by bench/stack.py (DESIGN §9)
+        key = os.environ.get("BENCH_API_KEY", "")  # set by bench/stack.py
         auth = [("Authorization", f"Bearer {key}")] if key else []
-        writer.write(
-            ws.send(Request(host=f"{HOST}:{self.port}", target=self.target, extra_headers=auth))
-        )
+        request = Request(host=f"{HOST}:{self.port}", target=self.target, extra_headers=auth)
+        writer.write(ws.send(request))
         while True:
             data = await reader.read(65536)
             if not data:
@@ -102,11 +103,9 @@ class Subscriber:
                 if isinstance(event, RejectConnection):
                     raise ConnectionError(f"handshake rejected: HTTP {event.status_code}")
                 if isinstance(event, AcceptConnection):
-                    self.record.update(
-                        connected=True,
-                        connectMs=round((time.monotonic() - started) * 1000, 2),
-                        openedAt=time.time(),
-                    )
+                    connect_ms = round((time.monotonic() - started) * 1000, 2)
+                    self.record |= {"connected": True, "connectMs": connect_ms}
+                    self.record["openedAt"] = time.time()
                     self.opened.set_result(True)
                     return reader, writer, ws, events[index + 1 :]
 
@@ -147,104 +146,97 @@ class Subscriber:
             self.record["error"] = f"server message: {message.get('description', message)}"[:200]
 
 
-def tap(spec: dict[str, Any], ready_event: Any, stop_event: Any) -> dict[str, Any]:
-    """A bare Redis subscriber beside the sockets: when each event left the worker.
+# -- the peer load (`--preset peer`) -------------------------------------------------------------
+#
+# One process posts `orders` market orders back to back over `connections` kept-alive HTTP
+# connections (closed loop: each connection sends its next order as soon as the last one was
+# answered) and, as each 202 arrives, opens one WebSocket for that order and follows it to its
+# terminal event. It finishes when every stream has ended or at the deadline. A stream is exact
+# when it received every event once, seq 1, 2, 3, … in order, ending with the terminal one: the
+# events the API replays from history on connect and those it pushes live must join without a
+# gap or a duplicate.
 
-    Its receipt time splits an event's lag in two: `at` → Redis (the worker committing and
-    publishing) and Redis → socket (the API's hub, the socket's greenlet, the network); the
-    target is judged on the second. The loop only stores each message's bytes and arrival time
-    (parsed after it), so the tap keeps up: one that fell behind would make Redis → socket read
-    low. It keeps the events of the orders it was given (`spec["order_ids"]`): pub/sub ignores
-    the database number, so anyone else's events on the same server reach it too. It stops when
-    `stop_event` is set (every socket is done, so all they saw was published) and its socket is
-    quiet; a dropped connection is resubscribed and counted, and after any other error it
-    returns what it has, with the error.
-    """
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
+PEER_HANDSHAKES_IN_FLIGHT = 64
 
-    # No retries inside redis-py: each reconnect may have lost events, so the loop counts it.
-    client = redis.Redis.from_url(spec["redis_url"], retry=Retry(NoBackoff(), 0))
+
+def peer(spec: dict[str, Any]) -> dict[str, Any]:
+    return asyncio.run(_peer(spec))
+
+
+async def _peer(spec: dict[str, Any]) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    pool = Pool(spec["port"], spec["connections"])
     deadline = time.monotonic() + spec["deadline_s"]
+    handshakes = asyncio.Semaphore(PEER_HANDSHAKES_IN_FLIGHT)
+    counter = iter(range(spec["orders"]))
+    posts: list[list[Any]] = []  # [sent wall time, latency ms, status, orderId, reply wall time]
+    subscribers: list[Subscriber] = []
+    streams: list[asyncio.Task[None]] = []
+    started = time.time()
+
+    async def client() -> None:
+        for index in counter:
+            if time.monotonic() >= deadline:
+                return
+            sent_wall, sent = time.time(), loop.time()
+            status, order_id = await post(pool, ENGINE_PATH, order_body(spec["tag"], index), None)
+            latency_ms = round((loop.time() - sent) * 1000, 3)
+            posts.append([sent_wall, latency_ms, status, order_id, time.time()])
+            if order_id is not None:
+                subscriber = Subscriber(spec["port"], order_id)
+                subscribers.append(subscriber)
+                streams.append(asyncio.create_task(subscriber.run(handshakes, deadline)))
+
+    await asyncio.gather(*(client() for _ in range(spec["connections"])))
+    posted = time.time()
+    pool.close()
+    await _until(streams, deadline)
+    return {
+        "started": started,
+        "posted": posted,
+        "finished": time.time(),
+        "posts": posts,
+        "subscribers": [s.record for s in subscribers],
+    }
+
+
+def tap(spec: dict[str, Any], ready_event: Any, stop_event: Any) -> dict[str, Any]:
+    """A bare Redis subscriber beside the sockets: its receipt time splits an event's lag into
+    `at` → Redis (the worker commits, publishes) and Redis → socket (the API's side, judged). It
+    only stores each message and its arrival time (parsed after), so it keeps up; it keeps the
+    events of its orders (pub/sub ignores the database number), and stops once `stop_event` is
+    set and its socket is quiet; after an error it returns what it has, with the error."""
+    import redis
+
+    from order_engine.live.events import published_events
+
     raw: list[tuple[bytes, float]] = []
-    pubsub = None
-    reconnects, reconnect_cause, error = 0, None, None
+    result: dict[str, Any] = {}
+    deadline = time.monotonic() + spec["deadline_s"]
+    pubsub = redis.Redis.from_url(spec["redis_url"]).pubsub()
     try:
+        pubsub.subscribe(spec["channel"])
+        confirm_by = time.monotonic() + CONNECT_TIMEOUT_S
+        while (m := pubsub.get_message(timeout=1.0)) is None or m["type"] != "subscribe":
+            if time.monotonic() > confirm_by:  # once confirmed, no event is missed
+                raise TimeoutError("the subscription was not confirmed")
+        ready_event.set()
         while time.monotonic() < deadline:
             stopping = stop_event.is_set()
-            try:
-                if pubsub is None:
-                    if stopping:
-                        break
-                    pubsub = _subscribe(client, [spec["channel"]], raw)
-                    ready_event.set()
-                message = pubsub.get_message(timeout=TAP_QUIET_S if stopping else 0.5)
-            except (redis.ConnectionError, redis.TimeoutError, TimeoutError) as exc:
-                reconnects += 1
-                reconnect_cause = f"{type(exc).__name__}: {exc}"[:200]
-                if pubsub is not None:
-                    pubsub.close()
-                pubsub = None
-                time.sleep(0.1)
-                continue
+            message = pubsub.get_message(timeout=TAP_QUIET_S if stopping else 0.5)
             if message is not None:
                 raw.append((message["data"], time.time()))
             elif stopping:
                 break
     except Exception as exc:  # noqa: BLE001 - keep what was received; the report shows why
-        error = f"Redis tap stopped early: {type(exc).__name__}: {exc}"[:300]
+        result["error"] = f"Redis tap stopped early: {type(exc).__name__}: {exc}"[:300]
     finally:
-        if pubsub is not None:
-            pubsub.close()
-    received, unreadable = _parse_tapped(raw, set(spec["order_ids"]))
-    result: dict[str, Any] = {
-        "received": received,
-        "unreadable": unreadable,
-        "reconnects": reconnects,
-        "reconnect_cause": reconnect_cause,
-    }
-    if error:
-        result["error"] = error
-    return result
-
-
-def _subscribe(client: Any, channels: list[str], raw: list[tuple[bytes, float]]) -> Any:
-    """Subscribe, and return once Redis has confirmed every channel: no event is missed after."""
-    pubsub = client.pubsub()
-    try:
-        pubsub.subscribe(*channels)
-        confirmed, deadline = 0, time.monotonic() + CONNECT_TIMEOUT_S
-        while confirmed < len(channels):
-            message = pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
-            if message is None:
-                raise TimeoutError(f"{confirmed} of {len(channels)} subscriptions confirmed")
-            if message["type"] == "subscribe":
-                confirmed += 1
-            else:
-                raw.append((message["data"], time.time()))
-    except Exception:
         pubsub.close()
-        raise
-    return pubsub
-
-
-def _parse_tapped(
-    raw: list[tuple[bytes, float]], order_ids: set[str]
-) -> tuple[list[list[Any]], int]:
-    """[orderId, seq, receipt time] of every event of `order_ids`, and how many lines were not
-    events."""
-    from order_engine.live.events import published_events
-
-    received: list[list[Any]] = []
-    unreadable = 0
-    for data, received_at in raw:
-        text = data.decode() if isinstance(data, bytes) else data
-        for order_id, line in published_events(text):
-            if order_id not in order_ids:
-                continue
-            try:
-                received.append([order_id, json.loads(line)["seq"], received_at])
-            except (ValueError, TypeError, KeyError):
-                unreadable += 1
-    return received, unreadable
+    wanted = set(spec["order_ids"])
+    result["received"] = [
+        [order_id, json.loads(line)["seq"], received_at]
+        for data, received_at in raw
+        for order_id, line in published_events(data.decode() if isinstance(data, bytes) else data)
+        if order_id in wanted
+    ]
+    return result

@@ -19,8 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from order_engine.app import create_app
+from order_engine.ops.launch import stop_process
 from tests.support.clients import TEST_API_KEY
-from tests.support.processes import stop_process
 from tests.support.servers import (
     APP_REDIS_DB,
     BROKER_REDIS_DB,

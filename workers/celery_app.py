@@ -53,8 +53,6 @@ flask_app = create_app()
 flask_app.config["DB_SESSION_TIMEOUTS_MS"] = WORKER_SESSION_TIMEOUTS_MS
 celery_app = flask_app.extensions["celery"]
 celery_app.autodiscover_tasks(["workers"], related_name="tasks", force=True)
-# The benchmark's no-op task; harmless when unused.
-celery_app.autodiscover_tasks(["workers"], related_name="bench_tasks", force=True)
 
 
 @worker_process_init.connect

@@ -20,7 +20,3 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(orders_bp)
     app.register_blueprint(streams_bp)
     app.register_blueprint(dashboard_bp)
-
-    from order_engine.api import bench
-
-    bench.register(app)  # only with BENCH_ENDPOINTS=1

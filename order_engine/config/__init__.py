@@ -39,7 +39,6 @@ from order_engine.config.options import Option, Required, option, read
 from order_engine.config.parsers import (
     ConfigError,
     LatencyRange,
-    Parser,
     base_url,
     choice,
     log_level,
@@ -462,13 +461,6 @@ class Settings:
         "`user:password` for Flower, which shows every order's task and its arguments",
         example="operator:change-me",
         secret=True,
-    )
-    bench_endpoints: bool = option(
-        "BENCH_ENDPOINTS",
-        Parser(lambda _name, raw: raw == "1", "`1`: on"),
-        "0",
-        OBSERVABILITY,
-        "`1` serves the benchmark's baseline endpoint (api/bench.py)",
     )
 
     @property

@@ -10,8 +10,6 @@ from __future__ import annotations
 EXECUTE_ORDER = "orders.execute_order"
 RECONCILE_ORDERS = "orders.reconcile_orders"
 EVALUATE_TRIGGERS = "orders.evaluate_triggers"
-# The benchmark's no-op task (workers/bench_tasks.py), sent by /bench/baseline.
-NOOP_TASK = "bench.noop"
 
 # Orders run on TASK_QUEUE; the scheduler's own tasks on CONTROL_QUEUE, so a backlog of orders
 # never delays the reconciler or the trigger engine.

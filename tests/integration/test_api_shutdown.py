@@ -11,11 +11,10 @@ from sqlalchemy.orm import Session
 
 from order_engine.live.streaming import STREAM_TICK_S
 from order_engine.models import Order
+from order_engine.ops.launch import api_argv, child_settings, free_port, start_process, stop_process
 from order_engine.repositories.order import OrderRepository
 from tests.support.clients import WsClient
 from tests.support.factories import add_order
-from tests.support.processes import free_port, start_process, stop_process
-from tests.support.stack import api_argv
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
@@ -33,7 +32,9 @@ def test_sigterm_closes_open_streams_with_1001_and_a_resume_point(
         order_id = order.id
     port = free_port()
     settings = {**test_settings, "WEB_CONCURRENCY": "1", "API_WORKER_CLASS": worker_class}
-    api = start_process(api_argv(settings, port), {**os.environ, **settings}, tmp_path / "api.log")
+    api = start_process(
+        api_argv(child_settings(settings), port), {**os.environ, **settings}, tmp_path / "api.log"
+    )
     try:
         wait_until(
             lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz").status == 200,

@@ -14,9 +14,8 @@ import psutil
 import pytest
 
 from order_engine.config import PROJECT_ROOT
-from tests.support.processes import start_process, stop_process
+from order_engine.ops.launch import child_settings, start_process, stop_process, worker_argv
 from tests.support.servers import RedisServer
-from tests.support.stack import worker_argv
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
@@ -140,7 +139,9 @@ def test_a_worker_stops_within_its_bound_whatever_its_broker_s_state(
     }
     log_path = tmp_path / "worker.log"
     worker = start_process(
-        worker_argv(settings, "bounded-stop"), {**os.environ, **settings}, log_path
+        worker_argv(child_settings(settings), "bounded-stop@%h", loglevel="INFO"),
+        {**os.environ, **settings},
+        log_path,
     )
     try:
         wait_until(lambda: " ready." in log_path.read_text(), 60, "the worker to be ready")

@@ -1,5 +1,5 @@
-"""One account's flood must not starve another (issue 11, item 3), against a real gunicorn API
-with the default limits: the flooder gets 429s while the other account's p99 stays within 3×
+"""One account's flood must not starve another, against a real gunicorn API with the default
+limits: the flooder gets 429s while the other account's p99 stays within 3×
 its unloaded figure; sockets past the cap are refused while /healthz answers."""
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ import pytest
 import simple_websocket
 from sqlalchemy.orm import Session
 
+from order_engine.ops.launch import api_argv, child_settings, free_port, start_process, stop_process
 from order_engine.services.access import AccessService
 from tests.support.clients import WsClient, order_body, request
-from tests.support.processes import free_port, start_process, stop_process
-from tests.support.stack import api_argv
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
@@ -49,7 +48,9 @@ def limited_api(test_settings, engine, tmp_path_factory):
         "CELERY_BROKER_URL": test_settings["REDIS_URL"],
     }
     log = tmp_path_factory.mktemp("limited-api") / "api.log"
-    process = start_process(api_argv(settings, port), {**os.environ, **settings}, log)
+    process = start_process(
+        api_argv(child_settings(settings), port), {**os.environ, **settings}, log
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: request("GET", f"{base}/readyz", timeout_s=2).status == 200, 60, "API")

@@ -1,4 +1,4 @@
-"""Operators find an order's tasks and retries in Flower by its order id (DESIGN §11): a real
+"""Operators find an order's tasks and retries in Flower by its order id: a real
 Flower, started as `make flower` starts it, watching the live stack's worker."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
+from order_engine.ops.launch import free_port, start_process, stop_process
 from tests.support.clients import order_body, request
-from tests.support.processes import free_port, start_process, stop_process
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from order_engine.chain.layouts.raydium import CpmmPoolState
 from order_engine.chain.layouts.token import TokenAccount
 from order_engine.chain.programs import RAYDIUM_CPMM_PROGRAM
 from order_engine.domain.tokens import resolve
-from tests.support.processes import free_port
+from order_engine.ops.launch import free_port
 from tests.support.watchers import wait_until
 from tests.unit.localnet.support import (
     Call,

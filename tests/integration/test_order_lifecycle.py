@@ -10,7 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from tests.support.clients import order_body, request, rpc, stream
+from order_engine.ops.launch import rpc
+from tests.support.clients import order_body, request, stream
 from tests.support.invariants import HAPPY_PATH
 from tests.support.watchers import wait_until
 

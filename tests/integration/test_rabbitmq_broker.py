@@ -21,13 +21,13 @@ from sqlalchemy.orm import Session
 from order_engine.app import create_app
 from order_engine.config import Settings
 from order_engine.models import Order
+from order_engine.ops.launch import free_port, start_process, stop_process
 from order_engine.repositories.order import OrderRepository
 from order_engine.tasking import dispatch
 from order_engine.tasking.app import TASK_QUEUE, is_amqp
 from tests.support.brokers import private_broker_url, queue_depth
 from tests.support.clients import TEST_API_KEY
 from tests.support.factories import build_order
-from tests.support.processes import free_port, start_process, stop_process
 from tests.support.watchers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]

@@ -8,8 +8,8 @@ import psutil
 import pytest
 import redis
 
+from order_engine.ops.launch import free_port
 from order_engine.services.reconciler import HEARTBEAT_KEY
-from tests.support.processes import free_port
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration

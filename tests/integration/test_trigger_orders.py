@@ -11,7 +11,8 @@ from decimal import Decimal
 import pytest
 from solders.keypair import Keypair
 
-from tests.support.clients import request, rpc, stream
+from order_engine.ops.launch import rpc
+from tests.support.clients import request, stream
 from tests.support.watchers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]

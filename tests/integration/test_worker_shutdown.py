@@ -9,12 +9,12 @@ from sqlalchemy.orm import Session
 
 from order_engine.app import create_app
 from order_engine.models import Order
+from order_engine.ops.launch import child_settings, start_process, stop_process, worker_argv
 from order_engine.repositories.order import OrderRepository
 from order_engine.tasking import dispatch
 from tests.support.brokers import private_broker_url
 from tests.support.factories import add_order
-from tests.support.processes import start_process, stop_process
-from tests.support.stack import start_localnet, worker_argv
+from tests.support.stack import start_localnet
 from tests.support.watchers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
@@ -32,7 +32,9 @@ def test_sigterm_lets_the_running_swap_finish(test_settings, tmp_path):
         order_id = order.id
     settings["WORKER_POOL"], settings["WORKER_CONCURRENCY"] = "threads", "4"
     worker = start_process(
-        worker_argv(settings, "shutdown-test"), {**os.environ, **settings}, tmp_path / "worker.log"
+        worker_argv(child_settings(settings), "shutdown-test@%h", loglevel="INFO"),
+        {**os.environ, **settings},
+        tmp_path / "worker.log",
     )
 
     def status() -> str:

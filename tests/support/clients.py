@@ -1,5 +1,6 @@
 """Clients for tests against running processes (stdlib + simple-websocket): HTTP and WebSocket
-with the suite's API key, JSON-RPC to the localnet, and the bodies of the orders they send."""
+with the suite's API key, and the bodies of the orders they send (JSON-RPC to the localnet:
+`order_engine.ops.launch.rpc`)."""
 
 from __future__ import annotations
 
@@ -112,19 +113,6 @@ def stream(
         with contextlib.suppress(simple_websocket.ConnectionClosed):
             ws.close()
     return result
-
-
-def rpc(url: str, method: str, params: list | None = None, timeout_s: float = 10) -> object:
-    """One JSON-RPC call to a Solana-style node (the localnet); raises on an error object."""
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []})
-    req = urllib.request.Request(
-        url, data=body.encode(), method="POST", headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=timeout_s) as response:
-        reply = json.load(response)
-    if "error" in reply:
-        raise RuntimeError(f"{method}: {reply['error']}")
-    return reply["result"]
 
 
 def order_body(**overrides: Any) -> dict[str, Any]:

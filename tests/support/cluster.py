@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from order_engine.ops.embedded import pid_alive
-from tests.support.processes import start_process
+from order_engine.ops.launch import start_process
 from tests.support.watchers import wait_until
 
 PREFIX = "oec"
@@ -343,14 +343,15 @@ def deploy(
 
     from order_engine.chain.wallet import ensure_dev_keypair
     from order_engine.ops import migrate
-    from tests.support.clients import rpc
-    from tests.support.servers import install_test_key
-    from tests.support.stack import (
+    from order_engine.ops.launch import (
         api_argv,
-        localnet_program_argv,
+        child_settings,
+        localnet_argv,
+        rpc,
         scheduler_argv,
         worker_argv,
     )
+    from tests.support.servers import install_test_key
 
     hosts = {"servers": c.add_host("srv", 1)}
     hosts |= {f"api{n}": c.add_host(f"api{n}", 10 + n) for n in range(1, apis + 1)}
@@ -372,7 +373,7 @@ def deploy(
         "LOCALNET_PORT": str(LOCALNET_PORT),
         "LOCALNET_STATE_DIR": str(c.work_dir / "localnet"),
     }
-    localnet_process = c.start(servers, "localnet", localnet_program_argv(), localnet_env)
+    localnet_process = c.start(servers, "localnet", localnet_argv(), localnet_env)
     localnet_url = f"http://{servers.ip}:{LOCALNET_PORT}"
     wait_until(lambda: rpc(localnet_url, "getHealth", timeout_s=1) == "ok", 60, "the localnet")
 
@@ -390,13 +391,14 @@ def deploy(
     env = {**os.environ, **settings}
     deployment = Deployment(settings, hosts, localnet_url, localnet_process)
     for host in deployment.hosts_named("api"):
-        argv = api_argv(settings, API_PORT)
-        argv[argv.index("--bind") + 1] = f"0.0.0.0:{API_PORT}"
-        c.start(host, "api", argv, env)
+        c.start(host, "api", api_argv(child_settings(env), API_PORT, host="0.0.0.0"), env)
     for name, host in hosts.items():
         if name.startswith("worker"):
-            c.start(host, "worker", worker_argv(settings, name), env)
-    c.start(hosts["sched"], "beat", scheduler_argv(settings, c.work_dir / "beat-schedule"), env)
+            argv = worker_argv(child_settings(env), f"{name}@%h", loglevel="INFO")
+            c.start(host, "worker", argv, env)
+    schedule = c.work_dir / "beat-schedule"
+    argv = scheduler_argv(child_settings(env), schedule, loglevel="INFO")
+    c.start(hosts["sched"], "beat", argv, env)
     for host in deployment.hosts_named("api"):
         wait_until(lambda h=host: c.reachable(h, API_PORT), 60, f"{host.name} to listen", 0.2)
     for host in deployment.hosts_named("worker"):

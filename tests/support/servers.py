@@ -26,7 +26,7 @@ from redis.retry import Retry
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from tests.support.processes import free_port, start_process, stop_process
+from order_engine.ops.launch import free_port, start_process, stop_process
 from tests.support.watchers import wait_until
 
 # Overridable so that two test sessions can share one server without stepping on each other.

@@ -1,35 +1,30 @@
 """The stack under test: API (gunicorn), Celery worker(s), beat and the localnet as child
-processes, each started with the command line `make run` gives it.
+processes of a `Launcher` (order_engine.ops.launch: each started with the command line `make run`
+gives it), and what only the tests do with them.
 
-`api_argv`, `worker_argv` and `scheduler_argv` take production's programs from
-`order_engine.ops.cli` (`api_program`, `worker_program`, `scheduler_program`: same interpreter, same
-gunicorn config module, pool, concurrency and queues from the same settings) and change only
-what a test stack must have differently, each said where it is done. `Stack` starts, kills and
-restarts those processes, reads the stack's database and chain, and submits and watches orders.
+`Stack` starts, kills and restarts those processes, reads the stack's database and chain, and
+submits and watches orders. Two kinds of stack use it: the session's `live_stack`
+(tests/conftest.py: API and worker on the session's servers and localnet) and the fault suite's
+`make_stack` (tests/integration/faults: private Redis, optionally private PostgreSQL, its own
+localnet, beat, the timings below). Every stack has its own localnet process (the simulated
+validator, `order_engine.localnet`) or shares the session's: its settings (`LOCALNET_SETTINGS`:
+landing latency, blockhash validity, random failure rates) go to that process, the rest to the
+engine's processes. Chain faults are planned per memo on the localnet (`Stack.plant_faults`);
+faults of the sender process itself (dying or hanging inside `send_transaction`) exist only in
+the test worker app `tests.support.crashing_worker` (`make_stack(sender_faults=True)`,
+`Stack.plant_sender_faults`).
 
-Two kinds of stack use it: the session's `live_stack` (tests/conftest.py: API and worker on the
-session's servers and localnet) and the fault suite's `make_stack` (tests/integration/faults:
-private Redis, optionally private PostgreSQL, its own localnet, beat, the timings below). Every
-stack has its own localnet process (the simulated validator, `order_engine.localnet`) or shares
-the session's: its settings (`LOCALNET_SETTINGS`: landing latency, blockhash validity, random
-failure rates) go to that process, the rest to the engine's processes. Chain faults are planned
-per memo on the localnet (`Stack.plant_faults`); faults of the sender process itself (dying or
-hanging inside `send_transaction`) exist only in the test worker app
-`tests.support.crashing_worker` (`make_stack(sender_faults=True)`, `Stack.plant_sender_faults`).
-
-Processes started here are owned by the test or fixture that started them and always stopped.
+The processes are not run under `order_engine.ops.supervisor`: it restarts a process that dies,
+and the fault tests kill processes and decide themselves when one comes back. Processes started
+here are owned by the test or fixture that started them and always stopped.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
 import subprocess
-import threading
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,11 +33,18 @@ import psutil
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from order_engine.config import Settings
-from order_engine.ops.cli import CELERY_APP, api_program, scheduler_program, worker_program
-from tests.support.clients import HttpResponse, order_body, request, rpc
+from order_engine.ops.cli import CELERY_APP
+from order_engine.ops.launch import (
+    Launcher,
+    child_settings,
+    free_port,
+    rpc,
+    scheduler_argv,
+    stop_process,
+    worker_argv,
+)
+from tests.support.clients import HttpResponse, order_body, request
 from tests.support.invariants import TERMINAL
-from tests.support.processes import free_port, start_process, stop_process
 from tests.support.servers import RedisServer
 from tests.support.watchers import Watcher, wait_until
 
@@ -143,98 +145,36 @@ def start_localnet(state_dir: Path, extra_env: dict[str, str] | None = None) -> 
         **os.environ,
         **LOCALNET_TIMINGS,
         **(extra_env or {}),
-        "LOCALNET_PORT": str(port),
         "LOCALNET_STATE_DIR": str(state_dir),
     }
-    argv = list(localnet_program_argv())
-    process = start_process(argv, env, state_dir / "localnet.log")
-    url = f"http://127.0.0.1:{port}"
-    localnet = Localnet(url, port, state_dir, process)
+    launcher = Launcher(state_dir)
     try:
-        wait_until(lambda: rpc(url, "getHealth", timeout_s=1) == "ok", 30, "the localnet")
-    except AssertionError:
-        stop_process(process)
-        raise AssertionError((state_dir / "localnet.log").read_text(errors="replace")) from None
-    return localnet
-
-
-# -- production's command lines, with what a test stack needs changed --------------------------
-
-
-def _with_option(argv: list[str], option: str, value: str) -> list[str]:
-    argv = list(argv)
-    argv[argv.index(option) + 1] = value
-    return argv
-
-
-def localnet_program_argv() -> list[str]:
-    from order_engine.ops.cli import localnet_program
-
-    # localnet_program ignores its settings (the localnet reads its own environment).
-    return list(localnet_program(None).argv)  # type: ignore[arg-type]
-
-
-def api_argv(settings: dict[str, str], port: int) -> list[str]:
-    """gunicorn exactly as `make run` starts it (order_engine.ops.cli), bound to loopback: a test
-    picks a free port and serves nobody else."""
-    argv = api_program(Settings.from_env(settings)).argv
-    return _with_option(list(argv), "--bind", f"127.0.0.1:{port}")
-
-
-def worker_argv(
-    settings: dict[str, str],
-    name: str,
-    *,
-    app: str = CELERY_APP,
-    queues: str | None = None,
-) -> list[str]:
-    """The Celery worker exactly as `make run` starts it, but named `name@%h` (production runs
-    one worker per host; a test runs several on one), always logging at INFO (tests wait for
-    its " ready." line), optionally as another Celery app (the sender-fault test app, which
-    wraps production's) or on other queues (a control-only worker)."""
-    argv = list(worker_program(Settings.from_env(settings)).argv)
-    argv = _with_option(argv, "--loglevel", "INFO")
-    argv = _with_option(argv, "-A", app)
-    if queues is not None:
-        argv = _with_option(argv, "--queues", queues)
-    return _with_option(argv, "--hostname", f"{name}@%h")
-
-
-def scheduler_argv(settings: dict[str, str], schedule_file: Path) -> list[str]:
-    """Celery beat exactly as `make run` starts it, but with its own schedule file (production
-    keeps one in .state/, which two test stacks must not share) and at INFO (tests wait for its
-    "beat: Starting" line)."""
-    argv = list(scheduler_program(Settings.from_env(settings)).argv)
-    argv = _with_option(argv, "--schedule", str(schedule_file))
-    return _with_option(argv, "--loglevel", "INFO")
+        url = launcher.start_localnet(env, port)
+    except BaseException:
+        launcher.close(5)
+        raise
+    return Localnet(url, port, state_dir, launcher.processes["localnet"])
 
 
 # -- the stack ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Stack:
-    """API (gunicorn), Celery worker(s) and beat as child processes, each started with the
-    command line `make run` gives it (order_engine.ops.cli), against given servers and a localnet.
-
-    The processes are not run under `order_engine.ops.supervisor`: it restarts a process that dies,
-    and the fault tests kill processes and decide themselves when one comes back.
-    """
+@dataclass(kw_only=True)
+class Stack(Launcher):
+    """API (gunicorn), Celery worker(s) and beat as child processes (a `Launcher`), against
+    given servers and a localnet, with the settings `settings` over the test's environment."""
 
     name: str
     settings: dict[str, str]
-    log_dir: Path
     port: int
     localnet: Localnet
     # A private Redis the test may stop (None: the stack uses the session's Redis).
     redis_server: RedisServer | None = None
     owns_localnet: bool = True
     worker_app: str = WORKER_APP
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     accepted: list[str] = field(default_factory=list)
     watchers: list[Watcher] = field(default_factory=list)
     idempotency_keys: set[str] = field(default_factory=set)
-    _starts: Counter[str] = field(default_factory=Counter)
     _engine: Engine | None = None
 
     @property
@@ -253,33 +193,21 @@ class Stack:
 
     # processes
 
-    def _start(
-        self, name: str, argv: list[str], overrides: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        assert name not in self.processes or self.processes[name].poll() is not None, name
-        self._starts[name] += 1
-        env = {**os.environ, **self.settings, **(overrides or {})}
-        self.processes[name] = start_process(argv, env, self.log_path(name))
-        return self.processes[name]
+    def env(self, overrides: dict[str, str] | None = None) -> dict[str, str]:
+        return {**os.environ, **self.settings, **(overrides or {})}
 
     def start_api(
         self, *, workers: int | None = None, graceful_timeout_s: int = 2, wait: bool = True
     ) -> None:
-        """gunicorn as `make run` starts it; `workers` overrides WEB_CONCURRENCY."""
-        overrides = {} if workers is None else {"WEB_CONCURRENCY": str(workers)}
-        argv = api_argv({**self.settings, **overrides}, self.port)
-        # gunicorn_conf waits 15 s for open requests on SIGTERM; the fault tests stop and
-        # restart APIs many times and want each stop to be quick.
-        argv += ["--graceful-timeout", str(graceful_timeout_s)]
-        self._start("api", argv, overrides)
-        if wait:
-            self.wait_api()
+        """gunicorn as `make run` starts it; `workers` overrides WEB_CONCURRENCY. gunicorn_conf
+        waits 15 s for open requests on SIGTERM; the fault tests stop and restart APIs many
+        times and want each stop to be quick (`graceful_timeout_s`)."""
+        env = self.env({} if workers is None else {"WEB_CONCURRENCY": str(workers)})
+        graceful = ["--graceful-timeout", str(graceful_timeout_s)]
+        super().start_api(env, self.port, extra=graceful, wait=wait)
 
-    def wait_api(self, timeout_s: float = 60) -> None:
-        def ready() -> bool:
-            return request("GET", f"{self.base_url}/readyz", timeout_s=2).status == 200
-
-        wait_until(ready, timeout_s, f"the API of {self.name} to be ready", every_s=0.1)
+    def wait_api(self, port: int | None = None, timeout_s: float = 60) -> None:
+        super().wait_api(port or self.port, timeout_s)
 
     def start_worker(
         self,
@@ -289,72 +217,42 @@ class Stack:
         concurrency: int | None = None,
         queues: str | None = None,
         wait: bool = True,
-    ) -> subprocess.Popen[bytes]:
-        """A Celery worker as `make run` starts it; `pool` and `concurrency` override the
-        stack's WORKER_POOL and WORKER_CONCURRENCY, `queues` the queues it consumes."""
+    ) -> Any:
+        """A Celery worker as `make run` starts it, named `<name>-<port>@%h`, at INFO (tests
+        wait for its " ready." line); `pool` and `concurrency` override the stack's WORKER_POOL
+        and WORKER_CONCURRENCY, `queues` the queues it consumes."""
         overrides = {"WORKER_POOL": pool, "WORKER_CONCURRENCY": concurrency}
-        env = {k: str(v) for k, v in overrides.items() if v is not None}
+        env = self.env({k: str(v) for k, v in overrides.items() if v is not None})
+        hostname = f"{name}-{self.port}@%h"
         argv = worker_argv(
-            {**self.settings, **env}, f"{name}-{self.port}", app=self.worker_app, queues=queues
+            child_settings(env), hostname, app=self.worker_app, queues=queues, loglevel="INFO"
         )
-        process = self._start(name, argv, env)
+        process = self.start(name, argv, env)
         if wait:
-            self.wait_log(name, " ready.", 60)
+            self.wait_log(name, " ready.")
         return process
 
     def start_beat(
         self, name: str = "beat", *, wait: bool = True, overrides: dict[str, str] | None = None
     ) -> None:
-        """Celery beat (the scheduler) as `make run` starts it, `overrides` added to its
-        settings; a second one under another name is a second scheduler, as two hosts would
-        run by mistake."""
-        settings = {**self.settings, **(overrides or {})}
-        self._start(name, scheduler_argv(settings, self.log_dir / f"{name}-schedule"), overrides)
+        """Celery beat (the scheduler) as `make run` starts it, at INFO (tests wait for its
+        "beat: Starting" line), `overrides` added to its settings; a second one under another
+        name is a second scheduler, as two hosts would run by mistake."""
+        env = self.env(overrides)
+        schedule = self.log_dir / f"{name}-schedule"
+        self.start(name, scheduler_argv(child_settings(env), schedule, loglevel="INFO"), env)
         if wait:
-            self.wait_log(name, "beat: Starting", 60)
+            self.wait_log(name, "beat: Starting")
 
-    def pid(self, name: str) -> int:
-        return self.processes[name].pid
-
-    def stop(self, name: str, timeout_s: float = 15) -> None:
-        """SIGTERM one process we started; SIGKILL to its group after `timeout_s`."""
-        stop_process(self.processes[name], timeout_s)
-
-    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
-        """Signal one process we started; SIGKILL also reaps what is left in its group."""
-        process = self.processes[name]
-        os.kill(process.pid, sig)
-        if sig == signal.SIGKILL:
-            process.wait(15)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-
-    def close(self) -> None:
-        """Stop the watchers and every process (in parallel: each may take its grace period),
-        then the localnet if the stack owns it."""
+    def close(self, timeout_s: float = 1.5, last: tuple[str, ...] = ()) -> None:
+        """Stop the watchers and every process, then the localnet if the stack owns it."""
         for watcher in self.watchers:
             watcher.drop()
-        threads = [
-            threading.Thread(target=stop_process, args=(process, 1.5))
-            for process in self.processes.values()
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        super().close(timeout_s, last)
         if self.owns_localnet:
             stop_process(self.localnet.process, 5)
         if self._engine is not None:
             self._engine.dispose()
-
-    def log_path(self, name: str, start: int | None = None) -> Path:
-        """Where one start of a process logs (the latest by default)."""
-        return self.log_dir / f"{name}-{start or self._starts[name]}.log"
-
-    def log(self, name: str, start: int | None = None) -> str:
-        """The log of one start of a process (the latest by default)."""
-        path = self.log_path(name, start)
-        return path.read_text(errors="replace") if path.exists() else ""
 
     def logs(self, tail_chars: int = 6000) -> str:
         return "\n".join(
@@ -363,19 +261,9 @@ class Stack:
             for path in sorted(self.log_dir.rglob("*.log"))
         )
 
-    def wait_log(self, name: str, needle: str, timeout_s: float) -> None:
-        self.wait_log_match(name, re.escape(needle), timeout_s)
-
     def wait_log_match(self, name: str, pattern: str, timeout_s: float) -> None:
-        """Wait until the latest log of process `name` matches a regex (fail if it exits)."""
-        process = self.processes[name]
-
-        def logged() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"{name} exited with {process.returncode}:\n{self.log(name)}")
-            return re.search(pattern, self.log(name)) is not None
-
-        wait_until(logged, timeout_s, f"{name!r} to log {pattern!r}", every_s=0.1)
+        """Until the latest log of process `name` matches a regex (fail if it exits)."""
+        self.wait(name, lambda: re.search(pattern, self.log(name)), repr(pattern), timeout_s)
 
     # clients
 
@@ -529,7 +417,7 @@ class Stack:
     def task_log_count(self, pattern: str, name: str = "worker") -> int:
         """How often a regex matches across every start of a worker's log."""
         return sum(
-            len(re.findall(pattern, self.log(name, n))) for n in range(1, self._starts[name] + 1)
+            len(re.findall(pattern, self.log(name, n))) for n in range(1, self.starts[name] + 1)
         )
 
 
@@ -550,7 +438,14 @@ def start_live_stack(settings: dict[str, str], localnet: Localnet, log_dir: Path
         "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
     }
     purge_broker(settings["CELERY_BROKER_URL"])  # drop messages left by earlier sessions
-    stack = Stack("live", settings, log_dir, port, localnet, owns_localnet=False)
+    stack = Stack(
+        name="live",
+        settings=settings,
+        log_dir=log_dir,
+        port=port,
+        localnet=localnet,
+        owns_localnet=False,
+    )
     try:
         stack.start_api(wait=False)
         stack.start_worker(wait=False)

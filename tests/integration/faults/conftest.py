@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from order_engine.chain.wallet import ensure_dev_keypair
-from tests.support.processes import free_port
+from order_engine.ops.launch import free_port
 from tests.support.servers import (
     PostgresServer,
     RedisServer,

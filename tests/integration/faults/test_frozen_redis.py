@@ -13,10 +13,10 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import create_engine, text
 
+from order_engine.ops.launch import api_argv, child_settings, free_port, start_process, stop_process
 from tests.support.clients import WsClient, order_body, request, stream
-from tests.support.processes import free_port, start_process, stop_process
 from tests.support.servers import RedisServer
-from tests.support.stack import LIVE_LATENCIES, api_argv
+from tests.support.stack import LIVE_LATENCIES
 from tests.support.watchers import wait_until
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,9 @@ def test_post_and_websocket_answer_within_a_bound_while_redis_is_frozen(
         "CELERY_BROKER_URL": redis_server.url(1),
         "PORT": str(port),
     }
-    api = start_process(api_argv(settings, port), {**os.environ, **settings}, tmp_path / "api.log")
+    api = start_process(
+        api_argv(child_settings(settings), port), {**os.environ, **settings}, tmp_path / "api.log"
+    )
     base, ws_base = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}"
     engine = create_engine(settings["DATABASE_URL"])
     assert redis_server.process is not None
