@@ -15,8 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from order_engine.ops.launch import free_port
 from tests.support.clients import TEST_API_KEY, order_body
-from tests.support.processes import free_port
 from tests.support.raw import Answer, SlowRequest
 from tests.support.stack import Stack
 
