@@ -43,7 +43,14 @@ def api(test_settings, localnet, tmp_path_factory) -> Iterator[Stack]:
         # Deadlines hold under either worker class (TEST_API_WORKER_CLASS=gthread tries it).
         "API_WORKER_CLASS": os.environ.get("TEST_API_WORKER_CLASS", "gevent"),
     }
-    stack = Stack("slow-bodies", settings, log_dir, port, localnet, owns_localnet=False)
+    stack = Stack(
+        log_dir=log_dir,
+        name="slow-bodies",
+        settings=settings,
+        port=port,
+        localnet=localnet,
+        owns_localnet=False,
+    )
     try:
         stack.start_api()
         yield stack
