@@ -14,7 +14,7 @@ from tests.unit.localnet.support import over_http
 
 
 class Process:
-    def __init__(self, state_dir: Path, port: int) -> None:
+    def __init__(self, state_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.env = {
             **os.environ,
@@ -23,6 +23,7 @@ class Process:
             "DEX_SWAP_LATENCY_MS": "300-400",
             "DEX_EXPIRY_RATE": "0",
             "DEX_TRANSIENT_FAILURE_RATE": "0",
+            **(env or {}),
         }
         self.log = (state_dir / f"localnet-{port}.log").open("ab")
         self.proc = subprocess.Popen(
