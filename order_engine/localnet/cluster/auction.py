@@ -2,10 +2,14 @@
 
 Everything ready competes at once: sorted by price per compute unit, highest first (ties in
 arrival order, real transactions before background bids), each is included while the block's
-budget and every account it write-locks still hold its compute-unit limit; one that does not
-fit is skipped and the next is tried, as agave's scheduler does. What a transaction costs the
-block is its requested limit (agave's cost model charges the limit, plus signature and
-write-lock costs this leaves out). Pure: no clock, no state, no I/O.
+budget and every account it write-locks still hold its compute-unit limit. The first that does
+not fit the block's budget closes the block; the first that does not fit an account's closes
+that account (what writes it waits; what writes elsewhere goes on). agave's scheduler would
+still squeeze smaller transactions into the last gaps; closing them instead keeps the block's
+and each account's minimum price where they cleared, which is what a fee estimator reads (a
+transfer slipping into a gap says nothing about the price of a swap's worth of block space).
+What a transaction costs the block is its requested limit (agave's cost model charges the
+limit, plus signature and write-lock costs this leaves out). Pure: no clock, no state, no I/O.
 """
 
 from __future__ import annotations
@@ -40,17 +44,20 @@ def select(
     ranked.sort(key=lambda item: item[:3])
     block_used = 0
     used: dict[str, int] = {}
+    closed: set[str] = set()
     offers_in: list[Offer] = []
     bids_in: list[Bid] = []
     for _, _, _, item in ranked:
         units = item.units
         if block_used + units > block_cu:
-            continue
+            break  # the block is full
         if isinstance(item, Offer):
             accounts = item.writable
         else:
             accounts = hot_accounts[item.hot] if item.hot >= 0 else ()
-        if any(used.get(account, 0) + units > account_cu for account in accounts):
+        full = [a for a in accounts if a in closed or used.get(a, 0) + units > account_cu]
+        if full:
+            closed.update(full)
             continue
         block_used += units
         for account in accounts:

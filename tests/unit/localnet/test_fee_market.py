@@ -42,14 +42,14 @@ def test_a_levels_demand_is_its_share_of_the_block_and_of_each_hot_pools_account
         assert general + 2 * min(hot[0], ACCOUNT) == level.demand_pct * BLOCK // 100
         bundles = [b for b in bids if b.tip]
         assert bundles
-        assert all(b.tip >= demand.MIN_TIP_LAMPORTS and b.price > b.cu_price for b in bundles)
+        assert all(b.tip >= demand.MIN_TIP_LAMPORTS for b in bundles)
 
 
 def test_the_slot_price_moves_slot_to_slot_within_its_wave_and_jitter():
     median = LEVELS["high"].median
     prices = [slot_price(7, slot, median) for slot in range(2_000)]
-    assert min(prices) >= median * 65 * 85 // 10_000
-    assert max(prices) <= median * 135 * 115 // 10_000 + 1
+    assert min(prices) >= median * 70 * 88 // 10_000
+    assert max(prices) <= median * 130 * 112 // 10_000 + 1
     moves = [abs(b - a) / a for a, b in zip(prices, prices[1:], strict=False)]
     assert max(moves) > 0.05  # it moves slot to slot
     # ...but the last ten slots' 75th percentile is within ±40 % of the next slot's price
@@ -66,14 +66,14 @@ def test_the_auction_includes_by_price_per_unit_while_the_block_holds():
     assert [o.key for o in chosen] == ["high", "mid"]
 
 
-def test_one_that_does_not_fit_is_skipped_and_a_smaller_one_after_it_fits():
+def test_the_first_that_does_not_fit_the_block_closes_it():
     offers = [
         offer("big", 30, 900, ("a",)),
         offer("huge", 20, 500, ("b",)),
         offer("small", 10, 100, ("c",)),
     ]
     chosen, _ = select(offers, [], [], block_cu=1_000, account_cu=10_000)
-    assert [o.key for o in chosen] == ["big", "small"]
+    assert [o.key for o in chosen] == ["big"]  # "small" would fit the gap: it waits too
 
 
 def test_an_accounts_budget_caps_what_writes_it_and_ties_go_in_arrival_order():
