@@ -11,8 +11,10 @@ figure's source):
 * Memo v2: 1,000 plus 365 per byte, fitted to mainnet readings (12,724 for 32 bytes, 13,505 for
   34, 22,940 for 60): the program logs the memo, and logging dominates;
 * Raydium CPMM `swap_base_input`: 38,500 plus 15 per bit of the amount (39,493 read on mainnet
-  for a SPL-token pair); Meteora DLMM `swap`: 55,000 for a swap within one bin plus 4,500 per
-  further bin crossed (mainnet readings of 54,985 to 68,341 for everyday swaps).
+  for a SPL-token pair); Meteora DLMM `swap`: 55,000 for a swap within one bin plus 1,500 per
+  further bin crossed (mainnet readings of 54,985 to 68,341 for everyday swaps; a swap that
+  walked its bin arrays to their end failed after only 30,584, so a bin costs little: the
+  per-bin figure is an estimate).
 
 The limit is SetComputeUnitLimit's, else 200,000 per instruction that is not a Compute Budget
 one, capped at 1,400,000 (agave's compute budget defaults); the fee is 5,000 lamports per
@@ -42,7 +44,7 @@ MEMO_UNITS_PER_BYTE = 365
 CPMM_SWAP_UNITS = 38_500
 CPMM_UNITS_PER_AMOUNT_BIT = 15
 DLMM_SWAP_UNITS = 55_000
-DLMM_UNITS_PER_BIN = 4_500
+DLMM_UNITS_PER_BIN = 1_500
 
 COMPUTE_BUDGET = frozenset({"ComputeUnitLimit", "ComputeUnitPrice"})
 # Builtins log no "consumed" line; programs deployed as BPF do (agave's log collector).

@@ -28,7 +28,7 @@ def test_the_table_holds_the_public_readings():
     assert metering.memo_units(60) == 22_900  # mainnet: 22,940 for 60 bytes
     assert metering.cpmm_units(10**9) == 38_500 + 15 * 30  # mainnet: 39,493
     assert metering.dlmm_units(0) == 55_000
-    assert metering.dlmm_units(3) == 55_000 + 3 * 4_500
+    assert metering.dlmm_units(3) == 55_000 + 3 * 1_500
 
 
 def test_the_limit_defaults_to_200k_per_instruction_and_is_capped(payer):
