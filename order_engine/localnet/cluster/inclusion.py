@@ -64,15 +64,15 @@ class Inclusion:
         if pending.public and self._searcher.rate:
             plans = self._searcher.front_run(sent, at_ms)
         result = self._run(sent, at_ms, slot)
-        if plans is not None:
-            if result.err is None:
-                self._searcher.back_run(plans, result, sent.signature, slot, at_ms)
-            else:
-                self._searcher.undo(plans)
-                result = self._run(sent, at_ms, slot)
+        if plans is not None and result.err is not None:
+            self._searcher.undo(plans)  # it would fail sandwiched: the searcher lets it be
+            plans = None
+            result = self._run(sent, at_ms, slot)
         if result.err == NOT_INCLUDED:
             return False
         self._commit(sent, result, at_ms, slot)
+        if plans is not None:
+            self._searcher.back_run(plans, result, sent.signature, slot, at_ms)
         return True
 
     def _prepare(self, sent: Sent, fault: str | None, at_ms: int) -> None:

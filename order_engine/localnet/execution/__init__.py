@@ -90,7 +90,8 @@ def execute(
         result.limit, result.price = budget.limit, budget.price
         return result
     fee_layer.lamports[payer] = balance - budget.fee
-    runner = Runner(fee_layer.copy(), payer, signers, now_s, blockhash)
+    nonce = nonce_account(instructions)
+    runner = Runner(fee_layer.copy(), payer, signers, now_s, blockhash, nonce)
     logs: list[str] = []
     units = 0
     for index, ix in enumerate(instructions):
@@ -104,12 +105,12 @@ def execute(
             cost = failure.units if failure.units is not None else metering.base_units(name, ix)
             if cost <= remaining:
                 logs.extend(failure.logs)
-                failed = _failed(failure, program, name, cost, remaining, logs)
-                return _failure(failed, units + cost, budget, runner, fee_layer, instructions)
+                _log_failure(logs, failure, program, name, cost, remaining)
+                return _failure(failure, logs, units + cost, budget, runner, fee_layer)
         if cost > remaining:
             exceeded = InstructionFailed(index, "ComputationalBudgetExceeded")
-            failed = _failed(exceeded, program, name, remaining, remaining, logs)
-            return _failure(failed, budget.limit, budget, runner, fee_layer, instructions)
+            _log_failure(logs, exceeded, program, name, remaining, remaining)
+            return _failure(exceeded, logs, budget.limit, budget, runner, fee_layer)
         units += cost
         if name not in metering.BUILTINS:
             logs.append(_consumed(program, cost, remaining))
@@ -117,26 +118,24 @@ def execute(
     return _success(runner, logs, units, budget)
 
 
-def _failed(
-    failure: InstructionFailed, program: str, name: str, cost: int, remaining: int, logs: list[str]
-) -> tuple[InstructionFailed, list[str]]:
+def _log_failure(
+    logs: list[str], failure: InstructionFailed, program: str, name: str, cost: int, remaining: int
+) -> None:
     if name not in metering.BUILTINS or failure.error == "ComputationalBudgetExceeded":
         logs.append(_consumed(program, cost, remaining))
     logs.append(f"Program {program} failed: {display_instruction_error(failure.error)}")
-    return failure, logs
 
 
 def _failure(
-    failed: tuple[InstructionFailed, list[str]],
+    failure: InstructionFailed,
+    logs: list[str],
     units: int,
     budget: metering.Budget,
     runner: Runner,
     fee_layer: Overlay,
-    instructions: Sequence[Any],
 ) -> ExecutionResult:
     """A failed transaction: it keeps its fee, and a durable nonce still advances."""
-    failure, logs = failed
-    nonce = nonce_account(instructions)
+    nonce = runner.nonce
     if nonce is not None:
         system.advance(fee_layer, nonce, runner.blockhash)
     outcome = ExecutionResult(failure.transaction_error, logs, units, budget.fee, [], fee_layer)

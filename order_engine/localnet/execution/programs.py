@@ -81,7 +81,8 @@ class Leg:
 class Runner(SystemHandlers):
     """Runs one transaction's instructions in order over one overlay, collecting its legs.
 
-    `blockhash` is the bank's blockhash where it runs (what a nonce advances to)."""
+    `blockhash` is the bank's blockhash where it runs (what a nonce advances to); `nonce` the
+    nonce account a durable nonce transaction advances first."""
 
     def __init__(
         self,
@@ -90,12 +91,14 @@ class Runner(SystemHandlers):
         signers: frozenset[str],
         now_s: int,
         blockhash: bytes = b"",
+        nonce: str | None = None,
     ) -> None:
         self.overlay = overlay
         self.payer = payer
         self.signers = signers
         self.now_s = now_s
         self.blockhash = blockhash
+        self.nonce = nonce  # a durable nonce transaction's nonce account
         self.legs: list[Leg] = []
         self.requested_in = 0
         self._first_in: str | None = None

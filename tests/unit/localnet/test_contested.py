@@ -12,10 +12,13 @@ from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
 from order_engine.chain import tx as txb
+from order_engine.chain.layouts.raydium import CpmmPoolState
+from order_engine.chain.layouts.token import TokenAccount
 from order_engine.localnet.execution import FAUCET_LAMPORTS
 from tests.unit.localnet.conftest import SOL
 from tests.unit.localnet.support import (
     RpcFailure,
+    fetch,
     leg,
     pool_address,
     quote,
@@ -171,6 +174,12 @@ def test_simulation_runs_without_changing_anything(node, payer):
     assert refused.value.code == -32602
 
 
+def _sol_reserve(call, pool: str) -> int:
+    state = CpmmPoolState.decode(fetch(call, [pool])[0][1])
+    vault = state.token_0_vault if str(state.token_0_mint) == SOL else state.token_1_vault
+    return TokenAccount.decode(fetch(call, [str(vault)])[0][1]).amount
+
+
 def test_a_bundle_is_atomic_needs_a_tip_and_reports_its_statuses(node):
     localnet, clock, call = node
     tips = engine(localnet, "getTipAccounts", [])
@@ -210,13 +219,20 @@ def test_the_searcher_sandwiches_a_loose_public_swap_but_never_a_tight_one_or_a_
     loose = quote(call, pool, SOL, amount) * 97 // 100
     victim, encoded = swap(call, Keypair(), "raydium:SOL-USDC", amount, loose)
     send(call, encoded)
-    clock.advance_ms(1_400)
+    clock.advance_ms(999)
+    sol_before = _sol_reserve(call, pool)  # the slot's arbitrage done, the swap not landed
+    clock.advance_ms(1)  # it lands, sandwiched; the next slot's arbitrage is still to come
+    sol_after = _sol_reserve(call, pool)
     (entry,) = call("localnet_mevReport", {})
     (landed,) = call("localnet_ledger", {"signature": victim})
     assert entry["victim"] == victim
     assert entry["slot"] == status(call, victim)["slot"]
     assert loose <= landed["amountOut"] <= loose + loose // 10**6
     assert entry["valueTakenAtoms"] == entry["outputAloneAtoms"] - landed["amountOut"] > 0
+    # The pool kept the victim's SOL less the searcher's profit: front-run in, back-run out.
+    assert entry["profitAtoms"] > 0
+    assert sol_after - sol_before == amount - entry["profitAtoms"]
+    clock.advance_ms(400)  # the next slot's arbitrage takes the pool back to the market
     tight = quote(call, pool, SOL, amount)  # no allowance: no front-run leaves it its minimum
     send(call, swap(call, Keypair(), "raydium:SOL-USDC", amount, tight)[1])
     clock.advance_ms(1_400)
