@@ -51,7 +51,8 @@ class Sent:
 
     @classmethod
     def of(cls, tx: VersionedTransaction, instructions: list[Any] | None, error: Any) -> Sent:
-        keys = tx.message.account_keys
+        message = tx.message  # solders builds the message anew on each access
+        keys = message.account_keys
         return cls(
             str(tx.signatures[0]),
             tx,
@@ -60,7 +61,7 @@ class Sent:
             memo_of(instructions),
             metering.budget(len(tx.signatures), instructions or []),
             str(keys[0]),
-            decoder.writable_keys(tx.message, keys),
+            decoder.writable_keys(message, keys),
             nonce_account(instructions or []),
         )
 
