@@ -1,13 +1,13 @@
 """Program ids, instruction tags, Anchor discriminators and fixed costs of the programs we call.
 
 Everything here is a constant or a cached PDA derivation, shared by the engine (which builds
-transactions) and the localnet (which decodes and emulates them). Values come from
-/work/shared/research/solana-rpc.md; the bracketed keys are that note's source keys:
+transactions) and the localnet (which decodes and emulates them). The bracketed keys name the
+public sources, listed with their commits in docs/localnet.md#sources:
 
-* [SYS], [SPL], [SDK-CB]: System, SPL Token, Associated Token Account, Compute Budget (§5, §6);
-* [RAY]: raydium-io/raydium-cp-swap (§7);
-* [MET]: MeteoraAg/dlmm-sdk, IDL v0.12.0 (§8);
-* [ANC]: Anchor's discriminator rule, `sha256("<namespace>:<Name>")[:8]` (§7).
+* [SYS], [SPL], [SDK-CB]: System, SPL Token, Associated Token Account, Compute Budget;
+* [RAY]: raydium-io/raydium-cp-swap;
+* [MET]: MeteoraAg/dlmm-sdk, IDL v0.12.0;
+* [ANC]: Anchor's discriminator rule, `sha256("<namespace>:<Name>")[:8]`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ METEORA_DLMM_PROGRAM = Pubkey.from_string("LBUZKhRxPF3XUpBCjp4YzTKgLccjZhTSDM9Yu
 
 # --- fees and sizes ------------------------------------------------------------------------------
 
-# Base fee per signature (research §11: seen as a test constant, not in the fee code).
+# Base fee per signature (Solana's "Fees" documentation, https://solana.com/docs/core/fees).
 LAMPORTS_PER_SIGNATURE = 5_000
 # Rent-exempt minimum of a 165-byte token account (MET ts-client `TOKEN_ACCOUNT_FEE`).
 TOKEN_ACCOUNT_RENT = 2_039_280
@@ -49,8 +49,19 @@ MAX_TRANSACTION_SIZE = 1_232
 # Compute Budget: 1-byte tag then a little-endian integer, no accounts [SDK-CB].
 COMPUTE_BUDGET_SET_LIMIT = 2  # + u32 units
 COMPUTE_BUDGET_SET_PRICE = 3  # + u64 micro-lamports per CU
-# System program: bincode enum, u32 LE variant index; Transfer is 2, + u64 lamports [SYS].
+# System program: bincode enum, u32 LE variant index [SYS]. CreateAccount is 0 (+ u64 lamports,
+# u64 space, owner); Transfer 2 (+ u64 lamports); AdvanceNonceAccount 4 (no data: accounts nonce,
+# RecentBlockhashes sysvar, authority); InitializeNonceAccount 6 (+ authority; accounts nonce,
+# RecentBlockhashes sysvar, Rent sysvar).
+SYSTEM_CREATE_ACCOUNT = 0
 SYSTEM_TRANSFER = 2
+SYSTEM_ADVANCE_NONCE_ACCOUNT = 4
+SYSTEM_INITIALIZE_NONCE_ACCOUNT = 6
+# A nonce account's data: u32 version, u32 state, authority, durable nonce, lamports per
+# signature (80 bytes) [SYS nonce state]; the nonce is sha256("DURABLE_NONCE" || blockhash).
+NONCE_ACCOUNT_LENGTH = 80
+RECENT_BLOCKHASHES_SYSVAR = Pubkey.from_string("SysvarRecentB1ockHashes11111111111111111111")
+RENT_SYSVAR = Pubkey.from_string("SysvarRent111111111111111111111111111111111")
 # SPL Token: first data byte [SPL token/program/src/instruction.rs].
 TOKEN_CLOSE_ACCOUNT = 9
 TOKEN_SYNC_NATIVE = 17
@@ -70,7 +81,7 @@ def anchor_discriminator(namespace: str, name: str) -> bytes:
     return hashlib.sha256(f"{namespace}:{name}".encode()).digest()[:8]
 
 
-# Literals from the research tables (§7, §8); tests recompute them with `anchor_discriminator`.
+# Literals as published [RAY, MET]; tests recompute them with `anchor_discriminator`.
 CPMM_SWAP_BASE_INPUT_DISCRIMINATOR = bytes.fromhex("8fbe5adac41e33de")
 CPMM_SWAP_BASE_OUTPUT_DISCRIMINATOR = bytes.fromhex("37d96256a34ab4ad")
 POOL_STATE_DISCRIMINATOR = bytes.fromhex("f7ede3f5d7c3de46")
@@ -79,7 +90,7 @@ OBSERVATION_STATE_DISCRIMINATOR = bytes.fromhex("7aaec5358109a584")
 DLMM_SWAP_DISCRIMINATOR = bytes([248, 198, 158, 145, 225, 117, 135, 200])
 LB_PAIR_DISCRIMINATOR = bytes([33, 11, 49, 98, 181, 101, 177, 13])
 BIN_ARRAY_DISCRIMINATOR = bytes([92, 142, 92, 220, 5, 148, 70, 181])
-# Not tabulated in the research; derived by the same Anchor rule for the DLMM `Oracle` account.
+# Derived by the same Anchor rule for the DLMM `Oracle` account.
 DLMM_ORACLE_DISCRIMINATOR = anchor_discriminator("account", "Oracle")
 
 # --- Anchor error codes the swaps raise ----------------------------------------------------------

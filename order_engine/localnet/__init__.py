@@ -12,7 +12,8 @@ engine reaches it only through Solana JSON-RPC, as it would a real node. Modules
 * `cluster/`   -- the core beneath the RPC layer: the bank, sending, landing (the slot loop),
   the ledger, served accounts, faults and admin; drivable in-process on a virtual clock;
 * `store`      -- SQLite persistence of everything that must survive a restart;
-* `node`, `rpc/` -- the JSON-RPC node and its methods (`Localnet.handle` works without HTTP);
+* `node`, `rpc/` -- the JSON-RPC node and its methods: Solana's, its own admin ones, and the
+  block engine's bundle endpoints (`Localnet.handle` works without HTTP);
 * `server`     -- the gevent WSGI server; `cli` -- the command line.
 
 Nothing of the engine imports it (tools above both may). It imports only the engine's pure

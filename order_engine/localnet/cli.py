@@ -5,8 +5,10 @@
     launch --mint <base58> --symbol NEW --decimals 6 --quote SOL --liquidity 1000 --price 0.001
            --venue raydium|meteora
     drain <pool address | raydium:SOL-USDC>
-    congest --expiry-rate 0.5 --seconds 30
+    congest --level quiet|busy|high|extreme --seconds 60   (and/or --expiry-rate 0.5)
     fault --memo <memo> KIND [KIND ...]   (rpc_unavailable, lost_response, drop, price_jump, stall)
+    mev --rate 0.5                         (the searcher sandwiches that share of public swaps)
+    mev-report
     status
 
 Every admin command takes `--url` (default http://127.0.0.1:$LOCALNET_PORT), applies the change
@@ -21,11 +23,13 @@ import logging
 import sys
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 from order_engine.localnet.config import LocalnetSettings
 
-COMMANDS = ("serve", "move", "launch", "drain", "congest", "fault", "status")
+COMMANDS = ("serve", "move", "launch", "drain", "congest", "fault", "mev", "mev-report", "status")
+LEVELS = ("quiet", "busy", "high", "extreme")
 
 
 class AdminError(Exception):
@@ -86,13 +90,21 @@ def _parser() -> argparse.ArgumentParser:
     launch.add_argument("--venue", choices=("raydium", "meteora"), default="raydium")
     drain = admin("drain", "empty a pool")
     drain.add_argument("pool", help="pool address or id like raydium:SOL-USDC")
-    congest = admin("congest", "for a while, a share of accepted transactions never lands")
-    congest.add_argument("--expiry-rate", required=True)
+    congest = admin(
+        "congest",
+        "for a while, background demand for block space (--level) and/or a share of accepted "
+        "transactions that never lands (--expiry-rate)",
+    )
+    congest.add_argument("--level", choices=LEVELS)
+    congest.add_argument("--expiry-rate")
     congest.add_argument("--seconds", type=int, required=True)
     fault = admin("fault", "plan faults for the next sends carrying a memo")
     fault.add_argument("--memo", required=True)
     fault.add_argument("faults", nargs="+")
-    admin("status", "slot, pools with their mid prices, pending count")
+    mev = admin("mev", "the searcher sandwiches this share of public swaps, when it pays (0: off)")
+    mev.add_argument("--rate", required=True)
+    admin("mev-report", "every sandwich: victim, slot, pool, value taken")
+    admin("status", "slot, congestion, searcher, pools with their mid prices, pending count")
     return parser
 
 
@@ -157,17 +169,55 @@ def _admin(command: str, args: argparse.Namespace) -> int:
         _visible(url, [result["address"]])
         print(f"drained {result['poolId']} ({result['address']})")
     elif command == "congest":
-        result = _rpc(
-            url, "localnet_congest", {"expiryRate": args.expiry_rate, "seconds": args.seconds}
-        )
-        print(f"congested: expiry rate {result['expiryRate']} for {args.seconds} s")
+        _congest(url, args)
     elif command == "fault":
         result = _rpc(url, "localnet_planFaults", {"memo": args.memo, "faults": args.faults})
         print(f"planned {', '.join(args.faults)} for memo {args.memo} ({result['planned']} queued)")
+    elif command == "mev":
+        result = _rpc(url, "localnet_mev", {"rate": args.rate})
+        print(f"searcher rate {result['rate']}")
+    elif command == "mev-report":
+        _mev_report(url)
     elif command == "status":
-        result = _rpc(url, "localnet_status", {})
-        print(f"slot {result['slot']}, {result['pending']} pending, {result['landed']} landed")
-        for pool in result["pools"]:
-            mid = pool["mid"] or "empty"
-            print(f"  {pool['poolId']:<24} {pool['address']:<44} {mid}")
+        _status(url)
     return 0
+
+
+def _congest(url: str, args: argparse.Namespace) -> None:
+    params: dict[str, Any] = {"seconds": args.seconds}
+    if args.level is not None:
+        params["level"] = args.level
+    if args.expiry_rate is not None:
+        params["expiryRate"] = args.expiry_rate
+    if len(params) == 1:
+        raise AdminError("give --level, --expiry-rate or both")
+    result = _rpc(url, "localnet_congest", params)
+    if "level" in result:
+        print(f"congested: level {result['level']} until {_utc(result['levelUntilMs'])}")
+    if "expiryRate" in result:
+        print(f"congested: expiry rate {result['expiryRate']} for {args.seconds} s")
+
+
+def _mev_report(url: str) -> None:
+    report = _rpc(url, "localnet_mevReport", {})
+    for entry in report:
+        print(
+            f"slot {entry['slot']} {entry['victim']} on {entry['poolId']}: "
+            f"{entry['valueTakenAtoms']} atoms of {entry['outputMint']} taken"
+        )
+    print(f"{len(report)} sandwiches")
+
+
+def _status(url: str) -> None:
+    result = _rpc(url, "localnet_status", {})
+    print(f"slot {result['slot']}, {result['pending']} pending, {result['landed']} landed")
+    congestion = result["congestion"]
+    until = "" if congestion["untilMs"] is None else f" until {_utc(congestion['untilMs'])}"
+    print(f"  congestion {congestion['level']}{until}; searcher rate {result['mevRate']}")
+    for pool in result["pools"]:
+        mid = pool["mid"] or "empty"
+        print(f"  {pool['poolId']:<24} {pool['address']:<44} {mid}")
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")

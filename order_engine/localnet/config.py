@@ -80,6 +80,21 @@ class LocalnetSettings:
     slot_ms: int = option(
         "LOCALNET_SLOT_MS", whole(10, 60_000), "400", LOCALNET, "milliseconds per slot"
     )
+    # Mainnet's limits: agave cost-model/src/block_cost_limits.rs (60M since SIMD-0256).
+    block_cu: int = option(
+        "LOCALNET_BLOCK_CU",
+        whole(1),
+        "60000000",
+        LOCALNET,
+        "compute units one slot's block holds when the chain is congested (mainnet's)",
+    )
+    account_cu: int = option(
+        "LOCALNET_ACCOUNT_CU",
+        whole(1),
+        "12000000",
+        LOCALNET,
+        "compute units of one slot's transactions that may write one account (mainnet's)",
+    )
     # Loopback by default; a container sets 0.0.0.0 so the engine's containers reach it.
     host: str = option(
         "LOCALNET_HOST",

@@ -5,13 +5,14 @@ transaction carries (see `order_engine.chain.tx`). This module turns a transacti
 instructions, each a frozen dataclass carrying its `index` in the message and its `accounts`
 (key plus the signer / writable flags the message header gives it), or raises
 `InstructionDecodeError(index, reason)`, which the localnet reports as
-`{"InstructionError": [index, "InvalidInstructionData"]}` [research/solana-rpc.md §3].
+`{"InstructionError": [index, "InvalidInstructionData"]}` [SDK-TXE].
 
-Layouts are those the builder writes (research §5-§8): Compute Budget tags 2/3 [SDK-CB], System
-Transfer [SYS], ATA Create/CreateIdempotent and Token SyncNative/CloseAccount [SPL], Raydium CPMM
-`swap_base_input` [RAY] and Meteora DLMM `swap` v1 [MET], Memo. Only static account keys are
-resolved: a transaction using address lookup tables fails to decode here, since the localnet
-serves no lookup tables.
+Layouts are those the builder writes, plus what a trader's other transactions carry: Compute
+Budget tags 2/3 [SDK-CB], System Transfer, CreateAccount, InitializeNonceAccount and
+AdvanceNonceAccount [SYS], ATA Create/CreateIdempotent and Token SyncNative/CloseAccount [SPL],
+Raydium CPMM `swap_base_input` [RAY] and Meteora DLMM `swap` v1 [MET], Memo. Only static account
+keys are resolved: a transaction using address lookup tables fails to decode here, since the
+localnet serves no lookup tables.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ from order_engine.chain.programs import (
     MEMO_PROGRAM,
     METEORA_DLMM_PROGRAM,
     RAYDIUM_CPMM_PROGRAM,
+    SYSTEM_ADVANCE_NONCE_ACCOUNT,
+    SYSTEM_CREATE_ACCOUNT,
+    SYSTEM_INITIALIZE_NONCE_ACCOUNT,
     SYSTEM_PROGRAM,
     SYSTEM_TRANSFER,
     TOKEN_CLOSE_ACCOUNT,
@@ -47,6 +51,7 @@ from order_engine.chain.programs import (
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _SWAP_ARGS = struct.Struct("<8sQQ")  # Anchor discriminator, then two Borsh u64 arguments
+_CREATE_ACCOUNT = struct.Struct("<IQQ32s")  # bincode: variant, lamports, space, owner
 
 
 class TransactionDecodeError(ValueError):
@@ -113,6 +118,36 @@ class SystemTransfer(DecodedInstruction):
     source: Pubkey
     destination: Pubkey
     lamports: int
+
+
+@dataclass(frozen=True)
+class CreateAccount(DecodedInstruction):
+    """System CreateAccount: [funder (w,s), new account (w,s)]; lamports, space, owner."""
+
+    program_id: ClassVar[Pubkey] = SYSTEM_PROGRAM
+    funder: Pubkey
+    account: Pubkey
+    lamports: int
+    space: int
+    owner: Pubkey
+
+
+@dataclass(frozen=True)
+class InitializeNonceAccount(DecodedInstruction):
+    """System InitializeNonceAccount: [nonce (w), RecentBlockhashes sysvar, Rent sysvar]."""
+
+    program_id: ClassVar[Pubkey] = SYSTEM_PROGRAM
+    nonce: Pubkey
+    authority: Pubkey
+
+
+@dataclass(frozen=True)
+class AdvanceNonceAccount(DecodedInstruction):
+    """System AdvanceNonceAccount: [nonce (w), RecentBlockhashes sysvar, authority (s)]."""
+
+    program_id: ClassVar[Pubkey] = SYSTEM_PROGRAM
+    nonce: Pubkey
+    authority: Pubkey
 
 
 @dataclass(frozen=True)
@@ -190,7 +225,7 @@ def decode_transaction(raw: bytes) -> VersionedTransaction:
     """Deserialize and sanitize wire bytes (legacy or v0); raise `TransactionDecodeError`.
 
     Size limits and signature checks are the RPC layer's, which answers them with their own
-    error codes (research §2 sendTransaction).
+    error codes [AGV-RPC].
     """
     try:
         tx = VersionedTransaction.from_bytes(raw)
@@ -208,7 +243,7 @@ def decode_instructions(tx: VersionedTransaction) -> list[DecodedInstruction]:
     for the first one that is not one of ours or is malformed."""
     message = tx.message
     keys = message.account_keys
-    flags = _key_flags(message)
+    flags = key_flags(message)
     decoded = []
     for index, compiled in enumerate(message.instructions):
         try:
@@ -224,7 +259,7 @@ def decode_instructions(tx: VersionedTransaction) -> list[DecodedInstruction]:
     return decoded
 
 
-def _key_flags(message: Any) -> list[tuple[bool, bool]]:
+def key_flags(message: Any) -> list[tuple[bool, bool]]:
     """(is_signer, is_writable) per static key, from the header alone [SDK-MSG]: keys are
     ordered writable signers, read-only signers, writable non-signers, read-only non-signers."""
     header = message.header
@@ -236,6 +271,16 @@ def _key_flags(message: Any) -> list[tuple[bool, bool]]:
         (i < signed, i < writable_signed or signed <= i < writable_unsigned_end)
         for i in range(total)
     ]
+
+
+def writable_keys(message: Any, keys: Sequence[Pubkey]) -> tuple[str, ...]:
+    """The accounts a message write-locks (what block space is charged per account): by the
+    header, writable signers first, then writable non-signers [SDK-MSG]."""
+    header = message.header
+    signed = header.num_required_signatures
+    writable_signed = keys[: signed - header.num_readonly_signed_accounts]
+    writable_unsigned = keys[signed : len(keys) - header.num_readonly_unsigned_accounts]
+    return tuple(str(k) for k in (*writable_signed, *writable_unsigned))
 
 
 _Accounts = tuple[AccountRef, ...]
@@ -255,16 +300,26 @@ def _decode_compute_budget(index: int, data: bytes, accounts: _Accounts) -> Deco
 
 
 def _decode_system(index: int, data: bytes, accounts: _Accounts) -> DecodedInstruction:
-    if len(data) != _U32.size + _U64.size or _U32.unpack_from(data)[0] != SYSTEM_TRANSFER:
-        raise InstructionDecodeError(index, f"unsupported system instruction {data.hex()}")
-    _require_accounts(index, accounts, 2, "Transfer")
-    return SystemTransfer(
-        accounts[0].pubkey,
-        accounts[1].pubkey,
-        _U64.unpack_from(data, _U32.size)[0],
-        index=index,
-        accounts=accounts,
-    )
+    tag = _U32.unpack_from(data)[0] if len(data) >= _U32.size else None
+    keys = [ref.pubkey for ref in accounts]
+    if tag == SYSTEM_TRANSFER and len(data) == _U32.size + _U64.size:
+        _require_accounts(index, accounts, 2, "Transfer")
+        lamports = _U64.unpack_from(data, _U32.size)[0]
+        return SystemTransfer(keys[0], keys[1], lamports, index=index, accounts=accounts)
+    if tag == SYSTEM_CREATE_ACCOUNT and len(data) == _CREATE_ACCOUNT.size:
+        _require_accounts(index, accounts, 2, "CreateAccount")
+        _, lamports, space, owner = _CREATE_ACCOUNT.unpack(data)
+        return CreateAccount(
+            keys[0], keys[1], lamports, space, Pubkey(owner), index=index, accounts=accounts
+        )
+    if tag == SYSTEM_INITIALIZE_NONCE_ACCOUNT and len(data) == _U32.size + 32:
+        _require_accounts(index, accounts, 3, "InitializeNonceAccount")
+        authority = Pubkey(data[_U32.size :])
+        return InitializeNonceAccount(keys[0], authority, index=index, accounts=accounts)
+    if tag == SYSTEM_ADVANCE_NONCE_ACCOUNT and len(data) == _U32.size:
+        _require_accounts(index, accounts, 3, "AdvanceNonceAccount")
+        return AdvanceNonceAccount(keys[0], keys[2], index=index, accounts=accounts)
+    raise InstructionDecodeError(index, f"unsupported system instruction {data.hex()}")
 
 
 def _decode_ata(index: int, data: bytes, accounts: _Accounts) -> DecodedInstruction:

@@ -1,9 +1,11 @@
 """The localnet's JSON-RPC 2.0 node: requests in, responses out, over the in-memory `Cluster`.
 
 The node is the RPC layer and the cluster the bank beneath it: this module parses the envelope
-(single or batch, notifications), dispatches to the methods (`rpc.methods` for Solana's,
-`rpc.admin` for the `localnet_*` ones) and writes the response, with Solana's error codes
-(-32700 parse, -32600 invalid request, -32601 unknown method, a method's own `NodeError`).
+(single or batch, notifications), dispatches to the methods of the route it came in on (`rpc`:
+`rpc.methods` for Solana's, `rpc.admin` for the `localnet_*` ones; `bundles` and
+`transactions`: the block engine's, `rpc.block_engine`) and writes the response, with Solana's
+error codes (-32700 parse, -32600 invalid request, -32601 unknown method, a method's own
+`NodeError`).
 
 `Localnet` is usable without HTTP: `Localnet.in_memory(settings, VirtualClock(t))` and
 `handle({"jsonrpc": "2.0", "id": 1, "method": "getSlot"})` return the response object; the HTTP
@@ -25,12 +27,15 @@ from order_engine.localnet.cluster import Cluster
 from order_engine.localnet.cluster.errors import NodeError, Stalled
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.rpc.admin import AdminMethods
+from order_engine.localnet.rpc.block_engine import BlockEngineMethods, tip_floor_text
 from order_engine.localnet.rpc.methods import SolanaMethods
 from order_engine.localnet.rpc.wire import Raw, invalid_params
 from order_engine.localnet.store import Store
 
 STALL_S = 30
+RPC, BUNDLES, TRANSACTIONS = "rpc", "bundles", "transactions"  # the routes' method tables
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
+Methods = dict[str, Callable[[Any], Any]]
 
 
 @dataclass
@@ -60,9 +65,11 @@ class Localnet:
         self.store = Store(directory)
         self.cluster = Cluster(self.settings, self.clock, self.store)
         self._latency_rng = random.Random(f"{self.settings.seed}:rpc-latency")
-        self._methods: dict[str, Callable[[Any], Any]] = {
-            **SolanaMethods(self.cluster).table(),
-            **AdminMethods(self.cluster).table(),
+        block_engine = BlockEngineMethods(self.cluster)
+        self._routes: dict[str, dict[str, Callable[[Any], Any]]] = {
+            RPC: {**SolanaMethods(self.cluster).table(), **AdminMethods(self.cluster).table()},
+            BUNDLES: block_engine.bundles_table(),
+            TRANSACTIONS: block_engine.transactions_table(),
         }
 
     @classmethod
@@ -76,16 +83,23 @@ class Localnet:
 
     # -- entry points ----------------------------------------------------------------------
 
-    def handle(self, request: Any) -> Any:
+    def handle(self, request: Any, route: str = RPC) -> Any:
         """One JSON-RPC request object (or a batch list) in, the response object(s) out."""
+        methods = self._routes[route]
         if isinstance(request, list):
             if not request:
                 return _error_obj(None, NodeError(-32600, "Invalid request"))
-            return [r for r in (self._handle_one(item)[0] for item in request) if r is not None]
-        return self._handle_one(request)[0]
+            answers = (self._handle_one(item, methods)[0] for item in request)
+            return [r for r in answers if r is not None]
+        return self._handle_one(request, methods)[0]
 
-    def handle_body(self, body: bytes) -> Reply:
+    def tip_floor(self) -> bytes:
+        """The block engine's tip floor (GET /api/v1/bundles/tip_floor), as JSON text."""
+        return tip_floor_text(self.cluster).encode()
+
+    def handle_body(self, body: bytes, route: str = RPC) -> Reply:
         """An HTTP request body in, the reply (status, JSON text) out."""
+        methods = self._routes[route]
         delay_ms = self.settings.rpc_latency.sample_ms(self._latency_rng)
         try:
             request = json.loads(body)
@@ -99,19 +113,19 @@ class Localnet:
             parts: list[str] = []
             status, stall = 200, False
             for item in request:
-                part, item_status, item_stall = self._respond_text(item)
+                part, item_status, item_stall = self._respond_text(item, methods)
                 if part is not None:
                     parts.append(part)
                 status = max(status, item_status)
                 stall = stall or item_stall
             body_text = "[" + ",".join(parts) + "]"
         else:
-            single, status, stall = self._respond_text(request)
+            single, status, stall = self._respond_text(request, methods)
             body_text = single or ""
         return Reply(status, body_text.encode(), delay_ms, STALL_S if stall else 0)
 
-    def _respond_text(self, request: Any) -> tuple[str | None, int, bool]:
-        response, raw, status, stall = self._dispatch(request)
+    def _respond_text(self, request: Any, methods: Methods) -> tuple[str | None, int, bool]:
+        response, raw, status, stall = self._dispatch(request, methods)
         if response is None:
             return None, status, stall
         if raw is not None:
@@ -119,13 +133,15 @@ class Localnet:
             return text, status, stall
         return _DUMPS(response), status, stall
 
-    def _handle_one(self, request: Any) -> tuple[Any, int]:
-        response, raw, status, _ = self._dispatch(request)
+    def _handle_one(self, request: Any, methods: Methods) -> tuple[Any, int]:
+        response, raw, status, _ = self._dispatch(request, methods)
         if response is not None and raw is not None:
             response["result"] = json.loads(raw.text)
         return response, status
 
-    def _dispatch(self, request: Any) -> tuple[dict[str, Any] | None, Raw | None, int, bool]:
+    def _dispatch(
+        self, request: Any, methods: Methods
+    ) -> tuple[dict[str, Any] | None, Raw | None, int, bool]:
         """(response without a Raw result, the Raw result or None, HTTP status, stalled?)."""
         if not isinstance(request, dict):
             return _error_obj(None, NodeError(-32600, "Invalid request")), None, 200, False
@@ -133,7 +149,7 @@ class Localnet:
         method = request.get("method")
         if request.get("jsonrpc") != "2.0" or not isinstance(method, str):
             return _error_obj(request_id, NodeError(-32600, "Invalid request")), None, 200, False
-        handler = self._methods.get(method)
+        handler = methods.get(method)
         if handler is None:
             return _error_obj(request_id, NodeError(-32601, "Method not found")), None, 200, False
         params = request.get("params", [])

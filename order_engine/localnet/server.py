@@ -11,7 +11,10 @@ JSON goes through the stdlib's C encoder, and account payloads are served from c
 
 Routes: `POST /` JSON-RPC 2.0 (single or batch, Solana methods plus `localnet_*` admin methods);
 `POST /admin/<command>` the same admin methods with the params object as the body;
-`GET /health` "ok" (like a validator's health endpoint). A background greenlet advances the
+`GET /health` "ok" (like a validator's health endpoint); the block engine's paths, as Jito serves
+them: `POST /api/v1/bundles` (sendBundle, getBundleStatuses, getInflightBundleStatuses,
+getTipAccounts), `POST /api/v1/transactions` (sendTransaction as a bundle of one) and
+`GET /api/v1/bundles/tip_floor`. A background greenlet advances the
 cluster at every slot, so pools follow the market and landings are committed even when idle.
 """
 
@@ -29,11 +32,14 @@ import gevent
 import gevent.event
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
-from order_engine.localnet.node import Localnet
+from order_engine.localnet.node import BUNDLES, RPC, TRANSACTIONS, Localnet
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_BODY_SIZE = 50 * 1024  # agave's MAX_REQUEST_BODY_SIZE (research §1)
+MAX_REQUEST_BODY_SIZE = 50 * 1024  # agave's MAX_REQUEST_BODY_SIZE [AGV-RPC]
+# The block engine's JSON-RPC paths, by the node's method table they reach.
+BLOCK_ENGINE_ROUTES = {"/api/v1/bundles": BUNDLES, "/api/v1/transactions": TRANSACTIONS}
+TIP_FLOOR_PATH = "/api/v1/bundles/tip_floor"
 _JSON = [("Content-Type", "application/json")]
 _STATUS = {
     200: "200 OK",
@@ -54,6 +60,10 @@ def make_app(node: Localnet) -> Callable[..., Iterable[bytes]]:
         if method == "GET" and path == "/health":
             start_response(_STATUS[200], [("Content-Type", "text/plain")])
             return [b"ok"]
+        if method == "GET" and path == TIP_FLOOR_PATH:
+            floor = node.tip_floor()
+            start_response(_STATUS[200], [*_JSON, ("Content-Length", str(len(floor)))])
+            return [floor]
         if method != "POST":
             start_response(_STATUS[405], [("Allow", "POST")])
             return [b""]
@@ -65,13 +75,14 @@ def make_app(node: Localnet) -> Callable[..., Iterable[bytes]]:
             start_response(_STATUS[413], [])
             return [b""]
         body = environ["wsgi.input"].read(length) if length else environ["wsgi.input"].read()
+        route = BLOCK_ENGINE_ROUTES.get(path, RPC)
         if path.startswith("/admin/"):
             command = path[len("/admin/") :]
             body = _admin_request(command, body)
-        elif path != "/":
+        elif path != "/" and path not in BLOCK_ENGINE_ROUTES:
             start_response(_STATUS[404], [])
             return [b""]
-        reply = node.handle_body(body)
+        reply = node.handle_body(body, route)
         if reply.stall_s:
             # The `stall` fault: hold the answer as a sender that died mid-send would see it.
             gevent.sleep(reply.stall_s)

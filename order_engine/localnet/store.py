@@ -3,9 +3,10 @@
 The cluster keeps everything in memory and writes what changed in one transaction per batch
 (`write`), committed before any RPC answer can report it: that is the durability rule — a landed
 signature, and the pool and balance changes it made, survive a crash or restart of the localnet.
-Transactions accepted but not yet landed are not persisted (after a crash they never land, as
-if the leader had dropped them). `synchronous=NORMAL` in WAL mode survives a process crash,
-which is the failure this must cover; it is not meant to survive the machine losing power.
+Transactions and bundles accepted but not yet landed are not persisted (after a crash they
+never land, as if the leader had dropped them). `synchronous=NORMAL` in WAL mode survives a
+process crash, which is the failure this must cover; it is not meant to survive the machine
+losing power.
 
 Rows hold JSON text for structured values; amounts are decimal strings (u64 values do not fit
 SQLite's signed 64-bit integers).
@@ -39,6 +40,14 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE INDEX IF NOT EXISTS ledger_memo ON ledger (memo);
 CREATE TABLE IF NOT EXISTS token_accounts (address TEXT PRIMARY KEY, account TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS wallets (address TEXT PRIMARY KEY, lamports TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS data_accounts (address TEXT PRIMARY KEY, account TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fee_slots (slot INTEGER PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bundles (
+    bundle_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sandwiches (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL);
 """
 
 DB_NAME = "localnet.sqlite"
@@ -55,9 +64,25 @@ class Batch:
     ledger: list[tuple[str, int, dict[str, Any], str | None]] = field(default_factory=list)
     token_accounts: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     wallets: dict[str, int] = field(default_factory=dict)
+    data_accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fee_slots: dict[int, dict[str, Any]] = field(default_factory=dict)
+    fee_floor: int | None = None  # fee records of slots below it are deleted
+    bundles: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    sandwiches: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.meta or self.pools or self.ledger or self.token_accounts or self.wallets)
+        return bool(
+            self.meta
+            or self.pools
+            or self.ledger
+            or self.token_accounts
+            or self.wallets
+            or self.data_accounts
+            or self.fee_slots
+            or self.fee_floor is not None
+            or self.bundles
+            or self.sandwiches
+        )
 
 
 @dataclass
@@ -67,6 +92,10 @@ class Snapshot:
     ledger: list[dict[str, Any]]
     token_accounts: dict[str, dict[str, Any]]
     wallets: dict[str, int]
+    data_accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fee_slots: list[dict[str, Any]] = field(default_factory=list)
+    bundles: list[dict[str, Any]] = field(default_factory=list)
+    sandwiches: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Store:
@@ -97,7 +126,18 @@ class Store:
         rows = c.execute("SELECT address, account FROM token_accounts")
         tokens = {a: json.loads(v) for a, v in rows}
         wallets = {a: int(v) for a, v in c.execute("SELECT address, lamports FROM wallets")}
-        return Snapshot(meta, pools, ledger, tokens, wallets)
+        rows = c.execute("SELECT address, account FROM data_accounts")
+        data_accounts = {a: json.loads(v) for a, v in rows}
+        fee_slots = [
+            json.loads(r) for (r,) in c.execute("SELECT record FROM fee_slots ORDER BY slot")
+        ]
+        bundles = [json.loads(r) for (r,) in c.execute("SELECT record FROM bundles ORDER BY seq")]
+        sandwiches = [
+            json.loads(e) for (e,) in c.execute("SELECT entry FROM sandwiches ORDER BY seq")
+        ]
+        return Snapshot(
+            meta, pools, ledger, tokens, wallets, data_accounts, fee_slots, bundles, sandwiches
+        )
 
     def write(self, batch: Batch) -> None:
         c = self.conn
@@ -126,10 +166,38 @@ class Store:
                 "INSERT OR REPLACE INTO wallets (address, lamports) VALUES (?, ?)",
                 [(a, str(v)) for a, v in batch.wallets.items()],
             )
+            self._write_chain(batch)
         except BaseException:
             c.execute("ROLLBACK")
             raise
         c.execute("COMMIT")
+
+    def _write_chain(self, batch: Batch) -> None:
+        """The nonce accounts, and the fee market's, block engine's and searcher's records;
+        most batches hold none of them, and skip their statements."""
+        c = self.conn
+        if batch.data_accounts:
+            c.executemany(
+                "INSERT OR REPLACE INTO data_accounts (address, account) VALUES (?, ?)",
+                [(a, json.dumps(v)) for a, v in batch.data_accounts.items()],
+            )
+        if batch.fee_slots:
+            c.executemany(
+                "INSERT OR REPLACE INTO fee_slots (slot, record) VALUES (?, ?)",
+                [(slot, json.dumps(record)) for slot, record in batch.fee_slots.items()],
+            )
+        if batch.fee_floor is not None:
+            c.execute("DELETE FROM fee_slots WHERE slot < ?", (batch.fee_floor,))
+        if batch.bundles:
+            c.executemany(
+                "INSERT OR REPLACE INTO bundles (bundle_id, seq, record) VALUES (?, ?, ?)",
+                [(bid, seq, json.dumps(record)) for bid, (seq, record) in batch.bundles.items()],
+            )
+        if batch.sandwiches:
+            c.executemany(
+                "INSERT OR REPLACE INTO sandwiches (seq, entry) VALUES (?, ?)",
+                [(seq, json.dumps(entry)) for seq, entry in batch.sandwiches],
+            )
 
     def _upsert_or_delete(
         self, table: str, column: str, items: Iterable[tuple[str, Any]], dumps: Any

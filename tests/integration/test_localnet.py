@@ -5,12 +5,8 @@ and the admin CLI. Needs no database or broker."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import base58
 import pytest
@@ -23,13 +19,13 @@ from order_engine.chain.layouts.token import TokenAccount
 from order_engine.chain.programs import RAYDIUM_CPMM_PROGRAM
 from order_engine.domain.tokens import resolve
 from order_engine.ops.launch import free_port
+from tests.support.localnet_process import Process
 from tests.support.watchers import wait_until
 from tests.unit.localnet.support import (
     Call,
     RpcFailure,
     fetch,
     leg,
-    over_http,
     pool_address,
     pool_mid,
     quote,
@@ -41,47 +37,6 @@ from tests.unit.localnet.support import (
 pytestmark = pytest.mark.integration
 
 SOL = resolve("SOL").mint
-
-
-class Process:
-    def __init__(self, state_dir: Path, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.env = {
-            **os.environ,
-            "LOCALNET_PORT": str(port),
-            "LOCALNET_STATE_DIR": str(state_dir),
-            "DEX_SWAP_LATENCY_MS": "300-400",
-            "DEX_EXPIRY_RATE": "0",
-            "DEX_TRANSIENT_FAILURE_RATE": "0",
-        }
-        self.log = (state_dir / f"localnet-{port}.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "order_engine.localnet", "serve"],
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.call = over_http(self.url)
-        wait_until(lambda: self.call("getHealth") == "ok", 20, "the localnet to answer")
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "order_engine.localnet", *args, "--url", self.url],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")

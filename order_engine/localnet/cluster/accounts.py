@@ -1,5 +1,6 @@
 """Accounts as the cluster serves them to `getAccountInfo`, `getMultipleAccounts` and
-`getProgramAccounts`: the pools' program accounts, programs and mints, token accounts, wallets.
+`getProgramAccounts`: the pools' program accounts, programs and mints, token accounts, nonce
+accounts, wallets.
 
 A pool's accounts are encoded once per change of the pool (`Bank.set_pool` marks it stale) and
 an unchanged account keeps its `Account` object, so the node's cached JSON fragments of it stay
@@ -8,6 +9,7 @@ valid: a 10 KB bin array is not re-encoded on every read.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 from solders.pubkey import Pubkey
@@ -25,6 +27,7 @@ from order_engine.chain.programs import (
 from order_engine.localnet import pools
 from order_engine.localnet.catalogue import METEORA, RAYDIUM
 from order_engine.localnet.cluster.bank import Bank, PoolRecord
+from order_engine.localnet.execution.state import Overlay
 from order_engine.localnet.pool_accounts import cpmm_pool_accounts, dlmm_pool_accounts
 
 RENT_LAMPORTS_PER_BYTE = 6_960  # 3480 lamports/byte-year × 2 years; 165-byte account = 2_039_280
@@ -77,10 +80,37 @@ class ServedAccounts:
         token = bank.token_accounts.get(address)
         if token is not None:
             return Account(str(TOKEN_PROGRAM), token.lamports, token.encode())
+        created = bank.data_accounts.get(address)
+        if created is not None:  # a nonce account, in the System program's layout
+            return Account(created.owner, bank.wallets.get(address, 0), created.data)
         lamports = bank.wallets.get(address)
         if lamports is not None:
             return Account(str(SYSTEM_PROGRAM), lamports, b"")
         return None
+
+    def after(self, address: str, overlay: Overlay) -> Account | None:
+        """The account as it would be served once `overlay` (a simulation's writes) applied."""
+        record = self._bank.by_address.get(address)
+        if record is not None and record.pool_id in overlay.pools:
+            moved = dataclasses.replace(record, pool=overlay.pools[record.pool_id], served=None)
+            found = _pool_accounts(moved).get(Pubkey.from_string(address))
+            if found is not None:
+                owner, data = found
+                return Account(str(owner), rent_exempt(len(data)), data)
+        if address in overlay.tokens:
+            token = overlay.tokens[address]
+            if token is None:
+                return None  # closed by the transaction
+            return Account(str(TOKEN_PROGRAM), token.lamports, token.encode())
+        created = overlay.accounts.get(address)
+        if created is not None:
+            return Account(created.owner, overlay.wallet(address), created.data)
+        served = self.get(address)
+        wallet = served is None or served.owner == str(SYSTEM_PROGRAM)
+        if wallet and overlay.sets_lamports(address):
+            data = b"" if served is None else served.data
+            return Account(str(SYSTEM_PROGRAM), overlay.wallet(address), data)
+        return served
 
     def refresh(self) -> None:
         """Re-encode the accounts of every pool that changed since it was last served."""

@@ -1,5 +1,6 @@
 """Admin actions on the cluster (the node's `localnet_*` methods): move a reference price, list
-a new token's pool, drain a pool, congest the cluster. Each first does what is due by now
+a new token's pool, drain a pool, congest the cluster (a level of background demand, or an
+expiry rate), set the searcher's rate. Each first does what is due by now
 (`Landing.advance`), so it acts on the present, and persists its change before returning."""
 
 from __future__ import annotations
@@ -15,21 +16,32 @@ from order_engine.localnet import catalogue, pools
 from order_engine.localnet.catalogue import METEORA, RAYDIUM
 from order_engine.localnet.cluster.accounts import ServedAccounts
 from order_engine.localnet.cluster.bank import Bank, PoolRecord
+from order_engine.localnet.cluster.congestion import Congestion
 from order_engine.localnet.cluster.faults import Faults
 from order_engine.localnet.cluster.landing import Landing
+from order_engine.localnet.cluster.searcher import Searcher
 
 
 class Admin:
     """What an operator (or a test) may do to the simulated market."""
 
     def __init__(
-        self, clock: Any, bank: Bank, landing: Landing, accounts: ServedAccounts, faults: Faults
+        self,
+        clock: Any,
+        bank: Bank,
+        landing: Landing,
+        accounts: ServedAccounts,
+        faults: Faults,
+        congestion: Congestion,
+        searcher: Searcher,
     ) -> None:
         self._clock = clock
         self._bank = bank
         self._landing = landing
         self._accounts = accounts
         self._faults = faults
+        self._congestion = congestion
+        self._searcher = searcher
 
     def find_pool(self, name: str) -> PoolRecord:
         """A pool by id (`raydium:SOL-USDC`) or by any address it serves."""
@@ -133,3 +145,17 @@ class Admin:
         window = self._faults.congest(self._clock.now_ms(), expiry_rate, seconds)
         self._bank.flush()
         return window
+
+    def congest_level(self, level: str, seconds: int) -> tuple[int, int]:
+        """Background demand at `level` from now for `seconds`: (from, until) in ms."""
+        self._landing.advance()
+        window = self._congestion.set_level(level, self._clock.now_ms(), seconds)
+        self._bank.flush()
+        return window
+
+    def set_mev_rate(self, rate: Decimal) -> None:
+        if not Decimal(0) <= rate <= Decimal(1):
+            raise ValueError("rate must be between 0 and 1")
+        self._landing.advance()
+        self._searcher.set_rate(rate)
+        self._bank.flush()

@@ -1,9 +1,10 @@
 """The bank: the state the cluster holds, changed only by landed transactions and admin actions.
 
 Tokens (the listed ones and any launched), the pools and the seeded market they follow, wallets'
-lamports and token accounts. The bank is what execution runs against (`execution.State`); every
-change also goes into a write-behind `Batch`, which `flush` writes to SQLite in one committed
-transaction before any answer can report it (the durability rule, `store.py`).
+lamports, token accounts and the accounts the System program created (nonce accounts). The bank
+is what execution runs against (`execution.State`); every change also goes into a write-behind
+`Batch`, which `flush` writes to SQLite in one committed transaction before any answer can
+report it (the durability rule, `store.py`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from order_engine.localnet import catalogue, execution, pools
 from order_engine.localnet.catalogue import METEORA, RAYDIUM, PoolSpec
 from order_engine.localnet.clock import GENESIS_MS
 from order_engine.localnet.config import LocalnetSettings
-from order_engine.localnet.execution.state import Overlay, UserToken
+from order_engine.localnet.execution import metering
+from order_engine.localnet.execution.state import DataAccount, Overlay, State, UserToken
 from order_engine.localnet.market import Market
 from order_engine.localnet.store import Batch, Snapshot, Store
 
@@ -94,6 +96,7 @@ class Bank:
         self.records: dict[str, PoolRecord] = {}
         self.wallets: dict[str, int] = {}
         self.token_accounts: dict[str, UserToken] = {}
+        self.data_accounts: dict[str, DataAccount] = {}
         self.by_address: dict[str, PoolRecord] = {}  # every address a pool serves
         self.stale: set[str] = set()  # pools whose served accounts are out of date
         self.batch = Batch()
@@ -127,6 +130,9 @@ class Bank:
             a: UserToken.from_json(v) for a, v in snapshot.token_accounts.items()
         }
         self.wallets = dict(snapshot.wallets)
+        self.data_accounts = {
+            a: DataAccount.from_json(v) for a, v in snapshot.data_accounts.items()
+        }
 
     def flush(self) -> None:
         """Write everything changed since the last flush in one committed transaction."""
@@ -179,39 +185,52 @@ class Bank:
 
     def touched(self, instructions: list[Any]) -> list[tuple[PoolRecord, bool]]:
         """(pool, sells x?) for every swap instruction whose pool the bank knows."""
-        touched = []
+        return [(record, sells_x) for record, sells_x, _ in self.swaps(instructions)]
+
+    def swaps(self, instructions: list[Any]) -> list[tuple[PoolRecord, bool, Any]]:
+        """(pool, sells x?, the instruction) for every swap whose pool the bank knows."""
+        found = []
         for ix in instructions:
             name = type(ix).__name__
             if name == "CpmmSwapBaseInput":
                 record = self.by_address.get(str(ix.pool_state))
                 if record is not None and record.address == str(ix.pool_state):
-                    touched.append((record, str(ix.input_vault) == record.expected["vault_x"]))
+                    found.append((record, str(ix.input_vault) == record.expected["vault_x"], ix))
             elif name == "DlmmSwap":
                 record = self.by_address.get(str(ix.lb_pair))
                 if record is not None and record.address == str(ix.lb_pair):
                     account = self.token_account(str(ix.user_token_in))
                     sells_x = account is None or account.mint == record.mint_x
-                    touched.append((record, sells_x))
-        return touched
+                    found.append((record, sells_x, ix))
+        return found
 
     # -- transactions ------------------------------------------------------------------------
 
     def execute(
-        self, tx: VersionedTransaction, instructions: list[Any], at_ms: int
+        self,
+        tx: VersionedTransaction,
+        instructions: list[Any],
+        at_ms: int,
+        blockhash: bytes,
+        state: State | None = None,
+        budget: metering.Budget | None = None,
     ) -> execution.ExecutionResult:
-        """Run a decoded transaction against the bank, writing nothing (see `apply`)."""
+        """Run a decoded transaction against the bank (or `state` over it), writing nothing
+        (see `apply`); `blockhash` is the current one (what a durable nonce advances to)."""
         message = tx.message
         keys = message.account_keys
         signers = frozenset(str(k) for k in keys[: message.header.num_required_signatures])
         program_ids = [str(keys[ci.program_id_index]) for ci in message.instructions]
         return execution.execute(
-            self,
+            self if state is None else state,
             str(keys[0]),
             signers,
             len(tx.signatures),
             instructions,
             at_ms // 1000,
             program_ids,
+            blockhash,
+            budget,
         )
 
     def apply(self, overlay: Overlay) -> None:
@@ -227,6 +246,9 @@ class Bank:
                 self.batch.token_accounts[address] = account.to_json()
         for pool_id, pool in overlay.pools.items():
             self.set_pool(self.records[pool_id], pool)
+        for address, data_account in overlay.accounts.items():
+            self.data_accounts[address] = data_account
+            self.batch.data_accounts[address] = data_account.to_json()
 
     def fund_wallet(self, owner: str) -> None:
         """The faucet: a wallet seen for the first time gets lamports and a token account of
@@ -234,28 +256,47 @@ class Bank:
         if owner in self._funded:
             return
         self._funded.add(owner)
-        if owner not in self.wallets:
-            self.wallets[owner] = execution.FAUCET_LAMPORTS
-            self.batch.wallets[owner] = execution.FAUCET_LAMPORTS
+        lamports, accounts = self._faucet(owner)
+        if lamports is not None:
+            self.wallets[owner] = lamports
+            self.batch.wallets[owner] = lamports
+        for ata, account in accounts.items():
+            self.token_accounts[ata] = account
+            self.batch.token_accounts[ata] = account.to_json()
+
+    def faucet_view(self, owner: str) -> Overlay:
+        """The bank as `owner` would find it once the faucet funded it, written nowhere: what a
+        simulation of its first transaction runs against."""
+        view = Overlay(self)
+        if owner not in self._funded:
+            lamports, accounts = self._faucet(owner)
+            if lamports is not None:
+                view.lamports[owner] = lamports
+            view.tokens.update(accounts)
+        return view
+
+    def _faucet(self, owner: str) -> tuple[int | None, dict[str, UserToken]]:
+        """What the faucet gives `owner` that it lacks: lamports, and its token accounts."""
+        lamports = None if owner in self.wallets else execution.FAUCET_LAMPORTS
+        accounts = {}
+        wallet = Pubkey.from_string(owner)
         for token in self.tokens_by_mint().values():
             if token.mint == str(WSOL_MINT):
                 continue
-            ata = str(
-                associated_token_address(Pubkey.from_string(owner), Pubkey.from_string(token.mint))
-            )
+            ata = str(associated_token_address(wallet, Pubkey.from_string(token.mint)))
             if ata not in self.token_accounts:
-                account = UserToken(
+                accounts[ata] = UserToken(
                     token.mint, owner, execution.FAUCET_TOKEN_ATOMS, TOKEN_ACCOUNT_RENT, False
                 )
-                self.token_accounts[ata] = account
-                self.batch.token_accounts[ata] = account.to_json()
+        return lamports, accounts
 
-    def balances(self, keys: list[str], payer: str) -> dict[str, Any]:
+    def balances(self, keys: list[str], payer: str, state: Overlay | None = None) -> dict[str, Any]:
         """Lamports of each account key and the token accounts among them (Solana's
-        `preBalances` / `preTokenBalances` shape), as `getTransaction` reports them."""
+        `preBalances` / `preTokenBalances` shape), as `getTransaction` reports them; read from
+        `state` (an overlay over the bank) when given."""
         lamports, tokens = [], []
         for index, key in enumerate(keys):
-            account = self.token_accounts.get(key)
+            account = self.token_accounts.get(key) if state is None else state.token_account(key)
             if account is not None:
                 lamports.append(account.lamports)
                 token = self.tokens_by_mint().get(account.mint)
@@ -274,6 +315,10 @@ class Bank:
                         },
                     }
                 )
+            elif state is not None and (
+                key in self.wallets or key == payer or state.sets_lamports(key)
+            ):
+                lamports.append(state.wallet_lamports(key))
             else:
                 default = execution.FAUCET_LAMPORTS if key == payer else 0
                 lamports.append(self.wallets.get(key, default))
@@ -290,8 +335,14 @@ class Bank:
     def token_account(self, address: str) -> UserToken | None:
         return self.token_accounts.get(address)
 
+    def data_account(self, address: str) -> DataAccount | None:
+        return self.data_accounts.get(address)
+
     def pool_at(self, address: str) -> PoolRecord | None:
         return self.by_address.get(address)
+
+    def pool_state(self, ref: Any) -> pools.Pool:
+        return ref.pool
 
 
 def _address_pool(record: PoolRecord) -> None:

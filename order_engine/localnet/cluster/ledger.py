@@ -33,6 +33,7 @@ class LedgerEntry:
     landed_ms: int
     # What `getTransaction` reports: account keys with lamports and token balances around it.
     balances: dict[str, Any] | None = None
+    units: int = 0  # compute units consumed (`meta.computeUnitsConsumed`)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -50,6 +51,7 @@ class LedgerEntry:
             "amountOut": self.amount_out,
             "legs": self.legs,
             "landedMs": self.landed_ms,
+            "unitsConsumed": self.units,
         }
 
     @classmethod
@@ -68,6 +70,7 @@ class LedgerEntry:
             d["legs"],
             d["landedMs"],
             d.get("balances"),
+            d.get("unitsConsumed", 0),
         )
 
 

@@ -20,6 +20,7 @@ TOKEN_NON_NATIVE_HAS_BALANCE = 11
 TOKEN_NON_NATIVE_NOT_SUPPORTED = 19
 SYSTEM_ACCOUNT_ALREADY_IN_USE = 0
 SYSTEM_RESULT_WITH_NEGATIVE_LAMPORTS = 1
+SYSTEM_NONCE_BLOCKHASH_NOT_EXPIRED = 7
 ANCHOR_CONSTRAINT_HAS_ONE = 2001
 ANCHOR_CONSTRAINT_SEEDS = 2006
 ANCHOR_CONSTRAINT_ADDRESS = 2012
@@ -53,11 +54,17 @@ _ERROR_NAMES = {
 
 
 class InstructionFailed(Exception):
-    def __init__(self, index: int, error: Any, logs: Sequence[str] = ()) -> None:
+    """An instruction's failure; `units` is what it consumed when that is more than its base
+    cost (a swap that ran its math before refusing the output)."""
+
+    def __init__(
+        self, index: int, error: Any, logs: Sequence[str] = (), units: int | None = None
+    ) -> None:
         super().__init__(f"instruction {index}: {error}")
         self.index = index
         self.error = error
         self.logs = list(logs)
+        self.units = units
 
     @property
     def transaction_error(self) -> dict[str, Any]:
@@ -77,6 +84,8 @@ _INSTRUCTION_ERROR_TEXT = {
     "InvalidSeeds": "Provided seeds do not result in a valid address",
     "IllegalOwner": "Provided owner is not allowed",
     "UninitializedAccount": "instruction requires an initialized account",
+    "ComputationalBudgetExceeded": "Computational budget exceeded",
+    "InsufficientFunds": "insufficient funds for instruction",
 }
 
 
@@ -101,6 +110,7 @@ def anchor_error(
     name: str | None = None,
     left: int | None = None,
     right: int | None = None,
+    units: int | None = None,
 ) -> InstructionFailed:
     """An Anchor error with the program's log lines [ANC lang/src/error.rs]."""
     known = _ERROR_NAMES.get(program, {}).get(code)
@@ -112,4 +122,4 @@ def anchor_error(
     ]
     if left is not None:
         logs += [f"Program log: Left: {left}", f"Program log: Right: {right}"]
-    return InstructionFailed(index, {"Custom": code}, logs)
+    return InstructionFailed(index, {"Custom": code}, logs, units)

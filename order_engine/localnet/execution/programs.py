@@ -1,10 +1,12 @@
 """The emulated programs, one handler per decoded instruction: compute budget (fees only), ATA
-create, System transfer, Token SyncNative and CloseAccount, Raydium CPMM and Meteora DLMM
-swaps (checked against the pool's canonical accounts), Memo. Each writes to the overlay and
-raises `InstructionFailed` as the program would fail."""
+create, the System program (`system`), Token SyncNative and CloseAccount, Raydium CPMM and
+Meteora DLMM swaps (checked against the pool's canonical accounts), Memo. Each writes to the
+overlay, returns the compute units it consumed (`metering`) and raises `InstructionFailed` as
+the program would fail."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -40,7 +42,18 @@ from order_engine.localnet.execution.errors import (
     InstructionFailed,
     anchor_error,
 )
+from order_engine.localnet.execution.metering import (
+    ATA_CREATE_UNITS,
+    ATA_EXISTING_UNITS,
+    BUILTIN_UNITS,
+    CLOSE_ACCOUNT_UNITS,
+    SYNC_NATIVE_UNITS,
+    cpmm_units,
+    dlmm_units,
+    memo_units,
+)
 from order_engine.localnet.execution.state import Overlay, PoolRef, UserToken
+from order_engine.localnet.execution.system import SystemHandlers
 
 WSOL = str(WSOL_MINT)
 
@@ -65,24 +78,40 @@ class Leg:
         }
 
 
-class Runner:
-    """Runs one transaction's instructions in order over one overlay, collecting its legs."""
+class Runner(SystemHandlers):
+    """Runs one transaction's instructions in order over one overlay, collecting its legs.
 
-    def __init__(self, overlay: Overlay, payer: str, signers: frozenset[str], now_s: int) -> None:
+    `blockhash` is the bank's blockhash where it runs (what a nonce advances to); `nonce` the
+    nonce account a durable nonce transaction advances first."""
+
+    def __init__(
+        self,
+        overlay: Overlay,
+        payer: str,
+        signers: frozenset[str],
+        now_s: int,
+        blockhash: bytes = b"",
+        nonce: str | None = None,
+    ) -> None:
         self.overlay = overlay
         self.payer = payer
         self.signers = signers
         self.now_s = now_s
+        self.blockhash = blockhash
+        self.nonce = nonce  # a durable nonce transaction's nonce account
         self.legs: list[Leg] = []
         self.requested_in = 0
         self._first_in: str | None = None
         self._last_out: str | None = None
-        self._handlers: dict[str, Callable[[int, Any, list[str]], None]] = {
-            "ComputeUnitLimit": self._noop,
-            "ComputeUnitPrice": self._noop,
-            "Memo": self._noop,
+        self._handlers: dict[str, Callable[[int, Any, list[str]], int]] = {
+            "ComputeUnitLimit": self._compute_budget,
+            "ComputeUnitPrice": self._compute_budget,
+            "Memo": self._memo,
             "CreateAssociatedTokenAccount": self._create_ata,
             "SystemTransfer": self._transfer,
+            "CreateAccount": self._create_account,
+            "InitializeNonceAccount": self._initialize_nonce,
+            "AdvanceNonceAccount": self._advance_nonce,
             "SyncNative": self._sync_native,
             "CloseAccount": self._close,
             "CpmmSwapBaseInput": self._cpmm_swap,
@@ -92,16 +121,26 @@ class Runner:
     def mints(self) -> tuple[str | None, str | None]:
         return self._first_in, self._last_out
 
-    def run(self, index: int, name: str, ix: Any, logs: list[str]) -> None:
+    def run(self, index: int, name: str, ix: Any, logs: list[str]) -> int:
+        """Run one instruction; the compute units it consumed."""
         handler = self._handlers.get(name)
         if handler is None:
             raise InstructionFailed(index, "InvalidInstructionData")
-        handler(index, ix, logs)
+        return handler(index, ix, logs)
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _noop(self, index: int, ix: Any, logs: list[str]) -> None:
-        return None
+    def _compute_budget(self, index: int, ix: Any, logs: list[str]) -> int:
+        return BUILTIN_UNITS  # read by `metering.budget` before the run
+
+    def _memo(self, index: int, ix: Any, logs: list[str]) -> int:
+        # spl-memo logs `Memo (len N): {:?}`; JSON's quoting matches Rust's Debug for text.
+        text = ix.text
+        length = len(text.encode("utf-8"))
+        plain = text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+        shown = f'"{text}"' if plain else json.dumps(text, ensure_ascii=False)
+        logs.append(f"Program log: Memo (len {length}): {shown}")
+        return memo_units(length)
 
     def _require_signer(self, index: int, address: str) -> None:
         if address not in self.signers:
@@ -130,41 +169,29 @@ class Runner:
 
     # -- native programs ---------------------------------------------------------------------
 
-    def _create_ata(self, index: int, ix: Any, logs: list[str]) -> None:
+    def _create_ata(self, index: int, ix: Any, logs: list[str]) -> int:
         account, wallet, mint = str(ix.account), str(ix.wallet), str(ix.mint)
+        idempotent = getattr(ix, "idempotent", True)
+        logs.append("Program log: CreateIdempotent" if idempotent else "Program log: Create")
         if str(associated_token_address(ix.wallet, ix.mint)) != account:
             raise InstructionFailed(index, "InvalidSeeds")
         existing = self.overlay.token(account)
         if existing is not None:
-            if not getattr(ix, "idempotent", True):
+            if not idempotent:
                 raise InstructionFailed(index, {"Custom": SYSTEM_ACCOUNT_ALREADY_IN_USE})
             if existing.owner != wallet or existing.mint != mint:
                 raise InstructionFailed(index, "IllegalOwner")
-            return
+            return ATA_EXISTING_UNITS
         funder = str(ix.funder)
         self._require_signer(index, funder)
         lamports = self.overlay.wallet(funder)
         if lamports < TOKEN_ACCOUNT_RENT:
             raise InstructionFailed(index, {"Custom": SYSTEM_RESULT_WITH_NEGATIVE_LAMPORTS})
         self.overlay.lamports[funder] = lamports - TOKEN_ACCOUNT_RENT
-        logs.append("Program log: Create")
         self.overlay.tokens[account] = _new_token_account(mint, wallet)
+        return ATA_CREATE_UNITS
 
-    def _transfer(self, index: int, ix: Any, logs: list[str]) -> None:
-        source, destination, amount = str(ix.source), str(ix.destination), ix.lamports
-        self._require_signer(index, source)
-        balance = self.overlay.wallet(source)
-        if balance < amount:
-            logs.append(f"Transfer: insufficient lamports {balance}, need {amount}")
-            raise InstructionFailed(index, {"Custom": SYSTEM_RESULT_WITH_NEGATIVE_LAMPORTS})
-        self.overlay.lamports[source] = balance - amount
-        token = self.overlay.token(destination)
-        if token is not None:
-            self.overlay.tokens[destination] = replace(token, lamports=token.lamports + amount)
-        else:
-            self.overlay.lamports[destination] = self.overlay.wallet(destination) + amount
-
-    def _sync_native(self, index: int, ix: Any, logs: list[str]) -> None:
+    def _sync_native(self, index: int, ix: Any, logs: list[str]) -> int:
         address = str(ix.account)
         token = self.overlay.token(address)
         if token is None:
@@ -173,8 +200,9 @@ class Runner:
             raise InstructionFailed(index, {"Custom": TOKEN_NON_NATIVE_NOT_SUPPORTED})
         logs.append("Program log: Instruction: SyncNative")
         self.overlay.tokens[address] = replace(token, amount=token.lamports - TOKEN_ACCOUNT_RENT)
+        return SYNC_NATIVE_UNITS
 
-    def _close(self, index: int, ix: Any, logs: list[str]) -> None:
+    def _close(self, index: int, ix: Any, logs: list[str]) -> int:
         address, destination, owner = str(ix.account), str(ix.destination), str(ix.owner)
         token = self.overlay.token(address)
         if token is None:
@@ -193,6 +221,7 @@ class Runner:
             )
         else:
             self.overlay.lamports[destination] = self.overlay.wallet(destination) + token.lamports
+        return CLOSE_ACCOUNT_UNITS
 
     # -- swaps -----------------------------------------------------------------------------
 
@@ -204,7 +233,7 @@ class Runner:
             raise InstructionFailed(index, {"Custom": ANCHOR_DISCRIMINATOR_MISMATCH})
         return ref
 
-    def _cpmm_swap(self, index: int, ix: Any, logs: list[str]) -> None:
+    def _cpmm_swap(self, index: int, ix: Any, logs: list[str]) -> int:
         logs.append("Program log: Instruction: SwapBaseInput")
         ref = self._pool(index, str(ix.pool_state), RAYDIUM)
         expected = ref.expected
@@ -222,7 +251,7 @@ class Runner:
         if input_mint != vaults[input_vault] or output_mint != vaults[output_vault]:
             raise anchor_error(index, CPMM, ANCHOR_CONSTRAINT_ADDRESS, "ConstraintAddress")
         swap_for_y = input_vault == expected["vault_x"]
-        self._swap(
+        return self._swap(
             index,
             ref,
             CPMM,
@@ -236,7 +265,7 @@ class Runner:
             logs,
         )
 
-    def _dlmm_swap(self, index: int, ix: Any, logs: list[str]) -> None:
+    def _dlmm_swap(self, index: int, ix: Any, logs: list[str]) -> int:
         logs.append("Program log: Instruction: Swap")
         ref = self._pool(index, str(ix.lb_pair), "meteora")
         expected = ref.expected
@@ -258,7 +287,7 @@ class Runner:
         swap_for_y = input_mint == ref.mint_x
         output_mint = ref.mint_y if swap_for_y else ref.mint_x
         # Bin arrays are not checked against the walk: the pool's full state is used (lenient).
-        self._swap(
+        return self._swap(
             index,
             ref,
             DLMM,
@@ -285,7 +314,7 @@ class Runner:
         amount_in: int,
         minimum_out: int,
         logs: list[str],
-    ) -> None:
+    ) -> int:
         self.requested_in += amount_in if self._first_in in (None, input_mint) else 0
         if self._first_in is None:
             self._first_in = input_mint
@@ -309,9 +338,12 @@ class Runner:
             ) from None
         except pools.VenueMathError:
             raise anchor_error(index, program, CPMM_INVALID_INPUT) from None
+        units = _swap_units(cpmm, amount_in, pool, result.pool)
         if result.amount_out < minimum_out:
             code = CPMM_EXCEEDED_SLIPPAGE if cpmm else DLMM_EXCEEDED_SLIPPAGE
-            raise anchor_error(index, program, code, left=result.amount_out, right=minimum_out)
+            raise anchor_error(
+                index, program, code, left=result.amount_out, right=minimum_out, units=units
+            )
         self._move_tokens(user_in_address, user_in, -amount_in)
         # Re-read: the output account may be the input one in a degenerate transaction.
         user_out = self.overlay.token(user_out_address) or user_out
@@ -327,6 +359,14 @@ class Runner:
                 result.amount_out,
             )
         )
+        return units
+
+
+def _swap_units(cpmm: bool, amount_in: int, before: pools.Pool, after: pools.Pool) -> int:
+    if cpmm:
+        return cpmm_units(amount_in)
+    crossed = abs(getattr(after, "active_id", 0) - getattr(before, "active_id", 0))
+    return dlmm_units(crossed)
 
 
 def _ata_mint(owner: str, address: str, mint_x: str, mint_y: str) -> str | None:

@@ -9,8 +9,7 @@ accepted and every landed signature is always found (the ledger is never pruned)
 
 from __future__ import annotations
 
-import base64
-import binascii
+import json
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -32,13 +31,14 @@ from order_engine.localnet.rpc.wire import (
     matches,
     parse_filters,
     positional,
+    transaction_bytes,
 )
 
+_DUMPS = json.JSONEncoder(separators=(",", ":")).encode
 FEATURE_SET = 3_294_202_862
 MAX_MULTIPLE_ACCOUNTS = 100
 MAX_SIGNATURE_STATUSES = 256
-MAX_BASE58_TX_CHARS = 1683
-MAX_BASE64_TX_CHARS = 1644
+MAX_PRIORITIZATION_FEE_ACCOUNTS = 128  # agave's MAX_TX_ACCOUNT_LOCKS
 
 
 class SolanaMethods:
@@ -60,6 +60,7 @@ class SolanaMethods:
             "getBalance": self._get_balance,
             "getTokenAccountBalance": self._get_token_account_balance,
             "sendTransaction": self._send_transaction,
+            "simulateTransaction": self._simulate_transaction,
             "getSignatureStatuses": self._get_signature_statuses,
             "getTransaction": self._get_transaction,
             "getHealth": lambda params: "ok",
@@ -187,34 +188,42 @@ class SolanaMethods:
     def _send_transaction(self, params: list[Any]) -> str:
         encoded = positional(params, 0, "transaction")
         config = config_of(params, 1)
-        if not isinstance(encoded, str):
-            raise invalid_params("Invalid params: transaction must be a string")
-        encoding = config.get("encoding") or "base58"  # the server's default [AGV-RPC]
-        if encoding == "base64":
-            if len(encoded) > MAX_BASE64_TX_CHARS:
-                raise invalid_params(
-                    f"base64 encoded solana_transaction::versioned::VersionedTransaction too "
-                    f"large: {len(encoded)} bytes (max: encoded/raw {MAX_BASE64_TX_CHARS}/1232)"
-                )
-            try:
-                raw = base64.b64decode(encoded, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise invalid_params(f"invalid base64 encoding: {exc}") from None
-        elif encoding == "base58":
-            if len(encoded) > MAX_BASE58_TX_CHARS:
-                raise invalid_params(
-                    f"base58 encoded solana_transaction::versioned::VersionedTransaction too "
-                    f"large: {len(encoded)} bytes (max: encoded/raw {MAX_BASE58_TX_CHARS}/1232)"
-                )
-            try:
-                raw = base58.b58decode(encoded)
-            except ValueError as exc:
-                raise invalid_params(f"invalid base58 encoding: {exc}") from None
-        else:
-            raise invalid_params(
-                f"unsupported encoding: {encoding}. Supported encodings: base58, base64"
-            )
+        # The server's default encoding is base58 [AGV-RPC].
+        raw = transaction_bytes(encoded, config.get("encoding") or "base58")
         return self.cluster.send(raw, bool(config.get("skipPreflight", False)))
+
+    def _simulate_transaction(self, params: list[Any]) -> Raw:
+        """`[tx, {sigVerify, replaceRecentBlockhash, encoding, commitment, accounts,
+        minContextSlot}]` -> `{context, value}`, the value as agave's
+        RpcSimulateTransactionResult (`cluster.simulation`)."""
+        encoded = positional(params, 0, "transaction")
+        config = config_of(params, 1)
+        raw = transaction_bytes(encoded, config.get("encoding") or "base58")
+        sig_verify = bool(config.get("sigVerify", False))
+        replace = bool(config.get("replaceRecentBlockhash", False))
+        if sig_verify and replace:
+            raise invalid_params("sigVerify may not be used with replaceRecentBlockhash")
+        addresses, encoding = _simulation_accounts(config.get("accounts"))
+        slot = self.context_slot(config)
+        value, accounts = self.cluster.simulate(raw, sig_verify, replace, addresses)
+        listing = "null"
+        if accounts is not None:
+            options = {"encoding": encoding}
+            encoded_accounts = [
+                "null" if a is None else encode_account(a, options, "base64") for a in accounts
+            ]
+            listing = "[" + ",".join(encoded_accounts) + "]"
+        del value["accounts"]
+        body = _DUMPS(value)
+        return Raw(
+            '{"context":'
+            + context_text(slot)
+            + ',"value":{"accounts":'
+            + listing
+            + ","
+            + body[1:]
+            + "}"
+        )
 
     def _get_signature_statuses(self, params: list[Any]) -> dict[str, Any]:
         signatures = positional(params, 0, "signatures")
@@ -254,12 +263,37 @@ class SolanaMethods:
                 "postTokenBalances": balances["post"]["tokens"],
                 "logMessages": [],
                 "loadedAddresses": {"writable": [], "readonly": []},
+                "computeUnitsConsumed": entry.units,
             },
         }
 
     def _get_recent_prioritization_fees(self, params: list[Any]) -> list[dict[str, int]]:
-        addresses = params[0] if isinstance(params, list) and params else []
-        if isinstance(addresses, list) and len(addresses) > 128:
-            raise invalid_params("Too many inputs provided; max 128")
+        """`[[addresses…]?]` -> per recent slot `{slot, prioritizationFee}` (`cluster.fees`)."""
+        addresses = params[0] if isinstance(params, list) and params else None
+        if addresses is None:
+            addresses = []
+        if not isinstance(addresses, list):
+            raise invalid_params("Invalid params: addresses must be an array")
+        if len(addresses) > MAX_PRIORITIZATION_FEE_ACCOUNTS:
+            raise invalid_params(f"Too many inputs provided; max {MAX_PRIORITIZATION_FEE_ACCOUNTS}")
+        for address in addresses:
+            if not isinstance(address, str):
+                raise invalid_params("Invalid params: expected a base58 pubkey string")
+            check_pubkey(address)
         slot = self.context_slot(None)
-        return [{"slot": s, "prioritizationFee": 0} for s in range(max(slot - 149, 0), slot + 1)]
+        return self.cluster.fees.recent(slot, addresses)
+
+
+def _simulation_accounts(config: Any) -> tuple[list[str] | None, str]:
+    """The `accounts` config of simulateTransaction: (addresses, encoding)."""
+    if config is None:
+        return None, "base64"
+    if not isinstance(config, dict) or not isinstance(config.get("addresses"), list):
+        raise invalid_params("Invalid params: accounts must be {addresses, encoding}")
+    encoding = config.get("encoding") or "base64"
+    if encoding in ("base58", "binary"):
+        raise invalid_params("base58 encoding not supported")
+    addresses = [str(a) for a in config["addresses"]]
+    for address in addresses:
+        check_pubkey(address)
+    return addresses, encoding

@@ -9,6 +9,7 @@ instead of re-serialising 10 KB bin arrays with `json.dumps` on every call.
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any
 
 import base58
@@ -21,6 +22,8 @@ RENT_EPOCH = 18_446_744_073_709_551_615  # u64::MAX: a rent-exempt account's epo
 MAX_BASE58_BYTES = 128
 MAX_PROGRAM_ACCOUNT_FILTERS = 4
 MAX_MEMCMP_BYTES = 128
+MAX_BASE58_TX_CHARS = 1683
+MAX_BASE64_TX_CHARS = 1644
 _BASE58_TOO_LARGE = (
     "Encoded binary (base 58) data should be less than 128 bytes, please use Base64 encoding."
 )
@@ -114,6 +117,34 @@ def encode_account(account: Account, options: dict[str, Any], default: str) -> s
     if data_slice is None:
         account.cache[encoding] = fragment
     return fragment
+
+
+def transaction_bytes(encoded: Any, encoding: str) -> bytes:
+    """A transaction parameter's wire bytes, with agave's limits and messages
+    (`decode_and_deserialize` [AGV-RPC])."""
+    if not isinstance(encoded, str):
+        raise invalid_params("Invalid params: transaction must be a string")
+    if encoding == "base64":
+        if len(encoded) > MAX_BASE64_TX_CHARS:
+            raise invalid_params(
+                f"base64 encoded solana_transaction::versioned::VersionedTransaction too "
+                f"large: {len(encoded)} bytes (max: encoded/raw {MAX_BASE64_TX_CHARS}/1232)"
+            )
+        try:
+            return base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise invalid_params(f"invalid base64 encoding: {exc}") from None
+    if encoding == "base58":
+        if len(encoded) > MAX_BASE58_TX_CHARS:
+            raise invalid_params(
+                f"base58 encoded solana_transaction::versioned::VersionedTransaction too "
+                f"large: {len(encoded)} bytes (max: encoded/raw {MAX_BASE58_TX_CHARS}/1232)"
+            )
+        try:
+            return base58.b58decode(encoded)
+        except ValueError as exc:
+            raise invalid_params(f"invalid base58 encoding: {exc}") from None
+    raise invalid_params(f"unsupported encoding: {encoding}. Supported encodings: base58, base64")
 
 
 def check_pubkey(address: str) -> None:

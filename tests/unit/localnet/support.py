@@ -13,8 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from solders.hash import Hash
+from solders.instruction import Instruction
 from solders.keypair import Keypair
+from solders.message import MessageV0
 from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
 
 from order_engine.chain import tx as txb
 from order_engine.chain.layouts.meteora import BinArray, LbPair, bitmap_indexes
@@ -22,7 +25,7 @@ from order_engine.chain.layouts.pdas import dlmm_bin_array_address
 from order_engine.chain.layouts.raydium import AmmConfig, CpmmPoolState
 from order_engine.chain.layouts.token import TokenAccount
 from order_engine.chain.pools import cpmm_pool, dlmm_pool
-from order_engine.chain.programs import METEORA_DLMM_PROGRAM
+from order_engine.chain.programs import METEORA_DLMM_PROGRAM, WSOL_MINT, associated_token_address
 
 _ids = itertools.count(1)
 
@@ -146,6 +149,50 @@ def swap_tx(
         400_000,
         1_000,
     )
+    return txb.signature_of(tx), txb.encode_transaction(tx)
+
+
+def swap_instructions(
+    owner: Pubkey,
+    legs: list[txb.SwapLeg],
+    limit: int | None = 400_000,
+    price: int = 1_000,
+    memo: str | None = None,
+) -> list[Instruction]:
+    """A swap's instructions in the engine's order (`txb.build_swap_transaction`), for tests
+    that add their own (a tip, a nonce advance) or leave the compute budget out (`limit=None`)."""
+    input_mint, output_mint = legs[0].input_mint, legs[0].output_mint
+    amount_in = sum(item.amount_in for item in legs)
+    ixs = [] if limit is None else [txb.set_compute_unit_limit(limit)]
+    ixs.append(txb.set_compute_unit_price(price))
+    wsol = associated_token_address(owner, WSOL_MINT)
+    if input_mint == WSOL_MINT:
+        ixs += [
+            txb.create_associated_token_account_idempotent(owner, owner, WSOL_MINT),
+            txb.system_transfer(owner, wsol, amount_in),
+            txb.sync_native(wsol),
+        ]
+    ixs.append(txb.create_associated_token_account_idempotent(owner, owner, output_mint))
+    ixs.extend(txb.swap_instruction(owner, item) for item in legs)
+    if WSOL_MINT in (input_mint, output_mint):
+        ixs.append(txb.close_account(wsol, owner, owner))
+    if memo is not None:
+        ixs.append(txb.memo_instruction(memo))
+    return ixs
+
+
+def sign(
+    call: Call,
+    payer: Keypair,
+    instructions: list[Instruction],
+    *signers: Keypair,
+    blockhash: str | None = None,
+) -> tuple[str, str]:
+    """(signature, base64) of a v0 transaction of `instructions`, paid and signed by `payer`."""
+    if blockhash is None:
+        blockhash = call("getLatestBlockhash")["value"]["blockhash"]
+    message = MessageV0.try_compile(payer.pubkey(), instructions, [], Hash.from_string(blockhash))
+    tx = VersionedTransaction(message, [payer, *signers])
     return txb.signature_of(tx), txb.encode_transaction(tx)
 
 
