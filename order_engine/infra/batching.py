@@ -69,12 +69,19 @@ class GroupCommit(Generic[T, R]):
         self._max_batch = max_batch
         self._lock = threading.Lock()
         self._kinds: dict[Hashable, _Kind[T, R]] = {}
+        self._in_flight: dict[Hashable, int] = {}  # the calls of each kind's batch in flight
         self._pid = os.getpid()
 
     def queued(self) -> int:
         """Calls waiting for a batch (not those in the batches in flight)."""
         with self._lock:
             return sum(len(state.queue) for state in self._kinds.values())
+
+    def in_flight(self) -> tuple[int, int]:
+        """(calls, batches) in flight: taken by a flusher and not yet answered."""
+        with self._lock:
+            counts = [n for n in self._in_flight.values() if n]
+            return sum(counts), len(counts)
 
     def submit(self, kind: Hashable, item: T) -> R:
         call: _Call[T, R] = _Call(item)
@@ -102,8 +109,13 @@ class GroupCommit(Generic[T, R]):
                 del state.queue[: self._max_batch]
                 if not state.queue:
                     state.wake.clear()
+                self._in_flight[kind] = len(batch)
             if batch:
-                self._serve(kind, batch)
+                try:
+                    self._serve(kind, batch)
+                finally:
+                    with self._lock:
+                        self._in_flight[kind] = 0
 
     def _serve(self, kind: Hashable, batch: list[_Call[T, R]]) -> None:
         BATCH_SIZE.labels(self.name).observe(len(batch))
