@@ -5,7 +5,7 @@ Revises: 0004
 Create Date: 2026-11-30 12:00:00
 
 The simulated chain and venues moved out of the engine into the localnet process, which keeps
-its own state (DESIGN §5), so `sim_pools` and `sim_transactions` go. An order now keeps the
+its own state (docs/localnet.md), so `sim_pools` and `sim_transactions` go. An order now keeps the
 signed transaction of its latest attempt and that transaction's blockhash expiry: a retry or a
 take-over re-broadcasts the same bytes while they can still land, instead of waiting.
 """

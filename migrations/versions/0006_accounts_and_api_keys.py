@@ -4,7 +4,7 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-01 12:00:00
 
-DESIGN §9. The existing orders go to the default account (`make run`'s development key belongs
+docs/design.md, "Access: keys, tickets, limits". The existing orders go to the default account (`make run`'s development key belongs
 to it), so nothing a developer already has disappears from view. The global unique index on
 `idempotency_key` becomes unique per account.
 """

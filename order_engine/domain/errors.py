@@ -1,6 +1,6 @@
 """Failures of venues and the chain, each with a stable code and a retryable flag.
 
-Codes follow the taxonomy of research/dex.md §6.6: infrastructure and landing failures are
+Codes follow the taxonomy in docs/venues.md: infrastructure and landing failures are
 retryable (a fresh attempt with a fresh blockhash can succeed); program failures caused by the
 order itself or the market (slippage, no route, no liquidity) are not, since retrying the same
 order would fail the same way or fill worse than the client allowed.

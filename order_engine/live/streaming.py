@@ -3,10 +3,10 @@
 Each API process holds a single subscription (the `order-events` channel, where every event
 is published) read by one background thread, which hands each event to the local subscribers
 of its order and skips the others without parsing them. A socket therefore
-costs a queue, not a Redis connection (research/perf.md §3e: one connection carries ~50k
+costs a queue, not a Redis connection (docs/performance.md: one connection carries ~50k
 messages/s).
 
-Delivery contract (DESIGN §3): a client receives every event of its order exactly once, in
+Delivery contract (docs/design.md): a client receives every event of its order exactly once, in
 `seq` order. Pub/sub is at-most-once, so the stream registers its subscription *before* reading
 the history from PostgreSQL, drops anything at or below the last `seq` sent, fills any gap from
 the database, and re-reads the database after a reconnect of the subscription or a quiet spell.

@@ -1,7 +1,7 @@
 """The pools the localnet lists at genesis, their seeded starting state, and launched pools.
 
 Depths, fee tiers and bin steps are assumptions sized so that either venue, or a split, can win
-(research/dex.md §6.3): Raydium pools are deep constant-product CPMM pools; Meteora pools are
+(docs/venues.md): Raydium pools are deep constant-product CPMM pools; Meteora pools are
 DLMM pools whose liquidity sits in the 69 bins either side of the price, so they are deeper near
 the mid but run out sooner. Each pool starts at the seeded market's price for its venue.
 
@@ -60,7 +60,7 @@ PAIRS: tuple[PairSpec, ...] = (
     PairSpec("RAY", "SOL", 900_000, 2_500, 400_000, 20, 5_000),
     PairSpec("RAY", "USDC", 700_000, 2_500, 300_000, 20, 5_000),
 )
-VARIABLE_FEE_CONTROL = 40_000  # research/dex.md §6.10 (bin step 10: 5 bins -> +0.01 %)
+VARIABLE_FEE_CONTROL = 40_000  # docs/venues.md, "Golden vectors" (bin step 10: 5 bins -> +0.01 %)
 # A launched token is volatile: Meteora's launch pools use wide bins.
 LAUNCH_FEE_RATE = 2_500
 LAUNCH_BIN_STEP = 80

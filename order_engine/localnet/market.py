@@ -11,7 +11,7 @@ On top of the pure walk, `Market` holds per-token multiplicative overrides: `mov
 --price 250` sets SOL's override so that its reference is 250 USDC at that instant; from then on
 SOL keeps walking from there. A launched token gets an entry the same way.
 
-Scales (assumption, research/dex.md §6.4): over the ~6 slots between a quote and its landing the
+Scales (an assumption, docs/venues.md): over the ~6 slots between a quote and its landing the
 reference moves ~10 bps; over an hour a few percent. The walk's time step is fixed at 400 ms
 whatever LOCALNET_SLOT_MS is, so a faster test cluster does not make a more volatile market.
 """

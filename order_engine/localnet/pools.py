@@ -58,7 +58,7 @@ class SwapOutcome:
 
 def new_cpmm(reserve_x: int, reserve_y: int, fee_rate: int) -> ConstantProductPool:
     # Protocol and fund shares are zero: the whole fee stays in the curve, so each vault holds
-    # exactly the curve's reserve (research/solana-rpc.md §7 `vault_amount_without_fee`).
+    # exactly the curve's reserve (CP-Swap's `vault_amount_without_fee`, docs/venues.md).
     return ConstantProductPool.raydium_cpmm(reserve_x, reserve_y, fee_rate)
 
 

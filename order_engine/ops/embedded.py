@@ -236,7 +236,7 @@ def _start_redis(redis_dir: Path) -> tuple[str, int, bool]:
             return f"redis://127.0.0.1:{port}/0", pid, False
     port = _free_port()
     port_file.write_text(str(port))
-    # Broker settings from research/reliability.md §5.3: AOF so a restart keeps the queue,
+    # Broker settings (docs/reliability.md): AOF so a restart keeps the queue,
     # noeviction so Celery's binding keys are never evicted.
     subprocess.run(
         [

@@ -4,7 +4,7 @@ No I/O here: the quotes are computed from pool states already read (`quote_pool`
 integer math the chain runs at landing), so "best" is simply the most `token_out` for the
 client. Outputs are concave in the input (constant product) or piecewise concave (DLMM bins),
 so the best split is where the two marginal outputs meet; `venues.math.split` finds it exactly
-(research/dex.md §6.7). `router.py` reads the pools and calls `decide`.
+(docs/venues.md, "Routing and splits"). `router.py` reads the pools and calls `decide`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Route an order: read the pair's pools once, quote each, and let `decide` choose.
 
 The pool index reads the pools' accounts from the chain once per slot and decodes them into
-the exact CPMM / DLMM state (DESIGN §5); this fan-out is the only I/O of routing. The choice
+the exact CPMM / DLMM state (docs/design.md); this fan-out is the only I/O of routing. The choice
 itself, one venue or a split across both, is `decide.decide`, a pure function.
 """
 

@@ -1,7 +1,7 @@
 """The reconciler: the backstop for every way the queue can lose an order.
 
 A Redis broker can drop a task (a send that failed, Redis restarted empty, a worker killed
-between popping and recording a message; research/reliability.md §1.1). PostgreSQL knows every
+between popping and recording a message; docs/reliability.md). PostgreSQL knows every
 order, so on a schedule the reconciler finds the orders nobody is working on — waiting with no
 recent dispatch, or mid-flight with an expired lease — and queues them again. Duplicates are
 harmless: the worker's claim decides who runs an order, and a take-over asks the chain about

@@ -41,7 +41,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         # the call, or a channel the broker closes, loses the task while the API answers 202
         # and the worker believes its retry is queued.
         return {"confirm_publish": True, "write_timeout": 2}
-    # Every broker call is bounded (research/reliability.md §5.1): a frozen Redis makes a
+    # Every broker call is bounded (docs/reliability.md, "Bounded calls"): a frozen Redis makes a
     # publish fail after a few seconds instead of holding an API request for ever.
     return {
         "visibility_timeout": settings.visibility_timeout_s,
@@ -110,7 +110,7 @@ def celery_config(settings: Settings, transport: str | None = None) -> dict[str,
                 "schedule": float(settings.reconcile_interval_s),
                 "options": {"expires": float(settings.reconcile_interval_s * 3)},
             },
-            # Limit and sniper orders (DESIGN §10): about once per slot. A message not run
+            # Limit and sniper orders (docs/design.md): about once per slot. A message not run
             # within two intervals is dropped; the next one does the same work.
             "evaluate-triggers": {
                 "task": EVALUATE_TRIGGERS,

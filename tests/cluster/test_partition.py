@@ -1,5 +1,5 @@
-"""Seven hosts on one machine (DESIGN §8): a worker host cut off mid-flight loses nothing and
-executes nothing twice.
+"""Seven hosts on one machine (docs/operating.md): a worker host cut off mid-flight loses
+nothing and executes nothing twice.
 
 Hosts, each a network namespace (tests.support.cluster): `servers` (PostgreSQL, Redis as the
 application store and broker, the localnet), `api1` and `api2` (gunicorn), `worker1` and

@@ -1,5 +1,5 @@
-"""`GET /metrics`: the series of DESIGN §11 move as orders flow through the real API and worker
-processes (multiprocess mode: the worker's series are read by the API), and the endpoint is
+"""`GET /metrics`: the series of docs/operating.md move as orders flow through the real API and
+worker processes (multiprocess mode: the worker's series are read by the API), and the endpoint is
 closed to callers beyond loopback without an admin key."""
 
 from __future__ import annotations

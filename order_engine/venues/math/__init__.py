@@ -12,7 +12,7 @@ Modules:
 
 This module holds what they share: the error hierarchy and integer rounding helpers. Each error
 carries a stable `code` that the execution layer maps onto its failure reasons (research note
-dex.md §6.6), so callers never match on message text.
+docs/venues.md, "Failure taxonomy"), so callers never match on message text.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Sources:
   protocol and fund fees are floored fractions of the trade fee)
 * raydium-io/raydium-docs-v1: products/amm-v4/math.mdx (AMM v4: 25 / 10_000 of the input)
 
-The research note (dex.md §2.2-2.3) collects these; its golden vector is
+docs/venues.md ("Raydium CPMM") collects these; its golden vector is
 1e9 in on reserves 1e12 / 2e12 at 0.25 % -> 1_993_011_970 out, fee 2_500_000.
 """
 
@@ -171,7 +171,7 @@ class ConstantProductPool:
             pool = replace(self, reserve_x=new_in, reserve_y=new_out)
         else:
             pool = replace(self, reserve_x=new_out, reserve_y=new_in)
-        # Execution price vs the pre-trade mid, fee excluded (dex.md §2.1):
+        # Execution price vs the pre-trade mid, fee excluded (docs/venues.md):
         # 1 - (out / net_in) / (y / x).
         impact = 1 - Fraction(amount_out * reserve_in, net_in * reserve_out)
         return CpSwapResult(

@@ -4,7 +4,7 @@ Given output functions `first(a)` and `second(b)` (atoms out for atoms in), find
 that maximises `first(a) + second(A - a)`. Both outputs are concave in exact arithmetic
 (constant product) or piecewise linear and concave (DLMM bins, whose price only worsens as the
 walk goes on), so the sum is unimodal and the optimum is where the marginal outputs are equal
-(dex.md §2.7, §6.7). Rounding to whole atoms adds a few atoms of noise to that shape, so:
+(docs/venues.md). Rounding to whole atoms adds a few atoms of noise to that shape, so:
 
 1. the search brackets the optimum by ternary search, comparing the sum at two interior points
    (the sign of the discrete marginal between them says on which side the optimum lies);
@@ -123,7 +123,7 @@ def split_beats_single_venue(
     split: Split, single: Split | None, min_improvement_bps: int | Fraction
 ) -> bool:
     """True when routing through both venues pays more than `min_improvement_bps` over the best
-    single venue: the extra transaction cost of a split must be worth it (dex.md §6.7).
+    single venue: the extra transaction cost of a split must be worth it (docs/venues.md).
 
     A split that fills an order no single venue can fill always wins.
     """

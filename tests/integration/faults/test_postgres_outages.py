@@ -1,4 +1,4 @@
-"""PostgreSQL stopping under the API and the workers (research/reliability.md §7 #15, #16).
+"""PostgreSQL stopping under the API and the workers (docs/reliability.md, scenarios #15, #16).
 
 These run on a private PostgreSQL (module-scoped) that the tests stop and start again.
 """

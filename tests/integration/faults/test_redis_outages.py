@@ -1,4 +1,4 @@
-"""The broker restarting or down (research/reliability.md §7 #12–#14).
+"""The broker restarting or down (docs/reliability.md, fault scenarios #12–#14).
 
 Redis is the broker and the live-status channel, never the source of truth: whatever it loses,
 the orders in PostgreSQL must all finish, each exactly once.
@@ -78,7 +78,7 @@ def test_redis_down_at_post_accepts_and_the_order_runs_once_when_it_returns(make
     took_s = time.monotonic() - started
     replay = stack.post_order(order_body(), key)
 
-    # DESIGN §4: the row is the outbox; the client gets its 202 and the reconciler dispatches.
+    # The row is the outbox (docs/design.md); the client gets its 202 and the reconciler dispatches.
     assert first.status == 202, first.body
     assert took_s < 10, f"POST took {took_s:.1f}s with the broker down"
     order_id = first.body["orderId"]

@@ -1,4 +1,4 @@
-"""Retries and duplicate deliveries (research/reliability.md §7 #6, #7, #9, #17)."""
+"""Retries and duplicate deliveries (docs/reliability.md, fault scenarios #6, #7, #9, #17)."""
 
 from __future__ import annotations
 

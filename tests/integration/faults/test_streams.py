@@ -1,6 +1,6 @@
-"""Live status streams under races and faults (research/reliability.md §7 #19–#21).
+"""Live status streams under races and faults (docs/reliability.md, fault scenarios #19–#21).
 
-The contract (DESIGN §3): a client that connects at any time gets every event of its order
+The contract (docs/design.md): a client that connects at any time gets every event of its order
 exactly once, in seq order, ending with the terminal one; a client that resumes with
 `?afterSeq=N` gets exactly the events after N. The invariant checker compares what each
 watcher saw with the order's history in PostgreSQL.

@@ -1,4 +1,4 @@
-"""The trigger engine under faults (issue 13): schedulers and workers killed around a trigger,
+"""The trigger engine under faults (docs/design.md): schedulers and workers killed around a trigger,
 two schedulers at once, Redis emptied. The money rule: every limit order that the market
 crosses executes exactly once, and one that it does not cross keeps waiting.
 

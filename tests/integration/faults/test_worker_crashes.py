@@ -1,4 +1,4 @@
-"""Workers dying or stalling mid-order (research/reliability.md §7 #1–#4, #8, #11).
+"""Workers dying or stalling mid-order (docs/reliability.md, fault scenarios #1–#4, #8, #11).
 
 The money rule under test: however an executor dies, the order ends terminal with at most one
 landed swap, because a take-over asks the chain about the dead executor's signature before

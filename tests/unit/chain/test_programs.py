@@ -1,4 +1,4 @@
-"""Program ids, discriminators and ATA derivation against research/solana-rpc.md §5-§8."""
+"""Program ids, discriminators and ATA derivation against docs/localnet.md."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Swap transactions: built, serialized, parsed back, signature-verified, and every instruction
 decoded by the localnet's decoder and checked (program, accounts with flags, data bytes)
-against research/solana-rpc.md §4-§8."""
+against docs/localnet.md (Solana facts it follows)."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def parse_back(built: VersionedTransaction) -> VersionedTransaction:
     payer_key = parsed.message.account_keys[0]
     assert parsed.signatures[0].verify(payer_key, to_bytes_versioned(parsed.message))
     assert tx.signature_of(parsed) == str(parsed.signatures[0])
-    assert raw[65] == 0x80  # v0 message prefix after one signature (research §4)
+    assert raw[65] == 0x80  # v0 message prefix after one signature (docs/localnet.md)
     return parsed
 
 

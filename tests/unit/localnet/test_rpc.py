@@ -1,4 +1,4 @@
-"""JSON-RPC shapes and error codes of the localnet (research/solana-rpc.md §1–§3)."""
+"""JSON-RPC shapes and error codes of the localnet (docs/localnet.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Raydium constant-product math: golden vectors from dex.md §6.10 and invariants."""
+"""Raydium constant-product math: golden vectors (docs/venues.md) and invariants."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from order_engine.venues.math import InsufficientLiquidity, InvalidAmount, ZeroTradingTokens
 from order_engine.venues.math.cpmm import CPMM_FEE_TIERS, ConstantProductPool
 
-# dex.md §2.2: reserves 1e12 / 2e12, 1e9 in at 0.25 %.
+# docs/venues.md, golden vectors: reserves 1e12 / 2e12, 1e9 in at 0.25 %.
 GOLDEN_X = 10**12
 GOLDEN_Y = 2 * 10**12
 GOLDEN_IN = 10**9
@@ -80,7 +80,7 @@ def test_exact_out_round_trips_the_golden_vector_to_one_billion_in() -> None:
 
 
 def test_exact_out_for_the_docs_misprinted_output_needs_more_than_one_billion() -> None:
-    # dex.md §2.2: the docs' "1 995 015 009 out" would need 1 001 006 036 in.
+    # docs/venues.md: Raydium's docs' "1 995 015 009 out" would need 1 001 006 036 in.
     pool = ConstantProductPool.raydium_cpmm(GOLDEN_X, GOLDEN_Y)
 
     assert pool.swap_exact_out(1_995_015_009).amount_in == 1_001_006_036

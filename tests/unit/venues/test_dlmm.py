@@ -1,4 +1,4 @@
-"""Meteora DLMM math: program price vectors, dex.md §6.10 fee vectors, Appendix A sample, and
+"""Meteora DLMM math: program price vectors, fee vectors, docs/venues.md's worked sample, and
 properties of the bin walk."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from order_engine.venues.math.dlmm import (
 
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None)
 
-# dex.md Appendix A sample: SOL(9)/USDC(6), bin_step 10, base 0.10 %, vfc 40_000, active id -1898
+# the worked sample: SOL(9)/USDC(6), bin_step 10, base 0.10 %, vfc 40_000, active id -1898
 # (about 150 USDC/SOL); 10_000 USDC in the active bin, 20_000 USDC per bin below it, 130 SOL
 # per bin above it.
 SOL = 10**9
@@ -126,7 +126,7 @@ def test_150_usdc_per_sol_lies_between_bins_minus_1899_and_minus_1898() -> None:
     assert q64_to_fraction(price_q64_from_id(-1_898, 10)) > atom_price
 
 
-# --- fees (dex.md §6.10) -------------------------------------------------------------------------
+# --- fees (docs/venues.md, golden vectors) ------------------------------------------------------
 
 
 @pytest.mark.parametrize(

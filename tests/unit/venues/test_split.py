@@ -158,7 +158,7 @@ def test_split_is_never_worse_than_the_best_single_venue(
 
 
 def test_large_order_split_beats_every_allocation_on_a_coarse_grid() -> None:
-    # dex.md §6.3 "deep" Raydium CPMM (40k SOL / 6M USDC) against a DLMM ladder at 150 USDC/SOL.
+    # docs/venues.md's deep Raydium CPMM (40k SOL / 6M USDC) against a DLMM ladder at 150 USDC/SOL.
     sol, usdc = 10**9, 10**6
     raydium = ConstantProductPool.raydium_cpmm(40_000 * sol, 6_000_000 * usdc, 2_500)
     params = DlmmParameters(bin_step=10, base_factor=10_000, variable_fee_control=40_000)
