@@ -11,7 +11,7 @@ Modules:
 * `split` -- best split of one order between two venues.
 
 This module holds what they share: the error hierarchy and integer rounding helpers. Each error
-carries a stable `code` that the execution layer maps onto its failure reasons (research note
+carries a stable `code` that the execution layer maps onto its failure reasons (the
 docs/venues.md, "Failure taxonomy"), so callers never match on message text.
 """
 

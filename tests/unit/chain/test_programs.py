@@ -31,7 +31,7 @@ def test_discriminators_follow_anchors_rule(namespace, name, expected):
     assert programs.anchor_discriminator(namespace, name) == digest
 
 
-def test_discriminators_match_the_research_tables():
+def test_discriminators_match_the_documented_values():
     assert programs.CPMM_SWAP_BASE_INPUT_DISCRIMINATOR.hex() == "8fbe5adac41e33de"
     assert list(programs.DLMM_SWAP_DISCRIMINATOR) == [248, 198, 158, 145, 225, 117, 135, 200]
     assert list(programs.LB_PAIR_DISCRIMINATOR) == [33, 11, 49, 98, 181, 101, 177, 13]

@@ -54,7 +54,7 @@ CU_PRICE = 1_000
 ORDER_MEMO = "order:6f1c2b9e-8a4d-4c3e-9b7a-2d5e8f1a3c4b"
 
 
-def S(key: Pubkey) -> AccountRef:  # noqa: N802 - reads like the research tables' flags
+def S(key: Pubkey) -> AccountRef:  # noqa: N802 - reads like the documented account tables' flags
     """Signer and writable (the fee payer)."""
     return AccountRef(key, True, True)
 

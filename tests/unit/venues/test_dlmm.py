@@ -205,7 +205,7 @@ def test_volatility_decays_after_filter_period_and_resets_after_decay_period() -
         (1_000, 14_929_295, 149_292_949_885, 7),
     ],
 )
-def test_selling_sol_matches_the_research_note_worked_sample(
+def test_selling_sol_matches_the_worked_sample(
     sol_in: int, printed_usdc_cents: int, exact_out: int, bins_crossed: int
 ) -> None:
     result = sample_pool().swap_exact_in(sol_in * SOL, swap_for_y=True, now=SAMPLE_NOW)
