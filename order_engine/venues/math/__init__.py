@@ -11,8 +11,8 @@ Modules:
 * `split` -- best split of one order between two venues.
 
 This module holds what they share: the error hierarchy and integer rounding helpers. Each error
-carries a stable `code` that the execution layer maps onto its failure reasons (the
-docs/venues.md, "Failure taxonomy"), so callers never match on message text.
+carries a stable `code` that the execution layer maps onto its failure reasons (docs/venues.md,
+"Failure taxonomy"), so callers never match on message text.
 """
 
 from __future__ import annotations
