@@ -138,7 +138,9 @@ def add_commands(sub: Any) -> None:
     submit.add_argument("--type", default="market", choices=["market", "limit", "sniper"])
     submit.add_argument("--limit-price", help="limit: least token_out per one token_in")
     submit.add_argument("--max-price", help="sniper: most token_in per one token_out")
-    submit.add_argument("--expires-at", help="limit/sniper: ISO 8601 time with a zone")
+    expiry = submit.add_mutually_exclusive_group()
+    expiry.add_argument("--expires-in", help="limit/sniper: from now, e.g. 90s, 30m, 1h, 7d")
+    expiry.add_argument("--expires-at", help="limit/sniper: ISO 8601 time with a zone")
     submit.add_argument("--client-order-id", help="your own reference (up to 128 characters)")
     submit.add_argument("--idempotency-key", help="the same key and body never order twice")
     submit.add_argument("--watch", action="store_true", help="follow the order until it ends")
@@ -190,6 +192,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         "slippageBps": args.slippage,
         "limitPrice": args.limit_price,
         "maxPrice": args.max_price,
+        "expiresIn": args.expires_in,
         "expiresAt": args.expires_at,
         "clientOrderId": args.client_order_id,
     }
