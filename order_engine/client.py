@@ -23,6 +23,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -120,7 +121,8 @@ def add_commands(sub: Any) -> None:
     common.add_argument(
         "--url",
         default=None,
-        help=f"the API's base URL (default: $ORDER_ENGINE_URL or {DEFAULT_URL})",
+        help="the API's base URL (default: $ORDER_ENGINE_URL, else this folder's `make run`, "
+        f"else {DEFAULT_URL})",
     )
     common.add_argument("--key", default=None, help="API key (default: $ORDER_ENGINE_API_KEY)")
     common.add_argument("--json", action="store_true", help="print the API's JSON answers")
@@ -164,9 +166,29 @@ def add_commands(sub: Any) -> None:
 
 
 def _api(args: argparse.Namespace) -> Api:
-    url = args.url or os.environ.get("ORDER_ENGINE_URL") or DEFAULT_URL
+    """The API named by --url, else $ORDER_ENGINE_URL, else the one this folder's `make run`
+    serves (.state/run.json), else the default; said on stderr, so a stack on other ports is
+    never talked to silently."""
+    url = args.url or os.environ.get("ORDER_ENGINE_URL") or _running_api() or DEFAULT_URL
     key = args.key or os.environ.get("ORDER_ENGINE_API_KEY") or os.environ.get("ORDER_ENGINE_KEY")
+    print(f"→ {url.rstrip('/')}", file=sys.stderr, flush=True)
     return Api(url.rstrip("/"), key or None)
+
+
+def _running_api() -> str | None:
+    """The API's URL from the run file `order-engine run` writes (order_engine/ops/run_file.py),
+    when its run is alive. Read here with the standard library: the client imports nothing of
+    the server. The state folder is $ORDER_ENGINE_STATE_DIR, else `.state` beside the package,
+    as the server's settings have it (a client installed from a wheel has none)."""
+    beside_package = Path(__file__).resolve().parents[1] / ".state"
+    state_dir = Path(os.environ.get("ORDER_ENGINE_STATE_DIR") or beside_package)
+    try:
+        recorded = json.loads((state_dir / "run.json").read_text())
+        os.kill(int(recorded["pid"]), 0)  # its run is still there
+        url = recorded["api"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return url if isinstance(url, str) else None
 
 
 def _console(stderr: bool = False) -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -105,11 +107,27 @@ class Environment:
             self.servers = None
 
 
-def _migrate(settings: Settings) -> None:
+def _migrate(settings: Settings) -> bool:
+    """Upgrade the database to the migrations' head if it is behind; whether it was."""
     from order_engine.ops import migrate
 
+    if not migrate.pending(settings.database_url):
+        log.info("database already at the migrations' head")
+        return False
     migrate.upgrade(settings.database_url)
     log.info("database migrated to head")
+    return True
+
+
+def announce(url: str) -> None:
+    """Say on stderr which server a command talks to (its password hidden): stdout stays what
+    the command was asked for."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password:
+        host = parts.netloc.rpartition("@")[2]
+        user = urllib.parse.unquote(parts.username or "")
+        parts = parts._replace(netloc=f"{user}:***@{host}")
+    print(f"→ {urllib.parse.urlunsplit(parts)}", file=sys.stderr, flush=True)
 
 
 def _access_service(settings: Settings) -> tuple[Engine, AccessService]:
@@ -127,6 +145,7 @@ def access_service() -> Iterator[tuple[Settings, AccessService]]:
     """The settings and the access service on the migrated database (the embedded servers'
     when DATABASE_URL/REDIS_URL are unset), for the `keys` and `accounts` commands."""
     with Environment() as environment:
+        announce(environment.settings.database_url)
         _migrate(environment.settings)
         engine, service = _access_service(environment.settings)
         try:

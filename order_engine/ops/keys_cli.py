@@ -57,13 +57,16 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
 def cmd_keys_list(_args: argparse.Namespace) -> int:
     with access_service() as (_settings, service):
         rows = service.list_keys()
-    print(f"{'prefix':<10} {'account':<20} {'name':<20} {'scopes':<34} {'created':<20} state")
+    table = [("prefix", "account", "name", "scopes", "created", "state")]
     for key, account in rows:
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
-        print(
-            f"{key.prefix:<10} {account.name[:20]:<20} {key.name[:20]:<20} "
-            f"{','.join(key.scopes):<34} {key.created_at:%Y-%m-%d %H:%M}     {state}"
-        )
+        created = f"{key.created_at:%Y-%m-%d %H:%M}"
+        table.append((key.prefix, account.name, key.name, ",".join(key.scopes), created, state))
+    # Each column as wide as its longest value: names are never cut.
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]) - 1)]
+    for *padded, last in table:
+        cells = [value.ljust(width) for value, width in zip(padded, widths, strict=True)]
+        print("  ".join([*cells, last]))
     return 0
 
 
