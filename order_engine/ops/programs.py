@@ -14,7 +14,7 @@ CELERY_APP = "workers.celery_app"
 
 def api_program(settings: Settings) -> Program:
     # gevent by default: a WebSocket holds its handler for its whole life, which costs a
-    # greenlet under gevent but two OS threads under gthread (README, "Why gevent").
+    # greenlet under gevent but two OS threads under gthread (docs/design.md, "Why gevent").
     concurrency = (
         ["--worker-connections", str(settings.api_worker_connections)]
         if settings.api_worker_class == "gevent"
