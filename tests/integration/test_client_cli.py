@@ -128,3 +128,19 @@ def test_a_finished_orders_replay_gets_every_event_and_a_1000_close_every_time(
         assert events == order["events"], f"replay {replay}"
         assert streams[-1].close_code == 1000, f"replay {replay}"
     assert len(streams) == 200
+
+
+def test_a_limit_order_submitted_to_expire_in_an_hour(live_stack):
+    done = run(
+        live_stack,
+        "submit", "SOL", "USDC", "0.15", "--type", "limit", "--limit-price", "100000",
+        "--expires-in", "1h", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    order_id = json.loads(done.stdout)["orderId"]
+    order = request("GET", f"{live_stack.base_url}/api/orders/{order_id}").body
+    assert order["waiting"] is True
+    assert order["expiresAt"] > order["createdAt"]
+    both = run(live_stack, "submit", "SOL", "USDC", "1", "--expires-in", "1h", "--expires-at", "x")
+    assert both.returncode == 2  # one or the other (argparse)
+    assert run(live_stack, "orders", "cancel", order_id).returncode == 0
