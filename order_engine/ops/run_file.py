@@ -1,7 +1,7 @@
 """`.state/run.json`: where this folder's `make run` serves, for the commands run beside it.
 
 `order-engine run` writes it once its settings are read and removes it when it stops: the API's
-and the localnet's URLs, its pid and when it started. The client commands (order_engine/client.py)
+and the localnet's URLs, its pid and when it started. The client commands (order_engine/client/)
 and the localnet's admin commands (order_engine/localnet/cli.py) read it when neither a flag nor
 the environment names a URL, so a stack on other ports is the one they talk to; `check-worker`
 reads when the stack started, for its start-up grace. A file whose pid is gone (a run killed

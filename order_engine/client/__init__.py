@@ -495,7 +495,3 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())
