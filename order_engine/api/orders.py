@@ -81,7 +81,9 @@ def execute_order() -> tuple[Response, int, dict[str, str]]:
       description: >-
         Returns 202 at once; follow the order with a WebSocket upgrade on
         GET /api/orders/execute?orderId=<id>. Events: pending, routing,
-        building, submitted, confirmed | failed.
+        building, submitted, confirmed | failed. A limit or sniper order may
+        expire: expiresAt an instant, or expiresIn a time from the request
+        ("90s", "30m", "1h", "7d"), not both.
       parameters:
         - name: Idempotency-Key
           in: header

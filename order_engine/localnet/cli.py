@@ -11,8 +11,10 @@
     mev-report
     status
 
-Every admin command takes `--url` (default http://127.0.0.1:$LOCALNET_PORT), applies the change
-and exits 0 once getMultipleAccounts serves it, printing a one-line confirmation.
+Every admin command takes `--url`; without it, $LOCALNET_PORT when set, else the localnet this
+folder's `make run` started (.state/run.json), else http://127.0.0.1:8899. It says which on stderr,
+applies the change and exits 0 once getMultipleAccounts serves it, printing a one-line
+confirmation.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
+from order_engine.config import STATE_DIR
 from order_engine.localnet.config import LocalnetSettings
 
 COMMANDS = ("serve", "move", "launch", "drain", "congest", "fault", "mev", "mev-report", "status")
@@ -68,12 +72,14 @@ def _parser() -> argparse.ArgumentParser:
         prog="order-engine localnet", description=__doc__.split("\n")[0]
     )
     commands = parser.add_subparsers(dest="command")
-    settings_port = LocalnetSettings.from_env().port
-    default_url = f"http://127.0.0.1:{settings_port}"
 
     def admin(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--url", default=default_url, help=f"localnet RPC URL ({default_url})")
+        sub.add_argument(
+            "--url",
+            help="localnet RPC URL (default: $LOCALNET_PORT's, else this folder's `make run`'s, "
+            "else http://127.0.0.1:8899)",
+        )
         return sub
 
     commands.add_parser("serve", help="run the localnet (the default)")
@@ -142,7 +148,8 @@ def _serve() -> int:
 
 
 def _admin(command: str, args: argparse.Namespace) -> int:
-    url = args.url
+    url = args.url or _default_url()
+    print(f"→ {url}", file=sys.stderr, flush=True)  # which localnet: never the wrong one silently
     if command == "move":
         result = _rpc(url, "localnet_move", {"pair": args.pair, "price": args.price})
         _visible(url, [p["address"] for p in result["pools"]])
@@ -181,6 +188,23 @@ def _admin(command: str, args: argparse.Namespace) -> int:
     elif command == "status":
         _status(url)
     return 0
+
+
+def _default_url() -> str:
+    """$LOCALNET_PORT set in the environment, else the localnet of this folder's running `make
+    run` (the run file order_engine/ops/run_file.py writes; read here, as the localnet imports
+    nothing of ops), else the settings' port (`.env` or 8899)."""
+    if os.environ.get("LOCALNET_PORT"):
+        return f"http://127.0.0.1:{LocalnetSettings.from_env().port}"
+    try:
+        recorded = json.loads((STATE_DIR / "run.json").read_text())
+        os.kill(int(recorded["pid"]), 0)  # its run is still there
+        url = recorded["localnet"]
+    except (OSError, ValueError, KeyError, TypeError):
+        url = None
+    if isinstance(url, str):
+        return url
+    return f"http://127.0.0.1:{LocalnetSettings.from_env().port}"
 
 
 def _congest(url: str, args: argparse.Namespace) -> None:

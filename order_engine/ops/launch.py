@@ -2,7 +2,7 @@
 
 The tests (tests/support/stack.py) and the benchmark (bench/stack.py) run the localnet, the API
 (gunicorn), Celery workers and beat this way, each from the command line `make run` gives it
-(`order_engine.ops.cli`: same interpreter, gunicorn config module, worker class, pool,
+(`order_engine.ops.programs`: same interpreter, gunicorn config module, worker class, pool,
 concurrency and queues from the same settings), changed only where a launched stack must differ,
 and each change is said where it is made. Unlike `order_engine.ops.supervisor`, a `Launcher`
 restarts nothing: the fault tests kill processes and decide when one comes back, and the
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from order_engine.config import Settings, _process_environment
-from order_engine.ops.cli import (
+from order_engine.ops.programs import (
     CELERY_APP,
     api_program,
     localnet_program,

@@ -18,6 +18,7 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    post_load,
     validate,
     validates_schema,
 )
@@ -31,6 +32,8 @@ from order_engine.schemas.jsonio import NonFiniteNumber
 U64_MAX = 2**64 - 1
 _PLAIN_DECIMAL = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?$")
 _DIGITS_AND_A_DOT = re.compile(r"[0-9]+(\.[0-9]+)?")
+_RELATIVE = re.compile(r"^([0-9]{1,9})([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 PRICE_DECIMALS = 18  # numeric(38, 18)
 PRICE_MAX = Decimal(10) ** 20
 
@@ -68,6 +71,20 @@ class ExactAmount(fields.Field):
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else format(value.normalize(), "f")
+
+
+class RelativeTime(fields.Field):
+    """How long from now: a whole number and one unit, s, m, h or d ("90s", "30m", "1h", "7d").
+    No fractions, signs or mixed units: one form, one way to read it."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> timedelta:
+        match = _RELATIVE.fullmatch(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValidationError('Must be a whole number and a unit: "90s", "30m", "1h" or "7d".')
+        seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
+        if seconds == 0:
+            raise ValidationError("Must be greater than 0.")
+        return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -170,6 +187,16 @@ class OrderCreateSchema(Schema):
             "(ISO 8601 with a time zone; at most LIMIT_MAX_HORIZON_S ahead)"
         },
     )
+    expiresIn = RelativeTime(
+        load_default=None,
+        metadata={
+            "description": "limit/sniper: instead of expiresAt, how long from the request: a "
+            'whole number and a unit, s, m, h or d ("1h"); at most LIMIT_MAX_HORIZON_S',
+            "type": "string",
+            "pattern": _RELATIVE.pattern,
+            "example": "1h",
+        },
+    )
 
     @validates_schema(skip_on_field_errors=False)
     def check_order(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -181,6 +208,14 @@ class OrderCreateSchema(Schema):
                 errors["amount"] = [message]
         if errors:
             raise ValidationError(errors)
+
+    @post_load
+    def expiry_from_now(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """`expiresIn` becomes `expiresAt` from now; it stays in the data, which is what a replay
+        with the same Idempotency-Key is compared by (its instant differs at each request)."""
+        if data.get("expiresIn") is not None:
+            data["expiresAt"] = datetime.now(UTC) + data["expiresIn"]
+        return data
 
 
 def _token_problems(data: dict[str, Any]) -> dict[str, list[str]]:
@@ -206,18 +241,24 @@ def _token_problems(data: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def _trigger_problems(data: dict[str, Any], horizon: timedelta) -> dict[str, list[str]]:
-    """limitPrice, maxPrice and expiresAt: each only where its order type uses it."""
+    """limitPrice, maxPrice and the expiry: each only where its order type uses it (nothing
+    to say of them while the type itself is refused)."""
     errors: dict[str, list[str]] = {}
     order_type = data.get("type")
+    if order_type is None:
+        return errors
     uses = {
         "limitPrice": order_type == OrderType.LIMIT.value,
         "maxPrice": order_type == OrderType.SNIPER.value,
         "expiresAt": order_type in {OrderType.LIMIT.value, OrderType.SNIPER.value},
+        "expiresIn": order_type in {OrderType.LIMIT.value, OrderType.SNIPER.value},
     }
     for name, used in uses.items():
         if data.get(name) is not None and not used:
             errors[name] = [f"Not used by {order_type} orders."]
-    if order_type == OrderType.LIMIT.value and data.get("limitPrice") is None:
+    # Absent from `data` (not None, its default) when it failed its own check, which already
+    # said why: one message per field.
+    if order_type == OrderType.LIMIT.value and data.get("limitPrice", "") is None:
         errors["limitPrice"] = ["Missing data for required field (limit orders)."]
     for name in ("limitPrice", "maxPrice"):
         price = data.get(name)
@@ -228,16 +269,27 @@ def _trigger_problems(data: dict[str, Any], horizon: timedelta) -> dict[str, lis
             errors[name] = [f"At most {PRICE_DECIMALS} decimals."]
         elif price >= PRICE_MAX:
             errors[name] = [f"Must be below {PRICE_MAX:f}."]
-    expires_at = data.get("expiresAt")
+    errors.update(_expiry_problems(data, errors, horizon))
+    return errors
+
+
+def _expiry_problems(
+    data: dict[str, Any], errors: dict[str, list[str]], horizon: timedelta
+) -> dict[str, list[str]]:
+    """An expiry in the future and within the horizon, given one way only."""
+    expires_at, expires_in = data.get("expiresAt"), data.get("expiresIn")
+    ahead = f"Must be at most {int(horizon.total_seconds())} s (LIMIT_MAX_HORIZON_S) ahead."
+    if expires_at is not None and expires_in is not None:
+        return {"expiresIn": ["Give expiresAt or expiresIn, not both."]}
+    if expires_in is not None and "expiresIn" not in errors and expires_in > horizon:
+        return {"expiresIn": [ahead]}
     if expires_at is not None and "expiresAt" not in errors:
         now = datetime.now(UTC)
         if expires_at <= now:
-            errors["expiresAt"] = ["Must be in the future."]
-        elif expires_at > now + horizon:
-            errors["expiresAt"] = [
-                f"Must be at most {int(horizon.total_seconds())} s (LIMIT_MAX_HORIZON_S) ahead."
-            ]
-    return errors
+            return {"expiresAt": ["Must be in the future."]}
+        if expires_at > now + horizon:
+            return {"expiresAt": [ahead]}
+    return {}
 
 
 def _storable_text(value: str) -> bool:

@@ -404,7 +404,9 @@ def _fingerprint(data: dict[str, Any]) -> str:
     for name in ("limitPrice", "maxPrice"):
         if data.get(name) is not None:
             canonical[name] = format(data[name].normalize(), "f")
-    if data.get("expiresAt") is not None:
+    if data.get("expiresIn") is not None:  # as sent: its instant is later at each replay
+        canonical["expiresIn"] = int(data["expiresIn"].total_seconds())
+    elif data.get("expiresAt") is not None:
         canonical["expiresAt"] = data["expiresAt"].isoformat()
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 

@@ -23,7 +23,7 @@ from sqlalchemy import create_engine
 from order_engine.config import PROJECT_ROOT, Settings
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.ops import migrate
-from order_engine.ops.cli import Environment
+from order_engine.ops.environment import Environment
 from order_engine.tools.replay import mixed_orders, replay
 
 DATABASE = "order_engine_venue_report"

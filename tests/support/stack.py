@@ -33,7 +33,6 @@ import psutil
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from order_engine.ops.cli import CELERY_APP
 from order_engine.ops.launch import (
     Launcher,
     child_settings,
@@ -43,6 +42,7 @@ from order_engine.ops.launch import (
     stop_process,
     worker_argv,
 )
+from order_engine.ops.programs import CELERY_APP
 from tests.support.clients import HttpResponse, order_body, request
 from tests.support.invariants import TERMINAL
 from tests.support.servers import RedisServer

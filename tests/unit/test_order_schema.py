@@ -74,3 +74,67 @@ def test_expiry_is_bounded_by_the_horizon_the_schema_is_given():
 def test_every_shape_problem_of_a_body_is_named_at_once():
     errors = refused({**MARKET, "tokenOut": "SOL", "slippageBps": 5001, "limitPrice": "1"})
     assert set(errors) == {"tokenOut", "slippageBps", "limitPrice"}
+
+
+LIMIT = {**MARKET, "type": "limit", "limitPrice": "250"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**LIMIT, "limitPrice": "0"},
+        {**LIMIT, "limitPrice": "-5"},
+        {**LIMIT, "limitPrice": "1e3"},
+        {**LIMIT, "limitPrice": "abc"},
+        {**LIMIT, "limitPrice": None},
+        {**LIMIT, "limitPrice": True},
+        {**MARKET, "limitPrice": "0"},
+        {**MARKET, "type": "sniper", "tokenOut": NEW_MINT, "maxPrice": "0"},
+        {**LIMIT, "expiresAt": "tomorrow"},
+        {**LIMIT, "expiresIn": "soon"},
+        {**LIMIT, "expiresIn": "0s"},
+        {**LIMIT, "amount": "0", "tokenIn": "NOPE"},
+        {"tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "limitPrice": "0"},
+        {"type": "stop", "tokenIn": "SOL", "tokenOut": "USDC", "amount": "1", "limitPrice": "5"},
+    ],
+)
+def test_each_refused_field_gets_one_clear_message(body):
+    errors = refused(body)
+    assert errors, body
+    for field, messages in errors.items():
+        assert len(messages) == 1, (field, messages)
+        assert "None" not in messages[0], (field, messages)
+
+
+def test_a_limit_price_of_0_is_refused_for_its_value_not_as_missing():
+    assert refused({**LIMIT, "limitPrice": "0"}) == {"limitPrice": ["Must be greater than 0."]}
+    missing = {k: v for k, v in LIMIT.items() if k != "limitPrice"}
+    assert refused(missing) == {"limitPrice": ["Missing data for required field (limit orders)."]}
+
+
+def test_expires_in_is_a_number_and_a_unit_from_now():
+    before = datetime.now(UTC)
+    for text, delta in (("90s", 90), ("30m", 1800), ("1h", 3600), ("1d", DAY_S)):
+        order = SCHEMA.load({**LIMIT, "expiresIn": text})
+        assert before + timedelta(seconds=delta) <= order["expiresAt"]
+        assert order["expiresAt"] <= datetime.now(UTC) + timedelta(seconds=delta)
+        assert order["expiresIn"] == timedelta(seconds=delta)
+
+
+@pytest.mark.parametrize("text", ["1", "h", "1.5h", "-1h", "1 h", "1w", "PT1H", 3600, "0m"])
+def test_expires_in_of_another_form_is_refused_saying_which_forms_are(text):
+    [message] = refused({**LIMIT, "expiresIn": text})["expiresIn"]
+    assert "90s" in message or "greater than 0" in message, message
+
+
+def test_expires_in_is_bounded_by_the_horizon_and_only_for_waiting_orders():
+    errors = refused({**LIMIT, "expiresIn": "2d"})
+    assert errors == {"expiresIn": [f"Must be at most {DAY_S} s (LIMIT_MAX_HORIZON_S) ahead."]}
+    errors = refused({**MARKET, "expiresIn": "1h"})
+    assert errors == {"expiresIn": ["Not used by market orders."]}
+
+
+def test_expires_at_and_expires_in_are_not_given_together():
+    soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    errors = refused({**LIMIT, "expiresAt": soon, "expiresIn": "1h"})
+    assert errors == {"expiresIn": ["Give expiresAt or expiresIn, not both."]}

@@ -132,7 +132,7 @@ def make_stack(
                 "SOLANA_RPC_URL": localnet.url,
                 "WALLET_KEYPAIR": str(ensure_dev_keypair(log_dir / "wallet.json")),
                 "SENDER_FAULTS_DIR": str(log_dir / "sender-faults"),
-                # What `make run` gives every process (order_engine.ops.cli.Environment).
+                # What `make run` gives every process (order_engine.ops.environment.Environment).
                 "PROMETHEUS_MULTIPROC_DIR": str(log_dir / "metrics"),
                 "WEB_CONCURRENCY": str(api_workers),
                 "WORKER_POOL": worker or "threads",

@@ -14,20 +14,23 @@ reached (its error envelope is printed); 2 bad usage (argparse).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED, EXIT_REFUSED = 0, 1, 2, 3, 4
-DEFAULT_URL = "http://localhost:8000"
-FINAL = {"confirmed": EXIT_OK, "failed": EXIT_FAILED, "cancelled": EXIT_CANCELLED}
+from order_engine.client.api import (
+    DEFAULT_URL,
+    EXIT_OK,
+    EXIT_REFUSED,
+    FINAL,
+    Api,
+    ApiError,
+)
+from order_engine.client.stream import OrderStream
+
 STATUS_STYLE = {
     "pending": "yellow",
     "routing": "cyan",
@@ -37,78 +40,6 @@ STATUS_STYLE = {
     "failed": "bold red",
     "cancelled": "magenta",
 }
-# A server restarting closes streams with 1001 and the seq to resume after; reconnect this
-# many times at most.
-MAX_RECONNECTS = 5
-
-
-class ApiError(Exception):
-    """The API answered with an error envelope, or could not be reached."""
-
-    def __init__(self, status: int | None, body: dict[str, Any]) -> None:
-        super().__init__(body.get("description") or body.get("message") or "error")
-        self.status, self.body = status, body
-
-    def describe(self) -> str:
-        head = f"error {self.status}" if self.status else "error"
-        lines = [f"{head}: {self.body.get('description') or self.body.get('message')}"]
-        for field, reasons in (self.body.get("errors") or {}).items():
-            lines.append(f"  {field}: {'; '.join(str(r) for r in reasons)}")
-        return "\n".join(lines)
-
-
-@dataclass
-class Api:
-    url: str
-    key: str | None
-    timeout_s: float = 15.0
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        all_headers = {"Accept": "application/json", **(headers or {})}
-        if self.key:
-            all_headers["Authorization"] = f"Bearer {self.key}"
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            all_headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers=all_headers)
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
-                return json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as error:
-            raise ApiError(error.code, _envelope(error.read(), error.code)) from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ApiError(
-                None, {"description": f"cannot reach the API at {self.url}: {reason}"}
-            ) from None
-
-    def ws_url(self, order_id: str, after_seq: int = 0) -> str:
-        parts = urllib.parse.urlsplit(self.url)
-        scheme = "wss" if parts.scheme == "https" else "ws"
-        query = {"orderId": order_id, **({"afterSeq": str(after_seq)} if after_seq else {})}
-        return urllib.parse.urlunsplit(
-            (scheme, parts.netloc, "/api/orders/execute", urllib.parse.urlencode(query), "")
-        )
-
-
-def _envelope(raw: bytes, status: int) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        return body
-    return {"code": status, "description": raw.decode(errors="replace")[:200] or "no body"}
-
-
-# -- the commands ------------------------------------------------------------------------------
 
 
 def add_commands(sub: Any) -> None:
@@ -117,7 +48,8 @@ def add_commands(sub: Any) -> None:
     common.add_argument(
         "--url",
         default=None,
-        help=f"the API's base URL (default: $ORDER_ENGINE_URL or {DEFAULT_URL})",
+        help="the API's base URL (default: $ORDER_ENGINE_URL, else this folder's `make run`, "
+        f"else {DEFAULT_URL})",
     )
     common.add_argument("--key", default=None, help="API key (default: $ORDER_ENGINE_API_KEY)")
     common.add_argument("--json", action="store_true", help="print the API's JSON answers")
@@ -135,7 +67,9 @@ def add_commands(sub: Any) -> None:
     submit.add_argument("--type", default="market", choices=["market", "limit", "sniper"])
     submit.add_argument("--limit-price", help="limit: least token_out per one token_in")
     submit.add_argument("--max-price", help="sniper: most token_in per one token_out")
-    submit.add_argument("--expires-at", help="limit/sniper: ISO 8601 time with a zone")
+    expiry = submit.add_mutually_exclusive_group()
+    expiry.add_argument("--expires-in", help="limit/sniper: from now, e.g. 90s, 30m, 1h, 7d")
+    expiry.add_argument("--expires-at", help="limit/sniper: ISO 8601 time with a zone")
     submit.add_argument("--client-order-id", help="your own reference (up to 128 characters)")
     submit.add_argument("--idempotency-key", help="the same key and body never order twice")
     submit.add_argument("--watch", action="store_true", help="follow the order until it ends")
@@ -159,9 +93,29 @@ def add_commands(sub: Any) -> None:
 
 
 def _api(args: argparse.Namespace) -> Api:
-    url = args.url or os.environ.get("ORDER_ENGINE_URL") or DEFAULT_URL
+    """The API named by --url, else $ORDER_ENGINE_URL, else the one this folder's `make run`
+    serves (.state/run.json), else the default; said on stderr, so a stack on other ports is
+    never talked to silently."""
+    url = args.url or os.environ.get("ORDER_ENGINE_URL") or _running_api() or DEFAULT_URL
     key = args.key or os.environ.get("ORDER_ENGINE_API_KEY") or os.environ.get("ORDER_ENGINE_KEY")
+    print(f"→ {url.rstrip('/')}", file=sys.stderr, flush=True)
     return Api(url.rstrip("/"), key or None)
+
+
+def _running_api() -> str | None:
+    """The API's URL from the run file `order-engine run` writes (order_engine/ops/run_file.py),
+    when its run is alive. Read here with the standard library: the client imports nothing of
+    the server. The state folder is $ORDER_ENGINE_STATE_DIR, else `.state` beside the package,
+    as the server's settings have it (a client installed from a wheel has none)."""
+    beside_package = Path(__file__).resolve().parents[1] / ".state"
+    state_dir = Path(os.environ.get("ORDER_ENGINE_STATE_DIR") or beside_package)
+    try:
+        recorded = json.loads((state_dir / "run.json").read_text())
+        os.kill(int(recorded["pid"]), 0)  # its run is still there
+        url = recorded["api"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return url if isinstance(url, str) else None
 
 
 def _console(stderr: bool = False) -> Any:
@@ -187,6 +141,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         "slippageBps": args.slippage,
         "limitPrice": args.limit_price,
         "maxPrice": args.max_price,
+        "expiresIn": args.expires_in,
         "expiresAt": args.expires_at,
         "clientOrderId": args.client_order_id,
     }
@@ -228,49 +183,16 @@ def _watch(api: Api, order_id: str, console: Any, *, as_json: bool = False) -> i
 
 
 def _follow(api: Api, order_id: str, console: Any, as_json: bool) -> int:
-    import simple_websocket
-
-    last_seq, final, reconnects = 0, None, 0
-    headers = {"Authorization": f"Bearer {api.key}"} if api.key else {}
+    final: dict[str, Any] | None = None
     with console.status("connecting…", spinner="dots") as status:
-        while final is None:
-            try:
-                ws = simple_websocket.Client.connect(
-                    api.ws_url(order_id, last_seq), headers=headers
-                )
-            except Exception as exc:  # noqa: BLE001 - refused handshake, unreachable host
-                return _refused(ApiError(None, {"description": f"cannot stream: {exc}"}))
-            try:
-                while True:
-                    raw = ws.receive(timeout=60)
-                    if raw is None:
-                        continue
-                    message = json.loads(raw)
-                    if "seq" not in message:  # an error message before a close
-                        return _refused(ApiError(message.get("code"), message))
-                    if message["seq"] <= last_seq:
-                        continue
-                    last_seq = message["seq"]
-                    _show_event(console, message, as_json)
-                    status.update(_waiting_text(message))
-                    if message["status"] in FINAL:
-                        final = message
-                        break
-            except simple_websocket.ConnectionClosed:
-                if ws.close_reason == 1001 and reconnects < MAX_RECONNECTS:
-                    reconnects += 1  # the server restarts: resume after the last seq
-                    time.sleep(0.5 * reconnects)
-                    continue
-                if final is None:
-                    return _refused(
-                        ApiError(
-                            None,
-                            {"description": f"stream closed ({ws.close_reason}) before the end"},
-                        )
-                    )
-            finally:
-                with contextlib.suppress(simple_websocket.ConnectionClosed):
-                    ws.close()
+        try:
+            for event in OrderStream(api, order_id):
+                _show_event(console, event, as_json)
+                status.update(_waiting_text(event))
+                final = event
+        except ApiError as error:
+            return _refused(error)
+    assert final is not None  # the stream ends only after the final event, or raises
     return _summary(console, final)
 
 
@@ -408,7 +330,3 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())
