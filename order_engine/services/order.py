@@ -40,7 +40,7 @@ from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStat
 from order_engine.repositories.intake import Intake, IntakeRepository
 from order_engine.repositories.order import OrderRepository
 from order_engine.services.task_copy import task_copy
-from order_engine.services.trigger import (
+from order_engine.services.triggers import (
     meets,
     required_out_atoms,
     sniper_trigger_price,

@@ -28,7 +28,7 @@ from order_engine.routing import RouteDecision
 from order_engine.services.execution.attempt import Attempt, Outcome, slots
 from order_engine.services.execution.steps import Context, Steps
 from order_engine.services.execution.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap
-from order_engine.services.trigger import waiting_for
+from order_engine.services.triggers import waiting_for
 
 log = logging.getLogger(__name__)
 
