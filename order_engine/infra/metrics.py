@@ -76,6 +76,18 @@ ORDERS_FINISHED = Counter(
     "Orders that reached a final status (confirmed, failed, cancelled), by type.",
     ["type", "status"],
 )
+ORDERS_TRIGGERED = Counter(
+    PREFIX + "orders_triggered_total",
+    "Waiting orders the trigger engine moved to routing, by type and, for an OCO bracket, the "
+    "leg that met the market (takeProfit, stopLoss; empty for the other types).",
+    ["type", "leg"],
+)
+TRAILING_MARKS = Counter(
+    PREFIX + "trailing_marks_written_total",
+    "Marks written to the shared peaks of trailing stops (one per pair and size class whose "
+    "quote rose above its newest mark, or whose orders started after it): none while the "
+    "price does not rise.",
+)
 ORDER_FAILURES = Counter(
     PREFIX + "order_failures_total",
     "Orders that ended failed, by their final error code.",
@@ -274,6 +286,14 @@ def order_finished(
     if created_at is not None:
         elapsed = (datetime.now(UTC) - created_at).total_seconds()
         ORDER_DURATION_SECONDS.labels(order_type, status).observe(max(elapsed, 0.0))
+
+
+def order_triggered(order_type: str, leg: str | None) -> None:
+    ORDERS_TRIGGERED.labels(order_type, leg or "").inc()
+
+
+def trailing_marks_written(count: int) -> None:
+    TRAILING_MARKS.inc(count)
 
 
 def order_retried(code: str) -> None:

@@ -1,26 +1,25 @@
-"""The trigger engine: limit and sniper orders wait in PostgreSQL until the market meets them.
+"""The trigger engine: orders wait in PostgreSQL until the market meets them.
 
-Each evaluation (a Celery beat task, about once per slot) does three things:
+Each evaluation (a Celery beat task, about once per slot):
 
-1. Expire the waiting orders whose `expiresAt` has passed (`failed`, ORDER_EXPIRED).
-2. For every pair the venues list (a launch appears within a second of its pool's creation,
-   PoolIndex rediscovery), compute an upper bound of the price any order of that pair can fill
-   at: the best venue's marginal price after its base fee. An order's average fill price never
-   exceeds it (outputs are concave in the input: constant product, or DLMM bins walked away
-   from the active price), so only the orders whose `trigger_price` is at or below the bound
-   can trigger; one indexed range query per pair finds them (`TriggerRepository.candidates`).
-   A sniper is the same thing on a pair that did not exist: its `token_out` is the awaited
-   mint, which joins the listed pairs when its pool appears.
-3. Route each candidate: its own exact quote for its whole amount over both venues
-   (Router.route, fees and price impact included). Those that meet their limit move to
-   `routing` with that route decision, by one compare-and-set for all of them, and the
-   ordinary `execute_order` task of each order moved is sent. The executor claims a
-   `routing` order that no lease holds, quotes again in its own slot and builds from that.
+1. Expires the waiting orders whose `expiresAt` has passed (`failed`, ORDER_EXPIRED).
+2. Finds the orders that wait for the market to rise to them (limits, snipers, a bracket's
+   take-profit, a trailing stop's activation price): a price bound per listed pair, one
+   indexed range query per pair (limits.py).
+3. Finds the orders that wait for it to fall to them (stops, a bracket's stop-loss, trailing
+   stops): per pair and size class, a floor of the quotes and the drop from each shared peak,
+   one indexed range query each (stops.py, trailing.py).
+4. Confirms each candidate by its type (one exact quote per order, shared by its lists), then
+   moves those that trigger to `routing` with that route decision, by one compare-and-set for
+   all of them, and sends the ordinary `execute_order` task of each order moved. The executor
+   claims a `routing` order that no lease holds, quotes again in its own slot and builds from
+   that. Trailing stops that reach their activation price start trailing, and a size class
+   whose quote rose above its newest mark gets a new one.
 
-So the work per evaluation grows with the candidates (orders at or near their limit), not with
-the orders that wait. Exactly once: the compare-and-set moves an order once whoever runs it;
-an order triggered but not dispatched (a crash in between, Redis emptied) is a `routing` order
-with no lease that the reconciler re-dispatches; the worker's claim runs it once.
+So the work per evaluation grows with the candidates (orders at or near their trigger), not
+with the orders that wait. Exactly once: the compare-and-set moves an order once whoever runs
+it; an order triggered but not dispatched (a crash in between, Redis emptied) is a `routing`
+order with no lease that the reconciler re-dispatches; the worker's claim runs it once.
 """
 
 from __future__ import annotations
@@ -30,106 +29,45 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from fractions import Fraction
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from order_engine.chain.client import Chain
-from order_engine.chain.mints import symbol_of, token_for
-from order_engine.chain.pools import PoolView
 from order_engine.config import Settings
-from order_engine.domain.amounts import required_out_atoms
 from order_engine.domain.errors import ExecutionError
-from order_engine.domain.tokens import Token, decimal_text
 from order_engine.infra import metrics
 from order_engine.infra.db import unit_of_work
 from order_engine.live.events import Publisher, app_publisher, event_payload
 from order_engine.models import OrderType
+from order_engine.repositories.stops import StopRepository
 from order_engine.repositories.trigger import Candidate, PairBound, TriggerRepository
 from order_engine.routing import Router
+from order_engine.services.triggers.brackets import confirm_bracket
+from order_engine.services.triggers.limits import confirm_limit, pair_bounds
+from order_engine.services.triggers.market import MarketView, Tokens
+from order_engine.services.triggers.stops import confirm_stop, floor_of
+from order_engine.services.triggers.trailing import (
+    Activation,
+    ClassPlan,
+    confirm_activation,
+    confirm_trailing,
+    plan_class,
+)
 from order_engine.tasking import dispatch
-from order_engine.venues.math import VenueMathError
-from order_engine.venues.math.dlmm import FEE_PRECISION
 
 log = logging.getLogger(__name__)
 
-# numeric(38, 18): prices are stored with 18 decimals.
-PRICE_QUANTUM = Decimal("1e-18")
-# At most this many candidates per pair per evaluation are quoted (lowest trigger price
-# first); the rest are looked at in the next evaluation.
+# At most this many candidates per pair (or pair and size class) per evaluation are quoted,
+# those nearest their trigger first; the rest are looked at in the next evaluation.
 CANDIDATES_PER_PAIR = 1_000
 EXPIRE_BATCH = 1_000
+ClassKey = tuple[str, str, int]
 
 
 class OrderExpired(ExecutionError):
     code, retryable = "ORDER_EXPIRED", False
-
-
-# -- the pure core --------------------------------------------------------------------------
-
-
-def sniper_trigger_price(max_price: Decimal | None) -> Decimal:
-    """The index key of a sniper: 1/maxPrice rounded down (a superset of what can fill)."""
-    if max_price is None:
-        return Decimal(0)
-    return (Decimal(1) / max_price).quantize(PRICE_QUANTUM, rounding=ROUND_FLOOR)
-
-
-def pool_price_bound(view: PoolView, mint_in: str, mint_out: str) -> Fraction | None:
-    """An upper bound of out/in (atoms per atom) of any swap of `mint_in` for `mint_out` on
-    this pool state: the marginal price after the base fee. None if the pool cannot quote."""
-    swap_for_y = view.ref.swaps(mint_in, mint_out)
-    if swap_for_y is None:
-        return None
-    try:
-        if view.cpmm is not None:
-            cp = view.cpmm
-            reserve_in, reserve_out = cp.reserves(swap_for_y)
-            if reserve_in <= 0 or reserve_out <= 0:
-                return None
-            keep = 1 - Fraction(cp.fee_numerator, cp.fee_denominator)
-            return Fraction(reserve_out, reserve_in) * keep
-        if view.dlmm is not None:
-            price = view.dlmm.spot_price()  # Y atoms per X atom in the active bin
-            keep = 1 - Fraction(view.dlmm.params.base_fee_rate(), FEE_PRECISION)
-            return (price if swap_for_y else 1 / price) * keep
-    except (VenueMathError, ValueError, ZeroDivisionError):
-        return None
-    return None
-
-
-def ui_price_bound(bound_atoms: Fraction, token_in: Token, token_out: Token) -> Decimal:
-    """The atoms bound as tokenOut per one tokenIn, rounded up to the stored precision."""
-    ui = bound_atoms * token_in.one / token_out.one
-    return (Decimal(ui.numerator) / Decimal(ui.denominator)).quantize(
-        PRICE_QUANTUM, rounding=ROUND_CEILING
-    )
-
-
-def meets(quoted_out: int, required: int) -> bool:
-    """A limit triggers exactly when the engine's own quote pays at least what it requires."""
-    return quoted_out >= required
-
-
-def waiting_for(
-    order_type: str, token_out: str, limit_price: Decimal | None, max_price: Decimal | None
-) -> dict[str, Any]:
-    """What a waiting order waits for, as its events say it."""
-    if order_type == OrderType.SNIPER.value:
-        pool: dict[str, Any] = {"pool": {"mint": token_out}}
-        if max_price is not None:
-            pool["maxPrice"] = _plain(max_price)
-        return pool
-    return {"limitPrice": _plain(limit_price) if limit_price is not None else None}
-
-
-def _plain(value: Decimal) -> str:
-    return format(Decimal(value).normalize(), "f")
-
-
-# -- the service ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -139,7 +77,22 @@ class Evaluation:
     quoted: int = 0
     triggered: list[uuid.UUID] = field(default_factory=list)
     expired: int = 0
+    activated: int = 0
+    marked: int = 0  # size classes whose peak got a new mark
     elapsed_ms: float = 0.0
+
+
+@dataclass
+class _Round:
+    """What one evaluation found: the triggers to record (by order: one decision each, whichever
+    lists found it), the trailing stops to start, the classes' plans."""
+
+    market: MarketView
+    tokens: Tokens
+    ready: dict[uuid.UUID, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    seen: set[uuid.UUID] = field(default_factory=set)
+    activations: list[Activation] = field(default_factory=list)
+    plans: dict[ClassKey, ClassPlan] = field(default_factory=dict)
 
 
 class TriggerService:
@@ -154,6 +107,7 @@ class TriggerService:
     ) -> None:
         self.session = session
         self.triggers = TriggerRepository(session)
+        self.stops = StopRepository(session)
         self.router = router
         self.chain = chain
         self.publisher = publisher
@@ -161,70 +115,57 @@ class TriggerService:
         self.send_many = send_many
 
     def evaluate(self) -> Evaluation:
-        """One evaluation: expire, select candidates by pair and price, confirm, trigger."""
+        """One evaluation: expire, select candidates, confirm, start, mark, trigger."""
         started = time.perf_counter()
         result = Evaluation()
         if not self.triggers.any_waiting():
             # Nothing to expire or trigger: no pool states to read, no candidates to select.
             # Run twice a second, those cost a worker under a market-order load 8 % of its
-            # CPU (by profile) while no limit or sniper order waited.
+            # CPU (by profile) while no waiting order existed.
             return result
         result.expired = self._expire()
-        bounds, tokens = self.pair_bounds()
+        since = datetime.now(UTC)  # the instant of this evaluation's pool states
+        bounds, tokens = pair_bounds(self.router, self.chain)
         result.pairs = len(bounds)
+        found = _Round(MarketView(self.router), tokens)
         with unit_of_work(self.session):  # one statement: atomic alone
-            candidates = self.triggers.candidates(bounds, CANDIDATES_PER_PAIR)
-        result.candidates = len(candidates)
-        ready = []
-        for candidate in candidates:
-            data = self._confirm(candidate, tokens)
-            result.quoted += 1
-            if data is not None:
-                ready.append((candidate.id, data))
+            rising = self.triggers.candidates(bounds, CANDIDATES_PER_PAIR)
+        falling = self._falling(found)
+        result.candidates = len(rising) + len(falling)
+        for candidate in [*rising, *falling]:
+            self._confirm(candidate, found)
+        result.quoted = len(found.seen)
+        result.activated = self._activate(since, found.activations)
+        result.marked = self._mark(since, found.plans)
         # One compare-and-set for all: committing in batches would let the first batch's
         # executions (on this worker's event loop) hold up the quotes of the rest.
-        result.triggered = self.trigger(ready)
+        result.triggered = self.trigger(
+            [(order_id, data) for order_id, (_, data) in found.ready.items()],
+            {order_id: order_type for order_id, (order_type, _) in found.ready.items()},
+        )
         result.elapsed_ms = (time.perf_counter() - started) * 1000
-        if result.triggered or result.expired:
+        if result.triggered or result.expired or result.activated:
             log.info(
-                "triggers: %d pairs, %d candidates, %d triggered, %d expired in %.1f ms",
+                "triggers: %d pairs, %d candidates, %d triggered, %d started, %d expired in "
+                "%.1f ms",
                 result.pairs,
                 result.candidates,
                 len(result.triggered),
+                result.activated,
                 result.expired,
                 result.elapsed_ms,
             )
         return result
 
-    def pair_bounds(self) -> tuple[list[PairBound], dict[tuple[str, str], tuple[Token, Token]]]:
-        """Every listed pair (both directions) with its best-price bound, read from the pool
-        states of this slot (one account read for all pools, shared with the router)."""
-        pools = self.router.pools
-        refs = pools.all_pools(max_age_s=1.0)
-        best: dict[tuple[str, str], Fraction] = {}
-        for view in pools.views(refs):
-            for mint_in, mint_out in (
-                (view.ref.mint_x, view.ref.mint_y),
-                (view.ref.mint_y, view.ref.mint_x),
-            ):
-                bound = pool_price_bound(view, mint_in, mint_out)
-                if bound is not None and bound > best.get((mint_in, mint_out), Fraction(-1)):
-                    best[(mint_in, mint_out)] = bound
-        bounds, tokens = [], {}
-        for (mint_in, mint_out), bound in best.items():
-            try:
-                token_in, token_out = (
-                    token_for(self.chain, mint_in),
-                    token_for(self.chain, mint_out),
-                )
-            except ExecutionError:
-                continue
-            pair = (symbol_of(mint_in), symbol_of(mint_out))
-            tokens[pair] = (token_in, token_out)
-            bounds.append(PairBound(*pair, ui_price_bound(bound, token_in, token_out)))
-        return bounds, tokens
+    def pair_bounds(self) -> tuple[list[PairBound], Tokens]:
+        """Every listed pair (both directions) with its best-price bound (limits.py)."""
+        return pair_bounds(self.router, self.chain)
 
-    def trigger(self, ready: Sequence[tuple[uuid.UUID, dict[str, Any]]]) -> list[uuid.UUID]:
+    def trigger(
+        self,
+        ready: Sequence[tuple[uuid.UUID, dict[str, Any]]],
+        types: dict[uuid.UUID, str] | None = None,
+    ) -> list[uuid.UUID]:
         """Move the orders from waiting to `routing` (compare-and-set, one statement), publish
         their events, then send the execution task of each order that moved."""
         if not ready:
@@ -233,6 +174,9 @@ class TriggerService:
             events = self.triggers.trigger(ready)
         self.publisher.publish_many([event_payload(e) for e in events])
         moved = [e.order_id for e in events]
+        for event in events:
+            order_type = (types or {}).get(event.order_id, "unknown")
+            metrics.order_triggered(order_type, event.data.get("leg"))
         if moved:
             try:
                 self.send_many(moved)  # one round trip to a Redis broker
@@ -245,35 +189,69 @@ class TriggerService:
                 )
         return moved
 
-    def _confirm(
-        self, candidate: Candidate, tokens: dict[tuple[str, str], tuple[Token, Token]]
-    ) -> dict[str, Any] | None:
-        """The trigger event's data if the order's own exact quote meets its price, else None."""
-        pair = tokens.get((candidate.token_in, candidate.token_out))
-        if pair is None:
-            return None
-        token_in, token_out = pair
-        try:
-            amount_atoms = token_in.to_atoms(candidate.amount_in)
-            decision = self.router.route(token_in, token_out, amount_atoms)
-        except (ExecutionError, ValueError) as exc:
-            log.debug("order %s: no quote to confirm its trigger (%s)", candidate.id, exc)
-            return None
-        required = required_out_atoms(
-            candidate.amount_in, candidate.limit_price, candidate.max_price, token_out.decimals
-        )
-        if not meets(decision.amount_out, required):
-            return None
-        # This quote is the order's routing: the venues quoted for its whole amount and the
-        # best net route chosen, as a market order's `routing` event records it. The executor
-        # builds from a fresh quote of its own slot (its `building` event names that route).
-        return {
-            "triggered": waiting_for(
-                candidate.type, candidate.token_out, candidate.limit_price, candidate.max_price
-            ),
-            "requiredAmountOut": decimal_text(token_out.from_atoms(required)),
-            **decision.as_event(),
-        }
+    def _falling(self, found: _Round) -> list[Candidate]:
+        """The candidates on the stop index: each size class's floor and its trailing stops'
+        drops from their marks, one statement for the classes and one for the candidates."""
+        with unit_of_work(self.session):
+            classes = self.stops.classes()
+        floors, drops = [], []
+        for size in classes:
+            floor = floor_of(size, found.tokens, found.market)
+            if floor is None:
+                continue
+            floors.append(floor)
+            if size.last_start is None and not size.marks:
+                continue  # no trailing stop: no class quote, no mark
+            plan = plan_class(size, found.tokens, found.market)
+            found.plans[(size.token_in, size.token_out, size.size_class)] = plan
+            drops.extend(plan.drops)
+        if not floors:
+            return []
+        with unit_of_work(self.session):
+            return self.stops.candidates(floors, drops, CANDIDATES_PER_PAIR)
+
+    def _confirm(self, candidate: Candidate, found: _Round) -> None:
+        """Decide one candidate by its type, once per order whichever lists found it."""
+        if candidate.id in found.seen:
+            return
+        found.seen.add(candidate.id)
+        market, tokens = found.market, found.tokens
+        data: dict[str, Any] | None = None
+        if candidate.type == OrderType.STOP.value:
+            data = confirm_stop(candidate, tokens, market)
+        elif candidate.type == OrderType.OCO.value:
+            data = confirm_bracket(candidate, tokens, market)
+        elif candidate.type != OrderType.TRAILING_STOP.value:
+            data = confirm_limit(candidate, tokens, market)
+        elif candidate.trail_since is None:
+            activation = confirm_activation(candidate, tokens, market)
+            if activation is not None:
+                found.activations.append(activation)
+        else:
+            key = (candidate.token_in, candidate.token_out, candidate.size_class or 0)
+            plan = found.plans.get(key)
+            data = None if plan is None else confirm_trailing(candidate, tokens, market, plan)
+        if data is not None:
+            found.ready[candidate.id] = (candidate.type, data)
+
+    def _activate(self, since: datetime, activations: list[Activation]) -> int:
+        """Start the trailing stops whose activation price was reached (one statement)."""
+        if not activations:
+            return 0
+        with unit_of_work(self.session):
+            events = self.stops.activate(since, activations)
+        self.publisher.publish_many([event_payload(e) for e in events])
+        return len(events)
+
+    def _mark(self, since: datetime, plans: dict[ClassKey, ClassPlan]) -> int:
+        """A new mark for each class whose quote rose above its newest one, or whose orders
+        started after it (one statement for all; none while no quote rises)."""
+        marks = [(*key, plan.mark) for key, plan in plans.items() if plan.mark is not None]
+        if marks:
+            with unit_of_work(self.session):
+                self.stops.mark(since, marks)
+            metrics.trailing_marks_written(len(marks))
+        return len(marks)
 
     def _expire(self) -> int:
         error = OrderExpired("the order reached its expiresAt before it triggered").as_dict()
