@@ -173,15 +173,15 @@ class Settings(TriggerSettings):
         "200",
         ACCESS,
         "orders not yet confirmed, failed or cancelled, waiting ones apart (market orders and "
-        "triggered limit and sniper orders; 0: no cap, and no count per submission)",
+        "triggered orders of the other types; 0: no cap, and no count per submission)",
     )
     max_waiting_orders: int = option(
         "MAX_WAITING_ORDERS",
         whole(0),
         "1000",
         ACCESS,
-        "limit and sniper orders waiting for their trigger (0: no cap, and no count per "
-        "submission)",
+        "orders waiting for their trigger (limit, sniper, stop, oco, trailing_stop; 0: no cap, "
+        "and no count per submission)",
     )
     max_websockets: int = option("MAX_WEBSOCKETS", whole(1), "200", ACCESS, "open WebSockets")
     stream_ticket_ttl_s: int = option(

@@ -30,3 +30,11 @@ class TriggerSettings:
         TRIGGERS,
         "milliseconds between evaluations of the waiting orders (about one slot)",
     )
+    stop_slippage_bps: int = option(
+        "STOP_SLIPPAGE_BPS",
+        whole(0, 5000),
+        "300",
+        TRIGGERS,
+        "the slippage of a stop, OCO bracket or trailing stop that names none, in basis points: "
+        "their promise is to get out, not a price, so it is wider than a market order's 50",
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,6 +18,7 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    post_load,
     validate,
     validates_schema,
 )
@@ -25,14 +26,21 @@ from solders.pubkey import Pubkey
 
 from order_engine.domain.time import format_timestamp
 from order_engine.domain.tokens import Token, UnknownTokenError, resolve
+from order_engine.domain.triggers import TRAIL_BPS_MAX, TRAIL_BPS_MIN, shown_level
 from order_engine.models import OrderStatus, OrderType
 from order_engine.schemas.jsonio import NonFiniteNumber
+from order_engine.schemas.triggers import (
+    PROTECTIVE_TYPES,
+    shown_price,
+    trailing_peak,
+    trigger_problems,
+)
 
 U64_MAX = 2**64 - 1
+MARKET_SLIPPAGE_BPS = 50
+STOP_SLIPPAGE_DEFAULT = 300  # STOP_SLIPPAGE_BPS's default (config/triggers.py)
 _PLAIN_DECIMAL = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?$")
 _DIGITS_AND_A_DOT = re.compile(r"[0-9]+(\.[0-9]+)?")
-PRICE_DECIMALS = 18  # numeric(38, 18)
-PRICE_MAX = Decimal(10) ** 20
 
 
 class ExactAmount(fields.Field):
@@ -107,20 +115,31 @@ class OrderCreateSchema(Schema):
     Nothing here asks the chain or reads the app: whether a pool lists the pair, could fill
     the amount or already trades a sniper's mint is asked by the intake service
     (`services/market.py`), of the fields whose shape is valid. The one setting the shape
-    depends on, how far ahead `expiresAt` may be, is given to the constructor.
+    depends on, how far ahead `expiresAt` may be, is given to the constructor, and so is the
+    slippage a stop, bracket or trailing stop gets when it names none (STOP_SLIPPAGE_BPS).
     """
 
     class Meta:
         unknown = RAISE
 
-    def __init__(self, *, limit_max_horizon_s: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        limit_max_horizon_s: int,
+        stop_slippage_bps: int = STOP_SLIPPAGE_DEFAULT,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.horizon = timedelta(seconds=limit_max_horizon_s)
+        self.stop_slippage_bps = stop_slippage_bps
 
     type = fields.String(
         required=True,
         validate=validate.OneOf([t.value for t in OrderType]),
-        metadata={"description": "market, limit (limitPrice) or sniper (tokenOut: a mint)"},
+        metadata={
+            "description": "market; limit (limitPrice) or sniper (tokenOut: a mint); stop "
+            "(triggerPrice), oco (takeProfit and stopLoss) or trailing_stop (trailBps)"
+        },
     )
     tokenIn = TokenField(required=True, metadata={"description": "symbol or base58 mint"})
     tokenOut = TokenField(required=True, metadata={"description": "symbol or base58 mint"})
@@ -139,10 +158,12 @@ class OrderCreateSchema(Schema):
     )
     slippageBps = fields.Integer(
         strict=True,
-        load_default=50,
         validate=validate.Range(0, 5000),
         error_messages={"invalid": "Must be an integer from 0 to 5000."},
-        metadata={"description": "max slippage from the quote in basis points (default 50)"},
+        metadata={
+            "description": "max slippage from the quote in basis points (default 50; for stop, "
+            "oco and trailing_stop, STOP_SLIPPAGE_BPS: 300 unless the deployment says otherwise)"
+        },
     )
     clientOrderId = fields.String(
         load_default=None,
@@ -161,19 +182,58 @@ class OrderCreateSchema(Schema):
         load_default=None,
         metadata={"description": "sniper: the most tokenIn per one tokenOut it may pay"},
     )
+    triggerPrice = ExactAmount(
+        load_default=None,
+        metadata={
+            "description": "stop: sell once the quote pays this tokenOut per one tokenIn or less",
+            "example": "120",
+        },
+    )
+    takeProfit = fields.Nested(
+        lambda: TakeProfitSchema(),
+        load_default=None,
+        metadata={"description": "oco: the leg that sells at this limit or better"},
+    )
+    stopLoss = fields.Nested(
+        lambda: StopLossSchema(),
+        load_default=None,
+        metadata={"description": "oco: the leg that sells once the quote falls to this price"},
+    )
+    trailBps = fields.Integer(
+        strict=True,
+        load_default=None,
+        validate=validate.Range(
+            TRAIL_BPS_MIN, TRAIL_BPS_MAX, error=f"Must be from {TRAIL_BPS_MIN} to {TRAIL_BPS_MAX}."
+        ),
+        error_messages={"invalid": f"Must be an integer from {TRAIL_BPS_MIN} to {TRAIL_BPS_MAX}."},
+        metadata={
+            "description": "trailing_stop: sell once the quote falls this many basis points "
+            "below the highest quote since the order started",
+            "example": 500,
+        },
+    )
+    activationPrice = ExactAmount(
+        load_default=None,
+        metadata={
+            "description": "trailing_stop: start trailing only once the quote reaches this "
+            "tokenOut per one tokenIn (default: at once)"
+        },
+    )
     expiresAt = fields.AwareDateTime(
         format="iso",
         default_timezone=None,
         load_default=None,
         metadata={
-            "description": "limit/sniper: when a waiting order fails with ORDER_EXPIRED "
-            "(ISO 8601 with a time zone; at most LIMIT_MAX_HORIZON_S ahead)"
+            "description": "any order that waits (not market): when it fails with "
+            "ORDER_EXPIRED if it has not triggered (ISO 8601 with a time zone; at most "
+            "LIMIT_MAX_HORIZON_S ahead)"
         },
     )
 
-    @validates_schema(skip_on_field_errors=False)
-    def check_order(self, data: dict[str, Any], **kwargs: Any) -> None:
-        errors = {**_trigger_problems(data, self.horizon), **_token_problems(data)}
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def check_order(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        sent = original if isinstance(original, dict) else {}
+        errors = {**trigger_problems(data, sent, self.horizon), **_token_problems(data)}
         token_in, amount = data.get("tokenIn"), data.get("amount")
         if token_in is not None and "tokenIn" not in errors and amount is not None:
             message = _amount_problem(amount, token_in)
@@ -181,6 +241,41 @@ class OrderCreateSchema(Schema):
                 errors["amount"] = [message]
         if errors:
             raise ValidationError(errors)
+
+    @post_load
+    def default_slippage(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """A stop's promise is to get out, not a price: it gets a wider default slippage."""
+        if data.get("slippageBps") is None:
+            protective = data.get("type") in PROTECTIVE_TYPES
+            data["slippageBps"] = self.stop_slippage_bps if protective else MARKET_SLIPPAGE_BPS
+        return data
+
+
+class TakeProfitSchema(Schema):
+    """An OCO bracket's take-profit leg: it executes as a limit order does."""
+
+    class Meta:
+        unknown = RAISE
+
+    limitPrice = ExactAmount(
+        required=True,
+        metadata={
+            "description": "the least tokenOut per one tokenIn it sells for",
+            "example": "260",
+        },
+    )
+
+
+class StopLossSchema(Schema):
+    """An OCO bracket's stop-loss leg: it executes as a stop does."""
+
+    class Meta:
+        unknown = RAISE
+
+    triggerPrice = ExactAmount(
+        required=True,
+        metadata={"description": "sell once the quote pays this or less", "example": "120"},
+    )
 
 
 def _token_problems(data: dict[str, Any]) -> dict[str, list[str]]:
@@ -202,41 +297,6 @@ def _token_problems(data: dict[str, Any]) -> dict[str, list[str]]:
         errors["tokenOut"] = [f"{token_out.symbol} is already listed; use a market order."]
     elif token_in.mint == token_out.mint:
         errors["tokenOut"] = ["Must differ from tokenIn (SOL and wSOL are one token)."]
-    return errors
-
-
-def _trigger_problems(data: dict[str, Any], horizon: timedelta) -> dict[str, list[str]]:
-    """limitPrice, maxPrice and expiresAt: each only where its order type uses it."""
-    errors: dict[str, list[str]] = {}
-    order_type = data.get("type")
-    uses = {
-        "limitPrice": order_type == OrderType.LIMIT.value,
-        "maxPrice": order_type == OrderType.SNIPER.value,
-        "expiresAt": order_type in {OrderType.LIMIT.value, OrderType.SNIPER.value},
-    }
-    for name, used in uses.items():
-        if data.get(name) is not None and not used:
-            errors[name] = [f"Not used by {order_type} orders."]
-    if order_type == OrderType.LIMIT.value and data.get("limitPrice") is None:
-        errors["limitPrice"] = ["Missing data for required field (limit orders)."]
-    for name in ("limitPrice", "maxPrice"):
-        price = data.get(name)
-        if price is None or name in errors:
-            continue
-        exponent = price.as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > PRICE_DECIMALS:
-            errors[name] = [f"At most {PRICE_DECIMALS} decimals."]
-        elif price >= PRICE_MAX:
-            errors[name] = [f"Must be below {PRICE_MAX:f}."]
-    expires_at = data.get("expiresAt")
-    if expires_at is not None and "expiresAt" not in errors:
-        now = datetime.now(UTC)
-        if expires_at <= now:
-            errors["expiresAt"] = ["Must be in the future."]
-        elif expires_at > now + horizon:
-            errors["expiresAt"] = [
-                f"Must be at most {int(horizon.total_seconds())} s (LIMIT_MAX_HORIZON_S) ahead."
-            ]
     return errors
 
 
@@ -292,7 +352,27 @@ class OrderSchema(Schema):
     limitPrice = ExactAmount(attribute="limit_price", allow_none=True)
     maxPrice = ExactAmount(attribute="max_price", allow_none=True)
     expiresAt = fields.Method("dump_expires", allow_none=True)
-    waiting = fields.Boolean(metadata={"description": "limit/sniper: not triggered yet"})
+    triggerPrice = fields.Method("dump_trigger_price", allow_none=True)
+    takeProfit = fields.Method("dump_take_profit", allow_none=True)
+    stopLoss = fields.Method("dump_stop_loss", allow_none=True)
+    leg = fields.Method(
+        "dump_leg",
+        allow_none=True,
+        metadata={"description": "oco, once triggered: the leg that met the market"},
+    )
+    trailBps = fields.Integer(attribute="trail_bps", allow_none=True)
+    activationPrice = ExactAmount(attribute="activation_price", allow_none=True)
+    peakPrice = fields.Method(
+        "dump_peak",
+        allow_none=True,
+        metadata={"description": "trailing_stop: the highest quote since it started"},
+    )
+    triggerLevel = fields.Method(
+        "dump_trigger_level",
+        allow_none=True,
+        metadata={"description": "trailing_stop: it fires once its quote falls to this"},
+    )
+    waiting = fields.Boolean(metadata={"description": "any but market: not triggered yet"})
     error = fields.Method("dump_error", allow_none=True)
     createdAt = fields.Method("dump_created")
     updatedAt = fields.Method("dump_updated")
@@ -305,6 +385,31 @@ class OrderSchema(Schema):
             "message": order.failure_reason,
             "retryable": bool(order.failure_retryable),
         }
+
+    def dump_trigger_price(self, order: Any) -> str | None:
+        return shown_price(order.stop_price) if order.type == OrderType.STOP.value else None
+
+    def dump_take_profit(self, order: Any) -> dict[str, str] | None:
+        if order.type != OrderType.OCO.value:
+            return None
+        return {"limitPrice": shown_price(order.limit_price)}
+
+    def dump_stop_loss(self, order: Any) -> dict[str, str] | None:
+        if order.type != OrderType.OCO.value:
+            return None
+        return {"triggerPrice": shown_price(order.stop_price)}
+
+    def dump_leg(self, order: Any) -> str | None:
+        # A bracket the executor put back to waiting keeps its last leg until the next trigger.
+        return None if order.waiting else order.trigger_leg
+
+    def dump_peak(self, order: Any) -> str | None:
+        peak = trailing_peak(order)
+        return None if peak is None else shown_price(peak)
+
+    def dump_trigger_level(self, order: Any) -> str | None:
+        peak = trailing_peak(order)
+        return None if peak is None else shown_price(shown_level(peak, order.trail_bps))
 
     def dump_expires(self, order: Any) -> str | None:
         return None if order.expires_at is None else format_timestamp(order.expires_at)
