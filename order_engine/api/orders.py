@@ -77,11 +77,21 @@ def execute_order() -> tuple[Response, int, dict[str, str]]:
     ---
     post:
       operationId: submitOrder
-      summary: Submit an order (market, limit or sniper)
+      summary: Submit an order (market, limit, sniper, stop, oco or trailing_stop)
       description: >-
         Returns 202 at once; follow the order with a WebSocket upgrade on
         GET /api/orders/execute?orderId=<id>. Events: pending, routing,
-        building, submitted, confirmed | failed.
+        building, submitted, confirmed | failed. Every type but market waits
+        (`waiting`, its first event's `waitingFor`) until the engine's net quote
+        for its whole amount meets it: a limit at limitPrice or above, a sniper
+        when its mint's pool appears, a stop at triggerPrice or below, an oco
+        bracket at its takeProfit.limitPrice or its stopLoss.triggerPrice
+        (whichever first; the stop when both; its events name the `leg`), a
+        trailing_stop once its quote falls trailBps below the highest since it
+        started (optionally once activationPrice is reached; `peakPrice`,
+        `triggerLevel`). The `routing` event that triggers it says `triggered`.
+        Stops, brackets and trailing stops that name no slippageBps get
+        STOP_SLIPPAGE_BPS (300 by default).
       parameters:
         - name: Idempotency-Key
           in: header
