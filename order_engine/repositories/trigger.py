@@ -22,10 +22,11 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, undefer
 
 from order_engine.infra.db import run_statement
-from order_engine.models import OrderEvent
+from order_engine.models import Order, OrderEvent
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,18 @@ class TriggerRepository:
         }
         rows = self.session.connection().exec_driver_sql(_TRIGGER_SQL, params).all()
         return [event_of(row, "routing", at) for row in rows]
+
+    def newest_waiting(self, limit: int) -> Sequence[Order]:
+        """The newest waiting orders of every type, trailing stops with their peak now (the
+        dashboard); a walk of the unfinished orders' index from the newest, LIMIT."""
+        query = (
+            select(Order)
+            .where(Order.waiting, Order.status == "pending")
+            .order_by(Order.created_at.desc())
+            .limit(limit)
+            .options(undefer(Order.peak_seen))
+        )
+        return self.session.scalars(query).all()
 
     def expire(self, limit: int, error: dict[str, Any]) -> list[tuple[OrderEvent, str, datetime]]:
         """Fail the waiting orders whose expiry has passed (ORDER_EXPIRED): each one's event,

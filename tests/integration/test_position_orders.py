@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.integration.test_metrics import scrape, value
 from tests.integration.test_trigger_orders import (
     TRIGGERED_PATH,
     get_order,
@@ -49,7 +50,9 @@ def follow(stack, body: dict, wait_s: float, then_move: list[str]) -> tuple[str,
 def test_a_stop_waits_then_sells_once_the_market_falls_to_it(triggering_stack):
     stack = triggering_stack
     body = {**SELL, "type": "stop", "triggerPrice": "130"}
+    before, _ = scrape(stack.base_url)
     order_id, result = follow(stack, body, 2, ["110"])
+    after, _ = scrape(stack.base_url)
     assert result.statuses == TRIGGERED_PATH, stack.logs()
     assert result.events[0]["data"]["waitingFor"] == {"triggerPrice": "130"}
     triggered = result.events[1]["data"]
@@ -57,6 +60,13 @@ def test_a_stop_waits_then_sells_once_the_market_falls_to_it(triggering_stack):
     assert Decimal(triggered["decision"]["amountOut"]) <= Decimal("32.5")  # 0.25 × 130
     order = get_order(stack, order_id)
     assert (order["status"], order["waiting"], order["triggerPrice"]) == ("confirmed", False, "130")
+    triggered = "order_engine_orders_triggered_total"
+    assert (
+        value(after, triggered, type="stop", leg="") - value(before, triggered, type="stop", leg="")
+        == 1
+    )
+    finished = "order_engine_orders_finished_total"
+    assert value(after, finished, type="stop", status="confirmed") >= 1
 
 
 def test_a_bracket_takes_profit_as_a_limit_and_never_its_stop_loss(triggering_stack):
@@ -67,7 +77,15 @@ def test_a_bracket_takes_profit_as_a_limit_and_never_its_stop_loss(triggering_st
         "takeProfit": {"limitPrice": "200"},
         "stopLoss": {"triggerPrice": "100"},
     }
+    before, _ = scrape(stack.base_url)
     order_id, result = follow(stack, body, 2, ["260", "80"])
+    after, _ = scrape(stack.base_url)
+    took = [
+        value(after, "order_engine_orders_triggered_total", type="oco", leg=leg)
+        - value(before, "order_engine_orders_triggered_total", type="oco", leg=leg)
+        for leg in ("takeProfit", "stopLoss")
+    ]
+    assert took == [1, 0]
     assert result.statuses == TRIGGERED_PATH, stack.logs()
     triggered = result.events[1]["data"]
     assert triggered["leg"] == "takeProfit"

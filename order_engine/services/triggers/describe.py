@@ -50,16 +50,20 @@ def trailing(values: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
+TRIGGER_COLUMNS = (
+    "limit_price",
+    "max_price",
+    "stop_price",
+    "trail_bps",
+    "activation_price",
+    "peak_price",
+    "trail_since",
+)
+
+
 def awaited(order: Any) -> dict[str, Any]:
     """What a waiting order (a `models.Order`) waits for: the executor says it when it puts a
     triggered order back to waiting."""
-    columns = (
-        "limit_price",
-        "max_price",
-        "stop_price",
-        "trail_bps",
-        "activation_price",
-        "peak_price",
-        "trail_since",
+    return awaits(
+        order.type, order.token_out, {name: getattr(order, name) for name in TRIGGER_COLUMNS}
     )
-    return awaits(order.type, order.token_out, {name: getattr(order, name) for name in columns})
