@@ -21,7 +21,7 @@ class TriggerSettings:
         whole(1),
         str(30 * 24 * 3600),
         TRIGGERS,
-        "the latest `expiresAt` a limit or sniper order may ask for, in seconds from now (30 days)",
+        "the latest `expiresAt` an order that waits may ask for, in seconds from now (30 days)",
     )
     trigger_interval_ms: int = option(
         "TRIGGER_INTERVAL_MS",
