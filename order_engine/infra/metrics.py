@@ -1,4 +1,5 @@
-"""Prometheus metrics (DESIGN §11), correct across gunicorn workers and the Celery pool.
+"""Prometheus metrics (docs/operating.md, "Metrics"), correct across gunicorn workers and the
+Celery pool.
 
 Every series is named `order_engine_…`. With `PROMETHEUS_MULTIPROC_DIR` set (the `order-engine`
 command sets it for every process it starts, and empties it when `run` starts a fresh stack),
