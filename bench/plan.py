@@ -50,6 +50,10 @@ class Plan:
     triggers_crossing: int = 1000
     triggers_idle_s: float = 20
     triggers_deadline_s: float = 180
+    # Stops, brackets and trailing stops (`--preset positions`; its idle windows and deadlines
+    # are the triggers'): this many waiting, then this many crossed by one move.
+    positions_waiting: int = 100_000
+    positions_crossing: int = 600
 
     def with_overrides(self, **changes: Any) -> Plan:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -72,6 +76,8 @@ QUICK = Plan(
     triggers_crossing=200,
     triggers_idle_s=8,
     triggers_deadline_s=90,
+    positions_waiting=10_000,
+    positions_crossing=150,
 )
 # A preset runs one phase alone, with the full plan's figures for it (`--quick`: the quick's).
-PRESETS = {"peer": ("peer",), "triggers": ("triggers",)}
+PRESETS = {"peer": ("peer",), "triggers": ("triggers",), "positions": ("positions",)}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 GROUPS = ("api", "worker", "scheduler", "localnet", "postgres", "redis", "loadgen")
-COST_PHASES = ("e2e-zero", "e2e-default", "soak", "peer", "triggers")
+COST_PHASES = ("e2e-zero", "e2e-default", "soak", "peer", "triggers", "positions")
 TARGET_WS, TARGET_E2E_RATE, TARGET_P99_S = 2000, 100, 6
 TARGET_ENGINE_MS, TARGET_POSTGRES_MS, TARGET_LOCALNET_MS, TARGET_REDIS_COMMANDS = 10, 4, 4, 15
 TARGET_TRIGGER_PCT, TARGET_TRIGGER_WAITING = 5, 100_000
@@ -68,6 +68,7 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
     rows = _intake_targets(phases.get("intake")) + _e2e_targets(phases.get("e2e-default"))
     rows += _peer_targets(phases.get("peer")) + _cost_targets(phases)
     rows += _ws_targets(phases.get("ws")) + _trigger_targets(phases.get("triggers"))
+    rows += _position_targets(phases.get("positions"))
     return [*rows, _memory_target(results)]
 
 
@@ -213,6 +214,51 @@ def _trigger_targets(triggers: dict[str, Any] | None) -> list[list[str]]:
         _row(target, cost, idle_ok, f"{idle['orders']:,} waiting{quick}"),
         _row("p99 crossing slot → `routing` < 1 s", latency, fast, crossing),
     ]
+
+
+def _position_targets(positions: dict[str, Any] | None) -> list[list[str]]:
+    """Stops, brackets and trailing stops: the book's cost while nothing triggers, the peak's
+    writes while the price does not rise, and a crossing fired in the evaluation after it."""
+    if not positions or "idle" not in positions:
+        return []
+    idle = positions["idle"]
+    walking, fallen, empty = idle["walking"], idle["no_rise"], idle["none_waiting"]
+    pct = walking["cpu_pct_of_core"]
+    cost = f"{pct['engine']} % (worker {pct['worker']}, scheduler {pct['scheduler']}); "
+    cost += f"SOL 5 % down: {fallen['cpu_pct_of_core']['engine']} %; none waiting: "
+    cost += f"{empty['cpu_pct_of_core']['engine']} %"
+    quiet = walking["triggered"] == 0 and fallen["triggered"] == 0
+    rows = [
+        _row(
+            f"Stops, brackets, trailing stops < {TARGET_TRIGGER_PCT} % of one core, nothing "
+            "triggering",
+            cost,
+            pct["engine"] < TARGET_TRIGGER_PCT and quiet,
+            f"{idle['orders']:,} waiting",
+        ),
+        _row(
+            "A trailing stop's peak writes nothing while the price does not rise",
+            f"rows written with SOL 5 % down: {fallen['rows_written']} over "
+            f"{fallen['evaluations']} evaluations; walking: {walking['rows_written']}",
+            not any(fallen["rows_written"].values()),
+        ),
+    ]
+    cross = positions.get("crossing")
+    if cross:
+        every = cross["all"]
+        p99, at_once = every["move_to_routing_ms"]["p99"], len(every["evaluations"]) == 1
+        by_type = {t: cross[f"by_type_{t}"]["move_to_routing_ms"]["p99"] for t in cross["accepted"]}
+        figure = _seconds(p99, f" ({by_type} ms by type); evaluations: {every['evaluations']}")
+        fired = cross["all_routed"] and p99 is not None and p99 < TARGET_TRIGGER_P99_MS
+        rows.append(
+            _row(
+                "Each crossed order fires in the evaluation after the move (p99 < 1 s)",
+                figure,
+                fired and at_once,
+                f"{sum(cross['accepted'].values())} crossed at once",
+            )
+        )
+    return rows
 
 
 def _memory_target(results: dict[str, Any]) -> list[str]:

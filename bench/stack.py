@@ -142,7 +142,7 @@ class Stack:
     def reset(self) -> None:
         """Empty the bench tables and Redis databases (workers must be stopped)."""
         with self.db.begin() as conn:
-            conn.execute(text("TRUNCATE orders, order_events CASCADE"))
+            conn.execute(text("TRUNCATE orders, order_events, trailing_peaks CASCADE"))
         redis.Redis.from_url(self.redis_url).flushdb()
         if self.owns_broker_db:
             redis.Redis.from_url(self.broker_url).flushdb()

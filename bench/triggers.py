@@ -123,14 +123,14 @@ def triggers(run: Run) -> dict[str, Any]:
     run.restart_worker(DEFAULT_LATENCY)
     run.monitor.set_phase("triggers_settle")
     time.sleep(SETTLE_S)
-    empty = _idle_window(run, "triggers_idle_empty")
+    empty = idle_window(run, "triggers_idle_empty")
     run.monitor.set_phase("triggers_book")
     began = time.monotonic()
     prices = best_prices(stack.localnet_rpc("localnet_status")["pools"])
     insert_waiting(stack.db, prices, plan.triggers_waiting, stack.account_id)
     written_s = time.monotonic() - began
     time.sleep(SETTLE_S)
-    waiting = _idle_window(run, "triggers_idle_waiting")
+    waiting = idle_window(run, "triggers_idle_waiting")
     waiting |= {"orders": plan.triggers_waiting, "pair_directions": len(prices)}
     waiting["written_s"] = round(written_s, 1)
     pools = best_prices(stack.localnet_rpc("localnet_status")["pools"])
@@ -153,7 +153,7 @@ def triggers(run: Run) -> dict[str, Any]:
     }
 
 
-def _idle_window(run: Run, phase: str) -> dict[str, Any]:
+def idle_window(run: Run, phase: str) -> dict[str, Any]:
     """Every group's CPU over `triggers_idle_s`, per evaluation the worker ran meanwhile (its
     log's trace lines) and in % of one core; none may trigger."""
     log_path = run.stack.launcher.log_path("worker")

@@ -161,7 +161,7 @@ def clean_tables(engine: Engine) -> Iterator[None]:
     """For tests whose other processes must see committed rows: empty the tables after."""
     yield
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE orders, order_events CASCADE"))
+        conn.execute(text("TRUNCATE orders, order_events, trailing_peaks CASCADE"))
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from order_engine.infra.db import get_session
 from order_engine.infra.redis_client import get_redis
 from order_engine.services.execution import RetryLater, execution_service, new_executor_id
 from order_engine.services.reconciler import ReconcilerService
-from order_engine.services.trigger import trigger_service
+from order_engine.services.triggers import trigger_service
 
 log = logging.getLogger(__name__)
 

@@ -76,6 +76,21 @@ PAGE = """<!doctype html>
   </tbody>
 </table>
 
+<table id="waiting">
+  <caption>waiting for their trigger (newest)</caption>
+  <thead><tr><th>created</th><th>order</th><th>type</th><th>pair</th><th>amount</th>
+    <th>fires at</th><th>peak</th></tr></thead>
+  <tbody>
+  {% for order in snapshot.waiting %}
+    <tr data-waiting-id="{{ order.orderId }}">
+      <td>{{ order.createdAt[11:19] }}</td><td class="id">{{ order.orderId }}</td>
+      <td>{{ order.type }}</td><td>{{ order.pair }}</td><td>{{ order.amount }}</td>
+      <td>{{ order.trigger }}</td><td>{{ order.peak or "" }}</td>
+    </tr>
+  {% endfor %}
+  </tbody>
+</table>
+
 <table id="failures">
   <caption>failure codes (since start)</caption>
   <thead><tr><th>code</th><th>orders</th></tr></thead>
@@ -123,6 +138,19 @@ PAGE = """<!doctype html>
       cell(row, o.status + (o.failureCode ? ` (${o.failureCode})` : ""),
            `status status-${o.status}`);
       cell(row, o.dex || "");
+    }
+    const waiting = document.querySelector("#waiting tbody");
+    waiting.replaceChildren();
+    for (const o of s.waiting) {
+      const row = waiting.insertRow();
+      row.dataset.waitingId = o.orderId;
+      cell(row, o.createdAt.slice(11, 19));
+      cell(row, o.orderId, "id");
+      cell(row, o.type);
+      cell(row, o.pair);
+      cell(row, o.amount);
+      cell(row, o.trigger);
+      cell(row, o.peak || "");
     }
     const failures = document.querySelector("#failures tbody");
     failures.replaceChildren();

@@ -26,15 +26,13 @@ from marshmallow import fields
 from swagger_ui_bundle import swagger_ui_path
 
 from order_engine.schemas.access import StreamTicketSchema
-from order_engine.schemas.order import (
+from order_engine.schemas.order import ExactAmount, OrderCreateSchema, TokenField
+from order_engine.schemas.order_view import (
     EventSchema,
-    ExactAmount,
     OrderAcceptedSchema,
-    OrderCreateSchema,
     OrderPageSchema,
     OrderSchema,
     OrderWithEventsSchema,
-    TokenField,
 )
 
 bp = Blueprint("docs", __name__)

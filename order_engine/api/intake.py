@@ -76,7 +76,7 @@ def parse_order_body(raw: str | bytes) -> dict[str, Any]:
     settings = current_app.config["SETTINGS"]
     errors: dict[str, list[str]] = {}
     try:
-        order = create_schema(settings.limit_max_horizon_s).load(body)
+        order = create_schema(settings.limit_max_horizon_s, settings.stop_slippage_bps).load(body)
     except ValidationError as exc:
         order, errors = exc.valid_data or {}, field_errors(exc.messages)
     errors.update(market_problems(settings, order, errors))
@@ -86,10 +86,12 @@ def parse_order_body(raw: str | bytes) -> dict[str, Any]:
 
 
 @cache
-def create_schema(limit_max_horizon_s: int) -> OrderCreateSchema:
-    """The order schema for this horizon, built once: building one takes twice as long as
+def create_schema(limit_max_horizon_s: int, stop_slippage_bps: int) -> OrderCreateSchema:
+    """The order schema for these settings, built once: building one takes twice as long as
     loading a market order with it (0.07 ms against 0.04 ms)."""
-    return OrderCreateSchema(limit_max_horizon_s=limit_max_horizon_s)
+    return OrderCreateSchema(
+        limit_max_horizon_s=limit_max_horizon_s, stop_slippage_bps=stop_slippage_bps
+    )
 
 
 def validate_idempotency_key(key: str | None) -> str | None:

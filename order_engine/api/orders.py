@@ -20,7 +20,8 @@ from order_engine.errors import (
     field_errors,
 )
 from order_engine.live.events import event_payload
-from order_engine.schemas.order import OrderListQuerySchema, OrderSchema
+from order_engine.schemas.order import OrderListQuerySchema
+from order_engine.schemas.order_view import OrderSchema
 from order_engine.services.order import SubmittedOrder
 
 bp = Blueprint("orders", __name__, url_prefix="/api/orders")
@@ -77,13 +78,17 @@ def execute_order() -> tuple[Response, int, dict[str, str]]:
     ---
     post:
       operationId: submitOrder
-      summary: Submit an order (market, limit or sniper)
+      summary: Submit an order (market, limit, sniper, stop, oco or trailing_stop)
       description: >-
         Returns 202 at once; follow the order with a WebSocket upgrade on
         GET /api/orders/execute?orderId=<id>. Events: pending, routing,
-        building, submitted, confirmed | failed. A limit or sniper order may
-        expire: expiresAt an instant, or expiresIn a time from the request
-        ("90s", "30m", "1h", "7d"), not both.
+        building, submitted, confirmed | failed. Every type but market waits
+        (its first event's `waitingFor`) until the engine's net quote for its
+        whole amount meets it: limit (limitPrice or above), sniper (its mint's
+        pool appears), stop (triggerPrice or below), oco (takeProfit or stopLoss,
+        the stop when both; events name the `leg`), trailing_stop (trailBps
+        below its peak; `peakPrice`, `triggerLevel`); docs/api.md has each. A
+        waiting order may expire: expiresAt, or expiresIn ("90s", "1h", "7d").
       parameters:
         - name: Idempotency-Key
           in: header

@@ -31,6 +31,7 @@ from order_engine.client.api import (
 )
 from order_engine.client.stream import OrderStream
 
+ORDER_TYPES = ["market", "limit", "sniper", "stop", "oco", "trailing_stop"]
 STATUS_STYLE = {
     "pending": "yellow",
     "routing": "cyan",
@@ -63,13 +64,25 @@ def add_commands(sub: Any) -> None:
     submit.add_argument("token_in", help="token sold: a symbol (SOL, USDC, …) or a mint")
     submit.add_argument("token_out", help="token bought: a symbol or a mint")
     submit.add_argument("amount", help="amount of token_in, a decimal (e.g. 1.5)")
-    submit.add_argument("--slippage", type=int, default=None, help="slippage in bps (default 50)")
-    submit.add_argument("--type", default="market", choices=["market", "limit", "sniper"])
+    submit.add_argument(
+        "--slippage",
+        type=int,
+        default=None,
+        help="slippage in bps (default 50; stop, oco, trailing_stop: the server's, 300)",
+    )
+    submit.add_argument("--type", default="market", choices=ORDER_TYPES)
     submit.add_argument("--limit-price", help="limit: least token_out per one token_in")
     submit.add_argument("--max-price", help="sniper: most token_in per one token_out")
+    submit.add_argument("--trigger-price", help="stop: sell once a quote pays this or less")
+    submit.add_argument("--take-profit", help="oco: sell at this limit price or better")
+    submit.add_argument("--stop-loss", help="oco: sell once a quote pays this or less")
+    submit.add_argument(
+        "--trail-bps", type=int, help="trailing_stop: sell this far below the highest quote"
+    )
+    submit.add_argument("--activation-price", help="trailing_stop: start trailing at this quote")
     expiry = submit.add_mutually_exclusive_group()
-    expiry.add_argument("--expires-in", help="limit/sniper: from now, e.g. 90s, 30m, 1h, 7d")
-    expiry.add_argument("--expires-at", help="limit/sniper: ISO 8601 time with a zone")
+    expiry.add_argument("--expires-in", help="any type but market: from now, e.g. 90s, 1h, 7d")
+    expiry.add_argument("--expires-at", help="any type but market: ISO 8601 time with a zone")
     submit.add_argument("--client-order-id", help="your own reference (up to 128 characters)")
     submit.add_argument("--idempotency-key", help="the same key and body never order twice")
     submit.add_argument("--watch", action="store_true", help="follow the order until it ends")
@@ -79,7 +92,7 @@ def add_commands(sub: Any) -> None:
     actions = orders.add_subparsers(required=True, metavar="action")
     listing = actions.add_parser("list", parents=[common], help="your orders, newest first")
     listing.add_argument("--status", help="comma-separated statuses, e.g. confirmed,failed")
-    listing.add_argument("--type", help="comma-separated types: market, limit, sniper")
+    listing.add_argument("--type", help=f"comma-separated types: {', '.join(ORDER_TYPES)}")
     listing.add_argument("--limit", type=int, default=20, help="how many (default 20)")
     listing.set_defaults(handler=cmd_list)
     for name, handler, text in (
@@ -142,6 +155,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
         "limitPrice": args.limit_price,
         "maxPrice": args.max_price,
         "expiresIn": args.expires_in,
+        "triggerPrice": args.trigger_price,
+        "takeProfit": None if args.take_profit is None else {"limitPrice": args.take_profit},
+        "stopLoss": None if args.stop_loss is None else {"triggerPrice": args.stop_loss},
+        "trailBps": args.trail_bps,
+        "activationPrice": args.activation_price,
         "expiresAt": args.expires_at,
         "clientOrderId": args.client_order_id,
     }
@@ -220,9 +238,14 @@ def _show_event(console: Any, event: dict[str, Any], as_json: bool) -> None:
             f"attempt {event['attempt']} failed: {data['error'].get('code')}; "
             f"retry in {data.get('retryInMs', 0) / 1000:.1f}s"
         )
+    elif status == "pending" and data.get("activated"):
+        detail = f"trailing from {json.dumps(data['activated'])}"
     elif status == "routing":
         decision = data.get("decision") or {}
         detail = f"best venue {decision.get('dex', '?')}"
+        if data.get("triggered"):
+            leg = f" ({data['leg']})" if data.get("leg") else ""
+            detail = f"triggered{leg} {json.dumps(data['triggered'])}; {detail}"
     elif status == "building":
         detail = f"{data.get('dex', '')} min out {data.get('minAmountOut', '?')}"
     elif status == "submitted":

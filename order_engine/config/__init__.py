@@ -1,8 +1,9 @@
 """Configuration, read once from the environment (and a `.env` file) into typed settings.
 
-Every knob the operators and the test harnesses rely on is declared here once, as a field of
-`Settings`: its variable, parser, default and what it does (`options.py` says how; the
-localnet's own are in order_engine/localnet/config.py). The table in docs/configuration.md and
+Every knob the operators and the test harnesses rely on is declared once, as a field of
+`Settings` (here, or in a base class of it by concern: `triggers.py`): its variable, parser,
+default and what it does (`options.py` says how; the localnet's own are in
+order_engine/localnet/config.py). The table in docs/configuration.md and
 `.env.example` are generated from these declarations (`make config-docs`). A value that does not
 parse stops start-up with a message naming the variable, so a typo in a deployment never
 silently falls back to a default.
@@ -33,7 +34,6 @@ from order_engine.config.groups import (
     OBSERVABILITY,
     PROCESSES,
     SERVERS,
-    TRIGGERS,
 )
 from order_engine.config.options import Option, Required, option, read
 from order_engine.config.parsers import (
@@ -51,6 +51,7 @@ from order_engine.config.parsers import (
     url,
     whole,
 )
+from order_engine.config.triggers import TriggerSettings
 
 __all__ = [
     "DEV_WALLET_PATH",
@@ -90,7 +91,7 @@ DEX_SEED = Option(
 
 
 @dataclass(frozen=True, kw_only=True)
-class Settings:
+class Settings(TriggerSettings):
     """Typed settings; build with `Settings.from_env()`. Declaration order is reading order: a
     default that names another setting comes after it."""
 
@@ -172,15 +173,15 @@ class Settings:
         "200",
         ACCESS,
         "orders not yet confirmed, failed or cancelled, waiting ones apart (market orders and "
-        "triggered limit and sniper orders; 0: no cap, and no count per submission)",
+        "triggered orders of the other types; 0: no cap, and no count per submission)",
     )
     max_waiting_orders: int = option(
         "MAX_WAITING_ORDERS",
         whole(0),
         "1000",
         ACCESS,
-        "limit and sniper orders waiting for their trigger (0: no cap, and no count per "
-        "submission)",
+        "orders waiting for their trigger (limit, sniper, stop, oco, trailing_stop; 0: no cap, "
+        "and no count per submission)",
     )
     max_websockets: int = option("MAX_WEBSOCKETS", whole(1), "200", ACCESS, "open WebSockets")
     stream_ticket_ttl_s: int = option(
@@ -325,20 +326,6 @@ class Settings:
         EXECUTION,
         "seconds an order's events stay in Redis after it ends (about 2 KB an order): a socket "
         "opened meanwhile replays from Redis, later ones from PostgreSQL",
-    )
-    limit_max_horizon_s: int = option(
-        "LIMIT_MAX_HORIZON_S",
-        whole(1),
-        str(30 * 24 * 3600),
-        TRIGGERS,
-        "the latest `expiresAt` a limit or sniper order may ask for, in seconds from now (30 days)",
-    )
-    trigger_interval_ms: int = option(
-        "TRIGGER_INTERVAL_MS",
-        whole(50, 60_000),
-        "500",
-        TRIGGERS,
-        "milliseconds between evaluations of the waiting orders (about one slot)",
     )
     # One gevent process per host by default: on the reference machine (2 cores shared with
     # the worker, PostgreSQL, Redis and the localnet) a second one cost 13 % more API CPU per

@@ -30,7 +30,10 @@ EXECUTION = Group(
     "ORDER_RETRY_BACKOFF_MAX_S < BROKER_VISIBILITY_TIMEOUT_S, and ORDER_RETRY_BACKOFF_S ≤ "
     "ORDER_RETRY_BACKOFF_MAX_S.",
 )
-TRIGGERS = Group("Limit and sniper orders", "Orders that wait for a price or a pool.")
+TRIGGERS = Group(
+    "Orders that wait",
+    "Limit, sniper, stop, OCO and trailing-stop orders: they wait for a price or a pool.",
+)
 PROCESSES = Group(
     "Processes",
     "How many processes, threads and connections each part runs with, and where they keep "

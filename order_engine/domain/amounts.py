@@ -13,6 +13,7 @@ from fractions import Fraction
 from typing import Any, Protocol
 
 from order_engine.domain.tokens import Token
+from order_engine.domain.triggers import BracketLeg
 
 BPS = 10_000
 
@@ -21,6 +22,8 @@ class PricedOrder(Protocol):
     """What the minimums read of an order (`models.Order` is one), so that this module needs
     nothing above the domain."""
 
+    @property
+    def trigger_leg(self) -> str | None: ...
     @property
     def amount_in(self) -> Decimal: ...
     @property
@@ -66,7 +69,11 @@ def required_out_atoms(
 
 
 def price_floor(order: PricedOrder, token_out: Token) -> int:
-    """The least output a limit or sniper order accepts (0 for a market order)."""
+    """The least output a limit or sniper order accepts (0 for a market order). An OCO
+    bracket's `limit_price` is its take-profit: the floor of that leg only, for its stop-loss
+    leg, like a stop, promises to get out rather than a price (0)."""
+    if order.trigger_leg == BracketLeg.STOP_LOSS:
+        return 0
     return required_out_atoms(
         order.amount_in, order.limit_price, order.max_price, token_out.decimals
     )

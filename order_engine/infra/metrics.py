@@ -1,4 +1,5 @@
-"""Prometheus metrics (docs/operating.md), correct across gunicorn workers and the Celery pool.
+"""Prometheus metrics (docs/operating.md, "Metrics"), correct across gunicorn workers and the
+Celery pool.
 
 Every series is named `order_engine_…`. With `PROMETHEUS_MULTIPROC_DIR` set (the `order-engine`
 command sets it for every process it starts, and empties it when `run` starts a fresh stack),
@@ -75,6 +76,18 @@ ORDERS_FINISHED = Counter(
     PREFIX + "orders_finished_total",
     "Orders that reached a final status (confirmed, failed, cancelled), by type.",
     ["type", "status"],
+)
+ORDERS_TRIGGERED = Counter(
+    PREFIX + "orders_triggered_total",
+    "Waiting orders the trigger engine moved to routing, by type and, for an OCO bracket, the "
+    "leg that met the market (takeProfit, stopLoss; empty for the other types).",
+    ["type", "leg"],
+)
+TRAILING_MARKS = Counter(
+    PREFIX + "trailing_marks_written_total",
+    "Marks written to the shared peaks of trailing stops (one per pair and size class whose "
+    "quote rose above its newest mark, or whose orders started after it): none while the "
+    "price does not rise.",
 )
 ORDER_FAILURES = Counter(
     PREFIX + "order_failures_total",
@@ -274,6 +287,14 @@ def order_finished(
     if created_at is not None:
         elapsed = (datetime.now(UTC) - created_at).total_seconds()
         ORDER_DURATION_SECONDS.labels(order_type, status).observe(max(elapsed, 0.0))
+
+
+def order_triggered(order_type: str, leg: str | None) -> None:
+    ORDERS_TRIGGERED.labels(order_type, leg or "").inc()
+
+
+def trailing_marks_written(count: int) -> None:
+    TRAILING_MARKS.inc(count)
 
 
 def order_retried(code: str) -> None:

@@ -9,7 +9,7 @@ from order_engine.domain.status import (
 )
 from order_engine.models.account import DEFAULT_ACCOUNT_ID, SCOPES, Account, ApiKey
 from order_engine.models.base import Base
-from order_engine.models.order import Order, OrderEvent, OrderType
+from order_engine.models.order import Order, OrderEvent, OrderType, TrailingPeak
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
@@ -25,4 +25,5 @@ __all__ = [
     "OrderEvent",
     "OrderStatus",
     "OrderType",
+    "TrailingPeak",
 ]

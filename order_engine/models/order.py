@@ -23,14 +23,16 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
     func,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, column_property, mapped_column
 
 from order_engine.domain.status import OrderStatus
 from order_engine.models.account import DEFAULT_ACCOUNT_ID
@@ -44,6 +46,9 @@ class OrderType(enum.StrEnum):
     MARKET = "market"
     LIMIT = "limit"
     SNIPER = "sniper"
+    STOP = "stop"
+    OCO = "oco"
+    TRAILING_STOP = "trailing_stop"
 
 
 def _in_list(column: str, values: type[enum.Enum]) -> str:
@@ -58,6 +63,25 @@ def _positive(column: str) -> str:
 
 def _non_negative_or_null(column: str) -> str:
     return f"{column} IS NULL OR ({column} >= 0 AND {column} <> 'NaN')"
+
+
+class TrailingPeak(Base):
+    """A mark of a size class's quote: the highest quote of 2^size_class atoms of the pair seen
+    at or after `since`. Trailing stops of one pair and class share their marks, so the peak of
+    100,000 of them rises by one write; an order's peak is the largest mark at or after its
+    start. Marks are written only when the quote rises above the newest one, or when orders
+    started after it (docs/design.md, the trigger engine); a mark no waiting order started
+    before is of no use and is deleted."""
+
+    __tablename__ = "trailing_peaks"
+
+    token_in: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_out: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size_class: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    peak: Mapped[Decimal] = mapped_column(Amount)
+
+    __table_args__ = (CheckConstraint(_positive("peak"), name="peak_positive"),)
 
 
 class Order(Base):
@@ -116,6 +140,40 @@ class Order(Base):
     waiting: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     triggered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+    # Orders that protect a position (docs/design.md, the trigger engine). `stop_price` is the
+    # key the stop index ranges over, the most a quote may pay (tokenOut per tokenIn) for the
+    # order to fire: a stop's triggerPrice, a bracket's stop-loss, a trailing stop's trigger
+    # level when it started (0 if intake could not quote it). A bracket's take-profit is its
+    # `limit_price` (and `trigger_price`); `trigger_leg` records the leg that met the market.
+    # `size_class` is k with 2^k <= amount in atoms < 2^(k+1): a trailing stop follows the
+    # quote of 2^k atoms, shared with every order of its pair and class, and its peak is the
+    # larger of `peak_price` (its quote when it started, at `trail_since`) and the marks its
+    # class wrote since (`trailing_peaks`). A trailing stop that waits for its
+    # `activation_price` has no `trail_since` yet, and its `trigger_price` is that price.
+    stop_price: Mapped[Decimal | None] = mapped_column(Amount)
+    size_class: Mapped[int | None] = mapped_column(SmallInteger)
+    trail_bps: Mapped[int | None] = mapped_column(Integer)
+    activation_price: Mapped[Decimal | None] = mapped_column(Amount)
+    peak_price: Mapped[Decimal | None] = mapped_column(Amount)
+    trail_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    trigger_leg: Mapped[str | None] = mapped_column(String(16))
+    # A trailing stop's peak now: its own starting peak or its class's largest mark since its
+    # start. Loaded only when asked for (`undefer`): answers about trailing stops read it.
+    peak_seen: Mapped[Decimal | None] = column_property(
+        func.greatest(
+            peak_price,
+            select(func.max(TrailingPeak.peak))
+            .where(
+                TrailingPeak.token_in == token_in,
+                TrailingPeak.token_out == token_out,
+                TrailingPeak.size_class == size_class,
+                TrailingPeak.since >= trail_since,
+            )
+            .scalar_subquery(),
+        ),
+        deferred=True,
+    )
+
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     failure_retryable: Mapped[bool | None] = mapped_column(Boolean)
@@ -135,7 +193,19 @@ class Order(Base):
         CheckConstraint(_non_negative_or_null("limit_price"), name="limit_price_valid"),
         CheckConstraint(_non_negative_or_null("max_price"), name="max_price_valid"),
         CheckConstraint(_non_negative_or_null("trigger_price"), name="trigger_price_valid"),
-        CheckConstraint("NOT waiting OR trigger_price IS NOT NULL", name="waiting_has_trigger"),
+        CheckConstraint(_non_negative_or_null("stop_price"), name="stop_price_valid"),
+        CheckConstraint(_non_negative_or_null("activation_price"), name="activation_price_valid"),
+        CheckConstraint(_non_negative_or_null("peak_price"), name="peak_price_valid"),
+        CheckConstraint("trail_bps IS NULL OR trail_bps BETWEEN 1 AND 5000", name="trail_range"),
+        CheckConstraint("size_class IS NULL OR size_class BETWEEN 0 AND 63", name="class_range"),
+        CheckConstraint(
+            "trigger_leg IS NULL OR trigger_leg IN ('takeProfit', 'stopLoss')",
+            name="trigger_leg_known",
+        ),
+        CheckConstraint(
+            "NOT waiting OR trigger_price IS NOT NULL OR stop_price IS NOT NULL",
+            name="waiting_has_trigger",
+        ),
         CheckConstraint("attempts >= 0 AND deliveries >= 0 AND last_seq >= 0", name="counters"),
         CheckConstraint("token_in <> token_out", name="distinct_tokens"),
         UniqueConstraint("account_id", "idempotency_key"),
@@ -175,6 +245,37 @@ class Order(Base):
             postgresql_where=text(
                 "status NOT IN ('confirmed', 'failed', 'cancelled') AND NOT waiting"
             ),
+        ),
+        # The stop index: per pair and size class, a range scan down to the least quote any
+        # order of the class can get finds the stops (and stop-losses, and trailing stops at
+        # their starting level) that may fire, without reading those far below the market.
+        Index(
+            "ix_orders_waiting_stop",
+            "token_in",
+            "token_out",
+            "size_class",
+            "stop_price",
+            postgresql_where=text("waiting AND status = 'pending' AND stop_price IS NOT NULL"),
+        ),
+        # Trailing stops that follow a shared peak: by trail (a drop of d bps fires the trails up
+        # to d) and start (which of the class's marks an order follows), and by start alone (the
+        # orders that started after the newest mark; the oldest start).
+        Index(
+            "ix_orders_trailing_trail",
+            "token_in",
+            "token_out",
+            "size_class",
+            "trail_bps",
+            "trail_since",
+            postgresql_where=text("waiting AND status = 'pending' AND trail_since IS NOT NULL"),
+        ),
+        Index(
+            "ix_orders_trailing_since",
+            "token_in",
+            "token_out",
+            "size_class",
+            "trail_since",
+            postgresql_where=text("waiting AND status = 'pending' AND trail_since IS NOT NULL"),
         ),
         Index(
             "ix_orders_waiting_expiry",

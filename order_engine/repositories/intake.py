@@ -118,6 +118,13 @@ def _insert_params(order: Order, key: str | None, now: datetime, first_data: str
         "expires_at": order.expires_at,
         "waiting": order.waiting,
         "triggered_at": order.triggered_at,
+        "stop_price": order.stop_price,
+        "size_class": order.size_class,
+        "trail_bps": order.trail_bps,
+        "activation_price": order.activation_price,
+        "peak_price": order.peak_price,
+        "trail_since": order.trail_since,
+        "trigger_leg": order.trigger_leg,
         "data": first_data,
     }
 
@@ -197,14 +204,16 @@ INSERT INTO orders (
         client_order_id,
         idempotency_key, request_fingerprint, last_seq, attempts, deliveries,
         created_at, updated_at, dispatched_at,
-        limit_price, max_price, trigger_price, expires_at, waiting, triggered_at
+        limit_price, max_price, trigger_price, expires_at, waiting, triggered_at,
+        stop_price, size_class, trail_bps, activation_price, peak_price, trail_since, trigger_leg
     )"""
 _ORDER_VALUES = """\
         %(id)s, %(account_id)s, %(type)s, 'pending', %(token_in)s, %(token_out)s, %(amount_in)s,
         %(slippage_bps)s, %(client_order_id)s, %(idempotency_key)s, %(request_fingerprint)s,
         1, 0, 0, %(now)s, %(now)s, %(now)s,
         %(limit_price)s, %(max_price)s, %(trigger_price)s, %(expires_at)s, %(waiting)s,
-        %(triggered_at)s"""
+        %(triggered_at)s, %(stop_price)s, %(size_class)s, %(trail_bps)s, %(activation_price)s,
+        %(peak_price)s, %(trail_since)s, %(trigger_leg)s"""
 _FIRST_EVENT = """\
 INSERT INTO order_events (order_id, seq, status, attempt, data, at)
 SELECT id, 1, 'pending', 0, %(data)s::jsonb, %(now)s FROM new_order
@@ -260,7 +269,9 @@ SELECT n, (SELECT order_id FROM first_event) FROM unfinished"""
 _BATCH_COLUMNS = (
     "id", "account_id", "type", "token_in", "token_out", "amount_in", "slippage_bps",
     "client_order_id", "idempotency_key", "request_fingerprint", "now", "limit_price",
-    "max_price", "trigger_price", "expires_at", "waiting", "triggered_at", "data",
+    "max_price", "trigger_price", "expires_at", "waiting", "triggered_at", "stop_price",
+    "size_class", "trail_bps", "activation_price", "peak_price", "trail_since", "trigger_leg",
+    "data",
 )  # fmt: skip
 
 

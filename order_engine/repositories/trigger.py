@@ -1,4 +1,7 @@
-"""Data access for the trigger engine: waiting limit and sniper orders. Never commits.
+"""Data access for the trigger engine: the orders that wait for the market to rise to them
+(limits, snipers, a bracket's take-profit, a trailing stop's activation price), triggering and
+expiring waiting orders of every type. Never commits. The orders that wait for the market to
+fall to them are `repositories/stops.py`'s.
 
 Every statement here goes through the partial indexes on waiting orders: a per-pair range scan
 up to the pair's best price (`ix_orders_waiting_trigger`) and a range scan of the expiries due
@@ -19,10 +22,11 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg.types.json import Jsonb
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, undefer
 
 from order_engine.infra.db import run_statement
-from order_engine.models import OrderEvent
+from order_engine.models import Order, OrderEvent
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class PairBound:
 
 @dataclass(frozen=True)
 class Candidate:
+    """A waiting order that may trigger now, with its trigger columns."""
+
     id: uuid.UUID
     type: str
     token_in: str
@@ -43,15 +49,27 @@ class Candidate:
     amount_in: Decimal
     limit_price: Decimal | None
     max_price: Decimal | None
+    stop_price: Decimal | None = None
+    size_class: int | None = None
+    trail_bps: int | None = None
+    activation_price: Decimal | None = None
+    peak_price: Decimal | None = None
+    trail_since: datetime | None = None
 
+
+# What a candidate query reads of each order (Candidate's fields, in order).
+CANDIDATE_COLUMNS = (
+    "id, type, token_in, token_out, amount_in, limit_price, max_price, stop_price, size_class,"
+    " trail_bps, activation_price, peak_price, trail_since"
+)
 
 _ANY_WAITING_SQL = "SELECT EXISTS (SELECT 1 FROM orders WHERE waiting AND status = 'pending')"
 
-_CANDIDATES_SQL = """
-SELECT o.id, o.type, o.token_in, o.token_out, o.amount_in, o.limit_price, o.max_price
+_CANDIDATES_SQL = f"""
+SELECT o.*
   FROM unnest(%(ins)s::text[], %(outs)s::text[], %(bounds)s::numeric[]) AS p(tin, tout, bound)
  CROSS JOIN LATERAL (
-        SELECT id, type, token_in, token_out, amount_in, limit_price, max_price
+        SELECT {CANDIDATE_COLUMNS}
           FROM orders
          WHERE waiting AND status = 'pending'
            AND token_in = p.tin AND token_out = p.tout AND trigger_price <= p.bound
@@ -67,7 +85,8 @@ WITH moved AS (
            attempts = o.attempts + 1, last_seq = o.last_seq + 1, updated_at = now(),
            dex = t.data::jsonb #>> '{decision,dex}',
            route = t.data::jsonb -> 'decision',
-           quoted_amount_out = (t.data::jsonb #>> '{decision,amountOut}')::numeric
+           quoted_amount_out = (t.data::jsonb #>> '{decision,amountOut}')::numeric,
+           trigger_leg = t.data::jsonb ->> 'leg'
       FROM unnest(%(ids)s::uuid[], %(data)s::text[]) AS t(id, data)
      WHERE o.id = t.id AND o.waiting AND o.status = 'pending'
  RETURNING o.id, o.last_seq, o.attempts, t.data
@@ -133,9 +152,9 @@ class TriggerRepository:
 
     def trigger(self, triggers: Sequence[tuple[uuid.UUID, dict[str, Any]]]) -> list[OrderEvent]:
         """Compare-and-set each order from waiting to `routing` with its event (the trigger's
-        route decision: `data["decision"]` also fills the order's dex, route and quote), no
-        lease held, ready for the ordinary execution task to claim; returns the events of
-        those that moved."""
+        route decision: `data["decision"]` also fills the order's dex, route and quote; a
+        bracket's `data["leg"]` its leg), no lease held, ready for the ordinary execution task
+        to claim; returns the events of those that moved."""
         if not triggers:
             return []
         at = datetime.now(UTC)
@@ -145,7 +164,19 @@ class TriggerRepository:
             "at": at,
         }
         rows = self.session.connection().exec_driver_sql(_TRIGGER_SQL, params).all()
-        return [_event(row, "routing", at) for row in rows]
+        return [event_of(row, "routing", at) for row in rows]
+
+    def newest_waiting(self, limit: int) -> Sequence[Order]:
+        """The newest waiting orders of every type, trailing stops with their peak now (the
+        dashboard); a walk of the unfinished orders' index from the newest, LIMIT."""
+        query = (
+            select(Order)
+            .where(Order.waiting, Order.status == "pending")
+            .order_by(Order.created_at.desc())
+            .limit(limit)
+            .options(undefer(Order.peak_seen))
+        )
+        return self.session.scalars(query).all()
 
     def expire(self, limit: int, error: dict[str, Any]) -> list[tuple[OrderEvent, str, datetime]]:
         """Fail the waiting orders whose expiry has passed (ORDER_EXPIRED): each one's event,
@@ -159,10 +190,10 @@ class TriggerRepository:
             "at": at,
         }
         rows = self.session.connection().exec_driver_sql(_EXPIRE_SQL, params).all()
-        return [(_event(row, "failed", at), row.type, row.created_at) for row in rows]
+        return [(event_of(row, "failed", at), row.type, row.created_at) for row in rows]
 
 
-def _event(row: Any, status: str, at: datetime) -> OrderEvent:
+def event_of(row: Any, status: str, at: datetime) -> OrderEvent:
     return OrderEvent(
         order_id=row.order_id, seq=row.seq, status=status, attempt=row.attempt, data=row.data, at=at
     )

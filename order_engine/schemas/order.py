@@ -1,4 +1,4 @@
-"""Request and response schemas for orders.
+"""Request schemas for orders (the answers' shapes are in order_view.py).
 
 Amounts are exact decimals: strings like "1.5", or JSON numbers only when they are plain
 decimals (the JSON provider hands us their literal text). NaN, Infinity, exponents, signs,
@@ -24,18 +24,20 @@ from marshmallow import (
 )
 from solders.pubkey import Pubkey
 
-from order_engine.domain.time import format_timestamp
 from order_engine.domain.tokens import Token, UnknownTokenError, resolve
+from order_engine.domain.triggers import TRAIL_BPS_MAX, TRAIL_BPS_MIN
 from order_engine.models import OrderStatus, OrderType
 from order_engine.schemas.jsonio import NonFiniteNumber
+from order_engine.schemas.triggers import (
+    PROTECTIVE_TYPES,
+    trigger_problems,
+)
 
 U64_MAX = 2**64 - 1
+MARKET_SLIPPAGE_BPS = 50
+STOP_SLIPPAGE_DEFAULT = 300  # STOP_SLIPPAGE_BPS's default (config/triggers.py)
 _PLAIN_DECIMAL = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?$")
 _DIGITS_AND_A_DOT = re.compile(r"[0-9]+(\.[0-9]+)?")
-_RELATIVE = re.compile(r"^([0-9]{1,9})([smhd])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-PRICE_DECIMALS = 18  # numeric(38, 18)
-PRICE_MAX = Decimal(10) ** 20
 
 
 class ExactAmount(fields.Field):
@@ -71,6 +73,10 @@ class ExactAmount(fields.Field):
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> str | None:
         return None if value is None else format(value.normalize(), "f")
+
+
+_RELATIVE = re.compile(r"^([0-9]{1,9})([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class RelativeTime(fields.Field):
@@ -124,20 +130,31 @@ class OrderCreateSchema(Schema):
     Nothing here asks the chain or reads the app: whether a pool lists the pair, could fill
     the amount or already trades a sniper's mint is asked by the intake service
     (`services/market.py`), of the fields whose shape is valid. The one setting the shape
-    depends on, how far ahead `expiresAt` may be, is given to the constructor.
+    depends on, how far ahead `expiresAt` may be, is given to the constructor, and so is the
+    slippage a stop, bracket or trailing stop gets when it names none (STOP_SLIPPAGE_BPS).
     """
 
     class Meta:
         unknown = RAISE
 
-    def __init__(self, *, limit_max_horizon_s: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        limit_max_horizon_s: int,
+        stop_slippage_bps: int = STOP_SLIPPAGE_DEFAULT,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.horizon = timedelta(seconds=limit_max_horizon_s)
+        self.stop_slippage_bps = stop_slippage_bps
 
     type = fields.String(
         required=True,
         validate=validate.OneOf([t.value for t in OrderType]),
-        metadata={"description": "market, limit (limitPrice) or sniper (tokenOut: a mint)"},
+        metadata={
+            "description": "market; limit (limitPrice) or sniper (tokenOut: a mint); stop "
+            "(triggerPrice), oco (takeProfit and stopLoss) or trailing_stop (trailBps)"
+        },
     )
     tokenIn = TokenField(required=True, metadata={"description": "symbol or base58 mint"})
     tokenOut = TokenField(required=True, metadata={"description": "symbol or base58 mint"})
@@ -156,10 +173,12 @@ class OrderCreateSchema(Schema):
     )
     slippageBps = fields.Integer(
         strict=True,
-        load_default=50,
         validate=validate.Range(0, 5000),
         error_messages={"invalid": "Must be an integer from 0 to 5000."},
-        metadata={"description": "max slippage from the quote in basis points (default 50)"},
+        metadata={
+            "description": "max slippage from the quote in basis points (default 50; for stop, "
+            "oco and trailing_stop, STOP_SLIPPAGE_BPS: 300 unless the deployment says otherwise)"
+        },
     )
     clientOrderId = fields.String(
         load_default=None,
@@ -178,29 +197,69 @@ class OrderCreateSchema(Schema):
         load_default=None,
         metadata={"description": "sniper: the most tokenIn per one tokenOut it may pay"},
     )
+    triggerPrice = ExactAmount(
+        load_default=None,
+        metadata={
+            "description": "stop: sell once the quote pays this tokenOut per one tokenIn or less",
+            "example": "120",
+        },
+    )
+    takeProfit = fields.Nested(
+        lambda: TakeProfitSchema(),
+        load_default=None,
+        metadata={"description": "oco: the leg that sells at this limit or better"},
+    )
+    stopLoss = fields.Nested(
+        lambda: StopLossSchema(),
+        load_default=None,
+        metadata={"description": "oco: the leg that sells once the quote falls to this price"},
+    )
+    trailBps = fields.Integer(
+        strict=True,
+        load_default=None,
+        validate=validate.Range(
+            TRAIL_BPS_MIN, TRAIL_BPS_MAX, error=f"Must be from {TRAIL_BPS_MIN} to {TRAIL_BPS_MAX}."
+        ),
+        error_messages={"invalid": f"Must be an integer from {TRAIL_BPS_MIN} to {TRAIL_BPS_MAX}."},
+        metadata={
+            "description": "trailing_stop: sell once the quote falls this many basis points "
+            "below the highest quote since the order started",
+            "example": 500,
+        },
+    )
+    activationPrice = ExactAmount(
+        load_default=None,
+        metadata={
+            "description": "trailing_stop: start trailing only once the quote reaches this "
+            "tokenOut per one tokenIn (default: at once)"
+        },
+    )
     expiresAt = fields.AwareDateTime(
         format="iso",
         default_timezone=None,
         load_default=None,
         metadata={
-            "description": "limit/sniper: when a waiting order fails with ORDER_EXPIRED "
-            "(ISO 8601 with a time zone; at most LIMIT_MAX_HORIZON_S ahead)"
+            "description": "any order that waits (not market): when it fails with "
+            "ORDER_EXPIRED if it has not triggered (ISO 8601 with a time zone; at most "
+            "LIMIT_MAX_HORIZON_S ahead)"
         },
     )
     expiresIn = RelativeTime(
         load_default=None,
         metadata={
-            "description": "limit/sniper: instead of expiresAt, how long from the request: a "
-            'whole number and a unit, s, m, h or d ("1h"); at most LIMIT_MAX_HORIZON_S',
+            "description": "any order that waits: instead of expiresAt, how long from the "
+            'request: a whole number and a unit, s, m, h or d ("1h"); at most '
+            "LIMIT_MAX_HORIZON_S",
             "type": "string",
             "pattern": _RELATIVE.pattern,
             "example": "1h",
         },
     )
 
-    @validates_schema(skip_on_field_errors=False)
-    def check_order(self, data: dict[str, Any], **kwargs: Any) -> None:
-        errors = {**_trigger_problems(data, self.horizon), **_token_problems(data)}
+    @validates_schema(skip_on_field_errors=False, pass_original=True)
+    def check_order(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
+        sent = original if isinstance(original, dict) else {}
+        errors = {**trigger_problems(data, sent, self.horizon), **_token_problems(data)}
         token_in, amount = data.get("tokenIn"), data.get("amount")
         if token_in is not None and "tokenIn" not in errors and amount is not None:
             message = _amount_problem(amount, token_in)
@@ -216,6 +275,41 @@ class OrderCreateSchema(Schema):
         if data.get("expiresIn") is not None:
             data["expiresAt"] = datetime.now(UTC) + data["expiresIn"]
         return data
+
+    @post_load
+    def default_slippage(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """A stop's promise is to get out, not a price: it gets a wider default slippage."""
+        if data.get("slippageBps") is None:
+            protective = data.get("type") in PROTECTIVE_TYPES
+            data["slippageBps"] = self.stop_slippage_bps if protective else MARKET_SLIPPAGE_BPS
+        return data
+
+
+class TakeProfitSchema(Schema):
+    """An OCO bracket's take-profit leg: it executes as a limit order does."""
+
+    class Meta:
+        unknown = RAISE
+
+    limitPrice = ExactAmount(
+        required=True,
+        metadata={
+            "description": "the least tokenOut per one tokenIn it sells for",
+            "example": "260",
+        },
+    )
+
+
+class StopLossSchema(Schema):
+    """An OCO bracket's stop-loss leg: it executes as a stop does."""
+
+    class Meta:
+        unknown = RAISE
+
+    triggerPrice = ExactAmount(
+        required=True,
+        metadata={"description": "sell once the quote pays this or less", "example": "120"},
+    )
 
 
 def _token_problems(data: dict[str, Any]) -> dict[str, list[str]]:
@@ -240,58 +334,6 @@ def _token_problems(data: dict[str, Any]) -> dict[str, list[str]]:
     return errors
 
 
-def _trigger_problems(data: dict[str, Any], horizon: timedelta) -> dict[str, list[str]]:
-    """limitPrice, maxPrice and the expiry: each only where its order type uses it (nothing
-    to say of them while the type itself is refused)."""
-    errors: dict[str, list[str]] = {}
-    order_type = data.get("type")
-    if order_type is None:
-        return errors
-    uses = {
-        "limitPrice": order_type == OrderType.LIMIT.value,
-        "maxPrice": order_type == OrderType.SNIPER.value,
-        "expiresAt": order_type in {OrderType.LIMIT.value, OrderType.SNIPER.value},
-        "expiresIn": order_type in {OrderType.LIMIT.value, OrderType.SNIPER.value},
-    }
-    for name, used in uses.items():
-        if data.get(name) is not None and not used:
-            errors[name] = [f"Not used by {order_type} orders."]
-    # Absent from `data` (not None, its default) when it failed its own check, which already
-    # said why: one message per field.
-    if order_type == OrderType.LIMIT.value and data.get("limitPrice", "") is None:
-        errors["limitPrice"] = ["Missing data for required field (limit orders)."]
-    for name in ("limitPrice", "maxPrice"):
-        price = data.get(name)
-        if price is None or name in errors:
-            continue
-        exponent = price.as_tuple().exponent
-        if isinstance(exponent, int) and -exponent > PRICE_DECIMALS:
-            errors[name] = [f"At most {PRICE_DECIMALS} decimals."]
-        elif price >= PRICE_MAX:
-            errors[name] = [f"Must be below {PRICE_MAX:f}."]
-    errors.update(_expiry_problems(data, errors, horizon))
-    return errors
-
-
-def _expiry_problems(
-    data: dict[str, Any], errors: dict[str, list[str]], horizon: timedelta
-) -> dict[str, list[str]]:
-    """An expiry in the future and within the horizon, given one way only."""
-    expires_at, expires_in = data.get("expiresAt"), data.get("expiresIn")
-    ahead = f"Must be at most {int(horizon.total_seconds())} s (LIMIT_MAX_HORIZON_S) ahead."
-    if expires_at is not None and expires_in is not None:
-        return {"expiresIn": ["Give expiresAt or expiresIn, not both."]}
-    if expires_in is not None and "expiresIn" not in errors and expires_in > horizon:
-        return {"expiresIn": [ahead]}
-    if expires_at is not None and "expiresAt" not in errors:
-        now = datetime.now(UTC)
-        if expires_at <= now:
-            return {"expiresAt": ["Must be in the future."]}
-        if expires_at > now + horizon:
-            return {"expiresAt": [ahead]}
-    return {}
-
-
 def _storable_text(value: str) -> bool:
     """PostgreSQL text cannot hold NUL, and UTF-8 cannot encode a lone surrogate: refuse both
     (and other control characters) here, as a 422, rather than fail at the INSERT."""
@@ -312,95 +354,6 @@ def _amount_problem(amount: Decimal, token: Token) -> str | None:
     if amount.scaleb(token.decimals) > U64_MAX:
         return f"Exceeds the largest {token.symbol} amount a token account can hold."
     return None
-
-
-class EventSchema(Schema):
-    orderId = fields.String()
-    seq = fields.Integer()
-    status = fields.String(validate=validate.OneOf([s.value for s in OrderStatus]))
-    at = fields.String(metadata={"description": "ISO 8601 UTC, millisecond precision"})
-    attempt = fields.Integer()
-    data = fields.Dict()
-
-
-class OrderSchema(Schema):
-    """An order as clients see it."""
-
-    orderId = fields.String(attribute="id")
-    type = fields.String()
-    status = fields.String()
-    tokenIn = fields.String(attribute="token_in")
-    tokenOut = fields.String(attribute="token_out")
-    amount = ExactAmount(attribute="amount_in")
-    slippageBps = fields.Integer(attribute="slippage_bps")
-    clientOrderId = fields.String(attribute="client_order_id", allow_none=True)
-    attempts = fields.Integer()
-    dex = fields.String(allow_none=True)
-    quotedAmountOut = ExactAmount(attribute="quoted_amount_out", allow_none=True)
-    minAmountOut = ExactAmount(attribute="min_amount_out", allow_none=True)
-    amountOut = ExactAmount(attribute="amount_out", allow_none=True)
-    executedPrice = ExactAmount(attribute="executed_price", allow_none=True)
-    txHash = fields.String(attribute="tx_hash", allow_none=True)
-    limitPrice = ExactAmount(attribute="limit_price", allow_none=True)
-    maxPrice = ExactAmount(attribute="max_price", allow_none=True)
-    expiresAt = fields.Method("dump_expires", allow_none=True)
-    waiting = fields.Boolean(metadata={"description": "limit/sniper: not triggered yet"})
-    error = fields.Method("dump_error", allow_none=True)
-    createdAt = fields.Method("dump_created")
-    updatedAt = fields.Method("dump_updated")
-
-    def dump_error(self, order: Any) -> dict[str, Any] | None:
-        if not order.failure_code:
-            return None
-        return {
-            "code": order.failure_code,
-            "message": order.failure_reason,
-            "retryable": bool(order.failure_retryable),
-        }
-
-    def dump_expires(self, order: Any) -> str | None:
-        return None if order.expires_at is None else format_timestamp(order.expires_at)
-
-    def dump_created(self, order: Any) -> str:
-        return format_timestamp(order.created_at)
-
-    def dump_updated(self, order: Any) -> str:
-        return format_timestamp(order.updated_at)
-
-
-class OrderWithEventsSchema(OrderSchema):
-    """GET /api/orders/<id>: the order and its whole event history (documentation only: the
-    view appends the events itself)."""
-
-    events = fields.List(fields.Nested(EventSchema))
-
-
-class OrderLinksSchema(Schema):
-    self_ = fields.String(data_key="self", metadata={"description": "GET: the order"})
-    ws = fields.String(metadata={"description": "WebSocket: its events"})
-
-
-class OrderAcceptedSchema(Schema):
-    """202 to a submission (documentation only: the view builds it, on the hot path)."""
-
-    orderId = fields.UUID()
-    status = fields.String(
-        validate=validate.OneOf([s.value for s in OrderStatus]),
-        metadata={"description": "pending; a replay (same Idempotency-Key): its status now"},
-    )
-    links = fields.Nested(OrderLinksSchema)
-
-
-class PageLinksSchema(Schema):
-    next = fields.String(metadata={"description": "the next page, with the same filters"})
-
-
-class OrderPageSchema(Schema):
-    """GET /api/orders (documentation only: the view builds it)."""
-
-    orders = fields.List(fields.Nested(OrderSchema))
-    nextCursor = fields.String(allow_none=True)
-    links = fields.Nested(PageLinksSchema)  # only when there is a next page
 
 
 class OrderListQuerySchema(Schema):

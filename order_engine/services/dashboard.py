@@ -4,10 +4,11 @@ Everything that would otherwise scale with the orders flowing is read from the P
 series the processes already keep (order_engine/infra/metrics.py): orders per second from the
 submission counter, finished orders and failure codes from their counters, p50/p99 accept →
 confirmed from the duration histogram's buckets over the last minute. The database is asked
-two bounded questions — the unfinished orders by status (a partial index: grows with the
-orders in flight, not with the history) and the newest orders (an index scan, LIMIT) — and the
-broker for its queue lengths. A snapshot is made at most once a second per API process,
-whatever the number of dashboards open, and only while one is open.
+three bounded questions — the unfinished orders by status (a partial index: grows with the
+orders in flight, not with the history), the newest orders and the newest waiting ones with
+their trigger (index scans, LIMIT) — and the broker for its queue lengths. A snapshot is made
+at most once a second per API process, whatever the number of dashboards open, and only while
+one is open.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from order_engine.domain.time import format_timestamp
+from order_engine.domain.triggers import BracketLeg, plain
 from order_engine.infra import metrics
-from order_engine.models import OrderStatus
+from order_engine.models import OrderStatus, OrderType
 from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.trigger import TriggerRepository
+from order_engine.services.triggers.describe import TRIGGER_COLUMNS, awaits
 
 REFRESH_S = 1.0
 RATE_WINDOW_S = 10.0
@@ -40,6 +44,7 @@ class DashboardService:
     def __init__(self, session: Session, broker: Any) -> None:
         self.session = session
         self.orders = OrderRepository(session)
+        self.triggers = TriggerRepository(session)
         self.broker = broker  # a Redis client on the broker, or None (another broker)
 
     def snapshot(self, history: History) -> dict[str, Any]:
@@ -56,6 +61,7 @@ class DashboardService:
             unfinished = self.orders.count_unfinished_by_status()
             latest = self.orders.page(limit=LATEST).orders
             latest_rows = [_order_row(order) for order in latest]
+            waiting_rows = [_waiting_row(order) for order in self.triggers.newest_waiting(LATEST)]
         finished = metrics.summed(samples, "order_engine_orders_finished_total", by="status")
         return {
             "at": format_timestamp(datetime.now(UTC)),
@@ -72,6 +78,7 @@ class DashboardService:
             "latency": _latency(history, buckets),
             "queueDepth": self._queue_depth(),
             "latest": latest_rows,
+            "waiting": waiting_rows,
         }
 
     def _queue_depth(self) -> dict[str, int | None]:
@@ -134,6 +141,41 @@ def _order_row(order: Any) -> dict[str, Any]:
         "failureCode": order.failure_code,
         "createdAt": format_timestamp(order.created_at),
     }
+
+
+def _waiting_row(order: Any) -> dict[str, Any]:
+    """A waiting order as the dashboard lists it: what makes it fire, and a trailing stop's peak
+    (`peak_seen` when loaded)."""
+    values = {name: getattr(order, name) for name in TRIGGER_COLUMNS}
+    peak = order.__dict__.get("peak_seen") or order.peak_price
+    if order.type == OrderType.TRAILING_STOP.value and order.trail_since is not None and peak:
+        values["peak_price"] = peak
+    shown = awaits(order.type, order.token_out, values)
+    return {
+        "orderId": str(order.id),
+        "type": order.type,
+        "pair": f"{_short(order.token_in)}→{_short(order.token_out)}",
+        "amount": plain(order.amount_in),
+        "trigger": _trigger_text(order.type, shown),
+        "peak": shown.get("peakPrice"),
+        "createdAt": format_timestamp(order.created_at),
+    }
+
+
+def _trigger_text(order_type: str, shown: dict[str, Any]) -> str:
+    """What fires the order, in a few characters: ≥ for a rise, ≤ for a fall."""
+    if order_type == OrderType.OCO.value:
+        take, loss = shown[BracketLeg.TAKE_PROFIT.value], shown[BracketLeg.STOP_LOSS.value]
+        return f"≥ {take['limitPrice']} or ≤ {loss['triggerPrice']}"
+    if order_type == OrderType.TRAILING_STOP.value:
+        if "triggerLevel" in shown:
+            return f"≤ {shown['triggerLevel']} ({shown['trailBps']} bps trail)"
+        return f"starts at ≥ {shown.get('activationPrice', '?')} ({shown['trailBps']} bps trail)"
+    if "pool" in shown:
+        return f"a pool for {_short(shown['pool']['mint'])}"
+    if "triggerPrice" in shown:
+        return f"≤ {shown['triggerPrice']}"
+    return f"≥ {shown.get('limitPrice')}"
 
 
 def _short(token: str) -> str:

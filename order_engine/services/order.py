@@ -16,16 +16,18 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, undefer
 
 from order_engine.domain.time import format_timestamp
-from order_engine.domain.tokens import Token, decimal_text
+from order_engine.domain.tokens import Token
 from order_engine.errors import (
     BadRequestError,
     ConflictError,
@@ -40,15 +42,12 @@ from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStat
 from order_engine.repositories.intake import Intake, IntakeRepository
 from order_engine.repositories.order import OrderRepository
 from order_engine.services.task_copy import task_copy
-from order_engine.services.trigger import (
-    meets,
-    required_out_atoms,
-    sniper_trigger_price,
-    waiting_for,
-)
+from order_engine.services.triggers.intake import ClassQuote, Quote, trigger_fields
+from order_engine.services.triggers.market import class_price
 from order_engine.tasking import dispatch
 
 log = logging.getLogger(__name__)
+TRAILING = OrderType.TRAILING_STOP.value
 
 
 @dataclass(frozen=True)
@@ -68,14 +67,17 @@ class OrderService:
         self,
         session: Session,
         publisher: EventPublisher,
-        quote: Callable[[Token, Token, int], int | None] | None = None,
+        quote: Quote | None = None,
+        class_quote: ClassQuote | None = None,
     ) -> None:
         self.session = session
         self.orders = OrderRepository(session)
         self.intake = IntakeRepository(session)
         self.publisher = publisher
-        # The engine's own quote (amount out, in atoms) for a limit order met at submission.
+        # The engine's own quote (amount out, in atoms) for a limit, stop or bracket met at
+        # submission, and a size class's quote for a trailing stop's starting peak.
         self.quote = quote or _quote_now
+        self.class_quote = class_quote or _class_quote_now
 
     def submit(
         self,
@@ -130,6 +132,7 @@ class OrderService:
             order = self.orders.get_owned(order_id, account_id)
             if order is None:
                 raise NotFoundError(f"No order {order_id}.")
+            self._load_peaks([order])
             return OrderWithEvents(order, self.orders.events(order_id))
 
     def opening_history(
@@ -195,6 +198,7 @@ class OrderService:
                 before=before,
                 account_id=account_id,
             )
+            self._load_peaks(page.orders)
         cursor = _encode_cursor(*page.next_cursor) if page.next_cursor else None
         return page.orders, cursor
 
@@ -228,41 +232,19 @@ class OrderService:
         self.publisher.publish(payload)
         return order
 
+    def _load_peaks(self, orders: Sequence[Order]) -> None:
+        """Load the peak now of the trailing stops among `orders` (their own or their class's
+        largest mark since they started: `Order.peak_seen`), one statement for all of them,
+        so that their answers show it; other orders cost nothing."""
+        ids = [o.id for o in orders if o.type == TRAILING and o.trail_since is not None]
+        if ids:
+            query = select(Order).where(Order.id.in_(ids)).options(undefer(Order.peak_seen))
+            self.session.scalars(query).all()  # fills the loaded orders' `peak_seen`
+
     def _trigger_fields(self, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """A limit or sniper order's trigger columns and what its first event says: what it
-        waits for, or that its limit is already met (it then runs at once)."""
-        order_type = data["type"]
-        if order_type == OrderType.MARKET.value:
-            return {}, {}
-        limit, maximum = data.get("limitPrice"), data.get("maxPrice")
-        values: dict[str, Any] = {
-            "limit_price": limit,
-            "max_price": maximum,
-            "expires_at": data.get("expiresAt"),
-            "trigger_price": limit if limit is not None else sniper_trigger_price(maximum),
-            "waiting": True,
-        }
-        waits = waiting_for(order_type, data["tokenOut"].mint, limit, maximum)
-        extra: dict[str, Any] = {"waitingFor": waits}
-        if data.get("expiresAt") is not None:
-            extra["expiresAt"] = format_timestamp(data["expiresAt"])
-        if order_type == OrderType.LIMIT.value:
-            token_in, token_out = data["tokenIn"], data["tokenOut"]
-            quoted = self.quote(token_in, token_out, token_in.to_atoms(data["amount"]))
-            required = required_out_atoms(data["amount"], limit, None, token_out.decimals)
-            if quoted is not None:
-                extra["quotedAmountOut"] = decimal_text(token_out.from_atoms(quoted))
-            if quoted is not None and meets(quoted, required):
-                values["waiting"] = False
-                values["triggered_at"] = datetime.now(UTC)
-                extra = {
-                    "limitMetAtSubmission": {
-                        **waits,
-                        "quotedAmountOut": decimal_text(token_out.from_atoms(quoted)),
-                        "requiredAmountOut": decimal_text(token_out.from_atoms(required)),
-                    }
-                }
-        return values, extra
+        """An order's trigger columns and what its first event says: what it waits for, or
+        that its condition is already met (it then runs at once)."""
+        return trigger_fields(data, self.quote, self.class_quote)
 
     def _check_cap(self, account_id: uuid.UUID, waiting: bool, cap: int, key: str | None) -> None:
         # Near the cap the account's submissions queue on an advisory lock and count again, so
@@ -277,7 +259,7 @@ class OrderService:
                 return  # a replay creates nothing; _insert finds the conflict and replays
         if waiting:
             raise TooManyRequestsError(
-                f"This account has {cap} limit and sniper orders waiting (its limit, by default "
+                f"This account has {cap} orders waiting for their trigger (its limit, by default "
                 "MAX_WAITING_ORDERS); submit more once some have triggered, expired or been "
                 "cancelled.",
                 headers={"Retry-After": "2"},
@@ -401,9 +383,14 @@ def _fingerprint(data: dict[str, Any]) -> str:
         "slippageBps": data["slippageBps"],
         "clientOrderId": data.get("clientOrderId"),
     }
-    for name in ("limitPrice", "maxPrice"):
+    for name in ("limitPrice", "maxPrice", "triggerPrice", "activationPrice"):
         if data.get(name) is not None:
             canonical[name] = format(data[name].normalize(), "f")
+    for leg, price in (("takeProfit", "limitPrice"), ("stopLoss", "triggerPrice")):
+        if data.get(leg) is not None:
+            canonical[leg] = format(data[leg][price].normalize(), "f")
+    if data.get("trailBps") is not None:
+        canonical["trailBps"] = data["trailBps"]
     if data.get("expiresIn") is not None:  # as sent: its instant is later at each replay
         canonical["expiresIn"] = int(data["expiresIn"].total_seconds())
     elif data.get("expiresAt") is not None:
@@ -428,6 +415,25 @@ def _quote_now(token_in: Token, token_out: Token, amount_in: int) -> int | None:
         return router.route(token_in, token_out, amount_in).amount_out
     except (ExecutionError, RpcError, AccountDecodeError) as exc:
         log.info("no quote at submission (%s); the limit order waits", exc)
+        return None
+
+
+def _class_quote_now(token_in: Token, token_out: Token, k: int) -> Fraction | None:
+    """A size class's quote from this process's pool index (a trailing stop's starting peak);
+    None when it cannot quote now (the trigger engine's first evaluation then gives it one)."""
+    from flask import current_app, has_app_context
+
+    from order_engine.chain.client import RpcError
+    from order_engine.chain.layouts.codec import AccountDecodeError
+    from order_engine.services.resources import chain_resources
+
+    if not has_app_context():
+        return None
+    try:
+        router = chain_resources(current_app.config["SETTINGS"]).router
+        return class_price(router, token_in, token_out, k)
+    except (RpcError, AccountDecodeError) as exc:
+        log.info("no class quote at submission (%s); the trailing stop starts without", exc)
         return None
 
 

@@ -4,10 +4,10 @@ settings' declarations so that neither is edited by hand.
     python -m order_engine.tools.config_docs            (or `make config-docs`): rewrite both
     python -m order_engine.tools.config_docs --check    exit 1 if either is out of date
 
-The declarations are the fields of `Settings` (order_engine/config/__init__.py) and of
-`LocalnetSettings` (order_engine/localnet/config.py), and the two variables read from the process
-environment alone (`PROCESS_OPTIONS`). A unit test fails when a committed file differs from what
-this module renders.
+The declarations are the fields of `Settings` (order_engine/config/, with those it inherits)
+and of `LocalnetSettings` (order_engine/localnet/config.py), and the two variables read from the
+process environment alone (`PROCESS_OPTIONS`). A unit test fails when a committed file differs
+from what this module renders.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from order_engine.localnet.config import LocalnetSettings
 
 TABLE_PATH = PROJECT_ROOT / "docs" / "configuration.md"
 ENV_EXAMPLE_PATH = PROJECT_ROOT / ".env.example"
-SOURCES = "order_engine/config/__init__.py and order_engine/localnet/config.py"
+SOURCES = "order_engine/config/ and order_engine/localnet/config.py"
 NO_BREAK = "\u00a0"
 
 

@@ -78,6 +78,30 @@ def test_orders_list_show_watch_and_cancel(live_stack):
     assert "error 409" in cancelled.stderr
 
 
+@pytest.mark.parametrize(
+    ("flags", "shown"),
+    [
+        (["--type", "stop", "--trigger-price", "1"], {"triggerPrice": "1"}),
+        (
+            ["--type", "oco", "--take-profit", "1000000", "--stop-loss", "1"],
+            {"takeProfit": {"limitPrice": "1000000"}, "stopLoss": {"triggerPrice": "1"}},
+        ),
+        (
+            ["--type", "trailing_stop", "--trail-bps", "500", "--activation-price", "1000000"],
+            {"trailBps": 500, "activationPrice": "1000000"},
+        ),
+    ],
+)
+def test_stops_brackets_and_trailing_stops_are_submitted_with_their_flags(live_stack, flags, shown):
+    done = run(live_stack, "submit", "SOL", "USDC", "0.15", *flags, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    order_id = json.loads(done.stdout)["orderId"]
+    order = json.loads(run(live_stack, "orders", "show", order_id, "--json").stdout)
+    assert {name: order[name] for name in shown} == shown
+    assert (order["waiting"], order["slippageBps"]) == (True, 300)
+    assert run(live_stack, "orders", "cancel", order_id).returncode == 0
+
+
 def test_refusals_are_clear_messages_not_tracebacks(live_stack):
     invalid = run(live_stack, "submit", "SOL", "USDC", "1e3")
     assert invalid.returncode == 4

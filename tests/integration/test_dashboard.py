@@ -57,13 +57,18 @@ def test_the_page_needs_an_admin_key_and_is_rendered_with_the_orders(live_stack,
     order_id = request("POST", f"{live_stack.base_url}/api/orders/execute", order_body()).body[
         "orderId"
     ]
+    stop = order_body(type="stop", triggerPrice="1")  # far under the market: it waits
+    waiting_id = request("POST", f"{live_stack.base_url}/api/orders/execute", stop).body["orderId"]
     for credentials in ({"Authorization": f"Bearer {admin_key}"}, basic(admin_key)):
         status, headers, body = get(page, credentials)
         assert status == 200
         assert headers["Content-Type"].startswith("text/html")
         assert "script-src 'nonce-" in headers["Content-Security-Policy"]
         assert f'data-order-id="{order_id}"' in body  # server-rendered, before any script runs
+        assert f'data-waiting-id="{waiting_id}"' in body  # with what it waits for
+        assert "<td>≤ 1</td>" in body
         assert "<script src=" not in body  # nothing fetched from elsewhere
+    request("DELETE", f"{live_stack.base_url}/api/orders/{waiting_id}")
 
 
 def test_the_stream_takes_a_ticket_for_an_admin_key_only(live_stack, admin_key):
@@ -83,7 +88,7 @@ def test_the_stream_takes_a_ticket_for_an_admin_key_only(live_stack, admin_key):
         ws.close()
     assert set(snapshot) >= {
         "ordersPerSecond", "inFlight", "finished", "failureCodes", "latency", "queueDepth",
-        "latest",
+        "latest", "waiting",
     }  # fmt: skip
     assert set(snapshot["inFlight"]) == {"pending", "routing", "building", "submitted"}
     # a ticket is used once

@@ -69,7 +69,7 @@ def test_valid_order_is_accepted_with_links_and_a_pending_event(client, db_sessi
         ({"type": "limit"}, "limitPrice", "required"),
         ({"type": "sniper"}, "tokenOut", "market order"),
         ({"limitPrice": "1"}, "limitPrice", "Not used by market"),
-        ({"type": "stop"}, "type", "one of"),
+        ({"type": "iceberg"}, "type", "one of"),
         ({"status": "confirmed"}, "status", "Unknown field"),
         ({"clientOrderId": "x" * 129}, "clientOrderId", "Length"),
     ],

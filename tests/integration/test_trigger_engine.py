@@ -24,7 +24,7 @@ from order_engine.localnet.node import Localnet
 from order_engine.repositories.order import OrderRepository
 from order_engine.routing import Router
 from order_engine.services.execution import ExecutionService, Outcome
-from order_engine.services.trigger import Evaluation, TriggerService
+from order_engine.services.triggers import Evaluation, TriggerService
 from order_engine.tools.in_process import REPLAY_START_MS, InProcessChain
 from tests.support.factories import add_order
 from tests.support.statements import statements_sent

@@ -127,5 +127,5 @@ def test_celerys_lines_about_the_control_tasks_are_dropped_and_the_rest_kept():
         record("celery.app.trace", logging.ERROR, "Task orders.evaluate_triggers[3b] raised")
     )
     assert quiet.filter(
-        record("order_engine.services.trigger", logging.INFO, "orders.evaluate_triggers")
+        record("order_engine.services.triggers.engine", logging.INFO, "orders.evaluate_triggers")
     )

@@ -138,3 +138,23 @@ def test_expires_at_and_expires_in_are_not_given_together():
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     errors = refused({**LIMIT, "expiresAt": soon, "expiresIn": "1h"})
     assert errors == {"expiresIn": ["Give expiresAt or expiresIn, not both."]}
+
+
+def test_a_stop_bracket_or_trailing_stop_that_names_no_slippage_gets_the_stop_default():
+    schema = OrderCreateSchema(limit_max_horizon_s=DAY_S, stop_slippage_bps=250)
+    stop = {**MARKET, "type": "stop", "triggerPrice": "120"}
+    assert schema.load(stop)["slippageBps"] == 250
+    assert schema.load({**stop, "slippageBps": 10})["slippageBps"] == 10
+    trailing = {**MARKET, "type": "trailing_stop", "trailBps": 500}
+    assert schema.load(trailing)["slippageBps"] == 250
+    assert schema.load(MARKET)["slippageBps"] == 50
+
+
+def test_a_bracket_whose_take_profit_is_not_above_its_stop_loss_is_refused():
+    bracket = {**MARKET, "type": "oco", "takeProfit": {"limitPrice": "120"}}
+    errors = refused({**bracket, "stopLoss": {"triggerPrice": "120"}})
+    assert list(errors) == ["takeProfit"]
+    assert "must be above stopLoss.triggerPrice" in errors["takeProfit"][0]
+    loaded = SCHEMA.load({**bracket, "stopLoss": {"triggerPrice": "119.99"}})
+    assert loaded["takeProfit"] == {"limitPrice": Decimal("120")}
+    assert loaded["stopLoss"] == {"triggerPrice": Decimal("119.99")}

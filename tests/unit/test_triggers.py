@@ -16,7 +16,7 @@ from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
 from order_engine.localnet.node import Localnet
 from order_engine.routing import Router, quote_pool
-from order_engine.services.trigger import (
+from order_engine.services.triggers import (
     TriggerService,
     meets,
     pool_price_bound,

@@ -28,7 +28,7 @@ from order_engine.routing import RouteDecision
 from order_engine.services.execution.attempt import Attempt, Outcome, slots
 from order_engine.services.execution.steps import Context, Steps
 from order_engine.services.execution.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap
-from order_engine.services.trigger import waiting_for
+from order_engine.services.triggers import awaited
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +239,7 @@ class Runner:
         waits for again."""
         order = attempt.order
         data = event_data.rearmed(
-            waiting_for=waiting_for(
-                order.type, order.token_out, order.limit_price, order.max_price
-            ),
+            waiting_for=awaited(order),
             token_out=attempt.token_out,
             quoted=quoted,
             required=floor,

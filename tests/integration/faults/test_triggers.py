@@ -1,6 +1,7 @@
-"""The trigger engine under faults (docs/design.md): schedulers and workers killed around a trigger,
-two schedulers at once, Redis emptied. The money rule: every limit order that the market
-crosses executes exactly once, and one that it does not cross keeps waiting.
+"""The trigger engine under faults: schedulers and workers killed around a trigger, two
+schedulers at once, Redis emptied. The money rules: every limit order that the market crosses
+executes exactly once, and one that it does not cross keeps waiting; an OCO bracket never
+executes both legs, whatever the market does after its trigger.
 
 An order is "triggered" by one compare-and-set in PostgreSQL (`waiting` → false, status
 `routing`, an event whose data says `triggered`); its `execute_order` task is sent after that
@@ -150,3 +151,104 @@ def test_triggered_orders_and_waiting_ones_survive_redis_being_emptied(make_stac
     move(stack, "1100")
 
     confirmed_once(stack, crossed + far)
+
+
+def submit_brackets(stack: Stack, count: int, take: str, loss: str) -> list[str]:
+    """`count` brackets selling SOL for USDC, each watched over a WebSocket."""
+    order_ids = []
+    for n in range(count):
+        body = order_body(
+            type="oco",
+            takeProfit={"limitPrice": take},
+            stopLoss={"triggerPrice": loss},
+            amount=f"0.{n + 11}",
+            clientOrderId=unique_tag("oco"),
+        )
+        order_ids.append(stack.submit(**body))
+    for order_id in order_ids:
+        stack.watch(order_id)
+    return order_ids
+
+
+def one_leg_each(stack: Stack, order_ids: list[str]) -> dict[str, str]:
+    """Assert the invariants of the whole database, then that each bracket landed one swap and
+    ended confirmed on the leg its last trigger took; the legs, by order."""
+    check_invariants(stack, terminal_within_s=90)
+    assert landed_per_order(stack, order_ids) == dict.fromkeys(order_ids, 1)
+    legs = {}
+    for order_id in order_ids:
+        row = stack.order_row(order_id)
+        assert row["status"] == "confirmed", (order_id, stack.statuses(order_id))
+        legs[order_id] = row["trigger_leg"]
+        with stack.engine.connect() as conn:
+            triggers = (
+                conn.execute(
+                    text(
+                        "SELECT data ->> 'leg' FROM order_events WHERE order_id = :id "
+                        "AND data ? 'triggered' ORDER BY seq"
+                    ),
+                    {"id": order_id},
+                )
+                .scalars()
+                .all()
+            )
+        # A trigger the worker's own quote no longer met put the bracket back to waiting on
+        # both legs (no swap for it); the swap that landed is the last trigger's leg.
+        assert triggers[-1:] == [legs[order_id]], (order_id, triggers)
+    return legs
+
+
+@pytest.mark.timeout(240)
+def test_no_bracket_executes_both_legs_across_worker_and_scheduler_kills(make_stack):
+    stack = make_stack(DEX_SWAP_LATENCY_MS="1500")
+    move(stack, MARKET)
+    order_ids = submit_brackets(stack, 6, take=LIMIT, loss="100")
+    wait_waiting(stack, order_ids, True)
+    stack.start_beat("beat-2")  # two schedulers evaluate every 0.5 s
+
+    move(stack, CROSSED)  # every take-profit is met
+    wait_until(
+        lambda: any(stack.order_row(o)["status"] == "submitted" for o in order_ids),
+        30,
+        "a bracket's take-profit to be submitted",
+    )
+    # The worker dies with swaps in flight and triggered brackets prefetched, one scheduler
+    # with it; then the market falls through every stop-loss before a worker runs again.
+    stack.kill("worker", signal.SIGKILL)
+    stack.kill("beat", signal.SIGKILL)
+    move(stack, "80")
+    stack.start_worker()
+
+    # A take-profit swap that landed before the fall stands; one that the fall made revert, or
+    # one never built, put its bracket back to waiting, and its stop-loss sold it.
+    legs = one_leg_each(stack, order_ids)
+    assert set(legs.values()) <= {"takeProfit", "stopLoss"}
+    print(f"\nbrackets after the kills and the fall: {sorted(legs.values())}")
+    move(stack, MARKET)
+
+
+@pytest.mark.timeout(240)
+def test_triggered_brackets_survive_redis_being_emptied_and_run_one_leg(make_stack, redis_factory):
+    stack = make_stack(redis_server=redis_factory(persistent=False), worker=None)
+    move(stack, MARKET)
+    order_ids = submit_brackets(stack, 4, take=LIMIT, loss="100")
+    wait_waiting(stack, order_ids, True)
+
+    # Only the control queue is consumed: the triggered brackets' tasks sit in the broker ...
+    stack.start_worker("control", queues="control")
+    move(stack, "90")  # every stop-loss is met
+    wait_waiting(stack, order_ids, False)
+    broker = stack.redis_server.client(1)
+    wait_until(lambda: broker.llen("orders") == len(order_ids), 10, "the tasks to be queued")
+    # ... which Redis loses; meanwhile the market runs up through every take-profit.
+    stack.redis_server.shutdown()
+    stack.redis_server.start()
+    move(stack, CROSSED)
+    stack.start_worker()
+
+    legs = one_leg_each(stack, order_ids)
+    # The stop-losses executed as stops (no floor): the take-profit the market met after
+    # them could not run, their orders having left the waiting ones.
+    assert set(legs.values()) == {"stopLoss"}
+    assert "reconciler re-dispatched" in stack.log("control") + stack.log("worker")
+    move(stack, MARKET)
