@@ -104,19 +104,24 @@ def celery_config(settings: Settings, transport: str | None = None) -> dict[str,
         "worker_hijack_root_logger": False,
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_soft_shutdown_timeout": 10,
-        "beat_schedule": {
-            "reconcile-orders": {
-                "task": RECONCILE_ORDERS,
-                "schedule": float(settings.reconcile_interval_s),
-                "options": {"expires": float(settings.reconcile_interval_s * 3)},
-            },
-            # Limit and sniper orders (DESIGN §10): about once per slot. A message not run
-            # within two intervals is dropped; the next one does the same work.
-            "evaluate-triggers": {
-                "task": EVALUATE_TRIGGERS,
-                "schedule": settings.trigger_interval_ms / 1000,
-                "options": {"expires": settings.trigger_interval_ms * 2 / 1000},
-            },
+        "beat_schedule": beat_schedule(settings),
+    }
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    """What the scheduler (Celery beat) sends, and how often."""
+    return {
+        "reconcile-orders": {
+            "task": RECONCILE_ORDERS,
+            "schedule": float(settings.reconcile_interval_s),
+            "options": {"expires": float(settings.reconcile_interval_s * 3)},
+        },
+        # Limit and sniper orders (DESIGN §10): about once per slot. A message not run
+        # within two intervals is dropped; the next one does the same work.
+        "evaluate-triggers": {
+            "task": EVALUATE_TRIGGERS,
+            "schedule": settings.trigger_interval_ms / 1000,
+            "options": {"expires": settings.trigger_interval_ms * 2 / 1000},
         },
     }
 
