@@ -22,6 +22,7 @@ from order_engine.infra.redis_client import get_redis
 from order_engine.services.execution import RetryLater, execution_service, new_executor_id
 from order_engine.services.reconciler import ReconcilerService
 from order_engine.services.trigger import trigger_service
+from order_engine.services.twap import twap_service
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +85,23 @@ def evaluate_triggers() -> int:
         return len(trigger_service().evaluate().triggered)
     finally:
         _evaluating.release()
+
+
+_scheduling = threading.Lock()
+
+
+@shared_task(name=queues.SCHEDULE_SLICES, ignore_result=True, acks_late=False)
+def schedule_slices(order_id: str | None = None) -> int:
+    """Start the TWAP slices due within the next two intervals, report the children that
+    finished, end the parents that are done; run by beat about once per slot, one at a time
+    per worker process (as `evaluate_triggers`), and sent by intake for a new parent
+    (`order_id`: that parent alone, at once). Safe to run twice at once: each parent moves by
+    compare-and-set, and a slice is one row."""
+    if order_id is not None:
+        return len(twap_service().evaluate(uuid.UUID(order_id)).started)
+    if not _scheduling.acquire(blocking=False):
+        return 0
+    try:
+        return len(twap_service().evaluate().started)
+    finally:
+        _scheduling.release()

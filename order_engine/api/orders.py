@@ -21,6 +21,7 @@ from order_engine.errors import (
 )
 from order_engine.live.events import event_payload
 from order_engine.schemas.order import OrderListQuerySchema, OrderSchema
+from order_engine.schemas.twap import TwapSchema, TwapView
 from order_engine.services.order import SubmittedOrder
 
 bp = Blueprint("orders", __name__, url_prefix="/api/orders")
@@ -39,6 +40,7 @@ def _register_converter(state: Any) -> None:
 
 
 order_schema = OrderSchema()
+twap_schema = TwapSchema()
 list_query_schema = OrderListQuerySchema()
 
 
@@ -77,11 +79,21 @@ def execute_order() -> tuple[Response, int, dict[str, str]]:
     ---
     post:
       operationId: submitOrder
-      summary: Submit an order (market, limit or sniper)
+      summary: Submit an order (market, limit, sniper or twap)
       description: >-
         Returns 202 at once; follow the order with a WebSocket upgrade on
         GET /api/orders/execute?orderId=<id>. Events: pending, routing,
         building, submitted, confirmed | failed.
+        A twap order (slices, intervalS, optional limitPrice) is a parent that
+        runs `slices` child market orders, slice k due k × intervalS after
+        acceptance, their amounts summing to its own exactly; it waits (pending,
+        counted against the account's waiting orders) while they run, each of
+        its pending events saying which slices started or were held back by the
+        limit and what filled so far, and ends confirmed when every slice
+        filled, else failed (TWAP_PARTIALLY_FILLED, TWAP_NOT_FILLED) with what
+        is left. Its children are ordinary market orders (each with its own id,
+        txHash and stream) counted against the orders in flight; cancelling the
+        parent cancels those whose swap is not built yet.
       parameters:
         - name: Idempotency-Key
           in: header
@@ -140,11 +152,15 @@ def execute_without_upgrade() -> Response:
 @bp.get("/<order_id:order_id>")
 @requires("orders:read")
 def get_order(order_id: str) -> Response:
-    """One order with its full event history.
+    """One order with its full event history (a TWAP parent's also with its children).
     ---
     get:
       operationId: getOrder
       summary: An order with all its events
+      description: >-
+        A TWAP parent also has `twap`: its schedule, each child order (a slice,
+        with its own id, txHash and stream), what they filled, the average price
+        and what remains. A child names its parent (`parentId`, `sliceIndex`).
       parameters: [OrderId]
       responses:
         "200":
@@ -160,6 +176,8 @@ def get_order(order_id: str) -> Response:
     found = order_service().get(parse_order_id(order_id), owner_filter())
     body = order_schema.dump(found.order)
     body["events"] = [event_payload(e) for e in found.events]
+    if found.order.slices is not None:
+        body["twap"] = twap_schema.dump(TwapView(found.order, found.children))
     return jsonify(body)
 
 

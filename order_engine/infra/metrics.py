@@ -1,4 +1,5 @@
-"""Prometheus metrics (DESIGN §11), correct across gunicorn workers and the Celery pool.
+"""Prometheus metrics (docs/operating.md, "Metrics"), correct across gunicorn workers and the
+Celery pool.
 
 Every series is named `order_engine_…`. With `PROMETHEUS_MULTIPROC_DIR` set (the `order-engine`
 command sets it for every process it starts, and empties it when `run` starts a fresh stack),
@@ -129,6 +130,14 @@ RPC_ERRORS = Counter(
     PREFIX + "rpc_errors_total",
     "Solana JSON-RPC calls that failed, by method and reason (timeout, http, rpc error code).",
     ["method", "reason"],
+)
+
+TWAP_SLICES = Counter(
+    PREFIX + "twap_slices_total",
+    "TWAP slices looked at by the scheduler, by outcome: `started` (a child order created), "
+    "`held` (its quote did not meet the parent's limit: it waits for the next interval), "
+    "`deferred` (the account's orders in flight at their cap: looked at again next time).",
+    ["outcome"],
 )
 
 FINAL_STATUSES = ("confirmed", "failed", "cancelled")
@@ -274,6 +283,12 @@ def order_finished(
     if created_at is not None:
         elapsed = (datetime.now(UTC) - created_at).total_seconds()
         ORDER_DURATION_SECONDS.labels(order_type, status).observe(max(elapsed, 0.0))
+
+
+def twap_slices(started: int, held: int, deferred: int) -> None:
+    for outcome, count in (("started", started), ("held", held), ("deferred", deferred)):
+        if count:
+            TWAP_SLICES.labels(outcome).inc(count)
 
 
 def order_retried(code: str) -> None:

@@ -5,9 +5,10 @@ session has no transaction is a unit of work by itself, committed at once and ba
 concurrent requests' (`db.run_statement`, group commit); inside the service's transaction it
 is part of that.
 
-An order is counted against one of its account's two caps: a waiting limit or sniper order
-(`waiting`) against the waiting orders, any other (a market order, a triggered one) against the
-orders in flight, so that a book of waiting orders never blocks the orders that run.
+An order is counted against one of its account's two caps: a waiting limit or sniper order or
+a TWAP parent (`waiting`) against the waiting orders, any other (a market order, a triggered one,
+a TWAP's slice) against the orders in flight, so that a book of waiting orders never blocks the
+orders that run.
 
 Plain SQL text rather than ORM statements because each runs once per request: building an ORM
 statement cost more CPU than running it. The ORM's data access for orders is OrderRepository.
@@ -118,6 +119,8 @@ def _insert_params(order: Order, key: str | None, now: datetime, first_data: str
         "expires_at": order.expires_at,
         "waiting": order.waiting,
         "triggered_at": order.triggered_at,
+        "slices": order.slices,
+        "interval_s": order.interval_s,
         "data": first_data,
     }
 
@@ -197,14 +200,15 @@ INSERT INTO orders (
         client_order_id,
         idempotency_key, request_fingerprint, last_seq, attempts, deliveries,
         created_at, updated_at, dispatched_at,
-        limit_price, max_price, trigger_price, expires_at, waiting, triggered_at
+        limit_price, max_price, trigger_price, expires_at, waiting, triggered_at,
+        slices, interval_s
     )"""
 _ORDER_VALUES = """\
         %(id)s, %(account_id)s, %(type)s, 'pending', %(token_in)s, %(token_out)s, %(amount_in)s,
         %(slippage_bps)s, %(client_order_id)s, %(idempotency_key)s, %(request_fingerprint)s,
         1, 0, 0, %(now)s, %(now)s, %(now)s,
         %(limit_price)s, %(max_price)s, %(trigger_price)s, %(expires_at)s, %(waiting)s,
-        %(triggered_at)s"""
+        %(triggered_at)s, %(slices)s, %(interval_s)s"""
 _FIRST_EVENT = """\
 INSERT INTO order_events (order_id, seq, status, attempt, data, at)
 SELECT id, 1, 'pending', 0, %(data)s::jsonb, %(now)s FROM new_order
@@ -260,7 +264,8 @@ SELECT n, (SELECT order_id FROM first_event) FROM unfinished"""
 _BATCH_COLUMNS = (
     "id", "account_id", "type", "token_in", "token_out", "amount_in", "slippage_bps",
     "client_order_id", "idempotency_key", "request_fingerprint", "now", "limit_price",
-    "max_price", "trigger_price", "expires_at", "waiting", "triggered_at", "data",
+    "max_price", "trigger_price", "expires_at", "waiting", "triggered_at", "slices",
+    "interval_s", "data",
 )  # fmt: skip
 
 

@@ -25,6 +25,7 @@ from solders.pubkey import Pubkey
 
 from order_engine.domain.time import format_timestamp
 from order_engine.domain.tokens import Token, UnknownTokenError, resolve
+from order_engine.domain.twap import INTERVAL_S_MAX, SLICES_MAX
 from order_engine.models import OrderStatus, OrderType
 from order_engine.schemas.jsonio import NonFiniteNumber
 
@@ -120,7 +121,10 @@ class OrderCreateSchema(Schema):
     type = fields.String(
         required=True,
         validate=validate.OneOf([t.value for t in OrderType]),
-        metadata={"description": "market, limit (limitPrice) or sniper (tokenOut: a mint)"},
+        metadata={
+            "description": "market, limit (limitPrice), sniper (tokenOut: a mint) or twap "
+            "(slices, intervalS; optional limitPrice)"
+        },
     )
     tokenIn = TokenField(required=True, metadata={"description": "symbol or base58 mint"})
     tokenOut = TokenField(required=True, metadata={"description": "symbol or base58 mint"})
@@ -153,7 +157,9 @@ class OrderCreateSchema(Schema):
     limitPrice = ExactAmount(
         load_default=None,
         metadata={
-            "description": "limit: the least tokenOut per one tokenIn accepted (decimal string)",
+            "description": "limit (and twap, optional): the least tokenOut per one tokenIn "
+            "accepted (decimal string); a twap slice whose quote is worse waits for the next "
+            "interval",
             "example": "250",
         },
     )
@@ -171,9 +177,28 @@ class OrderCreateSchema(Schema):
         },
     )
 
+    slices = fields.Integer(
+        strict=True,
+        load_default=None,
+        validate=validate.Range(1, SLICES_MAX),
+        metadata={
+            "description": f"twap: child market orders to split the amount into, 1-{SLICES_MAX}"
+        },
+    )
+    intervalS = fields.Integer(
+        strict=True,
+        load_default=None,
+        validate=validate.Range(1, INTERVAL_S_MAX),
+        metadata={
+            "description": "twap: seconds between slices (slice k is due k × intervalS after "
+            "acceptance; the last at most LIMIT_MAX_HORIZON_S ahead)"
+        },
+    )
+
     @validates_schema(skip_on_field_errors=False)
     def check_order(self, data: dict[str, Any], **kwargs: Any) -> None:
         errors = {**_trigger_problems(data, self.horizon), **_token_problems(data)}
+        errors.update(_twap_problems(data, self.horizon, errors))
         token_in, amount = data.get("tokenIn"), data.get("amount")
         if token_in is not None and "tokenIn" not in errors and amount is not None:
             message = _amount_problem(amount, token_in)
@@ -210,7 +235,7 @@ def _trigger_problems(data: dict[str, Any], horizon: timedelta) -> dict[str, lis
     errors: dict[str, list[str]] = {}
     order_type = data.get("type")
     uses = {
-        "limitPrice": order_type == OrderType.LIMIT.value,
+        "limitPrice": order_type in {OrderType.LIMIT.value, OrderType.TWAP.value},
         "maxPrice": order_type == OrderType.SNIPER.value,
         "expiresAt": order_type in {OrderType.LIMIT.value, OrderType.SNIPER.value},
     }
@@ -236,6 +261,37 @@ def _trigger_problems(data: dict[str, Any], horizon: timedelta) -> dict[str, lis
         elif expires_at > now + horizon:
             errors["expiresAt"] = [
                 f"Must be at most {int(horizon.total_seconds())} s (LIMIT_MAX_HORIZON_S) ahead."
+            ]
+    return errors
+
+
+def _twap_problems(
+    data: dict[str, Any], horizon: timedelta, known: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """slices and intervalS: a twap's, required there and nowhere else; its last slice within
+    the horizon, and at least one atom of tokenIn per slice."""
+    errors: dict[str, list[str]] = {}
+    is_twap = data.get("type") == OrderType.TWAP.value
+    for name in ("slices", "intervalS"):
+        if data.get(name) is not None and not is_twap:
+            errors[name] = [f"Not used by {data.get('type')} orders."]
+        elif data.get(name) is None and is_twap:
+            errors[name] = ["Missing data for required field (twap orders)."]
+    slices, interval_s = data.get("slices"), data.get("intervalS")
+    if errors or not is_twap or slices is None or interval_s is None:
+        return errors
+    if (slices - 1) * interval_s > horizon.total_seconds():
+        errors["intervalS"] = [
+            f"The last slice would start {(slices - 1) * interval_s} s from now, beyond "
+            f"{int(horizon.total_seconds())} s (LIMIT_MAX_HORIZON_S)."
+        ]
+    token_in, amount = data.get("tokenIn"), data.get("amount")
+    if token_in is not None and amount is not None and not {"tokenIn", "amount"} & set(known):
+        atoms = amount.scaleb(token_in.decimals)
+        if atoms < slices:
+            errors["slices"] = [
+                f"{slices} slices need at least {slices} of {token_in.symbol}'s smallest units; "
+                f"{format(amount, 'f')} {token_in.symbol} is {atoms:f}."
             ]
     return errors
 
@@ -292,7 +348,19 @@ class OrderSchema(Schema):
     limitPrice = ExactAmount(attribute="limit_price", allow_none=True)
     maxPrice = ExactAmount(attribute="max_price", allow_none=True)
     expiresAt = fields.Method("dump_expires", allow_none=True)
-    waiting = fields.Boolean(metadata={"description": "limit/sniper: not triggered yet"})
+    waiting = fields.Boolean(
+        metadata={"description": "limit/sniper: not triggered yet; twap: its slices still run"}
+    )
+    slices = fields.Integer(allow_none=True, metadata={"description": "twap: its slices"})
+    intervalS = fields.Integer(
+        attribute="interval_s", allow_none=True, metadata={"description": "twap: seconds apart"}
+    )
+    parentId = fields.String(
+        attribute="parent_id", allow_none=True, metadata={"description": "a twap slice's parent"}
+    )
+    sliceIndex = fields.Integer(
+        attribute="slice_index", allow_none=True, metadata={"description": "a twap slice's index"}
+    )
     error = fields.Method("dump_error", allow_none=True)
     createdAt = fields.Method("dump_created")
     updatedAt = fields.Method("dump_updated")
@@ -321,6 +389,11 @@ class OrderWithEventsSchema(OrderSchema):
     view appends the events itself)."""
 
     events = fields.List(fields.Nested(EventSchema))
+    twap = fields.Nested(
+        "TwapSchema",
+        allow_none=True,
+        metadata={"description": "a TWAP parent's schedule, children and fills so far"},
+    )
 
 
 class OrderLinksSchema(Schema):

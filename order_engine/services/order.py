@@ -39,6 +39,7 @@ from order_engine.live.events import EventPublisher, event_payload
 from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStatus, OrderType
 from order_engine.repositories.intake import Intake, IntakeRepository
 from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.twap import TwapRepository
 from order_engine.services.task_copy import task_copy
 from order_engine.services.trigger import (
     meets,
@@ -46,6 +47,7 @@ from order_engine.services.trigger import (
     sniper_trigger_price,
     waiting_for,
 )
+from order_engine.services.twap import parent_fields
 from order_engine.tasking import dispatch
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class SubmittedOrder:
 class OrderWithEvents:
     order: Order
     events: Sequence[OrderEvent]
+    children: Sequence[Order] = ()  # a TWAP parent's, by slice
 
 
 class OrderService:
@@ -114,7 +117,9 @@ class OrderService:
         metrics.order_submitted(order.type)
         logs.bind(order_id=order.id, attempt=order.attempts)
         published = self.publisher.publish(first, account_id)
-        if order.waiting:
+        if order.type == OrderType.TWAP.value:
+            self._schedule(order.id)  # its first slice is due now
+        elif order.waiting:
             log.info("order %s waits for its trigger", order.id)  # the trigger engine sends it
         elif published or not dispatch.broker_is_app_redis():
             self._dispatch(order.id, task_copy(order))
@@ -130,7 +135,10 @@ class OrderService:
             order = self.orders.get_owned(order_id, account_id)
             if order is None:
                 raise NotFoundError(f"No order {order_id}.")
-            return OrderWithEvents(order, self.orders.events(order_id))
+            children: Sequence[Order] = ()
+            if order.type == OrderType.TWAP.value:
+                children = TwapRepository(self.session).children(order_id)
+            return OrderWithEvents(order, self.orders.events(order_id), children)
 
     def opening_history(
         self, order_id: uuid.UUID, after_seq: int = 0, account_id: uuid.UUID | None = None
@@ -206,6 +214,11 @@ class OrderService:
         (to `building`) then matches nothing, and it stops without building or sending. Once
         a transaction exists (`building` onwards, or a retry whose earlier transaction may
         still land) nothing can call it back, so the answer is a 409 saying so.
+
+        A TWAP parent's cancel, in the same transaction, cancels its children whose swap is
+        not built; the others finish. The TWAP scheduler moves a parent by compare-and-set on
+        `pending`, so it starts no slice once the cancel has committed, and the slices it
+        committed first are cancelled here (this statement reads after the parent's lock).
         """
         with self.session.begin():
             if account_id is not None and self.orders.get_owned(order_id, account_id) is None:
@@ -223,9 +236,17 @@ class OrderService:
                 raise NotFoundError(f"No order {order_id}.")
             if event is None:
                 raise ConflictError(_why_not_cancellable(order))
-            payload = event_payload(event)
+            payloads = [event_payload(event)]
+            children = []
+            if order.type == OrderType.TWAP.value:
+                children = TwapRepository(self.session).cancel_children(
+                    order_id, {"reason": "its TWAP parent was cancelled"}, event.at
+                )
+                payloads += [event_payload(child) for child, _type, _at in children]
         metrics.order_finished(order.type, "cancelled", order.created_at)
-        self.publisher.publish(payload)
+        for _event, child_type, created_at in children:
+            metrics.order_finished(child_type, "cancelled", created_at)
+        self.publisher.publish_many(payloads)
         return order
 
     def _trigger_fields(self, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -234,6 +255,8 @@ class OrderService:
         order_type = data["type"]
         if order_type == OrderType.MARKET.value:
             return {}, {}
+        if order_type == OrderType.TWAP.value:
+            return parent_fields(data)
         limit, maximum = data.get("limitPrice"), data.get("maxPrice")
         values: dict[str, Any] = {
             "limit_price": limit,
@@ -359,6 +382,14 @@ class OrderService:
             )
         return SubmittedOrder(existing, False)
 
+    def _schedule(self, order_id: uuid.UUID) -> None:
+        try:
+            dispatch.enqueue_schedule_slices(order_id)
+        except Exception as exc:  # noqa: BLE001 - any broker failure; beat's next run covers it
+            log.info(
+                "twap %s accepted; its first slice waits for the scheduler (%s)", order_id, exc
+            )
+
     def _dispatch(self, order_id: uuid.UUID, copy: dict[str, Any] | None = None) -> None:
         try:
             dispatch.enqueue_execute_order(order_id, copy=copy)
@@ -404,6 +435,9 @@ def _fingerprint(data: dict[str, Any]) -> str:
     for name in ("limitPrice", "maxPrice"):
         if data.get(name) is not None:
             canonical[name] = format(data[name].normalize(), "f")
+    for name in ("slices", "intervalS"):
+        if data.get(name) is not None:
+            canonical[name] = data[name]
     if data.get("expiresAt") is not None:
         canonical["expiresAt"] = data["expiresAt"].isoformat()
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()

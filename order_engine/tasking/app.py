@@ -18,6 +18,7 @@ from order_engine.infra.queues import (
     CONTROL_QUEUE,
     EVALUATE_TRIGGERS,
     RECONCILE_ORDERS,
+    SCHEDULE_SLICES,
     TASK_QUEUE,
     is_amqp,
     is_redis,
@@ -41,7 +42,7 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         # the call, or a channel the broker closes, loses the task while the API answers 202
         # and the worker believes its retry is queued.
         return {"confirm_publish": True, "write_timeout": 2}
-    # Every broker call is bounded (research/reliability.md §5.1): a frozen Redis makes a
+    # Every broker call is bounded (docs/reliability.md, "Bounded calls"): a frozen Redis makes a
     # publish fail after a few seconds instead of holding an API request for ever.
     return {
         "visibility_timeout": settings.visibility_timeout_s,
@@ -93,6 +94,7 @@ def celery_config(settings: Settings, transport: str | None = None) -> dict[str,
         "task_routes": {
             RECONCILE_ORDERS: {"queue": CONTROL_QUEUE},
             EVALUATE_TRIGGERS: {"queue": CONTROL_QUEUE},
+            SCHEDULE_SLICES: {"queue": CONTROL_QUEUE},
         },
         "task_create_missing_queues": True,
         # Flower sees tasks only when workers send events. They cost the worker a tenth of its
@@ -116,10 +118,17 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
             "schedule": float(settings.reconcile_interval_s),
             "options": {"expires": float(settings.reconcile_interval_s * 3)},
         },
-        # Limit and sniper orders (DESIGN §10): about once per slot. A message not run
-        # within two intervals is dropped; the next one does the same work.
+        # Limit and sniper orders (docs/design.md, the trigger engine): about once per slot.
+        # A message not run within two intervals is dropped; the next one does the same work.
         "evaluate-triggers": {
             "task": EVALUATE_TRIGGERS,
+            "schedule": settings.trigger_interval_ms / 1000,
+            "options": {"expires": settings.trigger_interval_ms * 2 / 1000},
+        },
+        # TWAP orders' slices, on the same beat: each run looks two intervals ahead and sends
+        # a slice with a countdown to its due time (services/twap.py).
+        "schedule-slices": {
+            "task": SCHEDULE_SLICES,
             "schedule": settings.trigger_interval_ms / 1000,
             "options": {"expires": settings.trigger_interval_ms * 2 / 1000},
         },
