@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -408,7 +407,3 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result: int = args.handler(args)
     return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())
