@@ -66,7 +66,7 @@ def parent_fields(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     schedule: dict[str, Any] = {
         "slices": slices,
         "intervalS": interval_s,
-        "sliceAmount": decimal_text(token_in.from_atoms(amounts[0])),
+        "sliceAmount": _plain(token_in.from_atoms(amounts[0])),
         "lastSliceInS": (slices - 1) * interval_s,
     }
     if data.get("limitPrice") is not None:
@@ -230,7 +230,7 @@ class TwapService:
             return None
         amount = token_in.from_atoms(atoms)
         required = required_out_atoms(amount, parent.limit_price, None, token_out.decimals)
-        held = {"amount": decimal_text(amount)}
+        held = {"amount": _plain(amount)}
         held["requiredAmountOut"] = decimal_text(token_out.from_atoms(required))
         if self.router is None:
             return held | {"reason": "no quote"}
