@@ -11,6 +11,8 @@ from decimal import Decimal
 
 import pytest
 
+from tests.integration.test_client_cli import run
+
 # The trigger tests' stack: the live one with a Celery beat (its fixture, found here by name).
 from tests.integration.test_trigger_orders import move, triggering_stack  # noqa: F401
 from tests.support.clients import request, stream
@@ -163,3 +165,17 @@ def test_a_twap_whose_limit_is_never_met_ends_failed_with_all_of_it_left(live_st
     parent = get_order(stack, parent_id)
     assert parent["twap"]["children"] == []
     assert (parent["twap"]["remaining"], parent["error"]["code"]) == ("0.2", "TWAP_NOT_FILLED")
+
+
+def test_the_client_submits_a_twap_and_follows_it_to_the_end(live_stack):
+    stack = live_stack
+    move(stack, "150")
+    done = run(
+        stack,
+        "submit", "SOL", "USDC", "0.2", "--type", "twap", "--slices", "2", "--interval", "1",
+        "--slippage", "300", "--watch",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 slices of 0.1, every 1 s" in done.stdout
+    assert "started slice 0" in done.stdout
+    assert "confirmed: 2 slices, 0.2 in" in done.stdout
