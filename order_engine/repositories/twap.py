@@ -103,6 +103,15 @@ SELECT p.id, p.account_id, p.token_in, p.token_out, p.amount_in, p.slippage_bps,
 
 _ANY_RUNNING_SQL = "SELECT EXISTS (SELECT 1 FROM orders WHERE type = 'twap' AND status = 'pending')"
 
+# The running parents and their children in flight (the dashboard): a range of the running
+# parents' index, each parent's children a range of theirs.
+_RUNNING_SQL = """
+SELECT count(*), coalesce(sum((
+       SELECT count(*) FROM orders AS c
+        WHERE c.parent_id = p.id AND c.status NOT IN ('confirmed', 'failed', 'cancelled'))), 0)
+  FROM orders AS p WHERE p.type = 'twap' AND p.status = 'pending'
+"""
+
 _CHILDREN_SQL = """
 SELECT parent_id, slice_index, status, amount_in, amount_out
   FROM orders WHERE parent_id = ANY(%(parents)s::uuid[])
@@ -192,6 +201,11 @@ class TwapRepository:
         """Whether any parent runs: one look at the running parents' partial index."""
         [(found,)] = session_statement(self.session, _ANY_RUNNING_SQL, {})
         return bool(found)
+
+    def running(self) -> tuple[int, int]:
+        """How many parents run, and how many of their children are in flight."""
+        [(parents, children)] = session_statement(self.session, _RUNNING_SQL, {})
+        return int(parents), int(children)
 
     def actionable(
         self, horizon: datetime, default_cap: int, limit: int, only: uuid.UUID | None = None

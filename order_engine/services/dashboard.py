@@ -24,6 +24,7 @@ from order_engine.domain.time import format_timestamp
 from order_engine.infra import metrics
 from order_engine.models import OrderStatus
 from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.twap import TwapRepository
 
 REFRESH_S = 1.0
 RATE_WINDOW_S = 10.0
@@ -40,6 +41,7 @@ class DashboardService:
     def __init__(self, session: Session, broker: Any) -> None:
         self.session = session
         self.orders = OrderRepository(session)
+        self.twaps = TwapRepository(session)
         self.broker = broker  # a Redis client on the broker, or None (another broker)
 
     def snapshot(self, history: History) -> dict[str, Any]:
@@ -56,6 +58,7 @@ class DashboardService:
             unfinished = self.orders.count_unfinished_by_status()
             latest = self.orders.page(limit=LATEST).orders
             latest_rows = [_order_row(order) for order in latest]
+            parents, slices = self.twaps.running()
         finished = metrics.summed(samples, "order_engine_orders_finished_total", by="status")
         return {
             "at": format_timestamp(datetime.now(UTC)),
@@ -71,6 +74,16 @@ class DashboardService:
             },
             "latency": _latency(history, buckets),
             "queueDepth": self._queue_depth(),
+            "twap": {
+                "running": parents,
+                "slicesInFlight": slices,
+                **{
+                    f"slices{outcome.capitalize()}": int(count)
+                    for outcome, count in metrics.summed(
+                        samples, "order_engine_twap_slices_total", by="outcome"
+                    ).items()
+                },
+            },
             "latest": latest_rows,
         }
 

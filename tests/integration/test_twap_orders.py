@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 
 from tests.integration.test_client_cli import run
+from tests.integration.test_metrics import scrape, total
 
 # The trigger tests' stack: the live one with a Celery beat (its fixture, found here by name).
 from tests.integration.test_trigger_orders import move, triggering_stack  # noqa: F401
@@ -51,6 +52,7 @@ def at(text: str) -> float:
 def test_a_twap_runs_its_slices_on_schedule_and_adds_them_up_exactly(live_stack):
     stack = live_stack
     move(stack, "150")
+    before, _ = scrape(stack.base_url)
     parent_id = submit(stack, amount="0.300000001", slices=3, intervalS=2)
     result = follow(stack, parent_id)
     assert result.statuses[-1] == "confirmed", stack.logs()
@@ -83,6 +85,14 @@ def test_a_twap_runs_its_slices_on_schedule_and_adds_them_up_exactly(live_stack)
     price = Decimal(parent["twap"]["averagePrice"])
     assert price == (filled_out / Decimal("0.300000001")).quantize(Decimal("1e-12"), "ROUND_DOWN")
     assert parent["twap"]["nextSliceAt"] is None
+    after, _ = scrape(stack.base_url)  # counted per type, its slices by outcome
+
+    def delta(name: str, **labels: str) -> float:
+        return total(after, name, **labels) - total(before, name, **labels)
+
+    assert delta("order_engine_orders_submitted_total", type="twap") == 1
+    assert delta("order_engine_orders_finished_total", type="twap", status="confirmed") == 1
+    assert delta("order_engine_twap_slices_total", outcome="started") == 3
 
     accepted = at(result.events[0]["at"])
     for child in children:
