@@ -45,8 +45,10 @@ from order_engine.domain.tokens import Token, decimal_text, resolve
 from order_engine.infra import metrics
 from order_engine.infra.db import unit_of_work
 from order_engine.live.events import EventPublisher, event_payload
+from order_engine.models import Order
 from order_engine.repositories.twap import NewChild, Parent, ParentStep, TwapRepository
 from order_engine.routing import Router
+from order_engine.services.task_copy import task_copy
 from order_engine.tasking import dispatch
 
 log = logging.getLogger(__name__)
@@ -185,7 +187,7 @@ class TwapService:
             created = set(self.twaps.add_children(parent, plan.start, expires, at))
         started = [child for child in plan.start if child.id in created]
         self._publish(parent, event, started, at)
-        self._send(started, now)
+        self._send(parent, started, now, at)
         run.started += [child.id for child in started]
         run.held_back += len(plan.held)
         metrics.twap_slices(len(started), len(plan.held), 0)
@@ -278,14 +280,38 @@ class TwapService:
             self.publisher.publish_many(firsts, parent.account_id)
         self.publisher.publish(event_payload(event))
 
-    def _send(self, started: Sequence[NewChild], now: datetime) -> None:
-        """Each child's execution task, for when it is due (a slice already due goes now)."""
+    def _send(
+        self, parent: Parent, started: Sequence[NewChild], now: datetime, at: datetime
+    ) -> None:
+        """Each child's execution task, for when it is due (a slice already due goes now).
+        A child without a limit carries intake's kind of copy (services/task_copy.py), so the
+        executor routes it and claims it in one statement, one round trip sooner at its start;
+        a limit is not in the copy, so a child with one is read from its row."""
         for child in started:
             countdown = (child.due - now).total_seconds()
+            copy = None
+            if parent.limit_price is None:
+                copy = task_copy(_as_order(parent, child, at))
             try:
-                self.send(child.id, countdown_s=countdown if countdown > 0.005 else None)
+                self.send(child.id, countdown_s=countdown if countdown > 0.005 else None, copy=copy)
             except Exception as exc:  # noqa: BLE001 - broker down: the reconciler sends it
                 log.warning("twap slice %s not queued (%s); the reconciler will", child.id, exc)
+
+
+def _as_order(parent: Parent, child: NewChild, at: datetime) -> Order:
+    """A child as its row was written (what its task's copy is made from)."""
+    return Order(
+        id=child.id,
+        account_id=parent.account_id,
+        type="market",
+        token_in=parent.token_in,
+        token_out=parent.token_out,
+        amount_in=child.amount_in,
+        slippage_bps=parent.slippage_bps,
+        client_order_id=None,
+        created_at=at,
+        waiting=False,
+    )
 
 
 def _child(parent: Parent, index: int, token_in: Token, atoms: int, due: datetime) -> NewChild:

@@ -57,13 +57,15 @@ def session(engine, clean_tables):
 
 
 def scheduler(session, test_settings, at=NOW, router=None) -> tuple[TwapService, list]:
-    sent: list[tuple[uuid.UUID, float | None]] = []
+    sent: list[tuple[uuid.UUID, float | None, dict | None]] = []
     service = TwapService(
         session,
         router,
         NullPublisher(),  # type: ignore[arg-type]
         Settings.from_env(test_settings),
-        send=lambda order_id, countdown_s=None: sent.append((order_id, countdown_s)),
+        send=lambda order_id, countdown_s=None, copy=None: sent.append(
+            (order_id, countdown_s, copy)
+        ),
         clock=lambda: at,
     )
     return service, sent
@@ -113,7 +115,8 @@ def test_a_step_starts_what_is_due_within_the_lookahead_each_once_with_its_count
     service, sent = scheduler(session, test_settings)
     assert len(service.evaluate().started) == 2
     assert [(i, s) for i, s, _ in children(session, parent_id)] == [(0, "pending"), (1, "pending")]
-    assert [countdown for _, countdown in sent] == [None, None]  # both overdue: now
+    assert [countdown for _, countdown, _ in sent] == [None, None]  # both overdue: now
+    assert [Decimal(copy["amount"]) for _, _, copy in sent] == [Decimal("0.1")] * 2  # their copies
     again, sent_again = scheduler(session, test_settings)
     assert again.evaluate().started == []  # the same step, seen again: nothing
     assert sent_again == []
@@ -164,8 +167,9 @@ def test_a_slice_the_limit_holds_back_waits_for_the_next_interval_then_starts_wi
     assert children(session, parent_id) == []
     high, _ = scheduler(session, test_settings, NOW + timedelta(seconds=5), FixedRouter(250))
     assert high.evaluate().started == []  # quoted when due, not ahead: slice 1 is due at +10 s
-    due, _ = scheduler(session, test_settings, NOW + timedelta(seconds=10), FixedRouter(250))
+    due, sent = scheduler(session, test_settings, NOW + timedelta(seconds=10), FixedRouter(250))
     assert len(due.evaluate().started) == 2
+    assert [copy for _, _, copy in sent] == [None, None]  # a copy has no limit: the row
     kids = children(session, parent_id)
     assert [(i, a) for i, _, a in kids] == [
         (0, Decimal("0.133333334")),
