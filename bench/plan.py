@@ -50,6 +50,13 @@ class Plan:
     triggers_crossing: int = 1000
     triggers_idle_s: float = 20
     triggers_deadline_s: float = 180
+    # TWAP orders (`--preset positions`, part `twap`): this many parents of this many slices,
+    # this far apart, submitted over one interval.
+    twap_parents: int = 40
+    twap_slices: int = 10
+    twap_interval_s: int = 3
+    # The export (`--preset positions`, part `export`): this many fills seeded, then exported.
+    export_rows: int = 1_000_000
 
     def with_overrides(self, **changes: Any) -> Plan:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -72,6 +79,11 @@ QUICK = Plan(
     triggers_crossing=200,
     triggers_idle_s=8,
     triggers_deadline_s=90,
+    twap_parents=10,
+    twap_slices=4,
+    twap_interval_s=2,
+    export_rows=100_000,
 )
 # A preset runs one phase alone, with the full plan's figures for it (`--quick`: the quick's).
-PRESETS = {"peer": ("peer",), "triggers": ("triggers",)}
+# `positions`: the position-keeping order types' parts (bench/positions), each a phase.
+PRESETS = {"peer": ("peer",), "triggers": ("triggers",), "positions": ("twap", "export")}
