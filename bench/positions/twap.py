@@ -1,12 +1,12 @@
 """TWAP slices on the real stack (`--preset positions`, part `twap`): how close to its schedule
 each slice starts.
 
-The stack is the one `make run` starts (worker, Celery beat sending the TWAP scheduler every
-TRIGGER_INTERVAL_MS, the localnet at the default latency). `twap_parents` parents of
-`twap_slices` slices `twap_interval_s` apart are submitted through the API, spread over one
-interval, and run to their end. A slice starts when the executor records its `routing` step;
-its lag is that moment minus its due time (its first event's `dueAt`: the parent's acceptance
-plus index × interval). The target: p99 within one slot (400 ms).
+The stack is the one `make run` starts (worker, Celery beat sending the trigger evaluation,
+which takes the TWAP steps, every TRIGGER_INTERVAL_MS; the localnet at the default latency).
+`twap_parents` parents of `twap_slices` slices `twap_interval_s` apart are submitted through the
+API, spread over one interval, and run to their end. A slice starts when the executor records
+its `routing` step; its lag is that moment minus its due time (its first event's `dueAt`: the
+parent's acceptance plus index × interval). The target: p99 within one slot (400 ms).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from bench.phases import Run
 from bench.plan import DEFAULT_LATENCY
 
 SLOT_MS = 400
-# Celery's trace line for each scheduler run (`--loglevel INFO`): its wall time.
-STEP_LINE = re.compile(r"orders\.schedule_slices\[[^\]]+\] succeeded in ([0-9.e-]+)s")
+# Celery's trace line for each trigger evaluation, which takes the TWAP steps after it
+# (`--loglevel INFO`): its wall time.
+STEP_LINE = re.compile(r"orders\.evaluate_triggers\[[^\]]+\] succeeded in ([0-9.e-]+)s")
 # Each child of these parents: its due time, when it was created, when it started, its end.
 _SLICES_SQL = text("""
 SELECT c.slice_index, first.data ->> 'dueAt', extract(epoch FROM first.at)::float8,
@@ -46,7 +47,7 @@ _PARENTS_SQL = text("SELECT status FROM orders WHERE id = ANY(CAST(:ids AS uuid[
 
 def twap_slices(run: Run) -> dict[str, Any]:
     """Submit the parents, wait for their ends, and measure each slice's start against its due
-    time; the scheduler's own runs from the worker's log."""
+    time; the evaluations' wall time (with the TWAP steps) from the worker's log."""
     plan, stack = run.plan, run.stack
     run.restart_worker(DEFAULT_LATENCY)
     log_path = stack.launcher.log_path("worker")
@@ -74,7 +75,7 @@ def twap_slices(run: Run) -> dict[str, Any]:
         "slice_status": dict(Counter(s["status"] for s in slices)),
         "start_lag_ms": lag,
         "created_ahead_ms": figures.summary(s["created_ahead_ms"] for s in slices),
-        "scheduler_run_ms": figures.summary((step * 1000 for step in steps), 1),
+        "evaluation_with_steps_ms": figures.summary((step * 1000 for step in steps), 1),
         "interval_ms": stack.settings["worker"].trigger_interval_ms,
         "latency": DEFAULT_LATENCY,
         "cost": window.finish(len(slices)),

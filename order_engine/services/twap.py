@@ -1,15 +1,16 @@
 """TWAP orders: a parent that runs `slices` child market orders, one every `intervalS` seconds.
 
 A parent is accepted like a limit order that waits (`pending`, `waiting`, counted against the
-account's waiting orders); the scheduler (`TwapService.evaluate`, task
-`orders.schedule_slices`, sent by beat every TRIGGER_INTERVAL_MS beside the trigger
-evaluation) then moves it a step at a time. Each step is one transaction: a compare-and-set of
-the parent on what the scheduler saw, the parent's `pending` event saying what the step did,
-and the step's children (each an ordinary market order with its own `pending` event), unique
-per (parent, slice). After the commit the children's execution tasks are sent with a countdown
-to their due time, so that a slice starts on time although beat runs only twice a slot: a step
-looks `lookahead_s` (two trigger intervals) ahead. A slice whose task is lost is a `pending`
-order like any other: the reconciler sends it again, and the claim runs it once.
+account's waiting orders); the scheduler (`TwapService.evaluate`, run after the trigger
+evaluation by the same beat message, `orders.evaluate_triggers`, every TRIGGER_INTERVAL_MS, and
+for a new parent at once by `orders.schedule_slices`) then moves it a step at a time. Each step
+is one transaction: a compare-and-set of the parent on what the scheduler saw, the parent's
+`pending` event saying what the step did, and the step's children (each an ordinary market
+order with its own `pending` event), unique per (parent, slice). After the commit the
+children's execution tasks are sent with a countdown to their due time, so that a slice starts
+on time although beat runs only twice a slot: a step looks `lookahead` (two trigger
+intervals) ahead. A slice whose task is lost is a `pending` order like any other: the
+reconciler sends it again, and the claim runs it once.
 
 With a `limitPrice`, each slice is quoted for its own amount when it is due (by the first
 run at or after its time, not ahead of it): one that the market does not meet waits for the

@@ -118,17 +118,11 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
             "schedule": float(settings.reconcile_interval_s),
             "options": {"expires": float(settings.reconcile_interval_s * 3)},
         },
-        # Limit and sniper orders (docs/design.md, the trigger engine): about once per slot.
-        # A message not run within two intervals is dropped; the next one does the same work.
+        # Limit and sniper orders (docs/design.md, the trigger engine), and the TWAP orders'
+        # steps with them (one message for both: workers/tasks.py): about once per slot. A
+        # message not run within two intervals is dropped; the next one does the same work.
         "evaluate-triggers": {
             "task": EVALUATE_TRIGGERS,
-            "schedule": settings.trigger_interval_ms / 1000,
-            "options": {"expires": settings.trigger_interval_ms * 2 / 1000},
-        },
-        # TWAP orders' slices, on the same beat: each run looks two intervals ahead and sends
-        # a slice with a countdown to its due time (services/twap.py).
-        "schedule-slices": {
-            "task": SCHEDULE_SLICES,
             "schedule": settings.trigger_interval_ms / 1000,
             "options": {"expires": settings.trigger_interval_ms * 2 / 1000},
         },
