@@ -338,7 +338,8 @@ class Settings:
         whole(50, 60_000),
         "500",
         TRIGGERS,
-        "milliseconds between evaluations of the waiting orders (about one slot)",
+        "milliseconds between evaluations of the waiting orders, and between steps of the TWAP "
+        "schedules (about one slot; a step starts slices due within two of these ahead)",
     )
     # One gevent process per host by default: on the reference machine (2 cores shared with
     # the worker, PostgreSQL, Redis and the localnet) a second one cost 13 % more API CPU per
