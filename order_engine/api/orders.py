@@ -28,10 +28,10 @@ bp = Blueprint("orders", __name__, url_prefix="/api/orders")
 
 
 class OrderIdConverter(BaseConverter):
-    """Any path segment but `execute`: `DELETE /api/orders/execute` is then a 405 naming the
-    methods that path has, not a 404 for an order called "execute"."""
+    """Any path segment but `execute` and `export`: `DELETE /api/orders/execute` is then a 405
+    naming the methods that path has, not a 404 for an order called "execute"."""
 
-    regex = r"(?!execute(?:/|$))[^/]+"
+    regex = r"(?!(?:execute|export)(?:/|$))[^/]+"
 
 
 @bp.record_once

@@ -26,6 +26,7 @@ from order_engine.domain.time import format_timestamp
 FORMATS = ("csv", "ndjson")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8; header=present", "ndjson": "application/x-ndjson"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LAST = datetime(9999, 12, 31, tzinfo=UTC)
 _CURSOR = re.compile(r"([0-9]{1,19})_([0-9a-f]{32})")
 _ROUTE = COLUMNS.index("route")
 
@@ -38,8 +39,9 @@ class Moment(fields.Field):
             raise ValidationError("Not a date or time.")
         try:
             if len(value) == 10:
-                return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-            moment = datetime.fromisoformat(value)
+                moment = datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
+            else:
+                moment = datetime.fromisoformat(value)
         except ValueError:
             raise ValidationError(
                 "Must be a date (2026-12-01) or an ISO 8601 time with a zone "
@@ -47,6 +49,12 @@ class Moment(fields.Field):
             ) from None
         if moment.tzinfo is None:
             raise ValidationError("A time needs its zone (Z or +hh:mm).")
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Must be between 1970 and 9999.") from None
+        if not _EPOCH <= moment < _LAST:
+            raise ValidationError("Must be between 1970 and 9999.")
         return moment
 
 
@@ -99,8 +107,6 @@ class ExportQuerySchema(Schema):
         start, end = data.get("from_"), data.get("to")
         if start is not None and end is not None and end <= start:
             raise ValidationError({"to": ["Must be after `from`."]})
-        if start is not None and start < _EPOCH:
-            raise ValidationError({"from": ["Must be after 1970-01-01."]})
 
 
 def csv_header() -> str:

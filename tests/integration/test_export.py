@@ -213,3 +213,10 @@ def test_exporting_needs_the_read_scope_and_an_admin_exports_its_own_account(
     assert csv_rows(body) == []  # the admin's account has no order; the others' are not its
     anonymous = app.test_client().get("/api/orders/export")
     assert anonymous.status_code == 401
+
+
+def test_the_export_path_is_no_order_id(client):
+    response = client.delete("/api/orders/export")
+    assert response.status_code == 405
+    assert "DELETE" not in response.headers["Allow"]
+    assert "GET" in response.headers["Allow"]

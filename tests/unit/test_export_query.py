@@ -35,6 +35,8 @@ def test_an_export_range_takes_dates_or_zoned_times():
         ({"from": "2026-12-01T09:00:00"}, "from"),  # no zone
         ({"from": "yesterday"}, "from"),
         ({"from": "1969-12-31"}, "from"),
+        ({"to": "0001-01-01T00:00:00+14:00"}, "to"),  # before the year 1 in UTC
+        ({"to": "9999-12-31T23:00:00-05:00"}, "to"),  # after 9999 in UTC
         ({"format": "xlsx"}, "format"),
         ({"after": "not-a-cursor"}, "after"),
         ({"after": "99999999999999999999_" + "0" * 32}, "after"),
