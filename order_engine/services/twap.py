@@ -188,7 +188,7 @@ class TwapService:
             created = set(self.twaps.add_children(parent, plan.start, expires, at))
         started = [child for child in plan.start if child.id in created]
         self._publish(parent, event, started, at)
-        self._send(parent, started, now, at)
+        self._send(parent, started, at)
         run.started += [child.id for child in started]
         run.held_back += len(plan.held)
         metrics.twap_slices(len(started), len(plan.held), 0)
@@ -281,15 +281,15 @@ class TwapService:
             self.publisher.publish_many(firsts, parent.account_id)
         self.publisher.publish(event_payload(event))
 
-    def _send(
-        self, parent: Parent, started: Sequence[NewChild], now: datetime, at: datetime
-    ) -> None:
+    def _send(self, parent: Parent, started: Sequence[NewChild], at: datetime) -> None:
         """Each child's execution task, for when it is due (a slice already due goes now).
         A child without a limit carries intake's kind of copy (services/task_copy.py), so the
         executor routes it and claims it in one statement, one round trip sooner at its start;
         a limit is not in the copy, so a child with one is read from its row."""
         for child in started:
-            countdown = (child.due - now).total_seconds()
+            # From the clock now, not the evaluation's start: the steps before this one took
+            # their time, and a countdown from then would start the slice that much late.
+            countdown = (child.due - self.clock()).total_seconds()
             copy = None
             if parent.limit_price is None:
                 copy = task_copy(_as_order(parent, child, at))
