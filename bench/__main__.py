@@ -4,8 +4,10 @@ against its targets and write bench/results/<timestamp>/report.md and result.jso
 Each phase that runs orders end to end also reports its cost per order (`bench.monitor`).
 `--preset peer`: one client posts 1,000 orders back to back over 50 connections and opens one
 WebSocket per order, at the default swap latency (2-3 s). `--preset triggers`: the trigger
-engine (`bench.triggers`); `--preset positions`: stops, OCO brackets and trailing stops
-(`bench.positions`). With --quick: 200 peer orders; 10,000 waiting and 200 crossing (150).
+engine (`bench.triggers`); `--preset positions`: stops, OCO brackets and trailing stops, TWAP
+slices against their schedule and the export of a million fills (`bench.positions`). With
+--quick: 200 peer orders; 10,000 waiting and 200 crossing (150); 10 TWAPs of 4 slices; 100,000
+fills.
 Every server and load generator started here is stopped on the way out, whether the run ends,
 fails or is interrupted; a partial run still writes what it measured.
 """
@@ -26,13 +28,13 @@ from typing import Any
 from bench import phases, report
 from bench.monitor import describe_machine
 from bench.plan import FULL, PRESETS, QUICK, ZERO_LATENCY, Plan
-from bench.positions import positions
+from bench.positions import PARTS
 from bench.profile import Profiler
 from bench.stack import session
 from bench.triggers import triggers
 
 log = logging.getLogger("bench")
-STEPS = {**phases.STEPS, "triggers": triggers, "positions": positions}
+STEPS = {**phases.STEPS, "triggers": triggers, **PARTS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--triggers-crossing", type=int, help="orders crossed at once, triggers phase")
     add("--positions-waiting", type=int, help="waiting stops, brackets, trailing stops")
     add("--positions-crossing", type=int, help="of those, crossed at once, positions phase")
+    add("--twap-parents", type=int, help="TWAP parents, twap part of --preset positions")
+    add("--export-rows", type=int, help="fills seeded and exported, export part")
     add("--e2e-rate", type=int, help="offered orders/s, both e2e phases (default 200, 100)")
     add("--e2e-window", type=float, dest="e2e_window_s", help="end-to-end window, seconds")
     add("--ws-subscribers", type=int, help="concurrent WebSocket subscribers")

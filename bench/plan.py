@@ -54,6 +54,13 @@ class Plan:
     # are the triggers'): this many waiting, then this many crossed by one move.
     positions_waiting: int = 100_000
     positions_crossing: int = 600
+    # TWAP orders (`--preset positions`, part `twap`): this many parents of this many slices,
+    # this far apart, submitted over one interval.
+    twap_parents: int = 40
+    twap_slices: int = 10
+    twap_interval_s: int = 3
+    # The export (`--preset positions`, part `export`): this many fills seeded, then exported.
+    export_rows: int = 1_000_000
 
     def with_overrides(self, **changes: Any) -> Plan:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -78,6 +85,11 @@ QUICK = Plan(
     triggers_deadline_s=90,
     positions_waiting=10_000,
     positions_crossing=150,
+    twap_parents=10,
+    twap_slices=4,
+    twap_interval_s=2,
+    export_rows=100_000,
 )
 # A preset runs one phase alone, with the full plan's figures for it (`--quick`: the quick's).
-PRESETS = {"peer": ("peer",), "triggers": ("triggers",), "positions": ("positions",)}
+# `positions`: the position-keeping order types' parts (bench/positions), each a phase.
+PRESETS = {"peer": ("peer",), "triggers": ("triggers",), "positions": ("stops", "twap", "export")}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 GROUPS = ("api", "worker", "scheduler", "localnet", "postgres", "redis", "loadgen")
-COST_PHASES = ("e2e-zero", "e2e-default", "soak", "peer", "triggers", "positions")
+COST_PHASES = ("e2e-zero", "e2e-default", "soak", "peer", "triggers", "stops", "twap", "export")
 TARGET_WS, TARGET_E2E_RATE, TARGET_P99_S = 2000, 100, 6
 TARGET_ENGINE_MS, TARGET_POSTGRES_MS, TARGET_LOCALNET_MS, TARGET_REDIS_COMMANDS = 10, 4, 4, 15
 TARGET_TRIGGER_PCT, TARGET_TRIGGER_WAITING = 5, 100_000
@@ -68,7 +68,10 @@ def targets(results: dict[str, Any]) -> list[list[str]]:
     rows = _intake_targets(phases.get("intake")) + _e2e_targets(phases.get("e2e-default"))
     rows += _peer_targets(phases.get("peer")) + _cost_targets(phases)
     rows += _ws_targets(phases.get("ws")) + _trigger_targets(phases.get("triggers"))
-    rows += _position_targets(phases.get("positions"))
+    rows += _position_targets(phases.get("stops"))
+    # A phase may bring its own rows (bench/positions): target, figure, verdict, note.
+    for phase in phases.values():
+        rows += [_row(*target) for target in phase.get("targets", [])]
     return [*rows, _memory_target(results)]
 
 
@@ -286,7 +289,7 @@ COST_COLUMNS = ("engine", *GROUPS[:6], "postgres_bench", "loadgen")
 COST_HEADER = "phase|orders|window s|engine|API|worker|scheduler|localnet|PostgreSQL|Redis"
 COST_HEADER += "|pg bench|load client|commits|rollbacks|Redis cmds|tap: sent + scripts"
 COST_HEADER += "|PG sessions|Redis conns"
-LEFT_OUT = {"cost", "profile", "profiles", "began", "ended"}
+LEFT_OUT = {"cost", "profile", "profiles", "began", "ended", "targets"}
 
 
 def markdown(results: dict[str, Any]) -> str:

@@ -20,7 +20,12 @@ from order_engine.app import create_app
 from order_engine.infra import logs
 from order_engine.infra.db import WORKER_SESSION_TIMEOUTS_MS, warm_app_pool
 from order_engine.infra.process import PROCESS
-from order_engine.infra.queues import EVALUATE_TRIGGERS, EXECUTE_ORDER, RECONCILE_ORDERS
+from order_engine.infra.queues import (
+    EVALUATE_TRIGGERS,
+    EXECUTE_ORDER,
+    RECONCILE_ORDERS,
+    SCHEDULE_SLICES,
+)
 
 
 @setup_logging.connect
@@ -33,7 +38,9 @@ def _our_logging(loglevel: object = None, **_kwargs: object) -> None:
     logs.configure(level, settings.log_format)
     if not settings.log_control_tasks:
         for handler in logging.getLogger().handlers:
-            handler.addFilter(logs.QuietControlTasks((EVALUATE_TRIGGERS, RECONCILE_ORDERS)))
+            handler.addFilter(
+                logs.QuietControlTasks((EVALUATE_TRIGGERS, RECONCILE_ORDERS, SCHEDULE_SLICES))
+            )
 
 
 @task_prerun.connect

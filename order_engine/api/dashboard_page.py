@@ -52,6 +52,13 @@ PAGE = """<!doctype html>
   <div class="tile"><div class="label">{{ status }}</div>
     <div class="value" data-in-flight="{{ status }}">{{ count }}</div></div>
 {% endfor %}
+  <div class="tile"><div class="label">TWAPs running</div>
+    <div class="value" id="twap-running">{{ snapshot.twap.running }}</div></div>
+  <div class="tile"><div class="label">TWAP slices in flight</div>
+    <div class="value" id="twap-slices">{{ snapshot.twap.slicesInFlight }}</div></div>
+  <div class="tile"><div class="label">slices started / held back (since start)</div>
+    <div class="value" id="twap-started">{{ snapshot.twap.slicesStarted or 0 }} /
+      {{ snapshot.twap.slicesHeld or 0 }}</div></div>
 {% for status, count in snapshot.finished.items() %}
   <div class="tile"><div class="label">{{ status }} (since start)</div>
     <div class="value status-{{ status }}" data-finished="{{ status }}">{{ count }}</div></div>
@@ -122,6 +129,9 @@ PAGE = """<!doctype html>
     for (const [status, count] of Object.entries(s.inFlight)) {
       document.querySelector(`[data-in-flight="${status}"]`).textContent = count;
     }
+    text("twap-running", s.twap.running);
+    text("twap-slices", s.twap.slicesInFlight);
+    text("twap-started", `${s.twap.slicesStarted || 0} / ${s.twap.slicesHeld || 0}`);
     for (const [status, count] of Object.entries(s.finished)) {
       document.querySelector(`[data-finished="${status}"]`).textContent = count;
     }

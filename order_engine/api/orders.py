@@ -22,16 +22,17 @@ from order_engine.errors import (
 from order_engine.live.events import event_payload
 from order_engine.schemas.order import OrderListQuerySchema
 from order_engine.schemas.order_view import OrderSchema
+from order_engine.schemas.twap import TwapSchema, TwapView
 from order_engine.services.order import SubmittedOrder
 
 bp = Blueprint("orders", __name__, url_prefix="/api/orders")
 
 
 class OrderIdConverter(BaseConverter):
-    """Any path segment but `execute`: `DELETE /api/orders/execute` is then a 405 naming the
-    methods that path has, not a 404 for an order called "execute"."""
+    """Any path segment but `execute` and `export`: `DELETE /api/orders/execute` is then a 405
+    naming the methods that path has, not a 404 for an order called "execute"."""
 
-    regex = r"(?!execute(?:/|$))[^/]+"
+    regex = r"(?!(?:execute|export)(?:/|$))[^/]+"
 
 
 @bp.record_once
@@ -40,6 +41,7 @@ def _register_converter(state: Any) -> None:
 
 
 order_schema = OrderSchema()
+twap_schema = TwapSchema()
 list_query_schema = OrderListQuerySchema()
 
 
@@ -78,17 +80,21 @@ def execute_order() -> tuple[Response, int, dict[str, str]]:
     ---
     post:
       operationId: submitOrder
-      summary: Submit an order (market, limit, sniper, stop, oco or trailing_stop)
+      summary: Submit an order (market, limit, sniper, stop, oco, trailing_stop or twap)
       description: >-
         Returns 202 at once; follow the order with a WebSocket upgrade on
         GET /api/orders/execute?orderId=<id>. Events: pending, routing,
-        building, submitted, confirmed | failed. Every type but market waits
-        (its first event's `waitingFor`) until the engine's net quote for its
-        whole amount meets it: limit (limitPrice or above), sniper (its mint's
-        pool appears), stop (triggerPrice or below), oco (takeProfit or stopLoss,
-        the stop when both; events name the `leg`), trailing_stop (trailBps
-        below its peak; `peakPrice`, `triggerLevel`); docs/api.md has each. A
-        waiting order may expire: expiresAt, or expiresIn ("90s", "1h", "7d").
+        building, submitted, confirmed | failed. Every type but market and twap
+        waits (its first event's `waitingFor`) until the engine's net quote for
+        its whole amount meets it: limit (limitPrice or above), sniper (its
+        mint's pool appears), stop (triggerPrice or below), oco (takeProfit or
+        stopLoss, the stop when both; events name the `leg`), trailing_stop
+        (trailBps below its peak; `peakPrice`, `triggerLevel`). A twap parent
+        (slices, intervalS, optional limitPrice) runs `slices` child market
+        orders, slice k due k × intervalS after acceptance, and ends confirmed
+        when every slice filled, else failed (TWAP_PARTIALLY_FILLED,
+        TWAP_NOT_FILLED). docs/api.md has each. A waiting order may expire:
+        expiresAt, or expiresIn ("90s", "1h", "7d").
       parameters:
         - name: Idempotency-Key
           in: header
@@ -147,11 +153,15 @@ def execute_without_upgrade() -> Response:
 @bp.get("/<order_id:order_id>")
 @requires("orders:read")
 def get_order(order_id: str) -> Response:
-    """One order with its full event history.
+    """One order with its full event history (a TWAP parent's also with its children).
     ---
     get:
       operationId: getOrder
       summary: An order with all its events
+      description: >-
+        A TWAP parent also has `twap`: its schedule, each child order (a slice,
+        with its own id, txHash and stream), what they filled, the average price
+        and what remains. A child names its parent (`parentId`, `sliceIndex`).
       parameters: [OrderId]
       responses:
         "200":
@@ -167,6 +177,8 @@ def get_order(order_id: str) -> Response:
     found = order_service().get(parse_order_id(order_id), owner_filter())
     body = order_schema.dump(found.order)
     body["events"] = [event_payload(e) for e in found.events]
+    if found.order.slices is not None:
+        body["twap"] = twap_schema.dump(TwapView(found.order, found.children))
     return jsonify(body)
 
 

@@ -29,9 +29,10 @@ from order_engine.client.api import (
     Api,
     ApiError,
 )
+from order_engine.client.export import run_export
 from order_engine.client.stream import OrderStream
 
-ORDER_TYPES = ["market", "limit", "sniper", "stop", "oco", "trailing_stop"]
+ORDER_TYPES = ["market", "limit", "sniper", "stop", "oco", "trailing_stop", "twap"]
 STATUS_STYLE = {
     "pending": "yellow",
     "routing": "cyan",
@@ -55,6 +56,36 @@ def add_commands(sub: Any) -> None:
     common.add_argument("--key", default=None, help="API key (default: $ORDER_ENGINE_API_KEY)")
     common.add_argument("--json", action="store_true", help="print the API's JSON answers")
 
+    _add_submit(sub, common)
+
+    orders = sub.add_parser("orders", help="list, show, cancel or watch your orders")
+    actions = orders.add_subparsers(required=True, metavar="action")
+    listing = actions.add_parser("list", parents=[common], help="your orders, newest first")
+    listing.add_argument("--status", help="comma-separated statuses, e.g. confirmed,failed")
+    listing.add_argument("--type", help=f"comma-separated types: {', '.join(ORDER_TYPES)}")
+    listing.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    listing.set_defaults(handler=cmd_list)
+    exporting = actions.add_parser(
+        "export",
+        parents=[common],
+        help="every order and fill of your account, oldest first, to stdout (CSV or NDJSON)",
+    )
+    exporting.add_argument("--since", help="a date (2026-12-01) or an ISO time with a zone")
+    exporting.add_argument("--until", help="the same; the export's end (default: now)")
+    exporting.add_argument("--format", choices=["csv", "ndjson"], default="csv")
+    exporting.set_defaults(handler=cmd_export)
+    for name, handler, text in (
+        ("show", cmd_show, "one order with its events"),
+        ("cancel", cmd_cancel, "cancel an order before its swap is built"),
+        ("watch", cmd_watch, "follow an order live until it ends"),
+    ):
+        action = actions.add_parser(name, parents=[common], help=text)
+        action.add_argument("order_id")
+        action.set_defaults(handler=handler)
+
+
+def _add_submit(sub: Any, common: argparse.ArgumentParser) -> None:
+    """`submit`: the order body's fields as flags."""
     submit = sub.add_parser(
         "submit",
         parents=[common],
@@ -71,7 +102,9 @@ def add_commands(sub: Any) -> None:
         help="slippage in bps (default 50; stop, oco, trailing_stop: the server's, 300)",
     )
     submit.add_argument("--type", default="market", choices=ORDER_TYPES)
-    submit.add_argument("--limit-price", help="limit: least token_out per one token_in")
+    submit.add_argument("--limit-price", help="limit, twap: least token_out per one token_in")
+    submit.add_argument("--slices", type=int, help="twap: child orders the amount is split into")
+    submit.add_argument("--interval", type=int, help="twap: seconds between slices")
     submit.add_argument("--max-price", help="sniper: most token_in per one token_out")
     submit.add_argument("--trigger-price", help="stop: sell once a quote pays this or less")
     submit.add_argument("--take-profit", help="oco: sell at this limit price or better")
@@ -87,22 +120,6 @@ def add_commands(sub: Any) -> None:
     submit.add_argument("--idempotency-key", help="the same key and body never order twice")
     submit.add_argument("--watch", action="store_true", help="follow the order until it ends")
     submit.set_defaults(handler=cmd_submit)
-
-    orders = sub.add_parser("orders", help="list, show, cancel or watch your orders")
-    actions = orders.add_subparsers(required=True, metavar="action")
-    listing = actions.add_parser("list", parents=[common], help="your orders, newest first")
-    listing.add_argument("--status", help="comma-separated statuses, e.g. confirmed,failed")
-    listing.add_argument("--type", help=f"comma-separated types: {', '.join(ORDER_TYPES)}")
-    listing.add_argument("--limit", type=int, default=20, help="how many (default 20)")
-    listing.set_defaults(handler=cmd_list)
-    for name, handler, text in (
-        ("show", cmd_show, "one order with its events"),
-        ("cancel", cmd_cancel, "cancel an order before its swap is built"),
-        ("watch", cmd_watch, "follow an order live until it ends"),
-    ):
-        action = actions.add_parser(name, parents=[common], help=text)
-        action.add_argument("order_id")
-        action.set_defaults(handler=handler)
 
 
 def _api(args: argparse.Namespace) -> Api:
@@ -162,6 +179,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         "activationPrice": args.activation_price,
         "expiresAt": args.expires_at,
         "clientOrderId": args.client_order_id,
+        "slices": args.slices,
+        "intervalS": args.interval,
     }
     body.update({name: value for name, value in optional.items() if value is not None})
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
@@ -224,6 +243,8 @@ def _waiting_text(event: dict[str, Any]) -> str:
     }.get(status, status)
     if status == "pending" and event["data"].get("waitingFor"):
         what = f"waiting for {json.dumps(event['data']['waitingFor'])}"
+    elif status == "pending" and event["data"].get("twap"):
+        what = f"slices running; next at {event['data']['twap'].get('nextSliceAt') or '-'}"
     return f"[{STATUS_STYLE.get(status, '')}]{status}[/] — {what}"
 
 
@@ -233,7 +254,9 @@ def _show_event(console: Any, event: dict[str, Any], as_json: bool) -> None:
         return
     data, status = event.get("data") or {}, event["status"]
     detail = ""
-    if status == "pending" and data.get("error"):
+    if data.get("twap"):
+        detail = _twap_detail(data["twap"])
+    elif status == "pending" and data.get("error"):
         detail = (
             f"attempt {event['attempt']} failed: {data['error'].get('code')}; "
             f"retry in {data.get('retryInMs', 0) / 1000:.1f}s"
@@ -259,9 +282,33 @@ def _show_event(console: Any, event: dict[str, Any], as_json: bool) -> None:
     )
 
 
+def _twap_detail(twap: dict[str, Any]) -> str:
+    """A TWAP parent's event: its schedule, or what the step started, held back and filled."""
+    if "sliceAmount" in twap:
+        return f"{twap['slices']} slices of {twap['sliceAmount']}, every {twap['intervalS']} s"
+    parts = []
+    if twap.get("started"):
+        parts.append(f"started slice {', '.join(str(s['sliceIndex']) for s in twap['started'])}")
+    if twap.get("heldBack"):
+        held = ", ".join(str(s["sliceIndex"]) for s in twap["heldBack"])
+        parts.append(f"held back {held} (limit)")
+    filled = twap.get("filled") or {}
+    parts.append(
+        f"{twap.get('slicesFilled')}/{twap.get('slices')} filled: {filled.get('amountIn')} in, "
+        f"{filled.get('amountOut')} out, {twap.get('remaining')} left"
+    )
+    return "; ".join(parts)
+
+
 def _summary(console: Any, final: dict[str, Any]) -> int:
     data, status = final.get("data") or {}, final["status"]
-    if status == "confirmed":
+    if status == "confirmed" and "twap" in data:
+        console.print(
+            f"[bold green]confirmed[/]: {data['twap'].get('slices')} slices, "
+            f"{data.get('amountIn')} in → {data.get('amountOut')} out at "
+            f"{data.get('averagePrice')} on average"
+        )
+    elif status == "confirmed":
         console.print(
             f"[bold green]confirmed[/] on {data.get('dex')}: {data.get('amountIn')} in → "
             f"{data.get('amountOut')} out at {data.get('executedPrice')} "
@@ -310,6 +357,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        rows = run_export(_api(args), args.since, args.until, args.format, sys.stdout)
+    except ApiError as error:
+        return _refused(error)
+    _console(stderr=True).print(f"{rows} orders exported", markup=False)
+    return EXIT_OK
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     api = _api(args)
     try:
@@ -323,6 +379,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for name in (
         "orderId", "type", "status", "tokenIn", "tokenOut", "amount", "slippageBps", "attempts",
         "dex", "quotedAmountOut", "amountOut", "executedPrice", "txHash", "error", "createdAt",
+        "slices", "intervalS", "parentId", "sliceIndex",
     ):  # fmt: skip
         value = order.get(name)
         if value is not None:

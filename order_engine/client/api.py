@@ -55,7 +55,7 @@ class Api:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as response:
                 return json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as error:
-            raise ApiError(error.code, _envelope(error.read(), error.code)) from None
+            raise ApiError(error.code, envelope(error.read(), error.code)) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiError(
@@ -71,7 +71,7 @@ class Api:
         )
 
 
-def _envelope(raw: bytes, status: int) -> dict[str, Any]:
+def envelope(raw: bytes, status: int) -> dict[str, Any]:
     try:
         body = json.loads(raw)
     except ValueError:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from order_engine.client.api import FINAL, Api, ApiError, _envelope
+from order_engine.client.api import FINAL, Api, ApiError, envelope
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
@@ -72,7 +72,7 @@ class OrderStream:
             )
         except InvalidStatus as refused:  # the API's error envelope, as for a REST call
             status = refused.response.status_code
-            raise ApiError(status, _envelope(bytes(refused.response.body or b""), status)) from None
+            raise ApiError(status, envelope(bytes(refused.response.body or b""), status)) from None
         except (InvalidHandshake, OSError, TimeoutError) as exc:
             raise ApiError(None, {"description": f"cannot stream: {exc}"}) from None
 

@@ -28,7 +28,8 @@ class TriggerSettings:
         whole(50, 60_000),
         "500",
         TRIGGERS,
-        "milliseconds between evaluations of the waiting orders (about one slot)",
+        "milliseconds between evaluations of the waiting orders, and between steps of the TWAP "
+        "schedules (about one slot; a step starts slices due within two of these ahead)",
     )
     stop_slippage_bps: int = option(
         "STOP_SLIPPAGE_BPS",

@@ -144,6 +144,14 @@ RPC_ERRORS = Counter(
     ["method", "reason"],
 )
 
+TWAP_SLICES = Counter(
+    PREFIX + "twap_slices_total",
+    "TWAP slices looked at by the scheduler, by outcome: `started` (a child order created), "
+    "`held` (its quote did not meet the parent's limit: it waits for the next interval), "
+    "`deferred` (the account's orders in flight at their cap: looked at again next time).",
+    ["outcome"],
+)
+
 FINAL_STATUSES = ("confirmed", "failed", "cancelled")
 
 
@@ -295,6 +303,12 @@ def order_triggered(order_type: str, leg: str | None) -> None:
 
 def trailing_marks_written(count: int) -> None:
     TRAILING_MARKS.inc(count)
+
+
+def twap_slices(started: int, held: int, deferred: int) -> None:
+    for outcome, count in (("started", started), ("held", held), ("deferred", deferred)):
+        if count:
+            TWAP_SLICES.labels(outcome).inc(count)
 
 
 def order_retried(code: str) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 EXECUTE_ORDER = "orders.execute_order"
 RECONCILE_ORDERS = "orders.reconcile_orders"
 EVALUATE_TRIGGERS = "orders.evaluate_triggers"
+SCHEDULE_SLICES = "orders.schedule_slices"
 
 # Orders run on TASK_QUEUE; the scheduler's own tasks on CONTROL_QUEUE, so a backlog of orders
-# never delays the reconciler or the trigger engine.
+# never delays the reconciler, the trigger engine or the TWAP scheduler.
 TASK_QUEUE = "orders"
 CONTROL_QUEUE = "control"
 QUEUES = (TASK_QUEUE, CONTROL_QUEUE)

@@ -49,6 +49,7 @@ class OrderType(enum.StrEnum):
     STOP = "stop"
     OCO = "oco"
     TRAILING_STOP = "trailing_stop"
+    TWAP = "twap"
 
 
 def _in_list(column: str, values: type[enum.Enum]) -> str:
@@ -82,6 +83,14 @@ class TrailingPeak(Base):
     peak: Mapped[Decimal] = mapped_column(Amount)
 
     __table_args__ = (CheckConstraint(_positive("peak"), name="peak_positive"),)
+
+
+# A child names its parent and its slice, both or neither; a parent's schedule is whole.
+TWAP_VALID = (
+    "(parent_id IS NULL) = (slice_index IS NULL) AND (slice_index IS NULL OR slice_index >= 0)"
+    " AND (slices IS NULL OR (slices >= 1 AND interval_s IS NOT NULL AND interval_s >= 1))"
+    " AND ((type = 'twap') = (slices IS NOT NULL))"
+)
 
 
 class Order(Base):
@@ -173,6 +182,18 @@ class Order(Base):
         ),
         deferred=True,
     )
+    # TWAP orders (docs/design.md, "TWAP orders"). A parent holds its schedule: `slices` child
+    # orders, one every `interval_s` seconds from `created_at`; `next_slice` is the first slice
+    # index not yet looked at, `slices_finished` how many children it has reported finished and
+    # `amount_in_filled` what they sold. A child names its parent and its slice: one child per
+    # (parent_id, slice_index), whoever creates it and however often.
+    parent_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("orders.id"))
+    slice_index: Mapped[int | None] = mapped_column(Integer)
+    slices: Mapped[int | None] = mapped_column(Integer)
+    interval_s: Mapped[int | None] = mapped_column(Integer)
+    next_slice: Mapped[int | None] = mapped_column(Integer)
+    slices_finished: Mapped[int | None] = mapped_column(Integer)
+    amount_in_filled: Mapped[Decimal | None] = mapped_column(Amount)
 
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(Text)
@@ -202,13 +223,17 @@ class Order(Base):
             "trigger_leg IS NULL OR trigger_leg IN ('takeProfit', 'stopLoss')",
             name="trigger_leg_known",
         ),
+        # A TWAP parent waits for its schedule, not for a price.
         CheckConstraint(
-            "NOT waiting OR trigger_price IS NOT NULL OR stop_price IS NOT NULL",
+            "NOT waiting OR trigger_price IS NOT NULL OR stop_price IS NOT NULL OR type = 'twap'",
             name="waiting_has_trigger",
         ),
+        CheckConstraint(TWAP_VALID, name="twap_valid"),
         CheckConstraint("attempts >= 0 AND deliveries >= 0 AND last_seq >= 0", name="counters"),
         CheckConstraint("token_in <> token_out", name="distinct_tokens"),
         UniqueConstraint("account_id", "idempotency_key"),
+        # A slice is one child row, created once: its parent's children are found by it too.
+        UniqueConstraint("parent_id", "slice_index"),
         Index("ix_orders_account_created_at", "account_id", "created_at", "id"),
         # Intake counts an account's unfinished orders of one kind on this index: its waiting
         # orders (their cap) or the others, in flight (theirs), each a range of its own.
@@ -276,6 +301,12 @@ class Order(Base):
             "size_class",
             "trail_since",
             postgresql_where=text("waiting AND status = 'pending' AND trail_since IS NOT NULL"),
+        ),
+        # The TWAP scheduler's look for the parents that run: empty when none does.
+        Index(
+            "ix_orders_twap_running",
+            "created_at",
+            postgresql_where=text("type = 'twap' AND status = 'pending'"),
         ),
         Index(
             "ix_orders_waiting_expiry",

@@ -5,9 +5,10 @@ session has no transaction is a unit of work by itself, committed at once and ba
 concurrent requests' (`db.run_statement`, group commit); inside the service's transaction it
 is part of that.
 
-An order is counted against one of its account's two caps: a waiting limit or sniper order
-(`waiting`) against the waiting orders, any other (a market order, a triggered one) against the
-orders in flight, so that a book of waiting orders never blocks the orders that run.
+An order is counted against one of its account's two caps: a waiting limit or sniper order or
+a TWAP parent (`waiting`) against the waiting orders, any other (a market order, a triggered one,
+a TWAP's slice) against the orders in flight, so that a book of waiting orders never blocks the
+orders that run.
 
 Plain SQL text rather than ORM statements because each runs once per request: building an ORM
 statement cost more CPU than running it. The ORM's data access for orders is OrderRepository.
@@ -125,6 +126,8 @@ def _insert_params(order: Order, key: str | None, now: datetime, first_data: str
         "peak_price": order.peak_price,
         "trail_since": order.trail_since,
         "trigger_leg": order.trigger_leg,
+        "slices": order.slices,
+        "interval_s": order.interval_s,
         "data": first_data,
     }
 
@@ -205,7 +208,8 @@ INSERT INTO orders (
         idempotency_key, request_fingerprint, last_seq, attempts, deliveries,
         created_at, updated_at, dispatched_at,
         limit_price, max_price, trigger_price, expires_at, waiting, triggered_at,
-        stop_price, size_class, trail_bps, activation_price, peak_price, trail_since, trigger_leg
+        stop_price, size_class, trail_bps, activation_price, peak_price, trail_since, trigger_leg,
+        slices, interval_s
     )"""
 _ORDER_VALUES = """\
         %(id)s, %(account_id)s, %(type)s, 'pending', %(token_in)s, %(token_out)s, %(amount_in)s,
@@ -213,7 +217,8 @@ _ORDER_VALUES = """\
         1, 0, 0, %(now)s, %(now)s, %(now)s,
         %(limit_price)s, %(max_price)s, %(trigger_price)s, %(expires_at)s, %(waiting)s,
         %(triggered_at)s, %(stop_price)s, %(size_class)s, %(trail_bps)s, %(activation_price)s,
-        %(peak_price)s, %(trail_since)s, %(trigger_leg)s"""
+        %(peak_price)s, %(trail_since)s, %(trigger_leg)s,
+        %(slices)s, %(interval_s)s"""
 _FIRST_EVENT = """\
 INSERT INTO order_events (order_id, seq, status, attempt, data, at)
 SELECT id, 1, 'pending', 0, %(data)s::jsonb, %(now)s FROM new_order
@@ -271,7 +276,7 @@ _BATCH_COLUMNS = (
     "client_order_id", "idempotency_key", "request_fingerprint", "now", "limit_price",
     "max_price", "trigger_price", "expires_at", "waiting", "triggered_at", "stop_price",
     "size_class", "trail_bps", "activation_price", "peak_price", "trail_since", "trigger_leg",
-    "data",
+    "slices", "interval_s", "data",
 )  # fmt: skip
 
 

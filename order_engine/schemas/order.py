@@ -26,12 +26,14 @@ from solders.pubkey import Pubkey
 
 from order_engine.domain.tokens import Token, UnknownTokenError, resolve
 from order_engine.domain.triggers import TRAIL_BPS_MAX, TRAIL_BPS_MIN
+from order_engine.domain.twap import INTERVAL_S_MAX, SLICES_MAX
 from order_engine.models import OrderStatus, OrderType
 from order_engine.schemas.jsonio import NonFiniteNumber
 from order_engine.schemas.triggers import (
     PROTECTIVE_TYPES,
     trigger_problems,
 )
+from order_engine.schemas.twap_body import twap_problems
 
 U64_MAX = 2**64 - 1
 MARKET_SLIPPAGE_BPS = 50
@@ -153,7 +155,8 @@ class OrderCreateSchema(Schema):
         validate=validate.OneOf([t.value for t in OrderType]),
         metadata={
             "description": "market; limit (limitPrice) or sniper (tokenOut: a mint); stop "
-            "(triggerPrice), oco (takeProfit and stopLoss) or trailing_stop (trailBps)"
+            "(triggerPrice), oco (takeProfit and stopLoss) or trailing_stop (trailBps); twap "
+            "(slices, intervalS; optional limitPrice)"
         },
     )
     tokenIn = TokenField(required=True, metadata={"description": "symbol or base58 mint"})
@@ -189,7 +192,9 @@ class OrderCreateSchema(Schema):
     limitPrice = ExactAmount(
         load_default=None,
         metadata={
-            "description": "limit: the least tokenOut per one tokenIn accepted (decimal string)",
+            "description": "limit (and twap, optional): the least tokenOut per one tokenIn "
+            "accepted (decimal string); a twap slice whose quote is worse waits for the next "
+            "interval",
             "example": "250",
         },
     )
@@ -256,10 +261,29 @@ class OrderCreateSchema(Schema):
         },
     )
 
+    slices = fields.Integer(
+        strict=True,
+        load_default=None,
+        validate=validate.Range(1, SLICES_MAX),
+        metadata={
+            "description": f"twap: child market orders to split the amount into, 1-{SLICES_MAX}"
+        },
+    )
+    intervalS = fields.Integer(
+        strict=True,
+        load_default=None,
+        validate=validate.Range(1, INTERVAL_S_MAX),
+        metadata={
+            "description": "twap: seconds between slices (slice k is due k × intervalS after "
+            "acceptance; the last at most LIMIT_MAX_HORIZON_S ahead)"
+        },
+    )
+
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def check_order(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
         sent = original if isinstance(original, dict) else {}
         errors = {**trigger_problems(data, sent, self.horizon), **_token_problems(data)}
+        errors.update(twap_problems(data, self.horizon, errors))
         token_in, amount = data.get("tokenIn"), data.get("amount")
         if token_in is not None and "tokenIn" not in errors and amount is not None:
             message = _amount_problem(amount, token_in)

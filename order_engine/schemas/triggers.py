@@ -13,7 +13,7 @@ from order_engine.models import OrderType
 PRICE_DECIMALS = 18  # numeric(38, 18)
 PRICE_MAX = Decimal(10) ** 20
 
-LIMIT, SNIPER = OrderType.LIMIT.value, OrderType.SNIPER.value
+LIMIT, SNIPER, TWAP = OrderType.LIMIT.value, OrderType.SNIPER.value, OrderType.TWAP.value
 STOP, OCO, TRAILING = OrderType.STOP.value, OrderType.OCO.value, OrderType.TRAILING_STOP.value
 WAITING_TYPES = frozenset({LIMIT, SNIPER, STOP, OCO, TRAILING})
 # The order types that sell to get out of a position: their slippage default is
@@ -22,7 +22,7 @@ PROTECTIVE_TYPES = frozenset({STOP, OCO, TRAILING})
 
 # Each trigger field and the order types that use it; any other type refuses it by name.
 USED_BY: dict[str, frozenset[str]] = {
-    "limitPrice": frozenset({LIMIT}),
+    "limitPrice": frozenset({LIMIT, TWAP}),  # a twap's is optional
     "maxPrice": frozenset({SNIPER}),
     "triggerPrice": frozenset({STOP}),
     "takeProfit": frozenset({OCO}),

@@ -27,6 +27,7 @@ from order_engine.infra import metrics
 from order_engine.models import OrderStatus, OrderType
 from order_engine.repositories.order import OrderRepository
 from order_engine.repositories.trigger import TriggerRepository
+from order_engine.repositories.twap import TwapRepository
 from order_engine.services.triggers.describe import TRIGGER_COLUMNS, awaits
 
 REFRESH_S = 1.0
@@ -45,6 +46,7 @@ class DashboardService:
         self.session = session
         self.orders = OrderRepository(session)
         self.triggers = TriggerRepository(session)
+        self.twaps = TwapRepository(session)
         self.broker = broker  # a Redis client on the broker, or None (another broker)
 
     def snapshot(self, history: History) -> dict[str, Any]:
@@ -62,6 +64,7 @@ class DashboardService:
             latest = self.orders.page(limit=LATEST).orders
             latest_rows = [_order_row(order) for order in latest]
             waiting_rows = [_waiting_row(order) for order in self.triggers.newest_waiting(LATEST)]
+            parents, slices = self.twaps.running()
         finished = metrics.summed(samples, "order_engine_orders_finished_total", by="status")
         return {
             "at": format_timestamp(datetime.now(UTC)),
@@ -77,6 +80,16 @@ class DashboardService:
             },
             "latency": _latency(history, buckets),
             "queueDepth": self._queue_depth(),
+            "twap": {
+                "running": parents,
+                "slicesInFlight": slices,
+                **{
+                    f"slices{outcome.capitalize()}": int(count)
+                    for outcome, count in metrics.summed(
+                        samples, "order_engine_twap_slices_total", by="outcome"
+                    ).items()
+                },
+            },
             "latest": latest_rows,
             "waiting": waiting_rows,
         }

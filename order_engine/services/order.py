@@ -41,9 +41,11 @@ from order_engine.live.events import EventPublisher, event_payload
 from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStatus, OrderType
 from order_engine.repositories.intake import Intake, IntakeRepository
 from order_engine.repositories.order import OrderRepository
+from order_engine.repositories.twap import TwapRepository
 from order_engine.services.task_copy import task_copy
 from order_engine.services.triggers.intake import ClassQuote, Quote, trigger_fields
 from order_engine.services.triggers.market import class_price
+from order_engine.services.twap import parent_fields
 from order_engine.tasking import dispatch
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class SubmittedOrder:
 class OrderWithEvents:
     order: Order
     events: Sequence[OrderEvent]
+    children: Sequence[Order] = ()  # a TWAP parent's, by slice
 
 
 class OrderService:
@@ -116,7 +119,9 @@ class OrderService:
         metrics.order_submitted(order.type)
         logs.bind(order_id=order.id, attempt=order.attempts)
         published = self.publisher.publish(first, account_id)
-        if order.waiting:
+        if order.type == OrderType.TWAP.value:
+            self._schedule(order.id)  # its first slice is due now
+        elif order.waiting:
             log.info("order %s waits for its trigger", order.id)  # the trigger engine sends it
         elif published or not dispatch.broker_is_app_redis():
             self._dispatch(order.id, task_copy(order))
@@ -133,7 +138,10 @@ class OrderService:
             if order is None:
                 raise NotFoundError(f"No order {order_id}.")
             self._load_peaks([order])
-            return OrderWithEvents(order, self.orders.events(order_id))
+            children: Sequence[Order] = ()
+            if order.type == OrderType.TWAP.value:
+                children = TwapRepository(self.session).children(order_id)
+            return OrderWithEvents(order, self.orders.events(order_id), children)
 
     def opening_history(
         self, order_id: uuid.UUID, after_seq: int = 0, account_id: uuid.UUID | None = None
@@ -210,6 +218,11 @@ class OrderService:
         (to `building`) then matches nothing, and it stops without building or sending. Once
         a transaction exists (`building` onwards, or a retry whose earlier transaction may
         still land) nothing can call it back, so the answer is a 409 saying so.
+
+        A TWAP parent's cancel, in the same transaction, cancels its children whose swap is
+        not built; the others finish. The TWAP scheduler moves a parent by compare-and-set on
+        `pending`, so it starts no slice once the cancel has committed, and the slices it
+        committed first are cancelled here (this statement reads after the parent's lock).
         """
         with self.session.begin():
             if account_id is not None and self.orders.get_owned(order_id, account_id) is None:
@@ -227,9 +240,17 @@ class OrderService:
                 raise NotFoundError(f"No order {order_id}.")
             if event is None:
                 raise ConflictError(_why_not_cancellable(order))
-            payload = event_payload(event)
+            payloads = [event_payload(event)]
+            children = []
+            if order.type == OrderType.TWAP.value:
+                children = TwapRepository(self.session).cancel_children(
+                    order_id, {"reason": "its TWAP parent was cancelled"}, event.at
+                )
+                payloads += [event_payload(child) for child, _type, _at in children]
         metrics.order_finished(order.type, "cancelled", order.created_at)
-        self.publisher.publish(payload)
+        for _event, child_type, created_at in children:
+            metrics.order_finished(child_type, "cancelled", created_at)
+        self.publisher.publish_many(payloads)
         return order
 
     def _load_peaks(self, orders: Sequence[Order]) -> None:
@@ -243,7 +264,9 @@ class OrderService:
 
     def _trigger_fields(self, data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """An order's trigger columns and what its first event says: what it waits for, or
-        that its condition is already met (it then runs at once)."""
+        that its condition is already met (it then runs at once); a TWAP parent's schedule."""
+        if data["type"] == OrderType.TWAP.value:
+            return parent_fields(data)
         return trigger_fields(data, self.quote, self.class_quote)
 
     def _check_cap(self, account_id: uuid.UUID, waiting: bool, cap: int, key: str | None) -> None:
@@ -341,6 +364,14 @@ class OrderService:
             )
         return SubmittedOrder(existing, False)
 
+    def _schedule(self, order_id: uuid.UUID) -> None:
+        try:
+            dispatch.enqueue_schedule_slices(order_id)
+        except Exception as exc:  # noqa: BLE001 - any broker failure; beat's next run covers it
+            log.info(
+                "twap %s accepted; its first slice waits for the scheduler (%s)", order_id, exc
+            )
+
     def _dispatch(self, order_id: uuid.UUID, copy: dict[str, Any] | None = None) -> None:
         try:
             dispatch.enqueue_execute_order(order_id, copy=copy)
@@ -391,6 +422,9 @@ def _fingerprint(data: dict[str, Any]) -> str:
             canonical[leg] = format(data[leg][price].normalize(), "f")
     if data.get("trailBps") is not None:
         canonical["trailBps"] = data["trailBps"]
+    for name in ("slices", "intervalS"):
+        if data.get(name) is not None:
+            canonical[name] = data[name]
     if data.get("expiresIn") is not None:  # as sent: its instant is later at each replay
         canonical["expiresIn"] = int(data["expiresIn"].total_seconds())
     elif data.get("expiresAt") is not None:

@@ -18,6 +18,7 @@ from order_engine.infra.queues import (
     CONTROL_QUEUE,
     EVALUATE_TRIGGERS,
     RECONCILE_ORDERS,
+    SCHEDULE_SLICES,
     TASK_QUEUE,
     is_amqp,
     is_redis,
@@ -93,6 +94,7 @@ def celery_config(settings: Settings, transport: str | None = None) -> dict[str,
         "task_routes": {
             RECONCILE_ORDERS: {"queue": CONTROL_QUEUE},
             EVALUATE_TRIGGERS: {"queue": CONTROL_QUEUE},
+            SCHEDULE_SLICES: {"queue": CONTROL_QUEUE},
         },
         "task_create_missing_queues": True,
         # Flower sees tasks only when workers send events. They cost the worker a tenth of its
@@ -104,19 +106,25 @@ def celery_config(settings: Settings, transport: str | None = None) -> dict[str,
         "worker_hijack_root_logger": False,
         "worker_enable_soft_shutdown_on_idle": True,
         "worker_soft_shutdown_timeout": 10,
-        "beat_schedule": {
-            "reconcile-orders": {
-                "task": RECONCILE_ORDERS,
-                "schedule": float(settings.reconcile_interval_s),
-                "options": {"expires": float(settings.reconcile_interval_s * 3)},
-            },
-            # Limit and sniper orders (docs/design.md): about once per slot. A message not run
-            # within two intervals is dropped; the next one does the same work.
-            "evaluate-triggers": {
-                "task": EVALUATE_TRIGGERS,
-                "schedule": settings.trigger_interval_ms / 1000,
-                "options": {"expires": settings.trigger_interval_ms * 2 / 1000},
-            },
+        "beat_schedule": beat_schedule(settings),
+    }
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    """What the scheduler (Celery beat) sends, and how often."""
+    return {
+        "reconcile-orders": {
+            "task": RECONCILE_ORDERS,
+            "schedule": float(settings.reconcile_interval_s),
+            "options": {"expires": float(settings.reconcile_interval_s * 3)},
+        },
+        # Limit and sniper orders (docs/design.md, the trigger engine), and the TWAP orders'
+        # steps with them (one message for both: workers/tasks.py): about once per slot. A
+        # message not run within two intervals is dropped; the next one does the same work.
+        "evaluate-triggers": {
+            "task": EVALUATE_TRIGGERS,
+            "schedule": settings.trigger_interval_ms / 1000,
+            "options": {"expires": settings.trigger_interval_ms * 2 / 1000},
         },
     }
 

@@ -19,10 +19,15 @@ from celery import Celery
 from flask import current_app
 
 from order_engine.infra.process import PROCESS
-from order_engine.infra.queues import EVALUATE_TRIGGERS, EXECUTE_ORDER, RECONCILE_ORDERS
+from order_engine.infra.queues import (
+    EVALUATE_TRIGGERS,
+    EXECUTE_ORDER,
+    RECONCILE_ORDERS,
+    SCHEDULE_SLICES,
+)
 from order_engine.tasking.overrides import RedisTaskSender
 
-__all__ = ["EVALUATE_TRIGGERS", "EXECUTE_ORDER", "RECONCILE_ORDERS"]
+__all__ = ["EVALUATE_TRIGGERS", "EXECUTE_ORDER", "RECONCILE_ORDERS", "SCHEDULE_SLICES"]
 
 
 def enqueue_execute_order(
@@ -69,6 +74,17 @@ def enqueue_execute_orders(order_ids: list[uuid.UUID]) -> None:
             enqueue_execute_order(order_id)
         return
     sender.send_many(EXECUTE_ORDER, [{"order_id": str(order_id)} for order_id in order_ids])
+
+
+def enqueue_schedule_slices(order_id: uuid.UUID) -> None:
+    """Ask the TWAP scheduler to look at one parent now (its first slice is due at once), on the
+    control queue; beat's next run does the same within TRIGGER_INTERVAL_MS if this is lost."""
+    celery_app: Celery = current_app.extensions["celery"]
+    celery_app.send_task(
+        SCHEDULE_SLICES,
+        kwargs={"order_id": str(order_id)},
+        retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
+    )
 
 
 def oldest_queued_order() -> uuid.UUID | None:

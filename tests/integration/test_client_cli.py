@@ -168,3 +168,24 @@ def test_a_limit_order_submitted_to_expire_in_an_hour(live_stack):
     both = run(live_stack, "submit", "SOL", "USDC", "1", "--expires-in", "1h", "--expires-at", "x")
     assert both.returncode == 2  # one or the other (argparse)
     assert run(live_stack, "orders", "cancel", order_id).returncode == 0
+
+
+def test_orders_export_writes_every_order_of_the_range_as_csv_or_ndjson(live_stack):
+    accepted = request("POST", f"{live_stack.base_url}/api/orders/execute", order_body())
+    order_id = accepted.body["orderId"]
+    assert run(live_stack, "orders", "watch", order_id).returncode == 0
+    since = request("GET", f"{live_stack.base_url}/api/orders/{order_id}").body["createdAt"]
+    as_csv = run(live_stack, "orders", "export", "--since", since)
+    assert as_csv.returncode == 0, as_csv.stderr
+    header, *rows = as_csv.stdout.splitlines()
+    assert header.startswith("orderId,parentId,sliceIndex,type,status,")
+    mine = [row for row in rows if row.startswith(order_id)]
+    assert len(mine) == 1
+    assert ",confirmed," in mine[0]
+    assert f"{len(rows)} orders exported" in as_csv.stderr
+    as_json = run(live_stack, "orders", "export", "--since", since, "--format", "ndjson")
+    lines = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [line["orderId"] for line in lines] == [row.split(",")[0] for row in rows]
+    refused = run(live_stack, "orders", "export", "--since", "yesterday")
+    assert refused.returncode == 4
+    assert "error 422" in refused.stderr

@@ -88,9 +88,10 @@ def test_the_stream_takes_a_ticket_for_an_admin_key_only(live_stack, admin_key):
         ws.close()
     assert set(snapshot) >= {
         "ordersPerSecond", "inFlight", "finished", "failureCodes", "latency", "queueDepth",
-        "latest", "waiting",
+        "latest", "waiting", "twap",
     }  # fmt: skip
     assert set(snapshot["inFlight"]) == {"pending", "routing", "building", "submitted"}
+    assert {"running", "slicesInFlight"} <= set(snapshot["twap"])
     # a ticket is used once
     with pytest.raises(Exception, match="401"):
         WsClient.connect(

@@ -48,6 +48,16 @@ def test_list_query_parameters_are_documented(client):
     assert all(p.get("description") for p in parameters.values())
 
 
+def test_export_query_parameters_and_formats_are_documented(client):
+    operation = client.get("/api/openapi.json").get_json()["paths"]["/api/orders/export"]["get"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert set(parameters) == {"from", "to", "format", "after"}
+    assert parameters["format"]["schema"]["enum"] == ["csv", "ndjson"]
+    assert all(p.get("description") for p in parameters.values())
+    assert set(operation["responses"]["200"]["content"]) == {"text/csv", "application/x-ndjson"}
+    assert "Export-To" in operation["responses"]["200"]["headers"]
+
+
 @pytest.mark.parametrize("path", ["/api/orders/execute", "/api/orders/execute/ws"])
 def test_get_on_the_websocket_paths_explains_how_to_use_them(client, path):
     response = client.get(path)
@@ -64,6 +74,7 @@ def test_every_view_that_declares_an_operation_is_in_the_document_with_nothing_e
         ("/api/orders/execute", "post"),
         ("/api/orders/execute", "get"),  # the WebSocket upgrade
         ("/api/orders", "get"),
+        ("/api/orders/export", "get"),
         ("/api/orders/{order_id}", "get"),
         ("/api/orders/{order_id}", "delete"),
         ("/api/stream-tickets", "post"),

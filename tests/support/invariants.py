@@ -10,9 +10,13 @@ localnet's admin methods, and after every scenario one checker of the money inva
   last valid block height, so nothing still in flight can land after the check.
 - I2 every accepted order reaches a terminal status within a deadline.
 - I3 `order_events` are numbered 1..n per order and every transition is legal: legal by the
-  product's own state machine, `order_engine.models.TRANSITIONS`.
+  product's own state machine, `order_engine.models.TRANSITIONS` (a TWAP parent's by its own,
+  `order_engine.domain.twap.PARENT_TRANSITIONS`: it never swaps itself).
 - I4 one order per Idempotency-Key.
 - I5 every WebSocket watcher saw its order's terminal event, with seq strictly increasing.
+- I6 a TWAP parent's slices: at most one child per slice index, within its slices, their
+  amounts within its own; a confirmed parent's children all confirmed and summing to it
+  exactly, and what it says it filled is what its children filled.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 
 from order_engine.domain.status import TERMINAL_STATUSES, TRANSITIONS
+from order_engine.domain.twap import PARENT_TRANSITIONS
 
 if TYPE_CHECKING:
     from tests.support.stack import Stack
@@ -33,6 +38,9 @@ HAPPY_PATH = ["pending", "routing", "building", "submitted", "confirmed"]
 TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 LEGAL_TRANSITIONS = {
     status.value: {after.value for after in afters} for status, afters in TRANSITIONS.items()
+}
+LEGAL_PARENT_TRANSITIONS = {
+    status.value: {after.value for after in afters} for status, afters in PARENT_TRANSITIONS.items()
 }
 
 
@@ -85,6 +93,7 @@ def check_invariants(
             violations.append(f"I2 order {order_id} still {status}")
         violations += _ledger_violations(order, by_memo.get(order["client_order_id"] or order_id))
         violations += _history_violations(order, history.get(order_id, []))
+    violations += _twap_violations(orders)
     memos = {o["client_order_id"] or str(o["id"]) for o in orders}
     violations += [
         f"I1 transaction {tx['signature'][:12]} ({tx['status']}) belongs to no order "
@@ -122,6 +131,8 @@ def _ledger_violations(order: dict[str, Any], txs: list[dict[str, Any]] | None) 
     order_id, status = str(order["id"]), order["status"]
     landed = [tx["signature"] for tx in txs or [] if tx["status"] == "landed"]
     problems = []
+    if order["type"] == "twap":  # its children swap, never the parent itself
+        return [f"I1 TWAP parent {order_id} has swaps of its own: {landed}"] if landed else []
     if len(landed) > 1:
         problems.append(f"I1 order {order_id}: {len(landed)} landed swaps {landed}")
     if status == "confirmed" and landed != [order["tx_hash"]]:
@@ -144,11 +155,41 @@ def _history_violations(order: dict[str, Any], events: list[tuple[int, str]]) ->
         problems.append(f"I3 order {order_id}: last_seq {order['last_seq']} != {len(seqs)} events")
     if not statuses or statuses[0] != "pending":
         problems.append(f"I3 order {order_id}: history starts {statuses[:1]}")
+    legal = LEGAL_PARENT_TRANSITIONS if order["type"] == "twap" else LEGAL_TRANSITIONS
     for before, after in zip(statuses, statuses[1:], strict=False):
-        if after not in LEGAL_TRANSITIONS.get(before, set()):
+        if after not in legal.get(before, set()):
             problems.append(f"I3 order {order_id}: illegal {before} -> {after} in {statuses}")
     if statuses and statuses[-1] != order["status"]:
         problems.append(f"I3 order {order_id}: last event {statuses[-1]} != {order['status']}")
+    return problems
+
+
+def _twap_violations(orders: list[dict[str, Any]]) -> list[str]:
+    """I6 over every TWAP parent and its children."""
+    children: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for order in orders:
+        if order["parent_id"] is not None:
+            children[str(order["parent_id"])].append(order)
+    problems = []
+    for parent in (o for o in orders if o["type"] == "twap"):
+        parent_id, slices = str(parent["id"]), parent["slices"]
+        kids = children.get(parent_id, [])
+        indexes = Counter(kid["slice_index"] for kid in kids)
+        twice = sorted(index for index, count in indexes.items() if count > 1)
+        if twice:
+            problems.append(f"I6 TWAP {parent_id}: slices {twice} have more than one child")
+        if any(not 0 <= index < slices for index in indexes):
+            problems.append(f"I6 TWAP {parent_id}: slices {sorted(indexes)} beyond {slices}")
+        if sum(kid["amount_in"] for kid in kids) > parent["amount_in"]:
+            problems.append(f"I6 TWAP {parent_id}: its children sell more than it")
+        filled = sum(kid["amount_in"] for kid in kids if kid["status"] == "confirmed")
+        if parent["status"] == "confirmed" and (
+            filled != parent["amount_in"] or len(kids) != slices
+        ):
+            problems.append(f"I6 TWAP {parent_id} confirmed with {filled} of its amount filled")
+        if parent["status"] in {"confirmed", "failed"} and parent["amount_in_filled"] != filled:
+            said = parent["amount_in_filled"]
+            problems.append(f"I6 TWAP {parent_id} says {said} filled, its children {filled}")
     return problems
 
 
