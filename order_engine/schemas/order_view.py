@@ -64,7 +64,19 @@ class OrderSchema(Schema):
         allow_none=True,
         metadata={"description": "trailing_stop: it fires once its quote falls to this"},
     )
-    waiting = fields.Boolean(metadata={"description": "any but market: not triggered yet"})
+    waiting = fields.Boolean(
+        metadata={"description": "any but market: not triggered yet; twap: its slices still run"}
+    )
+    slices = fields.Integer(allow_none=True, metadata={"description": "twap: its slices"})
+    intervalS = fields.Integer(
+        attribute="interval_s", allow_none=True, metadata={"description": "twap: seconds apart"}
+    )
+    parentId = fields.String(
+        attribute="parent_id", allow_none=True, metadata={"description": "a twap slice's parent"}
+    )
+    sliceIndex = fields.Integer(
+        attribute="slice_index", allow_none=True, metadata={"description": "a twap slice's index"}
+    )
     error = fields.Method("dump_error", allow_none=True)
     createdAt = fields.Method("dump_created")
     updatedAt = fields.Method("dump_updated")
@@ -118,6 +130,11 @@ class OrderWithEventsSchema(OrderSchema):
     view appends the events itself)."""
 
     events = fields.List(fields.Nested(EventSchema))
+    twap = fields.Nested(
+        "TwapSchema",
+        allow_none=True,
+        metadata={"description": "a TWAP parent's schedule, children and fills so far"},
+    )
 
 
 class OrderLinksSchema(Schema):
