@@ -321,7 +321,7 @@ class Settings(TriggerSettings):
     )
     active_order_ttl_s: int = option(
         "ACTIVE_ORDER_TTL_S",
-        whole(1),
+        whole(1, 86_400),
         "600",
         EXECUTION,
         "seconds an order's events stay in Redis after it ends (about 2 KB an order): a socket "

@@ -33,76 +33,70 @@ EVENTS_CHANNEL = "order-events"
 SNAPSHOT_PREFIX = "active_order:"
 ACTIVE_SNAPSHOT_TTL_S = 7 * 24 * 3600
 
-# The live record of an order: `{"accountId": "<owner or empty>", "seq": <latest>, "events":
-# [<event JSON>, ...]}`, the events in the order they were appended.
+# The live record of an order, a string: its owner's account id (empty until known) on the
+# first line, then each event's JSON on a line of its own, in the order they were published.
+# Appending needs no read: a record may hold an event twice (a re-publication) or out of seq
+# order (a stale worker's late publish), and its readers order the events by seq and drop
+# repeats (`recorded_events`), so a late publish never moves what a reader sees backwards.
 #
 # One call publishes any number of committed events (in seq order). For each i: KEYS[i] the
 # order's record key; ARGV[3i-2] the event JSON (which starts with its orderId and seq),
 # ARGV[3i-1] the record's TTL in seconds, ARGV[3i] the order's account if the caller knows it
-# (the intake does; '' otherwise). Per call: one PUBLISH of every event, a line each; per
-# order in the call: one GET and at most one SET … EX (one commit's routing and building events
-# write the record once; a script runs atomically, so nobody reads it between them). An order's
-# first event (seq 1, intake's `pending`) starts its record with SET … NX and no GET: only if
-# the worker's later events got there first (the task can run before intake publishes) is the
-# record read and the event merged as any other.
-# An event at or below the record's seq is published but not recorded. One past it is
-# appended. A record that is missing, or in a former shape, starts afresh from the event, so
-# it may begin after seq 1 or have a gap: its readers check (`recorded_events`).
-# A finished order keeps its whole history for ACTIVE_ORDER_TTL_S (a terminal event shortens
-# the TTL): a socket opened just after the end (a slow client, a reconnect) still replays from
-# Redis. About 2 KB an order; that TTL bounds the memory.
+# (the intake does; '' otherwise). Per call: one PUBLISH of every event, a line each. Per order
+# in the call, one write of all its events: an order's first event (seq 1, intake's `pending`)
+# starts its record with SET … NX EX; any later ones go in one APPEND, with an EXPIRE only when
+# that APPEND created the record or ends the order (a terminal event shortens the TTL). Only
+# when a worker's events got there before intake's `pending` (the task can run before intake
+# publishes) does the NX fail; then the record is read once to name its owner and merge.
+# A finished order keeps its whole history for ACTIVE_ORDER_TTL_S: a socket opened just after
+# the end (a slow client, a reconnect) still replays from Redis. About 2 KB an order; that TTL
+# bounds the memory. A record in a shape of an earlier version is started afresh where it is
+# read (the NX path) or, where it is only appended to, never read back whole (the database
+# answers then).
 _PUBLISH_SCRIPT = f"""
-local HEAD = '^({{"accountId":"([^"]*)","seq":(%d+),"events":%[)'
-local function load(record, key)
-  local current = redis.pcall('GET', key)
-  if type(current) == 'string' then
-    local head, known, last = string.match(current, HEAD)
-    if head ~= nil then
-      if known ~= '' then record.owner = known end
-      record.seq, record.events = tonumber(last), string.sub(current, #head + 1, -3)
-    end
-  end
-end
-local function add(record, event, seq, ttl)
-  if seq > record.seq then
-    if record.events == nil then
-      record.events = event
-    else
-      record.events = record.events .. ',' .. event
-    end
-    record.seq, record.ttl, record.dirty = seq, ttl, true
-  end
-end
-local records, written, published = {{}}, {{}}, {{}}
+local records, order, published = {{}}, {{}}, {{}}
 for i, key in ipairs(KEYS) do
-  local event, ttl, owner = ARGV[3 * i - 2], ARGV[3 * i - 1], ARGV[3 * i]
-  local seq = tonumber(string.match(event, '^{{"orderId":"[^"]*","seq":(%d+)'))
+  local event, ttl, owner = ARGV[3 * i - 2], tonumber(ARGV[3 * i - 1]), ARGV[3 * i]
   local record = records[key]
   if record == nil then
-    record = {{owner = owner, seq = 0, ttl = ttl, dirty = false, fresh = seq == 1, added = {{}}}}
-    if not record.fresh then load(record, key) end
+    local first = string.match(event, '^{{"orderId":"[^"]*","seq":1,') ~= nil
+    record = {{owner = owner, ttl = ttl, fresh = first, lines = {{}}}}
     records[key] = record
-    table.insert(written, key)
+    table.insert(order, key)
   end
   if record.owner == '' then record.owner = owner end
-  add(record, event, seq, ttl)
-  if record.fresh then table.insert(record.added, {{event, seq, ttl}}) end
+  record.ttl = ttl
+  table.insert(record.lines, event)
   published[i] = event
 end
 redis.call('PUBLISH', '{EVENTS_CHANNEL}', table.concat(published, '\\n'))
-local function value(r)
-  return '{{"accountId":"' .. r.owner .. '","seq":' .. r.seq .. ',"events":[' .. r.events .. ']}}'
-end
-for _, key in ipairs(written) do
+for _, key in ipairs(order) do
   local r = records[key]
-  if r.fresh and not redis.call('SET', key, value(r), 'EX', r.ttl, 'NX') then
-    r.seq, r.events, r.dirty = 0, nil, false
-    load(r, key)
-    for _, a in ipairs(r.added) do add(r, a[1], a[2], a[3]) end
-    r.fresh = false
-  end
-  if r.dirty and not r.fresh then
-    redis.call('SET', key, value(r), 'EX', r.ttl)
+  local lines = table.concat(r.lines, '\\n')
+  local terminal = r.ttl < {ACTIVE_SNAPSHOT_TTL_S}
+  if r.fresh then
+    if not redis.call('SET', key, r.owner .. '\\n' .. lines, 'EX', r.ttl, 'NX') then
+      local current = redis.pcall('GET', key)
+      local head, rest = nil, nil
+      if type(current) == 'string' then
+        head, rest = string.match(current, '^([^\\n{{]*)(\\n.*)$')
+      end
+      if head == nil then
+        redis.call('SET', key, r.owner .. '\\n' .. lines, 'EX', r.ttl)
+      else
+        if head == '' then head = r.owner end
+        redis.call('SET', key, head .. rest .. '\\n' .. lines, 'KEEPTTL')
+        if terminal then redis.call('EXPIRE', key, r.ttl) end
+      end
+    end
+  else
+    local added = '\\n' .. lines
+    local length = redis.pcall('APPEND', key, added)
+    if type(length) ~= 'number' then
+      redis.call('SET', key, r.owner .. added, 'EX', r.ttl)
+    elseif length == #added or terminal then
+      redis.call('EXPIRE', key, r.ttl)
+    end
   end
 end
 return #KEYS
@@ -212,17 +206,25 @@ class EventPublisher:
             return None
         if not isinstance(raw, str | bytes):
             return None
-        try:
-            record = json.loads(raw)
-            owner, events = record["accountId"], record["events"]
-            seqs = [event["seq"] for event in events]
-        except (ValueError, KeyError, TypeError):
-            return None
-        if not owner or (account_id is not None and owner != str(account_id)):
-            return None
-        if seqs != list(range(1, len(seqs) + 1)):
-            return None
-        return list(events)
+        return whole_record(raw.decode() if isinstance(raw, bytes) else raw, account_id)
+
+
+def whole_record(raw: str, account_id: uuid.UUID | None) -> list[dict[str, Any]] | None:
+    """The events of a live record in seq order, each once, if the record names its owner, who
+    is `account_id` (None: any account), and holds seq 1 to its latest without a gap."""
+    owner, _, lines = raw.partition("\n")
+    if not owner or (account_id is not None and owner != str(account_id)):
+        return None
+    events: dict[int, dict[str, Any]] = {}
+    try:
+        for line in lines.split("\n"):
+            event = json.loads(line)
+            events.setdefault(event["seq"], event)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if sorted(events) != list(range(1, len(events) + 1)):
+        return None
+    return [events[seq] for seq in range(1, len(events) + 1)]
 
 
 def app_publisher() -> EventPublisher:

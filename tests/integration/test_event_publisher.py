@@ -74,7 +74,13 @@ def listen(redis_client, order_id: str) -> Listener:
 
 
 def record(redis_client, order_id: str) -> dict:
-    return json.loads(redis_client.get(f"active_order:{order_id}"))
+    """The live record as a reader sees it: its owner, its latest seq and its events in seq
+    order, each once (as published: a record may hold a repeat or a late event)."""
+    owner, *lines = redis_client.get(f"active_order:{order_id}").split("\n")
+    events = {}
+    for line in lines:
+        events.setdefault(json.loads(line)["seq"], json.loads(line))
+    return {"accountId": owner, "seq": max(events), "events": [events[s] for s in sorted(events)]}
 
 
 def seqs_of(record_: dict) -> list[int]:
@@ -102,15 +108,19 @@ def test_many_events_in_one_call_publish_each_and_append_to_the_record(publisher
 def test_a_late_publish_of_an_older_event_is_delivered_but_never_rewinds_the_record(
     publisher, redis_client
 ):
-    order_id = str(uuid.uuid4())
-    publisher.publish(event(order_id, 4, "submitted"))
+    order_id, owner = str(uuid.uuid4()), uuid.uuid4()
+    events = [event(order_id, seq, status) for seq, status in enumerate(STATUSES, 1)]
+    publisher.publish(events[0], owner)
+    publisher.publish_many(events[1:])
     pubsub = listen(redis_client, order_id)
-    assert publisher.publish(event(order_id, 3, "building"))  # a stale worker, late
+    assert publisher.publish(events[2])  # a stale worker, late: appended again
     assert received(pubsub) == [3]  # subscribers drop it by seq themselves
     assert (record(redis_client, order_id)["seq"], seqs_of(record(redis_client, order_id))) == (
         4,
-        [4],
+        [1, 2, 3, 4],
     )
+    # Read back in seq order, each event once.
+    assert publisher.recorded_events(uuid.UUID(order_id), owner) == events
 
 
 @pytest.mark.parametrize(
@@ -121,15 +131,17 @@ def test_a_late_publish_of_an_older_event_is_delivered_but_never_rewinds_the_rec
     ],
     ids=["hash", "latest-event-only"],
 )
-@pytest.mark.parametrize("seq", [1, 2], ids=["first-event", "later-event"])
-def test_a_record_in_a_former_shape_is_replaced(publisher, redis_client, former, seq):
-    order_id = str(uuid.uuid4())
+def test_a_record_in_a_former_shape_is_replaced_or_never_read_back(publisher, redis_client, former):
+    order_id, owner = str(uuid.uuid4()), uuid.uuid4()
     former(redis_client, f"active_order:{order_id}")
-    assert publisher.publish(event(order_id, seq, "routing"))
-    assert seqs_of(record(redis_client, order_id)) == [seq]
+    assert publisher.publish(event(order_id, 2, "routing"))  # appended to: not whole
+    assert publisher.recorded_events(uuid.UUID(order_id), None) is None
+    assert publisher.publish(event(order_id, 1, "pending"), owner)  # read: whole from now on
+    assert record(redis_client, order_id)["accountId"] == str(owner)
+    assert [e["seq"] for e in publisher.recorded_events(uuid.UUID(order_id), owner)][0] == 1
 
 
-def test_one_call_writes_each_orders_record_once_however_many_of_its_events_it_carries(
+def test_one_call_appends_to_each_orders_record_once_however_many_of_its_events_it_carries(
     publisher, redis_client
 ):
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
@@ -140,9 +152,10 @@ def test_one_call_writes_each_orders_record_once_however_many_of_its_events_it_c
         writes: list[str] = []
         for command in monitor.listen():  # the script's own commands, in order
             text = command["command"]
-            if text.startswith("SET active_order:"):
+            assert not text.startswith("GET active_order:")  # appended without reading it
+            if text.startswith("APPEND active_order:"):
                 writes.append(text.split()[1])
-            if text.startswith(f"SET active_order:{second}"):
+            if text.startswith(f"APPEND active_order:{second}"):
                 break  # written after every publish
     assert sorted(writes) == sorted([f"active_order:{first}", f"active_order:{second}"])
     # One message, the events in the call's order (each order's in seq order).
@@ -167,16 +180,17 @@ def test_an_orders_first_event_starts_its_record_without_reading_it(publisher, r
     assert (live["accountId"], seqs_of(live)) == (str(owner), [1])
 
 
-def test_a_first_event_published_after_later_ones_never_rewinds_the_record(publisher, redis_client):
+def test_a_first_event_published_after_later_ones_completes_the_record(publisher, redis_client):
     # The task ran and published before intake's publication of `pending` (the task is sent
-    # first): SET … NX finds the record there, and the event is merged as any other.
+    # first): SET … NX finds the record there, names its owner and merges the event.
     order_id, owner = str(uuid.uuid4()), uuid.uuid4()
     publisher.publish_many([event(order_id, 2, "routing"), event(order_id, 3, "building")])
     pubsub = listen(redis_client, order_id)
     assert publisher.publish(event(order_id, 1, "pending"), owner)
     assert received(pubsub) == [1]
     late = record(redis_client, order_id)
-    assert (late["seq"], seqs_of(late)) == (3, [2, 3])
+    assert (late["accountId"], late["seq"], seqs_of(late)) == (str(owner), 3, [1, 2, 3])
+    assert [e["seq"] for e in publisher.recorded_events(uuid.UUID(order_id), owner)] == [1, 2, 3]
 
 
 def test_a_whole_record_is_read_back_for_its_owner_only(publisher, redis_client):

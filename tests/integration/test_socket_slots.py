@@ -79,3 +79,37 @@ def test_released_slots_are_free_again_and_an_expired_lease_frees_its_slot(redis
     redis_client.zadd(f"{SOCKETS_PREFIX}{account}", {"killed": time.time() - 1})
     assert slots.take(account) is not None
     assert slots.take(account) is None
+
+
+def test_one_accounts_sockets_opening_together_are_counted_and_added_once(redis_client):
+    slots = SocketSlots(redis_client, cap=100)
+    account = uuid.uuid4()
+    key = f"{SOCKETS_PREFIX}{account}"
+    with redis_client.monitor() as monitor:
+        results = take_together(slots, account, [account] * 9)
+        ran: list[str] = []
+        for command in monitor.listen():  # the scripts' own commands, in order
+            words = command["command"].split()
+            if len(words) > 1 and words[1] == key:
+                ran.append(words[0])
+            if words[0] == "EXPIRE" and ran.count("EXPIRE") == 2:
+                break  # the second call's last command
+    assert all(slot is not None for slot in results)
+    assert redis_client.zcard(key) == 10
+    # Each call: one sweep, one count, one add, one expiry, whatever its number of sockets.
+    assert ran == ["ZREMRANGEBYSCORE", "ZCARD", "ZADD", "EXPIRE"] * 2
+
+    with redis_client.monitor() as monitor:
+        closers = [threading.Thread(target=slot.release) for slot in results]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join(5)
+        removed = 0
+        for command in monitor.listen():
+            words = command["command"].split()
+            if words[0] == "ZREM" and words[1] == key:
+                removed += len(words) - 2
+                if removed == 10:
+                    break
+    assert redis_client.zcard(key) == 0
