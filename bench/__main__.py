@@ -5,9 +5,9 @@ Each phase that runs orders end to end also reports its cost per order (`bench.m
 `--preset peer`: one client posts 1,000 orders back to back over 50 connections and opens one
 WebSocket per order, at the default swap latency (2-3 s). `--preset triggers`: the trigger
 engine (`bench.triggers`); `--preset positions`: stops, OCO brackets and trailing stops, TWAP
-slices against their schedule and the export of a million fills (`bench.positions`). With
---quick: 200 peer orders; 10,000 waiting and 200 crossing (150); 10 TWAPs of 4 slices; 100,000
-fills.
+slices against their schedule and the export of a million fills (`bench.positions`).
+With --quick: 200 peer orders; 10,000 waiting and 200 crossing (150); 10 TWAPs of 4 slices;
+100,000 fills.
 Every server and load generator started here is stopped on the way out, whether the run ends,
 fails or is interrupted; a partial run still writes what it measured.
 """
@@ -91,7 +91,7 @@ def _run(run: phases.Run, results: dict[str, Any], selected: set[str]) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     add = parser.add_argument
-    add("--quick", action="store_true", help="a short run (about 5 minutes) for development")
+    add("--quick", action="store_true", help="a short run for development")
     add("--preset", choices=sorted(PRESETS), help="run one phase alone (see above)")
     add("--only", help=f"comma-separated phases to run, of: {','.join(STEPS)}")
     add("--peer-orders", type=int, help="orders the peer phase posts")
@@ -107,20 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--ws-subscribers", type=int, help="concurrent WebSocket subscribers")
     add("--soak-minutes", type=float, help="add a worker-memory soak this long (target: 10)")
     add("--out", default=str(Path(__file__).parent / "results"), help="results folder")
-    add(
-        "--redis-tap",
-        action="store_const",
-        const=True,
-        help="also count, with a MONITOR tap, the commands sent to the stack's own Redis "
-        "databases, split into sent and run by scripts (costs Redis and the bench about 1 ms "
-        "of CPU per order; without it the server-wide INFO commandstats counts alone)",
-    )
-    add(
-        "--profile",
-        action="store_true",
-        help="also sample with py-spy the worker during e2e-zero, one API process during the "
-        "WebSocket phase, the worker and every API process during the peer phase",
-    )
+    add("--profile", action="store_true", help="also record py-spy profiles of the worker "
+        "(e2e-zero), an API process (ws), the worker and the API processes (peer)")  # fmt: skip
     return parser
 
 

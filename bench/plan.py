@@ -33,10 +33,6 @@ class Plan:
     ws_subscribers: int = 2000
     ws_processes: int = 2
     ws_deadline_s: float = 300
-    # A MONITOR tap on the stack's own Redis databases (`--redis-tap`). Off by default: it cost
-    # Redis and the tap about 1 ms of CPU per order, enough to tip a 2-core machine off 100
-    # orders/s (docs/benchmark.md).
-    redis_tap: bool = False
     # Optional worker-memory soak at `e2e_default_rate` (the target asks 10 minutes).
     soak_minutes: float = 0.0
     # The peer load (`--preset peer`): this many orders posted back to back over this many
