@@ -94,7 +94,7 @@ fuzz: $(TEST_STAMP) ## Schemathesis against the served API, every check, fixed s
 soak: $(TEST_STAMP) ## 2,000 orders while the worker is killed, Redis emptied and PostgreSQL restarted (SOAK_ORDERS=n)
 	$(BIN)/python -m pytest -m soak -s -p no:randomly tests/integration/faults/test_soak.py $(PYTEST_ARGS)
 
-bench: $(TEST_STAMP) ## Benchmark intake, end to end, WebSockets, cost per order, triggers (BENCH_ARGS=--quick: a short run; "--preset peer": 1,000 orders over 50 connections, a WebSocket each, --peer-orders N for fewer; "--preset triggers": 100,000 waiting limit orders, 1,000 crossed at once; "--preset positions": 100,000 waiting stops, brackets and trailing stops, 600 crossed at once; --profile: py-spy); report in bench/results/
+bench: $(TEST_STAMP) ## Benchmark intake, end to end, WebSockets, cost per order, triggers (BENCH_ARGS=--quick: a short run; "--preset peer": 1,000 orders over 50 connections, a WebSocket each, --peer-orders N for fewer; "--preset triggers": 100,000 waiting limit orders, 1,000 crossed at once; "--preset positions": 100,000 waiting stops, brackets and trailing stops, 600 crossed at once; "--preset contested": 1,000 market orders per landing strategy on a congested chain with the searcher on; --profile: py-spy); report in bench/results/
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -220,8 +220,9 @@ async def _one(pool: Pool, spec: dict[str, Any], index: int, start: float, due: 
     """Send one request; record [due offset s, latency ms, status, orderId, reply wall time].
     Latency runs from the due time, so it includes any wait for a free connection."""
     loop = asyncio.get_running_loop()
-    path = spec["path"]
-    body = order_body(spec["tag"], index, spec.get("order")) if path == ENGINE_PATH else b"{}"
+    path, order = spec["path"], spec.get("order")
+    order = order[index % len(order)] if isinstance(order, list) else order  # cycled
+    body = order_body(spec["tag"], index, order) if path == ENGINE_PATH else b"{}"
     wait_s = None if send_by is None else max(0.0, send_by - loop.time())
     status, order_id = await post(pool, path, body, wait_s)
     latency_ms = (loop.time() - due) * 1000

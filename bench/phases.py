@@ -2,8 +2,9 @@
 
 Order of a run (`bench.__main__`): intake with the worker stopped, end to end at zero and at the
 default venue latency, live updates over WebSockets, an optional worker soak, the peer load, the
-trigger engine (`bench.triggers`) and the position-keeping orders (`bench.positions`). Every
-phase leaves the stack as it found it: tables and queues empty. The venue latencies are the
+trigger engine (`bench.triggers`), the position-keeping orders (`bench.positions`) and a
+contested chain (`bench.contested`). Every phase leaves the stack as it found it: tables and
+queues empty. The venue latencies are the
 localnet's settings: a phase that needs others restarts it, with the worker stopped.
 """
 
@@ -65,10 +66,12 @@ class Run:
         window.start()
         return window
 
-    def wait(self, done: Callable[[], bool], timeout_s: float) -> bool:
-        """Poll once a second until `done()`; False at the deadline."""
+    def wait(
+        self, done: Callable[[], bool], timeout_s: float, each: Callable[[], Any] = bool
+    ) -> bool:
+        """Poll once a second (calling `each()` first) until `done()`; False at the deadline."""
         deadline = time.monotonic() + timeout_s
-        while not done():
+        while each() or not done():
             if time.monotonic() >= deadline:
                 return False
             time.sleep(1.0)

@@ -270,7 +270,7 @@ COST_COLUMNS = ("engine", *GROUPS[:6], "postgres_bench", "loadgen")
 COST_HEADER = "phase|orders|window s|engine|API|worker|scheduler|localnet|PostgreSQL|Redis"
 COST_HEADER += "|pg bench|load client|commits|rollbacks|Redis cmds"
 COST_HEADER += "|PG sessions|Redis conns"
-LEFT_OUT = {"cost", "began", "ended", "targets"}
+LEFT_OUT = {"cost", "began", "ended", "targets", "table", "strategies"}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -355,7 +355,9 @@ def _cost(phases: dict[str, Any]) -> str:
 def _phase(name: str, phase: dict[str, Any]) -> str:
     """A phase's figures, one row each, in the order the phase wrote them."""
     rows = [[key.replace("_", " "), value] for key, value in phase.items() if key not in LEFT_OUT]
-    return f"## {name}\n\n" + table(["measure", "value"], rows)
+    own = phase.get("table")  # a phase's own table ({header, rows}) comes first
+    head = f"{table(own['header'], own['rows'])}\n\n" if own else ""
+    return f"## {name}\n\n{head}" + table(["measure", "value"], rows)
 
 
 if __name__ == "__main__":
