@@ -36,7 +36,7 @@ STRATEGIES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("auto fee + bundle", {}),
 )
 # Swaps of 0.5 SOL the searcher leaves alone on the deep SOL/USDC pools (their impact is under
-# twice the pool fee, docs/localnet.md); 500 SOL moves either pool well past that.
+# twice the pool fee, docs/localnet.md); 500 SOL moves either pool past that.
 AMOUNTS, SLIPPAGE_BPS, LEVEL, MEV_RATE = ("0.5", "5", "500"), 100, "high", "0.5"
 FEES_EVERY_S = 30  # 75 slots: well inside the 150 the node keeps
 HEADER = ["strategy", "confirmed / failed", "landed first try", "slots to land p50 / p99",
