@@ -20,7 +20,7 @@ export PYTEST_DEBUG_TEMPROOT
 $(shell mkdir -p $(PYTEST_DEBUG_TEMPROOT))
 
 .DEFAULT_GOAL := help
-.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow test-rabbitmq test-no-overrides test-cluster fuzz soak bench bench-floors bench-cluster venue-report config-docs lint fmt typecheck clean
+.PHONY: help install run localnet api worker scheduler flower migrate revision test test-slow test-rabbitmq test-no-overrides test-cluster fuzz soak bench bench-cluster venue-report config-docs lint fmt typecheck clean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -94,13 +94,9 @@ fuzz: $(TEST_STAMP) ## Schemathesis against the served API, every check, fixed s
 soak: $(TEST_STAMP) ## 2,000 orders while the worker is killed, Redis emptied and PostgreSQL restarted (SOAK_ORDERS=n)
 	$(BIN)/python -m pytest -m soak -s -p no:randomly tests/integration/faults/test_soak.py $(PYTEST_ARGS)
 
-bench: $(TEST_STAMP) ## Benchmark intake, end to end, WebSockets, cost per order, triggers (BENCH_ARGS=--quick: a short run; "--preset peer": 1,000 orders over 50 connections, a WebSocket each, --peer-orders N for fewer; "--preset triggers": 100,000 waiting limit orders, 1,000 crossed at once; "--preset positions": 100,000 waiting stops, brackets and trailing stops, 600 crossed at once; --profile: py-spy); report in bench/results/
+bench: $(TEST_STAMP) ## Benchmark intake, end to end, WebSockets, cost per order, triggers (BENCH_ARGS=--quick: a short run; "--preset peer": 1,000 orders over 50 connections, a WebSocket each, --peer-orders N for fewer; "--preset triggers": 100,000 waiting limit orders, 1,000 crossed at once; "--preset positions": 100,000 waiting stops, brackets and trailing stops, 600 crossed at once; "--preset contested": 1,000 market orders per landing strategy on a congested chain with the searcher on; --profile: py-spy); report in bench/results/
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
-
-bench-floors: $(TEST_STAMP) ## CPU ms and Redis commands per operation of the machinery alone: a Celery no-op, a no-op request and WebSocket, an INSERT/UPDATE, EVALSHA/PUBLISH, a JSON-RPC call (BENCH_ARGS="--n 2000 --repeat 2"); bench/results/<run>/floors.md
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python -m bench.floors $(BENCH_ARGS)
 
 bench-cluster: $(TEST_STAMP) ## Orders/s and CPU per order with 1 and 2 worker hosts in network namespaces (root; BENCH_ARGS="--workers 1 2 3 --rate 40 --seconds 15"); tests/cluster/test_scaling.py
 	BENCH_CLUSTER=1 BENCH_ARGS='$(BENCH_ARGS)' $(BIN)/python -m pytest -m cluster -s -p no:randomly tests/cluster/test_scaling.py $(PYTEST_ARGS)

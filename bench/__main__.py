@@ -1,13 +1,15 @@
-"""`python -m bench [--quick] [--preset peer | triggers | positions]`: measure the engine
-against its targets and write bench/results/<timestamp>/report.md and result.json.
+"""`python -m bench [--quick] [--preset peer | triggers | positions | contested]`: measure the
+engine against its targets and write bench/results/<timestamp>/report.md and result.json.
 
 Each phase that runs orders end to end also reports its cost per order (`bench.monitor`).
 `--preset peer`: one client posts 1,000 orders back to back over 50 connections and opens one
 WebSocket per order, at the default swap latency (2-3 s). `--preset triggers`: the trigger
 engine (`bench.triggers`); `--preset positions`: stops, OCO brackets and trailing stops, TWAP
-slices against their schedule and the export of a million fills (`bench.positions`). With
---quick: 200 peer orders; 10,000 waiting and 200 crossing (150); 10 TWAPs of 4 slices; 100,000
-fills.
+slices against their schedule and the export of a million fills (`bench.positions`).
+`--preset contested`: 1,000 market orders on a congested chain with the searcher on, once per
+landing strategy (fixed fee public, auto fee public, auto fee + bundle; `bench.contested`).
+With --quick: 200 peer orders; 10,000 waiting and 200 crossing (150); 10 TWAPs of 4 slices;
+100,000 fills; 200 contested orders per strategy.
 Every server and load generator started here is stopped on the way out, whether the run ends,
 fails or is interrupted; a partial run still writes what it measured.
 """
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import phases, report
+from bench.contested import contested
 from bench.monitor import describe_machine
 from bench.plan import FULL, PRESETS, QUICK, ZERO_LATENCY, Plan
 from bench.positions import PARTS
@@ -34,7 +37,7 @@ from bench.stack import session
 from bench.triggers import triggers
 
 log = logging.getLogger("bench")
-STEPS = {**phases.STEPS, "triggers": triggers, **PARTS}
+STEPS = {**phases.STEPS, "triggers": triggers, **PARTS, "contested": contested}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +94,7 @@ def _run(run: phases.Run, results: dict[str, Any], selected: set[str]) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     add = parser.add_argument
-    add("--quick", action="store_true", help="a short run (about 5 minutes) for development")
+    add("--quick", action="store_true", help="a short run for development")
     add("--preset", choices=sorted(PRESETS), help="run one phase alone (see above)")
     add("--only", help=f"comma-separated phases to run, of: {','.join(STEPS)}")
     add("--peer-orders", type=int, help="orders the peer phase posts")
@@ -107,20 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     add("--ws-subscribers", type=int, help="concurrent WebSocket subscribers")
     add("--soak-minutes", type=float, help="add a worker-memory soak this long (target: 10)")
     add("--out", default=str(Path(__file__).parent / "results"), help="results folder")
-    add(
-        "--redis-tap",
-        action="store_const",
-        const=True,
-        help="also count, with a MONITOR tap, the commands sent to the stack's own Redis "
-        "databases, split into sent and run by scripts (costs Redis and the bench about 1 ms "
-        "of CPU per order; without it the server-wide INFO commandstats counts alone)",
-    )
-    add(
-        "--profile",
-        action="store_true",
-        help="also sample with py-spy the worker during e2e-zero, one API process during the "
-        "WebSocket phase, the worker and every API process during the peer phase",
-    )
+    add("--contested-orders", type=int, help="market orders per strategy, contested preset")
+    add("--contested-rate", type=int, help="their offered orders/s")
+    add("--profile", action="store_true", help="also record py-spy profiles of the worker "
+        "(e2e-zero), an API process (ws), the worker and the API processes (peer)")  # fmt: skip
     return parser
 
 

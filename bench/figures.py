@@ -19,19 +19,14 @@ from sqlalchemy.engine import Engine
 
 TERMINAL = ("confirmed", "failed", "cancelled")
 IN_FLIGHT = ("pending", "routing", "building", "submitted")
-RAMP_S = 5.0
+RAMP_S = 5.0  # left out of the steady-state completion rate: the pipeline is still filling
 EVENTS_SQL = text("SELECT order_id::text, status, extract(epoch FROM at)::float8 "
                   "FROM order_events ORDER BY order_id, seq")  # fmt: skip
 ORDERS_SQL = text("SELECT id::text, status, attempts, extract(epoch FROM created_at)::float8, "
                   "failure_code FROM orders")  # fmt: skip
 # An intake run's figures in the report: its rate (closed loop: req/s; open loop: achieved),
 # latency percentiles, errors (-1: never sent, no connection came free; 0: no answer in 30 s).
-RUN_FIGURES = (
-    "req_per_s",
-    "achieved_per_s",
-    "latency_ms",
-    "errors",
-)  # left out of the steady-state completion rate: the pipeline is still filling
+RUN_FIGURES = ("req_per_s", "achieved_per_s", "latency_ms", "errors")
 
 
 def percentile(ordered: Sequence[float], q: float) -> float | None:
@@ -55,12 +50,9 @@ def summary(values: Iterable[float], digits: int = 2) -> dict[str, Any]:
 
 def _http(records: list[list[Any]]) -> dict[str, Any]:
     ok = [r for r in records if r[2] == 202]
-    return {
-        "requests": len(records),
-        "ok": len(ok),
-        "errors": dict(Counter(str(r[2]) for r in records if r[2] != 202)),
-        "latency_ms": summary(r[1] for r in ok),
-    }
+    errors = dict(Counter(str(r[2]) for r in records if r[2] != 202))
+    return {"requests": len(records), "ok": len(ok), "errors": errors,
+            "latency_ms": summary(r[1] for r in ok)}  # fmt: skip
 
 
 def closed_loop(result: dict[str, Any]) -> dict[str, Any]:
@@ -80,8 +72,7 @@ def intake(saturation: dict[str, list[dict[str, Any]]], rates: dict[str, Any]) -
     """Saturation medians, their ratio engine ÷ baseline, the engine's p99 at 200 req/s, and
     every run's figures under a label (endpoint, run)."""
     medians = {
-        name: percentile(sorted(run["req_per_s"] for run in runs), 50)
-        for name, runs in saturation.items()
+        n: percentile(sorted(r["req_per_s"] for r in runs), 50) for n, runs in saturation.items()
     }
     engine, baseline = medians.get("engine"), medians.get("baseline")
     runs = {f"{n} saturation {i + 1}": r for n, rs in saturation.items() for i, r in enumerate(rs)}
@@ -92,9 +83,6 @@ def intake(saturation: dict[str, list[dict[str, Any]]], rates: dict[str, Any]) -
         "engine_p99_ms_at_200": rates["engine"].get("200", {}).get("latency_ms", {}).get("p99"),
         **{label: {k: run[k] for k in RUN_FIGURES if k in run} for label, run in runs.items()},
     }
-
-
-# -- orders and their events ------------------------------------------------------------------
 
 
 def status_counts(engine: Engine) -> dict[str, int]:
@@ -120,16 +108,16 @@ def outcomes(engine: Engine, accepted: dict[str, float]) -> dict[str, Any]:
     tally |= {"finals": Counter(), "failures": Counter(), "in_status": defaultdict(list)}
     for order_id, accepted_at in accepted.items():
         _add(tally, orders.get(order_id), history.get(order_id, []), accepted_at)
-    finals = tally["finals"]
+    finals, ms = tally["finals"], lambda key: summary(tally[key], 1)
     return {
         "final_status": dict(finals),
         "failures": dict(tally["failures"]),
         "retried_orders": len(tally["retried"]),
         "lost": sum(n for status, n in finals.items() if status not in TERMINAL),
         "terminal_at": tally["terminal_at"],
-        "accept_to_terminal_ms": summary(tally["to_terminal"], 1),
-        "accept_to_confirmed_ms": summary(tally["to_confirmed"], 1),
-        "created_to_confirmed_ms": summary(tally["created_to_confirmed"], 1),
+        "accept_to_terminal_ms": ms("to_terminal"),
+        "accept_to_confirmed_ms": ms("to_confirmed"),
+        "created_to_confirmed_ms": ms("created_to_confirmed"),
         "time_in_status_ms": {s: summary(v, 1) for s, v in tally["in_status"].items()},
     }
 
@@ -177,9 +165,6 @@ def end_to_end(
         "overall_completed_per_s": round(len(done) / (max(done) - started), 1) if done else None,
         **result,
     }
-
-
-# -- WebSocket streams --------------------------------------------------------------------------
 
 
 def _exact(events: list[list[Any]]) -> bool:

@@ -5,16 +5,15 @@ servers it measures: a request is one write and two reads on a kept-alive socket
 Open loop: request i is due at start + i/rate whatever happened to earlier ones, and its latency
 runs from that due time, so a slow server shows as latency instead of a lower offered rate (the
 coordinated-omission trap of closed-loop tools). Closed loop: `concurrency` clients back to back;
-its rate is the saturation throughput.
-
-Each runs in a spawned (not forked: the parent runs a sampling thread, which a fork would copy
-half-way through) `Child` process that writes its result to a file; a child still running at
-its deadline is terminated, then killed, so a run can never hang on its load generator.
+its rate is the saturation throughput. A `Child` is spawned (not forked: the parent runs a
+sampling thread) and writes its result to a file; one still running at its deadline is
+terminated, then killed, so a run never hangs on its load generator.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import importlib
 import json
 import multiprocessing
@@ -25,17 +24,25 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-HOST = "127.0.0.1"  # this machine's loopback, unless a spec names a host
-# The bench's API key (bench/stack.py creates it and exports BENCH_API_KEY to its children).
-_KEY = os.environ.get("BENCH_API_KEY")
-AUTH = f"Authorization: Bearer {_KEY}\r\n" if _KEY else ""
+HOST = "127.0.0.1"
+ENGINE_PATH = "/api/orders/execute"
+REQUEST_TIMEOUT_S = 30.0
+SEND_GRACE_S = 2.0  # a request still waiting for a connection this long after the window: unsent
+START_DELAY_S = 0.2
+NOT_SENT, NO_ANSWER = -1, 0  # statuses recorded instead of an HTTP status
+
+
+def _auth() -> str:
+    """The bench's API key (bench/stack.py creates it and exports it to its children)."""
+    key = os.environ.get("BENCH_API_KEY")
+    return f"Authorization: Bearer {key}\r\n" if key else ""
 
 
 class Connection:
     """One kept-alive connection; `reusable` turns false when the server asks to close."""
 
     def __init__(self, port: int, host: str = HOST) -> None:
-        self.port, self.host = port, host
+        self.port, self.host, self.auth = port, host, _auth()
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.reusable, self.used = True, False
@@ -45,10 +52,8 @@ class Connection:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{AUTH}\r\n"
-        )
+        head = f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: "
+        head += f"application/json\r\nContent-Length: {len(body)}\r\n{self.auth}\r\n"
         self.writer.write(head.encode("ascii") + body)
         self.used = True
         lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
@@ -80,11 +85,9 @@ class Pool:
     async def post(
         self, path: str, body: bytes, *, wait_s: float | None, timeout_s: float
     ) -> tuple[int, bytes]:
-        """Send once a connection is free (within `wait_s`), then wait up to `timeout_s`.
-
-        A request that was never sent costs the server nothing; one abandoned after sending
-        would still be served (gunicorn reads it from the socket) and skew what follows.
-        """
+        """Send once a connection is free (within `wait_s`), then wait up to `timeout_s`. A
+        request never sent costs the server nothing; one abandoned after sending would still be
+        served (gunicorn reads it from the socket) and skew what follows."""
         try:
             await asyncio.wait_for(self._slots.acquire(), wait_s)
         except TimeoutError:
@@ -96,10 +99,7 @@ class Pool:
             conn.close()
             raise
         else:
-            if conn.reusable:
-                self._idle.append(conn)
-            else:
-                conn.close()
+            (self._idle.append if conn.reusable else lambda c: c.close())(conn)
             return reply
         finally:
             self._slots.release()
@@ -122,11 +122,28 @@ class Pool:
         self._idle.clear()
 
 
-ENGINE_PATH = "/api/orders/execute"
-REQUEST_TIMEOUT_S = 30.0
-SEND_GRACE_S = 2.0  # a request still waiting for a connection this long after the window: unsent
-START_DELAY_S = 0.2
-NOT_SENT, NO_ANSWER = -1, 0  # statuses recorded instead of an HTTP status
+class Api:
+    """A blocking keep-alive client of the engine's API for the bench's own few requests
+    (not load): `api("GET", path)` -> (status, decoded JSON body or None)."""
+
+    def __init__(self, port: int, timeout_s: float = 30) -> None:
+        self.connection = http.client.HTTPConnection(HOST, port, timeout=timeout_s)
+        self.headers = {"Content-Type": "application/json"}
+        self.headers["Authorization"] = f"Bearer {os.environ.get('BENCH_API_KEY', '')}"
+
+    def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        payload = None if body is None else json.dumps(body)
+        for attempt in (1, 2):  # once more on a fresh connection the server closed when idle
+            try:
+                self.connection.request(method, path, payload, self.headers)
+                response = self.connection.getresponse()
+                data = response.read()
+                break
+            except (ConnectionError, http.client.HTTPException):
+                self.connection.close()
+                if attempt == 2:
+                    raise
+        return response.status, json.loads(data) if data else None
 
 
 def order_body(tag: str, index: int, fields: dict[str, Any] | None = None) -> bytes:
@@ -157,8 +174,7 @@ async def _open_loop(spec: dict[str, Any]) -> dict[str, Any]:
     pending = set()
     for index in range(total):
         due = start + index / spec["rate"]
-        delay = due - loop.time()
-        if delay > 0:
+        if (delay := due - loop.time()) > 0:
             await asyncio.sleep(delay)
         task = asyncio.create_task(_one(pool, spec, index, start, due, records, send_by))
         pending.add(task)
@@ -173,8 +189,7 @@ async def _closed_loop(spec: dict[str, Any]) -> dict[str, Any]:
     pool = Pool(spec["port"], spec["concurrency"], spec.get("host", HOST))
     loop = asyncio.get_running_loop()
     start = loop.time()
-    deadline = start + spec["duration_s"]
-    records: list[list[Any]] = []
+    deadline, records = start + spec["duration_s"], []
     counter = iter(range(spec.get("count") or 10**9))
 
     async def client() -> None:
@@ -205,23 +220,21 @@ async def _one(pool: Pool, spec: dict[str, Any], index: int, start: float, due: 
     """Send one request; record [due offset s, latency ms, status, orderId, reply wall time].
     Latency runs from the due time, so it includes any wait for a free connection."""
     loop = asyncio.get_running_loop()
-    path = spec["path"]
-    body = order_body(spec["tag"], index, spec.get("order")) if path == ENGINE_PATH else b"{}"
+    path, order = spec["path"], spec.get("order")
+    order = order[index % len(order)] if isinstance(order, list) else order  # cycled
+    body = order_body(spec["tag"], index, order) if path == ENGINE_PATH else b"{}"
     wait_s = None if send_by is None else max(0.0, send_by - loop.time())
     status, order_id = await post(pool, path, body, wait_s)
     latency_ms = (loop.time() - due) * 1000
     records.append([round(due - start, 4), round(latency_ms, 3), status, order_id, time.time()])
 
 
-# -- the processes they run in ----------------------------------------------------------------
-
 _context = multiprocessing.get_context("spawn")
 _running: set[Child] = set()
 
 
 def _entry(target: str, args: tuple[Any, ...], out_path: str) -> None:
-    # Ctrl-C reaches the whole foreground group; the parent stops its children itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops its children itself
     module_name, _, function_name = target.rpartition(".")
     try:
         result = getattr(importlib.import_module(module_name), function_name)(*args)

@@ -1,10 +1,11 @@
 """The measurements, one function each; each returns a JSON-able dict for the report.
 
 Order of a run (`bench.__main__`): intake with the worker stopped, end to end at zero and at the
-default venue latency, live updates over WebSockets, an optional worker soak, the peer load and
-the trigger engine (`bench.triggers`). Every phase leaves the stack as it found it: tables and
-queues empty. The venue latencies are the localnet's settings: a phase that needs others
-restarts it, with the worker stopped.
+default venue latency, live updates over WebSockets, an optional worker soak, the peer load, the
+trigger engine (`bench.triggers`), the position-keeping orders (`bench.positions`) and a
+contested chain (`bench.contested`). Every phase leaves the stack as it found it: tables and
+queues empty. The venue latencies are the
+localnet's settings: a phase that needs others restarts it, with the worker stopped.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from bench.stack import Stack
 from order_engine.live.events import EVENTS_CHANNEL
 
 ENDPOINTS = {"baseline": "/bench/baseline", "engine": ENGINE_PATH}
-WARMUP_S = 2.0
-WARMUP_DRAIN_S = 15.0
+WARMUP_S, WARMUP_DRAIN_S = 2.0, 15.0
 
 
 @dataclass
@@ -58,22 +58,20 @@ class Run:
     def restart_worker(self, latency: dict[str, str]) -> None:
         """Idle, the localnet at `latency`, the worker and the scheduler started again."""
         self.idle()
-        self.localnet(latency)
+        self.stack.ensure_localnet(latency)
         self.stack.start_worker()
 
-    def localnet(self, latency: dict[str, str]) -> None:
-        """The localnet at these latencies (restarted if it runs others; the worker is stopped)."""
-        self.stack.ensure_localnet(latency)
-
     def window(self) -> Window:
-        window = Window(self.monitor, self.stack, tap=self.plan.redis_tap)
+        window = Window(self.monitor, self.stack)
         window.start()
         return window
 
-    def wait(self, done: Callable[[], bool], timeout_s: float) -> bool:
-        """Poll once a second until `done()`; False at the deadline."""
+    def wait(
+        self, done: Callable[[], bool], timeout_s: float, each: Callable[[], Any] = bool
+    ) -> bool:
+        """Poll once a second (calling `each()` first) until `done()`; False at the deadline."""
         deadline = time.monotonic() + timeout_s
-        while not done():
+        while each() or not done():
             if time.monotonic() >= deadline:
                 return False
             time.sleep(1.0)
@@ -90,9 +88,6 @@ class Run:
         self.http(f"e2e-{label}-warmup", "open_loop", **spec)
         self.wait(lambda: self.in_flight() == 0, WARMUP_DRAIN_S)
         time.sleep(FLUSH_S)
-
-
-# -- intake ---------------------------------------------------
 
 
 def intake(run: Run) -> dict[str, Any]:
@@ -120,9 +115,6 @@ def intake(run: Run) -> dict[str, Any]:
             rates[name][str(rate)] = figures.open_loop(result, rate)
             stack.reset()
     return figures.intake(saturation, rates)
-
-
-# -- end to end --------------------------------------------------------------------------------
 
 
 def end_to_end(
@@ -155,13 +147,10 @@ def end_to_end(
         "latency": latency,
         "drained": drained,
         "worker_settings": stack.process_env["worker"],
-        "profile": run.profiler.finish("worker-e2e-zero") if label == "zero" else None,
+        "profile": run.profiler.finish("worker-e2e-zero"),
     }
     run.idle()
     return summary
-
-
-# -- WebSockets: many subscribers, and the peer load -----------------------------------------
 
 
 def live_updates(run: Run) -> dict[str, Any]:
@@ -170,7 +159,7 @@ def live_updates(run: Run) -> dict[str, Any]:
     at most API_WORKER_CONNECTIONS sockets; several share them unevenly, hence the margin."""
     plan, stack, n = run.plan, run.stack, run.plan.ws_subscribers
     run.idle()
-    run.localnet(ZERO_LATENCY)
+    stack.ensure_localnet(ZERO_LATENCY)
     workers = stack.settings["api"].api_workers
     per_process = math.ceil(n / workers * (1.1 if workers > 1 else 1.0)) + 100
     api_settings = {"WEB_CONCURRENCY": str(workers)}
@@ -180,20 +169,32 @@ def live_updates(run: Run) -> dict[str, Any]:
     api = stack.settings["api"]
     run.monitor.set_phase("ws_create")
     spec = {"path": ENGINE_PATH, "concurrency": 16, "count": n, "duration_s": 120}
-    created = run.http("ws-orders", "closed_loop", **spec)
-    order_ids = [r[3] for r in created["records"] if r[2] == 202]
+    order_ids = [
+        r[3] for r in run.http("ws-orders", "closed_loop", **spec)["records"] if r[2] == 202
+    ]
     run.monitor.set_phase("ws_connect")
     connect_started = time.time()
-    children, events = _start_subscribers(run, order_ids)
-    tap, tap_stop = _start_tap(run, order_ids)
-    for event in events:
+    count, children = max(1, plan.ws_processes), []
+    for index in range(count):
+        event, ids = loadgen.new_event(), order_ids[index::count]
+        spec = {"port": stack.port, "order_ids": ids, "deadline_s": plan.ws_deadline_s}
+        target = "bench.wsclient.subscribe_many"
+        children.append((event, run.child(f"ws-{index}", target, spec, event)))
+    # The Redis tap (`bench.wsclient.tap`) and the event that stops it once the sockets are done
+    # (left to stop at the last terminal event, a tap that missed one would wait on).
+    ready, stop = loadgen.new_event(), loadgen.new_event()
+    spec = {"redis_url": stack.redis_url, "channel": EVENTS_CHANNEL, "order_ids": order_ids}
+    spec["deadline_s"] = plan.ws_deadline_s
+    tap = run.child("ws-tap", "bench.wsclient.tap", spec, ready, stop)
+    ready.wait(30)
+    for event, _ in children:
         event.wait(90)
     connected_s = time.time() - connect_started
     run.monitor.set_phase("ws_stream")
     run.profiler.start("api-ws", stack.child_pids("api"), min(30, plan.ws_deadline_s))
     stack.start_worker(wait_ready=False)
-    results = loadgen.wait_all(children, plan.ws_deadline_s + 30)
-    tap_stop.set()
+    results = loadgen.wait_all([child for _, child in children], plan.ws_deadline_s + 30)
+    stop.set()
     summary = figures.live_updates(results, tap.result(30))
     summary |= {
         "profile": run.profiler.finish("api-ws"),
@@ -208,29 +209,6 @@ def live_updates(run: Run) -> dict[str, Any]:
     return summary
 
 
-def _start_subscribers(run: Run, order_ids: list[str]) -> tuple[list[loadgen.Child], list[Any]]:
-    count = max(1, run.plan.ws_processes)
-    children, events = [], []
-    for index in range(count):
-        event = loadgen.new_event()
-        spec = {"port": run.stack.port, "order_ids": order_ids[index::count]}
-        spec["deadline_s"] = run.plan.ws_deadline_s
-        children.append(run.child(f"ws-{index}", "bench.wsclient.subscribe_many", spec, event))
-        events.append(event)
-    return children, events
-
-
-def _start_tap(run: Run, order_ids: list[str]) -> tuple[loadgen.Child, Any]:
-    """The Redis tap (`bench.wsclient.tap`) and the event that stops it once the sockets are
-    done (left to stop at the last terminal event, a tap that missed one would wait on)."""
-    ready, stop = loadgen.new_event(), loadgen.new_event()
-    spec = {"redis_url": run.stack.redis_url, "channel": EVENTS_CHANNEL, "order_ids": order_ids}
-    spec["deadline_s"] = run.plan.ws_deadline_s
-    child = run.child("ws-tap", "bench.wsclient.tap", spec, ready, stop)
-    ready.wait(30)
-    return child, stop
-
-
 def peer(run: Run) -> dict[str, Any]:
     """The peer load (`bench.wsclient.peer`) at the default swap latency. Nothing here touches
     the servers while it runs: the cost window is the client's, first post to last event."""
@@ -242,12 +220,11 @@ def peer(run: Run) -> dict[str, Any]:
     spec = {"port": stack.port, "tag": f"{run.run_dir.name}-peer", "orders": plan.peer_orders}
     spec |= {"connections": plan.peer_connections, "deadline_s": plan.peer_deadline_s}
     child = run.child("peer", "bench.wsclient.peer", spec)
-    if run.profiler.enabled:
-        run.profiler.start("worker-peer", stack.pids("worker"))
-        run.profiler.start("api-peer", stack.pids("api"), subprocesses=True)
+    run.profiler.start("worker-peer", stack.pids("worker"))
+    run.profiler.start("api-peer", stack.pids("api"), children=True)
     result = child.result(plan.peer_deadline_s + 60)
     window.load_done()
-    profiles = {label: run.profiler.finish(label) for label in ("worker-peer", "api-peer")}
+    profiles = [run.profiler.finish(label) for label in ("worker-peer", "api-peer")]
     if "error" in result:
         raise RuntimeError(f"the peer load client failed: {result['error']}")
     run.monitor.set_phase("peer_flush")
@@ -260,7 +237,7 @@ def peer(run: Run) -> dict[str, Any]:
         "worker_settings": stack.process_env["worker"],
         "api_settings": stack.process_env["api"],
         "servers": stack.server_kind,
-        "profiles": {k: v for k, v in profiles.items() if v},
+        "profiles": [p for p in profiles if p] or None,
     }
     run.idle()
     return summary

@@ -33,10 +33,6 @@ class Plan:
     ws_subscribers: int = 2000
     ws_processes: int = 2
     ws_deadline_s: float = 300
-    # A MONITOR tap on the stack's own Redis databases (`--redis-tap`). Off by default: it cost
-    # Redis and the tap about 1 ms of CPU per order, enough to tip a 2-core machine off 100
-    # orders/s (docs/benchmark.md).
-    redis_tap: bool = False
     # Optional worker-memory soak at `e2e_default_rate` (the target asks 10 minutes).
     soak_minutes: float = 0.0
     # The peer load (`--preset peer`): this many orders posted back to back over this many
@@ -61,6 +57,11 @@ class Plan:
     twap_interval_s: int = 3
     # The export (`--preset positions`, part `export`): this many fills seeded, then exported.
     export_rows: int = 1_000_000
+    # The contested chain (`--preset contested`): this many market orders per landing strategy,
+    # offered at this rate, each strategy's drained within this long.
+    contested_orders: int = 1000
+    contested_rate: int = 20
+    contested_deadline_s: float = 420
 
     def with_overrides(self, **changes: Any) -> Plan:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -89,7 +90,9 @@ QUICK = Plan(
     twap_slices=4,
     twap_interval_s=2,
     export_rows=100_000,
+    contested_orders=200,
 )
 # A preset runs one phase alone, with the full plan's figures for it (`--quick`: the quick's).
 # `positions`: the position-keeping order types' parts (bench/positions), each a phase.
 PRESETS = {"peer": ("peer",), "triggers": ("triggers",), "positions": ("stops", "twap", "export")}
+PRESETS["contested"] = ("contested",)

@@ -1,11 +1,11 @@
 """The benchmark's one report module: `result.json` (every figure and every second's sample) and
-`report.md` of `python -m bench`, and the table of `python -m bench.floors`.
+`report.md` of `python -m bench`.
 
 The Markdown opens with the targets (what was asked, the figure reached, pass or miss), then
 what each order cost in each phase (CPU ms of each process group, PostgreSQL commits and Redis
 commands per order), the CPU each group used in each phase (the first evidence for any miss:
 on a shared 2-core machine "the CPU was full, and here is who used it"), one table per phase,
-the profiles, the settings, the machine and the versions.
+the settings, the machine and the versions.
 `python -m bench.report <run folder>` writes the Markdown again from a run's result.json.
 """
 
@@ -95,6 +95,10 @@ def _intake_targets(intake: dict[str, Any] | None) -> list[list[str]]:
     ]
 
 
+def _in_time(p99: float | None, lost: int) -> bool:
+    return p99 is not None and p99 < TARGET_P99_S * 1000 and lost == 0
+
+
 def _e2e_targets(e2e: dict[str, Any] | None) -> list[list[str]]:
     if not e2e:
         return [_row("End to end (default latency)", "not run", None)]
@@ -103,14 +107,12 @@ def _e2e_targets(e2e: dict[str, Any] | None) -> list[list[str]]:
     rate = f"{steady} orders/s completed (offered {e2e['offered_per_s']}/s, accepted "
     rate += f"{e2e['accepted_per_s']}/s)"
     lost = _seconds(p99, f", {e2e['lost']} of {e2e['accepted']} lost")
-    ok = p99 is not None and p99 < TARGET_P99_S * 1000 and e2e["lost"] == 0
     target = f"≥ {TARGET_E2E_RATE} orders/s sustained for 60 s, default latency (open loop)"
     return [
         _row(target, rate, steady >= TARGET_E2E_RATE * RATE_TOLERANCE, note),
-        _row(
-            f"p99 accept → confirmed < {TARGET_P99_S} s, default latency, none lost", lost, ok, note
-        ),
-    ]
+        _row(f"p99 accept → confirmed < {TARGET_P99_S} s, default latency, none lost", lost,
+             _in_time(p99, e2e["lost"]), note),
+    ]  # fmt: skip
 
 
 def _peer_targets(peer: dict[str, Any] | None) -> list[list[str]]:
@@ -120,21 +122,17 @@ def _peer_targets(peer: dict[str, Any] | None) -> list[list[str]]:
     p99, rate = peer["accept_to_confirmed_ms"]["p99"], peer["orders_per_s"] or 0.0
     exact = f"{peer['streams_exact_pct']} % ({peer['streams_exact']} of {peer['streams']})"
     completed = f"{rate} orders/s ({peer['completed']} terminal in {peer['span_s']} s)"
-    in_time = p99 is not None and p99 < TARGET_P99_S * 1000 and peer["lost"] == 0
-    all_exact = 0 < peer["streams_exact"] == peer["streams"]
-    lost = _seconds(p99, f", {peer['lost']} lost")
     return [
         _row(f"≥ {TARGET_E2E_RATE} orders/s end to end (peer load)", completed, rate >= 100, note),
-        _row(
-            f"p99 accept → confirmed < {TARGET_P99_S} s (peer load), none lost", lost, in_time, note
-        ),
-        _row("Every status stream exact (peer load)", exact, all_exact, note),
-    ]
+        _row(f"p99 accept → confirmed < {TARGET_P99_S} s (peer load), none lost",
+             _seconds(p99, f", {peer['lost']} lost"), _in_time(p99, peer["lost"]), note),
+        _row("Every status stream exact (peer load)", exact,
+             0 < peer["streams_exact"] == peer["streams"], note),
+    ]  # fmt: skip
 
 
 def _cost_targets(phases: dict[str, Any]) -> list[list[str]]:
-    """Judged on the peer load if it ran, else on end to end at the default latency; Redis on
-    the stack's own databases when tapped (the server-wide count has whoever else uses it)."""
+    """Judged on the peer load if it ran, else on end to end at the default latency."""
     name = next((n for n in ("peer", "e2e-default") if (phases.get(n) or {}).get("cost")), None)
     if name is None:
         return []
@@ -143,18 +141,14 @@ def _cost_targets(phases: dict[str, Any]) -> list[list[str]]:
     parts = ", ".join(f"{g} {cpu.get(g)}" for g in ("api", "worker", "scheduler"))
     engine = f"Engine (API + worker + scheduler) ≤ {TARGET_ENGINE_MS} ms CPU per order"
     rows = [_row(engine, f"{cpu['engine']} ms ({parts})", cpu["engine"] <= TARGET_ENGINE_MS, note)]
-    for group, title, limit in (
-        ("postgres", "PostgreSQL", TARGET_POSTGRES_MS),
-        ("localnet", "Localnet", TARGET_LOCALNET_MS),
-    ):
+    for group, title, limit in (("postgres", "PostgreSQL", TARGET_POSTGRES_MS),
+                                ("localnet", "Localnet", TARGET_LOCALNET_MS)):  # fmt: skip
         ms = cpu.get(group)
         rows.append(_row(f"{title} ≤ {limit} ms CPU per order", f"{ms} ms", ms <= limit, note))
     if rd := cost.get("redis"):
-        tap = rd.get("stack_databases")
-        per_order = tap["total_per_order"] if tap else rd["commands_per_order"]
-        figure = f"{per_order} (server-wide `INFO commandstats` {rd['commands_per_order']})"
-        ok = per_order <= TARGET_REDIS_COMMANDS
-        rows.append(_row(f"≤ {TARGET_REDIS_COMMANDS} Redis commands per order", figure, ok, note))
+        per_order, target = rd["commands_per_order"], f"≤ {TARGET_REDIS_COMMANDS} Redis commands"
+        figure = f"{per_order} (server-wide `INFO commandstats`)"
+        rows.append(_row(f"{target} per order", figure, per_order <= TARGET_REDIS_COMMANDS, note))
     if pg := cost.get("postgres"):
         opened, seen = pg["sessions_opened"], cost["backends_seen"]
         figure = f"{opened} opened ({pg['sessions_source']}); {seen} new backends seen"
@@ -169,12 +163,10 @@ def _ws_targets(ws: dict[str, Any] | None) -> list[list[str]]:
     counts the worker's side; without the tap's times there is no verdict."""
     if not ws:
         return [_row("2,000 WebSocket subscribers, lag p99 < 100 ms", "not run", None)]
-    short = ws["requested"] < TARGET_WS
+    short, served = ws["requested"] < TARGET_WS, ws["streams_exact"]
     note = f"only {ws['requested']} subscribers (--quick)" if short else ""
-    served = ws["streams_exact"]  # connected and streamed to the terminal event
     sockets = f"{ws['connected']} of {ws['requested']} connected, {served} streamed to the end "
     sockets += f"(close codes {ws['close_codes']})"
-    all_served = served >= TARGET_WS and ws["connected"] == ws["streams"]
     api, whole, worker = ws["lag_redis_to_socket_ms"], ws["lag_ms"], ws["lag_at_to_redis_ms"]
     lag = f"p99 {api['p99']} ms from the publish (p50 {api['p50']}; `at` → client p99 "
     lag += f"{whole['p99']} ms, of which commit + publish p99 {worker['p99']})"
@@ -185,13 +177,18 @@ def _ws_targets(ws: dict[str, Any] | None) -> list[list[str]]:
         gaps.append(f"the tap saw {api['count']} of the {ws['live_events']} live events")
     if ws["tap_after_client"]:
         gaps.append(f"the tap read {ws['tap_after_client']} events after their client did")
-    judged = None if short and served == ws["requested"] else all_served
-    target = f"{TARGET_WS:,} concurrent WebSocket subscribers on one API host"
-    lag_ok = None if api["p99"] is None else api["p99"] < 100
+    all_served = served >= TARGET_WS and ws["connected"] == ws["streams"]
     return [
-        _row(target, sockets, judged, note),
-        _row("Event delivery lag p99 < 100 ms from the publish", lag, lag_ok, "; ".join(gaps)),
-    ]
+        _row(f"{TARGET_WS:,} concurrent WebSocket subscribers on one API host", sockets,
+             None if short and served == ws["requested"] else all_served, note),
+        _row("Event delivery lag p99 < 100 ms from the publish", lag,
+             None if api["p99"] is None else api["p99"] < 100, "; ".join(gaps)),
+    ]  # fmt: skip
+
+
+def _engine_pct(window: dict[str, Any]) -> str:
+    pct = window["cpu_pct_of_core"]
+    return f"{pct['engine']} % (worker {pct['worker']}, scheduler {pct['scheduler']}"
 
 
 def _trigger_targets(triggers: dict[str, Any] | None) -> list[list[str]]:
@@ -199,18 +196,16 @@ def _trigger_targets(triggers: dict[str, Any] | None) -> list[list[str]]:
     if not triggers:
         return []
     idle, empty, cross = triggers["idle_waiting"], triggers["idle_empty"], triggers["crossing"]
-    pct, per = idle["cpu_pct_of_core"], idle["cpu_ms_per_evaluation"]
     quick = " (--quick)" if idle["orders"] < TARGET_TRIGGER_WAITING else ""
-    cost = f"{pct['engine']} % (worker {pct['worker']}, scheduler {pct['scheduler']}; "
-    cost += f"{per['engine']} ms CPU per evaluation); none waiting: "
-    cost += f"{empty['cpu_pct_of_core']['engine']} %"
+    cost = f"{_engine_pct(idle)}; {idle['cpu_ms_per_evaluation']['engine']} ms CPU per "
+    cost += f"evaluation); none waiting: {empty['cpu_pct_of_core']['engine']} %"
     p99, routed = cross["move_to_routing_ms"]["p99"], cross["routed"] == cross["accepted"]
-    then = cross["routing_to_building_ms"]["p99"]
-    latency = _seconds(p99, f" (then `routing` → `building` p99 {then} ms); ")
+    latency = _seconds(p99, f" (then `routing` → `building` p99 "
+                            f"{cross['routing_to_building_ms']['p99']} ms); ")  # fmt: skip
     latency += f"{cross['routed']} of {cross['accepted']} routed"
     crossing = f"{cross['accepted']:,} crossed at once"
     crossing += " (--quick)" if cross["accepted"] < TARGET_TRIGGER_CROSSING else ""
-    idle_ok = pct["engine"] < TARGET_TRIGGER_PCT and idle["triggered"] == 0
+    idle_ok = idle["cpu_pct_of_core"]["engine"] < TARGET_TRIGGER_PCT and idle["triggered"] == 0
     fast = p99 is not None and p99 < TARGET_TRIGGER_P99_MS and routed
     target = f"Trigger evaluation < {TARGET_TRIGGER_PCT} % of one core, nothing triggering"
     return [
@@ -226,41 +221,27 @@ def _position_targets(positions: dict[str, Any] | None) -> list[list[str]]:
         return []
     idle = positions["idle"]
     walking, fallen, empty = idle["walking"], idle["no_rise"], idle["none_waiting"]
-    pct = walking["cpu_pct_of_core"]
-    cost = f"{pct['engine']} % (worker {pct['worker']}, scheduler {pct['scheduler']}); "
-    cost += f"SOL 5 % down: {fallen['cpu_pct_of_core']['engine']} %; none waiting: "
-    cost += f"{empty['cpu_pct_of_core']['engine']} %"
+    cost = f"{_engine_pct(walking)}); SOL 5 % down: {fallen['cpu_pct_of_core']['engine']} %; "
+    cost += f"none waiting: {empty['cpu_pct_of_core']['engine']} %"
     quiet = walking["triggered"] == 0 and fallen["triggered"] == 0
+    written = f"rows written with SOL 5 % down: {fallen['rows_written']} over "
+    written += f"{fallen['evaluations']} evaluations; walking: {walking['rows_written']}"
     rows = [
-        _row(
-            f"Stops, brackets, trailing stops < {TARGET_TRIGGER_PCT} % of one core, nothing "
-            "triggering",
-            cost,
-            pct["engine"] < TARGET_TRIGGER_PCT and quiet,
-            f"{idle['orders']:,} waiting",
-        ),
-        _row(
-            "A trailing stop's peak writes nothing while the price does not rise",
-            f"rows written with SOL 5 % down: {fallen['rows_written']} over "
-            f"{fallen['evaluations']} evaluations; walking: {walking['rows_written']}",
-            not any(fallen["rows_written"].values()),
-        ),
-    ]
-    cross = positions.get("crossing")
-    if cross:
+        _row(f"Stops, brackets, trailing stops < {TARGET_TRIGGER_PCT} % of one core, nothing "
+             "triggering", cost, walking["cpu_pct_of_core"]["engine"] < TARGET_TRIGGER_PCT
+             and quiet, f"{idle['orders']:,} waiting"),
+        _row("A trailing stop's peak writes nothing while the price does not rise", written,
+             not any(fallen["rows_written"].values())),
+    ]  # fmt: skip
+    if cross := positions.get("crossing"):
         every = cross["all"]
         p99, at_once = every["move_to_routing_ms"]["p99"], len(every["evaluations"]) == 1
         by_type = {t: cross[f"by_type_{t}"]["move_to_routing_ms"]["p99"] for t in cross["accepted"]}
         figure = _seconds(p99, f" ({by_type} ms by type); evaluations: {every['evaluations']}")
         fired = cross["all_routed"] and p99 is not None and p99 < TARGET_TRIGGER_P99_MS
-        rows.append(
-            _row(
-                "Each crossed order fires in the evaluation after the move (p99 < 1 s)",
-                figure,
-                fired and at_once,
-                f"{sum(cross['accepted'].values())} crossed at once",
-            )
-        )
+        rows.append(_row("Each crossed order fires in the evaluation after the move (p99 < 1 s)",
+                         figure, fired and at_once, f"{sum(cross['accepted'].values())} crossed "
+                         "at once"))  # fmt: skip
     return rows
 
 
@@ -278,8 +259,8 @@ def _memory_target(results: dict[str, Any]) -> list[str]:
     growth, minutes = (last - first) / first * 100, len(rss) / 60
     figure = f"{growth:+.1f} % ({first:.1f} → {last:.1f} MiB)"
     if minutes < SOAK_MINUTES * 0.95:
-        note = f"only {minutes:.1f} min of `{phase}`; run --soak-minutes 10"
-        return _row(target, figure, None, note)
+        return _row(target, figure, None, f"only {minutes:.1f} min of `{phase}`; run "
+                    "--soak-minutes 10")  # fmt: skip
     return _row(target, figure, growth <= 10)
 
 
@@ -287,9 +268,9 @@ def _memory_target(results: dict[str, Any]) -> list[str]:
 
 COST_COLUMNS = ("engine", *GROUPS[:6], "postgres_bench", "loadgen")
 COST_HEADER = "phase|orders|window s|engine|API|worker|scheduler|localnet|PostgreSQL|Redis"
-COST_HEADER += "|pg bench|load client|commits|rollbacks|Redis cmds|tap: sent + scripts"
+COST_HEADER += "|pg bench|load client|commits|rollbacks|Redis cmds"
 COST_HEADER += "|PG sessions|Redis conns"
-LEFT_OUT = {"cost", "profile", "profiles", "began", "ended", "targets"}
+LEFT_OUT = {"cost", "began", "ended", "targets", "table", "strategies"}
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -316,7 +297,6 @@ def markdown(results: dict[str, Any]) -> str:
         "everything else on the machine.",
         table(["phase", "s", "machine %", *GROUPS, "other"], cpu),
         *(_phase(name, phase) for name, phase in phases.items()),
-        _profiles(phases),
         f"## Settings\n\nCommands (last start of each):\n\n```\n{commands}\n```\n\n"
         f"Plan and environment (URLs omitted):\n\n```json\n{environment}\n```",
         "## Machine and versions",
@@ -347,67 +327,37 @@ def _compact(value: Any) -> Any:
 
 def _cost(phases: dict[str, Any]) -> str:
     """CPU ms per order of each group, and the servers' counters per order, per phase."""
-    costs = {n: phases[n]["cost"] for n in COST_PHASES if (phases.get(n) or {}).get("cost")}
     rows, tops = [], []
-    for name, c in costs.items():
+    for name in (n for n in COST_PHASES if (phases.get(n) or {}).get("cost")):
+        c = phases[name]["cost"]
         pg, rd = c.get("postgres") or {}, c.get("redis") or {}
-        tap = rd.get("stack_databases") or {}
-        sent = f"{tap['sent_per_order']} + {tap['in_scripts_per_order']}" if tap else ""
         rows.append([name, c["orders"], c["window_s"]])
         rows[-1] += [c["cpu_ms_per_order"].get(k) for k in COST_COLUMNS]
         rows[-1] += [pg.get("commits_per_order"), pg.get("rollbacks_per_order")]
-        rows[-1] += [rd.get("commands_per_order"), sent, pg.get("sessions_opened")]
+        rows[-1] += [rd.get("commands_per_order"), pg.get("sessions_opened")]
         rows[-1] += [rd.get("connections_opened")]
-        top = ", ".join(f"`{cmd}` {per}" for cmd, _, per in rd.get("top", []))
-        tapped = f"; tap: sent {tap['top_sent']}, in scripts {tap['top_in_scripts']}" if tap else ""
-        tops.append(f"- `{name}`: {top}{tapped}")
-    about = (  # docs/benchmark.md says how each figure is read
+        tops.append(
+            f"- `{name}`: " + ", ".join(f"`{cmd}` {per}" for cmd, _, per in rd.get("top", []))
+        )
+    if not rows:
+        return ""
+    about = (  # docs/performance/full-run.md says how each figure is read
         "CPU ms per terminal order of each process group (own counters, user + system, reaped "
         "children included; `engine` = API + worker + scheduler; `pg bench`: the bench "
         "database's backends seen, a lower bound); per order, PostgreSQL commits and rollbacks, "
-        "Redis commands (server-wide; `--redis-tap`: the stack's databases, sent + in scripts); "
-        "over the window, PostgreSQL sessions and Redis connections opened."
+        "Redis commands (server-wide `INFO commandstats`, calls in scripts included); over the "
+        "window, PostgreSQL sessions and Redis connections opened."
     )
-    top_lines = "Top Redis commands per order:\n\n" + "\n".join(tops)
-    return (
-        f"## Cost per order\n\n{about}\n\n{table(COST_HEADER.split('|'), rows)}\n\n{top_lines}"
-        if rows
-        else ""
-    )
+    tops_text = "Top Redis commands per order:\n\n" + "\n".join(tops)
+    return f"## Cost per order\n\n{about}\n\n{table(COST_HEADER.split('|'), rows)}\n\n{tops_text}"
 
 
 def _phase(name: str, phase: dict[str, Any]) -> str:
     """A phase's figures, one row each, in the order the phase wrote them."""
     rows = [[key.replace("_", " "), value] for key, value in phase.items() if key not in LEFT_OUT]
-    return f"## {name}\n\n" + table(["measure", "value"], rows)
-
-
-def _profiles(phases: dict[str, Any]) -> str:
-    found = dict((phases.get("peer") or {}).get("profiles") or {})
-    found |= {n: (phases.get(n) or {}).get("profile") for n in ("e2e-zero", "ws")}
-    parts = ["## Profiles (py-spy: threads on a CPU)"]
-    for label, profile in found.items():
-        if profile and profile.get("samples"):
-            libraries = ", ".join(f"{n} {p} %" for n, p in profile["self_by_library_pct"][:10])
-            parts.append(f"**{label}** ({profile['samples']} samples, `{profile['files'][0]}`). "
-                         f"Own CPU by library: {libraries}.")  # fmt: skip
-            parts.append(table(["own CPU (self)", "%"], profile["self_top_pct"][:10]))
-    return "\n\n".join(parts) if len(parts) > 1 else ""
-
-
-def floors_table(rows: list[dict[str, Any]], groups: tuple[str, ...]) -> str:
-    """`python -m bench.floors`: one row per floor, the lowest of its repeats."""
-    header = "floor|per|n|client ms|API ms|worker ms|PG backend ms|PG all ms|Redis ms"
-    header += "|localnet ms|servers ms (spread)|Redis cmds"
-    lines = []
-    for row in rows:
-        best = row["lowest"]
-        cpu = [f"{best['cpu_ms'][g]:.3f}" for g in groups]
-        client = "–" if best["client_ms"] is None else f"{best['client_ms']:.3f}"
-        servers = f"{best['servers_ms']:.3f} ({best['spread_pct']} %)"
-        commands = "–" if best["redis_commands"] is None else f"{best['redis_commands']:g}"
-        lines.append([row["floor"], row["per"], best["n"], client, *cpu, servers, commands])
-    return table(header.split("|"), lines)
+    own = phase.get("table")  # a phase's own table ({header, rows}) comes first
+    head = f"{table(own['header'], own['rows'])}\n\n" if own else ""
+    return f"## {name}\n\n{head}" + table(["measure", "value"], rows)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,14 @@
-"""The stack under measurement: the servers, the bench database, the localnet, gunicorn, a worker
-and the scheduler, started by the launcher the tests use (`order_engine.ops.launch`).
+"""The stack under measurement (servers, bench database, localnet, gunicorn, a worker and the
+scheduler), started by the launcher the tests use (`order_engine.ops.launch`).
 
 Like `make run`, it uses the servers named by DATABASE_URL / REDIS_URL or else the embedded
-ones, and every process gets the command line and settings `make run` gives it, so comparisons
-stay fair: gunicorn serves `bench.web` and the worker runs `bench.worker` (the product's apps
-with the bench's routes and no-op tasks added). Its data stays apart from anyone else's on those
-servers: its own database (BENCH_DATABASE, recreated each run) and two Redis databases
-(BENCH_REDIS_DBS), emptied between phases. The venue latencies are the localnet's settings, so
-a phase that needs others restarts it (`ensure_localnet`); its state and URL carry over. Beat
-runs beside the worker, as with `make run`: stopping the worker stops it too.
-
-It finds the servers' processes from the servers themselves (a backend's parent is the
-postmaster; Redis reports its `process_id`) and counts its own use of them, so that a phase's
-figures leave the benchmark out. `close()` stops everything it started.
+ones, and every process gets `make run`'s command line and settings: gunicorn serves `bench.web`
+and the worker runs `bench.worker` (the product's apps with the bench's routes and no-op tasks).
+Its data stays apart: its own database (BENCH_DATABASE, recreated each run) and two Redis
+databases (BENCH_REDIS_DBS), emptied between phases. A phase that needs other venue latencies
+restarts the localnet (`ensure_localnet`; its state carries over). Beat runs beside the worker.
+It finds the servers' processes from the servers themselves and counts its own use of them, so
+a phase's figures leave the benchmark out. `close()` stops everything it started.
 """
 
 from __future__ import annotations
@@ -39,22 +35,13 @@ from bench import NOOP_TASK, loadgen
 from bench.monitor import Monitor, RootPids, children_titled, redis_servers
 from order_engine.chain.wallet import ensure_dev_keypair
 from order_engine.config import Settings, _process_environment
-from order_engine.localnet.config import LocalnetSettings
-from order_engine.ops import embedded, migrate
-from order_engine.ops.launch import (
-    Launcher,
-    child_settings,
-    free_port,
-    rpc,
-    scheduler_argv,
-    worker_argv,
-)
+from order_engine.ops import embedded, launch, migrate
 
 log = logging.getLogger("bench.stack")
 
 BENCH_DATABASE = os.environ.get("BENCH_DATABASE", "order_engine_bench")
 APP_DB, BROKER_DB = (int(db) for db in os.environ.get("BENCH_REDIS_DBS", "12,13").split(",", 1))
-TASK_QUEUE = "orders"
+TASK_QUEUE, SCOPES = "orders", ["orders:read", "orders:write"]
 READY_TIMEOUT_S = 90
 # One account drives the whole benchmark: its limits must not be what is measured (no in-flight
 # cap: no count per submission). The trigger phase counts evaluations from the worker's lines.
@@ -71,28 +58,25 @@ SETTING_PREFIXES += ("WS_", "LOG_", "PORT", "RECONCILE_INTERVAL_S")
 class Stack:
     """The bench's servers, data and processes (a `Launcher`'s), and its own use of them."""
 
-    def __init__(self, run_dir: Path, port: int, wsgi_app: str = "bench.web:create('project')"):
-        self.run_dir, self.port, self.wsgi_app = run_dir, port, wsgi_app
-        self.launcher = Launcher(run_dir / "logs")
+    engine: Engine | None
+
+    def __init__(self, run_dir: Path, port: int) -> None:
+        self.run_dir, self.port = run_dir, port
+        self.launcher = launch.Launcher(run_dir / "logs")
         self.embedded: embedded.EmbeddedServers | None = None
         self.database_url = self.redis_url = self.broker_url = ""
-        self.owns_broker_db = False
+        self.owns_broker_db, self.engine = False, None
         self.server_kind = "the machine's (DATABASE_URL / REDIS_URL)"
-        self.engine: Engine | None = None
         self.process_env: dict[str, dict[str, str]] = {}  # the settings of each last start
         self.settings: dict[str, Settings] = {}
-        self.localnet_port = free_port()
+        self.localnet_port = launch.free_port()
         self.localnet_latency: dict[str, str] | None = None
-        self.localnet_settings: LocalnetSettings | None = None
-        self.database_name = BENCH_DATABASE
+        self.database_name, self.redis_dbs = BENCH_DATABASE, {APP_DB, BROKER_DB}
         self.redis_clients: dict[str, redis.Redis] = {}
-        self.redis_dbs = {APP_DB, BROKER_DB}
         self.server_roots: dict[str, list[int]] = {"postgres": [], "redis": []}
         self.own_usage: Counter[str] = Counter()  # the bench's own use, left out of the figures
         self.account_id: uuid.UUID | None = None  # the bench API key's account
         self._celery: Any = None
-
-    # -- servers and data -------------------------------------------------------------------
 
     def start_servers(self) -> None:
         """Resolve (or start) PostgreSQL and Redis, recreate the bench database, migrate."""
@@ -133,11 +117,8 @@ class Stack:
         from order_engine.services.access import AccessService
 
         with Session(self.engine, expire_on_commit=False) as session:
-            created = AccessService(session).create_key(
-                "bench", "make bench", ["orders:read", "orders:write"]
-            )
-        os.environ["BENCH_API_KEY"] = created.secret
-        self.account_id = created.account.id
+            created = AccessService(session).create_key("bench", "make bench", SCOPES)
+        os.environ["BENCH_API_KEY"], self.account_id = created.secret, created.account.id
 
     def reset(self) -> None:
         """Empty the bench tables and Redis databases (workers must be stopped)."""
@@ -157,12 +138,6 @@ class Stack:
     def db(self) -> Engine:
         assert self.engine is not None, "start_servers() first"
         return self.engine
-
-    def queue_length(self) -> int | None:
-        if not self.broker_url.startswith("redis"):
-            return None
-        self.own_usage["redis:llen"] += 1
-        return int(redis.Redis.from_url(self.broker_url).llen(TASK_QUEUE))
 
     def env(self, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
         """The environment of an engine process: the bench's servers, localnet and wallet."""
@@ -188,7 +163,7 @@ class Stack:
 
     def localnet_rpc(self, method: str, params: Any = None) -> Any:
         """One JSON-RPC call to the localnet (admin methods too: `localnet_move`, …)."""
-        return rpc(self.localnet_url, method, params)
+        return launch.rpc(self.localnet_url, method, params)
 
     def celery(self) -> Any:
         """The product's Celery app, for probes sent from this (non-load) process."""
@@ -197,8 +172,6 @@ class Stack:
 
             self._celery = create_app(self.env()).extensions["celery"]
         return self._celery
-
-    # -- processes --------------------------------------------------------------------------
 
     def ensure_localnet(self, latency: dict[str, str]) -> None:
         """A running localnet with these latencies: (re)started unless it already is one (only
@@ -209,16 +182,15 @@ class Stack:
     def start_localnet(self, latency: dict[str, str]) -> None:
         self.stop("localnet")
         env = {**os.environ, "LOCALNET_STATE_DIR": str(self.run_dir / "localnet"), **latency}
-        self.localnet_settings = LocalnetSettings.from_env({**_process_environment(), **env})
         self._record("localnet", env)
         self.launcher.start_localnet(env, self.localnet_port, timeout_s=READY_TIMEOUT_S)
         self.localnet_latency = dict(latency)
 
     def start_api(self, overrides: Mapping[str, str] | None = None) -> None:
-        """gunicorn as `make run` starts it, serving `wsgi_app`; waits until /readyz is 200."""
+        """gunicorn as `make run` starts it, serving `bench.web`; waits until /readyz is 200."""
         self.stop("api")
         env = self._record("api", self.env(overrides))
-        self.launcher.start_api(env, self.port, app=self.wsgi_app, wait=False)
+        self.launcher.start_api(env, self.port, app="bench.web:create()", wait=False)
         self.launcher.wait_api(self.port, READY_TIMEOUT_S)
 
     def start_worker(
@@ -230,7 +202,7 @@ class Stack:
         that the process stays up."""
         self.stop("worker")
         env = self._record("worker", self.env(overrides))
-        argv = worker_argv(self.settings["worker"], "bench@%h", app="bench.worker")
+        argv = launch.worker_argv(self.settings["worker"], "bench@%h", app="bench.worker")
         self.launcher.start("worker", argv, env)
         if not wait_ready:
             time.sleep(1.0)
@@ -239,13 +211,15 @@ class Stack:
         if beat:
             schedule = self.run_dir / "celerybeat-schedule"
             self._record("scheduler", env)
-            self.launcher.start("scheduler", scheduler_argv(self.settings["worker"], schedule), env)
+            self.launcher.start(
+                "scheduler", launch.scheduler_argv(self.settings["worker"], schedule), env
+            )
             time.sleep(0.5)
             self.launcher.wait("scheduler", lambda: True, "the scheduler process")
 
     def _record(self, name: str, env: dict[str, str]) -> dict[str, str]:
         if name != "localnet":  # the engine's settings; the localnet reads its own
-            self.settings[name] = child_settings(env)
+            self.settings[name] = launch.child_settings(env)
         self.process_env[name] = {k: env[k] for k in sorted(env) if k.startswith(SETTING_PREFIXES)}
         return env
 
@@ -299,7 +273,7 @@ def session(out: str) -> Iterator[tuple[Stack, Monitor]]:
     (run_dir / "logs").mkdir(parents=True)
     (run_dir / "raw").mkdir()
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    stack = Stack(run_dir, free_port())
+    stack = Stack(run_dir, launch.free_port())
     monitor = Monitor(monitor_groups(stack), flat=("postgres_bench",))
     try:
         yield stack, monitor
@@ -316,11 +290,10 @@ def monitor_groups(stack: Stack) -> dict[str, RootPids]:
         name: lambda name=name: stack.pids(name)  # type: ignore[misc]
         for name in ("api", "worker", "scheduler", "localnet")
     }
+    postgres = lambda: stack.server_pids("postgres")  # noqa: E731
     return groups | {
-        "postgres": lambda: stack.server_pids("postgres"),
-        "postgres_bench": lambda: children_titled(
-            stack.server_pids("postgres"), stack.database_name
-        ),
+        "postgres": postgres,
+        "postgres_bench": lambda: children_titled(postgres(), stack.database_name),
         "redis": lambda: stack.server_pids("redis"),
         "loadgen": loadgen.running_pids,
     }

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from collections import Counter, defaultdict
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -24,6 +24,7 @@ from bench import figures
 from bench.loadgen import ENGINE_PATH
 from bench.phases import Run
 from bench.plan import DEFAULT_LATENCY
+from bench.stack import Stack
 from order_engine.models import DEFAULT_ACCOUNT_ID
 
 # The first evaluations after a start or after the book is written (the worker's chain
@@ -76,25 +77,15 @@ SELECT id, 1, 'pending', 0,
 """
 
 
-def insert_waiting(
-    engine: Engine,
-    prices: list[tuple[str, str, Decimal]],
-    count: int,
-    account_id: uuid.UUID | None = None,
-) -> None:
-    """`count` waiting limit orders spread over `prices` ((tokenIn, tokenOut, best price)),
-    each 2-12x beyond its pair's price; then VACUUM (ANALYZE), so the planner sees the book's
-    size and no autovacuum of the new rows runs inside a measurement."""
-    params: dict[str, Any] = {
-        "ins": [tin for tin, _, _ in prices],
-        "outs": [tout for _, tout, _ in prices],
-        "prices": [price for _, _, price in prices],
-        "pairs": len(prices),
-        "count": count,
-        "account": account_id or DEFAULT_ACCOUNT_ID,
-    }
+def write_book(engine: Engine, sql: str, prices: list[tuple[str, str, Decimal]],
+               **params: Any) -> None:  # fmt: skip
+    """A book written by one SQL statement over `prices` ((tokenIn, tokenOut, best price)),
+    then VACUUM (ANALYZE), so the planner sees the book's size and no autovacuum of the new rows
+    runs inside a measurement."""
+    params |= {"ins": [p[0] for p in prices], "outs": [p[1] for p in prices]}
+    params |= {"prices": [p[2] for p in prices], "pairs": len(prices)}
     with engine.begin() as conn:
-        conn.exec_driver_sql(_WAITING_BOOK_SQL, params)
+        conn.exec_driver_sql(sql, params)
     with engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
             "VACUUM (ANALYZE) orders, order_events"
@@ -115,6 +106,22 @@ def best_prices(pools: list[dict[str, Any]]) -> list[tuple[str, str, Decimal]]:
     return [(tin, tout, price) for (tin, tout), price in sorted(best.items())]
 
 
+def sol_price(stack: Stack) -> Decimal:
+    pools = best_prices(stack.localnet_rpc("localnet_status")["pools"])
+    return next(p for tin, tout, p in pools if (tin, tout) == PAIR)
+
+
+def move(stack: Stack, price: Decimal) -> None:
+    stack.localnet_rpc("localnet_move", {"pair": "/".join(PAIR), "price": str(price)})
+
+
+def evaluations(log_path: Path, offset: int) -> list[float]:
+    """The wall time (s) of each trigger evaluation the worker's log traced after `offset`."""
+    with log_path.open("rb") as log_file:
+        log_file.seek(offset)
+        return [float(m) for m in EVALUATION_LINE.findall(log_file.read().decode(errors="replace"))]
+
+
 def triggers(run: Run) -> dict[str, Any]:
     """An idle window with no waiting order (evaluations that find nothing), the same with N
     waiting orders (what the book adds, per evaluation and in % of one core), then M limit
@@ -127,20 +134,19 @@ def triggers(run: Run) -> dict[str, Any]:
     run.monitor.set_phase("triggers_book")
     began = time.monotonic()
     prices = best_prices(stack.localnet_rpc("localnet_status")["pools"])
-    insert_waiting(stack.db, prices, plan.triggers_waiting, stack.account_id)
+    account = stack.account_id or DEFAULT_ACCOUNT_ID
+    write_book(stack.db, _WAITING_BOOK_SQL, prices, count=plan.triggers_waiting, account=account)
     written_s = time.monotonic() - began
     time.sleep(SETTLE_S)
     waiting = idle_window(run, "triggers_idle_waiting")
     waiting |= {"orders": plan.triggers_waiting, "pair_directions": len(prices)}
     waiting["written_s"] = round(written_s, 1)
-    pools = best_prices(stack.localnet_rpc("localnet_status")["pools"])
-    price = next(p for tin, tout, p in pools if (tin, tout) == PAIR)
+    price = sol_price(stack)
     try:
         crossing = _cross(run, price)
     finally:
         run.idle()
-        # Back to the price the phase found (the market walks on from there).
-        stack.localnet_rpc("localnet_move", {"pair": "/".join(PAIR), "price": str(price)})
+        move(stack, price)  # back to the price the phase found (the market walks on from there)
     return {
         "idle_empty": empty,
         "idle_waiting": waiting,
@@ -162,9 +168,7 @@ def idle_window(run: Run, phase: str) -> dict[str, Any]:
     before = run.monitor.read()
     time.sleep(run.plan.triggers_idle_s)
     after = run.monitor.read()
-    with log_path.open("rb") as log_file:
-        log_file.seek(offset)
-        runs = [float(m) for m in EVALUATION_LINE.findall(log_file.read().decode(errors="replace"))]
+    runs = evaluations(log_path, offset)
     seconds = after["t"] - before["t"]
     cpu_ms = {g: (after["cpu_s"][g] - before["cpu_s"][g]) * 1000 for g in after["cpu_s"]}
     cpu_ms["engine"] = cpu_ms["worker"] + cpu_ms["scheduler"]
@@ -197,7 +201,7 @@ def _cross(run: Run, price: Decimal) -> dict[str, Any]:
     window = run.window()
     target = (price * MOVE_FACTOR).quantize(Decimal("0.0001"))
     moved_at = time.time()
-    stack.localnet_rpc("localnet_move", {"pair": "/".join(PAIR), "price": str(target)})
+    move(stack, target)
 
     def reached(what: str) -> bool:
         return crossing_counts(stack.db, order_ids)[what] >= len(order_ids)

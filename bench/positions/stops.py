@@ -31,7 +31,16 @@ from sqlalchemy import text
 from bench.loadgen import ENGINE_PATH
 from bench.phases import Run
 from bench.plan import DEFAULT_LATENCY
-from bench.triggers import PAIR, SETTLE_S, best_prices, crossing, idle_window
+from bench.triggers import (
+    SETTLE_S,
+    best_prices,
+    crossing,
+    crossing_counts,
+    idle_window,
+    move,
+    sol_price,
+    write_book,
+)
 from order_engine.domain.triggers import size_class
 from order_engine.models import DEFAULT_ACCOUNT_ID
 
@@ -102,14 +111,13 @@ class Book:
 def positions(run: Run) -> dict[str, Any]:
     """Every part of the preset in order, on one stack; the market back where it was after."""
     run.restart_worker(DEFAULT_LATENCY)
-    book = Book()
-    price = _sol_price(run)
+    book, price = Book(), sol_price(run.stack)
     try:
         for name, part in PARTS:
             book.figures[name] = part(run, book)
     finally:
         run.idle()
-        run.stack.localnet_rpc("localnet_move", {"pair": "/".join(PAIR), "price": str(price)})
+        move(run.stack, price)
     return book.figures | {
         "interval_ms": run.stack.settings["worker"].trigger_interval_ms,
         "latency": DEFAULT_LATENCY,
@@ -126,13 +134,15 @@ def idle(run: Run, book: Book) -> dict[str, Any]:
     run.monitor.set_phase("positions_book")
     pools = run.stack.localnet_rpc("localnet_status")["pools"]
     book.prices = [p for p in best_prices(pools) if p[0] == "SOL"]
-    began = time.monotonic()
-    _write_book(run, book.prices, run.plan.positions_waiting)
+    began, account = time.monotonic(), run.stack.account_id or DEFAULT_ACCOUNT_ID
+    classes = [size_class(int(a * 10**9)) for a in AMOUNTS]
+    write_book(run.stack.db, _BOOK_SQL, book.prices, amounts=list(AMOUNTS), classes=classes,
+               count=run.plan.positions_waiting, account=account)  # fmt: skip
     written_s = round(time.monotonic() - began, 1)
     time.sleep(SETTLE_S)  # the first evaluations: every class's first mark
     walking = _counted(run, "positions_idle_walking")
-    price = _sol_price(run)
-    run.stack.localnet_rpc("localnet_move", {"pair": "/".join(PAIR), "price": str(price * FALL)})
+    price = sol_price(run.stack)
+    move(run.stack, price * FALL)
     time.sleep(SETTLE_S)
     fallen = _counted(run, "positions_idle_no_rise")
     return {
@@ -148,7 +158,7 @@ def idle(run: Run, book: Book) -> dict[str, Any]:
 def crossing_part(run: Run, book: Book) -> dict[str, Any]:
     """Stops, stop-losses and trailing stops through the API near the market, one move 20 %
     down across all of them: move → `routing` per type, and the evaluations it took."""
-    price = _sol_price(run)
+    price = sol_price(run.stack)
     run.monitor.set_phase("positions_submit")
     per_type = max(1, run.plan.positions_crossing // len(TYPES))
     near = str((price * NEAR).quantize(Decimal("0.0001")))
@@ -169,10 +179,11 @@ def crossing_part(run: Run, book: Book) -> dict[str, Any]:
     window = run.window()
     target = (price * CROSS).quantize(Decimal("0.0001"))
     moved_at = time.time()
-    run.stack.localnet_rpc("localnet_move", {"pair": "/".join(PAIR), "price": str(target)})
-    routed = run.wait(lambda: _routed(run, everyone), run.plan.triggers_deadline_s)
+    move(run.stack, target)
+    counts = lambda: crossing_counts(run.stack.db, everyone)  # noqa: E731
+    routed = run.wait(lambda: counts()["waiting"] == 0, run.plan.triggers_deadline_s)
     run.monitor.set_phase("positions_drain")
-    drained = run.wait(lambda: _terminal(run, everyone), run.plan.triggers_deadline_s)
+    drained = run.wait(lambda: counts()["terminal"] >= len(everyone), run.plan.triggers_deadline_s)
     window.load_done()
     by_type = {name: crossing(run.stack.db, group, moved_at) for name, group in ids.items()}
     return {
@@ -207,48 +218,7 @@ def _writes(run: Run) -> dict[str, int]:
         return {name: int(n) for name, n in conn.execute(_WRITES_SQL).all()}
 
 
-def _write_book(run: Run, prices: list[tuple[str, str, Decimal]], count: int) -> None:
-    params: dict[str, Any] = {
-        "ins": [tin for tin, _, _ in prices],
-        "outs": [tout for _, tout, _ in prices],
-        "prices": [price for _, _, price in prices],
-        "pairs": len(prices),
-        "amounts": list(AMOUNTS),
-        "classes": [size_class(int(a * 10**9)) for a in AMOUNTS],
-        "count": count,
-        "account": run.stack.account_id or DEFAULT_ACCOUNT_ID,
-    }
-    with run.stack.db.begin() as conn:
-        conn.exec_driver_sql(_BOOK_SQL, params)
-    with run.stack.db.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
-            "VACUUM (ANALYZE) orders, order_events"
-        )
-
-
 def _submit(run: Run, name: str, order: dict[str, Any], count: int) -> list[str]:
     spec = {"path": ENGINE_PATH, "concurrency": 8, "count": count, "duration_s": 120}
     records = run.http(f"positions-{name}", "closed_loop", order=order, **spec)["records"]
     return [r[3] for r in records if r[2] == 202]
-
-
-def _sol_price(run: Run) -> Decimal:
-    pools = best_prices(run.stack.localnet_rpc("localnet_status")["pools"])
-    return next(p for tin, tout, p in pools if (tin, tout) == PAIR)
-
-
-def _routed(run: Run, order_ids: list[str]) -> bool:
-    return _count(run, order_ids, "NOT o.waiting") >= len(order_ids)
-
-
-def _terminal(run: Run, order_ids: list[str]) -> bool:
-    final = "o.status IN ('confirmed', 'failed', 'cancelled')"
-    return _count(run, order_ids, final) >= len(order_ids)
-
-
-def _count(run: Run, order_ids: list[str], condition: str) -> int:
-    query = text(
-        f"SELECT count(*) FROM orders o WHERE o.id = ANY(CAST(:ids AS uuid[])) AND {condition}"
-    )
-    with run.stack.db.connect() as conn:
-        return int(conn.execute(query, {"ids": order_ids}).scalar_one())

@@ -11,11 +11,7 @@ parent's acceptance plus index × interval). The target: p99 within one slot (40
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import time
-import urllib.request
 from collections import Counter
 from datetime import datetime
 from decimal import Decimal
@@ -24,14 +20,12 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import figures
-from bench.loadgen import ENGINE_PATH
+from bench.loadgen import ENGINE_PATH, Api
 from bench.phases import Run
 from bench.plan import DEFAULT_LATENCY
+from bench.triggers import evaluations
 
 SLOT_MS = 400
-# Celery's trace line for each trigger evaluation, which takes the TWAP steps after it
-# (`--loglevel INFO`): its wall time.
-STEP_LINE = re.compile(r"orders\.evaluate_triggers\[[^\]]+\] succeeded in ([0-9.e-]+)s")
 # Each child of these parents: its due time, when it was created, when it started, its end.
 _SLICES_SQL = text("""
 SELECT c.slice_index, first.data ->> 'dueAt', extract(epoch FROM first.at)::float8,
@@ -54,17 +48,16 @@ def twap_slices(run: Run) -> dict[str, Any]:
     offset = log_path.stat().st_size
     run.monitor.set_phase("twap")
     window = run.window()
+    api = Api(stack.port, timeout_s=10)
     parents = [
-        _submit(stack.port, plan.twap_slices, plan.twap_interval_s, n)
+        _submit(api, plan.twap_slices, plan.twap_interval_s, n)
         for n in _spread(plan.twap_parents, plan.twap_interval_s)
     ]
     deadline_s = plan.twap_slices * plan.twap_interval_s + 120
     done = run.wait(lambda: _finished(stack.db, parents), deadline_s)
     window.load_done()
     slices = _slices(stack.db, parents)
-    with log_path.open("rb") as log_file:
-        log_file.seek(offset)
-        steps = [float(m) for m in STEP_LINE.findall(log_file.read().decode(errors="replace"))]
+    steps = evaluations(log_path, offset)  # each evaluation takes the TWAP steps after it
     lag = figures.summary(s["start_lag_ms"] for s in slices if s["start_lag_ms"] is not None)
     result = {
         "parents": len(parents),
@@ -100,27 +93,13 @@ def _spread(count: int, interval_s: float) -> Any:
         time.sleep(interval_s / max(count, 1))
 
 
-def _submit(port: int, slices: int, interval_s: int, n: int) -> str:
-    body = {
-        "type": "twap",
-        "tokenIn": "SOL",
-        "tokenOut": "USDC",
-        "amount": str(Decimal("0.1") * slices),
-        "slices": slices,
-        "intervalS": interval_s,
-        "slippageBps": 300,
-        "clientOrderId": f"bench-twap-{n}",
-    }
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{ENGINE_PATH}",
-        data=json.dumps(body).encode(),
-        headers={
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {os.environ['BENCH_API_KEY']}",
-        },
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return str(json.load(response)["orderId"])
+def _submit(api: Api, slices: int, interval_s: int, n: int) -> str:
+    body = {"type": "twap", "tokenIn": "SOL", "tokenOut": "USDC", "slices": slices}
+    body |= {"amount": str(Decimal("0.1") * slices), "intervalS": interval_s}
+    body |= {"slippageBps": 300, "clientOrderId": f"bench-twap-{n}"}
+    status, reply = api("POST", ENGINE_PATH, body)
+    assert status == 202, reply
+    return str(reply["orderId"])
 
 
 def _statuses(engine: Any, parents: list[str]) -> list[str]:

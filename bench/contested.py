@@ -1,0 +1,220 @@
+"""A contested chain (`--preset contested`): what each landing strategy costs and gets.
+
+The localnet runs with no added landing latency, congested at `high` for the whole run
+(`localnet_congest`) with the searcher sandwiching half the public swaps that pay
+(`localnet_mev`); both are turned off at the end. Per strategy, in `STRATEGIES`' order, the
+orders go out as that strategy's client sends them (open loop, a third each of `AMOUNTS`, SOL ->
+USDC with `SLIPPAGE_BPS`), drain, and each order's answer (`GET /api/orders/<id>`: `fees`,
+`landing`, its events) is read. A strategy whose request fields the engine refuses is "not
+supported by this engine" (the fixed fee, yesterday's engine, is sent without its fields when
+the worker's fixed price is that fee); a missing answer field is shown as "—".
+
+A slot's clearing price for an order's pools is `getRecentPrioritizationFees` of the route legs'
+`poolId`s (each a pool's state account, written by every swap on it) at the landing slot: the
+node keeps 150 slots, so it is read every `FEES_EVERY_S` and once a strategy drains.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from statistics import mean, median
+from typing import Any
+
+from bench import figures
+from bench.loadgen import ENGINE_PATH, Api
+from bench.phases import Run
+from bench.plan import ZERO_LATENCY
+
+FIXED_FEE = 25_000
+STRATEGIES: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "fixed fee, public",
+        {"priorityFee": {"microLamportsPerCu": FIXED_FEE}, "mevProtection": False},
+    ),
+    ("auto fee, public", {"priorityFee": "auto", "mevProtection": False}),
+    ("auto fee + bundle", {}),
+)
+# Swaps of 0.5 SOL the searcher leaves alone on the deep SOL/USDC pools (their impact is under
+# twice the pool fee, docs/localnet.md); 500 SOL moves either pool past that.
+AMOUNTS, SLIPPAGE_BPS, LEVEL, MEV_RATE = ("0.5", "5", "500"), 100, "high", "0.5"
+FEES_EVERY_S = 30  # 75 slots: well inside the 150 the node keeps
+HEADER = ["strategy", "confirmed / failed", "landed first try", "slots to land p50 / p99",
+          "priority lamports median / mean", "tip lamports median / mean",
+          "paid ÷ clearing price, median", "sandwiched; value taken (share)",
+          "engine CPU ms/order (API, worker)", "accept → confirmed p50 / p99 ms"]  # fmt: skip
+DASH = "—"
+
+
+class ClearingPrices:
+    """Each pool account's recent prioritization fee per slot, read every `FEES_EVERY_S`."""
+
+    def __init__(self, run: Run) -> None:
+        self.run, self.by_pool, self.read_at = run, dict[str, dict[int, int]](), 0.0
+
+    def tick(self, pools: set[str], force: bool = False) -> None:
+        if not force and time.monotonic() - self.read_at < FEES_EVERY_S:
+            return
+        for pool in pools:
+            answer = self.run.stack.localnet_rpc("getRecentPrioritizationFees", [[pool]])
+            slots = self.by_pool.setdefault(pool, {})
+            slots.update({e["slot"]: e["prioritizationFee"] for e in answer})
+        self.read_at = time.monotonic()
+
+    def at(self, pools: list[str], slot: int | None) -> int | None:
+        prices = [self.by_pool.get(p, {}).get(slot) for p in pools] if slot is not None else []
+        return max((p for p in prices if p is not None), default=None)
+
+
+def contested(run: Run) -> dict[str, Any]:
+    """Every strategy in turn on one congested chain; the congestion and the searcher off
+    after."""
+    plan, stack = run.plan, run.stack
+    per_strategy_s = plan.contested_orders / plan.contested_rate + plan.contested_deadline_s
+    run.restart_worker(ZERO_LATENCY)
+    pools = {p["address"] for p in stack.localnet_rpc("localnet_status")["pools"]
+             if {p["tokenX"], p["tokenY"]} == {"SOL", "USDC"}}  # fmt: skip
+    seconds = int(per_strategy_s * len(STRATEGIES) + 300)
+    stack.localnet_rpc("localnet_congest", {"level": LEVEL, "seconds": seconds})
+    stack.localnet_rpc("localnet_mev", {"rate": MEV_RATE})
+    prices, results = ClearingPrices(run), {}
+    try:
+        for index, (name, fields) in enumerate(STRATEGIES):
+            results[name] = _strategy(run, f"contested-{index}", fields, prices, pools)
+            run.restart_worker(ZERO_LATENCY)
+    finally:
+        stack.localnet_rpc("localnet_congest", {"level": "quiet", "seconds": 1})
+        stack.localnet_rpc("localnet_mev", {"rate": "0"})
+        run.idle()
+    fell_back = " (its fields refused: sent with the engine's defaults, which are these)"
+    rows = [[name + (fell_back if f.get("sent_as", fields) != fields else ""), *_row(f)]
+            for (name, fields), f in zip(STRATEGIES, results.values(), strict=True)]  # fmt: skip
+    return {"table": {"header": HEADER, "rows": rows}, "strategies": results,
+            "level": LEVEL, "mev_rate": MEV_RATE, "amounts_sol": AMOUNTS,
+            "slippage_bps": SLIPPAGE_BPS, "orders_per_strategy": plan.contested_orders,
+            "offered_per_s": plan.contested_rate, "latency": ZERO_LATENCY}  # fmt: skip
+
+
+def _strategy(run: Run, label: str, fields: dict[str, Any], prices: ClearingPrices,
+              pools: set[str]) -> dict[str, Any]:  # fmt: skip
+    """One strategy's orders: sent, drained, read, measured."""
+    plan, stack, api = run.plan, run.stack, Api(run.stack.port)
+    status, reply = api("POST", ENGINE_PATH, {**_order("-1", "probe"), **fields})  # no order
+    sent_as = fields
+    if fields and status in (400, 422) and any(f in str(reply) for f in fields):
+        if fields.get("priorityFee") != {"microLamportsPerCu": FIXED_FEE} or (
+            stack.settings["worker"].compute_unit_price_micro_lamports != FIXED_FEE
+        ):
+            return {"supported": False, "refusal": reply}
+        sent_as = {}  # yesterday's engine: its fixed price is this fee, its sends public
+    run.monitor.set_phase(label.replace("-", "_"))
+    window = run.window()
+    orders = [{**_order(a, ""), **sent_as} for a in AMOUNTS]
+    duration_s, tick = plan.contested_orders / plan.contested_rate, lambda: prices.tick(pools)
+    spec = {"path": ENGINE_PATH, "rate": plan.contested_rate, "order": orders, "connections": 16}
+    spec |= {"duration_s": duration_s, "port": stack.port, "tag": f"{run.run_dir.name}-{label}"}
+    child = run.child(label, "bench.loadgen.open_loop", spec)
+    run.wait(lambda: not child.process.is_alive(), duration_s + 60, tick)
+    accepted = {r[3]: r[4] for r in child.result(5).get("records", []) if r[2] == 202}
+    drained = run.wait(lambda: run.in_flight() == 0, plan.contested_deadline_s, tick)
+    window.load_done()
+    prices.tick(pools, force=True)
+    outcome = figures.outcomes(stack.db, accepted)
+    cost = window.finish(len(outcome.pop("terminal_at")))
+    answers = [api("GET", f"/api/orders/{order_id}")[1] for order_id in accepted]
+    return {"supported": True, "sent_as": sent_as, "accepted": len(accepted), "drained": drained,
+            **measure(answers, prices, stack.localnet_rpc("localnet_mevReport", {})),
+            "accept_to_confirmed_ms": outcome["accept_to_confirmed_ms"],
+            "failures": outcome["failures"], "cost": cost}  # fmt: skip
+
+
+def _order(amount: str, tag: str) -> dict[str, Any]:
+    return {"type": "market", "tokenIn": "SOL", "tokenOut": "USDC", "amount": amount,
+            "slippageBps": SLIPPAGE_BPS, **({"clientOrderId": tag} if tag else {})}  # fmt: skip
+
+
+def measure(answers: list[dict[str, Any]], prices: ClearingPrices,
+            sandwiches: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """The strategy's figures from its orders' answers, the clearing prices and the searcher's
+    report (the victims are the orders' `txHash`)."""
+    confirmed = [a for a in answers if a.get("status") == "confirmed"]
+    first = [(a.get("landing") or {}).get("versions") == 1 and a.get("attempts") == 1
+             for a in confirmed]  # fmt: skip
+    fees = [a["fees"] for a in answers if a.get("fees")]
+    lamports = lambda key: [int(f.get(key) or 0) for f in fees]  # noqa: E731
+    paid_over_clearing = []
+    for answer in confirmed:
+        clearing = prices.at(_pools(answer), (answer.get("landing") or {}).get("landedSlot"))
+        fee = answer.get("fees") or {}
+        if clearing and fee.get("computeUnitLimit"):
+            paid = int(fee.get("priorityLamports") or 0) + int(fee.get("tipLamports") or 0)
+            paid_over_clearing.append(paid * 10**6 / int(fee["computeUnitLimit"]) / clearing)
+    victims = {a.get("txHash") for a in answers} - {None}
+    taken = [s for s in sandwiches if s["victim"] in victims]
+    value = sum(int(s["valueTakenAtoms"]) for s in taken)
+    alone = sum(int(s["outputAloneAtoms"]) for s in taken)
+    return {
+        "confirmed": len(confirmed),
+        "failed": sum(1 for a in answers if a.get("status") == "failed"),
+        "landed_first_try_share": _share(sum(first), len(first))
+        if any(a.get("landing") for a in confirmed)
+        else None,
+        "slots_to_land": figures.summary(s for s in map(_slots, confirmed) if s is not None),
+        "priority_lamports": _spread(lamports("priorityLamports")) if fees else None,
+        "tip_lamports": _spread(lamports("tipLamports")) if fees else None,
+        "paid_over_clearing_median": round(median(paid_over_clearing), 3)
+        if paid_over_clearing
+        else None,  # fmt: skip
+        "paid_over_clearing_count": len(paid_over_clearing),
+        "sandwiched": len({s["victim"] for s in taken}),
+        "value_taken_atoms": value,
+        "value_taken_share": _share(value, alone),  # of those legs' output had they run alone
+        "output_mints": sorted({s["outputMint"] for s in taken}),
+    }
+
+
+def _pools(answer: dict[str, Any]) -> list[str]:
+    """The route legs' pools: the answer's `route`, else the last event naming its legs."""
+    for data in [answer.get("route") or {}, *(e["data"] for e in reversed(answer["events"]))]:
+        legs = data.get("legs") or (data.get("decision") or {}).get("legs")
+        if legs:
+            return [leg["poolId"] for leg in legs]
+    return []
+
+
+def _slots(answer: dict[str, Any]) -> int | None:
+    """First send → landing in slots: `landing`, else the `submitted` and `confirmed` events'
+    `slot` when both have one."""
+    landing = answer.get("landing") or {}
+    sent, landed = landing.get("sentSlot"), landing.get("landedSlot")
+    if sent is None:
+        by_status = {e["status"]: e["data"].get("slot") for e in answer["events"]}
+        sent, landed = by_status.get("submitted"), by_status.get("confirmed")
+    return None if sent is None or landed is None else landed - sent
+
+
+def _share(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _spread(values: list[int]) -> dict[str, Any]:
+    return {"median": median(values), "mean": round(mean(values), 1)} if values else {}
+
+
+def _row(f: dict[str, Any]) -> list[Any]:
+    if not f["supported"]:
+        return ["not supported by this engine", *([DASH] * (len(HEADER) - 2))]
+    show: Callable[[Any], str] = lambda v: DASH if v in (None, {}) else str(v)  # noqa: E731
+    pair = lambda d, a, b: DASH if not d or d.get(a) is None else f"{d[a]} / {d.get(b)}"  # noqa: E731
+    cpu = f["cost"]["cpu_ms_per_order"]
+    return [
+        f"{f['confirmed']} / {f['failed']}",
+        show(f["landed_first_try_share"]),
+        pair(f["slots_to_land"], "p50", "p99"),
+        pair(f["priority_lamports"], "median", "mean"),
+        pair(f["tip_lamports"], "median", "mean"),
+        show(f["paid_over_clearing_median"]),
+        f"{f['sandwiched']}; {f['value_taken_atoms']} ({show(f['value_taken_share'])})",
+        f"{cpu.get('engine')} ({cpu.get('api')}, {cpu.get('worker')})",
+        pair(f["accept_to_confirmed_ms"], "p50", "p99"),
+    ]
