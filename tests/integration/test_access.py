@@ -17,17 +17,15 @@ from order_engine.errors import TooManyRequestsError, UnauthorizedError
 from order_engine.live.limits import RateLimiter, lease_size
 from order_engine.services.access import AccessService, redeem_ticket
 from tests.support.clients import order_body
-from tests.support.factories import add_key
+from tests.support.commits import on_test_session
 
 pytestmark = pytest.mark.integration
 
 
 def new_key(db_session, account: str, scopes=("orders:read", "orders:write")) -> str:
-    """A key flushed by the factory, committed (a savepoint) before the app opens its own
-    transaction on the test's session."""
-    key = add_key(db_session, account, scopes)
-    db_session.commit()
-    return key
+    """A key of the account, committed for real (the orders intake commits for it need the
+    account committed) and deleted after the test with its orders (tests.support.commits)."""
+    return db_session.info["commits"].key(account, scopes)
 
 
 def as_key(app, key: str):
@@ -37,9 +35,7 @@ def as_key(app, key: str):
 
 
 def make_app(test_settings, db_session, **overrides):
-    app = create_app({**test_settings, **overrides})
-    app.extensions["order_engine.session_factory"] = lambda: db_session
-    return app
+    return on_test_session(create_app({**test_settings, **overrides}), db_session)
 
 
 def test_api_routes_need_a_key_and_say_so_in_the_envelope(anonymous_client):
