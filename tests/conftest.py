@@ -149,10 +149,24 @@ def db_session(engine: Engine, test_commits: TestCommits) -> Iterator[Session]:
 
 
 @pytest.fixture
-def app(test_settings: dict[str, str], db_session: Session, redis_client: redis.Redis):
+def app_settings(test_settings: dict[str, str], broker_url: str) -> Iterator[dict[str, str]]:
+    """The settings of an in-process app: its tasks go where no worker reads them (its orders
+    are committed for real; tests.support.brokers.unread_broker), emptied after the test."""
+    from tests.support.brokers import unread_broker
+
+    settings = unread_broker(test_settings, broker_url)
+    yield settings
+    if settings["CELERY_BROKER_URL"] != test_settings["CELERY_BROKER_URL"]:
+        client = redis.Redis.from_url(settings["CELERY_BROKER_URL"])
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def app(app_settings: dict[str, str], db_session: Session, redis_client: redis.Redis):
     """A Flask app whose every session is the test's rolled-back session, its intake
     committed for real (and deleted after the test)."""
-    return on_test_session(create_app(test_settings), db_session)
+    return on_test_session(create_app(app_settings), db_session)
 
 
 @pytest.fixture

@@ -1,17 +1,21 @@
 """Build, sign and encode the swap transaction of one order (one leg per venue).
 
 One v0 transaction without lookup tables carries the whole order, so a split either lands in
-full or not at all [research/solana-rpc.md §4]. Its instructions, in order:
+full or not at all (a transaction's instructions are atomic: Solana's documentation,
+https://solana.com/docs/core/transactions). Its instructions, in order (`swap_instructions`):
 
-1. Compute Budget SetComputeUnitLimit and SetComputeUnitPrice [SDK-CB] (§5);
+1. Compute Budget SetComputeUnitLimit and SetComputeUnitPrice [SDK-CB];
 2. when selling SOL: create the payer's wSOL ATA (idempotent), System Transfer `amount_in`
-   lamports into it, Token SyncNative, so the venue sees wrapped SOL [SPL, SYS] (§6);
+   lamports into it, Token SyncNative, so the venue sees wrapped SOL [SPL, SYS];
 3. create the payer's ATA for the output mint (idempotent: a no-op when it exists);
-4. one swap per leg: Raydium CPMM `swap_base_input` [RAY] (§7) or Meteora DLMM `swap` v1 with
-   its bin arrays as remaining accounts [MET] (§8);
+4. one swap per leg: Raydium CPMM `swap_base_input` [RAY] or Meteora DLMM `swap` v1 with
+   its bin arrays as remaining accounts [MET];
 5. when SOL is sold or bought: Token CloseAccount of the wSOL ATA back to the payer, which
    unwraps the proceeds (or any unspent input) into lamports;
-6. an optional Memo (the localnet keys injected faults by it).
+6. an optional Memo: the client's order id, or ours (the localnet keys injected faults by it).
+
+The whole must fit in one packet, 1232 bytes (`sign_transaction` refuses more); intake sizes
+the largest transaction an order could need from this same list (`transaction_size`).
 
 Every user token account is the payer's associated token account under the SPL Token program
 (the DLMM `swap` v1 pins that program). PDAs are cached in `programs` and `accounts`, so a build
@@ -214,7 +218,7 @@ def memo_instruction(text: str) -> Instruction:
 
 def cpmm_swap_base_input(payer: Pubkey, leg: SwapLeg) -> Instruction:
     """Raydium CPMM `swap_base_input(amount_in, minimum_amount_out)` with the 13 accounts of the
-    `Swap` struct in order [RAY instructions/swap_base_input.rs; research §7 table]."""
+    `Swap` struct in order [RAY instructions/swap_base_input.rs]."""
     state = leg.cpmm_state
     assert state is not None  # checked by SwapLeg
     if leg.input_mint == state.token_0_mint:
@@ -246,7 +250,7 @@ def cpmm_swap_base_input(payer: Pubkey, leg: SwapLeg) -> Instruction:
 
 def dlmm_swap(payer: Pubkey, leg: SwapLeg) -> Instruction:
     """Meteora DLMM `swap(amount_in, min_amount_out)` v1: 15 named accounts, then the bin arrays
-    (writable) as remaining accounts [MET IDL; research §8 table]. The absent optional accounts
+    (writable) as remaining accounts [MET IDL]. The absent optional accounts
     (bitmap extension, host fee) are the program id, read-only, as Anchor clients do [ANC
     to_account_metas.rs]."""
     pair = leg.lb_pair
@@ -301,9 +305,10 @@ def swap_instructions(
 ) -> list[Instruction]:
     """Every instruction of one order's swap transaction, in order (the module docstring).
 
-    The one list both the signed transaction (`build_swap_transaction`) and intake's
-    worst-case size (`worst_case_size` in services/execution/swap_transaction.py) are made
-    of: an instruction added here is counted by both. Raises `ValueError` for legs that do
+    The one list both the executor's signed transaction (`build_swap` in
+    services/execution/swap_transaction.py, through `sign_transaction`) and intake's
+    worst-case size (`worst_case_size` there, through `transaction_size`) are made of: an
+    instruction added here is counted by both. Raises `ValueError` for legs that do
     not trade `input_mint` for `output_mint`.
     """
     if not legs:
@@ -389,7 +394,7 @@ def transaction_size(payer: Pubkey, instructions: Sequence[Instruction]) -> int:
 
 
 def _compact_u16(value: int) -> bytes:
-    """Solana's short-vec length prefix: 7 bits per byte, low first [SDK short_vec.rs]."""
+    """Solana's short-vec length prefix: 7 bits per byte, low first [SDK-SV]."""
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7

@@ -60,9 +60,9 @@ class AmountTooSmall(ExecutionError):
 
 
 class TransactionTooLarge(ExecutionError):
-    """The order's swap transaction exceeds Solana's 1232-byte packet limit (PACKET_DATA_SIZE
-    in agave's sdk/packet): the same order builds it again however often it is tried, so it
-    fails at once, and intake refuses an order whose transaction could not fit."""
+    """The order's swap transaction exceeds Solana's 1232-byte packet limit (PACKET_DATA_SIZE,
+    anza-xyz/solana-sdk `packet/src/lib.rs`): the same order builds it again however often it
+    is tried, so it fails at once; intake refuses an order whose transaction could not fit."""
 
     code, retryable = "TRANSACTION_TOO_LARGE", False
 
