@@ -71,7 +71,8 @@ def size_problems(settings: Settings, order: Mapping[str, Any]) -> dict[str, lis
     client_id = order.get("clientOrderId") if order.get("type") != OrderType.TWAP.value else None
     given = len(client_id.encode("utf-8")) if client_id else 0
     memo_bytes = max(given, ORDER_ID_MEMO_BYTES)
-    venues = worst_venues(pair_venues(settings, token_in.mint, token_out.mint))
+    sniper = order.get("type") == OrderType.SNIPER.value  # its pair has no pool yet
+    venues = worst_venues(None if sniper else pair_venues(settings, token_in.mint, token_out.mint))
     size = _worst_case_size(settings, token_in, token_out, venues, memo_bytes)
     over = size - MAX_TRANSACTION_SIZE
     if over <= 0:
