@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from order_engine.app import create_app
 from order_engine.ops.launch import stop_process
 from tests.support.clients import TEST_API_KEY
+from tests.support.commits import TestCommits, on_test_session
 from tests.support.servers import (
     APP_REDIS_DB,
     BROKER_REDIS_DB,
@@ -120,13 +121,25 @@ def redis_client(test_settings: dict[str, str]) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def db_session(engine: Engine) -> Iterator[Session]:
-    """A session inside a transaction rolled back after the test (savepoint per commit)."""
+def test_commits(engine: Engine) -> Iterator[TestCommits]:
+    """What the test commits beside its rolled-back session (tests.support.commits): deleted
+    after it, once that session has rolled back (`db_session` depends on this fixture)."""
+    commits = TestCommits(engine)
+    yield commits
+    commits.delete()
+
+
+@pytest.fixture
+def db_session(engine: Engine, test_commits: TestCommits) -> Iterator[Session]:
+    """A session inside a transaction rolled back after the test (savepoint per commit). An
+    app on it commits intake for real (`on_test_session`), as in production; what it
+    committed goes after the rollback."""
     connection = engine.connect()
     outer = connection.begin()
     session = Session(
         bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
+    session.info["commits"] = test_commits
     try:
         yield session
     finally:
@@ -136,11 +149,24 @@ def db_session(engine: Engine) -> Iterator[Session]:
 
 
 @pytest.fixture
-def app(test_settings: dict[str, str], db_session: Session, redis_client: redis.Redis):
-    """A Flask app whose every session is the test's rolled-back session."""
-    app = create_app(test_settings)
-    app.extensions["order_engine.session_factory"] = lambda: db_session
-    return app
+def app_settings(test_settings: dict[str, str], broker_url: str) -> Iterator[dict[str, str]]:
+    """The settings of an in-process app: its tasks go where no worker reads them (its orders
+    are committed for real; tests.support.brokers.unread_broker), emptied after the test."""
+    from tests.support.brokers import unread_broker
+
+    settings = unread_broker(test_settings, broker_url)
+    yield settings
+    if settings["CELERY_BROKER_URL"] != test_settings["CELERY_BROKER_URL"]:
+        client = redis.Redis.from_url(settings["CELERY_BROKER_URL"])
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def app(app_settings: dict[str, str], db_session: Session, redis_client: redis.Redis):
+    """A Flask app whose every session is the test's rolled-back session, its intake
+    committed for real (and deleted after the test)."""
+    return on_test_session(create_app(app_settings), db_session)
 
 
 @pytest.fixture

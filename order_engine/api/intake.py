@@ -19,8 +19,9 @@ from marshmallow import ValidationError
 
 from order_engine.api.access import account_limits, current_principal
 from order_engine.errors import BadRequestError, UnprocessableError, field_errors
-from order_engine.infra.db import get_session
+from order_engine.infra.db import get_engine, get_session
 from order_engine.live.events import app_publisher
+from order_engine.repositories.intake import IntakeCommitter
 from order_engine.schemas import jsonio
 from order_engine.schemas.order import OrderCreateSchema
 from order_engine.services.market import market_problems
@@ -30,8 +31,17 @@ IDEMPOTENCY_KEY_MAX = 255
 
 
 def order_service() -> OrderService:
-    """The order service on this request's (or socket's) session."""
-    return OrderService(get_session(), app_publisher())
+    """The order service on this request's (or socket's) session, its intake committed by the
+    app's `IntakeCommitter` (at once, batched with concurrent requests')."""
+    return OrderService(get_session(), app_publisher(), committer=intake_committer())
+
+
+def intake_committer() -> IntakeCommitter:
+    """The app's intake committer: on the app's engine, whatever session its views use (a
+    test that keeps its own session rolled back gives one that also removes what it
+    committed, under `order_engine.intake_committer`)."""
+    given = current_app.extensions.get("order_engine.intake_committer")
+    return given if given is not None else IntakeCommitter(get_engine())
 
 
 def owner_filter() -> uuid.UUID | None:

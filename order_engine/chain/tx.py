@@ -1,17 +1,21 @@
 """Build, sign and encode the swap transaction of one order (one leg per venue).
 
 One v0 transaction without lookup tables carries the whole order, so a split either lands in
-full or not at all [research/solana-rpc.md §4]. Its instructions, in order:
+full or not at all (a transaction's instructions are atomic: Solana's documentation,
+https://solana.com/docs/core/transactions). Its instructions, in order (`swap_instructions`):
 
-1. Compute Budget SetComputeUnitLimit and SetComputeUnitPrice [SDK-CB] (§5);
+1. Compute Budget SetComputeUnitLimit and SetComputeUnitPrice [SDK-CB];
 2. when selling SOL: create the payer's wSOL ATA (idempotent), System Transfer `amount_in`
-   lamports into it, Token SyncNative, so the venue sees wrapped SOL [SPL, SYS] (§6);
+   lamports into it, Token SyncNative, so the venue sees wrapped SOL [SPL, SYS];
 3. create the payer's ATA for the output mint (idempotent: a no-op when it exists);
-4. one swap per leg: Raydium CPMM `swap_base_input` [RAY] (§7) or Meteora DLMM `swap` v1 with
-   its bin arrays as remaining accounts [MET] (§8);
+4. one swap per leg: Raydium CPMM `swap_base_input` [RAY] or Meteora DLMM `swap` v1 with
+   its bin arrays as remaining accounts [MET];
 5. when SOL is sold or bought: Token CloseAccount of the wSOL ATA back to the payer, which
    unwraps the proceeds (or any unspent input) into lamports;
-6. an optional Memo (the localnet keys injected faults by it).
+6. an optional Memo: the client's order id, or ours (the localnet keys injected faults by it).
+
+The whole must fit in one packet, 1232 bytes (`sign_transaction` refuses more); intake sizes
+the largest transaction an order could need from this same list (`transaction_size`).
 
 Every user token account is the payer's associated token account under the SPL Token program
 (the DLMM `swap` v1 pins that program). PDAs are cached in `programs` and `accounts`, so a build
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
-from solders.message import MessageV0
+from solders.message import MessageV0, to_bytes_versioned
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
@@ -59,6 +63,9 @@ from order_engine.chain.programs import (
     associated_token_address,
 )
 
+# Raised here, declared with the other failures (and importable from here).
+from order_engine.domain.errors import TransactionTooLarge as TransactionTooLarge
+
 RAYDIUM = "raydium"
 METEORA = "meteora"
 # The DLMM CLI passes three bin arrays [MET cli/src/instructions/swap_exact_in.rs]; a deeper walk
@@ -68,10 +75,6 @@ MAX_BIN_ARRAYS_PER_SWAP = 3
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _SWAP_ARGS = struct.Struct("<QQ")  # (amount_in, minimum_amount_out), Borsh u64 LE
-
-
-class TransactionTooLarge(ValueError):
-    """The serialized transaction exceeds PACKET_DATA_SIZE (1232 bytes) [SDK-PKT]."""
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,7 @@ def memo_instruction(text: str) -> Instruction:
 
 def cpmm_swap_base_input(payer: Pubkey, leg: SwapLeg) -> Instruction:
     """Raydium CPMM `swap_base_input(amount_in, minimum_amount_out)` with the 13 accounts of the
-    `Swap` struct in order [RAY instructions/swap_base_input.rs; research §7 table]."""
+    `Swap` struct in order [RAY instructions/swap_base_input.rs]."""
     state = leg.cpmm_state
     assert state is not None  # checked by SwapLeg
     if leg.input_mint == state.token_0_mint:
@@ -247,7 +250,7 @@ def cpmm_swap_base_input(payer: Pubkey, leg: SwapLeg) -> Instruction:
 
 def dlmm_swap(payer: Pubkey, leg: SwapLeg) -> Instruction:
     """Meteora DLMM `swap(amount_in, min_amount_out)` v1: 15 named accounts, then the bin arrays
-    (writable) as remaining accounts [MET IDL; research §8 table]. The absent optional accounts
+    (writable) as remaining accounts [MET IDL]. The absent optional accounts
     (bitmap extension, host fee) are the program id, read-only, as Anchor clients do [ANC
     to_account_metas.rs]."""
     pair = leg.lb_pair
@@ -290,9 +293,8 @@ def swap_instruction(payer: Pubkey, leg: SwapLeg) -> Instruction:
 # --- the transaction ---------------------------------------------------------------------------
 
 
-def build_swap_transaction(
-    payer: Keypair,
-    blockhash: Hash,
+def swap_instructions(
+    owner: Pubkey,
     input_mint: Pubkey,
     output_mint: Pubkey,
     amount_in: int,
@@ -300,13 +302,14 @@ def build_swap_transaction(
     memo: str | None,
     compute_unit_limit: int,
     compute_unit_price: int,
-) -> VersionedTransaction:
-    """The signed v0 transaction of one order (instruction order in the module docstring).
+) -> list[Instruction]:
+    """Every instruction of one order's swap transaction, in order (the module docstring).
 
-    `amount_in` must equal the legs' inputs summed (it is the amount wrapped when selling SOL);
-    each leg's `minimum_out` is the caller's share of the order's minimum. Raises `ValueError`
-    for legs that do not trade `input_mint` for `output_mint`, and `TransactionTooLarge` when
-    the result exceeds 1232 bytes (fewer bin arrays or a shorter memo would fit).
+    The one list both the executor's signed transaction (`build_swap` in
+    services/execution/swap_transaction.py, through `sign_transaction`) and intake's
+    worst-case size (`worst_case_size` there, through `transaction_size`) are made of: an
+    instruction added here is counted by both. Raises `ValueError` for legs that do
+    not trade `input_mint` for `output_mint`.
     """
     if not legs:
         raise ValueError("a swap transaction needs at least one leg")
@@ -315,7 +318,6 @@ def build_swap_transaction(
             raise ValueError(f"leg on {leg.pool} does not trade the order's mints")
     if sum(leg.amount_in for leg in legs) != amount_in:
         raise ValueError("amount_in is not the sum of the legs' inputs")
-    owner = payer.pubkey()
     instructions = [
         set_compute_unit_limit(compute_unit_limit),
         set_compute_unit_price(compute_unit_price),
@@ -333,12 +335,72 @@ def build_swap_transaction(
         instructions.append(close_account(wsol_account, owner, owner))
     if memo is not None:
         instructions.append(memo_instruction(memo))
-    message = MessageV0.try_compile(owner, instructions, [], blockhash)
+    return instructions
+
+
+def build_swap_transaction(
+    payer: Keypair,
+    blockhash: Hash,
+    input_mint: Pubkey,
+    output_mint: Pubkey,
+    amount_in: int,
+    legs: Sequence[SwapLeg],
+    memo: str | None,
+    compute_unit_limit: int,
+    compute_unit_price: int,
+) -> VersionedTransaction:
+    """The signed v0 transaction of `swap_instructions`.
+
+    `amount_in` must equal the legs' inputs summed (it is the amount wrapped when selling SOL);
+    each leg's `minimum_out` is the caller's share of the order's minimum. Raises `ValueError`
+    for legs that do not trade `input_mint` for `output_mint`, and `TransactionTooLarge` when
+    the result exceeds 1232 bytes (fewer bin arrays or a shorter memo would fit).
+    """
+    instructions = swap_instructions(
+        payer.pubkey(),
+        input_mint,
+        output_mint,
+        amount_in,
+        legs,
+        memo,
+        compute_unit_limit,
+        compute_unit_price,
+    )
+    return sign_transaction(payer, blockhash, instructions)
+
+
+def sign_transaction(
+    payer: Keypair, blockhash: Hash, instructions: Sequence[Instruction]
+) -> VersionedTransaction:
+    """The v0 transaction of `instructions`, paid and signed by `payer`; `TransactionTooLarge`
+    when it exceeds 1232 bytes."""
+    message = MessageV0.try_compile(payer.pubkey(), list(instructions), [], blockhash)
     tx = VersionedTransaction(message, [payer])
     size = len(bytes(tx))
     if size > MAX_TRANSACTION_SIZE:
-        raise TransactionTooLarge(f"transaction is {size} bytes, over {MAX_TRANSACTION_SIZE}")
+        raise TransactionTooLarge(
+            f"the swap transaction is {size} bytes, over Solana's {MAX_TRANSACTION_SIZE}-byte limit"
+        )
     return tx
+
+
+def transaction_size(payer: Pubkey, instructions: Sequence[Instruction]) -> int:
+    """The wire size in bytes of the v0 transaction of `instructions`, signed by its required
+    signers, without signing it: the signature count (compact-u16), 64 bytes per signature,
+    then the versioned message. Equal to `len(bytes(tx))` of the signed transaction (tested)."""
+    message = MessageV0.try_compile(payer, list(instructions), [], Hash.default())
+    signatures = message.header.num_required_signatures
+    return len(_compact_u16(signatures)) + 64 * signatures + len(to_bytes_versioned(message))
+
+
+def _compact_u16(value: int) -> bytes:
+    """Solana's short-vec length prefix: 7 bits per byte, low first [SDK-SV]."""
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
 def signature_of(tx: VersionedTransaction) -> str:

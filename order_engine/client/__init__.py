@@ -116,7 +116,10 @@ def _add_submit(sub: Any, common: argparse.ArgumentParser) -> None:
     expiry = submit.add_mutually_exclusive_group()
     expiry.add_argument("--expires-in", help="any type but market: from now, e.g. 90s, 1h, 7d")
     expiry.add_argument("--expires-at", help="any type but market: ISO 8601 time with a zone")
-    submit.add_argument("--client-order-id", help="your own reference (up to 128 characters)")
+    submit.add_argument(
+        "--client-order-id",
+        help="your own reference (up to 128 bytes of UTF-8: it goes on chain as the memo)",
+    )
     submit.add_argument("--idempotency-key", help="the same key and body never order twice")
     submit.add_argument("--watch", action="store_true", help="follow the order until it ends")
     submit.set_defaults(handler=cmd_submit)

@@ -59,6 +59,22 @@ class AmountTooSmall(ExecutionError):
     code, retryable = "AMOUNT_TOO_SMALL", False
 
 
+class TransactionTooLarge(ExecutionError):
+    """The order's swap transaction exceeds Solana's 1232-byte packet limit (PACKET_DATA_SIZE,
+    anza-xyz/solana-sdk `packet/src/lib.rs`): the same order builds it again however often it
+    is tried, so it fails at once; intake refuses an order whose transaction could not fit."""
+
+    code, retryable = "TRANSACTION_TOO_LARGE", False
+
+
+class SwapNotBuildable(ExecutionError):
+    """The route's legs make no valid swap instruction (the builder refused them): the same
+    order and pools refuse it again on every attempt, so the order fails at once rather than
+    crash its worker at each delivery."""
+
+    code, retryable = "SWAP_NOT_BUILDABLE", False
+
+
 class AttemptsExhausted(ExecutionError):
     code, retryable = "ATTEMPTS_EXHAUSTED", False
 

@@ -241,10 +241,10 @@ def run_statement(session: Session, sql: str, params: dict[str, Any]) -> list[tu
     unit of work by itself when the session has no transaction, else as part of it.
 
     Which of the two depends on the session's state, so only statements for which both mean
-    the same to their caller use this: a read (the trigger engine's look for waiting orders),
-    or intake's insert, whose service says which it wants by opening a transaction or not.
-    The executor's transitions do not: they commit through `TransitionCommitter` and join a
-    unit of work through `OrderRepository.apply`, two names for the two.
+    the same to their caller use this: a read (the trigger engine's look for waiting orders).
+    Writes do not: the executor's transitions commit through `TransitionCommitter` and join a
+    unit of work through `OrderRepository.apply`, intake's insert through `IntakeCommitter`
+    and `IntakeRepository`, two names for the two.
 
     Outside a transaction, on a session bound to an engine, the statement goes through
     `commit_statement`; on a session bound to a connection (the tests' rolled-back sessions)

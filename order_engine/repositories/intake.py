@@ -1,9 +1,15 @@
 """The statements of the API's hot paths, as plain SQL: the order row with its first event at
 intake (with the count its cap is on, when it has one), and an order's history for
-the streams. Takes a Session and never commits, with one exception: an insert while the
-session has no transaction is a unit of work by itself, committed at once and batched with
-concurrent requests' (`db.run_statement`, group commit); inside the service's transaction it
-is part of that.
+the streams.
+
+Intake's insert runs one of two ways, and the two commit differently, so they have two names
+(as the executor's transitions do: repositories/transitions.py):
+
+- `IntakeCommitter` commits it at once, as a unit of work by itself, on a pooled connection in
+  autocommit, batched with concurrent requests' (group commit): the API's submission far from
+  the account's cap, intake's hot path. A repository that commits, so its name says it does.
+- `IntakeRepository` runs it in the caller's unit of work, on the session's connection; the
+  caller commits: the submission near the cap, under the account's lock. It never commits.
 
 An order is counted against one of its account's two caps: a waiting limit or sniper order or
 a TWAP parent (`waiting`) against the waiting orders, any other (a market order, a triggered one,
@@ -28,12 +34,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from order_engine.infra.batching import GroupCommit
-from order_engine.infra.db import (
-    commit_statement,
-    run_statement,
-    standalone_engine,
-    together_or_each_alone,
-)
+from order_engine.infra.db import commit_statement, session_statement, together_or_each_alone
 from order_engine.infra.process import PROCESS
 from order_engine.models import Order
 
@@ -47,6 +48,9 @@ class Intake(enum.Enum):
 
 
 class IntakeRepository:
+    """Intake's statements in the caller's unit of work (the session's transaction, begun if
+    none is): the caller commits."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
 
@@ -55,7 +59,7 @@ class IntakeRepository:
     ) -> bool:
         """Insert `order` and its `pending` event (seq 1, data as JSON text) in one statement;
         False when the account already has an order under the same Idempotency-Key."""
-        _unfinished, inserted = self._insert(_insert_params(order, key, now, first_data), None)
+        _unfinished, inserted = self._run(_insert_params(order, key, now, first_data))
         return inserted
 
     def insert_unless_near_cap(
@@ -65,20 +69,11 @@ class IntakeRepository:
         unfinished orders of the order's kind (waiting or not): nothing is inserted when it
         reaches `far` (NEAR_CAP: the caller then takes the locked path) or when the
         Idempotency-Key is taken (KEY_TAKEN)."""
-        unfinished, inserted = self._insert(_insert_params(order, key, now, first_data), far)
-        if inserted:
-            return Intake.INSERTED
-        return Intake.NEAR_CAP if unfinished >= far else Intake.KEY_TAKEN
+        params = _insert_params(order, key, now, first_data) | {"up_to": far}
+        return _outcome(*self._run(params), far)
 
-    def _insert(self, params: dict[str, Any], far: int | None) -> tuple[int, bool]:
-        """Outside a transaction, batched with concurrent requests' (group commit); inside
-        one, as part of it."""
-        if far is not None:
-            params["up_to"] = far
-        engine = standalone_engine(self.session)
-        if engine is not None:
-            return _intake_batches(engine).submit(far is not None, params)
-        return _intake_alone(functools.partial(run_statement, self.session), params)
+    def _run(self, params: dict[str, Any]) -> tuple[int, bool]:
+        return _intake_alone(functools.partial(session_statement, self.session), params)
 
     def count_unfinished(self, account_id: uuid.UUID, waiting: bool, up_to: int) -> int:
         """The account's unfinished orders that are waiting (or not), counted up to `up_to`
@@ -98,6 +93,50 @@ class IntakeRepository:
             .exec_driver_sql(HISTORY, {"id": order_id, "after": after_seq, "account": account_id})
             .all()
         )
+
+
+class IntakeCommitter:
+    """Intake's inserts committed now, each a unit of work by itself: the exception to
+    "repositories never commit", named here (as `TransitionCommitter` is for transitions).
+
+    A call runs its statement on a pooled connection of `engine` in autocommit, through psycopg
+    (`db.commit_statement`). While an earlier batch is in flight, the call waits, and the
+    inserts of other requests that arrive meanwhile go with it as one statement (group commit,
+    `infra.batching`; `_run_intake`), each order counted against its own cap. For an insert
+    that is part of a larger unit of work, `IntakeRepository` joins the caller's instead.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def insert_with_first_event(
+        self, order: Order, key: str | None, now: datetime, first_data: str
+    ) -> bool:
+        """`IntakeRepository.insert_with_first_event`, committed when it returns."""
+        params = _insert_params(order, key, now, first_data)
+        _unfinished, inserted = _intake_batches(self.engine).submit(False, params)
+        return inserted
+
+    def insert_unless_near_cap(
+        self, order: Order, key: str | None, now: datetime, first_data: str, far: int
+    ) -> Intake:
+        """`IntakeRepository.insert_unless_near_cap`, committed when it returns."""
+        params = _insert_params(order, key, now, first_data) | {"up_to": far}
+        return _outcome(*_intake_batches(self.engine).submit(True, params), far)
+
+    def queued(self) -> int:
+        """Inserts waiting for a batch (those of the batches in flight aside)."""
+        return _intake_batches(self.engine).queued()
+
+    def in_flight(self) -> tuple[int, int]:
+        """(inserts, statements) of the batches in flight (`GroupCommit.in_flight`)."""
+        return _intake_batches(self.engine).in_flight()
+
+
+def _outcome(unfinished: int, inserted: bool, far: int) -> Intake:
+    if inserted:
+        return Intake.INSERTED
+    return Intake.NEAR_CAP if unfinished >= far else Intake.KEY_TAKEN
 
 
 def _insert_params(order: Order, key: str | None, now: datetime, first_data: str) -> dict[str, Any]:

@@ -36,6 +36,10 @@ from order_engine.schemas.triggers import (
 from order_engine.schemas.twap_body import twap_problems
 
 U64_MAX = 2**64 - 1
+# The client's order id goes on chain as the swap transaction's memo, and a transaction has
+# 1232 bytes in all: the id is limited in the bytes it takes there, UTF-8, not in characters
+# (128 "中" are 384 bytes; 128 emoji 512). Intake also checks that the whole transaction fits.
+CLIENT_ORDER_ID_MAX_BYTES = 128
 MARKET_SLIPPAGE_BPS = 50
 STOP_SLIPPAGE_DEFAULT = 300  # STOP_SLIPPAGE_BPS's default (config/triggers.py)
 _PLAIN_DECIMAL = re.compile(r"^[0-9]{1,30}(\.[0-9]{1,30})?$")
@@ -186,8 +190,11 @@ class OrderCreateSchema(Schema):
     clientOrderId = fields.String(
         load_default=None,
         allow_none=True,
-        validate=[validate.Length(1, 128), lambda v: _storable_text(v)],
-        metadata={"description": "yours, up to 128 printable characters; echoed back"},
+        validate=[validate.Length(1, CLIENT_ORDER_ID_MAX_BYTES), lambda v: _memo_text(v)],
+        metadata={
+            "description": f"yours, up to {CLIENT_ORDER_ID_MAX_BYTES} bytes of UTF-8, printable; "
+            "echoed back, and on chain as the swap's memo"
+        },
     )
     limitPrice = ExactAmount(
         load_default=None,
@@ -356,6 +363,18 @@ def _token_problems(data: dict[str, Any]) -> dict[str, list[str]]:
     elif token_in.mint == token_out.mint:
         errors["tokenOut"] = ["Must differ from tokenIn (SOL and wSOL are one token)."]
     return errors
+
+
+def _memo_text(value: str) -> bool:
+    """Storable text (`_storable_text`) of at most CLIENT_ORDER_ID_MAX_BYTES bytes of UTF-8."""
+    _storable_text(value)
+    size = len(value.encode("utf-8"))
+    if size > CLIENT_ORDER_ID_MAX_BYTES:
+        raise ValidationError(
+            f"At most {CLIENT_ORDER_ID_MAX_BYTES} bytes of UTF-8 (it goes on chain as the swap's "
+            f"memo); this one is {size} bytes ({len(value)} characters)."
+        )
+    return True
 
 
 def _storable_text(value: str) -> bool:

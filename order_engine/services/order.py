@@ -39,7 +39,7 @@ from order_engine.infra import logs, metrics
 from order_engine.infra.db import unit_of_work
 from order_engine.live.events import EventPublisher, event_payload
 from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStatus, OrderType
-from order_engine.repositories.intake import Intake, IntakeRepository
+from order_engine.repositories.intake import Intake, IntakeCommitter, IntakeRepository
 from order_engine.repositories.order import OrderRepository
 from order_engine.repositories.twap import TwapRepository
 from order_engine.services.task_copy import task_copy
@@ -72,10 +72,13 @@ class OrderService:
         publisher: EventPublisher,
         quote: Quote | None = None,
         class_quote: ClassQuote | None = None,
+        committer: IntakeCommitter | None = None,
     ) -> None:
         self.session = session
         self.orders = OrderRepository(session)
         self.intake = IntakeRepository(session)
+        # Intake's insert committed now, batched (the API's: `submit` needs it).
+        self.committer = committer
         self.publisher = publisher
         # The engine's own quote (amount out, in atoms) for a limit, stop or bracket met at
         # submission, and a size class's quote for a trailing stop's starting peak.
@@ -101,17 +104,19 @@ class OrderService:
         order, first = self._new_order(*fields)
         cap = (max_waiting if order.waiting else max_in_flight) or 0
         # Far from the cap, or with none, one statement counts (if there is a cap) and inserts,
-        # a unit of work by itself (db.run_statement): one round trip, where BEGIN, the count,
-        # the insert and COMMIT took four. Within IN_FLIGHT_SLACK of the cap, the locked path.
+        # committed at once and batched with concurrent requests' (`IntakeCommitter`): one
+        # round trip, where BEGIN, the count, the insert and COMMIT took four. Within
+        # IN_FLIGHT_SLACK of the cap, the locked path: the insert joins its unit of work.
+        assert self.committer is not None, "submit needs the IntakeCommitter it inserts by"
         far = cap - IN_FLIGHT_SLACK if cap else None
         outcome = Intake.NEAR_CAP
         if far is None or far > 0:
-            outcome = self._insert(order, first, far)
+            outcome = self._insert(self.committer, order, first, far)
         if outcome is Intake.NEAR_CAP:
             with self.session.begin():
                 self._check_cap(account_id, order.waiting, cap, idempotency_key)
                 order, first = self._new_order(*fields)  # its times from after the lock
-                if self._insert(order, first) is Intake.KEY_TAKEN:
+                if self._insert(self.intake, order, first) is Intake.KEY_TAKEN:
                     return self._replay(idempotency_key, account_id, fingerprint)
         elif outcome is Intake.KEY_TAKEN:
             with unit_of_work(self.session):
@@ -339,15 +344,22 @@ class OrderService:
         }
         return order, first
 
-    def _insert(self, order: Order, first: dict[str, Any], far: int | None = None) -> Intake:
-        """Insert the order and its `pending` event in one statement: INSERTED, or KEY_TAKEN
+    def _insert(
+        self,
+        by: IntakeCommitter | IntakeRepository,
+        order: Order,
+        first: dict[str, Any],
+        far: int | None = None,
+    ) -> Intake:
+        """Insert the order and its `pending` event in one statement, `by` the committer (a
+        unit of work by itself) or the repository (in the session's): INSERTED, or KEY_TAKEN
         on a key conflict. With `far`, the same statement counts the account's unfinished
         orders of the order's kind first and inserts nothing if they reach it (NEAR_CAP)."""
         key, now = order.idempotency_key, order.created_at
         first_data = json.dumps(first["data"], separators=(",", ":"))
         if far is not None:
-            return self.intake.insert_unless_near_cap(order, key, now, first_data, far)
-        if self.intake.insert_with_first_event(order, key, now, first_data):
+            return by.insert_unless_near_cap(order, key, now, first_data, far)
+        if by.insert_with_first_event(order, key, now, first_data):
             return Intake.INSERTED
         return Intake.KEY_TAKEN
 

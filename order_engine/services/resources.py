@@ -68,6 +68,15 @@ def pair_is_listed(settings: Settings, mint_in: str, mint_out: str) -> bool:
         return True
 
 
+def pair_venues(settings: Settings, mint_in: str, mint_out: str) -> list[str] | None:
+    """The venues of the pair's pools, one entry per pool, as the chain shows them (cached);
+    None when the chain cannot be asked."""
+    try:
+        return [ref.venue for ref in chain_resources(settings).pools.pools_for(mint_in, mint_out)]
+    except (ExecutionError, RpcError, AccountDecodeError):
+        return None
+
+
 def mint_has_pool(settings: Settings, mint: str) -> bool:
     """Whether some pool of either venue trades this mint (pools re-discovered within ~1 s).
     When the chain cannot be asked, False: a sniper then waits, and buys once a pool shows."""

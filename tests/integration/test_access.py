@@ -17,17 +17,15 @@ from order_engine.errors import TooManyRequestsError, UnauthorizedError
 from order_engine.live.limits import RateLimiter, lease_size
 from order_engine.services.access import AccessService, redeem_ticket
 from tests.support.clients import order_body
-from tests.support.factories import add_key
+from tests.support.commits import on_test_session
 
 pytestmark = pytest.mark.integration
 
 
 def new_key(db_session, account: str, scopes=("orders:read", "orders:write")) -> str:
-    """A key flushed by the factory, committed (a savepoint) before the app opens its own
-    transaction on the test's session."""
-    key = add_key(db_session, account, scopes)
-    db_session.commit()
-    return key
+    """A key of the account, committed for real (the orders intake commits for it need the
+    account committed) and deleted after the test with its orders (tests.support.commits)."""
+    return db_session.info["commits"].key(account, scopes)
 
 
 def as_key(app, key: str):
@@ -36,10 +34,8 @@ def as_key(app, key: str):
     return client
 
 
-def make_app(test_settings, db_session, **overrides):
-    app = create_app({**test_settings, **overrides})
-    app.extensions["order_engine.session_factory"] = lambda: db_session
-    return app
+def make_app(app_settings, db_session, **overrides):
+    return on_test_session(create_app({**app_settings, **overrides}), db_session)
 
 
 def test_api_routes_need_a_key_and_say_so_in_the_envelope(anonymous_client):
@@ -89,8 +85,8 @@ def test_a_read_only_key_may_read_but_not_submit_or_cancel(app, db_session):
     assert reader.delete("/api/orders/00000000-0000-0000-0000-000000000000").status_code == 403
 
 
-def test_a_revoked_key_is_refused(test_settings, db_session, redis_client):
-    app = make_app(test_settings, db_session, API_KEY_CACHE_S="0")
+def test_a_revoked_key_is_refused(app_settings, db_session, redis_client):
+    app = make_app(app_settings, db_session, API_KEY_CACHE_S="0")
     key = new_key(db_session, "revocable")
     client = as_key(app, key)
     assert client.get("/api/orders").status_code == 200
@@ -107,9 +103,9 @@ class Clock:
 
 
 def test_a_cached_key_is_looked_up_again_by_one_request_past_half_its_life(
-    test_settings, db_session, monkeypatch
+    app_settings, db_session, monkeypatch
 ):
-    app = make_app(test_settings, db_session, API_KEY_CACHE_S="10")
+    app = make_app(app_settings, db_session, API_KEY_CACHE_S="10")
     key = new_key(db_session, "cached")
     client = as_key(app, key)
     clock = Clock()
@@ -139,9 +135,9 @@ def test_a_cached_key_is_looked_up_again_by_one_request_past_half_its_life(
 
 
 def test_while_one_request_looks_a_key_up_again_the_others_use_the_cache(
-    test_settings, db_session, monkeypatch
+    app_settings, db_session, monkeypatch
 ):
-    app = make_app(test_settings, db_session, API_KEY_CACHE_S="10")
+    app = make_app(app_settings, db_session, API_KEY_CACHE_S="10")
     client = as_key(app, new_key(db_session, "herd"))
     clock = Clock()
     monkeypatch.setattr(access, "time", clock)
@@ -178,9 +174,9 @@ def open_with_ticket(app, ticket: str):
 
 
 def test_a_ticket_dies_with_its_key_within_the_key_cache_life(
-    test_settings, db_session, redis_client, monkeypatch
+    app_settings, db_session, redis_client, monkeypatch
 ):
-    app = make_app(test_settings, db_session, API_KEY_CACHE_S="5")
+    app = make_app(app_settings, db_session, API_KEY_CACHE_S="5")
     key = new_key(db_session, "ticketed")
     client = as_key(app, key)
     clock = Clock()
@@ -202,11 +198,11 @@ def from_address(app, address: str, key: str | None = None):
 
 
 def test_an_address_that_keeps_failing_to_authenticate_gets_429_and_no_other_does(
-    test_settings, db_session, redis_client, monkeypatch
+    app_settings, db_session, redis_client, monkeypatch
 ):
     limits = {"AUTH_FAILURE_LIMIT": "4", "AUTH_FAILURE_WINDOW_S": "60", "API_KEY_CACHE_S": "10"}
     # Two API processes (their own key caches and limiters) count the same address's failures.
-    apps = [make_app(test_settings, db_session, **limits) for _ in range(2)]
+    apps = [make_app(app_settings, db_session, **limits) for _ in range(2)]
     clock = Clock()
     monkeypatch.setattr(access, "time", clock)
     trusted = from_address(apps[0], "203.0.113.7", new_key(db_session, "trusted"))
@@ -277,8 +273,8 @@ def test_idempotency_keys_are_per_account(app, db_session):
     assert replay.get_json()["orderId"] == first.get_json()["orderId"]
 
 
-def test_links_come_from_the_public_base_url_not_the_host_header(test_settings, db_session):
-    app = make_app(test_settings, db_session, PUBLIC_BASE_URL="https://api.example.com")
+def test_links_come_from_the_public_base_url_not_the_host_header(app_settings, db_session):
+    app = make_app(app_settings, db_session, PUBLIC_BASE_URL="https://api.example.com")
     client = as_key(app, new_key(db_session, "linked"))
     response = client.post(
         "/api/orders/execute", json=order_body(), headers={"Host": "evil.example.net"}
@@ -289,9 +285,9 @@ def test_links_come_from_the_public_base_url_not_the_host_header(test_settings, 
 
 
 def test_the_request_rate_is_limited_per_account_with_headers(
-    test_settings, db_session, redis_client
+    app_settings, db_session, redis_client
 ):
-    app = make_app(test_settings, db_session, RATE_LIMIT_PER_S="0.5", RATE_LIMIT_BURST="3")
+    app = make_app(app_settings, db_session, RATE_LIMIT_PER_S="0.5", RATE_LIMIT_BURST="3")
     alice = as_key(app, new_key(db_session, "alice"))
     bob = as_key(app, new_key(db_session, "bob"))
     answers = [alice.get("/api/orders") for _ in range(4)]
@@ -306,8 +302,8 @@ def test_the_request_rate_is_limited_per_account_with_headers(
     assert bob.get("/api/orders").status_code == 200
 
 
-def test_orders_in_flight_are_capped_per_account(test_settings, db_session, redis_client):
-    app = make_app(test_settings, db_session, MAX_ORDERS_IN_FLIGHT="2")
+def test_orders_in_flight_are_capped_per_account(app_settings, db_session, redis_client):
+    app = make_app(app_settings, db_session, MAX_ORDERS_IN_FLIGHT="2")
     alice = as_key(app, new_key(db_session, "alice"))
     bob = as_key(app, new_key(db_session, "bob"))
     for n in range(2):
@@ -330,9 +326,9 @@ def test_orders_in_flight_are_capped_per_account(test_settings, db_session, redi
 
 
 def test_waiting_orders_have_their_own_cap_apart_from_orders_in_flight(
-    test_settings, db_session, redis_client
+    app_settings, db_session, redis_client
 ):
-    app = make_app(test_settings, db_session, MAX_ORDERS_IN_FLIGHT="2", MAX_WAITING_ORDERS="3")
+    app = make_app(app_settings, db_session, MAX_ORDERS_IN_FLIGHT="2", MAX_WAITING_ORDERS="3")
     alice = as_key(app, new_key(db_session, "alice"))
     waits = order_body(type="limit", limitPrice="1000000")  # far above the market: it waits
     for _ in range(3):
@@ -357,10 +353,10 @@ def test_waiting_orders_have_their_own_cap_apart_from_orders_in_flight(
 
 
 def test_an_accounts_own_limits_replace_the_defaults_within_the_key_cache_life(
-    test_settings, db_session, redis_client, monkeypatch
+    app_settings, db_session, redis_client, monkeypatch
 ):
     app = make_app(
-        test_settings,
+        app_settings,
         db_session,
         API_KEY_CACHE_S="5",
         RATE_LIMIT_PER_S="0.5",

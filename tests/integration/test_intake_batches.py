@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from order_engine.infra.db import make_engine
 from order_engine.models import Account, Order, OrderEvent
-from order_engine.repositories.intake import Intake, IntakeRepository, _intake_batches
+from order_engine.repositories.intake import Intake, IntakeCommitter
 from tests.support.factories import add_account, build_order
 from tests.support.statements import statements_sent
 from tests.support.watchers import wait_until
@@ -65,21 +65,18 @@ def insert_in_thread(engine, order, results, far=None):
         far = far(order)
 
     def run():
-        with Session(engine) as session:
-            intake = IntakeRepository(session)
-            now = datetime.now(UTC)
-            try:
-                if far is None:
-                    inserted = intake.insert_with_first_event(
-                        order, order.idempotency_key, now, "{}"
-                    )
-                    results[order.id] = Intake.INSERTED if inserted else Intake.KEY_TAKEN
-                else:
-                    results[order.id] = intake.insert_unless_near_cap(
-                        order, order.idempotency_key, now, "{}", far
-                    )
-            except Exception as exc:  # the test looks at it
-                results[order.id] = exc
+        intake = IntakeCommitter(engine)  # as the API submits: committed now, batched
+        now = datetime.now(UTC)
+        try:
+            if far is None:
+                inserted = intake.insert_with_first_event(order, order.idempotency_key, now, "{}")
+                results[order.id] = Intake.INSERTED if inserted else Intake.KEY_TAKEN
+            else:
+                results[order.id] = intake.insert_unless_near_cap(
+                    order, order.idempotency_key, now, "{}", far
+                )
+        except Exception as exc:  # the test looks at it
+            results[order.id] = exc
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -90,7 +87,7 @@ def held_then_batched(engine, account_id, first, others, far=None):
     """Insert `first` while another transaction holds its Idempotency-Key (so its statement
     waits), queue `others` meanwhile, then let go. Each order's outcome, and the INSERTs sent."""
     results: dict[uuid.UUID, object] = {}
-    batches = _intake_batches(engine)
+    batches = IntakeCommitter(engine)
     with statements_sent() as sent:
         with Session(engine) as holder:
             holder.add(new_order(account_id, first.idempotency_key))
@@ -169,10 +166,9 @@ def test_a_waiting_order_is_counted_against_waiting_orders_only(account):
     with Session(engine) as session, session.begin():
         session.add_all(new_order(account_id, f"running-{n}") for n in range(3))
     waits = new_order(account_id, "waits", waiting=True)
-    with Session(engine) as session:
-        outcome = IntakeRepository(session).insert_unless_near_cap(
-            waits, waits.idempotency_key, datetime.now(UTC), "{}", 2
-        )
+    outcome = IntakeCommitter(engine).insert_unless_near_cap(
+        waits, waits.idempotency_key, datetime.now(UTC), "{}", 2
+    )
     assert outcome is Intake.INSERTED  # 3 orders in flight, none waiting: far from 2
 
 

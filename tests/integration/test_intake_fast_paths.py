@@ -21,13 +21,13 @@ from order_engine.app import create_app
 from order_engine.errors import OrderEngineError, TooManyRequestsError, UnprocessableError
 from order_engine.infra.db import get_engine
 from order_engine.models import DEFAULT_ACCOUNT_ID, Order
-from order_engine.repositories.intake import _intake_batches
+from order_engine.repositories.intake import IntakeCommitter
 from order_engine.services.order import IN_FLIGHT_SLACK, SubmittedOrder
 from order_engine.services.reconciler import ReconcilerService
 from order_engine.tasking import dispatch
 from order_engine.tasking.app import is_amqp
 from tests.support import brokers
-from tests.support.factories import add_account, add_order, build_order
+from tests.support.factories import add_order, build_order
 from tests.support.statements import Sent, statements_sent
 from tests.support.watchers import wait_until
 
@@ -272,9 +272,8 @@ def test_far_from_the_cap_a_submission_is_one_statement_outside_any_transaction(
 
 def test_near_the_cap_the_locked_path_counts_again_and_refuses_at_it(app, db_session):
     cap = IN_FLIGHT_SLACK + 2  # `far` is 2: near the cap from 2 unfinished orders on
-    account_id = add_account(db_session).id
-    add_order(db_session, account_id=account_id)
-    db_session.commit()
+    # Committed, as intake's counted insert (on its own connection) must see them.
+    account_id = db_session.info["commits"].account({})
     with app.test_request_context():
         with statements_run() as far_from_it:
             first = submit(account_id, cap, key="near-1")  # 1 unfinished
@@ -308,8 +307,7 @@ def test_near_the_cap_the_locked_path_counts_again_and_refuses_at_it(app, db_ses
 
 
 def test_a_key_replay_far_from_the_cap_reads_the_order_after_the_counted_insert(app, db_session):
-    account_id = add_account(db_session).id
-    db_session.commit()
+    account_id = db_session.info["commits"].account()  # committed: intake commits its orders
     with app.test_request_context():
         first = submit(account_id, CAP, key="again")
         with statements_run() as replay_ran:
@@ -368,7 +366,7 @@ def submit_together(app, engine, account_id: uuid.UUID, cap: int, key: str | Non
             except OrderEngineError as exc:
                 return exc
 
-    batches = _intake_batches(get_engine(app))
+    batches = IntakeCommitter(get_engine(app))
     with ThreadPoolExecutor(TOGETHER) as pool:
         with account_row_held(engine, account_id):
             futures = [pool.submit(one) for _ in range(TOGETHER)]

@@ -6,9 +6,10 @@ from decimal import Decimal
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from order_engine.models import Order, OrderEvent
+from tests.support.statements import statements_sent
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +45,26 @@ def test_valid_order_is_accepted_with_links_and_a_pending_event(client, db_sessi
     order, events = load_order(db_session, body["orderId"])
     assert (order.token_in, order.token_out, order.amount_in) == ("SOL", "USDC", Decimal("1.5"))
     assert [(e.seq, e.status) for e in events] == [(1, "pending")]
+
+
+def test_an_accepted_order_is_committed_by_intake_itself(client, engine):
+    """Intake's insert is committed when the 202 is sent, by the committer production uses
+    (one autocommit statement on its own pooled connection, through the batcher), not left in
+    the test's transaction: another connection reads the order and its event."""
+    with statements_sent() as sent:
+        response = post(client, VALID)
+    assert response.status_code == 202
+    [insert] = [s for s in sent if "INSERT INTO orders" in s.sql]
+    assert insert.autocommit
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT o.status, e.seq FROM orders o JOIN order_events e ON e.order_id = o.id"
+                " WHERE o.id = :id"
+            ),
+            {"id": response.get_json()["orderId"]},
+        ).all()
+    assert [tuple(row) for row in rows] == [("pending", 1)]
 
 
 @pytest.mark.parametrize(

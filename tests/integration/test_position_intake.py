@@ -165,8 +165,8 @@ def test_the_new_types_are_listed_by_type_and_cancelled_while_they_wait(client, 
         assert order.status == "cancelled"
 
 
-def test_every_waiting_type_counts_against_the_waiting_cap(test_settings, db_session):
-    app = make_app(test_settings, db_session, MAX_WAITING_ORDERS="3")
+def test_every_waiting_type_counts_against_the_waiting_cap(app_settings, db_session):
+    app = make_app(app_settings, db_session, MAX_WAITING_ORDERS="3")
     alice = as_key(app, new_key(db_session, "alice"))
     for body in (STOP, BRACKET, TRAILING):
         assert post(alice, body).status_code == 202

@@ -27,6 +27,21 @@ CELERY_OVERRIDES = os.environ.get("TEST_CELERY_OVERRIDES", "true").strip().lower
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 
+# A database of the session's Redis broker server that no worker reads: where the tasks of the
+# in-process apps (the `app` fixture's) go. Their orders are committed for real, as intake
+# commits them in production, so a live stack's worker reading the shared broker would run them.
+UNREAD_BROKER_DB = 10
+
+
+def unread_broker(settings: dict[str, str], shared_broker_url: str) -> dict[str, str]:
+    """`settings` with the tasks sent to UNREAD_BROKER_DB when they would go to the session's
+    shared broker; an AMQP broker is left as it is (the `app` tests do not run on one)."""
+    url = settings["CELERY_BROKER_URL"]
+    if url != shared_broker_url or is_amqp(url):
+        return settings
+    return {**settings, "CELERY_BROKER_URL": url.rsplit("/", 1)[0] + f"/{UNREAD_BROKER_DB}"}
+
+
 def rabbitmq_reachable(url: str = RABBITMQ_URL) -> bool:
     parts = urlsplit(url)
     try:

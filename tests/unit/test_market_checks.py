@@ -4,6 +4,7 @@ are asked about, and what each answer refuses."""
 from __future__ import annotations
 
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +17,8 @@ from order_engine.services.market import market_problems
 
 SOL, USDC, JUP = resolve("SOL"), resolve("USDC"), resolve("JUP")
 NEW_MINT = "7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU"
-SETTINGS: Any = object()  # passed through to the stubbed chain facts untouched
+# Passed through to the stubbed chain facts untouched; the size check reads its one setting.
+SETTINGS: Any = SimpleNamespace(compute_unit_price_micro_lamports=1_000)
 
 
 class Chain:
@@ -24,10 +26,12 @@ class Chain:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.listed, self.has_pool, self.fillable = True, False, 10**12  # 1,000 SOL
+        self.venues: list[str] | None = ["raydium", "meteora"]
         self.asked: list[str] = []
         monkeypatch.setattr(market, "pair_is_listed", self._pair_is_listed)
         monkeypatch.setattr(market, "mint_has_pool", self._mint_has_pool)
         monkeypatch.setattr(market, "max_fillable_atoms", self._max_fillable_atoms)
+        monkeypatch.setattr(market, "pair_venues", self._pair_venues)
 
     def _pair_is_listed(self, settings: Settings, mint_in: str, mint_out: str) -> bool:
         assert settings is SETTINGS
@@ -37,6 +41,10 @@ class Chain:
     def _mint_has_pool(self, settings: Settings, mint: str) -> bool:
         self.asked.append("mint")
         return self.has_pool
+
+    def _pair_venues(self, settings: Settings, mint_in: str, mint_out: str) -> list[str] | None:
+        self.asked.append("venues")
+        return self.venues
 
     def _max_fillable_atoms(self, settings: Settings, mint_in: str, mint_out: str) -> int | None:
         self.asked.append("fillable")
@@ -54,7 +62,7 @@ def order(**fields: Any) -> dict[str, Any]:
 
 def test_a_listed_pair_and_a_fillable_amount_pass(chain):
     assert market_problems(SETTINGS, order()) == {}
-    assert chain.asked == ["pair", "fillable"]
+    assert chain.asked == ["pair", "venues", "fillable"]
 
 
 def test_a_pair_no_venue_lists_is_refused_on_token_out_and_its_amount_not_asked(chain):
@@ -95,10 +103,10 @@ def test_nothing_is_asked_of_a_pair_whose_shape_is_refused(chain, invalid):
 def test_an_amount_whose_shape_is_refused_is_not_checked_against_the_pools(chain):
     chain.fillable = 0
     assert market_problems(SETTINGS, order(), {"amount", "slippageBps"}) == {}
-    assert chain.asked == ["pair"]
+    assert chain.asked == ["pair", "venues"]
 
 
 def test_fields_missing_from_a_refused_body_are_not_asked_about(chain):
     assert market_problems(SETTINGS, {"type": "market", "tokenIn": SOL}, {"tokenOut"}) == {}
     assert market_problems(SETTINGS, order(amount=None)) == {}
-    assert chain.asked == ["pair"]
+    assert chain.asked == ["pair", "venues"]
