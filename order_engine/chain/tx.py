@@ -11,7 +11,9 @@ full or not at all [research/solana-rpc.md §4]. Its instructions, in order:
    its bin arrays as remaining accounts [MET] (§8);
 5. when SOL is sold or bought: Token CloseAccount of the wSOL ATA back to the payer, which
    unwraps the proceeds (or any unspent input) into lamports;
-6. an optional Memo (the localnet keys injected faults by it).
+6. for a protected send, the tip: a System Transfer to one of the block engine's tip accounts
+   (in the swap's own transaction, so it is never paid without the swap);
+7. an optional Memo (the localnet keys injected faults by it).
 
 Every user token account is the payer's associated token account under the SPL Token program
 (the DLMM `swap` v1 pins that program). PDAs are cached in `programs` and `accounts`, so a build
@@ -30,6 +32,7 @@ from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
 from order_engine.chain.layouts.meteora import LbPair, swap_bin_array_indexes
@@ -300,8 +303,14 @@ def build_swap_transaction(
     memo: str | None,
     compute_unit_limit: int,
     compute_unit_price: int,
+    tip: tuple[Pubkey, int] | None = None,
+    signed: bool = True,
 ) -> VersionedTransaction:
     """The signed v0 transaction of one order (instruction order in the module docstring).
+
+    `tip`: (a block engine tip account, lamports), a System transfer after the swap, in the
+    same transaction so that the tip is never paid without it. `signed=False` gives the
+    unsigned draft (a default signature) that the engine simulates before it signs.
 
     `amount_in` must equal the legs' inputs summed (it is the amount wrapped when selling SOL);
     each leg's `minimum_out` is the caller's share of the order's minimum. Raises `ValueError`
@@ -331,10 +340,15 @@ def build_swap_transaction(
     instructions.extend(swap_instruction(owner, leg) for leg in legs)
     if WSOL_MINT in (input_mint, output_mint):
         instructions.append(close_account(wsol_account, owner, owner))
+    if tip is not None:
+        instructions.append(system_transfer(owner, tip[0], tip[1]))
     if memo is not None:
         instructions.append(memo_instruction(memo))
     message = MessageV0.try_compile(owner, instructions, [], blockhash)
-    tx = VersionedTransaction(message, [payer])
+    if signed:
+        tx = VersionedTransaction(message, [payer])
+    else:
+        tx = VersionedTransaction.populate(message, [Signature.default()])
     size = len(bytes(tx))
     if size > MAX_TRANSACTION_SIZE:
         raise TransactionTooLarge(f"transaction is {size} bytes, over {MAX_TRANSACTION_SIZE}")

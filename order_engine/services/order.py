@@ -327,6 +327,9 @@ class OrderService:
             # possibly lost from its last dispatch, so it waits STALE_PENDING_AFTER_S from
             # here before sending it again (and the row needs no UPDATE after the send).
             dispatched_at=now,
+            priority_fee_micro_lamports=data.get("priorityFee"),
+            max_fee_lamports=data.get("maxFeeLamports"),
+            mev_protection=data.get("mevProtection"),
             **{"waiting": False, **(trigger or {})},
         )
         first = {
@@ -422,7 +425,7 @@ def _fingerprint(data: dict[str, Any]) -> str:
             canonical[leg] = format(data[leg][price].normalize(), "f")
     if data.get("trailBps") is not None:
         canonical["trailBps"] = data["trailBps"]
-    for name in ("slices", "intervalS"):
+    for name in ("slices", "intervalS", "priorityFee", "maxFeeLamports", "mevProtection"):
         if data.get(name) is not None:
             canonical[name] = data[name]
     if data.get("expiresIn") is not None:  # as sent: its instant is later at each replay

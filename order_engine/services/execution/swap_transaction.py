@@ -13,24 +13,15 @@ from order_engine.domain.amounts import leg_minimums
 from order_engine.domain.tokens import Token
 from order_engine.routing import RouteDecision
 
-COMPUTE_UNIT_LIMIT_PER_LEG = 200_000
+# What a draft is simulated with: Solana's most per transaction, so that no simulation fails on
+# its budget (agave `compute-budget` MAX_COMPUTE_UNIT_LIMIT).
+MAX_COMPUTE_UNIT_LIMIT = 1_400_000
 
 
-def build_swap(
-    *,
-    wallet: Keypair,
-    token_in: Token,
-    token_out: Token,
-    amount_in: int,
-    decision: RouteDecision,
-    minimum: int,
-    blockhash: str,
-    memo: str,
-    compute_unit_price: int,
-) -> VersionedTransaction:
-    """The signed transaction swapping `amount_in` along `decision`'s legs for at least
-    `minimum` in all, with `memo` on chain (the client's order id, else ours: see
-    Runner.run)."""
+def swap_legs(
+    token_in: Token, token_out: Token, decision: RouteDecision, minimum: int
+) -> list[transactions.SwapLeg]:
+    """`decision`'s legs as the transaction's, each with its share of `minimum`."""
     input_mint = Pubkey.from_string(token_in.mint)
     output_mint = Pubkey.from_string(token_out.mint)
     minimums = leg_minimums(minimum, [leg.amount_out for leg in decision.legs])
@@ -52,14 +43,49 @@ def build_swap(
                 bin_array_indexes=view.bin_arrays_for_swap(swap_for_y) if view.lb_pair else (),
             )
         )
+    return legs
+
+
+def writable_pool_accounts(legs: list[transactions.SwapLeg]) -> list[str]:
+    """The pool accounts the swap write-locks (pool, vaults or reserves, observation or
+    oracle): the accounts whose fee market decides its price, not the wallet's own."""
+    accounts: list[Pubkey] = []
+    for leg in legs:
+        accounts.append(leg.pool)
+        if leg.cpmm_state is not None:
+            state = leg.cpmm_state
+            accounts += [state.token_0_vault, state.token_1_vault, state.observation_key]
+        elif leg.lb_pair is not None:
+            pair = leg.lb_pair
+            accounts += [pair.reserve_x, pair.reserve_y, pair.oracle]
+    return [str(account) for account in accounts]
+
+
+def build_swap(
+    *,
+    wallet: Keypair,
+    legs: list[transactions.SwapLeg],
+    amount_in: int,
+    blockhash: str,
+    memo: str,
+    limit: int,
+    price: int,
+    tip: tuple[str, int] | None,
+    signed: bool = True,
+) -> VersionedTransaction:
+    """The transaction swapping `amount_in` along `legs`, with `memo` on chain (the client's
+    order id, else ours: see Runner.run), its compute budget and its tip (if any); unsigned
+    (`signed=False`) for a simulation."""
     return transactions.build_swap_transaction(
         payer=wallet,
         blockhash=Hash.from_string(blockhash),
-        input_mint=input_mint,
-        output_mint=output_mint,
+        input_mint=legs[0].input_mint,
+        output_mint=legs[0].output_mint,
         amount_in=amount_in,
         legs=legs,
         memo=memo,
-        compute_unit_limit=COMPUTE_UNIT_LIMIT_PER_LEG * len(legs),
-        compute_unit_price=compute_unit_price,
+        compute_unit_limit=limit,
+        compute_unit_price=price,
+        tip=None if tip is None else (Pubkey.from_string(tip[0]), tip[1]),
+        signed=signed,
     )
