@@ -45,7 +45,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_constraint(CHECK, "orders", type_="check")
+    op.drop_constraint(op.f(CHECK), "orders", type_="check")
     for column in ("landing", "fees", "mev_protection", "max_fee_lamports"):
         op.drop_column("orders", column)
     op.drop_column("orders", "priority_fee_micro_lamports")

@@ -35,6 +35,7 @@ MIN_TIP_LAMPORTS = 1_000  # the least tip the block engine considers a bundle wi
 LAMPORTS_PER_SOL = 1_000_000_000
 TIP_ACCOUNTS_TTL_S = 3600.0
 TIP_PERCENTILES = ("25", "50", "75", "95", "99")
+INVALID_PARAMS = -32602  # how the block engine refuses a bundle (JSON-RPC 2.0's code)
 
 
 class ProtectedSendRefused(ExecutionError):
@@ -66,7 +67,10 @@ class BlockEngine:
         except RpcError as exc:
             if "blockhash not found" in exc.message.lower():
                 raise BlockhashExpired("the block engine no longer knows the blockhash") from None
-            raise ProtectedSendRefused(f"the block engine refused it: {exc.message}") from None
+            if exc.code == INVALID_PARAMS:  # no tip, a transaction that does not decode
+                raise ProtectedSendRefused(f"the block engine refused it: {exc.message}") from None
+            # Unhealthy, rate-limited, …: asked again (the same bytes: they land at most once).
+            raise RpcUnavailable(f"block engine: RPC error {exc.code}: {exc.message}") from None
 
     def tip_accounts(self) -> list[str]:
         """The 8 tip accounts (`getTipAccounts`), read once per process and hourly after."""

@@ -79,12 +79,18 @@ def max_fee_field() -> fields.Integer:
     )
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only (marshmallow's Boolean takes 1 and 0 as well: 1 == True)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValidationError("Must be true or false.")
+        return value
+
+
 def mev_protection_field() -> fields.Boolean:
-    return fields.Boolean(
-        truthy={True},
-        falsy={False},
+    return StrictBoolean(
         load_default=None,
-        error_messages={"invalid": "Must be true or false."},
         metadata={
             "description": "true (default, MEV_PROTECTION): sent to the block engine as a bundle "
             "of one with a tip, never public, never sandwiched; false: public sendTransaction"

@@ -246,9 +246,10 @@ class Runner:
             # It landed, but a program refused the swap (and the chain charged the fee).
             raise program_error(status.err)
         token_in, token_out = attempt.token_in, attempt.token_out
-        received = balances.received(
-            str(self.ctx.wallet.pubkey()), token_out.mint, native=token_out.mint == WSOL_MINT
-        )
+        native = token_out.mint == WSOL_MINT
+        received = balances.received(str(self.ctx.wallet.pubkey()), token_out.mint, native=native)
+        if native and plan is not None:
+            received += plan.tip  # the tip left the same lamports: a cost, not less filled
         fill = amounts.Fill.of(token_in, token_out, attempt.amount_in, received, quoted)
         self.steps.advance(
             attempt,
