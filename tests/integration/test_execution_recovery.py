@@ -43,18 +43,23 @@ class FlakyChain(InProcessChain):
         super().__init__(node, clock)
         self.plan: list[str] = []
         self.sent: list[str] = []
+        self.drop_first = False  # every send of the first bytes sent never reaches anyone
 
     def send_transaction(self, encoded: str) -> str:
-        return self._flaky(encoded, lambda: super(FlakyChain, self).send_transaction(encoded))
+        send = lambda: super(FlakyChain, self).send_transaction(encoded)  # noqa: E731
+        return self._flaky(encoded, send, "dropped")
 
     def post_at(self, url: str, request: Any, what: str) -> Any:
         if url.endswith(TRANSACTIONS_PATH) and isinstance(request, dict):
             encoded = request["params"][0]
-            return self._flaky(encoded, lambda: super(FlakyChain, self).post_at(url, request, what))
+            send = lambda: super(FlakyChain, self).post_at(url, request, what)  # noqa: E731
+            return self._flaky(encoded, send, {"jsonrpc": "2.0", "id": 1, "result": "dropped"})
         return super().post_at(url, request, what)
 
-    def _flaky(self, encoded: str, send: Callable[[], Any]) -> Any:
+    def _flaky(self, encoded: str, send: Callable[[], Any], dropped: Any) -> Any:
         self.sent.append(encoded)
+        if self.drop_first and encoded == self.sent[0]:
+            return dropped
         fault = self.plan.pop(0) if self.plan else None
         if fault == "refuse":
             raise RpcUnavailable("connection refused")
