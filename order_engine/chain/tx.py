@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from solders.hash import Hash
-from solders.instruction import AccountMeta, Instruction
+from solders.instruction import AccountMeta, CompiledInstruction, Instruction
 from solders.keypair import Keypair
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
@@ -353,6 +353,43 @@ def build_swap_transaction(
     if size > MAX_TRANSACTION_SIZE:
         raise TransactionTooLarge(f"transaction is {size} bytes, over {MAX_TRANSACTION_SIZE}")
     return tx
+
+
+def with_budget(
+    draft: VersionedTransaction,
+    payer: Keypair,
+    compute_unit_limit: int,
+    compute_unit_price: int,
+    tip_lamports: int | None,
+) -> VersionedTransaction:
+    """`draft` (as `build_swap_transaction` made it, signed or not) with another compute unit
+    limit, price and tip, signed by `payer`: the same accounts and instructions, only those
+    three instructions' fixed-width data rewritten, so the size is the draft's and nothing is
+    compiled again. The tip transfer is the instruction before the memo (or the last)."""
+    message = draft.message
+    assert isinstance(message, MessageV0)  # build_swap_transaction compiles v0 only
+    instructions = list(message.instructions)
+    budget = [
+        (0, bytes([COMPUTE_BUDGET_SET_LIMIT]) + _U32.pack(compute_unit_limit)),
+        (1, bytes([COMPUTE_BUDGET_SET_PRICE]) + _U64.pack(compute_unit_price)),
+    ]
+    if tip_lamports is not None:
+        keys = message.account_keys
+        last = instructions[-1]
+        tip_index = len(instructions) - (2 if keys[last.program_id_index] == MEMO_PROGRAM else 1)
+        data = _U32.pack(SYSTEM_TRANSFER) + _U64.pack(tip_lamports)
+        budget.append((tip_index, data))
+    for index, data in budget:
+        old = instructions[index]
+        instructions[index] = CompiledInstruction(old.program_id_index, data, old.accounts)
+    patched = MessageV0(
+        message.header,
+        message.account_keys,
+        message.recent_blockhash,
+        instructions,
+        message.address_table_lookups,
+    )
+    return VersionedTransaction(patched, [payer])
 
 
 def signature_of(tx: VersionedTransaction) -> str:

@@ -24,6 +24,7 @@ from order_engine.config import DEV_WALLET_PATH, Settings
 from order_engine.domain.errors import ExecutionError
 from order_engine.infra.process import PROCESS
 from order_engine.routing import Router
+from order_engine.services.execution.landing import UnitTable
 from order_engine.venues.math import VenueMathError
 
 
@@ -34,6 +35,7 @@ class ChainResources:
     router: Router
     wallet: Keypair
     fees: FeeOracle  # the priority fee oracle: one read per slot per process per account set
+    units: UnitTable  # what swaps of each shape consumed
 
 
 def chain_resources(settings: Settings) -> ChainResources:
@@ -53,7 +55,7 @@ def build_chain_resources(settings: Settings) -> ChainResources:
     )
     pools = PoolIndex(chain)
     fees = FeeOracle.configured(chain.recent_prioritization_fees, settings)
-    return ChainResources(chain, pools, Router(pools), wallet(settings), fees)
+    return ChainResources(chain, pools, Router(pools), wallet(settings), fees, UnitTable())
 
 
 def wallet(settings: Settings) -> Keypair:

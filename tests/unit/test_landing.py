@@ -196,3 +196,18 @@ def test_a_bad_landing_field_is_refused_by_name(field: str, value: Any):
     with pytest.raises(ValidationError) as refusal:
         SCHEMA.load({**MARKET, field: value})
     assert list(refusal.value.messages) == [field]  # type: ignore[arg-type]
+
+
+def test_the_unit_table_keeps_the_latest_figure_per_shape_and_forgets_the_oldest():
+    table = landing.UnitTable(size=2)
+    assert table.get("a") is None
+    table.learn("a", 90_000)
+    table.learn("a", 72_000)  # the first swap created an account; the next did not
+    assert table.get("a") == 72_000
+    table.learn("b", 1)
+    table.learn("c", 2)
+    assert table.get("a") is None  # the oldest went
+    table.forget("b")
+    assert (table.get("b"), table.get("c")) == (None, 2)
+    table.learn("c", None)  # a transaction with no figure teaches nothing
+    assert table.get("c") == 2

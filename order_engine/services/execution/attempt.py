@@ -87,6 +87,7 @@ class Attempt:
     # was built with (atoms), and what the chain says it paid once it is settled (`fees` and
     # `landing`, recorded with the order's end).
     plan: Any = None
+    shape: Any = None  # its compute units' shape (`landing.UnitTable`), when built here
     signed: str | None = None  # its signed bytes (base64), once known to this attempt
     minimum: int | None = None
     report: dict[str, Any] | None = None

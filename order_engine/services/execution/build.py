@@ -1,22 +1,25 @@
-"""Signing one version of an order's swap: simulate the draft, size its compute limit from what
-it consumed, price it from the chain within the order's cap, tip it if protected, sign.
+"""Signing one version of an order's swap: size its compute limit from what such swaps consume,
+price it from the chain within the order's cap, tip it if protected, sign.
 
-The draft (the final transaction with Solana's maximum limit, no price and the least tip,
-unsigned) is simulated once (`simulateTransaction`, one round trip): its `unitsConsumed` gives
-the limit (× COMPUTE_UNIT_MARGIN_PCT: the market may move a few bins between the simulation and
-the landing), and a program error (slippage, 6005/6003) sends nothing and fails the attempt as
-a landed error would (`program_error`: the slippage re-quote policy, `fail.py`). The price
+The limit is the units a swap of the same shape consumed (`landing.UnitTable`: the latest
+landing's `meta.computeUnitsConsumed`) times COMPUTE_UNIT_MARGIN_PCT. A shape not seen yet is
+simulated first: its draft (the final transaction with Solana's maximum limit, no price and the
+least tip, unsigned) goes to `simulateTransaction` (one round trip), its `unitsConsumed` is the
+shape's first figure, and a program error (slippage, 6005/6003) sends nothing and fails the
+attempt as a landed error would (`program_error`: the slippage re-quote policy, `fail.py`); the
+signed transaction is then the draft with its budget rewritten (`tx.with_budget`). The price
 (`FeeOracle`) and the tip floor are read at most once per slot per process.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from order_engine.chain import tx as transactions
-from order_engine.chain.client import Blockhash, SignatureStatus, Simulation, program_error
+from order_engine.chain.client import Blockhash, SignatureStatus, program_error
 from order_engine.domain import event_data
 from order_engine.domain.errors import BlockhashExpired, ExecutionError
 from order_engine.infra import metrics
@@ -30,6 +33,7 @@ from order_engine.services.execution.swap_transaction import (
     MAX_COMPUTE_UNIT_LIMIT,
     build_swap,
     swap_legs,
+    swap_shape,
     writable_pool_accounts,
 )
 
@@ -45,6 +49,7 @@ class Built:
     plan: landing.Plan
     event: dict[str, Any]
     values: dict[str, Any]
+    shape: Hashable  # what its compute units are learned under (`landing.UnitTable`)
 
 
 class BundleFailed(ExecutionError):
@@ -77,6 +82,19 @@ def bundle_failure(ctx: Context, attempt: Attempt, status: SignatureStatus) -> E
     return simulation_error(err)
 
 
+class ComputeBudgetExceeded(ExecutionError):
+    """A swap ran out of its compute unit limit (it landed and paid): its shape's figure is
+    forgotten and the next attempt simulates anew."""
+
+    code, retryable = "COMPUTE_BUDGET_EXCEEDED", True
+
+
+def over_budget(err: Any) -> bool:
+    """Whether a transaction error is `{"InstructionError": [i, "ComputationalBudgetExceeded"]}`."""
+    detail = err.get("InstructionError") if isinstance(err, dict) else None
+    return isinstance(detail, list) and detail[1:] == ["ComputationalBudgetExceeded"]
+
+
 def simulation_error(err: Any) -> ExecutionError:
     """The engine's error for a draft the chain would refuse."""
     if err == "BlockhashNotFound":
@@ -104,39 +122,54 @@ class Builder:
         options = landing.Options.of(attempt.order, ctx.settings)
         blockhash = ctx.chain.latest_blockhash()
         legs = swap_legs(attempt.token_in, attempt.token_out, decision, minimum)
-        tip_account = None
-        if options.protected:
-            # One of the 8 at random per order and version (spreading the write locks on
-            # them), drawn from the order's id so that a replay signs the same bytes.
-            pick = random.Random(f"{attempt.order.id}:{attempt.order.attempts}")
-            tip_account = pick.choice(ctx.chain.block_engine.tip_accounts())
-
-        def signed_swap(limit: int, price: int, tip: int, signed: bool) -> Any:
-            return build_swap(
+        tip_account = self._tip_account(attempt) if options.protected else None
+        shape = swap_shape(legs, memo, tip_account is not None)
+        draft, units, sent_slot = None, ctx.units.get(shape), blockhash.slot
+        if units is None:  # a shape not seen yet: simulate the draft
+            draft = build_swap(
                 wallet=ctx.wallet,
                 legs=legs,
                 amount_in=attempt.amount_in,
                 blockhash=blockhash.value,
                 memo=memo,
-                limit=limit,
-                price=price,
-                tip=None if tip_account is None else (tip_account, tip),
-                signed=signed,
+                limit=MAX_COMPUTE_UNIT_LIMIT,
+                price=0,
+                tip=None if tip_account is None else (tip_account, landing.MIN_TIP_LAMPORTS),
+                signed=False,
             )
-
-        draft = signed_swap(MAX_COMPUTE_UNIT_LIMIT, 0, landing.MIN_TIP_LAMPORTS, False)
-        simulation = ctx.chain.simulate(transactions.encode_transaction(draft))
-        if simulation.err is not None:
-            raise simulation_error(simulation.err)
-        plan = self._plan(attempt, options, legs, blockhash.slot, simulation)
-        tx = signed_swap(plan.limit, plan.price, plan.tip, True)
+            simulation = ctx.chain.simulate(transactions.encode_transaction(draft))
+            if simulation.err is not None:
+                raise simulation_error(simulation.err)
+            units, sent_slot = simulation.units_consumed, simulation.slot
+            ctx.units.learn(shape, units)
+        plan = self._plan(attempt, options, legs, blockhash.slot, units, sent_slot)
+        tip = plan.tip if tip_account is not None else None
+        if draft is not None:
+            tx = transactions.with_budget(draft, ctx.wallet, plan.limit, plan.price, tip)
+        else:
+            tx = build_swap(
+                wallet=ctx.wallet,
+                legs=legs,
+                amount_in=attempt.amount_in,
+                blockhash=blockhash.value,
+                memo=memo,
+                limit=plan.limit,
+                price=plan.price,
+                tip=None if tip_account is None else (tip_account, plan.tip),
+            )
         signature = transactions.signature_of(tx)
         encoded = transactions.encode_transaction(tx)
         slots_left = blockhash.last_valid_block_height - blockhash.slot + 1
         event, values = self._records(attempt, decision, route, minimum, blockhash, plan)
         event |= {"txHash": signature}
         values |= {"tx_hash": signature, "signed_tx": encoded}
-        return Built(blockhash, signature, encoded, slots_left, plan, event, values)
+        return Built(blockhash, signature, encoded, slots_left, plan, event, values, shape)
+
+    def _tip_account(self, attempt: Attempt) -> str:
+        """One of the 8 at random per order and version (spreading the write locks on them),
+        drawn from the order's id so that a replay signs the same bytes."""
+        pick = random.Random(f"{attempt.order.id}:{attempt.order.attempts}")
+        return pick.choice(self.ctx.chain.block_engine.tip_accounts())
 
     def _records(
         self,
@@ -182,10 +215,11 @@ class Builder:
         options: landing.Options,
         legs: list[transactions.SwapLeg],
         slot: int,
-        simulation: Simulation,
+        units: int,
+        sent_slot: int,
     ) -> landing.Plan:
         settings = self.ctx.settings
-        limit = landing.compute_limit(simulation.units_consumed, settings.compute_unit_margin_pct)
+        limit = landing.compute_limit(units, settings.compute_unit_margin_pct)
         versions, previous_price, previous_tip = landing.previous_version(attempt.order)
         escalation = settings.priority_fee_escalation_pct
         if options.fixed_price is not None:
@@ -200,4 +234,4 @@ class Builder:
             tip = landing.escalated(floor[settings.tip_percentile], previous_tip, escalation)
         price, tip = landing.fit_to_cap(limit, price, tip, options.max_fee)
         via = landing.BUNDLE if options.protected else landing.RPC
-        return landing.Plan(via, price, limit, tip, versions + 1, simulation.slot)
+        return landing.Plan(via, price, limit, tip, versions + 1, sent_slot)

@@ -19,6 +19,8 @@ The report (`fees`, `landing`) is what `getTransaction` says of the order's late
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,3 +162,32 @@ def report(plan: Plan, balances: TransactionBalances | None) -> dict[str, Any]:
         landed = balances.slot
     landing = landing_report(plan.via, plan.sent_slot, landed, plan.versions)
     return {"fees": fees, "landing": landing}
+
+
+class UnitTable:
+    """What landed swaps of each shape consumed (`meta.computeUnitsConsumed`, which settling
+    already fetches), per process: a swap of a shape seen before is sized from it with no
+    simulation (one round trip and ~0.4 ms of CPU fewer); an unseen shape is simulated, and
+    its simulation is the first entry. The latest figure wins (a first swap into a token pays
+    for creating its account once, the next ones do not). Bounded: the oldest shapes go."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._units: dict[Hashable, int] = {}
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, shape: Hashable) -> int | None:
+        return self._units.get(shape)
+
+    def learn(self, shape: Hashable, units: int | None) -> None:
+        if not units:
+            return
+        with self._lock:
+            self._units.pop(shape, None)
+            self._units[shape] = units
+            while len(self._units) > self._size:
+                del self._units[next(iter(self._units))]
+
+    def forget(self, shape: Hashable) -> None:
+        with self._lock:
+            self._units.pop(shape, None)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from order_engine.chain.client import SignatureStatus, program_error
+from order_engine.chain.client import SignatureStatus, TransactionBalances, program_error
 from order_engine.domain import amounts, event_data
 from order_engine.domain.errors import (
     BlockhashExpired,
@@ -24,7 +24,13 @@ from order_engine.live.events import event_payload
 from order_engine.repositories.transitions import Step, Transition
 from order_engine.services.execution import landing
 from order_engine.services.execution.attempt import Attempt, Outcome, slots
-from order_engine.services.execution.build import Builder, Built, bundle_failure
+from order_engine.services.execution.build import (
+    Builder,
+    Built,
+    ComputeBudgetExceeded,
+    bundle_failure,
+    over_budget,
+)
 from order_engine.services.execution.steps import Context, Steps
 from order_engine.services.triggers import awaited
 
@@ -87,7 +93,7 @@ class Runner:
                 memo = str(order.id)
         attempt.last_valid_height = built.blockhash.last_valid_block_height
         attempt.expires_at = time.monotonic() + slots(built.slots_left).total_seconds()
-        attempt.plan, attempt.signed = built.plan, built.encoded
+        attempt.plan, attempt.signed, attempt.shape = built.plan, built.encoded, built.shape
         return self.send_and_settle(
             attempt, built.encoded, built.signature, decision.dex, decision.amount_out
         )
@@ -163,6 +169,36 @@ class Runner:
             retry_after_s=slots(last_valid - height + 2).total_seconds(),
         )
 
+    def _landed(
+        self, attempt: Attempt, dex: str, status: SignatureStatus, balances: TransactionBalances
+    ) -> landing.Plan | None:
+        """What a landed version paid (the order's report, the metrics) and consumed (its
+        shape's figure); its plan."""
+        plan = attempt.plan or landing.plan_of(attempt.order)
+        if plan is not None:
+            attempt.report = landing.report(plan, balances)
+            fees = attempt.report["fees"]
+            metrics.transaction_landed(
+                plan.via,
+                dex,
+                balances.slot - plan.sent_slot if plan.sent_slot else None,
+                fees["priorityLamports"],
+                fees["tipLamports"],
+            )
+        self._learn_units(attempt, status, balances.units_consumed)
+        return plan
+
+    def _learn_units(self, attempt: Attempt, status: SignatureStatus, units: int | None) -> None:
+        """What a swap of its shape consumes, from its landing; a shape whose swap ran out of
+        compute is forgotten (the next is simulated) and the attempt retried."""
+        if attempt.shape is None:
+            return
+        if status.succeeded:
+            self.ctx.units.learn(attempt.shape, units)
+        elif over_budget(status.err):
+            self.ctx.units.forget(attempt.shape)
+            raise ComputeBudgetExceeded(f"{status.signature} ran out of compute units")
+
     def _unlanded(self, attempt: Attempt) -> None:
         """The report of a version that can no longer land: nothing charged."""
         plan = attempt.plan or landing.plan_of(attempt.order)
@@ -231,17 +267,7 @@ class Runner:
         balances = status.balances or self.ctx.chain.transaction_balances(status.signature)
         if balances is None:
             raise RpcUnavailable(f"the node has no record of confirmed {status.signature} yet")
-        plan = attempt.plan or landing.plan_of(attempt.order)
-        if plan is not None:
-            attempt.report = landing.report(plan, balances)
-            fees = attempt.report["fees"]
-            metrics.transaction_landed(
-                plan.via,
-                dex,
-                balances.slot - plan.sent_slot if plan.sent_slot else None,
-                fees["priorityLamports"],
-                fees["tipLamports"],
-            )
+        plan = self._landed(attempt, dex, status, balances)
         if not status.succeeded:
             # It landed, but a program refused the swap (and the chain charged the fee).
             raise program_error(status.err)

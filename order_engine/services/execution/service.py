@@ -37,6 +37,7 @@ from order_engine.services.execution.attempt import (
     observe_pending,
 )
 from order_engine.services.execution.fail import Failures
+from order_engine.services.execution.landing import UnitTable
 from order_engine.services.execution.recover import Recovery
 from order_engine.services.execution.run import Runner
 from order_engine.services.execution.steps import Context, Steps
@@ -64,6 +65,7 @@ class ExecutionService:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         committer: TransitionCommitter | None = None,
         fee_oracle: FeeOracle | None = None,
+        units: UnitTable | None = None,
     ) -> None:
         self.session = session
         self.orders = OrderRepository(session)
@@ -82,6 +84,7 @@ class ExecutionService:
             settings,
             now,
             fee_oracle or FeeOracle.configured(chain.recent_prioritization_fees, settings),
+            units or UnitTable(),
         )
         steps = Steps(ctx)
         self.runner = Runner(ctx, steps)
@@ -206,4 +209,5 @@ def execution_service() -> ExecutionService:
         app_publisher(),
         settings,
         fee_oracle=chain.fees,
+        units=chain.units,
     )

@@ -33,6 +33,7 @@ from order_engine.services.execution.attempt import (
     NotClaimed,
     observe_pending,
 )
+from order_engine.services.execution.landing import UnitTable
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Context:
     """The executor's resources: the session and repository its claims and reads go through,
     the committer of its transitions, the market, the chain, the wallet that signs, where
     events go, the settings, the clock of the event data's timestamps (a replay on
-    virtual time passes its own), and the process's priority fee oracle."""
+    virtual time passes its own), and the process's priority fee oracle and compute units table."""
 
     session: Session
     orders: OrderRepository
@@ -54,6 +55,7 @@ class Context:
     settings: Settings
     now: Callable[[], datetime]
     fee_oracle: FeeOracle
+    units: UnitTable
 
 
 class Steps:

@@ -3,6 +3,8 @@ with its share of the order's minimum (the chain refuses a leg that pays less)."
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
@@ -44,6 +46,26 @@ def swap_legs(
             )
         )
     return legs
+
+
+def swap_shape(legs: list[transactions.SwapLeg], memo: str, tipped: bool) -> tuple[Hashable, ...]:
+    """What decides the compute units a swap consumes, as far as the engine can tell before
+    running it: each leg's pool and direction and its amount to within an eighth of an octave
+    (a program's arithmetic grows with its operands, a DLMM leg crosses more bins for more),
+    the memo's length and whether it carries a tip."""
+    return (
+        tuple(
+            (leg.venue, str(leg.pool), str(leg.input_mint), _eighth_octave(leg.amount_in))
+            for leg in legs
+        ),
+        len(memo.encode()),
+        tipped,
+    )
+
+
+def _eighth_octave(amount: int) -> tuple[int, int]:
+    bits = amount.bit_length()
+    return bits, (amount >> max(bits - 4, 0)) & 0b111
 
 
 def writable_pool_accounts(legs: list[transactions.SwapLeg]) -> list[str]:
