@@ -124,39 +124,34 @@ class Builder:
         legs = swap_legs(attempt.token_in, attempt.token_out, decision, minimum)
         tip_account = self._tip_account(attempt) if options.protected else None
         shape = swap_shape(legs, memo, tip_account is not None)
-        draft, units, sent_slot = None, ctx.units.get(shape), blockhash.slot
-        if units is None:  # a shape not seen yet: simulate the draft
-            draft = build_swap(
+
+        def swap(limit: int, price: int, tip: int, signed: bool = True) -> Any:
+            return build_swap(
                 wallet=ctx.wallet,
                 legs=legs,
                 amount_in=attempt.amount_in,
                 blockhash=blockhash.value,
                 memo=memo,
-                limit=MAX_COMPUTE_UNIT_LIMIT,
-                price=0,
-                tip=None if tip_account is None else (tip_account, landing.MIN_TIP_LAMPORTS),
-                signed=False,
+                limit=limit,
+                price=price,
+                tip=None if tip_account is None else (tip_account, tip),
+                signed=signed,
             )
+
+        draft, units, sent_slot = None, ctx.units.get(shape), blockhash.slot
+        if units is None:  # a shape not seen yet: simulate the draft
+            draft = swap(MAX_COMPUTE_UNIT_LIMIT, 0, landing.MIN_TIP_LAMPORTS, signed=False)
             simulation = ctx.chain.simulate(transactions.encode_transaction(draft))
             if simulation.err is not None:
                 raise simulation_error(simulation.err)
             units, sent_slot = simulation.units_consumed, simulation.slot
             ctx.units.learn(shape, units)
         plan = self._plan(attempt, options, legs, blockhash.slot, units, sent_slot)
-        tip = plan.tip if tip_account is not None else None
-        if draft is not None:
-            tx = transactions.with_budget(draft, ctx.wallet, plan.limit, plan.price, tip)
+        if draft is None:
+            tx = swap(plan.limit, plan.price, plan.tip)
         else:
-            tx = build_swap(
-                wallet=ctx.wallet,
-                legs=legs,
-                amount_in=attempt.amount_in,
-                blockhash=blockhash.value,
-                memo=memo,
-                limit=plan.limit,
-                price=plan.price,
-                tip=None if tip_account is None else (tip_account, plan.tip),
-            )
+            tip = plan.tip if tip_account is not None else None
+            tx = transactions.with_budget(draft, ctx.wallet, plan.limit, plan.price, tip)
         signature = transactions.signature_of(tx)
         encoded = transactions.encode_transaction(tx)
         slots_left = blockhash.last_valid_block_height - blockhash.slot + 1
