@@ -6,10 +6,13 @@ deployment points `SOLANA_RPC_URL` at another node and no code changes.
 
 Cheap by construction, because every order of a process shares the same chain state:
 - `latest_blockhash()` asks the node once per slot per process;
-- `wait_for_status()` registers the signature with one poller per process, which asks
-  `getSignatureStatuses` for every in-flight signature of the process once per slot (at most
-  256 per call, research/solana-rpc.md §2) instead of one poll loop per order, and what the
-  landed ones moved in `getTransaction` batches (at most 100 a request);
+- `wait_for_status()` registers the signature with one poller per process
+  (`status_poller.py`), which asks `getSignatureStatuses` for every in-flight signature of the
+  process once per slot (at most 256 per call) instead of one poll loop per order, what the
+  landed ones moved in `getTransaction` batches (at most 100 a request), and the block engine
+  for the bundles of the protected ones not seen yet;
+- the block engine (`block_engine.py`) is reached on the same connections; the priority fee
+  oracle (`fees.py`) reads `recent_prioritization_fees` once per slot per account set;
 - account reads are batched into `getMultipleAccounts` (at most 100 keys per call) by the pool
   index (`chain/pools.py`), once per slot per pair.
 """
