@@ -77,6 +77,9 @@ def bundle_failure(ctx: Context, attempt: Attempt, status: SignatureStatus) -> E
         metrics.transaction_not_landed(plan.via, "bundle_failed")
     encoded = attempt.signed or order.signed_tx
     err = ctx.chain.simulate(encoded).err if encoded else None
+    if over_budget(err) and attempt.shape is not None:
+        ctx.units.forget(attempt.shape)
+        return ComputeBudgetExceeded(f"{status.signature} would run out of compute units")
     if err is None:
         return BundleFailed(f"the block engine reports the bundle of {status.signature} failed")
     return simulation_error(err)

@@ -266,6 +266,8 @@ class Runner:
             raise bundle_failure(self.ctx, attempt, status)
         balances = status.balances or self.ctx.chain.transaction_balances(status.signature)
         if balances is None:
+            if not status.succeeded:  # refused on chain: that is known without its record
+                raise program_error(status.err)
             raise RpcUnavailable(f"the node has no record of confirmed {status.signature} yet")
         plan = self._landed(attempt, dex, status, balances)
         if not status.succeeded:
