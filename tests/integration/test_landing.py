@@ -24,7 +24,7 @@ from tests.unit.localnet.support import over_http, pool_address
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
-BIG_SOL = "2000"  # a swap whose slippage allowance pays a sandwich on SOL/USDC
+BIG_SOL = "10000"  # splits across both venues: its Raydium leg pays a sandwich
 
 
 def submit(stack, **overrides: Any) -> str:
@@ -147,17 +147,24 @@ def searcher(live_stack) -> Iterator[Any]:
 
 
 def test_protected_orders_are_never_sandwiched_public_ones_can_be(live_stack, searcher):
-    loose = {"amount": BIG_SOL, "slippageBps": 500}
-    protected = [submit(live_stack, **loose) for _ in range(2)]
-    public = [submit(live_stack, mevProtection=False, **loose) for _ in range(2)]
-    orders = {order_id: finished(live_stack, order_id) for order_id in protected + public}
-    assert all(o["status"] == "confirmed" for o in orders.values()), live_stack.logs()
-    victims = {entry["victim"] for entry in searcher("localnet_mevReport", {})}
-    assert not victims & {orders[o]["txHash"] for o in protected}
-    assert victims & {orders[o]["txHash"] for o in public}
-    for order_id in protected:
-        assert orders[order_id]["landing"]["via"] == "bundle"
-        assert orders[order_id]["fees"]["tipLamports"] >= 1_000
+    """The searcher looks at every public swap (rate 1) and sandwiches those whose allowance
+    pays for it; it never sees a bundle. One at a time, so that no order's quote is another's
+    stale one."""
+    loose = {"amount": BIG_SOL, "slippageBps": 1000}
+    protected = [finished(live_stack, submit(live_stack, **loose)) for _ in range(2)]
+    public = []
+    for _ in range(3):  # a sandwich needs the round trip to pay: the first usually does
+        public.append(finished(live_stack, submit(live_stack, mevProtection=False, **loose)))
+        victims = {entry["victim"] for entry in searcher("localnet_mevReport", {})}
+        if public[-1]["txHash"] in victims:
+            break
+    orders = protected + public
+    assert all(o["status"] == "confirmed" for o in orders), live_stack.logs()
+    assert not victims & {o["txHash"] for o in protected}
+    assert victims & {o["txHash"] for o in public}, [o["events"][1]["data"] for o in public]
+    for order in protected:
+        assert order["landing"]["via"] == "bundle"
+        assert order["fees"]["tipLamports"] >= 1_000
 
 
 def test_a_protected_swap_meeting_a_spike_is_retried_at_once_and_fills(live_stack):
