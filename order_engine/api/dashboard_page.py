@@ -59,6 +59,14 @@ PAGE = """<!doctype html>
   <div class="tile"><div class="label">slices started / held back (since start)</div>
     <div class="value" id="twap-started">{{ snapshot.twap.slicesStarted or 0 }} /
       {{ snapshot.twap.slicesHeld or 0 }}</div></div>
+{% for via, seen in snapshot.landing.items() %}
+  <div class="tile"><div class="label">landed via {{ via }}: share, p50 slots</div>
+    <div class="value" data-landing="{{ via }}">{{ seen.landedShare or "–" }},
+      {{ seen.slotsP50 or "–" }}</div></div>
+  <div class="tile"><div class="label">{{ via }}: avg priority / tip (lamports)</div>
+    <div class="value" data-landing-paid="{{ via }}">{{ seen.priorityLamportsAvg or "–" }} /
+      {{ seen.tipLamportsAvg or "–" }}</div></div>
+{% endfor %}
 {% for status, count in snapshot.finished.items() %}
   <div class="tile"><div class="label">{{ status }} (since start)</div>
     <div class="value status-{{ status }}" data-finished="{{ status }}">{{ count }}</div></div>
@@ -132,6 +140,13 @@ PAGE = """<!doctype html>
     text("twap-running", s.twap.running);
     text("twap-slices", s.twap.slicesInFlight);
     text("twap-started", `${s.twap.slicesStarted || 0} / ${s.twap.slicesHeld || 0}`);
+    for (const [via, seen] of Object.entries(s.landing)) {
+      const dash = (value) => (value === null ? "–" : value);
+      document.querySelector(`[data-landing="${via}"]`).textContent =
+        `${dash(seen.landedShare)}, ${dash(seen.slotsP50)}`;
+      document.querySelector(`[data-landing-paid="${via}"]`).textContent =
+        `${dash(seen.priorityLamportsAvg)} / ${dash(seen.tipLamportsAvg)}`;
+    }
     for (const [status, count] of Object.entries(s.finished)) {
       document.querySelector(`[data-finished="${status}"]`).textContent = count;
     }

@@ -6,10 +6,13 @@ deployment points `SOLANA_RPC_URL` at another node and no code changes.
 
 Cheap by construction, because every order of a process shares the same chain state:
 - `latest_blockhash()` asks the node once per slot per process;
-- `wait_for_status()` registers the signature with one poller per process, which asks
-  `getSignatureStatuses` for every in-flight signature of the process once per slot (at most
-  256 per call, research/solana-rpc.md §2) instead of one poll loop per order, and what the
-  landed ones moved in `getTransaction` batches (at most 100 a request);
+- `wait_for_status()` registers the signature with one poller per process
+  (`status_poller.py`), which asks `getSignatureStatuses` for every in-flight signature of the
+  process once per slot (at most 256 per call) instead of one poll loop per order, what the
+  landed ones moved in `getTransaction` batches (at most 100 a request), and the block engine
+  for the bundles of the protected ones not seen yet;
+- the block engine (`block_engine.py`) is reached on the same connections; the priority fee
+  oracle (`fees.py`) reads `recent_prioritization_fees` once per slot per account set;
 - account reads are batched into `getMultipleAccounts` (at most 100 keys per call) by the pool
   index (`chain/pools.py`), once per slot per pair.
 """
@@ -19,15 +22,23 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import urllib3
 
+from order_engine.chain.block_engine import BlockEngine
+from order_engine.chain.status_poller import StatusPoller
+from order_engine.chain.statuses import (
+    Blockhash,
+    RpcError,
+    SignatureStatus,
+    TransactionBalances,
+)
 from order_engine.domain.errors import (
     AmountTooSmall,
     BlockhashExpired,
@@ -37,6 +48,17 @@ from order_engine.domain.errors import (
     SlippageExceeded,
 )
 from order_engine.infra import metrics
+
+__all__ = [
+    "Blockhash",
+    "Chain",
+    "RpcChain",
+    "RpcError",
+    "SignatureStatus",
+    "Simulation",
+    "TransactionBalances",
+    "program_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -76,63 +98,14 @@ class TransactionFailed(ExecutionError):
     code, retryable = "TRANSACTION_FAILED", False
 
 
-class RpcError(Exception):
-    """A JSON-RPC error object from the node."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code, self.message, self.data = code, message, data
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Celery pickles task exceptions: rebuild from all three arguments.
-        return (RpcError, (self.code, self.message, self.data))
-
-
 @dataclass(frozen=True)
-class Blockhash:
-    value: str
-    last_valid_block_height: int
-    slot: int
-
-
-@dataclass(frozen=True)
-class SignatureStatus:
-    signature: str
-    slot: int
-    err: Any  # Solana's TransactionError JSON, None when the transaction succeeded
-    confirmation_status: str | None  # processed | confirmed | finalized
-    # What it moved, when the poller fetched it with the status (one batch for all).
-    balances: TransactionBalances | None = None
-
-    @property
-    def succeeded(self) -> bool:
-        return self.err is None
-
-    @property
-    def is_confirmed(self) -> bool:
-        return self.confirmation_status in ("confirmed", "finalized")
-
-
-@dataclass(frozen=True)
-class TransactionBalances:
-    """What a landed transaction moved, from `getTransaction`'s meta (Solana's shape)."""
+class Simulation:
+    """`simulateTransaction`'s answer: the slot it ran at, its error (None if it succeeded)
+    and the compute units it consumed."""
 
     slot: int
     err: Any
-    fee: int
-    account_keys: tuple[str, ...]
-    pre_lamports: tuple[int, ...]
-    post_lamports: tuple[int, ...]
-    pre_tokens: dict[tuple[str, str], int]  # (owner, mint) -> atoms
-    post_tokens: dict[tuple[str, str], int]
-
-    def received(self, owner: str, mint: str, native: bool) -> int:
-        """Atoms of `mint` that `owner` gained; for native SOL, lamports net of the fee."""
-        if native:
-            index = self.account_keys.index(owner)
-            return self.post_lamports[index] - self.pre_lamports[index] + self.fee
-        key = (owner, mint)
-        return self.post_tokens.get(key, 0) - self.pre_tokens.get(key, 0)
+    units_consumed: int
 
 
 class Chain(Protocol):
@@ -148,9 +121,18 @@ class Chain(Protocol):
 
     def send_transaction(self, encoded: str) -> str: ...
 
+    def simulate(self, encoded: str) -> Simulation: ...
+
+    def recent_prioritization_fees(self, accounts: Sequence[str]) -> list[tuple[int, int]]: ...
+
+    @property
+    def block_engine(self) -> BlockEngine: ...
+
     def signature_statuses(self, signatures: Sequence[str]) -> dict[str, SignatureStatus]: ...
 
-    def wait_for_status(self, signature: str, timeout_s: float) -> SignatureStatus | None: ...
+    def wait_for_status(
+        self, signature: str, timeout_s: float, bundle: bool = False
+    ) -> SignatureStatus | None: ...
 
     def transaction_balances(self, signature: str) -> TransactionBalances | None: ...
 
@@ -158,7 +140,13 @@ class Chain(Protocol):
 class RpcChain:
     """`Chain` over Solana JSON-RPC (HTTP POST, keep-alive, a timeout on every call)."""
 
-    def __init__(self, url: str, timeout_s: float = 5.0, slot_ms: int = SLOT_MS) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 5.0,
+        slot_ms: int = SLOT_MS,
+        block_engine_url: str = "",
+    ) -> None:
         self.url = url
         self.slot_ms = slot_ms
         self._http = urllib3.PoolManager(
@@ -172,15 +160,24 @@ class RpcChain:
         self._ids = iter(range(1, 2**62))
         self._blockhash: tuple[float, Blockhash] | None = None
         self._blockhash_lock = threading.Lock()
-        self._poller = _StatusPoller(self)
+        self._poller = StatusPoller(self)
+        # The block engine: by default the RPC URL's origin (the localnet serves both).
+        self._block_engine = BlockEngine(self, block_engine_url or _origin(url))
+
+    @property
+    def block_engine(self) -> BlockEngine:
+        return self._block_engine
 
     # -- transport ------------------------------------------------------------------------
 
     def call(self, method: str, params: list[Any]) -> Any:
         """One JSON-RPC call; `RpcError` for an error object, `RpcUnavailable` for transport."""
-        reply = self._post(
-            {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}, method
-        )
+        return self.call_at(self.url, method, params)
+
+    def call_at(self, url: str, method: str, params: list[Any]) -> Any:
+        """`call` to another JSON-RPC endpoint (the block engine's) on the same connections."""
+        request = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        reply = self.post_at(url, request, method)
         if not isinstance(reply, dict):
             raise RpcUnavailable(f"RPC node sent a malformed answer to {method}")
         error = reply.get("error")
@@ -189,12 +186,35 @@ class RpcChain:
             raise RpcError(error.get("code", 0), error.get("message", ""), error.get("data"))
         return reply.get("result")
 
+    def read_at(self, url: str, method: str, params: list[Any]) -> Any:
+        """`call_at` for reads: any error object is `RpcUnavailable` (retryable)."""
+        try:
+            return self.call_at(url, method, params)
+        except RpcError as exc:
+            raise RpcUnavailable(f"{method}: RPC error {exc.code}: {exc.message}") from None
+
+    def get_at(self, url: str) -> bytes:
+        """GET `url` (the block engine's tip floor): the body of a 200, else RpcUnavailable."""
+        started = time.perf_counter()
+        try:
+            response = self._http.request("GET", url)
+        except urllib3.exceptions.HTTPError as exc:
+            raise RpcUnavailable(f"{url} unreachable: {exc}") from None
+        finally:
+            metrics.RPC_SECONDS.labels("GET").observe(time.perf_counter() - started)
+        if response.status != 200:
+            raise RpcUnavailable(f"{url} answered HTTP {response.status}")
+        return bytes(response.data)
+
     def _post(self, request: Any, what: str) -> Any:
-        """POST one JSON-RPC request object or batch; the decoded answer."""
+        return self.post_at(self.url, request, what)
+
+    def post_at(self, url: str, request: Any, what: str) -> Any:
+        """POST one JSON-RPC request object or batch to `url`; the decoded answer."""
         body = json.dumps(request, separators=(",", ":")).encode()
         started = time.perf_counter()
         try:
-            response = self._http.request("POST", self.url, body=body)
+            response = self._http.request("POST", url, body=body)
         except urllib3.exceptions.HTTPError as exc:
             metrics.RPC_ERRORS.labels(what, type(exc).__name__).inc()
             raise RpcUnavailable(f"RPC node unreachable ({what}): {exc}") from None
@@ -289,6 +309,20 @@ class RpcChain:
                     )
         return statuses
 
+    def recent_prioritization_fees(self, accounts: Sequence[str]) -> list[tuple[int, int]]:
+        """`getRecentPrioritizationFees(accounts)`: (slot, µlamports per CU), oldest first."""
+        result = self._call("getRecentPrioritizationFees", [list(accounts)])
+        return [(int(e["slot"]), int(e["prioritizationFee"])) for e in result or []]
+
+    def simulate(self, encoded: str) -> Simulation:
+        """`simulateTransaction` of a base64 transaction on its own blockhash, its signatures
+        unchecked (the engine simulates the unsigned draft of what it then signs)."""
+        config = {"encoding": "base64", "commitment": "confirmed", "sigVerify": False}
+        result = self._call("simulateTransaction", [encoded, config])
+        value = result["value"]
+        units = int(value.get("unitsConsumed") or 0)
+        return Simulation(int(result["context"]["slot"]), value.get("err"), units)
+
     def transaction_balances(self, signature: str) -> TransactionBalances | None:
         result = self._call("getTransaction", _get_transaction_params(signature))
         return None if result is None else _balances(result)
@@ -339,9 +373,12 @@ class RpcChain:
         except RpcError as exc:
             raise send_error(exc) from None
 
-    def wait_for_status(self, signature: str, timeout_s: float) -> SignatureStatus | None:
-        """Block until the transaction is confirmed (succeeded or failed), or None on timeout."""
-        return self._poller.wait(signature, timeout_s)
+    def wait_for_status(
+        self, signature: str, timeout_s: float, bundle: bool = False
+    ) -> SignatureStatus | None:
+        """Block until the transaction is confirmed (succeeded or failed), or, `bundle`: sent
+        to the block engine, its bundle reported Failed; None on timeout."""
+        return self._poller.wait(signature, timeout_s, bundle)
 
 
 def send_error(exc: RpcError) -> ExecutionError:
@@ -390,7 +427,13 @@ def _balances(result: dict[str, Any]) -> TransactionBalances:
         post_lamports=tuple(int(v) for v in meta["postBalances"]),
         pre_tokens=_token_balances(meta.get("preTokenBalances") or []),
         post_tokens=_token_balances(meta.get("postTokenBalances") or []),
+        units_consumed=meta.get("computeUnitsConsumed"),
     )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _account_data(account: dict[str, Any] | None) -> bytes | None:
@@ -407,77 +450,3 @@ def _token_balances(entries: list[dict[str, Any]]) -> dict[tuple[str, str], int]
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-class _Waiter:
-    __slots__ = ("event", "status")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.status: SignatureStatus | None = None
-
-
-class _StatusPoller:
-    """One loop per process asking for every awaited signature once per slot.
-
-    Started on first use in each process (after a fork the parent's thread does not exist).
-    Under gevent (the worker's pool) the thread is a greenlet and the waits are cooperative.
-    """
-
-    def __init__(self, chain: RpcChain) -> None:
-        self._chain = chain
-        self._lock = threading.Lock()
-        self._waiters: dict[str, list[_Waiter]] = {}
-        self._wake = threading.Event()
-        self._pid: int | None = None
-
-    def wait(self, signature: str, timeout_s: float) -> SignatureStatus | None:
-        waiter = _Waiter()
-        with self._lock:
-            self._waiters.setdefault(signature, []).append(waiter)
-            self._ensure_running()
-        self._wake.set()
-        try:
-            waiter.event.wait(timeout_s)
-            return waiter.status
-        finally:
-            with self._lock:
-                waiting = self._waiters.get(signature)
-                if waiting is not None and waiter in waiting:
-                    waiting.remove(waiter)
-                    if not waiting:
-                        del self._waiters[signature]
-
-    def _ensure_running(self) -> None:
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            threading.Thread(target=self._run, name="signature-poller", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            # Let the slot fill: every signature sent during it is asked about in one call.
-            time.sleep(self._chain.slot_ms / 1000)
-            with self._lock:
-                signatures = list(self._waiters)
-                if not signatures:
-                    self._wake.clear()
-                    continue
-            try:
-                statuses = self._chain.signature_statuses(signatures)
-                landed = [s for s, st in statuses.items() if st.is_confirmed and st.succeeded]
-                # What the landed ones moved, for all of them in one batch (the engine records
-                # each fill from it): one round trip per slot instead of one per order.
-                balances = self._chain.many_transaction_balances(landed)
-            except (ExecutionError, RpcError) as exc:
-                log.warning("signature poller: %s; asking again next slot", exc)
-                continue
-            with self._lock:
-                for signature, status in statuses.items():
-                    if not status.is_confirmed:
-                        continue
-                    if signature in balances:
-                        status = replace(status, balances=balances[signature])
-                    for waiter in self._waiters.pop(signature, []):
-                        waiter.status = status
-                        waiter.event.set()

@@ -12,7 +12,9 @@ https://solana.com/docs/core/transactions). Its instructions, in order (`swap_in
    its bin arrays as remaining accounts [MET];
 5. when SOL is sold or bought: Token CloseAccount of the wSOL ATA back to the payer, which
    unwraps the proceeds (or any unspent input) into lamports;
-6. an optional Memo: the client's order id, or ours (the localnet keys injected faults by it).
+6. for a protected send, the tip: a System Transfer to one of the block engine's tip accounts
+   (in the swap's own transaction, so it is never paid without the swap);
+7. an optional Memo: the client's order id, or ours (the localnet keys injected faults by it).
 
 The whole must fit in one packet, 1232 bytes (`sign_transaction` refuses more); intake sizes
 the largest transaction an order could need from this same list (`transaction_size`).
@@ -30,10 +32,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from solders.hash import Hash
-from solders.instruction import AccountMeta, Instruction
+from solders.instruction import AccountMeta, CompiledInstruction, Instruction
 from solders.keypair import Keypair
 from solders.message import MessageV0, to_bytes_versioned
 from solders.pubkey import Pubkey
+from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
 from order_engine.chain.layouts.meteora import LbPair, swap_bin_array_indexes
@@ -302,14 +305,16 @@ def swap_instructions(
     memo: str | None,
     compute_unit_limit: int,
     compute_unit_price: int,
+    tip: tuple[Pubkey, int] | None = None,
 ) -> list[Instruction]:
     """Every instruction of one order's swap transaction, in order (the module docstring).
 
     The one list both the executor's signed transaction (`build_swap` in
     services/execution/swap_transaction.py, through `sign_transaction`) and intake's
     worst-case size (`worst_case_size` there, through `transaction_size`) are made of: an
-    instruction added here is counted by both. Raises `ValueError` for legs that do
-    not trade `input_mint` for `output_mint`.
+    instruction added here is counted by both. `tip`: (a block engine tip account, lamports),
+    a System transfer after the swap, in the same transaction so that the tip is never paid
+    without it. Raises `ValueError` for legs that do not trade `input_mint` for `output_mint`.
     """
     if not legs:
         raise ValueError("a swap transaction needs at least one leg")
@@ -333,6 +338,8 @@ def swap_instructions(
     instructions.extend(swap_instruction(owner, leg) for leg in legs)
     if WSOL_MINT in (input_mint, output_mint):
         instructions.append(close_account(wsol_account, owner, owner))
+    if tip is not None:
+        instructions.append(system_transfer(owner, tip[0], tip[1]))
     if memo is not None:
         instructions.append(memo_instruction(memo))
     return instructions
@@ -348,8 +355,11 @@ def build_swap_transaction(
     memo: str | None,
     compute_unit_limit: int,
     compute_unit_price: int,
+    tip: tuple[Pubkey, int] | None = None,
+    signed: bool = True,
 ) -> VersionedTransaction:
-    """The signed v0 transaction of `swap_instructions`.
+    """The signed v0 transaction of `swap_instructions`; `signed=False` gives the unsigned
+    draft (a default signature) that the engine simulates before it signs.
 
     `amount_in` must equal the legs' inputs summed (it is the amount wrapped when selling SOL);
     each leg's `minimum_out` is the caller's share of the order's minimum. Raises `ValueError`
@@ -365,17 +375,21 @@ def build_swap_transaction(
         memo,
         compute_unit_limit,
         compute_unit_price,
+        tip,
     )
-    return sign_transaction(payer, blockhash, instructions)
+    return sign_transaction(payer, blockhash, instructions, signed)
 
 
 def sign_transaction(
-    payer: Keypair, blockhash: Hash, instructions: Sequence[Instruction]
+    payer: Keypair, blockhash: Hash, instructions: Sequence[Instruction], signed: bool = True
 ) -> VersionedTransaction:
-    """The v0 transaction of `instructions`, paid and signed by `payer`; `TransactionTooLarge`
-    when it exceeds 1232 bytes."""
+    """The v0 transaction of `instructions`, paid and signed by `payer` (with `signed=False`,
+    carrying a default signature instead); `TransactionTooLarge` when it exceeds 1232 bytes."""
     message = MessageV0.try_compile(payer.pubkey(), list(instructions), [], blockhash)
-    tx = VersionedTransaction(message, [payer])
+    if signed:
+        tx = VersionedTransaction(message, [payer])
+    else:
+        tx = VersionedTransaction.populate(message, [Signature.default()])
     size = len(bytes(tx))
     if size > MAX_TRANSACTION_SIZE:
         raise TransactionTooLarge(
@@ -401,6 +415,43 @@ def _compact_u16(value: int) -> bytes:
         out.append(byte | (0x80 if value else 0))
         if not value:
             return bytes(out)
+
+
+def with_budget(
+    draft: VersionedTransaction,
+    payer: Keypair,
+    compute_unit_limit: int,
+    compute_unit_price: int,
+    tip_lamports: int | None,
+) -> VersionedTransaction:
+    """`draft` (as `build_swap_transaction` made it, signed or not) with another compute unit
+    limit, price and tip, signed by `payer`: the same accounts and instructions, only those
+    three instructions' fixed-width data rewritten, so the size is the draft's and nothing is
+    compiled again. The tip transfer is the instruction before the memo (or the last)."""
+    message = draft.message
+    assert isinstance(message, MessageV0)  # build_swap_transaction compiles v0 only
+    instructions = list(message.instructions)
+    budget = [
+        (0, bytes([COMPUTE_BUDGET_SET_LIMIT]) + _U32.pack(compute_unit_limit)),
+        (1, bytes([COMPUTE_BUDGET_SET_PRICE]) + _U64.pack(compute_unit_price)),
+    ]
+    if tip_lamports is not None:
+        keys = message.account_keys
+        last = instructions[-1]
+        tip_index = len(instructions) - (2 if keys[last.program_id_index] == MEMO_PROGRAM else 1)
+        data = _U32.pack(SYSTEM_TRANSFER) + _U64.pack(tip_lamports)
+        budget.append((tip_index, data))
+    for index, data in budget:
+        old = instructions[index]
+        instructions[index] = CompiledInstruction(old.program_id_index, data, old.accounts)
+    patched = MessageV0(
+        message.header,
+        message.account_keys,
+        message.recent_blockhash,
+        instructions,
+        message.address_table_lookups,
+    )
+    return VersionedTransaction(patched, [payer])
 
 
 def signature_of(tx: VersionedTransaction) -> str:

@@ -35,6 +35,7 @@ from order_engine.config.groups import (
     PROCESSES,
     SERVERS,
 )
+from order_engine.config.landing import LandingSettings
 from order_engine.config.options import Option, Required, option, read
 from order_engine.config.parsers import (
     ConfigError,
@@ -91,7 +92,7 @@ DEX_SEED = Option(
 
 
 @dataclass(frozen=True, kw_only=True)
-class Settings(TriggerSettings):
+class Settings(TriggerSettings, LandingSettings):
     """Typed settings; build with `Settings.from_env()`. Declaration order is reading order: a
     default that names another setting comes after it."""
 
@@ -251,13 +252,6 @@ class Settings(TriggerSettings):
         CHAIN,
         "while a task waits, it sends the same signed transaction again this often, in "
         "seconds (0: never)",
-    )
-    compute_unit_price_micro_lamports: int = option(
-        "COMPUTE_UNIT_PRICE_MICRO_LAMPORTS",
-        whole(0, 10**12),
-        "25000",
-        CHAIN,
-        "priority fee of every swap transaction, in micro-lamports per compute unit",
     )
     order_max_attempts: int = option(
         "ORDER_MAX_ATTEMPTS",

@@ -30,6 +30,11 @@ EXECUTION = Group(
     "ORDER_RETRY_BACKOFF_MAX_S < BROKER_VISIBILITY_TIMEOUT_S, and ORDER_RETRY_BACKOFF_S ≤ "
     "ORDER_RETRY_BACKOFF_MAX_S.",
 )
+LANDING = Group(
+    "Landing",
+    'What a swap bids and how it is sent (docs/design.md, "Landing on a contested chain"): an '
+    "order's own `priorityFee`, `maxFeeLamports` and `mevProtection` take precedence.",
+)
 TRIGGERS = Group(
     "Orders that wait",
     "Limit, sniper, stop, OCO and trailing-stop orders: they wait for a price or a pool.",
@@ -45,4 +50,15 @@ LOCALNET = Group(
     "The simulated validator's own settings (`order-engine localnet serve`); of these the engine "
     "reads LOCALNET_PORT and DEX_SEED only.",
 )
-GROUPS = (SERVERS, API, ACCESS, CHAIN, EXECUTION, TRIGGERS, PROCESSES, OBSERVABILITY, LOCALNET)
+GROUPS = (
+    SERVERS,
+    API,
+    ACCESS,
+    CHAIN,
+    LANDING,
+    EXECUTION,
+    TRIGGERS,
+    PROCESSES,
+    OBSERVABILITY,
+    LOCALNET,
+)

@@ -152,6 +152,33 @@ TWAP_SLICES = Counter(
     ["outcome"],
 )
 
+# Landing (docs/operating.md, "Metrics"; docs/design.md, "Landing on a contested chain").
+LANDINGS = Counter(
+    PREFIX + "landings_total",
+    "Versions of swap transactions settled, by how they were sent (`rpc` or `bundle`) and "
+    "outcome: `landed` (succeeded or failed on chain: it paid), `bundle_failed` (the block "
+    "engine reports its bundle failed: nothing charged), `expired` (its blockhash expired first).",
+    ["via", "outcome"],
+)
+LANDING_SLOTS = Histogram(
+    PREFIX + "landing_slots",
+    "Slots from a swap's send (its simulation's slot) to its landing, by via.",
+    ["via"],
+    buckets=(0, 1, 2, 3, 4, 6, 8, 12, 20, 40, 80, 150),
+)
+PRIORITY_FEE_LAMPORTS = Histogram(
+    PREFIX + "priority_fee_lamports",
+    "Priority fee a landed swap paid (limit × price), lamports, by via and venue.",
+    ["via", "dex"],
+    buckets=(0, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000),
+)
+TIP_LAMPORTS = Histogram(
+    PREFIX + "tip_lamports",
+    "Tip a landed protected swap paid the block engine, lamports, by venue.",
+    ["dex"],
+    buckets=(1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 1_000_000),
+)
+
 FINAL_STATUSES = ("confirmed", "failed", "cancelled")
 
 
@@ -313,6 +340,22 @@ def twap_slices(started: int, held: int, deferred: int) -> None:
 
 def order_retried(code: str) -> None:
     ORDER_RETRIES.labels(code).inc()
+
+
+def transaction_landed(
+    via: str, dex: str, slots: int | None, priority_lamports: int, tip_lamports: int
+) -> None:
+    LANDINGS.labels(via, "landed").inc()
+    if slots is not None:
+        LANDING_SLOTS.labels(via).observe(max(slots, 0))
+    PRIORITY_FEE_LAMPORTS.labels(via, dex or "").observe(priority_lamports)
+    if via == "bundle":
+        TIP_LAMPORTS.labels(dex or "").observe(tip_lamports)
+
+
+def transaction_not_landed(via: str, outcome: str) -> None:
+    """`bundle_failed` or `expired`."""
+    LANDINGS.labels(via, outcome).inc()
 
 
 def time_in_status(status: str, seconds: float) -> None:

@@ -93,6 +93,13 @@ TWAP_VALID = (
 )
 
 
+# An order's landing options, when it names them: a price per CU and a cap never negative.
+LANDING_VALID = (
+    "(priority_fee_micro_lamports IS NULL OR priority_fee_micro_lamports >= 0)"
+    " AND (max_fee_lamports IS NULL OR max_fee_lamports >= 0)"
+)
+
+
 class Order(Base):
     __tablename__ = "orders"
 
@@ -195,6 +202,18 @@ class Order(Base):
     slices_finished: Mapped[int | None] = mapped_column(Integer)
     amount_in_filled: Mapped[Decimal | None] = mapped_column(Amount)
 
+    # Landing (docs/design.md, "Landing on a contested chain"). The order's own say, NULL for
+    # what it left to the settings: a fixed price per CU (NULL: auto, from the chain), its cap
+    # on priority fee plus tip, whether it is sent protected. `fees` and `landing` report its
+    # latest transaction: while in flight what it pays if it lands, once settled what
+    # `getTransaction` says ({baseLamports, priorityLamports, tipLamports, microLamportsPerCu,
+    # computeUnitLimit, computeUnitsConsumed}; {via, sentSlot, landedSlot, versions}).
+    priority_fee_micro_lamports: Mapped[int | None] = mapped_column(BigInteger)
+    max_fee_lamports: Mapped[int | None] = mapped_column(BigInteger)
+    mev_protection: Mapped[bool | None] = mapped_column(Boolean)
+    fees: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    landing: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     failure_retryable: Mapped[bool | None] = mapped_column(Boolean)
@@ -230,6 +249,7 @@ class Order(Base):
         ),
         CheckConstraint(TWAP_VALID, name="twap_valid"),
         CheckConstraint("attempts >= 0 AND deliveries >= 0 AND last_seq >= 0", name="counters"),
+        CheckConstraint(LANDING_VALID, name="landing_options_valid"),
         CheckConstraint("token_in <> token_out", name="distinct_tokens"),
         UniqueConstraint("account_id", "idempotency_key"),
         # A slice is one child row, created once: its parent's children are found by it too.

@@ -167,6 +167,9 @@ def _insert_params(order: Order, key: str | None, now: datetime, first_data: str
         "trigger_leg": order.trigger_leg,
         "slices": order.slices,
         "interval_s": order.interval_s,
+        "priority_fee_micro_lamports": order.priority_fee_micro_lamports,
+        "max_fee_lamports": order.max_fee_lamports,
+        "mev_protection": order.mev_protection,
         "data": first_data,
     }
 
@@ -248,7 +251,7 @@ INSERT INTO orders (
         created_at, updated_at, dispatched_at,
         limit_price, max_price, trigger_price, expires_at, waiting, triggered_at,
         stop_price, size_class, trail_bps, activation_price, peak_price, trail_since, trigger_leg,
-        slices, interval_s
+        slices, interval_s, priority_fee_micro_lamports, max_fee_lamports, mev_protection
     )"""
 _ORDER_VALUES = """\
         %(id)s, %(account_id)s, %(type)s, 'pending', %(token_in)s, %(token_out)s, %(amount_in)s,
@@ -257,7 +260,8 @@ _ORDER_VALUES = """\
         %(limit_price)s, %(max_price)s, %(trigger_price)s, %(expires_at)s, %(waiting)s,
         %(triggered_at)s, %(stop_price)s, %(size_class)s, %(trail_bps)s, %(activation_price)s,
         %(peak_price)s, %(trail_since)s, %(trigger_leg)s,
-        %(slices)s, %(interval_s)s"""
+        %(slices)s, %(interval_s)s, %(priority_fee_micro_lamports)s, %(max_fee_lamports)s,
+        %(mev_protection)s"""
 _FIRST_EVENT = """\
 INSERT INTO order_events (order_id, seq, status, attempt, data, at)
 SELECT id, 1, 'pending', 0, %(data)s::jsonb, %(now)s FROM new_order
@@ -315,7 +319,8 @@ _BATCH_COLUMNS = (
     "client_order_id", "idempotency_key", "request_fingerprint", "now", "limit_price",
     "max_price", "trigger_price", "expires_at", "waiting", "triggered_at", "stop_price",
     "size_class", "trail_bps", "activation_price", "peak_price", "trail_since", "trigger_leg",
-    "slices", "interval_s", "data",
+    "slices", "interval_s", "priority_fee_micro_lamports", "max_fee_lamports",
+    "mev_protection", "data",
 )  # fmt: skip
 
 

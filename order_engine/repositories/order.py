@@ -254,6 +254,18 @@ class OrderRepository:
         )
         return self.session.execute(statement).first() is not None
 
+    def mark_unlandable(self, order_id: uuid.UUID, owner: str, signature: str) -> bool:
+        """Record that the order's transaction `signature` can never land (its bundle failed):
+        its last valid height becomes 0, so nothing re-broadcasts it and a new version may be
+        built at once. False if the lease is no longer ours (or the transaction another)."""
+        statement = (
+            update(Order)
+            .where(Order.id == order_id, Order.lease_owner == owner, Order.tx_hash == signature)
+            .values(tx_last_valid_height=0)
+            .returning(Order.id)
+        )
+        return self.session.execute(statement).first() is not None
+
     def page(
         self,
         *,

@@ -47,6 +47,10 @@ class Parent:
     slices_finished: int
     created_at: datetime
     in_flight_cap: int  # 0: none
+    # Its landing options, which its children inherit (NULL: the settings').
+    priority_fee_micro_lamports: int | None = None
+    max_fee_lamports: int | None = None
+    mev_protection: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,8 @@ _ACTIONABLE_SQL = """
 SELECT p.id, p.account_id, p.token_in, p.token_out, p.amount_in, p.slippage_bps,
        p.limit_price, p.slices, p.interval_s, coalesce(p.next_slice, 0),
        coalesce(p.slices_finished, 0), p.created_at,
-       coalesce(a.max_orders_in_flight, %(default_cap)s)
+       coalesce(a.max_orders_in_flight, %(default_cap)s),
+       p.priority_fee_micro_lamports, p.max_fee_lamports, p.mev_protection
   FROM orders AS p
   JOIN accounts AS a ON a.id = p.account_id
  CROSS JOIN LATERAL (
@@ -151,12 +156,14 @@ WITH b AS (
     INSERT INTO orders (
         id, account_id, type, status, token_in, token_out, amount_in, slippage_bps,
         last_seq, attempts, deliveries, created_at, updated_at, dispatched_at,
-        limit_price, trigger_price, expires_at, waiting, parent_id, slice_index
+        limit_price, trigger_price, expires_at, waiting, parent_id, slice_index,
+        priority_fee_micro_lamports, max_fee_lamports, mev_protection
     )
     SELECT b.id, %(account)s, 'market', 'pending', %(token_in)s, %(token_out)s, b.amount_in,
            %(slippage)s, 1, 0, 0, %(at)s, %(at)s, greatest(b.due, %(at)s),
-           %(limit)s, %(limit)s, %(expires)s, false, %(parent)s, b.slice_index
-      FROM b ORDER BY b.slice_index
+           %(limit)s, %(limit)s, %(expires)s, false, %(parent)s, b.slice_index,
+           p.priority_fee_micro_lamports, p.max_fee_lamports, p.mev_protection
+      FROM b JOIN orders AS p ON p.id = %(parent)s ORDER BY b.slice_index
         ON CONFLICT (parent_id, slice_index) DO NOTHING
  RETURNING id
 )

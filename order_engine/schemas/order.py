@@ -29,6 +29,12 @@ from order_engine.domain.triggers import TRAIL_BPS_MAX, TRAIL_BPS_MIN
 from order_engine.domain.twap import INTERVAL_S_MAX, SLICES_MAX
 from order_engine.models import OrderStatus, OrderType
 from order_engine.schemas.jsonio import NonFiniteNumber
+from order_engine.schemas.landing import (
+    landing_problems,
+    max_fee_field,
+    mev_protection_field,
+    priority_fee_field,
+)
 from order_engine.schemas.triggers import (
     PROTECTIVE_TYPES,
     trigger_problems,
@@ -286,10 +292,15 @@ class OrderCreateSchema(Schema):
         },
     )
 
+    priorityFee = priority_fee_field()
+    maxFeeLamports = max_fee_field()
+    mevProtection = mev_protection_field()
+
     @validates_schema(skip_on_field_errors=False, pass_original=True)
     def check_order(self, data: dict[str, Any], original: Any, **kwargs: Any) -> None:
         sent = original if isinstance(original, dict) else {}
         errors = {**trigger_problems(data, sent, self.horizon), **_token_problems(data)}
+        errors.update(landing_problems(data))
         errors.update(twap_problems(data, self.horizon, errors))
         token_in, amount = data.get("tokenIn"), data.get("amount")
         if token_in is not None and "tokenIn" not in errors and amount is not None:

@@ -77,9 +77,40 @@ class OrderSchema(Schema):
     sliceIndex = fields.Integer(
         attribute="slice_index", allow_none=True, metadata={"description": "a twap slice's index"}
     )
+    priorityFee = fields.Method(
+        "dump_priority_fee",
+        metadata={"description": '"auto", or {"microLamportsPerCu": N} as submitted'},
+    )
+    maxFeeLamports = fields.Integer(
+        attribute="max_fee_lamports",
+        allow_none=True,
+        metadata={"description": "its cap on priority fee plus tip (null: MAX_FEE_LAMPORTS)"},
+    )
+    mevProtection = fields.Boolean(
+        attribute="mev_protection",
+        allow_none=True,
+        metadata={"description": "as submitted (null: MEV_PROTECTION)"},
+    )
+    fees = fields.Dict(
+        allow_none=True,
+        metadata={
+            "description": "its latest transaction's {baseLamports, priorityLamports, "
+            "tipLamports, microLamportsPerCu, computeUnitLimit, computeUnitsConsumed}: once "
+            "settled as getTransaction says (meta.fee = base + priority), before that what it "
+            "pays if it lands"
+        },
+    )
+    landing = fields.Dict(
+        allow_none=True,
+        metadata={"description": "{via: rpc | bundle, sentSlot, landedSlot, versions}"},
+    )
     error = fields.Method("dump_error", allow_none=True)
     createdAt = fields.Method("dump_created")
     updatedAt = fields.Method("dump_updated")
+
+    def dump_priority_fee(self, order: Any) -> str | dict[str, int]:
+        price = order.priority_fee_micro_lamports
+        return "auto" if price is None else {"microLamportsPerCu": int(price)}
 
     def dump_error(self, order: Any) -> dict[str, Any] | None:
         if not order.failure_code:

@@ -90,6 +90,7 @@ class DashboardService:
                     ).items()
                 },
             },
+            "landing": {via: _landing(samples, via) for via in ("bundle", "rpc")},
             "latest": latest_rows,
             "waiting": waiting_rows,
         }
@@ -115,6 +116,40 @@ def _confirmed_buckets(samples: metrics.Samples) -> dict[float, float]:
         bound = float(label["le"])
         buckets[bound] = buckets.get(bound, 0.0) + value
     return buckets
+
+
+def _landing(samples: metrics.Samples, via: str) -> dict[str, Any]:
+    """How one way of sending lands, since each process started: versions landed, failed as
+    bundles and expired, the share landed, the median slots from send to land, and the mean
+    priority fee and tip of the landed ones (lamports)."""
+    outcomes = metrics.summed(samples, "order_engine_landings_total", by="outcome", via=via)
+    landed = int(outcomes.get("landed", 0))
+    settled = sum(int(count) for count in outcomes.values())
+    slots = [
+        (float(dict(labels)["le"]), value)
+        for (name, labels), value in samples.items()
+        if name == "order_engine_landing_slots_bucket" and dict(labels).get("via") == via
+    ]
+    fee_sum = metrics.summed(samples, "order_engine_priority_fee_lamports_sum", via=via)
+    tip_sum = metrics.summed(samples, "order_engine_tip_lamports_sum")
+    median = metrics.quantile(0.5, _merged(slots))
+    return {
+        "landed": landed,
+        "bundleFailed": int(outcomes.get("bundle_failed", 0)),
+        "expired": int(outcomes.get("expired", 0)),
+        "landedShare": round(landed / settled, 3) if settled else None,
+        "slotsP50": None if median is None else round(median, 1),
+        "priorityLamportsAvg": round(fee_sum / landed) if landed else None,
+        "tipLamportsAvg": round(tip_sum / landed) if landed and via == "bundle" else None,
+    }
+
+
+def _merged(buckets: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Cumulative buckets of several series (venues, processes) summed per bound."""
+    merged: dict[float, float] = {}
+    for bound, count in buckets:
+        merged[bound] = merged.get(bound, 0.0) + count
+    return sorted(merged.items())
 
 
 def _rate(history: History, now: float) -> float:

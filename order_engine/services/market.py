@@ -73,11 +73,17 @@ def size_problems(settings: Settings, order: Mapping[str, Any]) -> dict[str, lis
     memo_bytes = max(given, ORDER_ID_MEMO_BYTES)
     sniper = order.get("type") == OrderType.SNIPER.value  # its pair has no pool yet
     venues = worst_venues(None if sniper else pair_venues(settings, token_in.mint, token_out.mint))
-    size = _worst_case_size(settings, token_in, token_out, venues, memo_bytes)
+    protected = order.get("mevProtection")
+    tipped = settings.mev_protection if protected is None else bool(protected)
+    size = _worst_case_size(token_in, token_out, venues, memo_bytes, tipped)
     over = size - MAX_TRANSACTION_SIZE
     if over <= 0:
         return {}
     fits = memo_bytes - over
+    # A memo under 128 bytes has a one-byte length prefix where a longer one has two: the
+    # longest that fits may be a byte or so longer than the arithmetic says.
+    while _worst_case_size(token_in, token_out, venues, fits + 1, tipped) <= MAX_TRANSACTION_SIZE:
+        fits += 1
     if client_id and fits >= ORDER_ID_MEMO_BYTES:
         return {
             "clientOrderId": [
@@ -104,17 +110,16 @@ def worst_venues(known: list[str] | None) -> tuple[str, ...]:
 
 
 def _worst_case_size(
-    settings: Settings, token_in: Token, token_out: Token, venues: tuple[str, ...], memo: int
+    token_in: Token, token_out: Token, venues: tuple[str, ...], memo: int, tipped: bool
 ) -> int:
     """`worst_case_size`, kept per process: about 0.07 ms to compute, asked of every order."""
     cache: dict[tuple[Any, ...], int] = PROCESS.get("swap_sizes", "worst case", dict)
-    price = settings.compute_unit_price_micro_lamports
-    key = (token_in.mint, token_out.mint, venues, memo, price)
+    key = (token_in.mint, token_out.mint, venues, memo, tipped)
     size = cache.get(key)
     if size is None:
         if len(cache) >= SIZE_CACHE_ENTRIES:
             cache.clear()
-        size = cache[key] = worst_case_size(token_in, token_out, venues, memo, price)
+        size = cache[key] = worst_case_size(token_in, token_out, venues, memo, tipped)
     return size
 
 

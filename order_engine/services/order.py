@@ -20,14 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
 from order_engine.domain.time import format_timestamp
-from order_engine.domain.tokens import Token
 from order_engine.errors import (
     BadRequestError,
     ConflictError,
@@ -42,9 +40,9 @@ from order_engine.models import DEFAULT_ACCOUNT_ID, Order, OrderEvent, OrderStat
 from order_engine.repositories.intake import Intake, IntakeCommitter, IntakeRepository
 from order_engine.repositories.order import OrderRepository
 from order_engine.repositories.twap import TwapRepository
+from order_engine.services.submission_quotes import class_quote_now, quote_now
 from order_engine.services.task_copy import task_copy
 from order_engine.services.triggers.intake import ClassQuote, Quote, trigger_fields
-from order_engine.services.triggers.market import class_price
 from order_engine.services.twap import parent_fields
 from order_engine.tasking import dispatch
 
@@ -82,8 +80,8 @@ class OrderService:
         self.publisher = publisher
         # The engine's own quote (amount out, in atoms) for a limit, stop or bracket met at
         # submission, and a size class's quote for a trailing stop's starting peak.
-        self.quote = quote or _quote_now
-        self.class_quote = class_quote or _class_quote_now
+        self.quote = quote or quote_now
+        self.class_quote = class_quote or class_quote_now
 
     def submit(
         self,
@@ -332,6 +330,9 @@ class OrderService:
             # possibly lost from its last dispatch, so it waits STALE_PENDING_AFTER_S from
             # here before sending it again (and the row needs no UPDATE after the send).
             dispatched_at=now,
+            priority_fee_micro_lamports=data.get("priorityFee"),
+            max_fee_lamports=data.get("maxFeeLamports"),
+            mev_protection=data.get("mevProtection"),
             **{"waiting": False, **(trigger or {})},
         )
         first = {
@@ -434,7 +435,7 @@ def _fingerprint(data: dict[str, Any]) -> str:
             canonical[leg] = format(data[leg][price].normalize(), "f")
     if data.get("trailBps") is not None:
         canonical["trailBps"] = data["trailBps"]
-    for name in ("slices", "intervalS"):
+    for name in ("slices", "intervalS", "priorityFee", "maxFeeLamports", "mevProtection"):
         if data.get(name) is not None:
             canonical[name] = data[name]
     if data.get("expiresIn") is not None:  # as sent: its instant is later at each replay
@@ -442,45 +443,6 @@ def _fingerprint(data: dict[str, Any]) -> str:
     elif data.get("expiresAt") is not None:
         canonical["expiresAt"] = data["expiresAt"].isoformat()
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
-
-
-def _quote_now(token_in: Token, token_out: Token, amount_in: int) -> int | None:
-    """The engine's own net quote, from this process's pool index; None when it cannot quote
-    now (the order then waits, and the trigger engine decides within a slot)."""
-    from flask import current_app, has_app_context
-
-    from order_engine.chain.client import RpcError
-    from order_engine.chain.layouts.codec import AccountDecodeError
-    from order_engine.domain.errors import ExecutionError
-    from order_engine.services.resources import chain_resources
-
-    if not has_app_context():
-        return None
-    try:
-        router = chain_resources(current_app.config["SETTINGS"]).router
-        return router.route(token_in, token_out, amount_in).amount_out
-    except (ExecutionError, RpcError, AccountDecodeError) as exc:
-        log.info("no quote at submission (%s); the limit order waits", exc)
-        return None
-
-
-def _class_quote_now(token_in: Token, token_out: Token, k: int) -> Fraction | None:
-    """A size class's quote from this process's pool index (a trailing stop's starting peak);
-    None when it cannot quote now (the trigger engine's first evaluation then gives it one)."""
-    from flask import current_app, has_app_context
-
-    from order_engine.chain.client import RpcError
-    from order_engine.chain.layouts.codec import AccountDecodeError
-    from order_engine.services.resources import chain_resources
-
-    if not has_app_context():
-        return None
-    try:
-        router = chain_resources(current_app.config["SETTINGS"]).router
-        return class_price(router, token_in, token_out, k)
-    except (RpcError, AccountDecodeError) as exc:
-        log.info("no class quote at submission (%s); the trailing stop starts without", exc)
-        return None
 
 
 def _encode_cursor(created_at: datetime, order_id: uuid.UUID) -> str:

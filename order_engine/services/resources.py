@@ -16,6 +16,7 @@ from pathlib import Path
 from solders.keypair import Keypair
 
 from order_engine.chain.client import RpcChain, RpcError
+from order_engine.chain.fees import FeeOracle
 from order_engine.chain.layouts.codec import AccountDecodeError
 from order_engine.chain.pools import PoolIndex
 from order_engine.chain.wallet import ensure_dev_keypair, load_keypair
@@ -23,6 +24,7 @@ from order_engine.config import DEV_WALLET_PATH, Settings
 from order_engine.domain.errors import ExecutionError
 from order_engine.infra.process import PROCESS
 from order_engine.routing import Router
+from order_engine.services.execution.landing import UnitTable
 from order_engine.venues.math import VenueMathError
 
 
@@ -32,6 +34,8 @@ class ChainResources:
     pools: PoolIndex
     router: Router
     wallet: Keypair
+    fees: FeeOracle  # the priority fee oracle: one read per slot per process per account set
+    units: UnitTable  # what swaps of each shape consumed
 
 
 def chain_resources(settings: Settings) -> ChainResources:
@@ -44,9 +48,14 @@ def chain_resources(settings: Settings) -> ChainResources:
 
 
 def build_chain_resources(settings: Settings) -> ChainResources:
-    chain = RpcChain(settings.solana_rpc_url, timeout_s=settings.rpc_timeout_s)
+    chain = RpcChain(
+        settings.solana_rpc_url,
+        timeout_s=settings.rpc_timeout_s,
+        block_engine_url=settings.block_engine_url,
+    )
     pools = PoolIndex(chain)
-    return ChainResources(chain, pools, Router(pools), wallet(settings))
+    fees = FeeOracle.configured(chain.recent_prioritization_fees, settings)
+    return ChainResources(chain, pools, Router(pools), wallet(settings), fees, UnitTable())
 
 
 def wallet(settings: Settings) -> Keypair:

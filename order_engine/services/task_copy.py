@@ -31,6 +31,11 @@ def task_copy(order: Order) -> dict[str, Any] | None:
         "slippageBps": order.slippage_bps,
         "clientOrderId": order.client_order_id,
         "createdAt": order.created_at.isoformat(),
+        "landing": [
+            order.priority_fee_micro_lamports,
+            order.max_fee_lamports,
+            order.mev_protection,
+        ],
     }
 
 
@@ -39,6 +44,7 @@ def as_claimed(order_id: uuid.UUID, copy: dict[str, Any]) -> Order | None:
     attempt and delivery counted. None if `copy` is not a copy of this module's making (a
     message from an older or newer engine): the executor then reads the row."""
     try:
+        price, cap, protected = copy.get("landing") or (None, None, None)
         return Order(
             id=order_id,
             account_id=uuid.UUID(copy["accountId"]),
@@ -54,6 +60,9 @@ def as_claimed(order_id: uuid.UUID, copy: dict[str, Any]) -> Order | None:
             attempts=1,
             deliveries=1,
             waiting=False,
+            priority_fee_micro_lamports=None if price is None else int(price),
+            max_fee_lamports=None if cap is None else int(cap),
+            mev_protection=None if protected is None else bool(protected),
         )
     except (KeyError, TypeError, ValueError, InvalidOperation):
         return None

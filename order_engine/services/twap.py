@@ -312,6 +312,9 @@ def _as_order(parent: Parent, child: NewChild, at: datetime) -> Order:
         client_order_id=None,
         created_at=at,
         waiting=False,
+        priority_fee_micro_lamports=parent.priority_fee_micro_lamports,
+        max_fee_lamports=parent.max_fee_lamports,
+        mev_protection=parent.mev_protection,
     )
 
 

@@ -88,10 +88,14 @@ def test_the_stream_takes_a_ticket_for_an_admin_key_only(live_stack, admin_key):
         ws.close()
     assert set(snapshot) >= {
         "ordersPerSecond", "inFlight", "finished", "failureCodes", "latency", "queueDepth",
-        "latest", "waiting", "twap",
+        "latest", "waiting", "twap", "landing",
     }  # fmt: skip
     assert set(snapshot["inFlight"]) == {"pending", "routing", "building", "submitted"}
     assert {"running", "slicesInFlight"} <= set(snapshot["twap"])
+    assert set(snapshot["landing"]) == {"bundle", "rpc"}
+    assert {"landed", "bundleFailed", "expired", "landedShare", "slotsP50"} <= set(
+        snapshot["landing"]["bundle"]
+    )
     # a ticket is used once
     with pytest.raises(Exception, match="401"):
         WsClient.connect(

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -15,6 +17,7 @@ from solders.keypair import Keypair
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from order_engine.chain.block_engine import TRANSACTIONS_PATH
 from order_engine.chain.pools import PoolIndex
 from order_engine.config import Settings
 from order_engine.domain.errors import RpcUnavailable
@@ -32,23 +35,38 @@ pytestmark = pytest.mark.integration
 
 
 class FlakyChain(InProcessChain):
-    """Sends fail as planned: `refuse` never reaches the node, `lose` reaches it but the
-    answer is lost. Every send's bytes are kept."""
+    """Sends fail as planned, to the node or to the block engine (the default, protected
+    path): `refuse` never reaches it, `lose` reaches it but the answer is lost. Every send's
+    bytes are kept."""
 
     def __init__(self, node: Localnet, clock: VirtualClock) -> None:
         super().__init__(node, clock)
         self.plan: list[str] = []
         self.sent: list[str] = []
+        self.drop_first = False  # every send of the first bytes sent never reaches anyone
 
     def send_transaction(self, encoded: str) -> str:
+        send = lambda: super(FlakyChain, self).send_transaction(encoded)  # noqa: E731
+        return self._flaky(encoded, send, "dropped")
+
+    def post_at(self, url: str, request: Any, what: str) -> Any:
+        if url.endswith(TRANSACTIONS_PATH) and isinstance(request, dict):
+            encoded = request["params"][0]
+            send = lambda: super(FlakyChain, self).post_at(url, request, what)  # noqa: E731
+            return self._flaky(encoded, send, {"jsonrpc": "2.0", "id": 1, "result": "dropped"})
+        return super().post_at(url, request, what)
+
+    def _flaky(self, encoded: str, send: Callable[[], Any], dropped: Any) -> Any:
         self.sent.append(encoded)
+        if self.drop_first and encoded == self.sent[0]:
+            return dropped
         fault = self.plan.pop(0) if self.plan else None
         if fault == "refuse":
             raise RpcUnavailable("connection refused")
-        signature = super().send_transaction(encoded)
+        answer = send()
         if fault == "lose":
             raise RpcUnavailable("read timed out")
-        return signature
+        return answer
 
 
 class _NullPublisher:
@@ -84,10 +102,15 @@ def rig(engine, test_settings, clean_tables):
         yield service, chain, node, clock, session
 
 
-def new_order(session: Session, memo: str) -> uuid.UUID:
+def new_order(session: Session, memo: str, **landing: Any) -> uuid.UUID:
     with session.begin():
         order = add_order(
-            session, first_event={}, amount_in=Decimal("2"), slippage_bps=100, client_order_id=memo
+            session,
+            first_event={},
+            amount_in=Decimal("2"),
+            slippage_bps=100,
+            client_order_id=memo,
+            **landing,
         )
     return order.id
 
@@ -211,8 +234,9 @@ def test_a_crash_after_signing_resends_the_recorded_transaction_on_take_over(rig
             {"id": order_id},
         )
     assert service.execute(order_id, "second-executor") == Outcome.CONFIRMED
-    assert len(chain.sent) == 2
-    assert chain.sent[0] == chain.sent[1]
+    # The recorded bytes again (and re-broadcast while they wait to land): never a new swap.
+    assert len(chain.sent) >= 2
+    assert len(set(chain.sent)) == 1
     assert len(ledger(node, "crashed")) == 1
 
 
@@ -251,14 +275,39 @@ def test_no_cancel_once_a_transaction_was_built(rig):
 
 
 def test_a_passing_price_spike_is_requoted_once_it_has_passed_and_fills(rig):
-    """The swap reverts on a spike in its own slot; by the time the revert is confirmed the
-    spike is arbitraged away, so the re-quote still pays the client's minimum, the order is
+    """The public swap reverts on a spike in its own slot; by the time the revert is confirmed
+    the spike is arbitraged away, so the re-quote still pays the client's minimum, the order is
     tried once more and fills."""
     service, _chain, node, clock, session = rig
-    order_id = new_order(session, "spike")
+    order_id = new_order(session, "spike", mev_protection=False)
     plan_faults(node, "spike", ["price_jump"])
     assert run_until_done(service, clock, order_id) == ["retry:SLIPPAGE_EXCEEDED", "confirmed"]
     assert [e["status"] for e in ledger(node, "spike")] == ["failed", "landed"]
+
+
+def test_a_protected_swap_that_meets_a_spike_fails_its_bundle_charges_nothing_and_fills(rig):
+    """The same spike meets a protected swap: its bundle fails (all or nothing: nothing lands,
+    nothing is charged), the status poll says so at once (the blockhash is still valid), the
+    chain no longer shows a reason (the spike has passed), so the order is retried with a new
+    version that pays more, which fills; the failed version is never re-sent."""
+    service, chain, node, clock, session = rig
+    order_id = new_order(session, "spike-bundled")
+    plan_faults(node, "spike-bundled", ["price_jump"])
+    started_ms = clock.now_ms()
+    assert run_until_done(service, clock, order_id) == ["retry:BUNDLE_FAILED", "confirmed"]
+    assert clock.now_ms() - started_ms < 20_000  # not a blockhash's lifetime (25 slots here)
+    assert [e["status"] for e in ledger(node, "spike-bundled")] == ["landed"]
+    first, second = dict.fromkeys(chain.sent)  # two versions, each sent until settled
+    with session.begin():
+        row = session.execute(
+            text("SELECT tx_hash, fees, landing FROM orders WHERE id = :id"), {"id": order_id}
+        ).one()
+    assert row.landing["via"] == "bundle"
+    assert row.landing["versions"] == 2
+    assert row.fees["tipLamports"] >= 1_000
+    # The failed version was never sent again once the second was signed.
+    last_first = len(chain.sent) - 1 - chain.sent[::-1].index(first)
+    assert last_first < chain.sent.index(second)
 
 
 def test_a_limit_order_whose_swaps_slip_is_tried_again_at_its_limit_in_process(rig):
@@ -276,6 +325,7 @@ def test_a_limit_order_whose_swaps_slip_is_tried_again_at_its_limit_in_process(r
             limit_price=Decimal("1"),
             trigger_price=Decimal("1"),
             client_order_id="limit-slips",
+            mev_protection=False,  # a public swap reverts on chain (a bundle would fail)
         )
     plan_faults(node, "limit-slips", ["price_jump", "price_jump"])
     assert run_until_done(service, clock, order.id) == [

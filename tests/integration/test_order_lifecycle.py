@@ -134,8 +134,9 @@ def test_a_passing_price_spike_is_requoted_once_and_fills(live_stack):
     tag = f"spike-{uuid.uuid4()}"
     live_stack.plant_faults(tag, "price_jump")
     # 100 bps: far below the 500 bps spike, far above what the market drifts between the
-    # quote and the re-quote (~10 bps), so only the spike can make the swap revert.
-    order_id = submit(live_stack, clientOrderId=tag, slippageBps=100)
+    # quote and the re-quote (~10 bps), so only the spike can make the swap revert. Public: a
+    # protected swap's bundle would fail instead (test_landing.py).
+    order_id = submit(live_stack, clientOrderId=tag, slippageBps=100, mevProtection=False)
     order = wait_terminal(live_stack, order_id)
     assert order["status"] == "confirmed"
     assert order["attempts"] == 2
@@ -152,7 +153,7 @@ def test_a_passing_price_spike_is_requoted_once_and_fills(live_stack):
 def test_a_lasting_slippage_breach_fails_after_at_most_one_requote(live_stack):
     tag = f"slippage-{uuid.uuid4()}"
     live_stack.plant_faults(tag, "price_jump", "price_jump", "price_jump")
-    order_id = submit(live_stack, clientOrderId=tag, slippageBps=100)
+    order_id = submit(live_stack, clientOrderId=tag, slippageBps=100, mevProtection=False)
     order = wait_terminal(live_stack, order_id)
     assert order["status"] == "failed"
     assert order["error"]["code"] == "SLIPPAGE_EXCEEDED"

@@ -128,6 +128,9 @@ def test_a_limit_order_whose_swaps_slip_is_tried_again_at_its_limit(triggering_s
         # and its landing, so only the spikes make a swap revert (30 bps failed now and then).
         "slippageBps": 100,
         "clientOrderId": tag,
+        # Public: its swap reverts on chain (a protected one's bundle fails instead,
+        # test_landing.py), which is the policy under test.
+        "mevProtection": False,
     }
     order_id = submit(stack, body)["orderId"]
     result = stream(f"{stack.ws_url}/api/orders/execute?orderId={order_id}", None, 60)

@@ -2,7 +2,8 @@
 
 Start it as `celery -A tests.support.crashing_worker worker ...`: it is the product's app
 (`workers.celery_app`) with one test-only difference, installed at import (so prefork children
-inherit it): `RpcChain.send_transaction` first reads the sender plan of the transaction's memo
+inherit it): `RpcChain.send_transaction` and `BlockEngine.send_transaction` (a protected send)
+first read the sender plan of the transaction's memo
 (the order's clientOrderId, from the Memo instruction) and acts on its first line:
 
 - `crash`: the process dies at once (`os._exit(137)`, like a SIGKILL/OOM kill) before a byte
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from solders.transaction import VersionedTransaction
 
+from order_engine.chain.block_engine import BlockEngine
 from order_engine.chain.client import RpcChain
 from order_engine.chain.programs import MEMO_PROGRAM
 from tests.support.sender_faults import PLAN_DIR_ENV, plan_path
@@ -90,16 +92,27 @@ def _act(directory: Path, memo: str, action: str) -> None:
 
 
 _send_transaction = RpcChain.send_transaction
+_send_protected = BlockEngine.send_transaction
 
 
-def _send_with_plan(self: RpcChain, encoded: str) -> str:
+def _follow_plan(encoded: str) -> None:
     directory = os.environ.get(PLAN_DIR_ENV)
     if directory:
         memo = memo_of(encoded)
         action = next_action(Path(directory), memo) if memo else None
         if action is not None:
             _act(Path(directory), memo or "", action)
+
+
+def _send_with_plan(self: RpcChain, encoded: str) -> str:
+    _follow_plan(encoded)
     return _send_transaction(self, encoded)
 
 
+def _send_protected_with_plan(self: BlockEngine, encoded: str) -> str:
+    _follow_plan(encoded)
+    return _send_protected(self, encoded)
+
+
 RpcChain.send_transaction = _send_with_plan  # type: ignore[method-assign]
+BlockEngine.send_transaction = _send_protected_with_plan  # type: ignore[method-assign]

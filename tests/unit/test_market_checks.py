@@ -18,7 +18,7 @@ from order_engine.services.market import market_problems
 SOL, USDC, JUP = resolve("SOL"), resolve("USDC"), resolve("JUP")
 NEW_MINT = "7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU"
 # Passed through to the stubbed chain facts untouched; the size check reads its one setting.
-SETTINGS: Any = SimpleNamespace(compute_unit_price_micro_lamports=1_000)
+SETTINGS: Any = SimpleNamespace(mev_protection=True)
 
 
 class Chain:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from order_engine.config import Settings
 from order_engine.domain.errors import DeliveriesExhausted, ExecutionError
@@ -82,6 +83,14 @@ class Attempt:
     # when that is on this process's monotonic clock (known only for a transaction built here).
     last_valid_height: int | None = None
     expires_at: float | None = None
+    # The latest version's plan (how it was sent, what it bids: `landing.Plan`), the minimum it
+    # was built with (atoms), and what the chain says it paid once it is settled (`fees` and
+    # `landing`, recorded with the order's end).
+    plan: Any = None
+    shape: Any = None  # its compute units' shape (`landing.UnitTable`), when built here
+    signed: str | None = None  # its signed bytes (base64), once known to this attempt
+    minimum: int | None = None
+    report: dict[str, Any] | None = None
     # Times the statuses this executor moves the order through (metrics only).
     clock: metrics.StatusClock = field(default_factory=metrics.StatusClock)
 

@@ -14,6 +14,7 @@ from order_engine.domain.status import IN_FLIGHT, OrderStatus
 from order_engine.domain.tokens import decimal_text
 from order_engine.infra import metrics
 from order_engine.infra.db import unit_of_work
+from order_engine.services.execution import landing
 from order_engine.services.execution.attempt import Attempt, LeaseLost, Outcome, RetryLater
 from order_engine.services.execution.retry_policy import retry_countdown
 from order_engine.services.execution.steps import Context, Steps
@@ -42,13 +43,15 @@ class Failures:
             final = AttemptsExhausted(
                 f"gave up after {order.attempts} attempts; last error {error.code}: {error.message}"
             )
-        data = event_data.failed(final=final, last=error, attempts=order.attempts)
+        report = final_report(attempt)
+        data = event_data.failed(final=final, last=error, attempts=order.attempts) | report
         values = {
             "failure_code": final.code,
             "failure_reason": final.message,
             "failure_retryable": final.retryable,
             "lease_owner": None,
             "lease_until": None,
+            **report,
         }
         try:
             self.steps.advance(attempt, OrderStatus.FAILED, data, values, expected=IN_FLIGHT)
@@ -80,20 +83,27 @@ class Failures:
         with unit_of_work(self.ctx.session):
             order = self.ctx.orders.get(attempt.order.id)  # the minimum set while building
         route = (order.route if order else None) or {}
-        if order is None or route.get("requoted") or order.min_amount_out is None:
+        if order is None or route.get("requoted"):
+            return None
+        if order.min_amount_out is not None:
+            client_minimum = attempt.token_out.to_atoms(order.min_amount_out)
+            minimum_text = str(order.min_amount_out)
+        elif attempt.minimum is not None:  # its simulation failed: nothing was recorded
+            client_minimum = attempt.minimum
+            minimum_text = decimal_text(attempt.token_out.from_atoms(client_minimum))
+        else:
             return None
         try:
             decision = self.ctx.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
         except ExecutionError:
             return None
-        client_minimum = attempt.token_out.to_atoms(order.min_amount_out)
         if decision.amount_out < client_minimum:
             return None
         return {
             "requote": {
                 "dex": decision.dex,
                 "amountOut": decimal_text(attempt.token_out.from_atoms(decision.amount_out)),
-                "clientMinimum": str(order.min_amount_out),
+                "clientMinimum": minimum_text,
             }
         }
 
@@ -123,6 +133,8 @@ class Failures:
         }
         if "requote" in extra:
             values["route"] = {**(order.route or {}), "requoted": True}
+        if attempt.report and attempt.report["landing"]["landedSlot"] is not None:
+            values.update(attempt.report)  # it landed and paid: what the order reports now
         try:
             self.steps.advance(attempt, OrderStatus.PENDING, data, values, expected=IN_FLIGHT)
         except LeaseLost:
@@ -136,3 +148,15 @@ class Failures:
             countdown_s,
         )
         raise RetryLater(error, countdown_s)
+
+
+def final_report(attempt: Attempt) -> dict[str, Any]:
+    """The `fees` and `landing` a failed order reports: its latest version's as the chain says
+    (this attempt settled it, or an earlier one recorded it landed), else nothing charged."""
+    if attempt.report is not None:
+        return attempt.report
+    order = attempt.order
+    if order.landing and order.landing.get("landedSlot") is not None:
+        return {"fees": order.fees, "landing": order.landing}
+    plan = landing.plan_of(order)
+    return {} if plan is None else landing.report(plan, None)

@@ -75,6 +75,7 @@ class Recovery:
         data = {"rebroadcast": True, "txHash": order.tx_hash, "dex": order.dex}
         self.steps.walk_to(attempt, OrderStatus.BUILDING, data, renew_lease=True)
         log.info("order %s: re-broadcasting %s", order.id, order.tx_hash)
+        attempt.signed = order.signed_tx
         return self.runner.send_and_settle(
             attempt,
             order.signed_tx or "",

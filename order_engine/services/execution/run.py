@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from order_engine.chain import tx as transactions
-from order_engine.chain.client import Blockhash, SignatureStatus, program_error
+from order_engine.chain.client import SignatureStatus, TransactionBalances, program_error
 from order_engine.domain import amounts, event_data
 from order_engine.domain.errors import (
     BlockhashExpired,
@@ -23,11 +21,17 @@ from order_engine.domain.status import OrderStatus
 from order_engine.domain.tokens import WSOL_MINT
 from order_engine.infra import metrics
 from order_engine.live.events import event_payload
-from order_engine.repositories.transitions import Step, Transition, lease_expiry
-from order_engine.routing import RouteDecision
+from order_engine.repositories.transitions import Step, Transition
+from order_engine.services.execution import landing
 from order_engine.services.execution.attempt import Attempt, Outcome, slots
+from order_engine.services.execution.build import (
+    Builder,
+    Built,
+    ComputeBudgetExceeded,
+    bundle_failure,
+    over_budget,
+)
 from order_engine.services.execution.steps import Context, Steps
-from order_engine.services.execution.swap_transaction import COMPUTE_UNIT_LIMIT_PER_LEG, build_swap
 from order_engine.services.triggers import awaited
 
 log = logging.getLogger(__name__)
@@ -35,18 +39,6 @@ log = logging.getLogger(__name__)
 # The statuses an attempt can start from with nothing built yet: a `pending` claim, or a
 # `routing` one the trigger engine routed.
 _UNBUILT = frozenset({OrderStatus.PENDING, OrderStatus.ROUTING})
-
-
-@dataclass(frozen=True)
-class _Built:
-    """A signed swap, and what recording it writes: its `building` event and the columns."""
-
-    blockhash: Blockhash
-    signature: str
-    encoded: str
-    slots_left: int
-    event: dict[str, Any]
-    values: dict[str, Any]
 
 
 def _same_transaction_as_another(error: IntegrityError) -> bool:
@@ -62,6 +54,7 @@ class Runner:
     def __init__(self, ctx: Context, steps: Steps) -> None:
         self.ctx = ctx
         self.steps = steps
+        self.builder = Builder(ctx)
 
     def run(self, attempt: Attempt) -> Outcome:
         """Route, build, send and settle. A FRESH attempt's order is not claimed yet: the
@@ -84,8 +77,9 @@ class Runner:
             "quoted_amount_out": attempt.token_out.from_atoms(decision.amount_out),
         }
         memo = order.client_order_id or str(order.id)
+        attempt.minimum = minimum
         while True:
-            built = self._build(attempt, decision, route, minimum, memo)
+            built = self.builder.build(attempt, decision, route, minimum, memo)
             try:
                 self._record_build(attempt, routing_event, routed, built)
                 break
@@ -99,67 +93,17 @@ class Runner:
                 memo = str(order.id)
         attempt.last_valid_height = built.blockhash.last_valid_block_height
         attempt.expires_at = time.monotonic() + slots(built.slots_left).total_seconds()
+        attempt.plan, attempt.signed, attempt.shape = built.plan, built.encoded, built.shape
         return self.send_and_settle(
             attempt, built.encoded, built.signature, decision.dex, decision.amount_out
         )
-
-    def _build(
-        self,
-        attempt: Attempt,
-        decision: RouteDecision,
-        route: dict[str, Any],
-        minimum: int,
-        memo: str,
-    ) -> _Built:
-        """Sign the swap of `decision` on the newest blockhash, with its `building` event and
-        the order's columns to record with it."""
-        order = attempt.order
-        blockhash = self.ctx.chain.latest_blockhash()
-        tx = build_swap(
-            wallet=self.ctx.wallet,
-            token_in=attempt.token_in,
-            token_out=attempt.token_out,
-            amount_in=attempt.amount_in,
-            decision=decision,
-            minimum=minimum,
-            blockhash=blockhash.value,
-            memo=memo,
-            compute_unit_price=self.ctx.settings.compute_unit_price_micro_lamports,
-        )
-        signature = transactions.signature_of(tx)
-        encoded = transactions.encode_transaction(tx)
-        slots_left = blockhash.last_valid_block_height - blockhash.slot + 1
-        event = event_data.building(
-            dex=decision.dex,
-            legs=route["legs"],
-            token_out=attempt.token_out,
-            quoted=decision.amount_out,
-            minimum=minimum,
-            slippage_bps=order.slippage_bps,
-            signature=signature,
-            blockhash=blockhash.value,
-            last_valid_block_height=blockhash.last_valid_block_height,
-            expires_at=self.ctx.now() + slots(slots_left),
-            compute_unit_limit=COMPUTE_UNIT_LIMIT_PER_LEG * len(decision.legs),
-            compute_unit_price=self.ctx.settings.compute_unit_price_micro_lamports,
-        )
-        values = {
-            "min_amount_out": attempt.token_out.from_atoms(minimum),
-            "tx_hash": signature,
-            "signed_tx": encoded,
-            "tx_last_valid_height": blockhash.last_valid_block_height,
-            # A stalled executor that lost its lease must not send: the lease is renewed in
-            # this same transition, right before the send.
-            "lease_until": lease_expiry(self.ctx.settings.order_lease_s),
-        }
-        return _Built(blockhash, signature, encoded, slots_left, event, values)
 
     def _record_build(
         self,
         attempt: Attempt,
         routing_event: dict[str, Any],
         routed: dict[str, Any],
-        built: _Built,
+        built: Built,
     ) -> None:
         if attempt.status is OrderStatus.ROUTING:
             # Routed by the trigger engine (its event holds that decision); the route built is
@@ -179,7 +123,7 @@ class Runner:
     def send_and_settle(
         self, attempt: Attempt, encoded: str, signature: str, dex: str, quoted: int
     ) -> Outcome:
-        self.ctx.chain.send_transaction(encoded)
+        self._send(attempt, encoded)
         if attempt.status is OrderStatus.BUILDING:
             submitted = {"dex": dex, "txHash": signature}
             self.steps.advance(attempt, OrderStatus.SUBMITTED, submitted, {})
@@ -204,9 +148,10 @@ class Runner:
             timeout_s = min(timeout_s, max(remaining, 0.0) + 1.0)
         every_s = float(self.ctx.settings.rebroadcast_interval_s) or timeout_s
         deadline, waited_s = time.monotonic() + timeout_s, 0.0
+        bundle = _via(attempt) == landing.BUNDLE
         while True:
             chunk_s = max(min(every_s, timeout_s - waited_s), 0.0)
-            status = self.ctx.chain.wait_for_status(signature, chunk_s)
+            status = self.ctx.chain.wait_for_status(signature, chunk_s, bundle=bundle)
             if status is not None:
                 return status
             waited_s += chunk_s
@@ -216,17 +161,62 @@ class Runner:
                 break
         height = self.ctx.chain.block_height()
         if last_valid is None or height > last_valid:
+            metrics.transaction_not_landed(_via(attempt), "expired")
+            self._unlanded(attempt)
             raise BlockhashExpired(f"{signature} was not included before its blockhash expired")
         raise TransactionUnconfirmed(
             f"{signature} not confirmed within {timeout_s:.0f}s",
             retry_after_s=slots(last_valid - height + 2).total_seconds(),
         )
 
+    def _landed(
+        self, attempt: Attempt, dex: str, status: SignatureStatus, balances: TransactionBalances
+    ) -> landing.Plan | None:
+        """What a landed version paid (the order's report, the metrics) and consumed (its
+        shape's figure); its plan."""
+        plan = attempt.plan or landing.plan_of(attempt.order)
+        if plan is not None:
+            attempt.report = landing.report(plan, balances)
+            fees = attempt.report["fees"]
+            metrics.transaction_landed(
+                plan.via,
+                dex,
+                balances.slot - plan.sent_slot if plan.sent_slot else None,
+                fees["priorityLamports"],
+                fees["tipLamports"],
+            )
+        self._learn_units(attempt, status, balances.units_consumed)
+        return plan
+
+    def _learn_units(self, attempt: Attempt, status: SignatureStatus, units: int | None) -> None:
+        """What a swap of its shape consumes, from its landing; a shape whose swap ran out of
+        compute is forgotten (the next is simulated) and the attempt retried."""
+        if attempt.shape is None:
+            return
+        if status.succeeded:
+            self.ctx.units.learn(attempt.shape, units)
+        elif over_budget(status.err):
+            self.ctx.units.forget(attempt.shape)
+            raise ComputeBudgetExceeded(f"{status.signature} ran out of compute units")
+
+    def _unlanded(self, attempt: Attempt) -> None:
+        """The report of a version that can no longer land: nothing charged."""
+        plan = attempt.plan or landing.plan_of(attempt.order)
+        if plan is not None:
+            attempt.report = landing.report(plan, None)
+
+    def _send(self, attempt: Attempt, encoded: str) -> None:
+        """To the block engine (a bundle of one, never public) or the RPC node, as planned."""
+        if _via(attempt) == landing.BUNDLE:
+            self.ctx.chain.block_engine.send_transaction(encoded)
+        else:
+            self.ctx.chain.send_transaction(encoded)
+
     def _resend(self, attempt: Attempt, encoded: str) -> bool:
         """Send the same signed bytes again; False once the node says their blockhash has
         expired (they can never land). An unreachable node is asked again next time."""
         try:
-            self.ctx.chain.send_transaction(encoded)
+            self._send(attempt, encoded)
         except BlockhashExpired:
             return False
         except ExecutionError as exc:
@@ -270,17 +260,24 @@ class Runner:
         return Outcome.REARMED
 
     def settle(self, attempt: Attempt, dex: str, quoted: int, status: SignatureStatus) -> Outcome:
-        """Record the outcome of a transaction the chain has confirmed."""
+        """Record the outcome of a transaction the chain has confirmed (or whose bundle the
+        block engine reports failed: it never lands, and a new version may be built at once)."""
+        if status.bundle_failed:
+            raise bundle_failure(self.ctx, attempt, status)
+        balances = status.balances or self.ctx.chain.transaction_balances(status.signature)
+        if balances is None:
+            if not status.succeeded:  # refused on chain: that is known without its record
+                raise program_error(status.err)
+            raise RpcUnavailable(f"the node has no record of confirmed {status.signature} yet")
+        plan = self._landed(attempt, dex, status, balances)
         if not status.succeeded:
             # It landed, but a program refused the swap (and the chain charged the fee).
             raise program_error(status.err)
-        balances = status.balances or self.ctx.chain.transaction_balances(status.signature)
-        if balances is None:
-            raise RpcUnavailable(f"the node has no record of confirmed {status.signature} yet")
         token_in, token_out = attempt.token_in, attempt.token_out
-        received = balances.received(
-            str(self.ctx.wallet.pubkey()), token_out.mint, native=token_out.mint == WSOL_MINT
-        )
+        native = token_out.mint == WSOL_MINT
+        received = balances.received(str(self.ctx.wallet.pubkey()), token_out.mint, native=native)
+        if native and plan is not None:
+            received += plan.tip  # the tip left the same lamports: a cost, not less filled
         fill = amounts.Fill.of(token_in, token_out, attempt.amount_in, received, quoted)
         self.steps.advance(
             attempt,
@@ -292,12 +289,14 @@ class Runner:
                 fill=fill,
                 token_out=token_out,
                 quoted=quoted,
-            ),
+            )
+            | (attempt.report or {}),
             {
                 "amount_out": fill.amount_out,
                 "executed_price": fill.price,
                 "lease_owner": None,
                 "lease_until": None,
+                **(attempt.report or {}),
             },
         )
         metrics.order_finished(attempt.order.type, "confirmed", attempt.order.created_at)
@@ -312,3 +311,9 @@ class Runner:
             status.signature,
         )
         return Outcome.CONFIRMED
+
+
+def _via(attempt: Attempt) -> str:
+    """How the order's latest version is sent: as built here, or as its columns say."""
+    plan = attempt.plan or landing.plan_of(attempt.order)
+    return plan.via if plan is not None else landing.RPC

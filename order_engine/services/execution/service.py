@@ -15,6 +15,7 @@ from solders.keypair import Keypair
 from sqlalchemy.orm import Session
 
 from order_engine.chain.client import Chain
+from order_engine.chain.fees import FeeOracle
 from order_engine.chain.mints import token_for
 from order_engine.config import Settings
 from order_engine.domain.errors import ExecutionError, ExecutorLost
@@ -36,6 +37,7 @@ from order_engine.services.execution.attempt import (
     observe_pending,
 )
 from order_engine.services.execution.fail import Failures
+from order_engine.services.execution.landing import UnitTable
 from order_engine.services.execution.recover import Recovery
 from order_engine.services.execution.run import Runner
 from order_engine.services.execution.steps import Context, Steps
@@ -62,6 +64,8 @@ class ExecutionService:
         settings: Settings,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         committer: TransitionCommitter | None = None,
+        fee_oracle: FeeOracle | None = None,
+        units: UnitTable | None = None,
     ) -> None:
         self.session = session
         self.orders = OrderRepository(session)
@@ -79,6 +83,8 @@ class ExecutionService:
             publisher,
             settings,
             now,
+            fee_oracle or FeeOracle.configured(chain.recent_prioritization_fees, settings),
+            units or UnitTable(),
         )
         steps = Steps(ctx)
         self.runner = Runner(ctx, steps)
@@ -196,5 +202,12 @@ def execution_service() -> ExecutionService:
     settings: Settings = current_app.config["SETTINGS"]
     chain = chain_resources(settings)
     return ExecutionService(
-        get_session(), chain.router, chain.chain, chain.wallet, app_publisher(), settings
+        get_session(),
+        chain.router,
+        chain.chain,
+        chain.wallet,
+        app_publisher(),
+        settings,
+        fee_oracle=chain.fees,
+        units=chain.units,
     )

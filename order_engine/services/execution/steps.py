@@ -13,6 +13,7 @@ from solders.keypair import Keypair
 from sqlalchemy.orm import Session
 
 from order_engine.chain.client import Chain
+from order_engine.chain.fees import FeeOracle
 from order_engine.config import Settings
 from order_engine.domain.status import HAPPY_PATH, OrderStatus
 from order_engine.infra.db import unit_of_work
@@ -32,6 +33,7 @@ from order_engine.services.execution.attempt import (
     NotClaimed,
     observe_pending,
 )
+from order_engine.services.execution.landing import UnitTable
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,8 @@ log = logging.getLogger(__name__)
 class Context:
     """The executor's resources: the session and repository its claims and reads go through,
     the committer of its transitions, the market, the chain, the wallet that signs, where
-    events go, the settings, and the clock of the event data's timestamps (a replay on
-    virtual time passes its own)."""
+    events go, the settings, the clock of the event data's timestamps (a replay on
+    virtual time passes its own), and the process's priority fee oracle and compute units table."""
 
     session: Session
     orders: OrderRepository
@@ -52,6 +54,8 @@ class Context:
     publisher: Publisher
     settings: Settings
     now: Callable[[], datetime]
+    fee_oracle: FeeOracle
+    units: UnitTable
 
 
 class Steps:

@@ -400,3 +400,23 @@ def test_fees():
     assert tx.priority_fee_lamports(200_001, 1) == 1  # rounded up
     assert tx.priority_fee_lamports(200_000, 0) == 0
     assert tx.transaction_fee_lamports(200_000, 1_000) == 5_200
+
+
+@pytest.mark.parametrize("memo", [ORDER_MEMO, None])
+def test_a_draft_with_its_budget_rewritten_is_the_transaction_built_with_that_budget(
+    payer, blockhash, cpmm, memo
+):
+    """What the engine signs after simulating its unsigned draft: the same bytes, to the
+    signature, as building the transaction with the final limit, price and tip."""
+    leg = tx.SwapLeg.raydium(cpmm.address, cpmm.state, WSOL_MINT, 2 * 10**9, 1)
+    tip_account = Pubkey.new_unique()
+
+    def build(limit: int, price: int, tip: int, signed: bool) -> VersionedTransaction:
+        return tx.build_swap_transaction(
+            payer, blockhash, WSOL_MINT, USDC_MINT, 2 * 10**9, [leg], memo, limit, price,
+            tip=(tip_account, tip), signed=signed,
+        )  # fmt: skip
+
+    draft = build(1_400_000, 0, 1_000, False)
+    rewritten = tx.with_budget(draft, payer, 83_200, 27_500, 4_321)
+    assert bytes(rewritten) == bytes(build(83_200, 27_500, 4_321, True))

@@ -23,7 +23,7 @@ from order_engine.services.execution import swap_transaction
 from tests.unit.chain.conftest import USDC_MINT
 
 SOL, USDC = resolve("SOL"), resolve("USDC")
-SETTINGS: Any = SimpleNamespace(compute_unit_price_micro_lamports=1_000)
+SETTINGS: Any = SimpleNamespace(mev_protection=True)
 
 
 @pytest.fixture(autouse=True)
@@ -68,15 +68,19 @@ def test_stand_in_legs_cost_exactly_what_real_legs_cost(payer, blockhash, cpmm, 
     assert stand_in == real
 
 
-def test_the_longest_client_id_fits_the_largest_route_today():
-    worst = swap_transaction.worst_case_size(SOL, USDC, ("meteora", "meteora"), 128, 1_000)
+def test_the_longest_client_id_fits_the_largest_public_route_and_a_protected_one_says_what_fits():
+    worst = swap_transaction.worst_case_size(SOL, USDC, ("meteora", "meteora"), 128, False)
     assert worst <= MAX_TRANSACTION_SIZE
-    assert (
-        market.size_problems(
-            SETTINGS, {"tokenIn": SOL, "tokenOut": USDC, "clientOrderId": "x" * 128}
-        )
-        == {}
-    )
+    public = {"tokenIn": SOL, "tokenOut": USDC, "clientOrderId": "x" * 128, "mevProtection": False}
+    assert market.size_problems(SETTINGS, public) == {}
+    # A protected send's tip (one more key and a System transfer) takes ~47 bytes of the memo's.
+    tipped = swap_transaction.worst_case_size(SOL, USDC, ("meteora", "meteora"), 128, True)
+    assert tipped - worst > 32
+    [message] = market.size_problems(SETTINGS, public | {"mevProtection": True})["clientOrderId"]
+    fits = int(message.rsplit("at most ", 1)[1].split(" bytes")[0])
+    assert 64 <= fits < 128
+    protected = public | {"mevProtection": True, "clientOrderId": "x" * fits}
+    assert market.size_problems(SETTINGS, protected) == {}
 
 
 @pytest.mark.parametrize(("client_id", "size"), [("中" * 128, 384), ("😀" * 128, 512)])
@@ -88,7 +92,7 @@ def test_a_memo_that_cannot_fit_is_the_client_ids_problem_with_its_bytes(client_
     assert f"({size} bytes of UTF-8)" in message
     assert "1232-byte limit" in message
     fits = int(message.rsplit("at most ", 1)[1].split(" bytes")[0])
-    assert fits >= 128  # today the 128-byte limit of the schema binds first
+    assert fits >= swap_transaction.ORDER_ID_MEMO_BYTES
     assert (
         market.size_problems(
             SETTINGS, {"tokenIn": SOL, "tokenOut": USDC, "clientOrderId": "x" * fits}
@@ -107,7 +111,7 @@ def test_an_instruction_added_to_the_builder_is_counted_by_intake(
     before_real = tx.transaction_size(
         payer.pubkey(), split(payer, blockhash, cpmm, dlmm, "x" * 128)[0]
     )
-    before_worst = swap_transaction.worst_case_size(USDC, SOL, ("raydium", "meteora"), 128, 1_000)
+    before_worst = swap_transaction.worst_case_size(USDC, SOL, ("raydium", "meteora"), 128, False)
     swap_instructions = tx.swap_instructions
     tip_account = Pubkey.from_string("96gYZGLnJYVFmbjzopPSU6QiEV5fGqZNyN9nmNhvrZU5")
 
@@ -121,7 +125,7 @@ def test_an_instruction_added_to_the_builder_is_counted_by_intake(
     after_real = tx.transaction_size(
         payer.pubkey(), split(payer, blockhash, cpmm, dlmm, "x" * 128)[0]
     )
-    after_worst = swap_transaction.worst_case_size(USDC, SOL, ("raydium", "meteora"), 128, 1_000)
+    after_worst = swap_transaction.worst_case_size(USDC, SOL, ("raydium", "meteora"), 128, False)
     assert after_real - before_real == after_worst - before_worst > 32
     problems = market.size_problems(
         SETTINGS, {"tokenIn": SOL, "tokenOut": USDC, "clientOrderId": "x" * 128}
