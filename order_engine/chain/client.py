@@ -1,8 +1,8 @@
 """The engine's one door to the chain: the `Chain` protocol and its JSON-RPC implementation.
 
-The engine talks to the localnet exactly as it would to a mainnet RPC node (DESIGN §5): Solana
-JSON-RPC 2.0 over HTTP, base64 account data, base64 transactions, Solana's error codes. A real
-deployment points `SOLANA_RPC_URL` at another node and no code changes.
+The engine talks to the localnet exactly as it would to a mainnet RPC node (docs/localnet.md):
+Solana JSON-RPC 2.0 over HTTP, base64 account data, base64 transactions, Solana's error codes.
+A real deployment points `SOLANA_RPC_URL` at another node and no code changes.
 
 Cheap by construction, because every order of a process shares the same chain state:
 - `latest_blockhash()` asks the node once per slot per process;
@@ -65,12 +65,13 @@ log = logging.getLogger(__name__)
 SLOT_MS = 400
 MAX_MULTIPLE_ACCOUNTS = 100  # [AGV-REQ] MAX_MULTIPLE_ACCOUNTS
 MAX_SIGNATURE_STATUSES = 256  # [AGV-RPC] MAX_GET_SIGNATURE_STATUSES_QUERY_ITEMS
-# A node refuses a request body over 50 KiB with HTTP 413 ([AGV-RPC] MAX_REQUEST_BODY_SIZE,
-# research/solana-rpc.md §1). One getTransaction of a batch is about 190 bytes, so 100 of them
-# (~19 KB) stay well under it; a slot in which more land takes one batch per 100.
+# A node refuses a request body over 50 KiB with HTTP 413 ([AGV-RPC] MAX_REQUEST_BODY_SIZE;
+# docs/localnet.md, "JSON-RPC envelope").
+# One getTransaction of a batch is about 190 bytes, so 100 of them (~19 KB) stay well under
+# it; a slot in which more land takes one batch per 100.
 MAX_TRANSACTIONS_PER_BATCH = 100
 
-# JSON-RPC error codes (research/solana-rpc.md §3, [AGV-ERR]).
+# JSON-RPC error codes (docs/localnet.md, "Errors"; [AGV-ERR]).
 PREFLIGHT_FAILURE = -32002
 SIGNATURE_VERIFICATION_FAILURE = -32003
 NODE_UNHEALTHY = -32005
@@ -382,7 +383,7 @@ class RpcChain:
 
 
 def send_error(exc: RpcError) -> ExecutionError:
-    """The engine's error for a refused `sendTransaction` (research/solana-rpc.md §2–§3)."""
+    """The engine's error for a refused `sendTransaction` (docs/localnet.md, "Errors")."""
     if exc.code == NODE_UNHEALTHY:
         return RpcUnavailable(f"RPC node unhealthy: {exc.message}")
     if exc.code == PREFLIGHT_FAILURE:

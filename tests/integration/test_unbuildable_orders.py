@@ -17,7 +17,7 @@ from order_engine.domain.errors import SwapNotBuildable
 from order_engine.domain.tokens import resolve
 from order_engine.repositories.order import OrderRepository
 from order_engine.services.execution import Outcome
-from order_engine.services.execution.swap_transaction import build_swap
+from order_engine.services.execution.swap_transaction import build_swap, swap_legs
 from order_engine.services.task_copy import task_copy
 
 # The executor's in-process rig (its fixture, found here by name).
@@ -115,13 +115,12 @@ def test_legs_the_builder_refuses_are_a_failure_no_retry_can_cure(rig):  # noqa:
     with pytest.raises(SwapNotBuildable) as refused:
         build_swap(
             wallet=Keypair(),
-            token_in=sol,
-            token_out=usdc,
+            legs=swap_legs(sol, usdc, decision, 1),
             amount_in=atoms + 1,  # not what the legs sell
-            decision=decision,
-            minimum=1,
             blockhash=str(Hash.default()),
             memo="order",
-            compute_unit_price=1_000,
+            limit=200_000,
+            price=1_000,
+            tip=None,
         )
     assert (refused.value.code, refused.value.retryable) == ("SWAP_NOT_BUILDABLE", False)
