@@ -3,9 +3,9 @@
 It asks `getSignatureStatuses` for every awaited signature in one call (at most 256 per call),
 what the confirmed ones moved in `getTransaction` batches, and, for the transactions sent to the
 block engine that have not landed yet, `getInflightBundleStatuses` (at most 5 ids per call, all
-in one JSON-RPC batch): a bundle the block engine reports `Failed` never lands and charged
-nothing, and its waiter hears so at once instead of at its blockhash's expiry. No order polls
-on its own.
+in one JSON-RPC batch) one slot after the send and then at doubling distances: a bundle the
+block engine reports `Failed` never lands and charged nothing, and its waiter hears so within
+twice its age instead of at its blockhash's expiry. No order polls on its own.
 """
 
 from __future__ import annotations
@@ -33,12 +33,24 @@ def bundle_id_of(signature: str) -> str:
 
 
 class _Waiter:
-    __slots__ = ("bundle", "event", "status")
+    __slots__ = ("bundle", "due", "event", "interval", "status")
 
-    def __init__(self, bundle: bool) -> None:
+    def __init__(self, bundle: bool, slot_s: float) -> None:
         self.bundle = bundle
         self.event = threading.Event()
         self.status: SignatureStatus | None = None
+        # When its bundle's in-flight status is next worth asking for, and the wait after that:
+        # a slot after the send, then twice as far each time (see `_bundles_due`).
+        self.interval = slot_s
+        self.due = time.monotonic() + slot_s
+
+    def bundle_due(self, now: float) -> bool:
+        """Whether to ask for its bundle's status in this round (and when next, if so)."""
+        if not self.bundle or now < self.due:
+            return False
+        self.interval *= 2
+        self.due = now + self.interval
+        return True
 
 
 class StatusPoller:
@@ -57,7 +69,7 @@ class StatusPoller:
     ) -> SignatureStatus | None:
         """The transaction's status once confirmed (or, for one sent as a bundle, once the block
         engine reports it failed: `bundle_failed`); None on timeout."""
-        waiter = _Waiter(bundle)
+        waiter = _Waiter(bundle, self._chain.slot_ms / 1000)
         with self._lock:
             self._waiters.setdefault(signature, []).append(waiter)
             self._ensure_running()
@@ -85,7 +97,7 @@ class StatusPoller:
             time.sleep(self._chain.slot_ms / 1000)
             with self._lock:
                 signatures = list(self._waiters)
-                bundled = {s for s, ws in self._waiters.items() if any(w.bundle for w in ws)}
+                bundled = self._bundles_due()
                 if not signatures:
                     self._wake.clear()
                     continue
@@ -93,6 +105,19 @@ class StatusPoller:
                 self._poll_once(signatures, bundled)
             except Exception as exc:  # noqa: BLE001 - an unreachable node, a malformed answer
                 log.warning("signature poller: %s; asking again next slot", exc)
+
+    def _bundles_due(self) -> set[str]:
+        """The awaited signatures sent as bundles whose in-flight status is worth asking for
+        now: one slot after the send, then at 2, 4, 8… slots' distance. A bundle usually lands
+        (and its signature's status tells) before the block engine would say more; one that
+        fails is heard of within twice its age, instead of every bundle in flight being asked
+        about every slot (under a burst, hundreds of ids a slot for a handful of failures)."""
+        now = time.monotonic()
+        return {
+            signature
+            for signature, waiters in self._waiters.items()
+            if any([waiter.bundle_due(now) for waiter in waiters])
+        }
 
     def _poll_once(self, signatures: list[str], bundled: set[str]) -> None:
         statuses = self._chain.signature_statuses(signatures)
