@@ -185,9 +185,9 @@ class PoolIndex:
                     self._read(still_stale)
         return [self._views[ref.address] for ref in refs]
 
-    def view(self, address: str) -> PoolView:
-        ref = next(r for r in self._refs if r.address == address)
-        return self.views([ref])[0]
+    def ref(self, address: str) -> PoolRef | None:
+        """The pool discovered at `address` (None: not known to this process)."""
+        return next((r for r in self._refs if r.address == address), None)
 
     def _is_stale(self, address: str) -> bool:
         view = self._views.get(address)

@@ -16,6 +16,7 @@ from order_engine.chain.pools import PoolIndex
 from order_engine.domain.errors import ExecutionError, NoRoute
 from order_engine.domain.tokens import Token
 from order_engine.routing.decide import SPLIT_THRESHOLD_BPS, RouteDecision, decide, quote_pool
+from order_engine.routing.in_flight import InFlightSwaps
 from order_engine.routing.quote import Quote
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,16 @@ class Router:
         self.now_s = now_s
         # Measures each quote's latency (a replay on virtual time passes its own clock).
         self.clock_ms = clock_ms
+        # This process's swaps sent and not yet settled (`in_flight.py`).
+        self.in_flight = InFlightSwaps()
 
-    def route(self, token_in: Token, token_out: Token, amount_in: int) -> RouteDecision:
-        """Quote every pool of the pair and decide; raises when none can fill the order."""
-        quotes, errors = self._quote_all(token_in, token_out, amount_in)
+    def route(
+        self, token_in: Token, token_out: Token, amount_in: int, after_ours: bool = False
+    ) -> RouteDecision:
+        """Quote every pool of the pair and decide; raises when none can fill the order.
+        `after_ours`: on the pools as this process's swaps in flight will leave them (an
+        execution's route), not as they are (a trigger's or an estimate's)."""
+        quotes, errors = self._quote_all(token_in, token_out, amount_in, after_ours)
         decision = decide(token_in, token_out, amount_in, quotes, errors, self.split_threshold_bps)
         # DEBUG: the trigger engine routes every candidate of every evaluation, and an order's
         # route is in its `routing` event anyway.
@@ -48,7 +55,7 @@ class Router:
         return decision
 
     def _quote_all(
-        self, token_in: Token, token_out: Token, amount_in: int
+        self, token_in: Token, token_out: Token, amount_in: int, after_ours: bool
     ) -> tuple[list[Quote], dict[str, ExecutionError]]:
         started = self.clock_ms()
         refs = self.pools.pools_for(token_in.mint, token_out.mint)
@@ -59,6 +66,9 @@ class Router:
         errors: dict[str, ExecutionError] = {}
         now_s = self.now_s()
         for view in views:
+            if after_ours:
+                swap_for_y = bool(view.ref.swaps(token_in.mint, token_out.mint))
+                view = self.in_flight.applied(view, swap_for_y, now_s)
             try:
                 quote = quote_pool(view, token_in, token_out, amount_in, now_s)
                 latency = round(self.clock_ms() - started)

@@ -158,6 +158,26 @@ def test_a_refused_send_is_retried_with_the_same_signed_bytes(rig):
     assert order_row(session, order_id).tx_hash == entry["signature"]
 
 
+def test_a_swap_counts_as_in_flight_from_its_send_until_its_task_learns_how_it_ended(rig):
+    service, chain, node, clock, session = rig
+    in_flight, seen = service.router.in_flight, []
+    flaky = chain._flaky
+
+    def send_recording_what_is_in_flight(encoded, send, dropped):
+        seen.append(len(in_flight))
+        return flaky(encoded, send, dropped)
+
+    chain._flaky = send_recording_what_is_in_flight
+    order_id = new_order(session, "in-flight")
+    chain.plan = ["refuse"]
+    assert run_until_done(service, clock, order_id) == ["retry:RPC_UNAVAILABLE", "confirmed"]
+    # Each send was of the one swap then in flight, which the next order's route quotes after
+    # (a refused send ends its task, a landing settles it): nothing is left behind.
+    assert seen
+    assert set(seen) == {1}
+    assert len(in_flight) == 0
+
+
 def test_a_lost_answer_is_settled_from_the_chain_and_lands_once(rig):
     service, chain, node, clock, session = rig
     order_id = new_order(session, "lost")
@@ -249,8 +269,8 @@ def test_a_cancel_that_arrives_while_routing_wins_and_nothing_is_sent(rig):
     order_id = new_order(session, "cancelled-while-routing")
     route = service.router.route
 
-    def route_then_the_client_cancels(*args):
-        decision = route(*args)
+    def route_then_the_client_cancels(*args, **kwargs):
+        decision = route(*args, **kwargs)
         with Session(session.get_bind(), expire_on_commit=False) as other:
             assert OrderService(other, _NullPublisher()).cancel(order_id).status == "cancelled"
         return decision
@@ -458,11 +478,11 @@ def test_a_fresh_order_whose_routing_fails_before_its_claim_is_run_from_the_row(
     order_id, copy = fresh_order(session, "route-failed")
     route, calls = service.router.route, []
 
-    def fails_once(*args):
+    def fails_once(*args, **kwargs):
         calls.append(args)
         if len(calls) == 1:
             raise RpcUnavailable("the pools' read timed out")
-        return route(*args)
+        return route(*args, **kwargs)
 
     service.router.route = fails_once
     assert service.execute(order_id, "executor", copy) == Outcome.CONFIRMED

@@ -94,7 +94,9 @@ class Failures:
         else:
             return None
         try:
-            decision = self.ctx.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
+            decision = self.ctx.router.route(
+                attempt.token_in, attempt.token_out, attempt.amount_in, after_ours=True
+            )
         except ExecutionError:
             return None
         if decision.amount_out < client_minimum:

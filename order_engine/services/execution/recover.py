@@ -16,7 +16,7 @@ from order_engine.services.execution.attempt import (
     check_delivery_budget,
     slots,
 )
-from order_engine.services.execution.run import Runner
+from order_engine.services.execution.run import Runner, recorded_legs
 from order_engine.services.execution.steps import Context, Steps
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ class Recovery:
             order.tx_hash or "",
             order.dex or "",
             attempt.quoted_atoms(),
+            recorded_legs(self.ctx, attempt),
         )
 
     def _park(self, attempt: Attempt) -> Outcome:

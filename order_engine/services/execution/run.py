@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +23,8 @@ from order_engine.domain.tokens import WSOL_MINT
 from order_engine.infra import metrics
 from order_engine.live.events import event_payload
 from order_engine.repositories.transitions import Step, Transition
+from order_engine.routing import RouteDecision
+from order_engine.routing.in_flight import InFlightSwap
 from order_engine.services.execution import landing
 from order_engine.services.execution.attempt import Attempt, Outcome, slots
 from order_engine.services.execution.build import (
@@ -47,6 +50,28 @@ def _same_transaction_as_another(error: IntegrityError) -> bool:
     return getattr(diag, "constraint_name", None) == "uq_orders_tx_hash"
 
 
+def in_flight_legs(attempt: Attempt, decision: RouteDecision) -> list[InFlightSwap]:
+    """The swap's legs as the router's record of this process's swaps in flight holds them."""
+    mint_in, mint_out = attempt.token_in.mint, attempt.token_out.mint
+    return [
+        InFlightSwap(leg.pool_id, bool(leg.view.ref.swaps(mint_in, mint_out)), leg.amount_in)
+        for leg in decision.legs
+        if leg.view is not None
+    ]
+
+
+def recorded_legs(ctx: Context, attempt: Attempt) -> list[InFlightSwap]:
+    """The legs of the order's recorded route, for its transaction sent again."""
+    mint_in, mint_out = attempt.token_in.mint, attempt.token_out.mint
+    legs = []
+    for leg in (attempt.order.route or {}).get("legs", ()):
+        ref = ctx.router.pools.ref(leg["poolId"])
+        if ref is not None:
+            amount_in = attempt.token_in.to_atoms(Decimal(leg["amountIn"]))
+            legs.append(InFlightSwap(ref.address, bool(ref.swaps(mint_in, mint_out)), amount_in))
+    return legs
+
+
 class Runner:
     """Runs an attempt that has nothing on its way to the chain: a new transaction is routed,
     built, recorded with its `routing` and `building` events, sent and settled."""
@@ -60,7 +85,9 @@ class Runner:
         """Route, build, send and settle. A FRESH attempt's order is not claimed yet: the
         transition to `routing` claims it (NotClaimed, with nothing written, if it cannot)."""
         order = attempt.order
-        decision = self.ctx.router.route(attempt.token_in, attempt.token_out, attempt.amount_in)
+        decision = self.ctx.router.route(
+            attempt.token_in, attempt.token_out, attempt.amount_in, after_ours=True
+        )
         floor = amounts.price_floor(order, attempt.token_out)
         if decision.amount_out < floor and attempt.status in _UNBUILT:
             # The market moved back between the trigger and this quote: wait again rather
@@ -95,7 +122,12 @@ class Runner:
         attempt.expires_at = time.monotonic() + slots(built.slots_left).total_seconds()
         attempt.plan, attempt.signed, attempt.shape = built.plan, built.encoded, built.shape
         return self.send_and_settle(
-            attempt, built.encoded, built.signature, decision.dex, decision.amount_out
+            attempt,
+            built.encoded,
+            built.signature,
+            decision.dex,
+            decision.amount_out,
+            in_flight_legs(attempt, decision),
         )
 
     def _record_build(
@@ -121,13 +153,27 @@ class Runner:
             )
 
     def send_and_settle(
-        self, attempt: Attempt, encoded: str, signature: str, dex: str, quoted: int
+        self,
+        attempt: Attempt,
+        encoded: str,
+        signature: str,
+        dex: str,
+        quoted: int,
+        legs: list[InFlightSwap],
     ) -> Outcome:
-        self._send(attempt, encoded)
-        if attempt.status is OrderStatus.BUILDING:
-            submitted = {"dex": dex, "txHash": signature}
-            self.steps.advance(attempt, OrderStatus.SUBMITTED, submitted, {})
-        return self.settle(attempt, dex, quoted, self._confirmation(attempt, signature, encoded))
+        """Send, record `submitted`, wait and settle; meanwhile the swap's `legs` are in flight
+        for this process's next routes (`routing/in_flight.py`)."""
+        in_flight, key = self.ctx.router.in_flight, str(attempt.order.id)
+        in_flight.add(key, legs)
+        try:
+            self._send(attempt, encoded)
+            if attempt.status is OrderStatus.BUILDING:
+                submitted = {"dex": dex, "txHash": signature}
+                self.steps.advance(attempt, OrderStatus.SUBMITTED, submitted, {})
+            status = self._confirmation(attempt, signature, encoded)
+        finally:
+            in_flight.settle(key)
+        return self.settle(attempt, dex, quoted, status)
 
     def _confirmation(self, attempt: Attempt, signature: str, encoded: str) -> SignatureStatus:
         """Wait for the transaction's confirmation, at most until its blockhash has expired
