@@ -61,13 +61,18 @@ def in_flight_legs(attempt: Attempt, decision: RouteDecision) -> list[InFlightSw
 
 
 def recorded_legs(ctx: Context, attempt: Attempt) -> list[InFlightSwap]:
-    """The legs of the order's recorded route, for its transaction sent again."""
+    """The legs of the order's recorded route, for its transaction sent again (a leg this
+    process cannot read is left out: the count is a courtesy to the next quotes, never a
+    reason for a re-broadcast to fail)."""
     mint_in, mint_out = attempt.token_in.mint, attempt.token_out.mint
     legs = []
     for leg in (attempt.order.route or {}).get("legs", ()):
-        ref = ctx.router.pools.ref(leg["poolId"])
+        ref = ctx.router.pools.ref(str(leg.get("poolId")))
+        try:
+            amount_in = attempt.token_in.to_atoms(Decimal(str(leg.get("amountIn"))))
+        except (ArithmeticError, ValueError):
+            continue
         if ref is not None:
-            amount_in = attempt.token_in.to_atoms(Decimal(leg["amountIn"]))
             legs.append(InFlightSwap(ref.address, bool(ref.swaps(mint_in, mint_out)), amount_in))
     return legs
 
