@@ -288,12 +288,7 @@ class DlmmPool:
             if remaining == 0:
                 break
             active_id = self._next_bin_with_output(active_id, swap_for_y)
-        new_pool = replace(
-            self,
-            active_id=active_id,
-            bins=bins,
-            volatility=replace(volatility, last_update_timestamp=now),
-        )
+        new_pool = self._after_walk(active_id, bins, replace(volatility, last_update_timestamp=now))
         return DlmmSwapResult(
             amount_in=total_in,
             amount_out=total_out,
@@ -303,6 +298,24 @@ class DlmmPool:
             price_impact_bps=self._impact_bps(total_in - total_fee, total_out, swap_for_y),
             pool=new_pool,
         )
+
+    def _after_walk(
+        self, active_id: int, bins: dict[int, Bin], volatility: VolatilityState
+    ) -> DlmmPool:
+        """This pool after a walk, built without `__post_init__`: a walk changes the amounts
+        of bins this pool holds and stops on one of them (or the active bin it started on), so
+        the ids, their order and their prices are this pool's, already checked. The router
+        builds one per DLMM quote; checking and sorting them again was two thirds of a quote."""
+        pool = object.__new__(DlmmPool)
+        for name, value in (
+            ("params", self.params),
+            ("active_id", active_id),
+            ("bins", MappingProxyType(bins)),
+            ("volatility", volatility),
+            ("_sorted_ids", self._sorted_ids),
+        ):
+            object.__setattr__(pool, name, value)
+        return pool
 
     def _fill(
         self,

@@ -475,3 +475,17 @@ def test_the_quote_only_walk_pays_exactly_what_the_swap_pays(
     except (ZeroTradingTokens, InsufficientLiquidity) as exc:
         got = type(exc)
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("amount", "swap_for_y"), [(SOL // 10, True), (1_000 * SOL, True), (50_000 * USDC, False)]
+)
+def test_the_pool_after_a_swap_is_the_one_the_checked_constructor_builds(amount, swap_for_y):
+    # The pool a walk returns skips __post_init__; built the checked way it is the same pool,
+    # and the next swap on either gives the same answer.
+    after = sample_pool().swap_exact_in(amount, swap_for_y, SAMPLE_NOW).pool
+    checked = DlmmPool(after.params, after.active_id, dict(after.bins), after.volatility)
+    assert after == checked
+    assert after.total_reserve_out(swap_for_y) == checked.total_reserve_out(swap_for_y)
+    again = (SOL if swap_for_y else 100 * USDC, swap_for_y, SAMPLE_NOW + 1)
+    assert after.swap_exact_in(*again) == checked.swap_exact_in(*again)
