@@ -211,3 +211,32 @@ def test_the_unit_table_keeps_the_latest_figure_per_shape_and_forgets_the_oldest
     assert (table.get("b"), table.get("c")) == (None, 2)
     table.learn("c", None)  # a transaction with no figure teaches nothing
     assert table.get("c") == 2
+
+
+def test_builds_of_a_new_shape_that_arrive_together_wait_for_one_simulation():
+    table, simulations = landing.UnitTable(), []
+    started, release = threading.Event(), threading.Event()
+
+    def build() -> int | None:  # the builder's use of the table (build.py)
+        units = table.get("swap")
+        if units is None:
+            with table.simulation_of("swap"):
+                units = table.get("swap")
+                if units is None:
+                    simulations.append(1)
+                    started.set()
+                    release.wait(5)
+                    units = 71_000
+                    table.learn("swap", units)
+        return units
+
+    figures: list[int | None] = []
+    threads = [threading.Thread(target=lambda: figures.append(build())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    assert started.wait(5)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert simulations == [1]
+    assert figures == [71_000] * 8

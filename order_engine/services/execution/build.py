@@ -142,13 +142,16 @@ class Builder:
             )
 
         draft, units, sent_slot = None, ctx.units.get(shape), blockhash.slot
-        if units is None:  # a shape not seen yet: simulate the draft
-            draft = swap(MAX_COMPUTE_UNIT_LIMIT, 0, landing.MIN_TIP_LAMPORTS, signed=False)
-            simulation = ctx.chain.simulate(transactions.encode_transaction(draft))
-            if simulation.err is not None:
-                raise simulation_error(simulation.err)
-            units, sent_slot = simulation.units_consumed, simulation.slot
-            ctx.units.learn(shape, units)
+        if units is None:  # a shape not seen yet: simulate the draft, once for all waiting
+            with ctx.units.simulation_of(shape):
+                units = ctx.units.get(shape)
+                if units is None:
+                    draft = swap(MAX_COMPUTE_UNIT_LIMIT, 0, landing.MIN_TIP_LAMPORTS, False)
+                    simulation = ctx.chain.simulate(transactions.encode_transaction(draft))
+                    if simulation.err is not None:
+                        raise simulation_error(simulation.err)
+                    units, sent_slot = simulation.units_consumed, simulation.slot
+                    ctx.units.learn(shape, units)
         plan = self._plan(attempt, options, legs, blockhash.slot, units, sent_slot)
         if draft is None:
             tx = swap(plan.limit, plan.price, plan.tip)

@@ -175,14 +175,23 @@ class UnitTable:
         self._units: dict[Hashable, int] = {}
         self._size = size
         self._lock = threading.Lock()
+        self._simulating: dict[Hashable, threading.Lock] = {}
 
     def get(self, shape: Hashable) -> int | None:
         return self._units.get(shape)
+
+    def simulation_of(self, shape: Hashable) -> threading.Lock:
+        """The lock one simulation of a shape not seen yet is run under: builds of the same
+        new shape that arrive meanwhile (a burst's first hundreds of orders, before any has
+        landed) wait for its figure instead of each simulating."""
+        with self._lock:
+            return self._simulating.setdefault(shape, threading.Lock())
 
     def learn(self, shape: Hashable, units: int | None) -> None:
         if not units:
             return
         with self._lock:
+            self._simulating.pop(shape, None)
             self._units.pop(shape, None)
             self._units[shape] = units
             while len(self._units) > self._size:
