@@ -4,13 +4,14 @@ is quoted on the state they will leave.
 Orders that arrive together are routed on the same slot's pool state. Without this, two large
 sells of one pool in one slot are each quoted as if alone; the first to land moves the price,
 and the second falls below its minimum out (a slippage failure, or a bundle dropped) although
-the engine knew of both. So every swap sent is kept here until its task learns how it ended
-(landed, failed, or can no longer land), and an execution's routing quotes each pool after the
-swaps in flight on it in the order's own direction (`Router.route(..., after_ours=True)`), as
-one swap of their total: a quote that holds in whatever order they land. Swaps the other way
-are left out (landing first they only help the order), and one swap of the total costs the same
-whether one or three hundred are in flight; it differs from running them one by one only in
-fee rounding, far inside any slippage allowance.
+the engine knew of both. So every swap an execution routes is kept here from its route (before
+any I/O: a burst's orders routed one after another see each other) until its task learns how
+it ended (landed, failed, or can no longer land), and an execution's routing quotes each pool
+after the swaps in flight on it in the order's own direction (`Router.route(...,
+after_ours=True)`), as one swap of their total: a quote that holds in whatever order they
+land. Swaps the other way are left out (landing first they only help the order), and one swap
+of the total costs the same whether one or three hundred are in flight; it differs from running
+them one by one only in fee rounding, far inside any slippage allowance.
 
 Between a swap landing and its task learning of it (about a slot), a fresh state already holds
 it and it is counted twice: the quote is a little worse than the chain's, never better, so the

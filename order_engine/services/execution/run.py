@@ -98,6 +98,22 @@ class Runner:
             # The market moved back between the trigger and this quote: wait again rather
             # than send a swap the limit would make the chain refuse.
             return self._rearm(attempt, decision.amount_out, floor)
+        # In flight from its route on, with no I/O in between: the orders this process routes
+        # next, a burst's arriving together too, are quoted after it.
+        legs = in_flight_legs(attempt, decision)
+        in_flight, key = self.ctx.router.in_flight, str(order.id)
+        in_flight.add(key, legs)
+        try:
+            return self._build_and_send(attempt, decision, legs)
+        finally:
+            in_flight.settle(key)
+
+    def _build_and_send(
+        self, attempt: Attempt, decision: RouteDecision, legs: list[InFlightSwap]
+    ) -> Outcome:
+        """Build and record the routed swap (its `routing` and `building` events), send it and
+        settle it."""
+        order = attempt.order
         routing_event = decision.as_event()
         route = routing_event["decision"]
         if (order.route or {}).get("requoted"):
@@ -132,7 +148,7 @@ class Runner:
             built.signature,
             decision.dex,
             decision.amount_out,
-            in_flight_legs(attempt, decision),
+            legs,
         )
 
     def _record_build(
