@@ -120,9 +120,29 @@ def _add_submit(sub: Any, common: argparse.ArgumentParser) -> None:
         "--client-order-id",
         help="your own reference (up to 128 bytes of UTF-8: it goes on chain as the memo)",
     )
+    submit.add_argument(
+        "--priority-fee",
+        type=_priority_fee,
+        help="auto (the chain's recent fees; the default) or micro-lamports per compute unit",
+    )
+    submit.add_argument("--max-fee-lamports", type=int, help="most priority fee + tip to pay")
+    submit.add_argument(
+        "--mev-protection",
+        action=argparse.BooleanOptionalAction,
+        help="send as a tipped bundle, never public (the server's default: on)",
+    )
     submit.add_argument("--idempotency-key", help="the same key and body never order twice")
     submit.add_argument("--watch", action="store_true", help="follow the order until it ends")
     submit.set_defaults(handler=cmd_submit)
+
+
+def _priority_fee(text: str) -> str | dict[str, int]:
+    """`auto`, or a whole number of micro-lamports per compute unit."""
+    if text == "auto":
+        return text
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError("auto, or micro-lamports per compute unit (e.g. 25000)")
+    return {"microLamportsPerCu": int(text)}
 
 
 def _api(args: argparse.Namespace) -> Api:
@@ -184,6 +204,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         "clientOrderId": args.client_order_id,
         "slices": args.slices,
         "intervalS": args.interval,
+        "priorityFee": args.priority_fee,
+        "maxFeeLamports": args.max_fee_lamports,
+        "mevProtection": args.mev_protection,
     }
     body.update({name: value for name, value in optional.items() if value is not None})
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}

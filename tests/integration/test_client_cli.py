@@ -102,6 +102,32 @@ def test_stops_brackets_and_trailing_stops_are_submitted_with_their_flags(live_s
     assert run(live_stack, "orders", "cancel", order_id).returncode == 0
 
 
+def test_an_order_says_how_it_lands_with_flags(live_stack):
+    flags = ["--priority-fee", "30000", "--max-fee-lamports", "200000", "--no-mev-protection"]
+    done = run(live_stack, "submit", "SOL", "USDC", "0.15", "--slippage", "300", *flags, "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    url = f"{live_stack.base_url}/api/orders/{json.loads(done.stdout)['orderId']}"
+    order = wait_until(
+        lambda: (o := request("GET", url).body)["status"] in client.FINAL and o,
+        60,
+        "the order to finish",
+    )
+    assert order["status"] == "confirmed"
+    assert (order["priorityFee"], order["maxFeeLamports"], order["mevProtection"]) == (
+        {"microLamportsPerCu": 30000},
+        200000,
+        False,
+    )
+    # Public, at the price asked (the cap leaves it whole: 30,000 µlamports × the limit).
+    assert order["landing"]["via"] == "rpc"
+    assert order["fees"]["microLamportsPerCu"] == 30000
+    assert order["fees"]["tipLamports"] == 0
+
+    refused = run(live_stack, "submit", "SOL", "USDC", "0.15", "--priority-fee", "cheap")
+    assert refused.returncode == 2  # argparse's usage error, before any request
+    assert "micro-lamports per compute unit" in refused.stderr
+
+
 def test_refusals_are_clear_messages_not_tracebacks(live_stack):
     invalid = run(live_stack, "submit", "SOL", "USDC", "1e3")
     assert invalid.returncode == 4
