@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from order_engine.chain.pools import PoolView
@@ -61,6 +62,16 @@ class InFlightSwaps:
             for leg in legs:
                 side = (leg.pool_id, leg.swap_for_y)
                 self._totals[side] = self._totals.get(side, 0) + leg.amount_in
+
+    @contextmanager
+    def holding(self, key: str, legs: Iterable[InFlightSwap]) -> Iterator[None]:
+        """`key`'s swap in flight for as long as the block runs: added, then settled however
+        the block ends."""
+        self.add(key, legs)
+        try:
+            yield
+        finally:
+            self.settle(key)
 
     def settle(self, key: str) -> None:
         """`key`'s swap landed, failed or can no longer land: no longer in flight."""

@@ -76,14 +76,15 @@ class Recovery:
         self.steps.walk_to(attempt, OrderStatus.BUILDING, data, renew_lease=True)
         log.info("order %s: re-broadcasting %s", order.id, order.tx_hash)
         attempt.signed = order.signed_tx
-        return self.runner.send_and_settle(
-            attempt,
-            order.signed_tx or "",
-            order.tx_hash or "",
-            order.dex or "",
-            attempt.quoted_atoms(),
-            recorded_legs(self.ctx, attempt),
-        )
+        # In flight again for this process's next routes (`routing/in_flight.py`).
+        with self.ctx.router.in_flight.holding(str(order.id), recorded_legs(self.ctx, attempt)):
+            return self.runner.send_and_settle(
+                attempt,
+                order.signed_tx or "",
+                order.tx_hash or "",
+                order.dex or "",
+                attempt.quoted_atoms(),
+            )
 
     def _park(self, attempt: Attempt) -> Outcome:
         """An order whose last transaction may still land but must not be sent again (a

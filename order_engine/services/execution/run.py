@@ -100,17 +100,10 @@ class Runner:
             return self._rearm(attempt, decision.amount_out, floor)
         # In flight from its route on, with no I/O in between: the orders this process routes
         # next, a burst's arriving together too, are quoted after it.
-        legs = in_flight_legs(attempt, decision)
-        in_flight, key = self.ctx.router.in_flight, str(order.id)
-        in_flight.add(key, legs)
-        try:
-            return self._build_and_send(attempt, decision, legs)
-        finally:
-            in_flight.settle(key)
+        with self.ctx.router.in_flight.holding(str(order.id), in_flight_legs(attempt, decision)):
+            return self._build_and_send(attempt, decision)
 
-    def _build_and_send(
-        self, attempt: Attempt, decision: RouteDecision, legs: list[InFlightSwap]
-    ) -> Outcome:
+    def _build_and_send(self, attempt: Attempt, decision: RouteDecision) -> Outcome:
         """Build and record the routed swap (its `routing` and `building` events), send it and
         settle it."""
         order = attempt.order
@@ -143,12 +136,7 @@ class Runner:
         attempt.expires_at = time.monotonic() + slots(built.slots_left).total_seconds()
         attempt.plan, attempt.signed, attempt.shape = built.plan, built.encoded, built.shape
         return self.send_and_settle(
-            attempt,
-            built.encoded,
-            built.signature,
-            decision.dex,
-            decision.amount_out,
-            legs,
+            attempt, built.encoded, built.signature, decision.dex, decision.amount_out
         )
 
     def _record_build(
@@ -174,27 +162,13 @@ class Runner:
             )
 
     def send_and_settle(
-        self,
-        attempt: Attempt,
-        encoded: str,
-        signature: str,
-        dex: str,
-        quoted: int,
-        legs: list[InFlightSwap],
+        self, attempt: Attempt, encoded: str, signature: str, dex: str, quoted: int
     ) -> Outcome:
-        """Send, record `submitted`, wait and settle; meanwhile the swap's `legs` are in flight
-        for this process's next routes (`routing/in_flight.py`)."""
-        in_flight, key = self.ctx.router.in_flight, str(attempt.order.id)
-        in_flight.add(key, legs)
-        try:
-            self._send(attempt, encoded)
-            if attempt.status is OrderStatus.BUILDING:
-                submitted = {"dex": dex, "txHash": signature}
-                self.steps.advance(attempt, OrderStatus.SUBMITTED, submitted, {})
-            status = self._confirmation(attempt, signature, encoded)
-        finally:
-            in_flight.settle(key)
-        return self.settle(attempt, dex, quoted, status)
+        self._send(attempt, encoded)
+        if attempt.status is OrderStatus.BUILDING:
+            submitted = {"dex": dex, "txHash": signature}
+            self.steps.advance(attempt, OrderStatus.SUBMITTED, submitted, {})
+        return self.settle(attempt, dex, quoted, self._confirmation(attempt, signature, encoded))
 
     def _confirmation(self, attempt: Attempt, signature: str, encoded: str) -> SignatureStatus:
         """Wait for the transaction's confirmation, at most until its blockhash has expired

@@ -305,7 +305,7 @@ class DlmmPool:
         """This pool after a walk, built without `__post_init__`: a walk changes the amounts
         of bins this pool holds and stops on one of them (or the active bin it started on), so
         the ids, their order and their prices are this pool's, already checked. The router
-        builds one per DLMM quote; checking and sorting them again was two thirds of a quote."""
+        builds one per DLMM quote; checking and sorting them again was a third of a quote."""
         pool = object.__new__(DlmmPool)
         for name, value in (
             ("params", self.params),
