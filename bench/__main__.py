@@ -112,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--out", default=str(Path(__file__).parent / "results"), help="results folder")
     add("--contested-orders", type=int, help="market orders per strategy, contested preset")
     add("--contested-rate", type=int, help="their offered orders/s")
+    add("--contested-strategies", help="comma-separated, of: fixed,auto,bundle (default all)")
     add("--profile", action="store_true", help="also record py-spy profiles of the worker "
         "(e2e-zero), an API process (ws), the worker and the API processes (peer)")  # fmt: skip
     return parser

@@ -35,10 +35,16 @@ STRATEGIES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("auto fee, public", {"priorityFee": "auto", "mevProtection": False}),
     ("auto fee + bundle", {}),
 )
+SHORT_NAMES = ("fixed", "auto", "bundle")  # `--contested-strategies`, in STRATEGIES' order
 # Swaps of 0.5 SOL the searcher leaves alone on the deep SOL/USDC pools (their impact is under
 # twice the pool fee, docs/localnet.md); 500 SOL moves either pool past that.
 AMOUNTS, SLIPPAGE_BPS, LEVEL, MEV_RATE = ("0.5", "5", "500"), 100, "high", "0.5"
 FEES_EVERY_S = 30  # 75 slots: well inside the 150 the node keeps
+# Orders go out once this many slots have cleared under the congestion: the engine prices from
+# the last PRIORITY_FEE_SLOTS (20) slots' fees, and the run measures a chain that is congested,
+# not one turning congested (what the first orders after the onset meet: docs/performance.md).
+WARM_SLOTS = 20
+SLOWEST = 10  # the confirmed orders slowest to land, listed with what they bid and met
 HEADER = ["strategy", "confirmed / failed", "landed first try", "slots to land p50 / p99",
           "priority lamports median / mean", "tip lamports median / mean",
           "paid ÷ clearing price, median", "sandwiched; value taken (share)",
@@ -61,6 +67,16 @@ class ClearingPrices:
             slots.update({e["slot"]: e["prioritizationFee"] for e in answer})
         self.read_at = time.monotonic()
 
+    def congested_slots(self, pools: set[str]) -> int:
+        """Slots whose fee for any of `pools` was above zero, as of a fresh read."""
+        self.tick(pools, force=True)
+        return len({slot for fees in self.by_pool.values() for slot, fee in fees.items() if fee})
+
+    def highest(self, pools: list[str], first: int, last: int) -> int | None:
+        """The highest clearing price for `pools` from slot `first` to `last`, inclusive."""
+        known = [self.at(pools, slot) for slot in range(first, last + 1)]
+        return max((price for price in known if price is not None), default=None)
+
     def at(self, pools: list[str], slot: int | None) -> int | None:
         prices = [self.by_pool.get(p, {}).get(slot) for p in pools] if slot is not None else []
         return max((p for p in prices if p is not None), default=None)
@@ -70,16 +86,22 @@ def contested(run: Run) -> dict[str, Any]:
     """Every strategy in turn on one congested chain; the congestion and the searcher off
     after."""
     plan, stack = run.plan, run.stack
+    chosen = plan.contested_strategies.split(",")
+    if unknown := set(chosen) - set(SHORT_NAMES):
+        raise SystemExit(f"unknown strategies: {', '.join(sorted(unknown))}")
+    strategies = [s for s, short in zip(STRATEGIES, SHORT_NAMES, strict=True) if short in chosen]
     per_strategy_s = plan.contested_orders / plan.contested_rate + plan.contested_deadline_s
     run.restart_worker(ZERO_LATENCY)
     pools = {p["address"] for p in stack.localnet_rpc("localnet_status")["pools"]
              if {p["tokenX"], p["tokenY"]} == {"SOL", "USDC"}}  # fmt: skip
-    seconds = int(per_strategy_s * len(STRATEGIES) + 300)
+    seconds = int(per_strategy_s * len(strategies) + 300)
     stack.localnet_rpc("localnet_congest", {"level": LEVEL, "seconds": seconds})
     stack.localnet_rpc("localnet_mev", {"rate": MEV_RATE})
     prices, results = ClearingPrices(run), {}
     try:
-        for index, (name, fields) in enumerate(STRATEGIES):
+        run.wait(lambda: prices.congested_slots(pools) >= WARM_SLOTS, 60)
+        for name, fields in strategies:
+            index = STRATEGIES.index((name, fields))
             results[name] = _strategy(run, f"contested-{index}", fields, prices, pools)
             run.restart_worker(ZERO_LATENCY)
     finally:
@@ -88,7 +110,7 @@ def contested(run: Run) -> dict[str, Any]:
         run.idle()
     fell_back = " (its fields refused: sent with the engine's defaults, which are these)"
     rows = [[name + (fell_back if f.get("sent_as", fields) != fields else ""), *_row(f)]
-            for (name, fields), f in zip(STRATEGIES, results.values(), strict=True)]  # fmt: skip
+            for (name, fields), f in zip(strategies, results.values(), strict=True)]  # fmt: skip
     return {"table": {"header": HEADER, "rows": rows}, "strategies": results,
             "level": LEVEL, "mev_rate": MEV_RATE, "amounts_sol": AMOUNTS,
             "slippage_bps": SLIPPAGE_BPS, "orders_per_strategy": plan.contested_orders,
@@ -170,7 +192,30 @@ def measure(answers: list[dict[str, Any]], prices: ClearingPrices,
         "value_taken_atoms": value,
         "value_taken_share": _share(value, alone),  # of those legs' output had they run alone
         "output_mints": sorted({s["outputMint"] for s in taken}),
+        "slowest": _slowest(confirmed, prices),
     }
+
+
+def _slowest(confirmed: list[dict[str, Any]], prices: ClearingPrices) -> list[dict[str, Any]]:
+    """The `SLOWEST` confirmed orders slowest to land (over 2 slots): what each bid per compute
+    unit (priority and tip) against the clearing price at its send and its landing, and the
+    highest in between."""
+    timed = [(s, a) for a in confirmed if (s := _slots(a)) is not None and s > 2]
+    slowest = []
+    for slots, answer in sorted(timed, key=lambda item: -item[0])[:SLOWEST]:
+        landing, fees, pools = answer.get("landing") or {}, answer.get("fees") or {}, _pools(answer)
+        sent, landed = landing.get("sentSlot"), landing.get("landedSlot")
+        limit = fees.get("computeUnitLimit")
+        tip = int(fees.get("tipLamports") or 0) * 10**6 // int(limit) if limit else None
+        slowest.append({
+            "id": answer.get("orderId"), "amount": answer.get("amount"), "dex": answer.get("dex"),
+            "slots": slots, "versions": landing.get("versions"), "attempts": answer.get("attempts"),
+            "price": fees.get("microLamportsPerCu"), "tip_per_cu": tip,
+            "clearing_at_send": prices.at(pools, sent),
+            "clearing_at_land": prices.at(pools, landed),
+            "clearing_highest": None if sent is None else prices.highest(pools, sent, landed),
+        })  # fmt: skip
+    return slowest
 
 
 def _pools(answer: dict[str, Any]) -> list[str]:

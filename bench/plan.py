@@ -62,6 +62,8 @@ class Plan:
     contested_orders: int = 1000
     contested_rate: int = 20
     contested_deadline_s: float = 420
+    # Which of its strategies, by their short names (`bench.contested.STRATEGIES`).
+    contested_strategies: str = "fixed,auto,bundle"
 
     def with_overrides(self, **changes: Any) -> Plan:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
