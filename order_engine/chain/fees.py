@@ -9,6 +9,13 @@ hot pool's own market, dearer than the chain's. The estimate is a percentile of 
 slots' values (Solana's docs, "How to Use Priority Fees": estimators take a percentile of recent
 fees), raised to a floor; the caller cuts it to the order's cap.
 
+A percentile lags a chain that turns dearer at once (quiet to congested, or a level up): for
+as many slots as the window holds old ones, it bids the old market, and a version bid under the
+clearing price waits until its blockhash expires (150 slots, a minute). So when the newest
+slot's fee is more than `JUMP` times the percentile, the percentile is stale and the bid is
+that newest fee. Within one level the slot-to-slot moves are far smaller (the localnet's
+demand moves a median 13 % a slot, docs/localnet.md): the rule does not fire there.
+
 One read per slot per process per account set: the answer is cached under the account set and
 the slot it was read at, and refreshed once a later slot asks; concurrent callers of one set
 wait for one read (single flight, under gevent as under threads).
@@ -25,6 +32,7 @@ if TYPE_CHECKING:
     from order_engine.config import Settings
 
 FeeReader = Callable[[Sequence[str]], list[tuple[int, int]]]
+JUMP = 2  # the newest slot's fee over the percentile beyond which the market has moved
 
 
 def percentile(values: Sequence[int], pct: int) -> int:
@@ -61,7 +69,8 @@ class FeeOracle:
 
     def price(self, accounts: Sequence[str], slot: int) -> int:
         """µlamports per CU to bid for a transaction writing `accounts`, as of `slot`: the
-        configured percentile of the last `slots` slots' fees for them, at least the floor."""
+        configured percentile of the last `slots` slots' fees for them (the newest slot's fee
+        when that is over `JUMP` times it), at least the floor."""
         key = tuple(sorted(set(accounts)))
         cached = self._cache.get(key)
         if cached is not None and cached[0] >= slot:
@@ -72,9 +81,12 @@ class FeeOracle:
             cached = self._cache.get(key)
             if cached is not None and cached[0] >= slot:
                 return cached[1]
-            fees = self._read(key)
+            fees = sorted(self._read(key))  # by slot: a node need not answer in order
             self.reads += 1
             recent = [fee for _slot, fee in fees[-self.slots :]]
-            price = max(percentile(recent, self.pct), self.floor)
+            price = percentile(recent, self.pct)
+            if recent and recent[-1] > JUMP * price:
+                price = recent[-1]
+            price = max(price, self.floor)
             self._cache[key] = (slot, price)
             return price

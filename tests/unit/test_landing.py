@@ -51,6 +51,19 @@ def test_the_oracle_takes_the_percentile_of_the_last_slots_raised_to_the_floor()
     assert quiet.price(["pool"], slot=1) == 1_000
 
 
+def test_a_chain_turning_dearer_at_once_is_bid_at_its_newest_slot():
+    # Quiet, then congested from the newest slot: the percentile still says quiet.
+    onset = FeeOracle(Reader([0] * 30 + [52_000]), pct=80, slots=20, floor=1_000)
+    assert onset.price(["pool"], slot=1) == 52_000
+    # A level up: from about 10,000 to about 50,000.
+    level_up = FeeOracle(Reader([10_000] * 19 + [48_000]), pct=80, slots=20, floor=1_000)
+    assert level_up.price(["pool"], slot=1) == 48_000
+    # Ordinary moves within a level leave the percentile alone, wherever the node lists them.
+    fees = [50_000 + 1_000 * (i % 7) for i in range(19)] + [90_000]
+    steady = FeeOracle(lambda _accounts: list(enumerate(fees))[::-1], 80, 20, 1_000)
+    assert steady.price(["pool"], slot=1) == percentile(fees, 80) == 55_000
+
+
 def test_the_oracle_reads_once_per_slot_per_account_set():
     reader = Reader([10_000] * 20)
     oracle = FeeOracle(reader, pct=80, slots=20, floor=0)
