@@ -113,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--contested-orders", type=int, help="market orders per strategy, contested preset")
     add("--contested-rate", type=int, help="their offered orders/s")
     add("--contested-strategies", help="comma-separated, of: fixed,auto,bundle (default all)")
+    add("--contested-warm-slots", type=int, help="congested slots before the orders (default "
+        "20; 0: the orders meet the congestion's onset)")  # fmt: skip
     add("--profile", action="store_true", help="also record py-spy profiles of the worker "
         "(e2e-zero), an API process (ws), the worker and the API processes (peer)")  # fmt: skip
     return parser

@@ -40,10 +40,6 @@ SHORT_NAMES = ("fixed", "auto", "bundle")  # `--contested-strategies`, in STRATE
 # twice the pool fee, docs/localnet.md); 500 SOL moves either pool past that.
 AMOUNTS, SLIPPAGE_BPS, LEVEL, MEV_RATE = ("0.5", "5", "500"), 100, "high", "0.5"
 FEES_EVERY_S = 30  # 75 slots: well inside the 150 the node keeps
-# Orders go out once this many slots have cleared under the congestion: the engine prices from
-# the last PRIORITY_FEE_SLOTS (20) slots' fees, and the run measures a chain that is congested,
-# not one turning congested (what the first orders after the onset meet: docs/performance.md).
-WARM_SLOTS = 20
 SLOWEST = 10  # the confirmed orders slowest to land, listed with what they bid and met
 HEADER = ["strategy", "confirmed / failed", "landed first try", "slots to land p50 / p99",
           "priority lamports median / mean", "tip lamports median / mean",
@@ -99,7 +95,10 @@ def contested(run: Run) -> dict[str, Any]:
     stack.localnet_rpc("localnet_mev", {"rate": MEV_RATE})
     prices, results = ClearingPrices(run), {}
     try:
-        run.wait(lambda: prices.congested_slots(pools) >= WARM_SLOTS, 60)
+        # By default the orders go out once the engine's window of fees (PRIORITY_FEE_SLOTS,
+        # 20) has filled with congested slots: a chain that is congested, not turning so.
+        warm = plan.contested_warm_slots
+        run.wait(lambda: warm <= 0 or prices.congested_slots(pools) >= warm, 60)
         for name, fields in strategies:
             index = STRATEGIES.index((name, fields))
             results[name] = _strategy(run, f"contested-{index}", fields, prices, pools)

@@ -62,8 +62,10 @@ class Plan:
     contested_orders: int = 1000
     contested_rate: int = 20
     contested_deadline_s: float = 420
-    # Which of its strategies, by their short names (`bench.contested.STRATEGIES`).
+    # Which of its strategies, by their short names (`bench.contested.STRATEGIES`), and how
+    # many congested slots clear before the first strategy's orders go out (0: at the onset).
     contested_strategies: str = "fixed,auto,bundle"
+    contested_warm_slots: int = 20
 
     def with_overrides(self, **changes: Any) -> Plan:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -2,7 +2,8 @@
 Redis): what each order reports it paid equals what `getTransaction` says, its compute limit
 fits what it consumed, protected orders go to the block engine with a tip and are never
 sandwiched, a failed bundle is retried at once, the fee oracle reads a hot pool's market at
-`high`, and bad landing fields are refused with nothing created."""
+`high` and follows a chain that turns congested at once, and bad landing fields are refused with
+nothing created."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from order_engine.chain.client import RpcChain
-from order_engine.chain.fees import FeeOracle
+from order_engine.chain.fees import FeeOracle, percentile
 from order_engine.localnet.execution import FAUCET_LAMPORTS
 from order_engine.ops.launch import rpc
 from tests.support.clients import order_body, request
@@ -215,3 +216,38 @@ def test_at_high_the_oracle_reads_a_hot_pools_market_once_a_slot_and_orders_land
         assert order["status"] == "confirmed", order
         assert order["fees"]["microLamportsPerCu"] > 10_000
         assert_reported_as_the_chain_says(live_stack, order)
+
+
+def test_an_order_at_the_onset_of_congestion_bids_the_newest_slot_and_lands_first_try(live_stack):
+    """Twenty quiet slots, then `high`: the window's percentile still says quiet (the floor,
+    under the market, would wait a minute for its blockhash to expire); the oracle bids the
+    newest slot's fee and the order lands without a second version."""
+    url = live_stack.settings["SOLANA_RPC_URL"]
+    call = over_http(url)
+    pool = pool_address(call, "raydium:SOL-USDC")
+
+    def fees() -> list[int]:
+        answer = call("getRecentPrioritizationFees", [pool])
+        return [e["prioritizationFee"] for e in sorted(answer, key=lambda e: e["slot"])]
+
+    call("localnet_congest", {"level": "quiet", "seconds": 1})
+    wait_until(lambda: len(fees()) >= 20 and not any(fees()[-20:]), 30, "20 quiet slots")
+    call("localnet_congest", {"level": "high", "seconds": 120})
+    try:
+        wait_until(lambda: fees()[-1] > 0, 10, "a congested slot")
+        chain, read = RpcChain(url), []
+
+        def reader(accounts: list[str]) -> list[tuple[int, int]]:
+            read.append(chain.recent_prioritization_fees(accounts))
+            return read[-1]
+
+        price = FeeOracle(reader, pct=80, slots=20, floor=0).price([pool], call("getSlot"))
+        window = [fee for _slot, fee in sorted(read[0])[-20:]]
+        assert 2 * percentile(window, 80) < window[-1] == price
+        order = finished(live_stack, submit(live_stack), timeout_s=45)
+        assert order["status"] == "confirmed", order
+        assert (order["attempts"], order["landing"]["versions"]) == (1, 1)
+        assert order["fees"]["microLamportsPerCu"] > 10_000
+        assert_reported_as_the_chain_says(live_stack, order)
+    finally:
+        call("localnet_congest", {"level": "quiet", "seconds": 1})
