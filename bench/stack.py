@@ -202,8 +202,10 @@ class Stack:
         that the process stays up."""
         self.stop("worker")
         env = self._record("worker", self.env(overrides))
-        argv = launch.worker_argv(self.settings["worker"], "bench@%h", app="bench.worker")
-        self.launcher.start("worker", argv, env)
+        for index, name in enumerate(self.worker_names()):
+            host = "bench@%h" if index == 0 else f"bench{index + 1}@%h"
+            argv = launch.worker_argv(self.settings["worker"], host, app="bench.worker")
+            self.launcher.start(name, argv, env)
         if not wait_ready:
             time.sleep(1.0)
         ready = self._worker_ready if wait_ready else (lambda: True)
@@ -236,6 +238,8 @@ class Stack:
         worker stops the scheduler too (they run together)."""
         if name == "worker":
             self.stop("scheduler", grace_s=min(grace_s, 10))
+            for other in self.worker_names()[1:]:
+                self.launcher.stop(other, grace_s)
         self.launcher.stop(name, grace_s)
 
     def close(self) -> None:
@@ -247,7 +251,16 @@ class Stack:
             self.embedded.stop()
 
     def pids(self, name: str) -> list[int]:
-        return [self.launcher.pid(name)] if self.launcher.running(name) else []
+        """The process's pid (the worker: every worker process's), while it runs."""
+        names = self.worker_names() if name == "worker" else [name]
+        return [self.launcher.pid(n) for n in names if self.launcher.running(n)]
+
+    @staticmethod
+    def worker_names() -> list[str]:
+        """BENCH_WORKER_PROCESSES worker processes on this host (default 1), each with
+        WORKER_CONCURRENCY slots: "worker", "worker2", …"""
+        count = int(os.environ.get("BENCH_WORKER_PROCESSES", "1"))
+        return ["worker"] + [f"worker{n}" for n in range(2, count + 1)]
 
     def child_pids(self, name: str) -> list[int]:
         """The pids of a process's children (gunicorn's workers)."""
