@@ -16,6 +16,7 @@ node keeps 150 slots, so it is read every `FEES_EVERY_S` and once a strategy dra
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from statistics import mean, median
@@ -26,6 +27,7 @@ from bench.loadgen import ENGINE_PATH, Api
 from bench.phases import Run
 from bench.plan import ZERO_LATENCY
 
+log = logging.getLogger(__name__)
 FIXED_FEE = 25_000
 STRATEGIES: tuple[tuple[str, dict[str, Any]], ...] = (
     (
@@ -85,7 +87,7 @@ def contested(run: Run) -> dict[str, Any]:
     chosen = plan.contested_strategies.split(",")
     if unknown := set(chosen) - set(SHORT_NAMES):
         raise SystemExit(f"unknown strategies: {', '.join(sorted(unknown))}")
-    strategies = [s for s, short in zip(STRATEGIES, SHORT_NAMES, strict=True) if short in chosen]
+    strategies = [(i, *STRATEGIES[i]) for i, short in enumerate(SHORT_NAMES) if short in chosen]
     per_strategy_s = plan.contested_orders / plan.contested_rate + plan.contested_deadline_s
     run.restart_worker(ZERO_LATENCY)
     pools = {p["address"] for p in stack.localnet_rpc("localnet_status")["pools"]
@@ -98,9 +100,9 @@ def contested(run: Run) -> dict[str, Any]:
         # By default the orders go out once the engine's window of fees (PRIORITY_FEE_SLOTS,
         # 20) has filled with congested slots: a chain that is congested, not turning so.
         warm = plan.contested_warm_slots
-        run.wait(lambda: warm <= 0 or prices.congested_slots(pools) >= warm, 60)
-        for name, fields in strategies:
-            index = STRATEGIES.index((name, fields))
+        if not run.wait(lambda: warm <= 0 or prices.congested_slots(pools) >= warm, 60):
+            log.warning("fewer than %s congested slots after 60 s: the orders go out anyway", warm)
+        for index, name, fields in strategies:
             results[name] = _strategy(run, f"contested-{index}", fields, prices, pools)
             run.restart_worker(ZERO_LATENCY)
     finally:
@@ -109,7 +111,7 @@ def contested(run: Run) -> dict[str, Any]:
         run.idle()
     fell_back = " (its fields refused: sent with the engine's defaults, which are these)"
     rows = [[name + (fell_back if f.get("sent_as", fields) != fields else ""), *_row(f)]
-            for (name, fields), f in zip(strategies, results.values(), strict=True)]  # fmt: skip
+            for (_, name, fields), f in zip(strategies, results.values(), strict=True)]  # fmt: skip
     return {"table": {"header": HEADER, "rows": rows}, "strategies": results,
             "level": LEVEL, "mev_rate": MEV_RATE, "amounts_sol": AMOUNTS,
             "slippage_bps": SLIPPAGE_BPS, "orders_per_strategy": plan.contested_orders,

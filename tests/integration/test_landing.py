@@ -230,8 +230,12 @@ def test_an_order_at_the_onset_of_congestion_bids_the_newest_slot_and_lands_firs
         answer = call("getRecentPrioritizationFees", [pool])
         return [e["prioritizationFee"] for e in sorted(answer, key=lambda e: e["slot"])]
 
+    def quiet_window() -> bool:
+        recent = fees()
+        return len(recent) >= 20 and not any(recent[-20:])
+
     call("localnet_congest", {"level": "quiet", "seconds": 1})
-    wait_until(lambda: len(fees()) >= 20 and not any(fees()[-20:]), 30, "20 quiet slots")
+    wait_until(quiet_window, 30, "20 quiet slots")
     call("localnet_congest", {"level": "high", "seconds": 120})
     try:
         wait_until(lambda: fees()[-1] > 0, 10, "a congested slot")
