@@ -79,7 +79,7 @@ test-rabbitmq: $(TEST_STAMP) ## Run the broker-sensitive tests with RabbitMQ as 
 		echo "test-rabbitmq SKIPPED: no RabbitMQ answers at $(RABBITMQ_URL) (set RABBITMQ_URL=amqp://user:pass@host:5672/vhost)"; \
 	fi
 
-test-no-overrides: $(TEST_STAMP) ## Run the suite on Celery and kombu as they come (CELERY_OVERRIDES=false; order_engine/tasking/overrides.py)
+test-no-overrides: $(TEST_STAMP) ## Run the suite on Celery and kombu as they come (CELERY_OVERRIDES=false; order_engine/tasking/overrides/)
 	TEST_CELERY_OVERRIDES=false $(BIN)/python -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
 
 test-cluster: $(TEST_STAMP) ## Seven hosts in network namespaces (root; skipped where namespaces can't be made): a worker host cut off mid-flight

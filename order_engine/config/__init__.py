@@ -398,7 +398,7 @@ class Settings(TriggerSettings, LandingSettings):
         switch(),
         "true",
         PROCESSES,
-        "replace the Celery and kombu internals listed in tasking/overrides.py for speed "
+        "replace the Celery and kombu internals listed in tasking/overrides/ for speed "
         "(checked at start-up); false: run on Celery and kombu as they come",
     )
     log_level: str = option(

@@ -22,7 +22,7 @@ from order_engine.tasking.app import CONTROL_QUEUE, TASK_QUEUE, is_amqp
 
 TEST_BROKER = os.environ.get("TEST_BROKER", "redis").strip().lower()
 # `make test-no-overrides` runs the suite on Celery and kombu as they come
-# (order_engine/tasking/overrides.py).
+# (order_engine/tasking/overrides/).
 CELERY_OVERRIDES = os.environ.get("TEST_CELERY_OVERRIDES", "true").strip().lower() != "false"
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 

@@ -103,7 +103,7 @@ def test_worker_keeps_consuming_after_its_broker_pubsub_connection_is_killed(mak
     This was a known failure, marked xfail: the worker's event loop blocked for good in kombu's
     Channel._receive_one once redis-py re-subscribed the remote-control connection. It passes
     on this code (three runs) and on the code before this round (one run; the broker transport
-    keeping one Redis client per channel, order_engine/tasking/overrides.py, is the likely
+    keeping one Redis client per channel, order_engine/tasking/overrides/, is the likely
     reason, not proven), so it now guards the behaviour instead of expecting the failure."""
     stack = make_stack()
     first = stack.submit()
