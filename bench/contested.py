@@ -166,12 +166,17 @@ def measure(answers: list[dict[str, Any]], prices: ClearingPrices,
     fees = [a["fees"] for a in answers if a.get("fees")]
     lamports = lambda key: [int(f.get(key) or 0) for f in fees]  # noqa: E731
     paid_over_clearing = []
+    by_amount: dict[str, list[tuple[int | None, float | None, int]]] = {}
     for answer in confirmed:
         clearing = prices.at(_pools(answer), (answer.get("landing") or {}).get("landedSlot"))
         fee = answer.get("fees") or {}
+        ratio = None
         if clearing and fee.get("computeUnitLimit"):
             paid = int(fee.get("priorityLamports") or 0) + int(fee.get("tipLamports") or 0)
-            paid_over_clearing.append(paid * 10**6 / int(fee["computeUnitLimit"]) / clearing)
+            ratio = paid * 10**6 / int(fee["computeUnitLimit"]) / clearing
+            paid_over_clearing.append(ratio)
+        row = (_slots(answer), ratio, int(fee.get("computeUnitLimit") or 0))
+        by_amount.setdefault(str(answer.get("amount")), []).append(row)
     victims = {a.get("txHash") for a in answers} - {None}
     taken = [s for s in sandwiches if s["victim"] in victims]
     value = sum(int(s["valueTakenAtoms"]) for s in taken)
@@ -194,6 +199,18 @@ def measure(answers: list[dict[str, Any]], prices: ClearingPrices,
         "value_taken_share": _share(value, alone),  # of those legs' output had they run alone
         "output_mints": sorted({s["outputMint"] for s in taken}),
         "slowest": _slowest(confirmed, prices),
+        "by_amount": {amount: _by_amount(rows) for amount, rows in sorted(by_amount.items())},
+    }
+
+
+def _by_amount(rows: list[tuple[int | None, float | None, int]]) -> dict[str, Any]:
+    """One order size's slots to land, paid ÷ clearing and compute unit limit."""
+    ratios = [ratio for _, ratio, _ in rows if ratio is not None]
+    return {
+        "orders": len(rows),
+        "slots_to_land": figures.summary(slots for slots, _, _ in rows if slots is not None),
+        "paid_over_clearing_median": round(median(ratios), 3) if ratios else None,
+        "compute_unit_limit_median": median(limit for _, _, limit in rows) if rows else None,
     }
 
 
