@@ -1,5 +1,6 @@
-"""The Redis transport's acks: those that meet in flight share one round trip, and each
-removes its own message's reservation and nothing else."""
+"""The Redis transport's consumer and acks: the messages waiting in a queue are taken and
+reserved together, within the prefetch window, each reserved as kombu would; acks that meet in
+flight share one round trip, and each removes its own message's reservation and nothing else."""
 
 import base64
 import json
@@ -82,4 +83,72 @@ def test_acks_that_meet_in_flight_share_one_round_trip(private_broker):
             for raw in client.lrange(name, 0, -1)
         ]
         assert back == [{"n": 5}]
+        client.close()
+
+
+def _published(private_broker, count):
+    name = f"take-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
+    conn = Connection(private_broker, transport=overrides.Transport)
+    channel = conn.channel()
+    producer = conn.Producer(channel)
+    for n in range(count):
+        producer.publish({"n": n}, exchange=queue.exchange, routing_key=name, declare=[queue])
+    return conn, channel, queue, name
+
+
+def test_the_messages_waiting_are_taken_and_reserved_in_one_round_trip(private_broker):
+    conn, channel, queue, name = _published(private_broker, 5)
+    client = redis.Redis.from_url(private_broker)
+    try:
+        received = []
+        consumer = conn.Consumer(
+            queue, channel=channel, callbacks=[lambda b, m: received.append(m)]
+        )
+        with consumer:
+            conn.drain_events(timeout=5)  # one BRPOP reply
+            assert [message.payload for message in received] == [{"n": n} for n in range(5)]
+            assert client.llen(name) == 0
+            qos = channel.qos
+            assert qos.reserved == set()  # each booked by kombu's own append
+            assert set(qos._delivered) == {m.delivery_tag for m in received}
+            # Each reservation is what kombu's QoS.append writes: [message, exchange, key].
+            for message in received:
+                stored = json.loads(client.hget(qos.unacked_key, message.delivery_tag))
+                assert stored == [message._raw, name, name]
+                assert client.zscore(qos.unacked_index_key, message.delivery_tag) is not None
+            for message in received[:2]:
+                message.ack()
+            wait_until(lambda: client.hlen(qos.unacked_key) == 3, 5, "two acks to land")
+        # Closing the channel gives back the three unacked messages, intact.
+        channel.close()
+        back = sorted(
+            json.loads(base64.b64decode(json.loads(raw)["body"]))["n"]
+            for raw in client.lrange(name, 0, -1)
+        )
+        assert back == [2, 3, 4]
+    finally:
+        conn.release()
+        client.close()
+
+
+def test_no_more_are_taken_than_the_prefetch_window_has_room_for(private_broker):
+    conn, channel, queue, name = _published(private_broker, 5)
+    client = redis.Redis.from_url(private_broker)
+    try:
+        received = []
+        channel.basic_qos(0, 2, False)
+        consumer = conn.Consumer(
+            queue, channel=channel, callbacks=[lambda b, m: received.append(m)]
+        )
+        with consumer:
+            conn.drain_events(timeout=5)
+            assert [message.payload for message in received] == [{"n": 0}, {"n": 1}]
+            assert client.llen(name) == 3
+            assert client.hlen(channel.qos.unacked_key) == 2
+            for message in received:
+                message.ack()
+    finally:
+        channel.close()
+        conn.release()
         client.close()

@@ -77,6 +77,18 @@ def test_a_channel_without_its_client_builder_is_refused_naming_the_transport(mo
         overrides.install(True)
 
 
+def test_a_consumer_read_that_no_longer_rotates_its_queues_is_refused_naming_the_transport(
+    monkeypatch,
+):
+    def brpop_read(self, **options):
+        return self.connection._deliver(options, "orders")
+
+    monkeypatch.setattr(kombu_redis.Channel, "_brpop_read", brpop_read)
+    with pytest.raises(overrides.OverrideMismatch, match="redis-transport") as refused:
+        overrides.install(True)
+    assert "_brpop_read" in str(refused.value)
+
+
 def test_a_changed_message_envelope_is_refused_naming_the_direct_sender(monkeypatch):
     augment = virtual.Channel._inplace_augment_message
 

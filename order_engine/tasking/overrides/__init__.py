@@ -9,13 +9,22 @@ loudly, not quietly lose messages. One setting turns them all off (`CELERY_OVERR
 the engine then runs on Celery and kombu exactly as they come, with the same behaviour and a
 higher cost per order; the test suite passes both ways.
 
-1. `redis-transport` — kombu's Redis transport (`Channel`, `QoS`, `Transport` below):
+1. `redis-transport` — kombu's Redis transport (`transport.Channel`, `QoS`, `Transport`):
    - one `redis.Redis` client per channel. kombu builds a new one for every operation that is
      not handed one (`Channel.conn_or_acquire`): each ack, each reservation, each fanout
      publish, and building one runs redis-py's whole client constructor: ~4 % of the worker's
      CPU under the peer load. A `redis.Redis` holds no connection of its own (each command
      checks one out of the channel's pool), so one serves every greenlet and thread; it is
      rebuilt when kombu replaces the pool (after a fork or a reconnection).
+   - the consumer takes the messages waiting in a queue together (`Channel._brpop_read`):
+     kombu's loop takes one per BRPOP and reserves it with one more round trip (ZADD to the
+     unacked index, HSET of the message), so a busy gevent worker spent a quarter of its CPU
+     there. One Lua script now reserves the message BRPOP returned and takes and reserves up
+     to 63 more waiting behind it (never more than the prefetch window has room for), writing
+     each reservation exactly as kombu's `QoS.append` does; each is then delivered as kombu
+     delivers one. Taking and reserving in one script leaves no taken message unreserved.
+     Measured under the peer load, three alternating pairs: worker CPU per order 3.96, 3.62,
+     3.50 -> 3.47, 3.36, 2.99 ms (-12 %).
    - acks that meet in flight go together (`batching.GroupCommit`): one ZREM/HDEL pipeline
      for all of them instead of one round trip each (Redis commands per order 28.9 -> 24.6).
      An ack still returns only once its message is removed, and a failure reaches every ack of
@@ -92,7 +101,8 @@ class Override:
 OVERRIDES = (
     Override(
         "redis-transport",
-        "kombu.transport.redis Channel._create_client, QoS.pipe_or_acquire, QoS.ack",
+        "kombu.transport.redis Channel._create_client, Channel._brpop_read, QoS.append, "
+        "QoS.pipe_or_acquire, QoS.ack",
         transport.check,
     ),
     Override(
