@@ -152,3 +152,38 @@ def test_no_more_are_taken_than_the_prefetch_window_has_room_for(private_broker)
         channel.close()
         conn.release()
         client.close()
+
+
+def test_a_delivery_that_fails_gives_the_rest_of_its_batch_back_in_order(private_broker):
+    conn, channel, queue, name = _published(private_broker, 4)
+    client = redis.Redis.from_url(private_broker)
+    try:
+        received = []
+
+        def callback(body, message):
+            received.append(message)
+            if body == {"n": 1}:
+                raise RuntimeError("the handler of the second message failed")
+
+        consumer = conn.Consumer(queue, channel=channel, callbacks=[callback])
+        with consumer:
+            with pytest.raises(RuntimeError):
+                conn.drain_events(timeout=5)
+            qos = channel.qos
+            # The two delivered are kombu's as ever (reserved); the two behind them are back at
+            # the head of the queue, in order, and reserved no more.
+            assert [message.payload for message in received] == [{"n": 0}, {"n": 1}]
+            assert qos.reserved == set()
+            reserved = {tag.decode() for tag in client.hkeys(qos.unacked_key)}
+            assert reserved == {message.delivery_tag for message in received}
+            back = [
+                json.loads(base64.b64decode(json.loads(raw)["body"]))["n"]
+                for raw in reversed(client.lrange(name, 0, -1))
+            ]
+            assert back == [2, 3]
+            for message in received:
+                message.ack()
+    finally:
+        channel.close()
+        conn.release()
+        client.close()

@@ -106,15 +106,27 @@ class Channel(kombu_redis.Channel):
             dest = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
             payloads = [loads(bytes_to_str(raw)) for raw in [item, *self._take_more(key, item)]]
-            qos = self.qos
-            for payload in payloads:
-                qos.reserved.add(payload["properties"]["delivery_tag"])
-            for payload in payloads:
-                self.connection._deliver(payload, dest)
+            tags = [payload["properties"]["delivery_tag"] for payload in payloads]
+            self.qos.reserved.update(tags)
+            for n, payload in enumerate(payloads):
+                try:
+                    self.connection._deliver(payload, dest)
+                except BaseException:
+                    self._give_back(tags[n + 1 :])
+                    raise
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu types it bool
             self._flush_brpop_reauth()
+
+    def _give_back(self, tags: list[str]) -> None:
+        """Put the messages of a batch that a failed delivery left undelivered back at the head
+        of their queue, in their order, and drop their reservations (kombu's restore), rather
+        than leave them reserved until the visibility timeout."""
+        qos = self.qos
+        for tag in reversed(tags):
+            qos.reserved.discard(tag)
+            qos.restore_by_tag(tag)
 
     def _take_more(self, key: bytes, item: bytes) -> list[bytes]:
         """Reserve `item` and take (reserved) what waits behind it in `key`, within the
@@ -183,3 +195,4 @@ def _check_brpop_read() -> None:
     )
     expect(hasattr(kombu_redis, "Empty"), "kombu's Redis transport has no Empty")
     expect_parameters(virtual.QoS, "can_consume_max_estimate", ["self"])
+    expect_parameters(kombu_redis.QoS, "restore_by_tag", ["self", "tag", "client", "leftmost"])
