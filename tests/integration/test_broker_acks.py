@@ -3,6 +3,7 @@ reserved together, within the prefetch window, each reserved as kombu would; ack
 flight share one round trip, and each removes its own message's reservation and nothing else."""
 
 import base64
+import contextlib
 import json
 import threading
 import uuid
@@ -86,104 +87,87 @@ def test_acks_that_meet_in_flight_share_one_round_trip(private_broker):
         client.close()
 
 
-def _published(private_broker, count):
+@contextlib.contextmanager
+def consuming(private_broker, count, callback=None, prefetch=None):
+    """`count` messages ({"n": 0}, {"n": 1}, …) published to a fresh queue and a consumer on it
+    (the transport's own channel): yields (conn, channel, name, received, a Redis client)."""
     name = f"take-{uuid.uuid4().hex[:8]}"
     queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
-    conn = Connection(private_broker, transport=overrides.Transport)
-    channel = conn.channel()
-    producer = conn.Producer(channel)
-    for n in range(count):
-        producer.publish({"n": n}, exchange=queue.exchange, routing_key=name, declare=[queue])
-    return conn, channel, queue, name
+    received: list = []
+    client = redis.Redis.from_url(private_broker)
+    with Connection(private_broker, transport=overrides.Transport) as conn:
+        channel = conn.channel()
+        producer = conn.Producer(channel)
+        for n in range(count):
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key=name, declare=[queue])
+        if prefetch is not None:
+            channel.basic_qos(0, prefetch, False)
+        on_message = callback or (lambda body, message: received.append(message))
+        try:
+            with conn.Consumer(queue, channel=channel, callbacks=[on_message]):
+                yield conn, channel, name, received, client
+        finally:
+            channel.close()
+            client.close()
+
+
+def queued(client, name):
+    """The queue's messages' `n`, next to be taken first."""
+    return [
+        json.loads(base64.b64decode(json.loads(raw)["body"]))["n"]
+        for raw in reversed(client.lrange(name, 0, -1))
+    ]
 
 
 def test_the_messages_waiting_are_taken_and_reserved_in_one_round_trip(private_broker):
-    conn, channel, queue, name = _published(private_broker, 5)
-    client = redis.Redis.from_url(private_broker)
-    try:
-        received = []
-        consumer = conn.Consumer(
-            queue, channel=channel, callbacks=[lambda b, m: received.append(m)]
-        )
-        with consumer:
-            conn.drain_events(timeout=5)  # one BRPOP reply
-            assert [message.payload for message in received] == [{"n": n} for n in range(5)]
-            assert client.llen(name) == 0
-            qos = channel.qos
-            assert qos.reserved == set()  # each booked by kombu's own append
-            assert set(qos._delivered) == {m.delivery_tag for m in received}
-            # Each reservation is what kombu's QoS.append writes: [message, exchange, key].
-            for message in received:
-                stored = json.loads(client.hget(qos.unacked_key, message.delivery_tag))
-                assert stored == [message._raw, name, name]
-                assert client.zscore(qos.unacked_index_key, message.delivery_tag) is not None
-            for message in received[:2]:
-                message.ack()
-            wait_until(lambda: client.hlen(qos.unacked_key) == 3, 5, "two acks to land")
+    with consuming(private_broker, 5) as (conn, channel, name, received, client):
+        conn.drain_events(timeout=5)  # one BRPOP reply
+        assert [message.payload for message in received] == [{"n": n} for n in range(5)]
+        assert client.llen(name) == 0
+        qos = channel.qos
+        assert qos.reserved == set()  # each booked by kombu's own append
+        assert set(qos._delivered) == {m.delivery_tag for m in received}
+        # Each reservation is what kombu's QoS.append writes: [message, exchange, key].
+        for message in received:
+            stored = json.loads(client.hget(qos.unacked_key, message.delivery_tag))
+            assert stored == [message._raw, name, name]
+            assert client.zscore(qos.unacked_index_key, message.delivery_tag) is not None
+        for message in received[:2]:
+            message.ack()
+        wait_until(lambda: client.hlen(qos.unacked_key) == 3, 5, "two acks to land")
         # Closing the channel gives back the three unacked messages, intact.
         channel.close()
-        back = sorted(
-            json.loads(base64.b64decode(json.loads(raw)["body"]))["n"]
-            for raw in client.lrange(name, 0, -1)
-        )
-        assert back == [2, 3, 4]
-    finally:
-        conn.release()
-        client.close()
+        assert sorted(queued(client, name)) == [2, 3, 4]
 
 
 def test_no_more_are_taken_than_the_prefetch_window_has_room_for(private_broker):
-    conn, channel, queue, name = _published(private_broker, 5)
-    client = redis.Redis.from_url(private_broker)
-    try:
-        received = []
-        channel.basic_qos(0, 2, False)
-        consumer = conn.Consumer(
-            queue, channel=channel, callbacks=[lambda b, m: received.append(m)]
-        )
-        with consumer:
-            conn.drain_events(timeout=5)
-            assert [message.payload for message in received] == [{"n": 0}, {"n": 1}]
-            assert client.llen(name) == 3
-            assert client.hlen(channel.qos.unacked_key) == 2
-            for message in received:
-                message.ack()
-    finally:
-        channel.close()
-        conn.release()
-        client.close()
+    with consuming(private_broker, 5, prefetch=2) as (conn, channel, name, received, client):
+        conn.drain_events(timeout=5)
+        assert [message.payload for message in received] == [{"n": 0}, {"n": 1}]
+        assert queued(client, name) == [2, 3, 4]
+        assert client.hlen(channel.qos.unacked_key) == 2
+        for message in received:
+            message.ack()
 
 
 def test_a_delivery_that_fails_gives_the_rest_of_its_batch_back_in_order(private_broker):
-    conn, channel, queue, name = _published(private_broker, 4)
-    client = redis.Redis.from_url(private_broker)
-    try:
-        received = []
+    seen = []
 
-        def callback(body, message):
-            received.append(message)
-            if body == {"n": 1}:
-                raise RuntimeError("the handler of the second message failed")
+    def callback(body, message):
+        seen.append(message)
+        if body == {"n": 1}:
+            raise RuntimeError("the handler of the second message failed")
 
-        consumer = conn.Consumer(queue, channel=channel, callbacks=[callback])
-        with consumer:
-            with pytest.raises(RuntimeError):
-                conn.drain_events(timeout=5)
-            qos = channel.qos
-            # The two delivered are kombu's as ever (reserved); the two behind them are back at
-            # the head of the queue, in order, and reserved no more.
-            assert [message.payload for message in received] == [{"n": 0}, {"n": 1}]
-            assert qos.reserved == set()
-            reserved = {tag.decode() for tag in client.hkeys(qos.unacked_key)}
-            assert reserved == {message.delivery_tag for message in received}
-            back = [
-                json.loads(base64.b64decode(json.loads(raw)["body"]))["n"]
-                for raw in reversed(client.lrange(name, 0, -1))
-            ]
-            assert back == [2, 3]
-            for message in received:
-                message.ack()
-    finally:
-        channel.close()
-        conn.release()
-        client.close()
+    with consuming(private_broker, 4, callback) as (conn, channel, name, _, client):
+        with pytest.raises(RuntimeError):
+            conn.drain_events(timeout=5)
+        qos = channel.qos
+        # The two delivered are kombu's as ever (reserved); the two behind them are back at the
+        # head of the queue, in order, and reserved no more.
+        assert [message.payload for message in seen] == [{"n": 0}, {"n": 1}]
+        assert qos.reserved == set()
+        reserved = {tag.decode() for tag in client.hkeys(qos.unacked_key)}
+        assert reserved == {message.delivery_tag for message in seen}
+        assert queued(client, name) == [2, 3]
+        for message in seen:
+            message.ack()
