@@ -150,6 +150,25 @@ def test_no_more_are_taken_than_the_prefetch_window_has_room_for(private_broker)
             message.ack()
 
 
+def test_a_message_that_fails_before_its_booking_leaves_no_tag_behind(private_broker):
+    with consuming(private_broker, 3) as (conn, channel, name, received, client):
+        qos = channel.qos
+        book = qos.append
+        calls = []
+
+        def refuse_the_first(message, tag):
+            calls.append(tag)
+            if len(calls) == 1:
+                raise ConnectionError("the booking of the first message failed")
+            book(message, tag)
+
+        qos.append = refuse_the_first
+        with pytest.raises(ConnectionError):
+            conn.drain_events(timeout=5)
+        assert qos.reserved == set()
+        assert queued(client, name) == [1, 2]
+
+
 def test_a_delivery_that_fails_gives_the_rest_of_its_batch_back_in_order(private_broker):
     seen = []
 

@@ -112,6 +112,9 @@ class Channel(kombu_redis.Channel):
                 try:
                     self.connection._deliver(payload, dest)
                 except BaseException:
+                    # Its own booking may not have happened: a tag left behind would make a later
+                    # delivery of the same message skip its reservation.
+                    self.qos.reserved.discard(tags[n])
                     self._give_back(tags[n + 1 :])
                     raise
             return True
