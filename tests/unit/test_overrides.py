@@ -15,6 +15,7 @@ from order_engine.config import ConfigError, Settings
 from order_engine.tasking import overrides
 from order_engine.tasking.app import celery_init_app
 from order_engine.tasking.dispatch import task_sender
+from order_engine.tasking.overrides import sender
 
 BASE = {
     "DATABASE_URL": "postgresql://u@localhost/db",
@@ -109,8 +110,8 @@ def test_a_drain_without_a_timeout_is_refused_naming_the_drain(monkeypatch):
 
 def test_the_senders_envelope_is_kombus_own_but_for_its_delivery_tag():
     body, headers = {"order_id": "x"}, {"task": "orders.execute_order"}
-    ours = json.loads(overrides._envelope(body, headers, {"delivery_mode": 2}, routing_key="q"))
-    theirs = overrides._kombu_envelope(body, headers, "q")
+    ours = json.loads(sender._envelope(body, headers, {"delivery_mode": 2}, routing_key="q"))
+    theirs = sender._kombu_envelope(body, headers, "q")
     for message in (ours, theirs):
         assert message["properties"].pop("delivery_tag")
     assert ours == theirs

@@ -44,7 +44,7 @@ higher cost per order; the test suite passes both ways.
    `apply_async`), once for the task and once more for its `task-sent` event, through layers
    of producer, retry and exchange code. The sender writes the same two messages — Celery
    builds the task message itself; the kombu envelopes are written as kombu's Redis transport
-   writes them (`_envelope`, checked against kombu's own builders at start-up) — with one
+   writes them (`sender._envelope`, checked against kombu's own builders at start-up) — with one
    long-lived client in one pipelined round trip, and sends that meet in flight share it.
 3. `dispatcher-drain` — `celery.worker.loops._quick_drain`'s 0.1 s wait. Celery's loop for
    green pools (`synloop`), when AMQP heartbeats are on, drains the event dispatcher's
@@ -61,7 +61,7 @@ from dataclasses import dataclass
 
 from order_engine.config import ConfigError
 from order_engine.tasking.overrides import drain, sender, transport
-from order_engine.tasking.overrides.sender import RedisTaskSender, _envelope, _kombu_envelope
+from order_engine.tasking.overrides.sender import RedisTaskSender
 from order_engine.tasking.overrides.shapes import Unfit
 from order_engine.tasking.overrides.transport import TRANSPORT, Channel, QoS, Transport
 
@@ -73,8 +73,6 @@ __all__ = [
     "QoS",
     "RedisTaskSender",
     "Transport",
-    "_envelope",
-    "_kombu_envelope",
     "install",
 ]
 
