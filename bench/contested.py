@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from statistics import mean, median
 from typing import Any
 
@@ -232,8 +233,18 @@ def _slowest(confirmed: list[dict[str, Any]], prices: ClearingPrices) -> list[di
             "clearing_at_send": prices.at(pools, sent),
             "clearing_at_land": prices.at(pools, landed),
             "clearing_highest": None if sent is None else prices.highest(pools, sent, landed),
+            "ms_after_building": _ms_after(answer, "building", ("submitted", "confirmed")),
         })  # fmt: skip
     return slowest
+
+
+def _ms_after(answer: dict[str, Any], first: str, then: tuple[str, ...]) -> dict[str, int]:
+    """Milliseconds from the last `first` event to each later event of `then` (where the time
+    between building and landing went: the engine's send, or the chain)."""
+    at = {e["status"]: datetime.fromisoformat(e["at"]) for e in answer["events"]}
+    if first not in at:
+        return {}
+    return {s: int((at[s] - at[first]).total_seconds() * 1000) for s in then if s in at}
 
 
 def _pools(answer: dict[str, Any]) -> list[str]:
