@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 import urllib3
 
 from order_engine.chain.block_engine import BlockEngine
+from order_engine.chain.rebroadcast import LandingDelays
 from order_engine.chain.status_poller import StatusPoller
 from order_engine.chain.statuses import (
     Blockhash,
@@ -112,6 +113,8 @@ class Simulation:
 class Chain(Protocol):
     """What the engine needs from a Solana RPC node."""
 
+    landing_delays: LandingDelays  # how late this process's transactions land
+
     def latest_blockhash(self) -> Blockhash: ...
 
     def block_height(self) -> int: ...
@@ -162,6 +165,7 @@ class RpcChain:
         self._blockhash: tuple[float, Blockhash] | None = None
         self._blockhash_lock = threading.Lock()
         self._poller = StatusPoller(self)
+        self.landing_delays = LandingDelays(slot_ms)
         # The block engine: by default the RPC URL's origin (the localnet serves both).
         self._block_engine = BlockEngine(self, block_engine_url or _origin(url))
 

@@ -251,7 +251,8 @@ class Settings(TriggerSettings, LandingSettings):
         "3",
         CHAIN,
         "while a task waits, it sends the same signed transaction again this often, in "
-        "seconds (0: never)",
+        "seconds, the first time once it is later than the process's recent landings (at "
+        "most twice this; 0: never)",
     )
     order_max_attempts: int = option(
         "ORDER_MAX_ATTEMPTS",

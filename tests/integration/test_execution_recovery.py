@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from order_engine.chain.block_engine import TRANSACTIONS_PATH
 from order_engine.chain.pools import PoolIndex
 from order_engine.config import Settings
+from order_engine.config.parsers import LatencyRange
 from order_engine.domain.errors import RpcUnavailable
 from order_engine.localnet.clock import VirtualClock
 from order_engine.localnet.config import LocalnetSettings
@@ -78,11 +79,13 @@ class _NullPublisher:
 
 
 @pytest.fixture
-def rig(engine, test_settings, clean_tables):
+def rig(request, engine, test_settings, clean_tables):
     clock = VirtualClock(REPLAY_START_MS)
     # 25 slots of blockhash validity (10 s): shorter than the broker's hold, as on mainnet.
+    # A test may set the node's other settings (`indirect` parametrization).
+    node_settings = {"expiry_rate": Decimal(0), **getattr(request, "param", {})}
     node = Localnet.in_memory(
-        LocalnetSettings(seed=7, expiry_rate=Decimal(0), blockhash_validity_slots=25), clock
+        LocalnetSettings(seed=7, blockhash_validity_slots=25, **node_settings), clock
     )
     chain = FlakyChain(node, clock)
     pools = PoolIndex(chain, clock=lambda: clock.now_ms() / 1000)
@@ -140,7 +143,8 @@ def ledger(node: Localnet, memo: str) -> list[dict]:
 def order_row(session: Session, order_id: uuid.UUID):
     with session.begin():
         return session.execute(
-            text("SELECT status, attempts, tx_hash FROM orders WHERE id = :id"), {"id": order_id}
+            text("SELECT status, attempts, tx_hash, landing FROM orders WHERE id = :id"),
+            {"id": order_id},
         ).one()
 
 
@@ -228,6 +232,22 @@ def test_a_dropped_transaction_is_re_broadcast_and_lands_once(rig):
     (entry,) = ledger(node, "dropped")
     row = order_row(session, order_id)
     assert (row.status, row.tx_hash) == ("confirmed", entry["signature"])
+
+
+@pytest.mark.parametrize("rig", [{"swap_latency": LatencyRange(0, 0)}], indirect=True)
+def test_where_swaps_land_within_a_slot_a_dropped_one_is_sent_again_within_a_few(rig):
+    service, chain, node, clock, session = rig
+    for _ in range(64):  # what this process has seen: every landing one slot after its send
+        chain.landing_delays.landed(1)
+    order_id = new_order(session, "dropped-fast")
+    plan_drops(node, "dropped-fast", 1)
+    outcomes = run_until_done(service, clock, order_id)
+    assert outcomes[-1] == "confirmed"
+    assert len(chain.sent) == 2
+    assert len(set(chain.sent)) == 1
+    landing = order_row(session, order_id).landing
+    # Sent again 4 slots after the send (1.6 s), not after REBROADCAST_INTERVAL_S (3 s: 7.5).
+    assert landing["landedSlot"] - landing["sentSlot"] <= 5
 
 
 def test_a_transaction_dropped_until_it_expires_is_replaced_only_then(rig):

@@ -38,6 +38,7 @@ from order_engine.services.execution.steps import Context, Steps
 from order_engine.services.triggers import awaited
 
 log = logging.getLogger(__name__)
+RECHECK_S = 0.05  # a re-send time this close to now is now
 
 # The statuses an attempt can start from with nothing built yet: a `pending` claim, or a
 # `routing` one the trigger engine routed.
@@ -174,8 +175,9 @@ class Runner:
         """Wait for the transaction's confirmation, at most until its blockhash has expired
         (then it can never land) or CONFIRM_TIMEOUT_S, whichever comes first.
 
-        Meanwhile the same signed bytes are sent again every REBROADCAST_INTERVAL_S: a leader
-        may never have received them, and the engine sends with `maxRetries: 0`, so nobody
+        Meanwhile the same signed bytes are sent again once they are late by this process's
+        recent landings (`LandingDelays`), then every REBROADCAST_INTERVAL_S: a leader may
+        never have received them, and the engine sends with `maxRetries: 0`, so nobody
         else re-sends them (Solana's documentation, "Retrying Transactions": a node otherwise
         re-broadcasts on its own schedule, and `maxRetries` hands that to the application).
         One signature lands at most once, however often it is sent.
@@ -187,19 +189,9 @@ class Runner:
         elif last_valid is not None:
             remaining = slots(last_valid - self.ctx.chain.block_height() + 1).total_seconds()
             timeout_s = min(timeout_s, max(remaining, 0.0) + 1.0)
-        every_s = float(self.ctx.settings.rebroadcast_interval_s) or timeout_s
-        deadline, waited_s = time.monotonic() + timeout_s, 0.0
-        bundle = _via(attempt) == landing.BUNDLE
-        while True:
-            chunk_s = max(min(every_s, timeout_s - waited_s), 0.0)
-            status = self.ctx.chain.wait_for_status(signature, chunk_s, bundle=bundle)
-            if status is not None:
-                return status
-            waited_s += chunk_s
-            if waited_s >= timeout_s or time.monotonic() >= deadline:
-                break
-            if not self._resend(attempt, encoded):
-                break
+        status = self._await_sending_again(attempt, signature, encoded, timeout_s)
+        if status is not None:
+            return status
         height = self.ctx.chain.block_height()
         if last_valid is None or height > last_valid:
             metrics.transaction_not_landed(_via(attempt), "expired")
@@ -210,6 +202,33 @@ class Runner:
             retry_after_s=slots(last_valid - height + 2).total_seconds(),
         )
 
+    def _await_sending_again(
+        self, attempt: Attempt, signature: str, encoded: str, timeout_s: float
+    ) -> SignatureStatus | None:
+        """The status once confirmed; None after `timeout_s` or once the node says the bytes
+        expired. They are sent again once late by this process's recent landings, asked anew
+        when that time comes (what landed meanwhile, the first landings of a burst, may say
+        it is not late yet), then every REBROADCAST_INTERVAL_S."""
+        interval_s = float(self.ctx.settings.rebroadcast_interval_s)
+        delays = self.ctx.chain.landing_delays
+        late_s = lambda: delays.first_resend_s(interval_s) if interval_s else timeout_s  # noqa: E731
+        bundle = _via(attempt) == landing.BUNDLE
+        deadline, waited_s, due_s, resent = time.monotonic() + timeout_s, 0.0, late_s(), False
+        while True:
+            chunk_s = max(min(due_s, timeout_s) - waited_s, 0.0)
+            status = self.ctx.chain.wait_for_status(signature, chunk_s, bundle=bundle)
+            if status is not None:
+                return status
+            waited_s += chunk_s
+            if waited_s >= timeout_s or time.monotonic() >= deadline:
+                return None
+            if not resent and (later_s := late_s()) > waited_s + RECHECK_S:
+                due_s = later_s
+                continue
+            if not self._resend(attempt, encoded):
+                return None
+            resent, due_s = True, waited_s + (interval_s or timeout_s)
+
     def _landed(
         self, attempt: Attempt, dex: str, status: SignatureStatus, balances: TransactionBalances
     ) -> landing.Plan | None:
@@ -219,12 +238,11 @@ class Runner:
         if plan is not None:
             attempt.report = landing.report(plan, balances)
             fees = attempt.report["fees"]
+            slots = balances.slot - plan.sent_slot if plan.sent_slot else None
+            if slots is not None:
+                self.ctx.chain.landing_delays.landed(slots)
             metrics.transaction_landed(
-                plan.via,
-                dex,
-                balances.slot - plan.sent_slot if plan.sent_slot else None,
-                fees["priorityLamports"],
-                fees["tipLamports"],
+                plan.via, dex, slots, fees["priorityLamports"], fees["tipLamports"]
             )
         self._learn_units(attempt, status, balances.units_consumed)
         return plan
