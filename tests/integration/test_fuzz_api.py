@@ -46,7 +46,10 @@ def test_the_served_api_answers_every_generated_request_as_documented(live_stack
             "--seed", SEED,
             "--generation-deterministic",
             "--request-timeout", "10",
-            "--workers", "2",
+            # One worker: schemathesis's threads parse source with `ast.parse`, which CPython
+            # 3.11 can fail under concurrency ("AST constructor recursion depth mismatch",
+            # python/cpython#106905), failing the run for the tool's sake, not the API's.
+            "--workers", "1",
             "--report", "junit",
             "--report-junit-path", str(report),
         ],
