@@ -18,6 +18,8 @@ import math
 import threading
 from collections import deque
 
+from order_engine.chain.fees import percentile
+
 WINDOW = 256  # the most recent landings the percentile is taken over
 MIN_SAMPLES = 32  # fewer landings than this say too little: the configured interval holds
 PERCENTILE = 95
@@ -44,7 +46,6 @@ class LandingDelays:
         with self._lock:
             if len(self._slots) < MIN_SAMPLES:
                 return interval_s
-            ordered = sorted(self._slots)
-        late = ordered[math.ceil(PERCENTILE * len(ordered) / 100) - 1]
-        slots = math.ceil(late * 5 / 4) + DETECT_SLOTS
+            recent = list(self._slots)
+        slots = math.ceil(percentile(recent, PERCENTILE) * 5 / 4) + DETECT_SLOTS
         return min(slots * self.slot_ms / 1000, 2 * interval_s)
